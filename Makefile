@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: MIT
+# winnow: non-recursive build. Objects and binaries live under build/ (build/san/ for a
+# sanitizer build); automatic header dependencies; -j friendly.
+#
+#   make deps      install Debian packages, build the FAISS C API (build/faiss/libfaiss_c.a)
+#   make           build build/winnowd
+#   make run       start winnowd on 127.0.0.1:8080 with its data in ./var
+#   make test      unit and integration tests; ends with "N passed, N failed"
+#   make test SANITIZE=address,undefined
+#   make bench     the benchmarks in bench/ (not part of make test)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WERROR  ?= 1
+SANITIZE ?=
+PYTHON  ?= /usr/bin/python3
+
+BUILD := build
+ifneq ($(SANITIZE),)
+OUT := $(BUILD)/san
+else
+OUT := $(BUILD)
+endif
+
+DEPS_STAMP := $(BUILD)/deps.stamp
+FAISS_C    := $(BUILD)/faiss/libfaiss_c.a
+
+WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wformat=2 -Wvla -fno-common
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+PROJ_CPPFLAGS := -D_GNU_SOURCE -I. -MMD -MP
+SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
+
+LIBS := -lmicrohttpd -ljansson -llmdb -lcurl \
+        $(FAISS_C) -l:libfaiss.a -lopenblas -lgomp -lstdc++ -lpthread -lm
+
+# Every module but main.c goes into the library that the daemon, tests and benches link.
+LIB_SRC := $(sort $(wildcard daemon/*.c store/*.c filters/*.c index/*.c api/*.c))
+LIB_SRC := $(filter-out daemon/main.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/openapi.o
+LIB_A   := $(OUT)/libwinnow.a
+
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/tests/%)
+HARNESS_OBJ := $(OUT)/obj/tests/harness.o
+
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
+
+CLI_BIN := $(OUT)/winnow
+
+.PHONY: all deps run test unit bench fuzz lint format install clean
+all: $(OUT)/winnowd $(CLI_BIN)
+
+deps:
+	scripts/deps.sh $(BUILD)
+
+# Run `make deps` only when its stamp is missing (a fresh machine).
+$(DEPS_STAMP):
+	scripts/deps.sh $(BUILD)
+$(FAISS_C): | $(DEPS_STAMP)
+
+$(OUT)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(PROJ_CPPFLAGS) $(WARN) $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The OpenAPI document is compiled in (served at /v1/openapi.json).
+$(OUT)/gen/openapi.c: api/openapi.json scripts/embed.sh
+	@mkdir -p $(@D)
+	scripts/embed.sh api/openapi.json $@ openapi_json api/openapi.h
+$(OUT)/obj/gen/openapi.o: $(OUT)/gen/openapi.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(PROJ_CPPFLAGS) $(WARN) $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(OUT)/winnowd: $(OUT)/obj/daemon/main.o $(LIB_A) $(FAISS_C)
+	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+$(CLI_BIN): $(OUT)/obj/cli/winnow.o $(LIB_A) $(FAISS_C)
+	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIB_A) $(FAISS_C)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIB_A) $(LIBS)
+
+$(OUT)/bench/%: $(OUT)/obj/bench/%.o $(LIB_A) $(FAISS_C)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+run: $(OUT)/winnowd
+	mkdir -p var
+	$(OUT)/winnowd --listen 127.0.0.1:8080 --data-dir ./var
+
+unit: $(UNIT_BIN)
+
+test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN)
+	PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh $(OUT)
+
+bench: $(OUT)/winnowd $(BENCH_BIN)
+	PYTHON=$(PYTHON) bench/run.sh $(OUT)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+	  --suppress=missingIncludeSystem -I. daemon store filters index api cli
+
+format:
+	clang-format -i $(wildcard daemon/*.[ch] store/*.[ch] filters/*.[ch] index/*.[ch] api/*.[ch] cli/*.[ch] tests/*.[ch] tests/unit/*/*.c bench/*.c)
+
+install: $(OUT)/winnowd $(CLI_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(OUT)/winnowd $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf $(OUT)/obj $(OUT)/tests $(OUT)/bench $(OUT)/san $(OUT)/winnowd $(CLI_BIN) $(LIB_A)
+
+-include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)

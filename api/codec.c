@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/* codec: JSON <-> store structs for datasets and records. See codec.h. */
+#include "api/codec.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/b64.h"
+#include "daemon/err.h"
+#include "store/vec.h"
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} kinds[] = {
+	{STORE_KIND_IMAGE_TEXT, "image-text"},
+	{STORE_KIND_TEXT, "text"},
+};
+
+const char *codec_kind_name(unsigned kind)
+{
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (kinds[i].bit == kind)
+			return kinds[i].name;
+	return NULL;
+}
+
+static unsigned kind_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (strcmp(kinds[i].name, s) == 0)
+			return kinds[i].bit;
+	return 0;
+}
+
+/* Reject keys of obj that are not in the NULL-terminated list allowed. */
+static int only_keys(const json_t *obj, const char *const *allowed, const char *where,
+                     const char *slug, struct err *e)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		size_t i;
+
+		(void)v;
+		for (i = 0; allowed[i] != NULL; i++)
+			if (strcmp(allowed[i], key) == 0)
+				break;
+		if (allowed[i] == NULL)
+			return err_set(e, ERR_INVALID, slug, "unknown field '%s' in %s", key, where);
+	}
+	return 0;
+}
+
+int codec_parse_schema(const json_t *obj, struct store_schema *out, struct err *e)
+{
+	static const char *const top_keys[] = {"spaces", "kinds", NULL};
+	static const char *const space_keys[] = {"dim", "dtype", NULL};
+	const json_t *spaces, *kl;
+	const char *name;
+	json_t *sp;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (!json_is_object(obj))
+		return err_set(e, ERR_INVALID, "invalid_schema", "the dataset definition must be a JSON object");
+	if ((rc = only_keys(obj, top_keys, "the dataset definition", "invalid_schema", e)) != 0)
+		return rc;
+	spaces = json_object_get(obj, "spaces");
+	if (spaces != NULL && !json_is_object(spaces))
+		return err_set(e, ERR_INVALID, "invalid_schema", "'spaces' must be an object of name -> {dim, dtype}");
+	if (spaces != NULL && json_object_size(spaces) > STORE_MAX_SPACES)
+		return err_set(e, ERR_INVALID, "too_many_spaces", "at most %d spaces, got %zu",
+		               STORE_MAX_SPACES, json_object_size(spaces));
+	if (spaces != NULL) {
+		json_object_foreach((json_t *)spaces, name, sp) {
+			struct store_space *s = &out->spaces[out->nspaces];
+			const json_t *dim, *dtype;
+
+			if (!store_name_valid(name))
+				return err_set(e, ERR_INVALID, "invalid_space_name",
+				               "space name '%.80s' must match [A-Za-z0-9._-]{1,64}", name);
+			if (!json_is_object(sp))
+				return err_set(e, ERR_INVALID, "invalid_schema", "space '%s' must be an object {\"dim\": N, \"dtype\": \"f32\"|\"f16\"}", name);
+			if ((rc = only_keys(sp, space_keys, "a space", "invalid_schema", e)) != 0)
+				return rc;
+			dim = json_object_get(sp, "dim");
+			if (!json_is_integer(dim) || json_integer_value(dim) < 1 ||
+			    json_integer_value(dim) > STORE_DIM_MAX)
+				return err_set(e, ERR_INVALID, "invalid_dim",
+				               "space '%s': dim must be an integer from 1 to %d", name, STORE_DIM_MAX);
+			dtype = json_object_get(sp, "dtype");
+			if (dtype == NULL || (json_is_string(dtype) && strcmp(json_string_value(dtype), "f32") == 0))
+				s->dtype = STORE_F32;
+			else if (json_is_string(dtype) && strcmp(json_string_value(dtype), "f16") == 0)
+				s->dtype = STORE_F16;
+			else
+				return err_set(e, ERR_INVALID, "invalid_dtype",
+				               "space '%s': dtype must be \"f32\" or \"f16\"", name);
+			snprintf(s->name, sizeof s->name, "%s", name);
+			s->dim = (uint32_t)json_integer_value(dim);
+			out->nspaces++;
+		}
+	}
+	kl = json_object_get(obj, "kinds");
+	if (kl == NULL) {
+		out->kinds = STORE_KIND_IMAGE_TEXT | STORE_KIND_TEXT;
+	} else {
+		size_t i;
+		json_t *k;
+
+		if (!json_is_array(kl) || json_array_size(kl) == 0)
+			return err_set(e, ERR_INVALID, "invalid_kinds", "'kinds' must be a non-empty array of \"image-text\" and \"text\"");
+		json_array_foreach((json_t *)kl, i, k) {
+			unsigned bit = json_is_string(k) ? kind_parse(json_string_value(k)) : 0;
+
+			if (bit == 0)
+				return err_set(e, ERR_INVALID, "invalid_kinds", "kinds[%zu] is not \"image-text\" or \"text\"", i);
+			out->kinds |= bit;
+		}
+	}
+	return 0;
+}
+
+json_t *codec_dataset_json(const struct store_dataset_info *ds)
+{
+	json_t *spaces = json_object(), *kl = json_array();
+	char created[32];
+	struct tm tm;
+	time_t t = (time_t)ds->created_unix;
+
+	for (unsigned i = 0; i < ds->schema.nspaces; i++) {
+		const struct store_space *s = &ds->schema.spaces[i];
+
+		json_object_set_new(spaces, s->name,
+		                    json_pack("{s:i, s:s}", "dim", (json_int_t)s->dim, "dtype",
+		                              s->dtype == STORE_F16 ? "f16" : "f32"));
+	}
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (ds->schema.kinds & kinds[i].bit)
+			json_array_append_new(kl, json_string(kinds[i].name));
+	gmtime_r(&t, &tm);
+	strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_pack("{s:s, s:o, s:o, s:I, s:I, s:s}", "name", ds->name, "spaces", spaces,
+	                 "kinds", kl, "records", (json_int_t)ds->records, "rows",
+	                 (json_int_t)ds->next_row, "created_at", created);
+}
+
+/* ---- records ------------------------------------------------------------------- */
+
+static int is_hex64(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+		      (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return i == 64;
+}
+
+static int check_image(const json_t *img, struct err *e)
+{
+	static const char *const keys[] = {"url", "sha256", "width", "height", NULL};
+	const json_t *v;
+	int rc;
+
+	if (!json_is_object(img))
+		return err_set(e, ERR_INVALID, "invalid_field", "'image' must be an object");
+	if ((rc = only_keys(img, keys, "'image'", "invalid_field", e)) != 0)
+		return rc;
+	if ((v = json_object_get(img, "url")) != NULL && !json_is_string(v))
+		return err_set(e, ERR_INVALID, "invalid_field", "image.url must be a string");
+	if ((v = json_object_get(img, "sha256")) != NULL &&
+	    !(json_is_string(v) && is_hex64(json_string_value(v))))
+		return err_set(e, ERR_INVALID, "invalid_field", "image.sha256 must be 64 hex digits");
+	for (int i = 0; i < 2; i++) {
+		const char *k = i == 0 ? "width" : "height";
+
+		if ((v = json_object_get(img, k)) != NULL &&
+		    !(json_is_integer(v) && json_integer_value(v) > 0 &&
+		      json_integer_value(v) <= INT32_MAX))
+			return err_set(e, ERR_INVALID, "invalid_field", "image.%s must be a positive integer", k);
+	}
+	return 0;
+}
+
+static int check_signals(const json_t *sig, struct err *e)
+{
+	const char *k, *k2;
+	json_t *v, *v2;
+
+	if (!json_is_object(sig))
+		return err_set(e, ERR_INVALID, "invalid_field", "'signals' must be an object");
+	json_object_foreach((json_t *)sig, k, v) {
+		if (json_is_number(v))
+			continue;
+		if (!json_is_object(v))
+			return err_set(e, ERR_INVALID, "invalid_field",
+			               "signals.%.64s must be a number or an object of numbers", k);
+		json_object_foreach(v, k2, v2) {
+			if (!json_is_number(v2))
+				return err_set(e, ERR_INVALID, "invalid_field",
+				               "signals.%.64s.%.64s must be a number", k, k2);
+		}
+	}
+	return 0;
+}
+
+/* Decode one embedding value into dst, in the space's dtype. scratch has room for dim
+ * f32 values (the widest wire form). */
+static int parse_vector(const json_t *v, const struct store_space *sp, void *dst, float *scratch,
+                        struct err *e)
+{
+	size_t dim = sp->dim, bad = 0;
+
+	if (json_is_array(v)) {
+		if (json_array_size(v) != dim)
+			return err_set(e, ERR_INVALID, "dimension_mismatch",
+			               "space '%s' has dim %zu, the vector has %zu values", sp->name, dim,
+			               json_array_size(v));
+		for (size_t i = 0; i < dim; i++) {
+			const json_t *x = json_array_get(v, i);
+
+			if (!json_is_number(x))
+				return err_set(e, ERR_INVALID, "invalid_embedding",
+				               "space '%s': element %zu is not a number", sp->name, i);
+			scratch[i] = (float)json_number_value(x);
+		}
+		if (!vec_f32_finite(scratch, dim, &bad))
+			return err_set(e, ERR_INVALID, "non_finite",
+			               "space '%s': element %zu is not finite as float32", sp->name, bad);
+		if (sp->dtype == STORE_F32) {
+			memcpy(dst, scratch, dim * sizeof(float));
+		} else {
+			vec_f32_to_f16(scratch, dst, dim);
+			if (!vec_f16_finite(dst, dim, &bad))
+				return err_set(e, ERR_INVALID, "non_finite",
+				               "space '%s' (f16): element %zu overflows float16", sp->name, bad);
+		}
+		return 0;
+	}
+	if (json_is_object(v)) {
+		const json_t *dt = json_object_get(v, "dtype"), *b = json_object_get(v, "b64");
+		int wire_f16;
+		size_t elt, got = 0, n;
+		const char *s;
+
+		if (json_object_size(v) != 2 || !json_is_string(dt) || !json_is_string(b))
+			return err_set(e, ERR_INVALID, "invalid_embedding",
+			               "space '%s': an encoded vector is {\"dtype\": \"f32\"|\"f16\", \"b64\": \"...\"}", sp->name);
+		if (strcmp(json_string_value(dt), "f16") == 0)
+			wire_f16 = 1;
+		else if (strcmp(json_string_value(dt), "f32") == 0)
+			wire_f16 = 0;
+		else
+			return err_set(e, ERR_INVALID, "invalid_embedding",
+			               "space '%s': dtype must be \"f32\" or \"f16\"", sp->name);
+		elt = wire_f16 ? 2 : 4;
+		s = json_string_value(b);
+		n = json_string_length(b);
+		if (b64_decoded_max(n) > dim * 4 + 3)
+			return err_set(e, ERR_INVALID, "dimension_mismatch",
+			               "space '%s' has dim %zu; the base64 holds more than %zu bytes",
+			               sp->name, dim, dim * elt);
+		if (b64_decode(s, n, (uint8_t *)scratch, &got) != 0)
+			return err_set(e, ERR_INVALID, "invalid_embedding", "space '%s': bad base64",
+			               sp->name);
+		if (got != dim * elt)
+			return err_set(e, ERR_INVALID, got % elt ? "invalid_embedding" : "dimension_mismatch",
+			               "space '%s' has dim %zu (%zu bytes as %s), got %zu bytes", sp->name,
+			               dim, dim * elt, wire_f16 ? "f16" : "f32", got);
+		if (wire_f16) {
+			if (!vec_f16_finite((const uint16_t *)scratch, dim, &bad))
+				return err_set(e, ERR_INVALID, "non_finite",
+				               "space '%s': element %zu is not finite", sp->name, bad);
+			if (sp->dtype == STORE_F16)
+				memcpy(dst, scratch, dim * 2);
+			else
+				vec_f16_to_f32((const uint16_t *)scratch, dst, dim);
+		} else {
+			if (!vec_f32_finite(scratch, dim, &bad))
+				return err_set(e, ERR_INVALID, "non_finite",
+				               "space '%s': element %zu is not finite", sp->name, bad);
+			if (sp->dtype == STORE_F32) {
+				memcpy(dst, scratch, dim * 4);
+			} else {
+				vec_f32_to_f16(scratch, dst, dim);
+				if (!vec_f16_finite(dst, dim, &bad))
+					return err_set(e, ERR_INVALID, "non_finite",
+					               "space '%s' (f16): element %zu overflows float16",
+					               sp->name, bad);
+			}
+		}
+		return 0;
+	}
+	return err_set(e, ERR_INVALID, "invalid_embedding",
+	               "space '%s': an embedding is an array of numbers or {\"dtype\", \"b64\"}", sp->name);
+}
+
+int codec_parse_record(const json_t *obj, const struct store_schema *schema,
+                       struct codec_record *out, const char **id_out, struct err *e)
+{
+	static const char *const keys[] = {"id", "kind", "text", "image", "meta",
+	                                   "embeddings", "signals", NULL};
+	const json_t *jid, *jkind, *text, *image, *meta, *embs, *sig;
+	json_t *body = NULL;
+	char *body_s = NULL;
+	float *scratch = NULL;
+	const char *id;
+	size_t id_len, body_len, total, off;
+	size_t vec_off[STORE_MAX_SPACES] = {0};
+	unsigned kind;
+	int rc = 0;
+
+	memset(out, 0, sizeof *out);
+	if (id_out != NULL)
+		*id_out = NULL;
+	if (!json_is_object(obj))
+		return err_set(e, ERR_INVALID, "invalid_field", "a record must be a JSON object");
+	jid = json_object_get(obj, "id");
+	if (jid == NULL)
+		return err_set(e, ERR_INVALID, "missing_id", "the record has no \"id\"");
+	if (!json_is_string(jid))
+		return err_set(e, ERR_INVALID, "invalid_id", "\"id\" must be a string");
+	id = json_string_value(jid);
+	id_len = json_string_length(jid);
+	if (id_len == 0 || id_len > STORE_ID_MAX || memchr(id, '\0', id_len) != NULL)
+		return err_set(e, ERR_INVALID, "invalid_id",
+		               "\"id\" must be 1 to %d bytes without NUL, got %zu bytes", STORE_ID_MAX,
+		               id_len);
+	if (id_out != NULL)
+		*id_out = id;
+	if ((rc = only_keys(obj, keys, "the record", "invalid_field", e)) != 0)
+		return rc;
+
+	text = json_object_get(obj, "text");
+	image = json_object_get(obj, "image");
+	meta = json_object_get(obj, "meta");
+	embs = json_object_get(obj, "embeddings");
+	sig = json_object_get(obj, "signals");
+	if (text != NULL && !json_is_string(text) && !json_is_null(text))
+		return err_set(e, ERR_INVALID, "invalid_field", "\"text\" must be a string");
+	if (image != NULL && (rc = check_image(image, e)) != 0)
+		return rc;
+	if (meta != NULL && !json_is_object(meta))
+		return err_set(e, ERR_INVALID, "invalid_field", "\"meta\" must be an object");
+	if (sig != NULL && (rc = check_signals(sig, e)) != 0)
+		return rc;
+	jkind = json_object_get(obj, "kind");
+	if (jkind == NULL)
+		kind = image != NULL ? STORE_KIND_IMAGE_TEXT : STORE_KIND_TEXT;
+	else if (!json_is_string(jkind) || (kind = kind_parse(json_string_value(jkind))) == 0)
+		return err_set(e, ERR_INVALID, "invalid_kind", "\"kind\" must be \"image-text\" or \"text\"");
+	if (!(schema->kinds & kind))
+		return err_set(e, ERR_INVALID, "invalid_kind", "this dataset does not accept kind \"%s\"",
+		               codec_kind_name(kind));
+
+	/* Size the one allocation: id, body, then each vector (8-byte aligned). */
+	if (embs != NULL && !json_is_object(embs))
+		return err_set(e, ERR_INVALID, "invalid_field", "\"embeddings\" must be an object");
+	body = json_object();
+	if (body == NULL)
+		return err_set(e, ERR_NOMEM, NULL, "out of memory");
+	if (text != NULL && !json_is_null(text))
+		json_object_set(body, "text", (json_t *)text);
+	if (image != NULL)
+		json_object_set(body, "image", (json_t *)image);
+	if (meta != NULL)
+		json_object_set(body, "meta", (json_t *)meta);
+	if (sig != NULL)
+		json_object_set(body, "signals", (json_t *)sig);
+	body_s = json_dumps(body, JSON_COMPACT);
+	if (body_s == NULL) {
+		rc = err_set(e, ERR_NOMEM, NULL, "out of memory");
+		goto out;
+	}
+	body_len = strlen(body_s);
+	total = (id_len + 1 + body_len + 1 + 7) & ~(size_t)7;
+	off = total;
+	if (embs != NULL) {
+		const char *sname;
+		json_t *v;
+		size_t maxdim = 0;
+
+		json_object_foreach((json_t *)embs, sname, v) {
+			int si = store_schema_find(schema, sname);
+
+			(void)v;
+			if (si < 0) {
+				rc = err_set(e, ERR_INVALID, "unknown_space",
+				             "the dataset has no space '%.64s'", sname);
+				goto out;
+			}
+			vec_off[si] = off + 1; /* +1: 0 means absent */
+			off += (store_space_bytes(&schema->spaces[si]) + 7) & ~(size_t)7;
+			if (schema->spaces[si].dim > maxdim)
+				maxdim = schema->spaces[si].dim;
+		}
+		scratch = malloc(maxdim * sizeof(float) + 4);
+		if (scratch == NULL && maxdim > 0) {
+			rc = err_set(e, ERR_NOMEM, NULL, "out of memory");
+			goto out;
+		}
+	}
+	out->mem = malloc(off);
+	if (out->mem == NULL) {
+		rc = err_set(e, ERR_NOMEM, NULL, "out of memory");
+		goto out;
+	}
+	memcpy(out->mem, id, id_len);
+	((char *)out->mem)[id_len] = '\0';
+	memcpy((char *)out->mem + id_len + 1, body_s, body_len + 1);
+	out->rec.id = out->mem;
+	out->rec.id_len = id_len;
+	out->rec.kind = kind;
+	out->rec.body = (char *)out->mem + id_len + 1;
+	out->rec.body_len = body_len;
+	for (unsigned i = 0; i < schema->nspaces; i++) {
+		if (vec_off[i] == 0)
+			continue;
+		void *dst = (char *)out->mem + vec_off[i] - 1;
+
+		rc = parse_vector(json_object_get(embs, schema->spaces[i].name), &schema->spaces[i],
+		                  dst, scratch, e);
+		if (rc != 0)
+			goto out;
+		out->rec.vec[i] = dst;
+	}
+out:
+	if (rc != 0) {
+		free(out->mem);
+		memset(out, 0, sizeof *out);
+	}
+	free(scratch);
+	free(body_s);
+	json_decref(body);
+	return rc;
+}
+
+void codec_record_free(struct codec_record *r)
+{
+	if (r == NULL)
+		return;
+	free(r->mem);
+	memset(r, 0, sizeof *r);
+}
+
+json_t *codec_record_json(const struct store_schema *schema, const char *id, size_t id_len,
+                          const struct store_record_out *r, int with_vectors, struct err *e)
+{
+	json_error_t jerr;
+	json_t *obj, *embs;
+	const char *kn = codec_kind_name(r->kind);
+
+	obj = json_loadb(r->body, r->body_len, 0, &jerr);
+	if (!json_is_object(obj)) {
+		json_decref(obj);
+		err_set(e, ERR_INTERNAL, "corrupt_record", "the stored record does not parse: %s",
+		        jerr.text);
+		return NULL;
+	}
+	json_object_set_new(obj, "id", json_stringn(id, id_len));
+	json_object_set_new(obj, "kind", json_string(kn != NULL ? kn : "text"));
+	json_object_set_new(obj, "row", json_integer((json_int_t)r->row));
+	if (!with_vectors)
+		return obj;
+	embs = json_object();
+	for (unsigned i = 0; i < schema->nspaces; i++) {
+		const struct store_space *sp = &schema->spaces[i];
+		json_t *arr;
+
+		if (r->vec[i] == NULL)
+			continue;
+		arr = json_array();
+		for (uint32_t j = 0; j < sp->dim; j++) {
+			float f;
+
+			if (sp->dtype == STORE_F16) {
+				uint16_t h;
+
+				memcpy(&h, (const char *)r->vec[i] + 2 * (size_t)j, 2);
+				f = vec_f16_to_f32_one(h);
+			} else {
+				memcpy(&f, (const char *)r->vec[i] + 4 * (size_t)j, 4);
+			}
+			/* A float widened to double prints with %.17g and reads back exactly. */
+			json_array_append_new(arr, json_real((double)f));
+		}
+		json_object_set_new(embs, sp->name, arr);
+	}
+	json_object_set_new(obj, "embeddings", embs);
+	return obj;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* ops: liveness, readiness, Prometheus metrics and the OpenAPI document. Stateless
+ * handlers over the daemon's borrowed state. */
+#include "api/ops.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/http.h"
+#include "api/openapi.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/metrics.h"
+#include "store/store.h"
+
+int ops_livez(struct http_req *r, struct http_res *res)
+{
+	(void)r;
+	return http_json(res, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+int ops_readyz(struct http_req *r, struct http_res *res)
+{
+	struct err e = {0};
+
+	if (atomic_load(&r->d->stopping)) {
+		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the server is shutting down");
+		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
+	}
+	if (!atomic_load(&r->d->ready)) {
+		err_set(&e, ERR_UNAVAILABLE, "starting", "storage or indexes are still loading");
+		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
+	}
+	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+int ops_metrics(struct http_req *r, struct http_res *res)
+{
+	struct store_stats st = {0};
+	struct metrics_gauges g = {0};
+	size_t len = 0;
+	char *text;
+
+	if (r->d->store != NULL && store_stats(r->d->store, &st) == 0) {
+		g.lmdb_used_bytes = st.used_bytes;
+		g.lmdb_map_size_bytes = st.map_size;
+		g.datasets = st.datasets;
+	}
+	g.ready = atomic_load(&r->d->ready);
+	g.uptime_s = daemon_now() - r->d->started;
+	text = metrics_render(r->d->metrics, &g, &len);
+	if (text == NULL)
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	res->status = 200;
+	res->body = text;
+	res->len = len;
+	res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	return 0;
+}
+
+int ops_openapi(struct http_req *r, struct http_res *res)
+{
+	res->body = malloc(openapi_json_len + 1);
+	if (res->body == NULL)
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	memcpy(res->body, openapi_json, openapi_json_len + 1);
+	res->len = openapi_json_len;
+	res->status = 200;
+	res->content_type = "application/json";
+	return 0;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/* problem: JSON and RFC 9457 problem+json answers, and the one table from error codes
+ * to HTTP statuses. Stateless, thread-safe. */
+#include "api/http.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/err.h"
+
+static const struct {
+	int code;
+	int status;
+	const char *title;
+} status_table[] = {
+	{ERR_NOMEM, 500, "Out of memory"},
+	{ERR_MALFORMED, 400, "Malformed request"},
+	{ERR_INVALID, 422, "Invalid request"},
+	{ERR_NOT_FOUND, 404, "Not found"},
+	{ERR_CONFLICT, 409, "Conflict"},
+	{ERR_TOO_LARGE, 413, "Content too large"},
+	{ERR_MEDIA_TYPE, 415, "Unsupported media type"},
+	{ERR_UNAUTHORIZED, 401, "Unauthorized"},
+	{ERR_FORBIDDEN, 403, "Forbidden"},
+	{ERR_UNAVAILABLE, 503, "Service unavailable"},
+	{ERR_IO, 500, "I/O error"},
+	{ERR_STORE, 500, "Storage error"},
+	{ERR_VERSION, 500, "Storage format mismatch"},
+	{ERR_METHOD, 405, "Method not allowed"},
+	{ERR_INTERNAL, 500, "Internal error"},
+	{ERR_CANCELLED, 409, "Cancelled"},
+};
+
+static size_t status_index(int code)
+{
+	for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
+		if (status_table[i].code == code)
+			return i;
+	return sizeof status_table / sizeof status_table[0];
+}
+
+int http_status_for(int code)
+{
+	size_t i = status_index(code);
+
+	return i < sizeof status_table / sizeof status_table[0] ? status_table[i].status : 500;
+}
+
+const char *http_header(const struct http_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const struct http_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_media_type(const struct http_req *r, char *buf, size_t size)
+{
+	const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t n = 0;
+
+	if (size == 0)
+		return buf;
+	buf[0] = '\0';
+	if (ct == NULL)
+		return buf;
+	while (*ct == ' ')
+		ct++;
+	while (ct[n] != '\0' && ct[n] != ';' && ct[n] != ' ' && n + 1 < size) {
+		buf[n] = (char)tolower((unsigned char)ct[n]);
+		n++;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+int http_json(struct http_res *res, int status, json_t *obj)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+
+	json_decref(obj);
+	res->status = status;
+	res->content_type = "application/json";
+	if (s == NULL) {
+		res->status = 500;
+		res->body = strdup("{}");
+		res->len = res->body ? 2 : 0;
+		return 0;
+	}
+	res->len = strlen(s);
+	res->body = s;
+	return 0;
+}
+
+int http_problem(struct http_res *res, const struct http_req *r, int code, const struct err *e,
+                 json_t *extra)
+{
+	size_t i = status_index(code);
+	int status = http_status_for(code);
+	const char *title = i < sizeof status_table / sizeof status_table[0] ? status_table[i].title
+	                                                                       : "Error";
+	const char *slug = e != NULL && e->code != 0 && e->slug[0] ? e->slug : err_str(code);
+	const char *detail = e != NULL && e->code != 0 && e->detail[0] ? e->detail : title;
+	char type[96];
+	json_t *p;
+
+	snprintf(type, sizeof type, "urn:winnow:problem:%s", slug);
+	p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type, "title", title, "status",
+	              status, "detail", detail, "code", slug, "request_id",
+	              r != NULL ? r->request_id : "");
+	if (p != NULL && extra != NULL)
+		json_object_update(p, extra);
+	json_decref(extra);
+	http_json(res, status, p != NULL ? p : json_object());
+	res->status = status;
+	res->content_type = "application/problem+json";
+	if (code == ERR_UNAUTHORIZED)
+		res->www_authenticate = 1;
+	return 0;
+}

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/* records: ingest (NDJSON or JSON), get and delete of records.
+ *
+ * Ingest parses and validates every record first, then writes all accepted ones with
+ * one store_put_records() call, so a 200 means they are all committed. A bad record is
+ * listed with its 1-based position and never affects the others. */
+#include "api/records.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/codec.h"
+#include "api/http.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/metrics.h"
+#include "store/store.h"
+
+/* At most this many rejections are listed; the counts are always complete. */
+#define MAX_LISTED_ERRORS 1000
+
+struct batch {
+	const struct store_schema *schema;
+	struct codec_record *recs;
+	size_t n, cap;
+	size_t rejected;
+	json_t *errors;
+};
+
+static void batch_reject(struct batch *b, size_t line, const char *id, const struct err *e)
+{
+	b->rejected++;
+	if (json_array_size(b->errors) >= MAX_LISTED_ERRORS)
+		return;
+	json_t *o = json_pack("{s:I, s:s, s:s}", "line", (json_int_t)line, "code", e->slug,
+	                      "detail", e->detail);
+	if (o != NULL && id != NULL)
+		json_object_set_new(o, "id", json_string(id));
+	json_array_append_new(b->errors, o);
+}
+
+/* Validate one parsed record and keep it. Returns 0, or ERR_NOMEM (the batch fails). */
+static int batch_add(struct batch *b, const json_t *obj, size_t line)
+{
+	struct err e = {0};
+	const char *id = NULL;
+	int rc;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		struct codec_record *nr = realloc(b->recs, cap * sizeof *nr);
+
+		if (nr == NULL)
+			return ERR_NOMEM;
+		b->recs = nr;
+		b->cap = cap;
+	}
+	rc = codec_parse_record(obj, b->schema, &b->recs[b->n], &id, &e);
+	if (rc == ERR_NOMEM)
+		return rc;
+	if (rc != 0) {
+		batch_reject(b, line, id, &e);
+		return 0;
+	}
+	b->n++;
+	return 0;
+}
+
+static void parse_error(struct batch *b, size_t line, const json_error_t *jerr)
+{
+	struct err e = {0};
+
+	/* jansson refuses numbers beyond double range while parsing. */
+	if (strstr(jerr->text, "overflow") != NULL)
+		err_set(&e, ERR_INVALID, "non_finite", "a number is out of range: %s", jerr->text);
+	else
+		err_set(&e, ERR_MALFORMED, "malformed_json", "not JSON: %s (column %d)", jerr->text,
+		        jerr->column);
+	batch_reject(b, line, NULL, &e);
+}
+
+static int parse_ndjson(struct batch *b, const char *p, size_t len)
+{
+	const char *end = p + len;
+	size_t line = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl != NULL ? nl : end;
+		const char *q = p;
+		json_error_t jerr;
+		json_t *obj;
+		int rc;
+
+		while (q < le && (*q == ' ' || *q == '\t' || *q == '\r'))
+			q++;
+		if (q < le) {
+			line++;
+			obj = json_loadb(p, (size_t)(le - p), 0, &jerr);
+			if (obj == NULL) {
+				parse_error(b, line, &jerr);
+			} else {
+				rc = batch_add(b, obj, line);
+				json_decref(obj);
+				if (rc != 0)
+					return rc;
+			}
+		}
+		p = le + 1;
+	}
+	return 0;
+}
+
+static int parse_json(struct batch *b, const struct http_req *r, struct err *e)
+{
+	json_error_t jerr;
+	json_t *body, *arr, *v;
+	size_t i;
+	int rc = 0;
+
+	body = json_loadb(r->body, r->body_len, 0, &jerr);
+	if (body == NULL)
+		return err_set(e, ERR_MALFORMED, "malformed_json", "the body is not JSON: %s (line %d)",
+		               jerr.text, jerr.line);
+	arr = json_object_get(body, "records");
+	if (!json_is_array(arr)) {
+		json_decref(body);
+		return err_set(e, ERR_INVALID, "invalid_body",
+		               "a JSON body is {\"records\": [...]}; use application/x-ndjson for one record a line");
+	}
+	json_array_foreach(arr, i, v) {
+		if ((rc = batch_add(b, v, i + 1)) != 0)
+			break;
+	}
+	json_decref(body);
+	return rc;
+}
+
+int records_post(struct http_req *r, struct http_res *res)
+{
+	struct store_dataset_info ds;
+	struct batch b = {0};
+	struct err e = {0};
+	struct store_record *recs = NULL;
+	char mt[64];
+	int rc, ndjson;
+
+	http_media_type(r, mt, sizeof mt);
+	ndjson = strcmp(mt, "application/x-ndjson") == 0 || strcmp(mt, "application/jsonl") == 0;
+	if (!ndjson && strcmp(mt, "application/json") != 0) {
+		err_set(&e, ERR_MEDIA_TYPE, "unsupported_media_type",
+		        "send records as application/x-ndjson or application/json, not '%s'",
+		        mt[0] ? mt : "(none)");
+		return http_problem(res, r, ERR_MEDIA_TYPE, &e, NULL);
+	}
+	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	b.schema = &ds.schema;
+	b.errors = json_array();
+	rc = ndjson ? parse_ndjson(&b, r->body, r->body_len) : parse_json(&b, r, &e);
+	if (rc != 0)
+		goto fail;
+	if (b.n == 0 && b.rejected == 0) {
+		rc = err_set(&e, ERR_MALFORMED, "empty_body", "the body holds no records");
+		goto fail;
+	}
+	if (b.n == 0) {
+		metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);
+		err_set(&e, ERR_INVALID, "no_records_accepted",
+		        "none of the %zu records was accepted; see errors", b.rejected);
+		http_problem(res, r, ERR_INVALID, &e,
+		             json_pack("{s:i, s:I, s:O}", "accepted", 0, "rejected",
+		                       (json_int_t)b.rejected, "errors", b.errors));
+		goto out;
+	}
+	recs = malloc(b.n * sizeof *recs);
+	if (recs == NULL) {
+		rc = err_set(&e, ERR_NOMEM, NULL, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < b.n; i++)
+		recs[i] = b.recs[i].rec;
+	rc = store_put_records(r->d->store, ds.id, recs, b.n, &e);
+	if (rc != 0)
+		goto fail;
+	metrics_add(r->d->metrics, METRICS_RECORDS_INGESTED, b.n);
+	metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);
+	http_json(res, 200, json_pack("{s:I, s:I, s:O}", "accepted", (json_int_t)b.n, "rejected",
+	                              (json_int_t)b.rejected, "errors", b.errors));
+	goto out;
+fail:
+	http_problem(res, r, rc, &e, NULL);
+out:
+	for (size_t i = 0; i < b.n; i++)
+		codec_record_free(&b.recs[i]);
+	free(b.recs);
+	free(recs);
+	json_decref(b.errors);
+	return 0;
+}
+
+int records_get(struct http_req *r, struct http_res *res)
+{
+	struct store_dataset_info ds;
+	struct store_record_out out = {0};
+	struct err e = {0};
+	const char *q = http_query(r, "embeddings");
+	int with_vectors = !(q != NULL && (strcmp(q, "false") == 0 || strcmp(q, "0") == 0));
+	const char *id = r->params[1];
+	json_t *obj;
+	int rc;
+
+	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	rc = store_get_record(r->d->store, ds.id, id, strlen(id), with_vectors, &out, &e);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	obj = codec_record_json(&ds.schema, id, strlen(id), &out, with_vectors, &e);
+	store_record_out_free(&out);
+	if (obj == NULL)
+		return http_problem(res, r, ERR_INTERNAL, &e, NULL);
+	return http_json(res, 200, obj);
+}
+
+int records_delete(struct http_req *r, struct http_res *res)
+{
+	struct store_dataset_info ds;
+	struct err e = {0};
+	const char *id = r->params[1];
+	int rc;
+
+	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	rc = store_delete_record(r->d->store, ds.id, id, strlen(id), &e);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	res->status = 204;
+	return 0;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* routes: the route table (method, template, scope, handler) and its matcher.
+ * The table is const and sorted by template; matching is a linear walk, since there are
+ * few routes and every template is matched segment by segment without allocation. */
+#ifndef WINNOW_ROUTES_H
+#define WINNOW_ROUTES_H
+
+#include <stddef.h>
+
+#include "daemon/auth.h"
+
+struct http_req;
+struct http_res;
+
+typedef int (*route_handler)(struct http_req *r, struct http_res *res);
+
+struct route {
+	const char *method;
+	const char *tmpl;         /* e.g. "/v1/datasets/{name}/records/{id*}"; {x*} takes the rest */
+	enum auth_scope scope;    /* AUTH_NONE: open to all; AUTH_READ; AUTH_ADMIN */
+	route_handler handler;
+};
+
+/* Outcome of matching a path and method. */
+struct route_match {
+	const struct route *route;   /* the route, or NULL */
+	char allow[64];              /* when route is NULL but the path matched: allowed methods */
+	size_t nparams;
+	size_t param_off[4], param_len[4]; /* captured segments as offsets into the path */
+};
+
+/* Match path (decoded, no query) and method. Returns 0 with m->route set; ERR_METHOD when
+ * the path is known but not for this method (m->allow lists the methods); ERR_NOT_FOUND. */
+int routes_match(const char *method, const char *path, struct route_match *m);
+
+/* The table, for the OpenAPI coverage check and for docs. *n gets its length. */
+const struct route *routes_table(size_t *n);
+
+#endif

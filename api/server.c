@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: MIT */
+/* server: libmicrohttpd glue. Owns the MHD daemon and the per-request state (struct
+ * conn_state, allocated on a request's first callback and freed in the completion
+ * callback). Bodies are accumulated up to the configured limit; errors found before the
+ * body ends (401, 403, 404, 405, 503) are answered once the body is consumed, except
+ * a declared Content-Length over the limit, which is answered at once (413). */
+#include "api/server.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "api/routes.h"
+#include "daemon/auth.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+
+struct server {
+	struct MHD_Daemon *mhd;
+	struct daemon *d;
+	uint16_t port;
+	uint64_t id_seed;
+	atomic_uint_fast64_t id_counter;
+	atomic_int inflight;
+};
+
+struct conn_state {
+	struct server *srv;
+	struct http_req req;
+	struct route_match match;
+	char *path;            /* copy of the decoded URL path */
+	char *params;          /* captured parameters, NUL-separated */
+	char *body;
+	size_t len, cap;
+	int pending_code;      /* error to answer once the body is consumed, 0 = none */
+	struct err pending_err;
+	int status;            /* status sent, for the request log */
+	double t0;
+};
+
+static uint64_t splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* An incoming X-Request-Id is echoed when it is short printable ASCII without spaces. */
+static int request_id_sane(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL || *s == '\0')
+		return 0;
+	for (; s[n] != '\0'; n++)
+		if (n >= 64 || s[n] <= ' ' || s[n] > '~' || s[n] == '"' || s[n] == '\\')
+			return 0;
+	return 1;
+}
+
+static void set_request_id(struct conn_state *cs)
+{
+	const char *given = http_header(&cs->req, "X-Request-Id");
+
+	if (request_id_sane(given)) {
+		snprintf(cs->req.request_id, sizeof cs->req.request_id, "%s", given);
+		return;
+	}
+	snprintf(cs->req.request_id, sizeof cs->req.request_id, "%016llx",
+	         (unsigned long long)splitmix64(cs->srv->id_seed +
+	                                        atomic_fetch_add(&cs->srv->id_counter, 1)));
+}
+
+static int queue(struct conn_state *cs, struct MHD_Connection *conn, struct http_res *res)
+{
+	struct MHD_Response *mr;
+	int ret;
+
+	mr = MHD_create_response_from_buffer(res->len, res->body, MHD_RESPMEM_MUST_FREE);
+	if (mr == NULL) {
+		free(res->body);
+		return MHD_NO;
+	}
+	res->body = NULL;
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                        res->content_type ? res->content_type : "application/json");
+	MHD_add_response_header(mr, "X-Request-Id", cs->req.request_id);
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (res->location[0] != '\0')
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION, res->location);
+	if (res->allow[0] != '\0')
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, res->allow);
+	if (res->www_authenticate)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (atomic_load(&cs->srv->d->stopping))
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	cs->status = res->status;
+	ret = MHD_queue_response(conn, (unsigned)res->status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+static int answer_problem(struct conn_state *cs, struct MHD_Connection *conn, int code,
+                          const struct err *e)
+{
+	struct http_res res = {0};
+
+	http_problem(&res, &cs->req, code, e, NULL);
+	if (code == ERR_METHOD)
+		snprintf(res.allow, sizeof res.allow, "%s", cs->match.allow);
+	return queue(cs, conn, &res);
+}
+
+/* Route, authenticate and authorise on the first callback; remember any error. */
+static void first_call(struct conn_state *cs)
+{
+	struct daemon *d = cs->srv->d;
+	int rc;
+
+	rc = routes_match(cs->req.method, cs->path, &cs->match);
+	if (rc == ERR_NOT_FOUND) {
+		cs->pending_code = err_set(&cs->pending_err, ERR_NOT_FOUND, "no_such_route",
+		                           "no route for %s", cs->path);
+		return;
+	}
+	if (rc == ERR_METHOD) {
+		cs->pending_code = err_set(&cs->pending_err, ERR_METHOD, "method_not_allowed",
+		                           "%s is not allowed here; allowed: %s", cs->req.method,
+		                           cs->match.allow);
+		return;
+	}
+	cs->req.route = cs->match.route->tmpl;
+
+	/* Split the captured segments into their own NUL-terminated strings. */
+	size_t total = 0;
+	for (size_t i = 0; i < cs->match.nparams; i++)
+		total += cs->match.param_len[i] + 1;
+	cs->params = malloc(total + 1);
+	if (cs->params == NULL) {
+		cs->pending_code = err_set(&cs->pending_err, ERR_NOMEM, NULL, "out of memory");
+		return;
+	}
+	char *p = cs->params;
+	for (size_t i = 0; i < cs->match.nparams; i++) {
+		memcpy(p, cs->path + cs->match.param_off[i], cs->match.param_len[i]);
+		p[cs->match.param_len[i]] = '\0';
+		cs->req.params[i] = p;
+		p += cs->match.param_len[i] + 1;
+	}
+
+	if (cs->match.route->scope != AUTH_NONE) {
+		if (atomic_load(&d->stopping)) {
+			cs->pending_code = err_set(&cs->pending_err, ERR_UNAVAILABLE, "shutting_down",
+			                           "the server is shutting down");
+			return;
+		}
+		if (d->auth != NULL) {
+			enum auth_scope scope = AUTH_NONE;
+			const char *name = NULL;
+
+			if (auth_check(d->auth, http_header(&cs->req, MHD_HTTP_HEADER_AUTHORIZATION),
+			               &scope, &name) != 0) {
+				cs->pending_code =
+					err_set(&cs->pending_err, ERR_UNAUTHORIZED, "unauthorized",
+				                "a valid 'Authorization: Bearer <key>' header is required");
+				return;
+			}
+			if (scope < cs->match.route->scope) {
+				cs->pending_code = err_set(&cs->pending_err, ERR_FORBIDDEN, "forbidden",
+				                           "this key has the read scope; %s %s needs admin",
+				                           cs->req.method, cs->req.route);
+				return;
+			}
+			cs->req.scope = scope;
+		} else {
+			cs->req.scope = AUTH_ADMIN;
+		}
+	}
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+	struct server *srv = cls;
+	struct conn_state *cs = *con_cls;
+	uint64_t limit = srv->d->cfg->body_limit;
+
+	(void)version;
+	if (cs == NULL) {
+		const char *cl;
+
+		cs = calloc(1, sizeof *cs);
+		if (cs == NULL)
+			return MHD_NO;
+		cs->srv = srv;
+		cs->t0 = daemon_now();
+		cs->req.d = srv->d;
+		cs->req.conn = conn;
+		cs->req.method = method;
+		cs->req.route = "unmatched";
+		cs->path = strdup(url);
+		if (cs->path == NULL) {
+			free(cs);
+			return MHD_NO;
+		}
+		cs->req.path = cs->path;
+		*con_cls = cs;
+		atomic_fetch_add(&srv->inflight, 1);
+		set_request_id(cs);
+		first_call(cs);
+		cl = http_header(&cs->req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl != NULL && strtoull(cl, NULL, 10) > limit) {
+			struct err e = {0};
+
+			err_set(&e, ERR_TOO_LARGE, "body_too_large",
+			        "the request body (%s bytes) exceeds the limit of %llu bytes", cl,
+			        (unsigned long long)limit);
+			return (enum MHD_Result)answer_problem(cs, conn, ERR_TOO_LARGE, &e);
+		}
+		return MHD_YES;
+	}
+
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (cs->pending_code != 0)
+			return MHD_YES; /* discard: the answer is already decided */
+		if (cs->len + n > limit) {
+			free(cs->body);
+			cs->body = NULL;
+			cs->len = cs->cap = 0;
+			cs->pending_code = err_set(&cs->pending_err, ERR_TOO_LARGE, "body_too_large",
+			                           "the request body exceeds the limit of %llu bytes",
+			                           (unsigned long long)limit);
+			return MHD_YES;
+		}
+		if (cs->len + n + 1 > cs->cap) {
+			size_t cap = cs->cap ? cs->cap : 64 * 1024;
+			char *nb;
+
+			while (cap < cs->len + n + 1)
+				cap *= 2;
+			nb = realloc(cs->body, cap);
+			if (nb == NULL) {
+				cs->pending_code = err_set(&cs->pending_err, ERR_NOMEM, NULL,
+				                           "out of memory for the request body");
+				return MHD_YES;
+			}
+			cs->body = nb;
+			cs->cap = cap;
+		}
+		memcpy(cs->body + cs->len, upload_data, n);
+		cs->len += n;
+		return MHD_YES;
+	}
+
+	/* The body is complete: answer. */
+	if (cs->pending_code != 0)
+		return (enum MHD_Result)answer_problem(cs, conn, cs->pending_code, &cs->pending_err);
+	if (cs->body != NULL)
+		cs->body[cs->len] = '\0';
+	cs->req.body = cs->body != NULL ? cs->body : "";
+	cs->req.body_len = cs->len;
+
+	struct http_res res = {0};
+	cs->match.route->handler(&cs->req, &res);
+	if (res.status == 0) {
+		struct err e = {0};
+
+		free(res.body);
+		memset(&res, 0, sizeof res);
+		err_set(&e, ERR_INTERNAL, "no_answer", "the handler gave no answer");
+		http_problem(&res, &cs->req, ERR_INTERNAL, &e, NULL);
+	}
+	if (res.body == NULL) {
+		res.body = strdup("");
+		res.len = 0;
+	}
+	return (enum MHD_Result)queue(cs, conn, &res);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct server *srv = cls;
+	struct conn_state *cs = *con_cls;
+	double dur;
+	char qid[80];
+
+	(void)conn;
+	if (cs == NULL)
+		return;
+	dur = daemon_now() - cs->t0;
+	if (cs->status == 0)
+		cs->status = 499; /* the client went away before an answer */
+	metrics_request(srv->d->metrics, cs->req.method, cs->req.route, cs->status, dur);
+	log_msg(cs->status >= 500 ? LOG_WARN : LOG_INFO, "request",
+	        "method=%s route=%s status=%d duration_ms=%.3f bytes_in=%zu request_id=%s%s",
+	        cs->req.method, cs->req.route, cs->status, dur * 1e3, cs->len,
+	        log_quote(cs->req.request_id, qid, sizeof qid),
+	        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " completed=false");
+	free(cs->body);
+	free(cs->params);
+	free(cs->path);
+	free(cs);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static int is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+		static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return 1;
+		return memcmp(b, v4mapped, 12) == 0 && b[12] == 127;
+	}
+	return 0;
+}
+
+/* Without a keys file, only loopback clients get in unless allow_remote is set. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct server *srv = cls;
+
+	(void)addrlen;
+	if (srv->d->auth != NULL || srv->d->cfg->allow_remote || is_loopback(addr))
+		return MHD_YES;
+	return MHD_NO;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512], q[600];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	log_msg(LOG_WARN, "http", "msg=%s", log_quote(buf, q, sizeof q));
+}
+
+int server_start(struct server **out, struct daemon *d, struct err *e)
+{
+	struct server *srv = NULL;
+	struct addrinfo hints = {0}, *ai = NULL;
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	int rc = 0, gai;
+
+	srv = calloc(1, sizeof *srv);
+	if (srv == NULL)
+		return err_set(e, ERR_NOMEM, NULL, "out of memory");
+	srv->d = d;
+	if (getrandom(&srv->id_seed, sizeof srv->id_seed, 0) != (ssize_t)sizeof srv->id_seed)
+		srv->id_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+
+	hints.ai_flags = AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	gai = getaddrinfo(d->cfg->listen_host, NULL, &hints, &ai);
+	if (gai != 0 || ai == NULL) {
+		rc = err_set(e, ERR_INVALID, "bad_listen_address", "cannot resolve listen host '%s': %s",
+		             d->cfg->listen_host, gai_strerror(gai));
+		goto out;
+	}
+	memset(&ss, 0, sizeof ss);
+	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+	if (ss.ss_family == AF_INET6) {
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(d->cfg->listen_port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		((struct sockaddr_in *)&ss)->sin_port = htons(d->cfg->listen_port);
+	}
+
+	srv->mhd = MHD_start_daemon(
+		flags, d->cfg->listen_port, on_accept, srv, on_request, srv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)d->cfg->threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)d->cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)d->cfg->timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+		MHD_OPTION_END);
+	if (srv->mhd == NULL) {
+		rc = err_set(e, ERR_IO, "listen_failed", "cannot listen on %s:%u (address in use?)",
+		             d->cfg->listen_host, (unsigned)d->cfg->listen_port);
+		goto out;
+	}
+	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = info != NULL ? info->port : d->cfg->listen_port;
+	*out = srv;
+	srv = NULL;
+out:
+	if (ai != NULL)
+		freeaddrinfo(ai);
+	free(srv);
+	return rc;
+}
+
+uint16_t server_port(const struct server *s)
+{
+	return s->port;
+}
+
+void server_stop(struct server *s, double grace_s)
+{
+	double deadline;
+
+	if (s == NULL)
+		return;
+	MHD_quiesce_daemon(s->mhd);
+	deadline = daemon_now() + grace_s;
+	while (atomic_load(&s->inflight) > 0 && daemon_now() < deadline) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+
+		nanosleep(&ts, NULL);
+	}
+	MHD_stop_daemon(s->mhd);
+	free(s);
+}

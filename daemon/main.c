@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* main: winnowd's start-up and shutdown order.
+ *
+ * Start-up: configuration, log level, metrics, API keys, storage, HTTP server, ready.
+ * SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every thread
+ * inherits the mask and main() alone receives them in sigwait(). Shutdown on the first
+ * SIGINT/SIGTERM: not ready, stop accepting, finish in-flight requests, close storage,
+ * exit 0. A second SIGINT/SIGTERM during shutdown exits at once. Foreground only. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/server.h"
+#include "daemon/auth.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "store/store.h"
+
+#define SHUTDOWN_GRACE_S 30.0
+
+double daemon_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* During shutdown: a second signal ends the process at once. */
+static void *second_signal(void *arg)
+{
+	sigset_t *set = arg;
+	int sig = 0;
+
+	if (sigwait(set, &sig) == 0) {
+		log_msg(LOG_WARN, "shutdown", "signal=%d msg=\"second signal, exiting now\"", sig);
+		_exit(1);
+	}
+	return NULL;
+}
+
+static int run(const struct config *cfg)
+{
+	struct daemon d;
+	struct store_config sc = {0};
+	struct err e = {0};
+	sigset_t set;
+	pthread_t waiter;
+	int rc = 0, sig = 0;
+
+	memset(&d, 0, sizeof d);
+	d.cfg = cfg;
+	d.started = daemon_now();
+	atomic_init(&d.ready, 0);
+	atomic_init(&d.stopping, 0);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (metrics_open(&d.metrics) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"out of memory\"");
+		return 1;
+	}
+	if (cfg->api_keys != NULL) {
+		if ((rc = auth_load(&d.auth, cfg->api_keys, &e)) != 0) {
+			log_msg(LOG_ERROR, "startup", "msg=\"cannot load API keys: %s\"", e.detail);
+			goto out;
+		}
+		log_msg(LOG_INFO, "auth", "keys=%zu file=%s", auth_count(d.auth), cfg->api_keys);
+	} else if (!cfg->allow_remote) {
+		log_msg(LOG_INFO, "auth",
+		        "msg=\"no API keys file: only loopback clients are accepted\"");
+	}
+	sc.dir = cfg->data_dir;
+	sc.map_size = cfg->map_size;
+	sc.max_readers = 126 + cfg->threads * 2;
+	if ((rc = store_open(&d.store, &sc, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot open storage in %s: %s\"", cfg->data_dir,
+		        e.detail);
+		goto out;
+	}
+	if ((rc = server_start(&d.server, &d, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
+		goto out;
+	}
+	atomic_store(&d.ready, 1);
+	log_msg(LOG_INFO, "listening", "addr=%s%s%s:%u data_dir=%s threads=%u",
+	        strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+	        strchr(cfg->listen_host, ':') ? "]" : "", (unsigned)server_port(d.server),
+	        cfg->data_dir, cfg->threads);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_msg(LOG_INFO, "signal", "signal=SIGHUP msg=\"ignored: restart to reload\"");
+			continue;
+		}
+		break;
+	}
+	log_msg(LOG_INFO, "shutdown", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	atomic_store(&d.ready, 0);
+	atomic_store(&d.stopping, 1);
+	pthread_create(&waiter, NULL, second_signal, &set);
+	pthread_detach(waiter);
+	server_stop(d.server, SHUTDOWN_GRACE_S);
+	d.server = NULL;
+out:
+	server_stop(d.server, 0);
+	store_close(d.store);
+	auth_free(d.auth);
+	metrics_free(d.metrics);
+	if (rc == 0)
+		log_msg(LOG_INFO, "stopped", NULL);
+	return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct err e = {0};
+	int rc;
+
+	if (argc > 1 && strcmp(argv[1], "hash-key") == 0)
+		return auth_hash_key_main(argc - 1, argv + 1);
+
+	memset(&cfg, 0, sizeof cfg);
+	rc = config_load(&cfg, argc, argv, &e);
+	if (rc > 0) { /* help printed */
+		config_free(&cfg);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "winnowd: %s\n", e.detail[0] ? e.detail : err_str(rc));
+		config_free(&cfg);
+		return 2;
+	}
+	log_set_level(cfg.log_level);
+	if (cfg.check_only) {
+		struct auth *a = NULL;
+
+		if (cfg.api_keys != NULL && auth_load(&a, cfg.api_keys, &e) != 0) {
+			fprintf(stderr, "winnowd: %s\n", e.detail);
+			config_free(&cfg);
+			return 2;
+		}
+		auth_free(a);
+		config_print(&cfg, stdout);
+		printf("# configuration ok\n");
+		config_free(&cfg);
+		return 0;
+	}
+	rc = run(&cfg);
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* vec: element conversions and checks on embedding vectors (f32 and IEEE binary16).
+ * Pure functions, no state, thread-safe. */
+#ifndef WINNOW_VEC_H
+#define WINNOW_VEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* binary16 -> binary32, exact (every f16 is representable, NaN payloads kept). */
+float vec_f16_to_f32_one(uint16_t h);
+
+/* binary32 -> binary16 with round-to-nearest-even; overflow goes to +-inf. */
+uint16_t vec_f32_to_f16_one(float f);
+
+/* Array forms. in and out must not overlap. */
+void vec_f16_to_f32(const uint16_t *in, float *out, size_t n);
+void vec_f32_to_f16(const float *in, uint16_t *out, size_t n);
+
+/* 1 when every element is finite, else 0. *bad (may be NULL) gets the first bad index. */
+int vec_f32_finite(const float *v, size_t n, size_t *bad);
+int vec_f16_finite(const uint16_t *v, size_t n, size_t *bad);
+
+/* Euclidean norm, accumulated in double. */
+double vec_f32_norm(const float *v, size_t n);
+
+#endif
