@@ -106,6 +106,16 @@ test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN)
 bench: $(OUT)/winnowd $(BENCH_BIN)
 	PYTHON=$(PYTHON) bench/run.sh $(OUT)
 
+# libFuzzer drivers (clang): every parser of untrusted bytes. FUZZ_SECONDS per driver.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := api/codec.c api/b64.c store/vec.c store/store.c daemon/err.c
+fuzz: | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
+	  tests/fuzz/fuzz_record.c $(FUZZ_SRC) -ljansson -llmdb -lpthread -lm -o $(BUILD)/fuzz/fuzz_record
+	mkdir -p $(BUILD)/fuzz/corpus && cp -n tests/fuzz/corpus/record/* $(BUILD)/fuzz/corpus/ 2>/dev/null || true
+	$(BUILD)/fuzz/fuzz_record -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus tests/fuzz/corpus/record
+
 lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 	  --suppress=missingIncludeSystem -I. daemon store filters index api cli
@@ -119,5 +129,7 @@ install: $(OUT)/winnowd $(CLI_BIN)
 
 clean:
 	rm -rf $(OUT)/obj $(OUT)/tests $(OUT)/bench $(OUT)/san $(OUT)/winnowd $(CLI_BIN) $(LIB_A)
+
+.SECONDARY:
 
 -include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)

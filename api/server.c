@@ -403,13 +403,13 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 
 	srv->mhd = MHD_start_daemon(
 		flags, d->cfg->listen_port, on_accept, srv, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, so it sees option errors */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)d->cfg->threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)d->cfg->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)d->cfg->timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 		MHD_OPTION_END);
 	if (srv->mhd == NULL) {

@@ -33,6 +33,17 @@ double daemon_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static pthread_t main_thread;
+
+/* Threads that libraries start before main() (OpenBLAS does, from a constructor) do not
+ * inherit the blocked mask, so the kernel may deliver SIGTERM to one of them. This handler
+ * runs only on such threads (main blocks the signals before installing it) and passes
+ * the signal on to main, where sigwait() takes it. Async-signal-safe. */
+static void forward_signal(int sig)
+{
+	pthread_kill(main_thread, sig);
+}
+
 /* During shutdown: a second signal ends the process at once. */
 static void *second_signal(void *arg)
 {
@@ -66,6 +77,18 @@ static int run(const struct config *cfg)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	main_thread = pthread_self();
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = forward_signal;
+		sigfillset(&sa.sa_mask);
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	if (metrics_open(&d.metrics) != 0) {

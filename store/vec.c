@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/* vec: f32 <-> IEEE binary16 conversion, finiteness checks and norms on embedding vectors.
+ *
+ * Owns nothing; pure functions, thread-safe. The conversions work on bit patterns with
+ * integer operations plus one float add whose rounding is the point (see f32_to_f16), so
+ * results do not depend on F16C or _Float16 support. Both directions are branch-free so
+ * that the array loops, which score millions of vectors, stay vectorisable.
+ * Caveat: f32_to_f16 assumes the default floating-point rounding mode (to nearest). */
+#include "store/vec.h"
+
+#include <math.h>
+#include <string.h>
+
+static inline uint32_t f32_bits(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof u);
+	return u;
+}
+
+static inline float bits_f32(uint32_t u)
+{
+	float f;
+
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* All candidate results are computed and the right one picked with masks rather than
+ * branches or ?: so that the compiler need not fear a speculated float op and keeps the
+ * loops straight-line (vectorisable). */
+static inline uint32_t pick(uint32_t cond, uint32_t a, uint32_t b)
+{
+	uint32_t m = 0u - cond; /* cond is 0 or 1 */
+
+	return (a & m) | (b & ~m);
+}
+
+static inline float f16_to_f32(uint16_t h)
+{
+	uint32_t em = (uint32_t)(h & 0x7fffu) << 13; /* exponent and mantissa, f32 position */
+	uint32_t exp = em & 0x0f800000u;
+	uint32_t normal = em + ((127u - 15u) << 23);
+	/* Inf/NaN: exponent all ones; mantissa (the NaN payload) kept as is. */
+	uint32_t special = em | 0x7f800000u;
+	/* Subnormal: 1.mant * 2^-14 minus 2^-14 is exactly mant * 2^-24. */
+	uint32_t sub = f32_bits(bits_f32(normal + (1u << 23)) - 0x1p-14f);
+	uint32_t u = pick(exp == 0x0f800000u, special, pick(exp == 0, sub, normal));
+
+	return bits_f32(u | (uint32_t)(h & 0x8000u) << 16);
+}
+
+static inline uint16_t f32_to_f16(float f)
+{
+	uint32_t x = f32_bits(f);
+	uint32_t sign = (x >> 16) & 0x8000u;
+	uint32_t a = x & 0x7fffffffu;
+	uint32_t payload = (a >> 13) & 0x3ffu;
+	/* A NaN keeps its top payload bits; one whose payload lives only in the low bits
+	 * gets the quiet bit so that it does not turn into infinity. */
+	uint32_t nan = 0x7c00u | payload | pick(payload == 0, 0x200u, 0);
+	/* Normal: rebias, then add half an ulp minus one, plus the kept lsb, so that the
+	 * truncating shift rounds to nearest, ties to even. A carry into the exponent is
+	 * the correct result. */
+	uint32_t normal = (a - ((127u - 15u) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+	/* Subnormal (|f| < 2^-14): adding 0.5 puts the value's 2^-24 units in the low
+	 * mantissa bits of a float with ulp 2^-24, and the FPU's own round-to-nearest-even
+	 * does the rounding. 0x400 (rounded up to the smallest normal) is the right code. */
+	uint32_t sub = f32_bits(bits_f32(a) + 0.5f) - 0x3f000000u;
+	/* >= 65520 rounds past 65504, the largest finite half: infinity. */
+	uint32_t h = pick(a > 0x7f800000u, nan,
+	                  pick(a >= 0x477ff000u, 0x7c00u, pick(a >= 0x38800000u, normal, sub)));
+
+	return (uint16_t)(h | sign);
+}
+
+float vec_f16_to_f32_one(uint16_t h)
+{
+	return f16_to_f32(h);
+}
+
+uint16_t vec_f32_to_f16_one(float f)
+{
+	return f32_to_f16(f);
+}
+
+/* The loops run in fixed groups of VEC_GROUP so that GCC vectorises them even at -O2,
+ * whose cost model only takes loops with a known trip count; the tail goes one by one. */
+#define VEC_GROUP 16
+
+void vec_f16_to_f32(const uint16_t *in, float *out, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + VEC_GROUP <= n; i += VEC_GROUP)
+		for (size_t j = 0; j < VEC_GROUP; j++)
+			out[i + j] = f16_to_f32(in[i + j]);
+	for (; i < n; i++)
+		out[i] = f16_to_f32(in[i]);
+}
+
+void vec_f32_to_f16(const float *in, uint16_t *out, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + VEC_GROUP <= n; i += VEC_GROUP)
+		for (size_t j = 0; j < VEC_GROUP; j++)
+			out[i + j] = f32_to_f16(in[i + j]);
+	for (; i < n; i++)
+		out[i] = f32_to_f16(in[i]);
+}
+
+/* The common case (all finite) runs one pass without early exit; only a bad vector
+ * pays for the second pass that finds the index. */
+int vec_f32_finite(const float *v, size_t n, size_t *bad)
+{
+	uint32_t any = 0;
+	size_t i = 0;
+
+	for (; i + VEC_GROUP <= n; i += VEC_GROUP)
+		for (size_t j = 0; j < VEC_GROUP; j++)
+			any |= (f32_bits(v[i + j]) & 0x7f800000u) == 0x7f800000u;
+	for (; i < n; i++)
+		any |= (f32_bits(v[i]) & 0x7f800000u) == 0x7f800000u;
+	if (!any)
+		return 1;
+	for (i = 0; i < n; i++) {
+		if ((f32_bits(v[i]) & 0x7f800000u) == 0x7f800000u) {
+			if (bad != NULL)
+				*bad = i;
+			break;
+		}
+	}
+	return 0;
+}
+
+int vec_f16_finite(const uint16_t *v, size_t n, size_t *bad)
+{
+	unsigned any = 0;
+	size_t i = 0;
+
+	for (; i + VEC_GROUP <= n; i += VEC_GROUP)
+		for (size_t j = 0; j < VEC_GROUP; j++)
+			any |= (v[i + j] & 0x7c00u) == 0x7c00u;
+	for (; i < n; i++)
+		any |= (v[i] & 0x7c00u) == 0x7c00u;
+	if (!any)
+		return 1;
+	for (i = 0; i < n; i++) {
+		if ((v[i] & 0x7c00u) == 0x7c00u) {
+			if (bad != NULL)
+				*bad = i;
+			break;
+		}
+	}
+	return 0;
+}
+
+double vec_f32_norm(const float *v, size_t n)
+{
+	double sum = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += (double)v[i] * (double)v[i];
+	return sqrt(sum);
+}
