@@ -6,6 +6,7 @@
  * inherits the mask and main() alone receives them in sigwait(). Shutdown on the first
  * SIGINT/SIGTERM: not ready, stop accepting, finish in-flight requests, close storage,
  * exit 0. A second SIGINT/SIGTERM during shutdown exits at once. Foreground only. */
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -158,6 +159,8 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "hash-key") == 0)
 		return auth_hash_key_main(argc - 1, argv + 1);
 
+	/* jansson seeds its hash tables on first use; do it before any thread exists. */
+	json_object_seed(0);
 	memset(&cfg, 0, sizeof cfg);
 	rc = config_load(&cfg, argc, argv, &e);
 	if (rc > 0) { /* help printed */

@@ -355,6 +355,30 @@ def big_ndjson_batch():
         check_vec(emb, "clip", vecs[i])
 
 
+
+@test
+def big_batch_with_scattered_rejections():
+    """A batch large enough to be parsed by several threads keeps line numbers and order."""
+    d = new_dataset("scatter")
+    n = 1500
+    bad_at = set(range(7, n, 97)) | {n}
+    lines = []
+    for i in range(1, n + 1):
+        if i in bad_at:
+            lines.append({"id": "bad-%d" % i, "embeddings": {"clip": [1.0]}})
+        else:
+            lines.append({"id": "ok-%d" % i, "embeddings": {"clip": as_json(rand_f32(CLIP))}})
+    body = ingest_ok(d, "scatter", lines, accepted=n - len(bad_at))
+    assert_eq(body["accepted"], n - len(bad_at), "accepted")
+    assert_eq(body["rejected"], len(bad_at), "rejected")
+    assert_eq([(e["line"], e["id"], e["code"]) for e in body["errors"]],
+              [(i, "bad-%d" % i, "dimension_mismatch") for i in sorted(bad_at)], "errors")
+    assert_eq(count(d, "scatter"), (n - len(bad_at), n - len(bad_at)), "records, rows")
+    st, _, _ = d.get_record("scatter", "bad-7")
+    assert_eq(st, 404, "bad record absent")
+    st, _, rec = d.get_record("scatter", "ok-1500" if n not in bad_at else "ok-1499")
+    assert_eq(st, 200, "last good record present")
+
 def mixed_lines():
     """(line bytes or dict, expected code or None for a good line, id if known)."""
     good = lambda rid: {"id": rid, "text": "good " + rid,
