@@ -212,12 +212,60 @@ static int check_signals(const json_t *sig, struct err *e)
 	return 0;
 }
 
-/* Decode one embedding value into dst, in the space's dtype. scratch has room for dim
- * f32 values (the widest wire form). */
+/* Store dim f32 values from scratch into dst in the space's dtype, checking that every
+ * value is finite in that dtype. */
+static int store_f32(const struct store_space *sp, void *dst, const float *scratch, struct err *e)
+{
+	size_t dim = sp->dim, bad = 0;
+
+	if (!vec_f32_finite(scratch, dim, &bad))
+		return err_set(e, ERR_INVALID, "non_finite",
+		               "space '%s': element %zu is not finite as float32", sp->name, bad);
+	if (sp->dtype == STORE_F32) {
+		memcpy(dst, scratch, dim * sizeof(float));
+		return 0;
+	}
+	vec_f32_to_f16(scratch, dst, dim);
+	if (!vec_f16_finite(dst, dim, &bad))
+		return err_set(e, ERR_INVALID, "non_finite",
+		               "space '%s' (f16): element %zu overflows float16", sp->name, bad);
+	return 0;
+}
+
+/* Decode base64 s[0..n) of wire dtype f16 or f32 into dst in the space's dtype. */
+static int store_b64(const struct store_space *sp, void *dst, const char *s, size_t n,
+                     int wire_f16, float *scratch, struct err *e)
+{
+	size_t dim = sp->dim, elt = wire_f16 ? 2 : 4, got = 0, bad = 0;
+
+	if (b64_decoded_max(n) > dim * 4 + 3)
+		return err_set(e, ERR_INVALID, "dimension_mismatch",
+		               "space '%s' has dim %zu; the base64 holds more than %zu bytes", sp->name,
+		               dim, dim * elt);
+	if (b64_decode(s, n, (uint8_t *)scratch, &got) != 0)
+		return err_set(e, ERR_INVALID, "invalid_embedding", "space '%s': bad base64", sp->name);
+	if (got != dim * elt)
+		return err_set(e, ERR_INVALID, got % elt ? "invalid_embedding" : "dimension_mismatch",
+		               "space '%s' has dim %zu (%zu bytes as %s), got %zu bytes", sp->name, dim,
+		               dim * elt, wire_f16 ? "f16" : "f32", got);
+	if (!wire_f16)
+		return store_f32(sp, dst, scratch, e);
+	if (!vec_f16_finite((const uint16_t *)scratch, dim, &bad))
+		return err_set(e, ERR_INVALID, "non_finite", "space '%s': element %zu is not finite",
+		               sp->name, bad);
+	if (sp->dtype == STORE_F16)
+		memcpy(dst, scratch, dim * 2);
+	else
+		vec_f16_to_f32((const uint16_t *)scratch, dst, dim);
+	return 0;
+}
+
+/* Decode one embedding value (jansson form) into dst, in the space's dtype. scratch has
+ * room for dim f32 values (the widest wire form). */
 static int parse_vector(const json_t *v, const struct store_space *sp, void *dst, float *scratch,
                         struct err *e)
 {
-	size_t dim = sp->dim, bad = 0;
+	size_t dim = sp->dim;
 
 	if (json_is_array(v)) {
 		if (json_array_size(v) != dim)
@@ -232,24 +280,11 @@ static int parse_vector(const json_t *v, const struct store_space *sp, void *dst
 				               "space '%s': element %zu is not a number", sp->name, i);
 			scratch[i] = (float)json_number_value(x);
 		}
-		if (!vec_f32_finite(scratch, dim, &bad))
-			return err_set(e, ERR_INVALID, "non_finite",
-			               "space '%s': element %zu is not finite as float32", sp->name, bad);
-		if (sp->dtype == STORE_F32) {
-			memcpy(dst, scratch, dim * sizeof(float));
-		} else {
-			vec_f32_to_f16(scratch, dst, dim);
-			if (!vec_f16_finite(dst, dim, &bad))
-				return err_set(e, ERR_INVALID, "non_finite",
-				               "space '%s' (f16): element %zu overflows float16", sp->name, bad);
-		}
-		return 0;
+		return store_f32(sp, dst, scratch, e);
 	}
 	if (json_is_object(v)) {
 		const json_t *dt = json_object_get(v, "dtype"), *b = json_object_get(v, "b64");
 		int wire_f16;
-		size_t elt, got = 0, n;
-		const char *s;
 
 		if (json_object_size(v) != 2 || !json_is_string(dt) || !json_is_string(b))
 			return err_set(e, ERR_INVALID, "invalid_embedding",
@@ -261,51 +296,272 @@ static int parse_vector(const json_t *v, const struct store_space *sp, void *dst
 		else
 			return err_set(e, ERR_INVALID, "invalid_embedding",
 			               "space '%s': dtype must be \"f32\" or \"f16\"", sp->name);
-		elt = wire_f16 ? 2 : 4;
-		s = json_string_value(b);
-		n = json_string_length(b);
-		if (b64_decoded_max(n) > dim * 4 + 3)
-			return err_set(e, ERR_INVALID, "dimension_mismatch",
-			               "space '%s' has dim %zu; the base64 holds more than %zu bytes",
-			               sp->name, dim, dim * elt);
-		if (b64_decode(s, n, (uint8_t *)scratch, &got) != 0)
-			return err_set(e, ERR_INVALID, "invalid_embedding", "space '%s': bad base64",
-			               sp->name);
-		if (got != dim * elt)
-			return err_set(e, ERR_INVALID, got % elt ? "invalid_embedding" : "dimension_mismatch",
-			               "space '%s' has dim %zu (%zu bytes as %s), got %zu bytes", sp->name,
-			               dim, dim * elt, wire_f16 ? "f16" : "f32", got);
-		if (wire_f16) {
-			if (!vec_f16_finite((const uint16_t *)scratch, dim, &bad))
-				return err_set(e, ERR_INVALID, "non_finite",
-				               "space '%s': element %zu is not finite", sp->name, bad);
-			if (sp->dtype == STORE_F16)
-				memcpy(dst, scratch, dim * 2);
-			else
-				vec_f16_to_f32((const uint16_t *)scratch, dst, dim);
-		} else {
-			if (!vec_f32_finite(scratch, dim, &bad))
-				return err_set(e, ERR_INVALID, "non_finite",
-				               "space '%s': element %zu is not finite", sp->name, bad);
-			if (sp->dtype == STORE_F32) {
-				memcpy(dst, scratch, dim * 4);
-			} else {
-				vec_f32_to_f16(scratch, dst, dim);
-				if (!vec_f16_finite(dst, dim, &bad))
-					return err_set(e, ERR_INVALID, "non_finite",
-					               "space '%s' (f16): element %zu overflows float16",
-					               sp->name, bad);
-			}
-		}
-		return 0;
+		return store_b64(sp, dst, json_string_value(b), json_string_length(b), wire_f16,
+		                 scratch, e);
 	}
 	return err_set(e, ERR_INVALID, "invalid_embedding",
 	               "space '%s': an embedding is an array of numbers or {\"dtype\", \"b64\"}", sp->name);
 }
 
-int codec_parse_record(const json_t *obj, const struct store_schema *schema,
-                       struct codec_record *out, const char **id_out, struct err *e)
+/* ---- the ingest fast path -----------------------------------------------------------
+ * jansson builds a heap object per number and copies base64 strings byte by byte, which
+ * made the embeddings most of ingest's cost. The fast path scans an NDJSON line itself,
+ * takes the top-level "embeddings" value apart when it has the common shape (names of
+ * valid spaces mapped to arrays of JSON numbers or {"dtype", "b64"} with plain base64),
+ * and lets jansson parse the rest of the line with "embeddings" replaced by {}. Anything
+ * else (escapes, duplicate names, odd values, syntax errors) answers "not handled" and the
+ * caller parses the line with jansson alone, so errors are reported exactly as before. */
+
+struct fast_vec {
+	int space;         /* schema index, or -1 for a name the schema does not have */
+	char name[STORE_NAME_MAX + 1];
+	int is_b64, wire_f16;
+	const char *p;     /* base64 text, or the array's first byte after '[' */
+	size_t len;        /* base64 length, or the number of array elements */
+};
+
+struct codec_fast {
+	unsigned n;
+	struct fast_vec v[STORE_MAX_SPACES];
+};
+
+static const char *skip_ws(const char *p, const char *end)
 {
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* Past a JSON string starting at '"'; NULL when unterminated. *esc set when it has '\'. */
+static const char *skip_string(const char *p, const char *end, int *esc)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\') {
+			*esc = 1;
+			p++;
+		} else if (*p == '"') {
+			return p + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Past any JSON value at p (structure only; jansson validates the contents later). */
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0, esc = 0;
+
+	do {
+		if (p >= end)
+			return NULL;
+		if (*p == '"') {
+			if ((p = skip_string(p, end, &esc)) == NULL)
+				return NULL;
+			continue;
+		}
+		if (*p == '{' || *p == '[')
+			depth++;
+		else if (*p == '}' || *p == ']')
+			depth--;
+		else if (depth == 0) {
+			while (p < end && !strchr(",}] \t\r\n", *p))
+				p++;
+			return p;
+		}
+		p++;
+	} while (depth > 0);
+	return depth == 0 ? p : NULL;
+}
+
+/* A JSON number per the grammar; returns its end or NULL. */
+static const char *scan_number(const char *p, const char *end)
+{
+	if (p < end && *p == '-')
+		p++;
+	if (p >= end || *p < '0' || *p > '9')
+		return NULL;
+	if (*p == '0')
+		p++;
+	else
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	if (p < end && *p == '.') {
+		if (++p >= end || *p < '0' || *p > '9')
+			return NULL;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || *p < '0' || *p > '9')
+			return NULL;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	}
+	return p;
+}
+
+/* Parse the "embeddings" object [p, end). 0 when handled, 1 when not. */
+static int fast_embeddings(const char *p, const char *end, const struct store_schema *schema,
+                           struct codec_fast *f)
+{
+	f->n = 0;
+	p = skip_ws(p, end);
+	if (p >= end || *p++ != '{')
+		return 1;
+	p = skip_ws(p, end);
+	if (p < end && *p == '}')
+		return skip_ws(p + 1, end) == end ? 0 : 1;
+	for (;;) {
+		struct fast_vec *v;
+		const char *k;
+		size_t klen;
+
+		if (f->n == STORE_MAX_SPACES || p >= end || *p != '"')
+			return 1;
+		k = ++p;
+		while (p < end && *p != '"' && *p != '\\')
+			p++;
+		if (p >= end || *p != '"')
+			return 1;
+		klen = (size_t)(p - k);
+		v = &f->v[f->n];
+		if (klen == 0 || klen > STORE_NAME_MAX)
+			return 1;
+		memcpy(v->name, k, klen);
+		v->name[klen] = '\0';
+		if (!store_name_valid(v->name))
+			return 1;
+		for (unsigned i = 0; i < f->n; i++)
+			if (strcmp(f->v[i].name, v->name) == 0)
+				return 1; /* duplicate: jansson's last-wins rule applies */
+		v->space = store_schema_find(schema, v->name);
+		p = skip_ws(p + 1, end);
+		if (p >= end || *p++ != ':')
+			return 1;
+		p = skip_ws(p, end);
+		if (p < end && *p == '[') {
+			v->is_b64 = 0;
+			v->p = ++p;
+			v->len = 0;
+			p = skip_ws(p, end);
+			if (p < end && *p == ']') {
+				p++;
+			} else {
+				for (;;) {
+					if ((p = scan_number(p, end)) == NULL)
+						return 1;
+					v->len++;
+					p = skip_ws(p, end);
+					if (p < end && *p == ',') {
+						p = skip_ws(p + 1, end);
+						continue;
+					}
+					if (p < end && *p == ']') {
+						p++;
+						break;
+					}
+					return 1;
+				}
+			}
+		} else if (p < end && *p == '{') {
+			int have_dt = 0, have_b = 0;
+
+			v->is_b64 = 1;
+			p = skip_ws(p + 1, end);
+			for (int i = 0; i < 2; i++) {
+				const char *val;
+
+				if (i == 1) {
+					if (p >= end || *p++ != ',')
+						return 1;
+					p = skip_ws(p, end);
+				}
+				if ((size_t)(end - p) >= 7 && memcmp(p, "\"dtype\"", 7) == 0 && !have_dt) {
+					p = skip_ws(p + 7, end);
+					if (p >= end || *p++ != ':')
+						return 1;
+					p = skip_ws(p, end);
+					if ((size_t)(end - p) >= 5 && memcmp(p, "\"f16\"", 5) == 0)
+						v->wire_f16 = 1;
+					else if ((size_t)(end - p) >= 5 && memcmp(p, "\"f32\"", 5) == 0)
+						v->wire_f16 = 0;
+					else
+						return 1;
+					p = skip_ws(p + 5, end);
+					have_dt = 1;
+				} else if ((size_t)(end - p) >= 5 && memcmp(p, "\"b64\"", 5) == 0 && !have_b) {
+					p = skip_ws(p + 5, end);
+					if (p >= end || *p++ != ':')
+						return 1;
+					p = skip_ws(p, end);
+					if (p >= end || *p++ != '"')
+						return 1;
+					val = p;
+					while (p < end && ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+					                   (*p >= '0' && *p <= '9') || *p == '+' || *p == '/' ||
+					                   *p == '='))
+						p++;
+					if (p >= end || *p != '"')
+						return 1;
+					v->p = val;
+					v->len = (size_t)(p - val);
+					p = skip_ws(p + 1, end);
+					have_b = 1;
+				} else {
+					return 1;
+				}
+			}
+			if (p >= end || *p++ != '}')
+				return 1;
+		} else {
+			return 1;
+		}
+		f->n++;
+		p = skip_ws(p, end);
+		if (p < end && *p == ',') {
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == '}')
+			return skip_ws(p + 1, end) == end ? 0 : 1;
+		return 1;
+	}
+}
+
+/* Decode the fast-path vector v into dst. */
+static int fast_vector(const struct fast_vec *v, const struct store_space *sp, void *dst,
+                       float *scratch, struct err *e)
+{
+	const char *p = v->p;
+
+	if (v->is_b64)
+		return store_b64(sp, dst, v->p, v->len, v->wire_f16, scratch, e);
+	if (v->len != sp->dim)
+		return err_set(e, ERR_INVALID, "dimension_mismatch",
+		               "space '%s' has dim %u, the vector has %zu values", sp->name, sp->dim,
+		               v->len);
+	for (size_t i = 0; i < v->len; i++) {
+		char *q;
+
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ',')
+			p++;
+		/* The grammar was checked, so strtod reads exactly the number (C locale). */
+		scratch[i] = (float)strtod(p, &q);
+		p = q;
+	}
+	return store_f32(sp, dst, scratch, e);
+}
+
+/* codec_parse_record with, when fast is not NULL, the vectors taken from fast instead of
+ * obj's "embeddings" (which the fast path replaced by {}). */
+static int parse_record(const json_t *obj, const struct codec_fast *fast,
+                        const struct store_schema *schema, struct codec_record *out,
+                        const char **id_out, struct err *e)
+{
+	int fast_of[STORE_MAX_SPACES];
 	static const char *const keys[] = {"id", "kind", "text", "image", "meta",
 	                                   "embeddings", "signals", NULL};
 	const json_t *jid, *jkind, *text, *image, *meta, *embs, *sig;
@@ -383,20 +639,26 @@ int codec_parse_record(const json_t *obj, const struct store_schema *schema,
 	body_len = strlen(body_s);
 	total = (id_len + 1 + body_len + 1 + 7) & ~(size_t)7;
 	off = total;
-	if (embs != NULL) {
-		const char *sname;
-		json_t *v;
+	for (unsigned i = 0; i < STORE_MAX_SPACES; i++)
+		fast_of[i] = -1;
+	if (fast != NULL || embs != NULL) {
 		size_t maxdim = 0;
+		unsigned n = fast != NULL ? fast->n : (unsigned)json_object_size(embs);
+		void *it = fast != NULL ? NULL : json_object_iter((json_t *)embs);
 
-		json_object_foreach((json_t *)embs, sname, v) {
-			int si = store_schema_find(schema, sname);
+		for (unsigned k = 0; k < n; k++) {
+			const char *sname = fast != NULL ? fast->v[k].name : json_object_iter_key(it);
+			int si = fast != NULL ? fast->v[k].space : store_schema_find(schema, sname);
 
-			(void)v;
+			if (fast == NULL)
+				it = json_object_iter_next((json_t *)embs, it);
 			if (si < 0) {
 				rc = err_set(e, ERR_INVALID, "unknown_space",
 				             "the dataset has no space '%.64s'", sname);
 				goto out;
 			}
+			if (fast != NULL)
+				fast_of[si] = (int)k;
 			vec_off[si] = off + 1; /* +1: 0 means absent */
 			off += (store_space_bytes(&schema->spaces[si]) + 7) & ~(size_t)7;
 			if (schema->spaces[si].dim > maxdim)
@@ -426,8 +688,11 @@ int codec_parse_record(const json_t *obj, const struct store_schema *schema,
 			continue;
 		void *dst = (char *)out->mem + vec_off[i] - 1;
 
-		rc = parse_vector(json_object_get(embs, schema->spaces[i].name), &schema->spaces[i],
-		                  dst, scratch, e);
+		if (fast != NULL)
+			rc = fast_vector(&fast->v[fast_of[i]], &schema->spaces[i], dst, scratch, e);
+		else
+			rc = parse_vector(json_object_get(embs, schema->spaces[i].name),
+			                  &schema->spaces[i], dst, scratch, e);
 		if (rc != 0)
 			goto out;
 		out->rec.vec[i] = dst;
@@ -440,6 +705,74 @@ out:
 	free(scratch);
 	free(body_s);
 	json_decref(body);
+	return rc;
+}
+
+int codec_parse_record(const json_t *obj, const struct store_schema *schema,
+                       struct codec_record *out, const char **id_out, struct err *e)
+{
+	return parse_record(obj, NULL, schema, out, id_out, e);
+}
+
+int codec_parse_line(const char *line, size_t len, const struct store_schema *schema,
+                     struct codec_record *out, json_t **obj_out, const char **id_out,
+                     struct err *e)
+{
+	const char *p = line, *end = line + len, *vs = NULL, *ve = NULL;
+	struct codec_fast fast;
+	json_error_t jerr;
+	json_t *obj;
+	char *buf;
+	size_t n;
+	int rc;
+
+	*obj_out = NULL;
+	p = skip_ws(p, end);
+	if (p >= end || *p++ != '{')
+		return 1;
+	p = skip_ws(p, end);
+	while (p < end && *p != '}') {
+		const char *k = p, *v;
+		int esc = 0, is_embs;
+
+		if (*p != '"' || (p = skip_string(p, end, &esc)) == NULL || esc)
+			return 1;
+		is_embs = p - k == 12 && memcmp(k, "\"embeddings\"", 12) == 0;
+		p = skip_ws(p, end);
+		if (p >= end || *p++ != ':')
+			return 1;
+		v = skip_ws(p, end);
+		if ((p = skip_value(v, end)) == NULL)
+			return 1;
+		if (is_embs) {
+			if (vs != NULL)
+				return 1;
+			vs = v;
+			ve = p;
+		}
+		p = skip_ws(p, end);
+		if (p < end && *p == ',')
+			p = skip_ws(p + 1, end);
+		else if (p >= end || *p != '}')
+			return 1;
+	}
+	if (p >= end || skip_ws(p + 1, end) != end || vs == NULL)
+		return 1;
+	if (fast_embeddings(vs, ve, schema, &fast) != 0)
+		return 1;
+	n = (size_t)(vs - line);
+	buf = malloc(len - (size_t)(ve - vs) + 3);
+	if (buf == NULL)
+		return ERR_NOMEM;
+	memcpy(buf, line, n);
+	memcpy(buf + n, "{}", 2);
+	memcpy(buf + n + 2, ve, (size_t)(end - ve));
+	obj = json_loadb(buf, len - (size_t)(ve - vs) + 2, 0, &jerr);
+	free(buf);
+	if (obj == NULL)
+		return 1;
+	rc = parse_record(obj, &fast, schema, out, id_out, e);
+	*obj_out = obj;
 	return rc;
 }
 

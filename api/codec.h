@@ -36,6 +36,15 @@ json_t *codec_dataset_json(const struct store_dataset_info *ds);
 int codec_parse_record(const json_t *obj, const struct store_schema *schema,
                        struct codec_record *out, const char **id_out, struct err *e);
 
+/* The ingest fast path for one NDJSON line: the same result as json_loadb() followed by
+ * codec_parse_record(), much faster when the "embeddings" value has the common shape.
+ * Returns 1 when it does not handle the line (then use that slow path: it reports any
+ * error exactly); otherwise codec_parse_record's result, with *obj_out the parsed rest
+ * of the line (new reference, decref it after using *id_out, which it holds). */
+int codec_parse_line(const char *line, size_t len, const struct store_schema *schema,
+                     struct codec_record *out, json_t **obj_out, const char **id_out,
+                     struct err *e);
+
 void codec_record_free(struct codec_record *r);
 
 /* The record as the API returns it: the stored body's fields plus id, kind, row and,

@@ -42,13 +42,9 @@ static void batch_reject(struct batch *b, size_t line, const char *id, const str
 	json_array_append_new(b->errors, o);
 }
 
-/* Validate one parsed record and keep it. Returns 0, or ERR_NOMEM (the batch fails). */
-static int batch_add(struct batch *b, const json_t *obj, size_t line)
+/* Make room for one more record in b. */
+static int batch_grow(struct batch *b)
 {
-	struct err e = {0};
-	const char *id = NULL;
-	int rc;
-
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 256;
 		struct codec_record *nr = realloc(b->recs, cap * sizeof *nr);
@@ -58,6 +54,18 @@ static int batch_add(struct batch *b, const json_t *obj, size_t line)
 		b->recs = nr;
 		b->cap = cap;
 	}
+	return 0;
+}
+
+/* Validate one parsed record and keep it. Returns 0, or ERR_NOMEM (the batch fails). */
+static int batch_add(struct batch *b, const json_t *obj, size_t line)
+{
+	struct err e = {0};
+	const char *id = NULL;
+	int rc;
+
+	if (batch_grow(b) != 0)
+		return ERR_NOMEM;
 	rc = codec_parse_record(obj, b->schema, &b->recs[b->n], &id, &e);
 	if (rc == ERR_NOMEM)
 		return rc;
@@ -92,10 +100,27 @@ struct line {
 static int parse_lines(struct batch *b, const struct line *lines, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
+		struct err e = {0};
 		json_error_t jerr;
-		json_t *obj = json_loadb(lines[i].p, lines[i].len, 0, &jerr);
+		json_t *obj = NULL;
+		const char *id = NULL;
 		int rc;
 
+		if (batch_grow(b) != 0)
+			return ERR_NOMEM;
+		rc = codec_parse_line(lines[i].p, lines[i].len, b->schema, &b->recs[b->n], &obj, &id,
+		                      &e);
+		if (rc != 1) { /* the fast path handled it */
+			if (rc == 0)
+				b->n++;
+			else if (rc != ERR_NOMEM)
+				batch_reject(b, lines[i].no, id, &e);
+			json_decref(obj);
+			if (rc == ERR_NOMEM)
+				return rc;
+			continue;
+		}
+		obj = json_loadb(lines[i].p, lines[i].len, 0, &jerr);
 		if (obj == NULL) {
 			parse_error(b, lines[i].no, &jerr);
 			continue;

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api/codec.h"
@@ -29,63 +30,124 @@ static int parse(const char *text, struct codec_record *r, struct err *e)
 	return rc;
 }
 
+static const struct {
+	const char *json;
+	const char *slug; /* NULL = accepted */
+} record_cases[] = {
+	{"{\"id\":\"a\"}", NULL},
+	{"{\"text\":\"x\"}", "missing_id"},
+	{"{\"id\":7}", "invalid_id"},
+	{"{\"id\":\"\"}", "invalid_id"},
+	{"{\"id\":\"a\\u0000b\"}", "invalid_id"},
+	{"{\"id\":\"a\",\"kind\":\"video\"}", "invalid_kind"},
+	{"{\"id\":\"a\",\"text\":5}", "invalid_field"},
+	{"{\"id\":\"a\",\"meta\":[]}", "invalid_field"},
+	{"{\"id\":\"a\",\"colour\":1}", "invalid_field"},
+	{"{\"id\":\"a\",\"image\":{\"width\":0}}", "invalid_field"},
+	{"{\"id\":\"a\",\"image\":{\"sha256\":\"abc\"}}", "invalid_field"},
+	{"{\"id\":\"a\",\"signals\":{\"x\":\"high\"}}", "invalid_field"},
+	{"{\"id\":\"a\",\"signals\":{\"x\":{\"y\":[1]}}}", "invalid_field"},
+	{"{\"id\":\"a\",\"embeddings\":{\"audio\":[1]}}", "unknown_space"},
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":[1,2]}}", "dimension_mismatch"},
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":[1,2,\"3\"]}}", "invalid_embedding"},
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":[1,2,1e300]}}", "non_finite"},
+	{"{\"id\":\"a\",\"embeddings\":{\"image\":[1,2,3,70000]}}", "non_finite"},
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f32\",\"b64\":\"!!!!\"}}}",
+	 "invalid_embedding"},
+	/* 8 bytes = 2 f32 values for a 3-d space */
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f32\",\"b64\":\"AACAPwAAAEA=\"}}}",
+	 "dimension_mismatch"},
+	/* f32 NaN 0x7fc00000 three times */
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f32\",\"b64\":\"AADAfwAAwH8AAMB/\"}}}",
+	 "non_finite"},
+	{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f64\",\"b64\":\"AAAA\"}}}",
+	 "invalid_embedding"},
+	{"{\"id\":\"a\",\"embeddings\":{\"image\":{\"dtype\":\"f16\",\"b64\":\"ADwAAAAAAAA=\"},"
+	 "\"text\":[0.5,0.25,1]}}",
+	 NULL},
+};
+
 static void test_rejections(void)
 {
-	static const struct {
-		const char *json;
-		const char *slug; /* NULL = accepted */
-	} cases[] = {
-		{"{\"id\":\"a\"}", NULL},
-		{"{\"text\":\"x\"}", "missing_id"},
-		{"{\"id\":7}", "invalid_id"},
-		{"{\"id\":\"\"}", "invalid_id"},
-		{"{\"id\":\"a\\u0000b\"}", "invalid_id"},
-		{"{\"id\":\"a\",\"kind\":\"video\"}", "invalid_kind"},
-		{"{\"id\":\"a\",\"text\":5}", "invalid_field"},
-		{"{\"id\":\"a\",\"meta\":[]}", "invalid_field"},
-		{"{\"id\":\"a\",\"colour\":1}", "invalid_field"},
-		{"{\"id\":\"a\",\"image\":{\"width\":0}}", "invalid_field"},
-		{"{\"id\":\"a\",\"image\":{\"sha256\":\"abc\"}}", "invalid_field"},
-		{"{\"id\":\"a\",\"signals\":{\"x\":\"high\"}}", "invalid_field"},
-		{"{\"id\":\"a\",\"signals\":{\"x\":{\"y\":[1]}}}", "invalid_field"},
-		{"{\"id\":\"a\",\"embeddings\":{\"audio\":[1]}}", "unknown_space"},
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":[1,2]}}", "dimension_mismatch"},
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":[1,2,\"3\"]}}", "invalid_embedding"},
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":[1,2,1e300]}}", "non_finite"},
-		{"{\"id\":\"a\",\"embeddings\":{\"image\":[1,2,3,70000]}}", "non_finite"},
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f32\",\"b64\":\"!!!!\"}}}",
-		 "invalid_embedding"},
-		/* 8 bytes = 2 f32 values for a 3-d space */
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f32\",\"b64\":\"AACAPwAAAEA=\"}}}",
-		 "dimension_mismatch"},
-		/* f32 NaN 0x7fc00000 three times */
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f32\",\"b64\":\"AADAfwAAwH8AAMB/\"}}}",
-		 "non_finite"},
-		{"{\"id\":\"a\",\"embeddings\":{\"text\":{\"dtype\":\"f64\",\"b64\":\"AAAA\"}}}",
-		 "invalid_embedding"},
-		{"{\"id\":\"a\",\"embeddings\":{\"image\":{\"dtype\":\"f16\",\"b64\":\"ADwAAAAAAAA=\"},"
-		 "\"text\":[0.5,0.25,1]}}",
-		 NULL},
-	};
-
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+	for (size_t i = 0; i < sizeof record_cases / sizeof record_cases[0]; i++) {
 		struct codec_record r;
 		struct err e = {0};
-		int rc = parse(cases[i].json, &r, &e);
+		int rc = parse(record_cases[i].json, &r, &e);
 
-		if (cases[i].slug == NULL) {
+		if (record_cases[i].slug == NULL) {
 			if (rc != 0)
 				harness_fail(__FILE__, __LINE__, "case %zu rejected: %s", i, e.detail);
 			CHECK_INT(rc, 0);
 			codec_record_free(&r);
 		} else {
-			if (rc == 0 || strcmp(e.slug, cases[i].slug) != 0)
+			if (rc == 0 || strcmp(e.slug, record_cases[i].slug) != 0)
 				harness_fail(__FILE__, __LINE__, "case %zu: want %s, got rc %d slug %s",
-				             i, cases[i].slug, rc, e.slug);
+				             i, record_cases[i].slug, rc, e.slug);
 			CHECK(rc != 0);
-			CHECK_STR(e.slug, cases[i].slug);
+			CHECK_STR(e.slug, record_cases[i].slug);
 		}
 	}
+}
+
+/* The ingest fast path gives what jansson + codec_parse_record give: same outcome, same
+ * slug, same bytes; lines it does not handle answer 1. */
+static void test_fast_path_agrees(void)
+{
+	static const char *const extra[] = {
+		"{ \"embeddings\" : { \"text\" : [ 1 , -2.5e-1 , 3E2 ] } , \"id\" : \"w\" }",
+		"{\"id\":\"o\",\"embeddings\":{\"image\":{\"b64\":\"ADwAAAAAAAA=\",\"dtype\":\"f16\"}}}",
+		"{\"id\":\"e\",\"embeddings\":{}}",
+		"{\"id\":\"z\",\"embeddings\":{\"text\":[-0.0,0,1e-45]}}",
+		"{\"id\":\"d\",\"embeddings\":{\"text\":[1,2,3],\"text\":[4,5,6]}}",
+		"{\"id\":\"s\",\"embeddings\":{\"text\":[1,2,\"3\"]}}",
+		"{\"id\":\"x\",\"embeddings\":{\"text\":[1,2,0x3]}}",
+		"{\"id\":\"t\",\"embeddings\":{\"text\":[1,2,3]}} trailing",
+		"{\"id\":\"u\",\"embeddings\":{\"text\":[1,2,3]},\"embeddings\":{}}",
+		"{\"id\":\"v\",\"text\":\"caf\\u00e9 \\\"q\\\"\",\"embeddings\":{\"text\":[1,2,3]},\"meta\":{\"a\":[1,{\"b\":\"}\"}]}}",
+	};
+	size_t nr = sizeof record_cases / sizeof record_cases[0];
+	size_t handled = 0;
+
+	for (size_t i = 0; i < nr + sizeof extra / sizeof extra[0]; i++) {
+		const char *line = i < nr ? record_cases[i].json : extra[i - nr];
+		struct codec_record fast, slow;
+		struct err ef = {0}, es = {0};
+		json_t *obj = NULL, *sobj;
+		const char *id = NULL;
+		int rf, rs;
+
+		rf = codec_parse_line(line, strlen(line), &schema, &fast, &obj, &id, &ef);
+		sobj = json_loads(line, 0, NULL);
+		rs = sobj != NULL ? codec_parse_record(sobj, &schema, &slow, NULL, &es) : -100;
+		json_decref(sobj);
+		if (rf == 1) {
+			if (rs == 0)
+				codec_record_free(&slow);
+			continue;
+		}
+		handled++;
+		if (rf != rs || strcmp(ef.slug, es.slug) != 0)
+			harness_fail(__FILE__, __LINE__, "line %zu: fast %d %s, slow %d %s", i, rf,
+			             ef.slug, rs, es.slug);
+		CHECK_INT(rf, rs);
+		if (rf == 0) {
+			CHECK_STR(fast.rec.id, slow.rec.id);
+			CHECK_STR(fast.rec.body, slow.rec.body);
+			CHECK_INT(fast.rec.kind, slow.rec.kind);
+			for (unsigned k = 0; k < schema.nspaces; k++) {
+				CHECK((fast.rec.vec[k] == NULL) == (slow.rec.vec[k] == NULL));
+				if (fast.rec.vec[k] != NULL && k != 1)
+					CHECK(memcmp(fast.rec.vec[k], slow.rec.vec[k],
+					             store_space_bytes(&schema.spaces[k])) == 0);
+			}
+			codec_record_free(&fast);
+			codec_record_free(&slow);
+		}
+		json_decref(obj);
+	}
+	/* Most of the table has the common shape: the fast path must take it. */
+	printf("  fast path handled %zu lines\n", handled);
+	CHECK_INT(handled, 12);
 }
 
 static void test_vectors_converted(void)
@@ -219,6 +281,7 @@ static void test_record_json_roundtrip(void)
 int main(void)
 {
 	HARNESS_RUN(test_rejections);
+	HARNESS_RUN(test_fast_path_agrees);
 	HARNESS_RUN(test_vectors_converted);
 	HARNESS_RUN(test_body_and_kind);
 	HARNESS_RUN(test_schema);
