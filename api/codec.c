@@ -373,18 +373,28 @@ static const char *skip_value(const char *p, const char *end)
 	return depth == 0 ? p : NULL;
 }
 
-/* A JSON number per the grammar; returns its end or NULL. */
+/* A JSON number per the grammar; returns its end, or NULL when it is not one or when
+ * jansson might refuse it: an integer literal of more than 18 digits (beyond int64) or a
+ * magnitude that may overflow a double (integer digits + exponent > 300). The fast path
+ * must answer as jansson does, and leaving a line to jansson is always correct. */
 static const char *scan_number(const char *p, const char *end)
 {
+	const char *digits;
+	size_t intlen;
+
 	if (p < end && *p == '-')
 		p++;
 	if (p >= end || *p < '0' || *p > '9')
 		return NULL;
+	digits = p;
 	if (*p == '0')
 		p++;
 	else
 		while (p < end && *p >= '0' && *p <= '9')
 			p++;
+	intlen = (size_t)(p - digits);
+	if (intlen > 18 && (p >= end || (*p != '.' && *p != 'e' && *p != 'E')))
+		return NULL;
 	if (p < end && *p == '.') {
 		if (++p >= end || *p < '0' || *p > '9')
 			return NULL;
@@ -392,13 +402,21 @@ static const char *scan_number(const char *p, const char *end)
 			p++;
 	}
 	if (p < end && (*p == 'e' || *p == 'E')) {
+		long ex = 0;
+		int neg = 0;
+
 		p++;
 		if (p < end && (*p == '+' || *p == '-'))
-			p++;
+			neg = *p++ == '-';
 		if (p >= end || *p < '0' || *p > '9')
 			return NULL;
-		while (p < end && *p >= '0' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9') {
+			if (ex < 100000)
+				ex = ex * 10 + (*p - '0');
 			p++;
+		}
+		if (!neg && (long)intlen + ex > 300)
+			return NULL;
 	}
 	return p;
 }
@@ -421,8 +439,10 @@ static int fast_embeddings(const char *p, const char *end, const struct store_sc
 
 		if (f->n == STORE_MAX_SPACES || p >= end || *p != '"')
 			return 1;
+		/* Only name characters: anything else (escapes, control bytes) is for jansson. */
 		k = ++p;
-		while (p < end && *p != '"' && *p != '\\')
+		while (p < end && ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		                   (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
 			p++;
 		if (p >= end || *p != '"')
 			return 1;
@@ -549,7 +569,13 @@ static int fast_vector(const struct fast_vec *v, const struct store_space *sp, v
 		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ',')
 			p++;
 		/* The grammar was checked, so strtod reads exactly the number (C locale). */
-		scratch[i] = (float)strtod(p, &q);
+		double x = strtod(p, &q);
+
+		/* jansson reads an integer literal as an integer: "-0" is +0, not -0. */
+		if (x == 0.0 && memchr(p, '.', (size_t)(q - p)) == NULL &&
+		    memchr(p, 'e', (size_t)(q - p)) == NULL && memchr(p, 'E', (size_t)(q - p)) == NULL)
+			x = 0.0;
+		scratch[i] = (float)x;
 		p = q;
 	}
 	return store_f32(sp, dst, scratch, e);

@@ -98,6 +98,8 @@ static void test_fast_path_agrees(void)
 		"{\"id\":\"o\",\"embeddings\":{\"image\":{\"b64\":\"ADwAAAAAAAA=\",\"dtype\":\"f16\"}}}",
 		"{\"id\":\"e\",\"embeddings\":{}}",
 		"{\"id\":\"z\",\"embeddings\":{\"text\":[-0.0,0,1e-45]}}",
+		"{\"id\":\"m\",\"embeddings\":{\"text\":[-0,123456789012345678,-1E+2]}}",
+		"{\"id\":\"big\",\"embeddings\":{\"text\":[1,2,17777777777777777777777777]}}",
 		"{\"id\":\"d\",\"embeddings\":{\"text\":[1,2,3],\"text\":[4,5,6]}}",
 		"{\"id\":\"s\",\"embeddings\":{\"text\":[1,2,\"3\"]}}",
 		"{\"id\":\"x\",\"embeddings\":{\"text\":[1,2,0x3]}}",
@@ -136,7 +138,7 @@ static void test_fast_path_agrees(void)
 			CHECK_INT(fast.rec.kind, slow.rec.kind);
 			for (unsigned k = 0; k < schema.nspaces; k++) {
 				CHECK((fast.rec.vec[k] == NULL) == (slow.rec.vec[k] == NULL));
-				if (fast.rec.vec[k] != NULL && k != 1)
+				if (fast.rec.vec[k] != NULL)
 					CHECK(memcmp(fast.rec.vec[k], slow.rec.vec[k],
 					             store_space_bytes(&schema.spaces[k])) == 0);
 			}
@@ -147,7 +149,7 @@ static void test_fast_path_agrees(void)
 	}
 	/* Most of the table has the common shape: the fast path must take it. */
 	printf("  fast path handled %zu lines\n", handled);
-	CHECK_INT(handled, 12);
+	CHECK_INT(handled, 12); /* 1e300 and the 26-digit integer go to jansson */
 }
 
 static void test_vectors_converted(void)
