@@ -22,7 +22,10 @@
  *
  * Threading: every function may be called from any thread concurrently. Writers are
  * serialised by LMDB; readers never block writers. Map resizes briefly exclude both
- * (a pthread rwlock taken shared around every transaction). */
+ * (a gate: a count of open transactions under a mutex, which a resize closes and waits
+ * to drain; a rwlock cannot serve, since with MDB_NOTLS a reader may be closed by another
+ * thread than the one that opened it). A resize that still waits after 10 s gives up with
+ * ERR_UNAVAILABLE: a thread must not write while it holds a reader. */
 #ifndef WINNOW_STORE_H
 #define WINNOW_STORE_H
 
@@ -49,7 +52,7 @@ enum store_kind {
 struct store_config {
 	const char *dir;      /* borrowed; created if missing */
 	size_t map_size;      /* initial LMDB map size in bytes (grows on demand) */
-	unsigned max_readers; /* 0 = default (126 + threads) */
+	unsigned max_readers; /* 0 = default (126 + 8 * online CPUs) */
 };
 
 struct store_space {
