@@ -11,17 +11,17 @@
 
 /* Sorted by template, then method. Keep api/openapi.json in step (a test checks it). */
 static const struct route table[] = {
-	{"GET", "/livez", AUTH_NONE, ops_livez},
-	{"GET", "/metrics", AUTH_READ, ops_metrics},
-	{"GET", "/readyz", AUTH_NONE, ops_readyz},
-	{"GET", "/v1/datasets", AUTH_READ, datasets_list},
-	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete},
-	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get},
-	{"PUT", "/v1/datasets/{name}", AUTH_ADMIN, datasets_put},
-	{"POST", "/v1/datasets/{name}/records", AUTH_ADMIN, records_post},
-	{"DELETE", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, records_delete},
-	{"GET", "/v1/datasets/{name}/records/{id*}", AUTH_READ, records_get},
-	{"GET", "/v1/openapi.json", AUTH_READ, ops_openapi},
+	{"GET", "/livez", AUTH_NONE, ops_livez, 0},
+	{"GET", "/metrics", AUTH_READ, ops_metrics, 0},
+	{"GET", "/readyz", AUTH_NONE, ops_readyz, 0},
+	{"GET", "/v1/datasets", AUTH_READ, datasets_list, 0},
+	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0},
+	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0},
+	{"PUT", "/v1/datasets/{name}", AUTH_ADMIN, datasets_put, 0},
+	{"POST", "/v1/datasets/{name}/records", AUTH_ADMIN, records_post, 1},
+	{"DELETE", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, records_delete, 0},
+	{"GET", "/v1/datasets/{name}/records/{id*}", AUTH_READ, records_get, 0},
+	{"GET", "/v1/openapi.json", AUTH_READ, ops_openapi, 0},
 };
 
 const struct route *routes_table(size_t *n)

@@ -19,6 +19,7 @@ struct route {
 	const char *tmpl;         /* e.g. "/v1/datasets/{name}/records/{id*}"; {x*} takes the rest */
 	enum auth_scope scope;    /* AUTH_NONE: open to all; AUTH_READ; AUTH_ADMIN */
 	route_handler handler;
+	int offload;              /* 1: CPU- or I/O-heavy; runs on the work pool, not an HTTP thread */
 };
 
 /* Outcome of matching a path and method. */

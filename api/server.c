@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* server: libmicrohttpd glue. Owns the MHD daemon and the per-request state (struct
+/* server: libmicrohttpd glue. Owns the MHD daemon, the per-request state (struct
  * conn_state, allocated on a request's first callback and freed in the completion
- * callback). Bodies are accumulated up to the configured limit; errors found before the
+ * callback) and the work pool. Routes marked offload (ingest) do not run on the HTTP
+ * thread: the connection is suspended, a pool thread runs the handler, then resumes it and
+ * MHD calls us again to send the answer. libmicrohttpd may accept several connections on
+ * one HTTP thread; the pool lets their requests parse and commit at the same time. Bodies are accumulated up to the configured limit; errors found before the
  * body ends (401, 403, 404, 405, 503) are answered once the body is consumed, except
  * a declared Content-Length over the limit, which is answered at once (413). */
 #include "api/server.h"
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +33,8 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 
+#define SERVER_MAX_WORKERS 16
+
 struct server {
 	struct MHD_Daemon *mhd;
 	struct daemon *d;
@@ -36,10 +42,20 @@ struct server {
 	uint64_t id_seed;
 	atomic_uint_fast64_t id_counter;
 	atomic_int inflight;
+	/* the work pool */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct conn_state *head, *tail; /* queued requests, FIFO */
+	int quit;
+	unsigned nworkers;
+	pthread_t workers[SERVER_MAX_WORKERS];
 };
 
 struct conn_state {
 	struct server *srv;
+	struct conn_state *next; /* in the work queue */
+	struct http_res res;     /* the pool's answer, sent once the connection resumes */
+	int res_ready;
 	struct http_req req;
 	struct route_match match;
 	char *path;            /* copy of the decoded URL path */
@@ -193,6 +209,53 @@ static void first_call(struct conn_state *cs)
 	}
 }
 
+/* Run the route's handler into cs->res, with the contract's fallbacks. */
+static void run_handler(struct conn_state *cs)
+{
+	struct http_res *res = &cs->res;
+
+	cs->match.route->handler(&cs->req, res);
+	if (res->status == 0) {
+		struct err e = {0};
+
+		free(res->body);
+		memset(res, 0, sizeof *res);
+		err_set(&e, ERR_INTERNAL, "no_answer", "the handler gave no answer");
+		http_problem(res, &cs->req, ERR_INTERNAL, &e, NULL);
+	}
+	if (res->body == NULL) {
+		res->body = strdup("");
+		res->len = 0;
+	}
+	cs->res_ready = 1;
+}
+
+/* A pool thread: take a suspended request, run its handler, resume its connection. */
+static void *worker_main(void *arg)
+{
+	struct server *srv = arg;
+
+	for (;;) {
+		struct conn_state *cs;
+
+		pthread_mutex_lock(&srv->mu);
+		while (srv->head == NULL && !srv->quit)
+			pthread_cond_wait(&srv->cv, &srv->mu);
+		if (srv->head == NULL) { /* quit, and nothing left */
+			pthread_mutex_unlock(&srv->mu);
+			return NULL;
+		}
+		cs = srv->head;
+		srv->head = cs->next;
+		if (srv->head == NULL)
+			srv->tail = NULL;
+		cs->next = NULL;
+		pthread_mutex_unlock(&srv->mu);
+		run_handler(cs);
+		MHD_resume_connection(cs->req.conn);
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -273,6 +336,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 
 	/* The body is complete: answer. */
+	if (cs->res_ready) /* back from the pool */
+		return (enum MHD_Result)queue(cs, conn, &cs->res);
 	if (cs->pending_code != 0)
 		return (enum MHD_Result)answer_problem(cs, conn, cs->pending_code, &cs->pending_err);
 	if (cs->body != NULL)
@@ -280,21 +345,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	cs->req.body = cs->body != NULL ? cs->body : "";
 	cs->req.body_len = cs->len;
 
-	struct http_res res = {0};
-	cs->match.route->handler(&cs->req, &res);
-	if (res.status == 0) {
-		struct err e = {0};
-
-		free(res.body);
-		memset(&res, 0, sizeof res);
-		err_set(&e, ERR_INTERNAL, "no_answer", "the handler gave no answer");
-		http_problem(&res, &cs->req, ERR_INTERNAL, &e, NULL);
+	if (cs->match.route->offload && srv->nworkers > 0) {
+		MHD_suspend_connection(conn);
+		pthread_mutex_lock(&srv->mu);
+		if (srv->tail != NULL)
+			srv->tail->next = cs;
+		else
+			srv->head = cs;
+		srv->tail = cs;
+		pthread_cond_signal(&srv->cv);
+		pthread_mutex_unlock(&srv->mu);
+		return MHD_YES;
 	}
-	if (res.body == NULL) {
-		res.body = strdup("");
-		res.len = 0;
-	}
-	return (enum MHD_Result)queue(cs, conn, &res);
+	run_handler(cs);
+	return (enum MHD_Result)queue(cs, conn, &cs->res);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -317,6 +381,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	        cs->req.method, cs->req.route, cs->status, dur * 1e3, cs->len,
 	        log_quote(cs->req.request_id, qid, sizeof qid),
 	        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " completed=false");
+	free(cs->res.body); /* NULL once queued; set if the client left before the answer */
 	free(cs->body);
 	free(cs->params);
 	free(cs->path);
@@ -374,13 +439,16 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 	struct addrinfo hints = {0}, *ai = NULL;
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+	                 MHD_ALLOW_SUSPEND_RESUME;
 	int rc = 0, gai;
 
 	srv = calloc(1, sizeof *srv);
 	if (srv == NULL)
 		return err_set(e, ERR_NOMEM, NULL, "out of memory");
 	srv->d = d;
+	pthread_mutex_init(&srv->mu, NULL);
+	pthread_cond_init(&srv->cv, NULL);
 	if (getrandom(&srv->id_seed, sizeof srv->id_seed, 0) != (ssize_t)sizeof srv->id_seed)
 		srv->id_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 
@@ -417,6 +485,13 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 		             d->cfg->listen_host, (unsigned)d->cfg->listen_port);
 		goto out;
 	}
+	/* One pool thread per HTTP thread: requests parse on all cores already, so more would
+	 * only queue on LMDB's single writer. */
+	for (unsigned i = 0; i < d->cfg->threads && i < SERVER_MAX_WORKERS; i++) {
+		if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0)
+			break;
+		srv->nworkers++;
+	}
 	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info != NULL ? info->port : d->cfg->listen_port;
 	*out = srv;
@@ -424,6 +499,10 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 out:
 	if (ai != NULL)
 		freeaddrinfo(ai);
+	if (srv != NULL) {
+		pthread_mutex_destroy(&srv->mu);
+		pthread_cond_destroy(&srv->cv);
+	}
 	free(srv);
 	return rc;
 }
@@ -446,6 +525,16 @@ void server_stop(struct server *s, double grace_s)
 
 		nanosleep(&ts, NULL);
 	}
+	/* Every queued request has been answered (inflight is 0) unless the grace ran out;
+	 * the workers finish what is queued, then MHD stops. */
+	pthread_mutex_lock(&s->mu);
+	s->quit = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (unsigned i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
 	MHD_stop_daemon(s->mhd);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
 	free(s);
 }

@@ -896,6 +896,26 @@ static int vent_cmp(const void *a, const void *b)
 	return x->rec < y->rec ? -1 : x->rec > y->rec;
 }
 
+/* Put a row-keyed value. A new row has the largest row number of its dataset, so when
+ * its dataset is also the last in key order MDB_APPEND applies and keeps pages full (a
+ * plain put of ascending keys leaves them half empty, doubling the bytes each commit
+ * writes). LMDB refuses the append with MDB_KEYEXIST when the key is not the largest;
+ * then a plain put does it. */
+static int put_row(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned flags,
+                   int is_new)
+{
+	MDB_val v = *val;
+	int mrc;
+
+	if (is_new) {
+		mrc = mdb_put(txn, dbi, key, val, flags | MDB_APPEND);
+		if (mrc != MDB_KEYEXIST)
+			return mrc;
+		*val = v;
+	}
+	return mdb_put(txn, dbi, key, val, flags);
+}
+
 /* Rebuild each block the chunk touches in space sp once: old value (if any) into the
  * buffer, all of the chunk's rows applied in record order (so later duplicates win),
  * one put, or a delete when no row of the block keeps a vector. */
@@ -1007,12 +1027,12 @@ static int put_chunk(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 		key_row(rk, c->ds, row);
 		key = mval(rk, sizeof rk);
 		val = mval(NULL, 1 + r->id_len);
-		if ((mrc = mdb_put(txn, s->rows, &key, &val, MDB_RESERVE)) != 0)
+		if ((mrc = put_row(txn, s->rows, &key, &val, MDB_RESERVE, is_new)) != 0)
 			return lmdb_fail(lf, mrc, "write row");
 		((unsigned char *)val.mv_data)[0] = (unsigned char)r->kind;
 		memcpy((unsigned char *)val.mv_data + 1, r->id, r->id_len);
 		val = mval(r->body ? r->body : "", r->body ? r->body_len : 0);
-		if ((mrc = mdb_put(txn, s->recs, &key, &val, 0)) != 0)
+		if ((mrc = put_row(txn, s->recs, &key, &val, 0, is_new)) != 0)
 			return lmdb_fail(lf, mrc, "write record");
 		bytes += 2 * r->id_len + r->body_len + 64;
 		for (unsigned sp = 0; sp < c->nspaces; sp++) {
