@@ -1261,6 +1261,21 @@ struct del_ctx {
 	size_t cap;
 };
 
+/* Make *buf hold at least n bytes (a scratch buffer kept across calls). 0 or -1. */
+static int buf_reserve(unsigned char **buf, size_t *cap, size_t n)
+{
+	unsigned char *grown;
+
+	if (*cap >= n)
+		return 0;
+	grown = realloc(*buf, n);
+	if (grown == NULL)
+		return -1;
+	*buf = grown;
+	*cap = n;
+	return 0;
+}
+
 static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
                     struct err *e)
 {
@@ -1311,14 +1326,8 @@ static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *
 		if (mask == 0) {
 			mrc = mdb_del(txn, s->vecs, &key, NULL);
 		} else {
-			if (c->cap < bb) {
-				unsigned char *grown = realloc(c->buf, bb);
-
-				if (grown == NULL)
-					return nomem(e, "deleting a record");
-				c->buf = grown;
-				c->cap = bb;
-			}
+			if (buf_reserve(&c->buf, &c->cap, bb) != 0)
+				return nomem(e, "deleting a record");
 			memcpy(c->buf, val.mv_data, bb);
 			le64_put(c->buf, mask);
 			memset(c->buf + STORE_MASK_BYTES + slot * vb, 0, vb);
@@ -1695,14 +1704,8 @@ int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, u
 	/* Large blocks sit on overflow pages and are 8-aligned; small ones inside a leaf
 	 * page may be only 2-aligned, and callers read them as float arrays. */
 	if ((uintptr_t)p % 8 != 0) {
-		if (r->buf_cap < n) {
-			unsigned char *grown = realloc(r->buf, n);
-
-			if (grown == NULL)
-				return nomem(e, "reading a block");
-			r->buf = grown;
-			r->buf_cap = n;
-		}
+		if (buf_reserve(&r->buf, &r->buf_cap, n) != 0)
+			return nomem(e, "reading a block");
 		memcpy(r->buf, p, n);
 		p = r->buf;
 	}
