@@ -9,6 +9,7 @@
 #include "api/http.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
+#include "daemon/jobs.h"
 #include "daemon/log.h"
 #include "store/store.h"
 
@@ -93,12 +94,15 @@ int datasets_put(struct http_req *r, struct http_res *res)
 
 int datasets_delete(struct http_req *r, struct http_res *res)
 {
+	struct store_dataset_info ds;
 	struct err e = {0};
 	const char *name = dataset_name(r, res);
 	int rc;
 
 	if (name == NULL)
 		return 0;
+	if (store_dataset_get(r->d->store, name, &ds, NULL) == 0)
+		jobs_cancel_matching(r->d->jobs, ds.id, NULL, NULL, 0); /* before its data goes */
 	rc = store_dataset_delete(r->d->store, name, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);

@@ -10,6 +10,7 @@
 #define WINNOW_HTTP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "daemon/auth.h"
 
@@ -41,6 +42,14 @@ struct http_res {
 	char location[256];       /* "" = no Location header */
 	char allow[64];           /* "" = no Allow header */
 	int www_authenticate;     /* 1: add WWW-Authenticate: Bearer */
+	/* A streamed body (chunked, length unknown) instead of body: stream(stream_ctx, buf,
+	 * max) returns the bytes it wrote (> 0), 0 at the end, -1 on an error (the connection is
+	 * then closed early). The server calls stream_free(stream_ctx) exactly once when the
+	 * response is done or abandoned; both are taken by the server with the response. */
+	ssize_t (*stream)(void *ctx, char *buf, size_t max);
+	void (*stream_free)(void *ctx);
+	void *stream_ctx;
+	const char *disposition;  /* static or res-lifetime string: Content-Disposition, or NULL */
 };
 
 /* Value of request header name (case-insensitive), or NULL. Borrowed for the request. */
@@ -56,6 +65,15 @@ int http_json(struct http_res *res, int status, json_t *obj);
  * problem object, e.g. {"errors": [...]}. Returns 0. */
 int http_problem(struct http_res *res, const struct http_req *r, int code, const struct err *e,
                  json_t *extra);
+
+/* Parse the request body as JSON into *out (new). A body that is not JSON: fills res with
+ * a 400 problem (malformed_json) and returns ERR_MALFORMED. */
+int http_body_json(const struct http_req *r, struct http_res *res, json_t **out);
+
+/* The {segment} parameter i as a store name ([A-Za-z0-9._-]{1,64}); otherwise fills res with
+ * a 422 problem naming what (e.g. "dataset") and returns NULL. */
+const char *http_name_param(const struct http_req *r, struct http_res *res, int i,
+                            const char *what);
 
 /* HTTP status for an error code. */
 int http_status_for(int code);

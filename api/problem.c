@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "daemon/err.h"
+#include "store/store.h"
 
 static const struct {
 	int code;
@@ -122,4 +123,33 @@ int http_problem(struct http_res *res, const struct http_req *r, int code, const
 	if (code == ERR_UNAUTHORIZED)
 		res->www_authenticate = 1;
 	return 0;
+}
+
+int http_body_json(const struct http_req *r, struct http_res *res, json_t **out)
+{
+	struct err e = {0};
+	json_error_t jerr;
+	json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+
+	if (body == NULL) {
+		err_set(&e, ERR_MALFORMED, "malformed_json", "the body is not JSON: %s (line %d)",
+		        jerr.text, jerr.line);
+		http_problem(res, r, ERR_MALFORMED, &e, NULL);
+		return ERR_MALFORMED;
+	}
+	*out = body;
+	return 0;
+}
+
+const char *http_name_param(const struct http_req *r, struct http_res *res, int i,
+                            const char *what)
+{
+	struct err e = {0};
+
+	if (r->params[i] != NULL && store_name_valid(r->params[i]))
+		return r->params[i];
+	err_set(&e, ERR_INVALID, "invalid_name", "a %s name must match [A-Za-z0-9._-]{1,64}",
+	        what);
+	http_problem(res, r, ERR_INVALID, &e, NULL);
+	return NULL;
 }

@@ -16,7 +16,9 @@
 #include "api/http.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
+#include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "filters/instance.h"
 #include "store/store.h"
 
 /* At most this many rejections are listed; the counts are always complete. */
@@ -291,6 +293,7 @@ int records_post(struct http_req *r, struct http_res *res)
 	struct batch b = {0};
 	struct err e = {0};
 	struct store_record *recs = NULL;
+	uint64_t *rows = NULL;
 	char mt[64];
 	int rc, ndjson;
 
@@ -327,11 +330,25 @@ int records_post(struct http_req *r, struct http_res *res)
 		rc = err_set(&e, ERR_NOMEM, NULL, "out of memory");
 		goto fail;
 	}
+	rows = malloc(b.n * sizeof *rows);
+	if (rows == NULL) {
+		rc = err_set(&e, ERR_NOMEM, NULL, "out of memory");
+		goto fail;
+	}
 	for (size_t i = 0; i < b.n; i++)
 		recs[i] = b.recs[i].rec;
-	rc = store_put_records(r->d->store, ds.id, recs, b.n, &e);
+	rc = store_put_records(r->d->store, ds.id, recs, b.n, rows, &e);
 	if (rc != 0)
 		goto fail;
+	/* The records are committed: the answer is 200 whatever happens next. Cheap filters
+	 * score them now; a failure leaves them pending (counted in .../stats). */
+	{
+		struct err e2 = {0};
+
+		if (instance_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n, &e2) != 0)
+			log_msg(LOG_WARN, "ingest_scoring", "dataset=%s records=%zu msg=\"%s\"",
+			        r->params[0], b.n, e2.detail[0] ? e2.detail : err_str(e2.code));
+	}
 	metrics_add(r->d->metrics, METRICS_RECORDS_INGESTED, b.n);
 	metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);
 	http_json(res, 200, json_pack("{s:I, s:I, s:O}", "accepted", (json_int_t)b.n, "rejected",
@@ -344,6 +361,7 @@ out:
 		codec_record_free(&b.recs[i]);
 	free(b.recs);
 	free(recs);
+	free(rows);
 	json_decref(b.errors);
 	return 0;
 }

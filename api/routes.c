@@ -5,8 +5,11 @@
 #include <string.h>
 
 #include "api/datasets.h"
+#include "api/filters.h"
+#include "api/jobs_routes.h"
 #include "api/ops.h"
 #include "api/records.h"
+#include "api/subsets.h"
 #include "daemon/err.h"
 
 /* Sorted by template, then method. Keep api/openapi.json in step (a test checks it). */
@@ -18,9 +21,26 @@ static const struct route table[] = {
 	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0},
 	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0},
 	{"PUT", "/v1/datasets/{name}", AUTH_ADMIN, datasets_put, 0},
+	{"GET", "/v1/datasets/{name}/filters", AUTH_READ, filters_list, 0},
+	{"DELETE", "/v1/datasets/{name}/filters/{filter}", AUTH_ADMIN, filters_delete, 0},
+	{"GET", "/v1/datasets/{name}/filters/{filter}", AUTH_READ, filters_get, 0},
+	{"PUT", "/v1/datasets/{name}/filters/{filter}", AUTH_ADMIN, filters_put, 0},
+	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", AUTH_READ, filters_stats, 1},
+	{"POST", "/v1/datasets/{name}/filters/{filter}:score", AUTH_ADMIN, filters_score, 0},
+	{"GET", "/v1/datasets/{name}/jobs", AUTH_READ, jobs_routes_list_dataset, 0},
 	{"POST", "/v1/datasets/{name}/records", AUTH_ADMIN, records_post, 1},
 	{"DELETE", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, records_delete, 0},
 	{"GET", "/v1/datasets/{name}/records/{id*}", AUTH_READ, records_get, 0},
+	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", AUTH_READ, subsets_decisions, 0},
+	{"GET", "/v1/datasets/{name}/subsets", AUTH_READ, subsets_list, 0},
+	{"DELETE", "/v1/datasets/{name}/subsets/{subset}", AUTH_ADMIN, subsets_delete, 0},
+	{"GET", "/v1/datasets/{name}/subsets/{subset}", AUTH_READ, subsets_get, 0},
+	{"PUT", "/v1/datasets/{name}/subsets/{subset}", AUTH_ADMIN, subsets_put, 0},
+	{"GET", "/v1/datasets/{name}/subsets/{subset}:export", AUTH_READ, subsets_export, 1},
+	{"GET", "/v1/filter-types", AUTH_READ, filters_types, 0},
+	{"GET", "/v1/jobs", AUTH_READ, jobs_routes_list, 0},
+	{"DELETE", "/v1/jobs/{id}", AUTH_ADMIN, jobs_routes_cancel, 0},
+	{"GET", "/v1/jobs/{id}", AUTH_READ, jobs_routes_get, 0},
 	{"GET", "/v1/openapi.json", AUTH_READ, ops_openapi, 0},
 };
 
@@ -40,9 +60,24 @@ static int match_tmpl(const char *tmpl, const char *path, struct route_match *m)
 		if (*t == '{') {
 			const char *close = strchr(t, '}');
 			int rest = close != NULL && close > t && close[-1] == '*';
-			size_t len = rest ? strlen(p) : strcspn(p, "/");
+			size_t len;
 
-			if (close == NULL || len == 0 || m->nparams >= 4)
+			if (close == NULL || m->nparams >= 4)
+				return 0;
+			if (rest) {
+				/* {x*} takes the rest of the path but a literal suffix of the
+				 * template ("/decisions"), which the path must end with */
+				size_t plen = strlen(p), slen = strlen(close + 1);
+
+				if (strchr(close + 1, '{') != NULL || plen <= slen ||
+				    strcmp(p + plen - slen, close + 1) != 0)
+					return 0;
+				len = plen - slen;
+			} else {
+				/* a segment; before a ":verb" suffix it stops at the ':' */
+				len = strcspn(p, close[1] == ':' ? "/:" : "/");
+			}
+			if (len == 0)
 				return 0;
 			m->param_off[m->nparams] = (size_t)(p - path);
 			m->param_len[m->nparams] = len;
@@ -62,17 +97,27 @@ static int match_tmpl(const char *tmpl, const char *path, struct route_match *m)
 int routes_match(const char *method, const char *path, struct route_match *m)
 {
 	int path_known = 0;
+	size_t best = 0;
 
 	memset(m, 0, sizeof *m);
+	/* The longest matching template wins: ".../records/{id*}/decisions" over
+	 * ".../records/{id*}" for a path that ends in "/decisions". */
 	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
 		struct route_match tmp;
 
 		if (!match_tmpl(table[i].tmpl, path, &tmp))
 			continue;
 		if (strcmp(table[i].method, method) == 0) {
-			*m = tmp;
-			m->route = &table[i];
-			return 0;
+			if (m->route == NULL || strlen(table[i].tmpl) > best) {
+				char allow[sizeof m->allow];
+
+				memcpy(allow, m->allow, sizeof allow);
+				*m = tmp;
+				memcpy(m->allow, allow, sizeof allow);
+				m->route = &table[i];
+				best = strlen(table[i].tmpl);
+			}
+			continue;
 		}
 		path_known = 1;
 		if (strlen(m->allow) + strlen(table[i].method) + 3 < sizeof m->allow) {
@@ -81,5 +126,7 @@ int routes_match(const char *method, const char *path, struct route_match *m)
 			strcat(m->allow, table[i].method);
 		}
 	}
+	if (m->route != NULL)
+		return 0;
 	return path_known ? ERR_METHOD : ERR_NOT_FOUND;
 }

@@ -102,17 +102,65 @@ static void set_request_id(struct conn_state *cs)
 	                                        atomic_fetch_add(&cs->srv->id_counter, 1)));
 }
 
+/* A streamed body: the handler's producer and its context, for MHD's callbacks. */
+struct stream {
+	ssize_t (*fn)(void *ctx, char *buf, size_t max);
+	void (*free_fn)(void *ctx);
+	void *ctx;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *st = cls;
+	ssize_t n;
+
+	(void)pos;
+	n = st->fn(st->ctx, buf, max);
+	if (n > 0)
+		return n;
+	return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_done(void *cls)
+{
+	struct stream *st = cls;
+
+	if (st->free_fn != NULL)
+		st->free_fn(st->ctx);
+	free(st);
+}
+
 static int queue(struct conn_state *cs, struct MHD_Connection *conn, struct http_res *res)
 {
 	struct MHD_Response *mr;
 	int ret;
 
-	mr = MHD_create_response_from_buffer(res->len, res->body, MHD_RESPMEM_MUST_FREE);
-	if (mr == NULL) {
+	if (res->stream != NULL) {
+		struct stream *st = malloc(sizeof *st);
+
+		if (st == NULL)
+			return MHD_NO; /* on_completed frees the context */
+		*st = (struct stream){res->stream, res->stream_free, res->stream_ctx};
+		res->stream_ctx = NULL;
+		res->stream_free = NULL;
+		mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
+		                                       stream_done);
+		if (mr == NULL) {
+			stream_done(st);
+			return MHD_NO;
+		}
 		free(res->body);
-		return MHD_NO;
+	} else {
+		mr = MHD_create_response_from_buffer(res->len, res->body, MHD_RESPMEM_MUST_FREE);
+		if (mr == NULL) {
+			free(res->body);
+			res->body = NULL;
+			return MHD_NO;
+		}
 	}
 	res->body = NULL;
+	if (res->disposition != NULL)
+		MHD_add_response_header(mr, "Content-Disposition", res->disposition);
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                        res->content_type ? res->content_type : "application/json");
 	MHD_add_response_header(mr, "X-Request-Id", cs->req.request_id);
@@ -382,6 +430,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	        log_quote(cs->req.request_id, qid, sizeof qid),
 	        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " completed=false");
 	free(cs->res.body); /* NULL once queued; set if the client left before the answer */
+	if (cs->res.stream_free != NULL) /* a stream that was never handed to MHD */
+		cs->res.stream_free(cs->res.stream_ctx);
 	free(cs->body);
 	free(cs->params);
 	free(cs->path);

@@ -21,6 +21,9 @@ struct config {
 	char *data_dir;           /* default "./var" */
 	uint64_t map_size;        /* default 1 GiB, at least 1 MiB */
 	unsigned threads;         /* default: online CPUs, at least 2; 1..1024 */
+	unsigned job_threads;     /* default 1; 1..256 */
+	unsigned job_chunk;       /* rows per scoring commit, default 131072 (rounded to 4096) */
+	unsigned job_throttle_ms; /* pause after each job chunk, default 0 */
 	uint64_t body_limit;      /* default 256 MiB */
 	unsigned max_connections; /* default 1024; 1..1000000 */
 	unsigned timeout_s;       /* default 60; 0 = connections never time out */

@@ -6,6 +6,8 @@
  * fails, are written cut). */
 #include "daemon/log.h"
 
+#include "daemon/daemon.h"
+
 #include "daemon/err.h"
 
 #include <errno.h>
@@ -204,4 +206,14 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	line[head++] = '\n';
 	write_all(line, head);
 	free(heap);
+}
+
+/* Declared in daemon/daemon.h; it lives here, with the other clock, so that everything
+ * linking the library has it. */
+double daemon_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

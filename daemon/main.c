@@ -20,19 +20,12 @@
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
+#include "daemon/jobs.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "store/store.h"
 
 #define SHUTDOWN_GRACE_S 30.0
-
-double daemon_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static pthread_t main_thread;
 
@@ -114,6 +107,12 @@ static int run(const struct config *cfg)
 		        e.detail);
 		goto out;
 	}
+	/* Jobs left unfinished by an earlier process are queued again here, before the
+	 * server accepts requests that could create new ones. */
+	if ((rc = jobs_open(&d.jobs, &d, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot start the job runner: %s\"", e.detail);
+		goto out;
+	}
 	if ((rc = server_start(&d.server, &d, &e)) != 0) {
 		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
 		goto out;
@@ -142,6 +141,7 @@ static int run(const struct config *cfg)
 	d.server = NULL;
 out:
 	server_stop(d.server, 0);
+	jobs_close(d.jobs); /* running jobs stop at their next checkpoint and resume next start */
 	store_close(d.store);
 	auth_free(d.auth);
 	metrics_free(d.metrics);

@@ -58,10 +58,13 @@
 #define STORE_KEY_ROW 12
 #define STORE_KEY_BLOCK 14
 #define STORE_MASK_BYTES 8
+#define STORE_KEY_ARRAY 16 /* ds, array id, block */
+#define STORE_ELEM_MAX 16
+#define STORE_MIGRATE_BATCH 65536
 
 struct store {
 	MDB_env *env;
-	MDB_dbi meta, datasets, dsname, dsstat, ids, rows, recs, vecs, trash;
+	MDB_dbi meta, datasets, dsname, dsstat, ids, rows, recs, vecs, trash, arrays, docs;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned active; /* transactions open in the gate */
@@ -795,7 +798,7 @@ static int reclaim_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fa
                         struct err *e)
 {
 	struct reclaim_ctx *c = arg;
-	MDB_dbi dbis[4] = { s->ids, s->rows, s->recs, s->vecs };
+	MDB_dbi dbis[6] = { s->ids, s->rows, s->recs, s->vecs, s->arrays, s->docs };
 	unsigned char pk[STORE_KEY_DS];
 	MDB_cursor *cur = NULL;
 	size_t deleted = 0;
@@ -805,7 +808,7 @@ static int reclaim_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fa
 	(void)e;
 	c->finished = 0;
 	key_ds(pk, c->ds);
-	for (unsigned d = 0; d < 4 && deleted < STORE_RECLAIM_BATCH; d++) {
+	for (unsigned d = 0; d < 6 && deleted < STORE_RECLAIM_BATCH; d++) {
 		mrc = mdb_cursor_open(txn, dbis[d], &cur);
 		if (mrc != 0)
 			return lmdb_fail(lf, mrc, "open cursor");
@@ -868,6 +871,169 @@ int store_dataset_delete(struct store *s, const char *name, struct err *e)
 	return rc;
 }
 
+/* ---- row arrays (internal) ----------------------------------------------------------- */
+
+static void key_array(unsigned char *k, uint32_t ds, uint32_t arr, uint64_t block)
+{
+	be32_put(k, ds);
+	be32_put(k + 4, arr);
+	be64_put(k + 8, block);
+}
+
+/* Write n elements at rows [first, first + n): whole blocks are put directly, partial ones
+ * read-modify-written. buf: scratch of STORE_ARRAY_ROWS * elem bytes. */
+static int array_put_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t arr, size_t elem,
+                         uint64_t first, size_t n, const void *data, unsigned char *buf,
+                         struct lmdb_fail *lf, struct err *e)
+{
+	const size_t bb = STORE_ARRAY_ROWS * elem;
+	const unsigned char *src = data;
+	uint64_t row = first, end = first + n;
+
+	while (row < end) {
+		uint64_t block = row / STORE_ARRAY_ROWS, b0 = block * STORE_ARRAY_ROWS;
+		size_t off = (size_t)(row - b0);
+		size_t cnt = (size_t)((end - row) < STORE_ARRAY_ROWS - off ? end - row
+		                                                          : STORE_ARRAY_ROWS - off);
+		unsigned char k[STORE_KEY_ARRAY];
+		MDB_val key, val;
+		int mrc;
+
+		key_array(k, ds, arr, block);
+		key = mval(k, sizeof k);
+		if (cnt < STORE_ARRAY_ROWS) {
+			mrc = mdb_get(txn, s->arrays, &key, &val);
+			if (mrc == 0) {
+				if (val.mv_size != bb)
+					return corrupt(e, "a row array block has a bad size");
+				memcpy(buf, val.mv_data, bb);
+			} else if (mrc == MDB_NOTFOUND) {
+				memset(buf, 0, bb);
+			} else {
+				return lmdb_fail(lf, mrc, "read row array");
+			}
+			memcpy(buf + off * elem, src, cnt * elem);
+			val = mval(buf, bb);
+			mrc = mdb_put(txn, s->arrays, &key, &val, 0);
+		} else {
+			val = mval(NULL, bb);
+			mrc = mdb_put(txn, s->arrays, &key, &val, MDB_RESERVE);
+			if (mrc == 0)
+				memcpy(val.mv_data, src, bb);
+		}
+		if (mrc != 0)
+			return lmdb_fail(lf, mrc, "write row array");
+		src += cnt * elem;
+		row += cnt;
+	}
+	return 0;
+}
+
+static int array_get_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t arr, size_t elem,
+                         uint64_t first, size_t n, void *out, struct lmdb_fail *lf,
+                         struct err *e)
+{
+	const size_t bb = STORE_ARRAY_ROWS * elem;
+	unsigned char *dst = out;
+	uint64_t row = first, end = first + n;
+
+	while (row < end) {
+		uint64_t block = row / STORE_ARRAY_ROWS, b0 = block * STORE_ARRAY_ROWS;
+		size_t off = (size_t)(row - b0);
+		size_t cnt = (size_t)((end - row) < STORE_ARRAY_ROWS - off ? end - row
+		                                                          : STORE_ARRAY_ROWS - off);
+		unsigned char k[STORE_KEY_ARRAY];
+		MDB_val key, val;
+		int mrc;
+
+		key_array(k, ds, arr, block);
+		key = mval(k, sizeof k);
+		mrc = mdb_get(txn, s->arrays, &key, &val);
+		if (mrc == 0) {
+			if (val.mv_size != bb)
+				return corrupt(e, "a row array block has a bad size");
+			memcpy(dst, (const unsigned char *)val.mv_data + off * elem, cnt * elem);
+		} else if (mrc == MDB_NOTFOUND) {
+			memset(dst, 0, cnt * elem);
+		} else {
+			return lmdb_fail(lf, mrc, "read row array");
+		}
+		dst += cnt * elem;
+		row += cnt;
+	}
+	return 0;
+}
+
+static int array_drop_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t arr,
+                          struct lmdb_fail *lf)
+{
+	unsigned char pk[8];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int mrc;
+
+	be32_put(pk, ds);
+	be32_put(pk + 4, arr);
+	if ((mrc = mdb_cursor_open(txn, s->arrays, &cur)) != 0)
+		return lmdb_fail(lf, mrc, "open cursor");
+	for (;;) {
+		k = mval(pk, sizeof pk);
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (mrc != 0 || k.mv_size < sizeof pk || memcmp(k.mv_data, pk, sizeof pk) != 0)
+			break;
+		if ((mrc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return mrc != 0 && mrc != MDB_NOTFOUND ? lmdb_fail(lf, mrc, "drop row array") : 0;
+}
+
+/* Set the live flag (u8) of rows (n of them, any order) to v: one read-modify-write per
+ * touched block. */
+static int live_set(struct store *s, MDB_txn *txn, uint32_t ds, const uint64_t *rows, size_t n,
+                    uint8_t v, struct lmdb_fail *lf, struct err *e)
+{
+	unsigned char buf[STORE_ARRAY_ROWS];
+	size_t i = 0;
+
+	while (i < n) {
+		uint64_t block = rows[i] / STORE_ARRAY_ROWS;
+		unsigned char k[STORE_KEY_ARRAY];
+		MDB_val key, val;
+		int mrc, changed = 0;
+
+		key_array(k, ds, STORE_ARRAY_LIVE, block);
+		key = mval(k, sizeof k);
+		mrc = mdb_get(txn, s->arrays, &key, &val);
+		if (mrc == 0) {
+			if (val.mv_size != sizeof buf)
+				return corrupt(e, "the live array has a bad block size");
+			memcpy(buf, val.mv_data, sizeof buf);
+		} else if (mrc == MDB_NOTFOUND) {
+			memset(buf, 0, sizeof buf);
+		} else {
+			return lmdb_fail(lf, mrc, "read live array");
+		}
+		/* every row of this block; unsorted rows may bring the block back later (then it
+		 * is read again, already updated in this transaction) */
+		for (size_t j = i; j < n; j++) {
+			if (rows[j] / STORE_ARRAY_ROWS != block)
+				continue;
+			if (buf[rows[j] % STORE_ARRAY_ROWS] != v)
+				changed = 1;
+			buf[rows[j] % STORE_ARRAY_ROWS] = v;
+		}
+		for (i++; i < n && rows[i] / STORE_ARRAY_ROWS == block; i++)
+			;
+		if (!changed)
+			continue;
+		val = mval(buf, sizeof buf);
+		if ((mrc = mdb_put(txn, s->arrays, &key, &val, 0)) != 0)
+			return lmdb_fail(lf, mrc, "write live array");
+	}
+	return 0;
+}
+
 /* ---- records ------------------------------------------------------------------------- */
 
 /* One vector write (or clear, when the record has no vector for the space) of a chunk. */
@@ -885,6 +1051,8 @@ struct put_ctx {
 	struct vent *ent; /* nspaces runs of cap entries */
 	size_t cap;
 	unsigned char *block; /* one block being rebuilt */
+	uint64_t *live;       /* the chunk's rows, cap entries, for the live array */
+	uint64_t *rows_out;   /* the caller's, or NULL */
 };
 
 static int vent_cmp(const void *a, const void *b)
@@ -1035,6 +1203,9 @@ static int put_chunk(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 		if ((mrc = put_row(txn, s->recs, &key, &val, 0, is_new)) != 0)
 			return lmdb_fail(lf, mrc, "write record");
 		bytes += 2 * r->id_len + r->body_len + 64;
+		c->live[i - c->start] = row;
+		if (c->rows_out != NULL)
+			c->rows_out[i] = row;
 		for (unsigned sp = 0; sp < c->nspaces; sp++) {
 			uint64_t block = row / STORE_BLOCK_ROWS;
 
@@ -1060,6 +1231,9 @@ static int put_chunk(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 		if (rc != 0)
 			return rc;
 	}
+	rc = live_set(s, txn, c->ds, c->live, c->done, 1, lf, e);
+	if (rc != 0)
+		return rc;
 	return stat_put(s, txn, c->ds, next_row, records, lf);
 }
 
@@ -1083,7 +1257,7 @@ static int ds_info(struct store *s, uint32_t ds, struct store_dataset_info *info
 }
 
 int store_put_records(struct store *s, uint32_t ds_id, const struct store_record *recs, size_t n,
-                      struct err *e)
+                      uint64_t *rows_out, struct err *e)
 {
 	struct store_dataset_info info;
 	struct put_ctx c;
@@ -1111,7 +1285,9 @@ int store_put_records(struct store *s, uint32_t ds_id, const struct store_record
 	}
 	c.ent = malloc((c.nspaces ? c.nspaces : 1) * c.cap * sizeof *c.ent);
 	c.block = malloc(STORE_MASK_BYTES + STORE_BLOCK_ROWS * max_vec);
-	if (c.ent == NULL || c.block == NULL) {
+	c.live = malloc(c.cap * sizeof *c.live);
+	c.rows_out = rows_out;
+	if (c.ent == NULL || c.block == NULL || c.live == NULL) {
 		rc = nomem(e, "writing records");
 		goto out;
 	}
@@ -1133,6 +1309,7 @@ int store_put_records(struct store *s, uint32_t ds_id, const struct store_record
 out:
 	free(c.ent);
 	free(c.block);
+	free(c.live);
 	return rc;
 }
 
@@ -1337,6 +1514,9 @@ static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *
 		if (mrc != 0)
 			return lmdb_fail(lf, mrc, "write vector block");
 	}
+	rc = live_set(s, txn, c->ds, &row, 1, 0, lf, e);
+	if (rc != 0)
+		return rc;
 	return stat_put(s, txn, c->ds, info.next_row, info.records ? info.records - 1 : 0, lf);
 }
 
@@ -1420,6 +1600,7 @@ static int data_file_exists(const char *dir)
 
 struct open_ctx {
 	const char *dir;
+	uint32_t version; /* as found (or created) */
 };
 
 static int open_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
@@ -1432,7 +1613,8 @@ static int open_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 	} dbs[] = {
 		{ "datasets", &s->datasets }, { "dsname", &s->dsname }, { "dsstat", &s->dsstat },
 		{ "ids", &s->ids },           { "rows", &s->rows },     { "recs", &s->recs },
-		{ "vecs", &s->vecs },         { "trash", &s->trash },
+		{ "vecs", &s->vecs },         { "trash", &s->trash },   { "arrays", &s->arrays },
+		{ "docs", &s->docs },
 	};
 	unsigned char v4[4];
 	MDB_val key, val;
@@ -1475,7 +1657,127 @@ static int open_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
 		if ((mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
 			return lmdb_fail(lf, mrc, "open database");
+	c->version = version;
 	return 0;
+}
+
+/* ---- format migration ------------------------------------------------------------------ */
+
+struct live_ctx {
+	uint32_t ds;
+	const uint64_t *rows;
+	size_t n;
+};
+
+static int live_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
+                     struct err *e)
+{
+	struct live_ctx *c = arg;
+
+	return live_set(s, txn, c->ds, c->rows, c->n, 1, lf, e);
+}
+
+static int version_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
+                        struct err *e)
+{
+	unsigned char v4[4];
+	MDB_val key, val;
+	int mrc;
+
+	(void)arg;
+	(void)e;
+	le32_put(v4, STORE_FORMAT_VERSION);
+	key = mval("format_version", strlen("format_version"));
+	val = mval(v4, sizeof v4);
+	mrc = mdb_put(txn, s->meta, &key, &val, 0);
+	return mrc ? lmdb_fail(lf, mrc, "write format version") : 0;
+}
+
+/* Read up to max live rows of ds from row first on, in one read transaction. */
+static int rows_batch(struct store *s, uint32_t ds, uint64_t first, uint64_t *rows, size_t max,
+                      size_t *n, struct err *e)
+{
+	unsigned char k[STORE_KEY_ROW];
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val key, val;
+	int rc, mrc;
+
+	*n = 0;
+	if ((rc = txn_read_begin(s, &txn, "migrate", e)) != 0)
+		return rc;
+	mrc = mdb_cursor_open(txn, s->rows, &cur);
+	key_row(k, ds, first);
+	key = mval(k, sizeof k);
+	for (mrc = mrc ? mrc : mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	     mrc == 0 && *n < max; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != STORE_KEY_ROW || be32_get(key.mv_data) != ds)
+			break;
+		rows[(*n)++] = be64_get((const unsigned char *)key.mv_data + 4);
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = lmdb_err_rc(e, "migrate", "iterate rows", mrc);
+	mdb_cursor_close(cur);
+	txn_read_end(s, txn);
+	return rc;
+}
+
+/* Format 1 -> 2: build each dataset's live array from its rows, then write the new version
+ * (last, so that a crash midway simply migrates again: setting flags is idempotent). */
+static int migrate_v1(struct store *s, const char *dir, struct err *e)
+{
+	uint64_t *rows = malloc(STORE_MIGRATE_BATCH * sizeof *rows);
+	uint32_t *dss = NULL;
+	size_t nds = 0, cap = 0;
+	MDB_cursor *cur = NULL;
+	MDB_txn *txn = NULL;
+	MDB_val k, v;
+	int rc, mrc;
+
+	if (rows == NULL)
+		return nomem(e, "migrating the data directory");
+	if ((rc = txn_read_begin(s, &txn, "migrate", e)) != 0)
+		goto out;
+	mrc = mdb_cursor_open(txn, s->dsstat, &cur);
+	for (mrc = mrc ? mrc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != STORE_KEY_DS)
+			continue;
+		if (nds == cap) {
+			uint32_t *g = realloc(dss, (cap = cap ? cap * 2 : 8) * sizeof *g);
+
+			if (g == NULL) {
+				rc = nomem(e, "migrating the data directory");
+				break;
+			}
+			dss = g;
+		}
+		dss[nds++] = be32_get(k.mv_data);
+	}
+	mdb_cursor_close(cur);
+	txn_read_end(s, txn);
+	for (size_t i = 0; rc == 0 && i < nds; i++) {
+		uint64_t first = 0;
+		size_t n;
+
+		do {
+			struct live_ctx c;
+
+			if ((rc = rows_batch(s, dss[i], first, rows, STORE_MIGRATE_BATCH, &n, e)) != 0 ||
+			    n == 0)
+				break;
+			c = (struct live_ctx){dss[i], rows, n};
+			rc = txn_write(s, "migrate", live_body, &c, e);
+			first = rows[n - 1] + 1;
+		} while (rc == 0 && n == STORE_MIGRATE_BATCH);
+	}
+	if (rc == 0)
+		rc = txn_write(s, "migrate", version_body, NULL, e);
+	(void)dir;
+out:
+	free(rows);
+	free(dss);
+	return rc;
 }
 
 /* Finish the reclaim of datasets deleted before a crash. */
@@ -1581,6 +1883,8 @@ int store_open(struct store **out, const struct store_config *cfg, struct err *e
 	mdb_reader_check(s->env, &dead);
 	oc.dir = cfg->dir;
 	rc = txn_write(s, "open store", open_body, &oc, e);
+	if (rc == 0 && oc.version < 2)
+		rc = migrate_v1(s, cfg->dir, e);
 	if (rc == 0)
 		rc = reclaim_trash(s, e);
 out:
@@ -1666,8 +1970,8 @@ int store_reader_rows(struct store_reader *r, uint32_t ds_id, uint64_t first, st
 			return mrc == MDB_NOTFOUND
 			               ? corrupt(e, "a record body is missing")
 			               : lmdb_err_rc(e, "scan rows", "read record", mrc);
-		rc = fn(ctx, be64_get(kp + 4), (const char *)val.mv_data + 1, val.mv_size - 1,
-		        body.mv_data, body.mv_size);
+		rc = fn(ctx, be64_get(kp + 4), ((const unsigned char *)val.mv_data)[0],
+		        (const char *)val.mv_data + 1, val.mv_size - 1, body.mv_data, body.mv_size);
 		if (rc != 0)
 			return rc > 0 ? 0 : rc;
 	}
@@ -1711,4 +2015,321 @@ int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, u
 	}
 	*data = p;
 	return 0;
+}
+
+int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_dataset_info *out,
+                         struct err *e)
+{
+	struct lmdb_fail lf = { 0, NULL };
+	int rc = ds_load(r->s, r->txn, ds_id, out, &lf, e);
+
+	if (rc == ERR_STORE && lf.rc != 0)
+		lmdb_err(e, "read dataset", &lf);
+	return rc;
+}
+
+int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, size_t id_len,
+                      uint64_t *row, struct err *e)
+{
+	struct lmdb_fail lf = { 0, NULL };
+	int rc;
+
+	if (id_len == 0 || id_len > STORE_ID_MAX)
+		return ERR_NOT_FOUND;
+	rc = row_of(r->s, r->txn, ds_id, id, id_len, row, &lf, e);
+	if (rc == ERR_STORE && lf.rc != 0)
+		lmdb_err(e, "find record", &lf);
+	return rc;
+}
+
+int store_reader_row(struct store_reader *r, uint32_t ds_id, uint64_t row, unsigned *kind,
+                     const char **id, size_t *id_len, const char **body, size_t *body_len,
+                     struct err *e)
+{
+	unsigned char k[STORE_KEY_ROW];
+	MDB_val key, val;
+	int mrc;
+
+	key_row(k, ds_id, row);
+	key = mval(k, sizeof k);
+	mrc = mdb_get(r->txn, r->s->rows, &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		return ERR_NOT_FOUND;
+	if (mrc != 0)
+		return lmdb_err_rc(e, "read row", "get", mrc);
+	if (val.mv_size < 2)
+		return corrupt(e, "a row entry");
+	if (kind != NULL)
+		*kind = ((const unsigned char *)val.mv_data)[0];
+	if (id != NULL)
+		*id = (const char *)val.mv_data + 1;
+	if (id_len != NULL)
+		*id_len = val.mv_size - 1;
+	if (body != NULL || body_len != NULL) {
+		mrc = mdb_get(r->txn, r->s->recs, &key, &val);
+		if (mrc != 0)
+			return mrc == MDB_NOTFOUND ? corrupt(e, "a record body is missing")
+			                           : lmdb_err_rc(e, "read record", "get", mrc);
+		if (body != NULL)
+			*body = val.mv_data;
+		if (body_len != NULL)
+			*body_len = val.mv_size;
+	}
+	return 0;
+}
+
+/* ---- row arrays and documents ------------------------------------------------------- */
+
+struct store_txn {
+	struct store *s;
+	MDB_txn *txn;
+	struct lmdb_fail *lf;
+	unsigned char *buf; /* scratch for partial array blocks, STORE_ARRAY_ROWS * 16 */
+};
+
+struct write_ctx {
+	store_txn_fn fn;
+	void *ctx;
+	unsigned char *buf;
+};
+
+static int write_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
+                      struct err *e)
+{
+	struct write_ctx *c = arg;
+	struct store_txn t = { s, txn, lf, c->buf };
+
+	return c->fn(c->ctx, &t, e);
+}
+
+int store_write(struct store *s, store_txn_fn fn, void *ctx, struct err *e)
+{
+	struct write_ctx c = { fn, ctx, malloc(STORE_ARRAY_ROWS * STORE_ELEM_MAX) };
+	int rc;
+
+	if (c.buf == NULL)
+		return nomem(e, "a write");
+	rc = txn_write(s, "write", write_body, &c, e);
+	free(c.buf);
+	return rc;
+}
+
+int store_txn_dataset(struct store_txn *t, uint32_t ds_id, struct store_dataset_info *out,
+                      struct err *e)
+{
+	struct store_dataset_info info;
+
+	return ds_load(t->s, t->txn, ds_id, out != NULL ? out : &info, t->lf, e);
+}
+
+/* ds_id exists in txn: ERR_NOT_FOUND otherwise. */
+static int ds_exists(struct store *s, MDB_txn *txn, uint32_t ds, struct lmdb_fail *lf,
+                     struct err *e)
+{
+	uint64_t next_row, records;
+
+	return stat_get(s, txn, ds, &next_row, &records, lf, e);
+}
+
+static int elem_check(uint32_t arr, size_t elem, int writing, struct err *e)
+{
+	if (elem == 0 || elem > STORE_ELEM_MAX)
+		return err_set(e, ERR_INVALID, "bad_array", "array elements are 1 to %d bytes",
+		               STORE_ELEM_MAX);
+	if (writing && arr == STORE_ARRAY_LIVE)
+		return err_set(e, ERR_INVALID, "bad_array", "the live array is the store's own");
+	return 0;
+}
+
+int store_txn_array_put(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_t elem_size,
+                        uint64_t first, size_t n, const void *data, struct err *e)
+{
+	int rc;
+
+	if ((rc = elem_check(arr, elem_size, 1, e)) != 0 ||
+	    (rc = ds_exists(t->s, t->txn, ds_id, t->lf, e)) != 0)
+		return rc;
+	return array_put_txn(t->s, t->txn, ds_id, arr, elem_size, first, n, data, t->buf, t->lf, e);
+}
+
+int store_txn_array_get(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_t elem_size,
+                        uint64_t first, size_t n, void *out, struct err *e)
+{
+	int rc;
+
+	if ((rc = elem_check(arr, elem_size, 0, e)) != 0)
+		return rc;
+	return array_get_txn(t->s, t->txn, ds_id, arr, elem_size, first, n, out, t->lf, e);
+}
+
+int store_txn_array_drop(struct store_txn *t, uint32_t ds_id, uint32_t arr, struct err *e)
+{
+	if (arr == STORE_ARRAY_LIVE)
+		return err_set(e, ERR_INVALID, "bad_array", "the live array is the store's own");
+	return array_drop_txn(t->s, t->txn, ds_id, arr, t->lf);
+}
+
+/* Document key: be32 ds, ns, key bytes. Returns the length, or 0 for a bad key. */
+static size_t key_doc(unsigned char *k, uint32_t ds, char ns, const char *key, size_t key_len)
+{
+	if (key_len == 0 || key_len > STORE_DOC_KEY_MAX)
+		return 0;
+	be32_put(k, ds);
+	k[4] = (unsigned char)ns;
+	memcpy(k + 5, key, key_len);
+	return 5 + key_len;
+}
+
+int store_txn_doc_put(struct store_txn *t, uint32_t ds_id, char ns, const char *key,
+                      size_t key_len, const void *val, size_t len, struct err *e)
+{
+	unsigned char k[5 + STORE_DOC_KEY_MAX];
+	size_t kl = key_doc(k, ds_id, ns, key, key_len);
+	MDB_val mk, mv;
+	int rc, mrc;
+
+	if (kl == 0)
+		return err_set(e, ERR_INVALID, "bad_key", "document keys are 1 to %d bytes",
+		               STORE_DOC_KEY_MAX);
+	if (ds_id != 0 && (rc = ds_exists(t->s, t->txn, ds_id, t->lf, e)) != 0)
+		return rc;
+	mk = mval(k, kl);
+	mv = mval(NULL, len);
+	mrc = mdb_put(t->txn, t->s->docs, &mk, &mv, MDB_RESERVE);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "write document");
+	if (len > 0)
+		memcpy(mv.mv_data, val, len);
+	return 0;
+}
+
+int store_txn_doc_get(struct store_txn *t, uint32_t ds_id, char ns, const char *key,
+                      size_t key_len, const void **val, size_t *len, struct err *e)
+{
+	unsigned char k[5 + STORE_DOC_KEY_MAX];
+	size_t kl = key_doc(k, ds_id, ns, key, key_len);
+	MDB_val mk, mv;
+	int mrc;
+
+	(void)e;
+	if (kl == 0)
+		return ERR_NOT_FOUND;
+	mk = mval(k, kl);
+	mrc = mdb_get(t->txn, t->s->docs, &mk, &mv);
+	if (mrc == MDB_NOTFOUND)
+		return ERR_NOT_FOUND;
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "read document");
+	*val = mv.mv_data;
+	*len = mv.mv_size;
+	return 0;
+}
+
+int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *key,
+                      size_t key_len, struct err *e)
+{
+	unsigned char k[5 + STORE_DOC_KEY_MAX];
+	size_t kl = key_doc(k, ds_id, ns, key, key_len);
+	MDB_val mk;
+	int mrc;
+
+	(void)e;
+	if (kl == 0)
+		return ERR_NOT_FOUND;
+	mk = mval(k, kl);
+	mrc = mdb_del(t->txn, t->s->docs, &mk, NULL);
+	if (mrc == MDB_NOTFOUND)
+		return ERR_NOT_FOUND;
+	return mrc ? lmdb_fail(t->lf, mrc, "delete document") : 0;
+}
+
+int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e)
+{
+	char k[48];
+	unsigned char v8[8];
+	size_t nl = name != NULL ? strlen(name) : 0;
+	MDB_val key, val;
+	uint64_t next = 1;
+	int mrc;
+
+	if (nl == 0 || nl > 32 || strspn(name, "abcdefghijklmnopqrstuvwxyz_") != nl)
+		return err_set(e, ERR_INVALID, "bad_counter", "counter names are [a-z_]{1,32}");
+	snprintf(k, sizeof k, "counter.%s", name);
+	key = mval(k, strlen(k));
+	mrc = mdb_get(t->txn, t->s->meta, &key, &val);
+	if (mrc == 0 && val.mv_size == 8)
+		next = le64_get(val.mv_data);
+	else if (mrc != 0 && mrc != MDB_NOTFOUND)
+		return lmdb_fail(t->lf, mrc, "read counter");
+	le64_put(v8, next + 1);
+	val = mval(v8, sizeof v8);
+	if ((mrc = mdb_put(t->txn, t->s->meta, &key, &val, 0)) != 0)
+		return lmdb_fail(t->lf, mrc, "write counter");
+	*out = next;
+	return 0;
+}
+
+int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, size_t elem_size,
+                       uint64_t first, size_t n, void *out, struct err *e)
+{
+	struct lmdb_fail lf = { 0, NULL };
+	int rc;
+
+	if ((rc = elem_check(arr, elem_size, 0, e)) != 0)
+		return rc;
+	rc = array_get_txn(r->s, r->txn, ds_id, arr, elem_size, first, n, out, &lf, e);
+	if (rc == ERR_STORE && lf.rc != 0)
+		lmdb_err(e, "read row array", &lf);
+	return rc;
+}
+
+int store_reader_doc_get(struct store_reader *r, uint32_t ds_id, char ns, const char *key,
+                         size_t key_len, const void **val, size_t *len, struct err *e)
+{
+	unsigned char k[5 + STORE_DOC_KEY_MAX];
+	size_t kl = key_doc(k, ds_id, ns, key, key_len);
+	MDB_val mk, mv;
+	int mrc;
+
+	if (kl == 0)
+		return ERR_NOT_FOUND;
+	mk = mval(k, kl);
+	mrc = mdb_get(r->txn, r->s->docs, &mk, &mv);
+	if (mrc == MDB_NOTFOUND)
+		return ERR_NOT_FOUND;
+	if (mrc != 0)
+		return lmdb_err_rc(e, "read document", "get", mrc);
+	*val = mv.mv_data;
+	*len = mv.mv_size;
+	return 0;
+}
+
+int store_reader_docs(struct store_reader *r, uint32_t ds_id, char ns, store_doc_fn fn,
+                      void *ctx, struct err *e)
+{
+	unsigned char pk[5];
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc = 0, mrc;
+
+	be32_put(pk, ds_id);
+	pk[4] = (unsigned char)ns;
+	if ((mrc = mdb_cursor_open(r->txn, r->s->docs, &cur)) != 0)
+		return lmdb_err_rc(e, "list documents", "open cursor", mrc);
+	k = mval(pk, sizeof pk);
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size <= sizeof pk || memcmp(k.mv_data, pk, sizeof pk) != 0)
+			break;
+		rc = fn(ctx, (const char *)k.mv_data + sizeof pk, k.mv_size - sizeof pk, v.mv_data,
+		        v.mv_size);
+		if (rc != 0) {
+			rc = rc > 0 ? 0 : rc;
+			break;
+		}
+	}
+	if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = lmdb_err_rc(e, "list documents", "iterate", mrc);
+	mdb_cursor_close(cur);
+	return rc;
 }

@@ -40,7 +40,7 @@ struct store;
 #define STORE_ID_MAX 256   /* record ids: 1..256 bytes */
 #define STORE_DIM_MAX 65536
 #define STORE_BLOCK_ROWS 64 /* rows per vector block */
-#define STORE_FORMAT_VERSION 1
+#define STORE_FORMAT_VERSION 2
 
 enum store_dtype { STORE_F32 = 0, STORE_F16 = 1 };
 
@@ -147,9 +147,10 @@ int store_dataset_delete(struct store *s, const char *name, struct err *e);
  * (spaces it leaves NULL become absent). Within one call, later duplicates win.
  * Commits in chunks of bounded size; on return 0 every record is committed. On
  * failure, a prefix of the records may have been committed (upserts are idempotent,
- * so a retry of the whole call is safe). */
+ * so a retry of the whole call is safe). rows_out (borrowed, n entries, may be NULL) gets
+ * the row of each record on success (a duplicate within the call gets the same row). */
 int store_put_records(struct store *s, uint32_t ds_id, const struct store_record *recs, size_t n,
-                      struct err *e);
+                      uint64_t *rows_out, struct err *e);
 
 /* Read the record id. with_vectors = 0 skips the vector reads. ERR_NOT_FOUND if absent. */
 int store_get_record(struct store *s, uint32_t ds_id, const char *id, size_t id_len,
@@ -175,10 +176,12 @@ int store_reader_open(struct store *s, struct store_reader **out, struct err *e)
 void store_reader_close(struct store_reader *r);
 
 /* Visit live rows of dataset ds_id in row order, starting at row first.
- * For each row: fn(ctx, row, id, id_len, body, body_len); fn returns 0 to go on, 1 to
- * stop (store_reader_rows then returns 0), or a negative code that is returned. */
-typedef int (*store_row_fn)(void *ctx, uint64_t row, const char *id, size_t id_len,
-                            const char *body, size_t body_len);
+ * For each row: fn(ctx, row, kind, id, id_len, body, body_len); fn returns 0 to go on, 1 to
+ * stop (store_reader_rows then returns 0), or a negative code that is returned. id and body
+ * point into the map and stay valid until the reader is closed (not only until the next
+ * call), so a caller may gather a batch of rows before using them. */
+typedef int (*store_row_fn)(void *ctx, uint64_t row, unsigned kind, const char *id,
+                            size_t id_len, const char *body, size_t body_len);
 int store_reader_rows(struct store_reader *r, uint32_t ds_id, uint64_t first, store_row_fn fn,
                       void *ctx, struct err *e);
 
@@ -188,5 +191,106 @@ int store_reader_rows(struct store_reader *r, uint32_t ds_id, uint64_t first, st
  * holds no vector at all. */
 int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, uint64_t block,
                        const void **data, uint64_t *present, struct err *e);
+
+
+/* Dataset info (as store_dataset_get) by internal id, inside the reader's snapshot.
+ * ERR_NOT_FOUND when no dataset has that id in this snapshot. */
+int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_dataset_info *out,
+                         struct err *e);
+
+/* The row of record id, in the snapshot. ERR_NOT_FOUND if absent. */
+int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, size_t id_len,
+                      uint64_t *row, struct err *e);
+
+/* The record at row (live), in the snapshot: kind, id and body, valid until the reader is
+ * closed. ERR_NOT_FOUND when the row is not live. Any output may be NULL. */
+int store_reader_row(struct store_reader *r, uint32_t ds_id, uint64_t row, unsigned *kind,
+                     const char **id, size_t *id_len, const char **body, size_t *body_len,
+                     struct err *e);
+
+/* ---- Row arrays and documents: the storage of filters, subsets and jobs --------------
+ * A row array is a dense array of fixed-size elements indexed by row, owned by a dataset
+ * and named by a u32 array id (filter scores, score status, subset membership, cluster ids).
+ * It is kept in blocks of STORE_ARRAY_ROWS elements, so a scan of 10 million f32 scores
+ * reads 40 MB in key order. Elements never written read as zero bytes. Every write of one
+ * array uses the same element size (1..16 bytes); the store does not record it.
+ *
+ * Array id STORE_ARRAY_LIVE is maintained by the store itself: one u8 per row, 1 while the
+ * row holds a live record, 0 after its delete (and for rows never written). Callers only
+ * read it. Other ids come from store_txn_counter_next(t, "array", ...).
+ *
+ * A document is a byte string (JSON for definitions, binary for fitted state) keyed by
+ * (dataset id, namespace byte, key bytes); dataset id 0 is global (jobs). Namespaces used:
+ * 'f' filter instances, 's' subsets, 'b' fitted-state blobs, 'j' jobs.
+ *
+ * Deleting a dataset reclaims its arrays and documents with the rest of its data. */
+#define STORE_ARRAY_ROWS 4096
+#define STORE_ARRAY_LIVE 0u
+#define STORE_DOC_KEY_MAX 256
+
+/* One write transaction, handed to a store_write callback; valid only inside it. */
+struct store_txn;
+
+/* fn(ctx, t, e) does its reads and writes through t and returns 0 to commit or a non-zero
+ * code to abort (that code is returned). fn may run more than once: when the map is full the
+ * transaction is aborted, the map grown and fn called again from the start, so fn must
+ * not keep side effects of an earlier attempt (reset its outputs at its start). */
+typedef int (*store_txn_fn)(void *ctx, struct store_txn *t, struct err *e);
+
+/* Run fn in one LMDB write transaction and commit it (durable on return 0). Writers are
+ * serialised: keep fn short (bounded work; large jobs commit in chunks). Do not call from a
+ * thread that holds a store_reader. */
+int store_write(struct store *s, store_txn_fn fn, void *ctx, struct err *e);
+
+/* ERR_NOT_FOUND when dataset ds_id does not exist (any more) in t. */
+int store_txn_dataset(struct store_txn *t, uint32_t ds_id, struct store_dataset_info *out,
+                      struct err *e);
+
+/* Write n elements (n * elem_size bytes of data, borrowed) at rows [first, first + n) of
+ * array arr of dataset ds_id. ERR_INVALID for elem_size outside 1..16 or arr ==
+ * STORE_ARRAY_LIVE; ERR_NOT_FOUND if the dataset does not exist. */
+int store_txn_array_put(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_t elem_size,
+                        uint64_t first, size_t n, const void *data, struct err *e);
+
+/* Read n elements at rows [first, first + n) into out (borrowed, n * elem_size bytes),
+ * as the transaction sees them (its own writes included). Unwritten elements are zero. */
+int store_txn_array_get(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_t elem_size,
+                        uint64_t first, size_t n, void *out, struct err *e);
+
+/* Delete every block of array arr of ds_id (no error if there is none). Large arrays are
+ * deleted here in full; 10 million f32 elements are about 2,500 blocks. */
+int store_txn_array_drop(struct store_txn *t, uint32_t ds_id, uint32_t arr, struct err *e);
+
+/* Put document (ds_id, ns, key) = val (borrowed, len bytes, may be 0). Key 1..STORE_DOC_KEY_MAX
+ * bytes (ERR_INVALID otherwise). ds_id 0 is global; any other ds_id must exist (ERR_NOT_FOUND). */
+int store_txn_doc_put(struct store_txn *t, uint32_t ds_id, char ns, const char *key,
+                      size_t key_len, const void *val, size_t len, struct err *e);
+
+/* Get a document; *val is borrowed until the transaction ends. ERR_NOT_FOUND if absent. */
+int store_txn_doc_get(struct store_txn *t, uint32_t ds_id, char ns, const char *key,
+                      size_t key_len, const void **val, size_t *len, struct err *e);
+
+/* Delete a document. ERR_NOT_FOUND if absent. */
+int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *key,
+                      size_t key_len, struct err *e);
+
+/* Next value of the named global counter (stored in meta as "counter.<name>"): 1, 2, 3, ...
+ * never reused. name: 1..32 bytes of [a-z_]. */
+int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e);
+
+/* Reader side of the above, inside the reader's snapshot. */
+int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, size_t elem_size,
+                       uint64_t first, size_t n, void *out, struct err *e);
+
+/* Get a document; *val is borrowed until the reader is closed. ERR_NOT_FOUND if absent. */
+int store_reader_doc_get(struct store_reader *r, uint32_t ds_id, char ns, const char *key,
+                         size_t key_len, const void **val, size_t *len, struct err *e);
+
+/* Visit every document of (ds_id, ns) in key order (bytewise). fn returns 0 to go on, 1 to
+ * stop, or a negative code that is returned. Pointers valid until the reader is closed. */
+typedef int (*store_doc_fn)(void *ctx, const char *key, size_t key_len, const void *val,
+                            size_t len);
+int store_reader_docs(struct store_reader *r, uint32_t ds_id, char ns, store_doc_fn fn,
+                      void *ctx, struct err *e);
 
 #endif

@@ -165,3 +165,95 @@ double vec_f32_norm(const float *v, size_t n)
 		sum += (double)v[i] * (double)v[i];
 	return sqrt(sum);
 }
+
+/* ---- dot products ---- */
+
+static void dot3_lanes(const float *a, const float *b, size_t n, double *ab, double *aa,
+                       double *bb)
+{
+	float sab[VEC_GROUP] = {0}, saa[VEC_GROUP] = {0}, sbb[VEC_GROUP] = {0};
+	double dab = 0, daa = 0, dbb = 0;
+	size_t i = 0;
+
+	/* independent lanes: vectorised without reassociating any one sum */
+	for (; i + VEC_GROUP <= n; i += VEC_GROUP) {
+		for (size_t j = 0; j < VEC_GROUP; j++) {
+			sab[j] += a[i + j] * b[i + j];
+			saa[j] += a[i + j] * a[i + j];
+			sbb[j] += b[i + j] * b[i + j];
+		}
+	}
+	for (; i < n; i++) {
+		dab += (double)a[i] * b[i];
+		daa += (double)a[i] * a[i];
+		dbb += (double)b[i] * b[i];
+	}
+	for (size_t j = 0; j < VEC_GROUP; j++) {
+		dab += sab[j];
+		daa += saa[j];
+		dbb += sbb[j];
+	}
+	*ab = dab;
+	*aa = daa;
+	*bb = dbb;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,fma"))) static double hsum8(__m256 v)
+{
+	float t[8];
+	double s = 0;
+
+	_mm256_storeu_ps(t, v);
+	for (int i = 0; i < 8; i++)
+		s += t[i];
+	return s;
+}
+
+__attribute__((target("avx2,fma"))) static void dot3_avx2(const float *a, const float *b,
+                                                          size_t n, double *ab, double *aa,
+                                                          double *bb)
+{
+	__m256 ab0 = _mm256_setzero_ps(), ab1 = _mm256_setzero_ps();
+	__m256 aa0 = _mm256_setzero_ps(), aa1 = _mm256_setzero_ps();
+	__m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+	double dab, daa, dbb;
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m256 x0 = _mm256_loadu_ps(a + i), x1 = _mm256_loadu_ps(a + i + 8);
+		__m256 y0 = _mm256_loadu_ps(b + i), y1 = _mm256_loadu_ps(b + i + 8);
+
+		ab0 = _mm256_fmadd_ps(x0, y0, ab0);
+		ab1 = _mm256_fmadd_ps(x1, y1, ab1);
+		aa0 = _mm256_fmadd_ps(x0, x0, aa0);
+		aa1 = _mm256_fmadd_ps(x1, x1, aa1);
+		bb0 = _mm256_fmadd_ps(y0, y0, bb0);
+		bb1 = _mm256_fmadd_ps(y1, y1, bb1);
+	}
+	dab = hsum8(ab0) + hsum8(ab1);
+	daa = hsum8(aa0) + hsum8(aa1);
+	dbb = hsum8(bb0) + hsum8(bb1);
+	for (; i < n; i++) {
+		dab += (double)a[i] * b[i];
+		daa += (double)a[i] * a[i];
+		dbb += (double)b[i] * b[i];
+	}
+	*ab = dab;
+	*aa = daa;
+	*bb = dbb;
+}
+#endif
+
+void vec_f32_dot3(const float *a, const float *b, size_t n, double *ab, double *aa, double *bb)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+		dot3_avx2(a, b, n, ab, aa, bb);
+		return;
+	}
+#endif
+	dot3_lanes(a, b, n, ab, aa, bb);
+}

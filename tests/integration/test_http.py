@@ -28,6 +28,18 @@ CONTRACT_ROUTES = {
     "/v1/datasets/{name}": {"get", "put", "delete"},
     "/v1/datasets/{name}/records": {"post"},
     "/v1/datasets/{name}/records/{id}": {"get", "delete"},
+    "/v1/datasets/{name}/records/{id}/decisions": {"get"},
+    "/v1/datasets/{name}/filters": {"get"},
+    "/v1/datasets/{name}/filters/{filter}": {"get", "put", "delete"},
+    "/v1/datasets/{name}/filters/{filter}/stats": {"get"},
+    "/v1/datasets/{name}/filters/{filter}:score": {"post"},
+    "/v1/datasets/{name}/jobs": {"get"},
+    "/v1/datasets/{name}/subsets": {"get"},
+    "/v1/datasets/{name}/subsets/{subset}": {"get", "put", "delete"},
+    "/v1/datasets/{name}/subsets/{subset}:export": {"get"},
+    "/v1/filter-types": {"get"},
+    "/v1/jobs": {"get"},
+    "/v1/jobs/{id}": {"get", "delete"},
 }
 RECORDS_ROUTE = "/v1/datasets/{name}/records"
 

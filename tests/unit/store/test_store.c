@@ -188,9 +188,10 @@ struct visit {
 	char last_id[40];
 };
 
-static int visit_fn(void *ctx, uint64_t row, const char *id, size_t id_len, const char *body,
-                    size_t body_len)
+static int visit_fn(void *ctx, uint64_t row, unsigned kind, const char *id, size_t id_len,
+                    const char *body, size_t body_len)
 {
+	(void)kind;
 	struct visit *v = ctx;
 
 	(void)body;
@@ -338,7 +339,7 @@ static void test_put_get(void)
 	b.recs[501].vec[0] = NULL;
 	b.recs[502].vec[0] = NULL;
 	b.recs[502].vec[1] = NULL;
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	for (size_t k = 0; k < 1000; k++)
 		CHECK(record_ok(s, ds, k, 0, k, k != 501 && k != 502, k != 500 && k != 502));
 	CHECK_INT(store_get_record(s, ds, "rec-0000007", 11, 0, &out, NULL), 0);
@@ -349,7 +350,7 @@ static void test_put_get(void)
 	CHECK_INT(store_get_record(s, ds, "rec-9999999", 11, 1, &out, &e), ERR_NOT_FOUND);
 	CHECK_STR(e.slug, "record_not_found");
 	CHECK_INT(store_get_record(s, ds + 100, "rec-0000007", 11, 1, &out, NULL), ERR_NOT_FOUND);
-	CHECK_INT(store_put_records(s, ds + 100, b.recs, 1, NULL), ERR_NOT_FOUND);
+	CHECK_INT(store_put_records(s, ds + 100, b.recs, 1, NULL, NULL), ERR_NOT_FOUND);
 	CHECK_INT(store_dataset_get(s, "d", &info, NULL), 0);
 	CHECK_INT(info.records, 1000);
 	CHECK_INT(info.next_row, 1000);
@@ -399,11 +400,11 @@ static void test_upsert(void)
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 10, 0, 0), 0);
 	CHECK_INT(batch_make(&g1, 10, 0, 1), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	/* Record 3 again (generation 1) without an image vector: keeps row 3, text
 	 * replaced, image gone. Record 4 again with both. */
 	g1.recs[3].vec[0] = NULL;
-	CHECK_INT(store_put_records(s, ds, &g1.recs[3], 2, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, &g1.recs[3], 2, NULL, NULL), 0);
 	CHECK(record_ok(s, ds, 3, 1, 3, 0, 1));
 	CHECK(record_ok(s, ds, 4, 1, 4, 1, 1));
 	CHECK(record_ok(s, ds, 5, 0, 5, 1, 1));
@@ -423,7 +424,7 @@ static void test_upsert(void)
 	dup[2].vec[1] = NULL;
 	dup[3] = g1.recs[6];
 	dup[3].vec[1] = NULL;  /* rec-0000006 gen 1, image only */
-	CHECK_INT(store_put_records(s, ds, dup, 4, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, dup, 4, NULL, NULL), 0);
 	CHECK_INT(store_dataset_get(s, "d", &info, NULL), 0);
 	CHECK_INT(info.records, 11);
 	CHECK_INT(info.next_row, 11);
@@ -460,7 +461,7 @@ static void test_delete_record(void)
 	ds = make_dataset(s, "d");
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 100, 0, 0), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL), 0);
 	err_clear(&e);
 	CHECK_INT(store_get_record(s, ds, "rec-0000042", 11, 1, &out, &e), ERR_NOT_FOUND);
@@ -482,7 +483,7 @@ static void test_delete_record(void)
 	r = NULL;
 
 	/* Re-insert: a new row, never the deleted one. */
-	CHECK_INT(store_put_records(s, ds, &b.recs[42], 1, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, &b.recs[42], 1, NULL, NULL), 0);
 	CHECK(record_ok(s, ds, 42, 0, 100, 1, 1));
 	memset(&v, 0, sizeof v);
 	v.rows = rows;
@@ -532,9 +533,9 @@ static void test_reader_snapshot(void)
 	ds = make_dataset(s, "d");
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 20, 0, 0), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, 10, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, 10, NULL, NULL), 0);
 	CHECK_INT(store_reader_open(s, &r, NULL), 0);
-	CHECK_INT(store_put_records(s, ds, &b.recs[10], 10, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, &b.recs[10], 10, NULL, NULL), 0);
 	CHECK_INT(store_delete_record(s, ds, "rec-0000003", 11, NULL), 0);
 	memset(&v, 0, sizeof v);
 	v.rows = rows;
@@ -572,7 +573,7 @@ static void test_reader_block(void)
 	CHECK_INT(batch_make(&b, 80, 0, 0), 0);
 	for (size_t k = 1; k < 80; k += 2)
 		b.recs[k].vec[1] = NULL; /* text vectors on even rows only */
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	CHECK_INT(store_reader_open(s, &r, NULL), 0);
 	CHECK_INT(store_reader_block(r, ds, 0, 0, &data, &present, NULL), 0);
 	CHECK_INT(present, UINT64_MAX);
@@ -643,7 +644,7 @@ static int put_wide(struct store *s, uint32_t ds, size_t first, size_t n, float 
 		recs[i].body_len = 2;
 		recs[i].vec[0] = &vecs[i * 512];
 	}
-	return store_put_records(s, ds, recs, n, NULL);
+	return store_put_records(s, ds, recs, n, NULL, NULL);
 }
 
 static int wide_ok(struct store *s, uint32_t ds, size_t k)
@@ -871,7 +872,7 @@ static void test_big_call(void)
 	ds = make_dataset(s, "d");
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 20000, 0, 0), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	CHECK_INT(store_dataset_get(s, "d", &info, NULL), 0);
 	CHECK_INT(info.records, 20000);
 	CHECK_INT(info.next_row, 20000);
@@ -891,7 +892,7 @@ static void test_big_call(void)
 	CHECK(record_ok(s, ds, 16384, 0, 16384, 1, 1));
 	CHECK(record_ok(s, ds, 19999, 0, 19999, 1, 1));
 	/* Same call again: all upserts, nothing new. */
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	CHECK_INT(store_dataset_get(s, "d", &info, NULL), 0);
 	CHECK_INT(info.records, 20000);
 	CHECK_INT(info.next_row, 20000);
@@ -952,7 +953,7 @@ static void test_reopen_and_version(void)
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 100, 0, 0), 0);
 	b.recs[9].vec[0] = NULL;
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	store_close(s);
 
 	s = open_at(sub, 0);
@@ -1042,13 +1043,13 @@ static void test_dataset_delete(void)
 	ds = make_dataset(s, "d");
 	CHECK(ds != 0 && keep != 0);
 	CHECK_INT(batch_make(&b, 300, 0, 0), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
-	CHECK_INT(store_put_records(s, keep, b.recs, 10, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
+	CHECK_INT(store_put_records(s, keep, b.recs, 10, NULL, NULL), 0);
 	CHECK_INT(store_dataset_delete(s, "d", NULL), 0);
 	err_clear(&e);
 	CHECK_INT(store_dataset_get(s, "d", &info, &e), ERR_NOT_FOUND);
 	CHECK_INT(store_dataset_delete(s, "d", NULL), ERR_NOT_FOUND);
-	CHECK_INT(store_put_records(s, ds, b.recs, 1, NULL), ERR_NOT_FOUND);
+	CHECK_INT(store_put_records(s, ds, b.recs, 1, NULL, NULL), ERR_NOT_FOUND);
 	CHECK_INT(store_get_record(s, ds, "rec-0000001", 11, 1, &out, NULL), ERR_NOT_FOUND);
 	CHECK_INT(count_rows(s, ds), 0);
 	ds2 = make_dataset(s, "d");
@@ -1084,7 +1085,7 @@ static void test_reclaim_on_open(void)
 	ds = make_dataset(s, "d");
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 150, 0, 0), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
 	store_close(s);
 	CHECK_INT(raw_count(tmp_root, ds), 150 * 3 + 3 * 2 + 1 + 1);
 
@@ -1194,7 +1195,7 @@ static void test_ingest_timing(void)
 			recs[i].vec[0] = va + i * DIM;
 			recs[i].vec[1] = vb + i * DIM;
 		}
-		rc = store_put_records(s, ds, recs, BATCH, NULL);
+		rc = store_put_records(s, ds, recs, BATCH, NULL, NULL);
 	}
 	t = now_s() - t0;
 	CHECK_INT(rc, 0);

@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/* filters: handlers of filter instances, their scoring jobs and statistics. */
+#include "api/filters.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api/http.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/log.h"
+#include "filters/filter.h"
+#include "filters/instance.h"
+#include "filters/registry.h"
+
+/* 202 with Location: /v1/jobs/{id} and a body of {"job": id, "filter": view}. */
+static int accepted(struct http_res *res, uint64_t job, const char *key, json_t *view)
+{
+	char id[24];
+
+	snprintf(id, sizeof id, "%llu", (unsigned long long)job);
+	snprintf(res->location, sizeof res->location, "/v1/jobs/%s", id);
+	return http_json(res, 202, json_pack("{s:s, s:o}", "job", id, key, view));
+}
+
+int filters_list(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	struct err e = {0};
+	json_t *arr = NULL;
+	int rc;
+
+	if (ds == NULL)
+		return 0;
+	if ((rc = instance_list_json(r->d, ds, &arr, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, json_pack("{s:o}", "filters", arr));
+}
+
+int filters_get(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	json_t *v = NULL;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = instance_get_json(r->d, ds, name, &v, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, v);
+}
+
+int filters_put(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	json_t *body = NULL, *view = NULL;
+	uint64_t job = 0;
+	int rc, created = 0;
+
+	if (name == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = instance_put(r->d, ds, name, body, &view, &job, &created, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	if (job == 0) /* unchanged */
+		return http_json(res, 200, view);
+	log_msg(LOG_INFO, "filter_put", "dataset=%s filter=%s created=%d job=%llu", ds, name,
+	        created, (unsigned long long)job);
+	return accepted(res, job, "filter", view);
+}
+
+int filters_delete(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = instance_delete(r->d, ds, name, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	log_msg(LOG_INFO, "filter_deleted", "dataset=%s filter=%s", ds, name);
+	res->status = 204;
+	return 0;
+}
+
+int filters_score(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	json_t *view = NULL;
+	uint64_t job = 0;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = instance_rescore(r->d, ds, name, &job, &e)) != 0 ||
+	    (rc = instance_get_json(r->d, ds, name, &view, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return accepted(res, job, "filter", view);
+}
+
+int filters_stats(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	const char *qb = http_query(r, "bins"), *qt = http_query(r, "threshold");
+	struct err e = {0};
+	double threshold = NAN;
+	unsigned long bins = 10;
+	json_t *v = NULL;
+	char *end;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if (qb != NULL) {
+		errno = 0;
+		bins = strtoul(qb, &end, 10);
+		if (errno != 0 || end == qb || *end != '\0' || bins < 1 || bins > 1000) {
+			err_set(&e, ERR_INVALID, "bad_query", "bins must be an integer in 1..1000");
+			return http_problem(res, r, ERR_INVALID, &e, NULL);
+		}
+	}
+	if (qt != NULL) {
+		threshold = strtod(qt, &end);
+		if (end == qt || *end != '\0' || !isfinite(threshold)) {
+			err_set(&e, ERR_INVALID, "bad_query", "threshold must be a finite number");
+			return http_problem(res, r, ERR_INVALID, &e, NULL);
+		}
+	}
+	if ((rc = instance_stats_json(r->d, ds, name, (unsigned)bins, threshold, &v, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, v);
+}
+
+int filters_types(struct http_req *r, struct http_res *res)
+{
+	size_t n;
+	const struct filter_ops *const *t = registry_table(&n);
+	json_t *arr = json_array();
+
+	(void)r;
+	for (size_t i = 0; i < n; i++) {
+		json_t *reasons = json_array();
+
+		for (size_t k = 0; t[i]->reasons != NULL && t[i]->reasons[k] != NULL; k++)
+			json_array_append_new(reasons, json_string(t[i]->reasons[k]));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "name",
+		                                     t[i]->name, "summary", t[i]->summary, "cheap",
+		                                     t[i]->cheap, "fits", t[i]->fit != NULL,
+		                                     "rescores", t[i]->rescore != NULL, "reasons",
+		                                     reasons));
+	}
+	return http_json(res, 200, json_pack("{s:o}", "filter_types", arr));
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* filters: the /v1/datasets/{ds}/filters resource (instances, :score, stats) and
+ * /v1/filter-types. Route handlers: each fills res (see api/http.h) and returns 0. */
+#ifndef WINNOW_API_FILTERS_H
+#define WINNOW_API_FILTERS_H
+
+struct http_req;
+struct http_res;
+
+int filters_list(struct http_req *r, struct http_res *res);
+int filters_get(struct http_req *r, struct http_res *res);
+int filters_put(struct http_req *r, struct http_res *res);
+int filters_delete(struct http_req *r, struct http_res *res);
+int filters_score(struct http_req *r, struct http_res *res);
+int filters_stats(struct http_req *r, struct http_res *res);
+int filters_types(struct http_req *r, struct http_res *res);
+
+#endif
