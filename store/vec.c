@@ -89,9 +89,34 @@ uint16_t vec_f32_to_f16_one(float f)
  * whose cost model only takes loops with a known trip count; the tail goes one by one. */
 #define VEC_GROUP 16
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* F16C converts 8 halves per instruction, exactly (every binary16 is a binary32). The one
+ * difference from f16_to_f32: a signalling NaN comes out quiet. Stored vectors are finite
+ * (ingest refuses NaN), so scans never see one. */
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *in, float *out,
+                                                                size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
+	for (; i < n; i++)
+		out[i] = f16_to_f32(in[i]);
+}
+#endif
+
 void vec_f16_to_f32(const uint16_t *in, float *out, size_t n)
 {
 	size_t i = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
+		f16_to_f32_f16c(in, out, n);
+		return;
+	}
+#endif
 
 	for (; i + VEC_GROUP <= n; i += VEC_GROUP)
 		for (size_t j = 0; j < VEC_GROUP; j++)
@@ -168,6 +193,7 @@ double vec_f32_norm(const float *v, size_t n)
 
 /* ---- dot products ---- */
 
+
 static void dot3_lanes(const float *a, const float *b, size_t n, double *ab, double *aa,
                        double *bb)
 {
@@ -199,8 +225,6 @@ static void dot3_lanes(const float *a, const float *b, size_t n, double *ab, dou
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
 __attribute__((target("avx2,fma"))) static double hsum8(__m256 v)
 {
 	float t[8];

@@ -13,7 +13,8 @@ float vec_f16_to_f32_one(uint16_t h);
 /* binary32 -> binary16 with round-to-nearest-even; overflow goes to +-inf. */
 uint16_t vec_f32_to_f16_one(float f);
 
-/* Array forms. in and out must not overlap. */
+/* Array forms. in and out must not overlap. vec_f16_to_f32 uses F16C when the CPU has it
+ * (chosen at run time): the same results for every non-NaN half; NaNs stay NaN (quieted). */
 void vec_f16_to_f32(const uint16_t *in, float *out, size_t n);
 void vec_f32_to_f16(const float *in, uint16_t *out, size_t n);
 
