@@ -200,6 +200,55 @@ static void test_norm(void)
 	CHECK(vec_f32_norm(b, 0) == 0.0);
 }
 
+/* The array conversion (F16C when the CPU has it) equals the scalar one for every half
+ * that is not a NaN, and keeps NaNs NaN. */
+static void test_array_all_halves(void)
+{
+	static uint16_t in[65536 + 3];
+	static float out[65536 + 3];
+	size_t bad = 0;
+
+	for (uint32_t h = 0; h < 65536; h++)
+		in[h + 3] = (uint16_t)h;
+	vec_f16_to_f32(in + 3, out + 3, 65536); /* an odd start: unaligned loads */
+	for (uint32_t h = 0; h < 65536; h++) {
+		float want = vec_f16_to_f32_one((uint16_t)h);
+
+		if (isnan(want) ? !isnan(out[h + 3])
+		                : memcmp(&want, &out[h + 3], sizeof want) != 0)
+			bad++;
+	}
+	CHECK_INT((long long)bad, 0);
+}
+
+/* dot3 against a double-precision reference, on lengths around the kernel's block. */
+static void test_dot3(void)
+{
+	static const size_t lens[] = {0, 1, 7, 15, 16, 17, 31, 768, 1000};
+	float a[1000], b[1000];
+	uint32_t x = 12345;
+
+	for (size_t i = 0; i < 1000; i++) {
+		x = x * 1664525u + 1013904223u;
+		a[i] = (float)((int)(x >> 8) % 2001 - 1000) / 1000.0f;
+		x = x * 1664525u + 1013904223u;
+		b[i] = (float)((int)(x >> 8) % 2001 - 1000) / 1000.0f;
+	}
+	for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+		double ab, aa, bb, rab = 0, raa = 0, rbb = 0;
+
+		for (size_t i = 0; i < lens[k]; i++) {
+			rab += (double)a[i] * b[i];
+			raa += (double)a[i] * a[i];
+			rbb += (double)b[i] * b[i];
+		}
+		vec_f32_dot3(a, b, lens[k], &ab, &aa, &bb);
+		CHECK_NEAR(ab, rab, 1e-5 * (1 + fabs(rab)) + 1e-4);
+		CHECK_NEAR(aa, raa, 1e-5 * raa + 1e-6);
+		CHECK_NEAR(bb, rbb, 1e-5 * rbb + 1e-6);
+	}
+}
+
 int main(void)
 {
 	HARNESS_RUN(test_roundtrip_all);
@@ -209,5 +258,7 @@ int main(void)
 	HARNESS_RUN(test_arrays);
 	HARNESS_RUN(test_finite);
 	HARNESS_RUN(test_norm);
+	HARNESS_RUN(test_array_all_halves);
+	HARNESS_RUN(test_dot3);
 	return harness_done();
 }
