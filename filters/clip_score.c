@@ -7,6 +7,7 @@
  * done. Threading: score only reads the instance. */
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "daemon/err.h"
 #include "filters/filter.h"
@@ -42,18 +43,35 @@ static int clip_create(struct filter *f, const json_t *params, const struct stor
 	f->ninputs = 2;
 	f->inputs[0] = img;
 	f->inputs[1] = txt;
+	f->needs = FILTER_ACCEPTS_F16;
 	return 0;
+}
+
+/* Row i of input k as f32: the batch's own, or converted into buf (dim floats). */
+static const float *row_f32(const struct filter_batch *b, unsigned k, size_t i, float *buf)
+{
+	uint32_t dim = b->dims[k];
+
+	if (b->vecs[k] != NULL)
+		return b->vecs[k] + (size_t)dim * i;
+	vec_f16_to_f32(b->f16[k] + (size_t)dim * i, buf, dim);
+	return buf;
 }
 
 static int clip_score_batch(const struct filter *f, const struct filter_batch *b, float *scores,
                             uint8_t *status, struct err *e)
 {
 	uint32_t dim = b->dims[0];
+	float *buf = NULL;
 
 	(void)f;
-	(void)e;
+	if (b->n > 0 && (b->vecs[0] == NULL) != (b->vecs[1] == NULL)) {
+		/* one side f16, the other f32: convert the f16 side row by row */
+		buf = malloc((size_t)dim * sizeof *buf);
+		if (buf == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
 	for (size_t i = 0; i < b->n; i++) {
-		const float *x = b->vecs[0] + (size_t)dim * i, *t = b->vecs[1] + (size_t)dim * i;
 		double xt, xx, tt;
 
 		if (!b->has_vec[0][i] || !b->has_vec[1][i]) {
@@ -61,7 +79,12 @@ static int clip_score_batch(const struct filter *f, const struct filter_batch *b
 			scores[i] = NAN;
 			continue;
 		}
-		vec_f32_dot3(x, t, dim, &xt, &xx, &tt);
+		if (b->vecs[0] == NULL && b->vecs[1] == NULL)
+			vec_f16_dot3(b->f16[0] + (size_t)dim * i, b->f16[1] + (size_t)dim * i, dim,
+			             &xt, &xx, &tt);
+		else
+			vec_f32_dot3(row_f32(b, 0, i, buf), row_f32(b, 1, i, buf), dim, &xt, &xx,
+			             &tt);
 		if (!(xx > 0) || !(tt > 0)) {
 			status[i] = FILTER_ZERO_VECTOR;
 			scores[i] = NAN;
@@ -71,6 +94,7 @@ static int clip_score_batch(const struct filter *f, const struct filter_batch *b
 		scores[i] = (float)(xt / sqrt(xx * tt));
 		status[i] = FILTER_SCORED;
 	}
+	free(buf);
 	return 0;
 }
 

@@ -61,6 +61,9 @@ enum filter_status {
 enum filter_needs {
 	FILTER_NEEDS_BODY = 1u << 0, /* the parsed JSON body (text, image, meta, signals) */
 	FILTER_NEEDS_ID = 1u << 1,   /* the record ids */
+	/* The type can read binary16 vectors as stored (filter_batch.f16) instead of f32
+	 * copies: a scan then skips the conversion for f16 spaces. */
+	FILTER_ACCEPTS_F16 = 1u << 2,
 };
 
 /* One batch of live rows, in ascending row order. Everything is borrowed for the call. */
@@ -76,6 +79,9 @@ struct filter_batch {
 	const float *vecs[FILTER_MAX_INPUTS];
 	const uint8_t *has_vec[FILTER_MAX_INPUTS];
 	uint32_t dims[FILTER_MAX_INPUTS];
+	/* Only for a type with FILTER_ACCEPTS_F16: for an input stored as f16, f16[i] may hold
+	 * the n * dims[i] halves instead (then vecs[i] is NULL); a type must handle either. */
+	const uint16_t *f16[FILTER_MAX_INPUTS];
 };
 
 struct filter;

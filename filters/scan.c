@@ -33,6 +33,7 @@ struct scan {
 	char *idbuf[STORE_BLOCK_ROWS]; /* NUL-terminated copies */
 	json_t *bodies[STORE_BLOCK_ROWS];
 	float *vecs[FILTER_MAX_INPUTS];
+	uint16_t *halves[FILTER_MAX_INPUTS]; /* compacted f16 rows, for FILTER_ACCEPTS_F16 */
 	uint8_t has_vec[FILTER_MAX_INPUTS][STORE_BLOCK_ROWS];
 	float *tmp; /* one row converted */
 };
@@ -72,6 +73,9 @@ int scan_open(struct scan **out, struct store_reader *r, uint32_t ds_id,
 		sc->vecs[i] = malloc((size_t)sp->dim * STORE_BLOCK_ROWS * sizeof(float));
 		if (sc->vecs[i] == NULL)
 			goto nomem;
+		if ((f->needs & FILTER_ACCEPTS_F16) && sp->dtype == STORE_F16 &&
+		    (sc->halves[i] = malloc((size_t)sp->dim * STORE_BLOCK_ROWS * 2)) == NULL)
+			goto nomem;
 		if (sp->dim > maxdim)
 			maxdim = sp->dim;
 		sc->b.vecs[i] = sc->vecs[i];
@@ -110,8 +114,10 @@ void scan_close(struct scan *sc)
 	if (sc == NULL)
 		return;
 	clear_batch(sc);
-	for (unsigned i = 0; i < FILTER_MAX_INPUTS; i++)
+	for (unsigned i = 0; i < FILTER_MAX_INPUTS; i++) {
 		free(sc->vecs[i]);
+		free(sc->halves[i]);
+	}
 	free(sc->tmp);
 	free(sc);
 }
@@ -230,6 +236,26 @@ int scan_next(struct scan *sc, const struct filter_batch **b, struct err *e)
 				present = 0;
 			} else if (rc != 0) {
 				return rc;
+			}
+			sc->b.f16[i] = NULL;
+			sc->b.vecs[i] = sc->vecs[i];
+			if (sc->halves[i] != NULL && present != 0) {
+				/* the type reads halves: a full block as stored, else compacted */
+				sc->b.vecs[i] = NULL;
+				if (n == STORE_BLOCK_ROWS) {
+					sc->b.f16[i] = data;
+				} else {
+					for (size_t j = 0; j < n; j++)
+						memcpy(sc->halves[i] + (size_t)sp->dim * j,
+						       (const char *)data +
+						               vb * (sc->rows[j] % STORE_BLOCK_ROWS),
+						       vb);
+					sc->b.f16[i] = sc->halves[i];
+				}
+				for (size_t j = 0; j < n; j++)
+					sc->has_vec[i][j] = (uint8_t)(present >>
+					                              (sc->rows[j] % STORE_BLOCK_ROWS) & 1);
+				continue;
 			}
 			if (present != 0 && n == STORE_BLOCK_ROWS) { /* a full block: one pass */
 				if (sp->dtype == STORE_F16)

@@ -269,7 +269,76 @@ __attribute__((target("avx2,fma"))) static void dot3_avx2(const float *a, const 
 	*aa = daa;
 	*bb = dbb;
 }
+
+__attribute__((target("avx2,fma,f16c"))) static void dot3_f16_avx2(const uint16_t *a,
+                                                                    const uint16_t *b, size_t n,
+                                                                    double *ab, double *aa,
+                                                                    double *bb)
+{
+	__m256 ab0 = _mm256_setzero_ps(), ab1 = _mm256_setzero_ps();
+	__m256 aa0 = _mm256_setzero_ps(), aa1 = _mm256_setzero_ps();
+	__m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+	double dab, daa, dbb;
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+		__m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+		__m256 y0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
+		__m256 y1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
+
+		ab0 = _mm256_fmadd_ps(x0, y0, ab0);
+		ab1 = _mm256_fmadd_ps(x1, y1, ab1);
+		aa0 = _mm256_fmadd_ps(x0, x0, aa0);
+		aa1 = _mm256_fmadd_ps(x1, x1, aa1);
+		bb0 = _mm256_fmadd_ps(y0, y0, bb0);
+		bb1 = _mm256_fmadd_ps(y1, y1, bb1);
+	}
+	dab = hsum8(ab0) + hsum8(ab1);
+	daa = hsum8(aa0) + hsum8(aa1);
+	dbb = hsum8(bb0) + hsum8(bb1);
+	for (; i < n; i++) {
+		double x = f16_to_f32(a[i]), y = f16_to_f32(b[i]);
+
+		dab += x * y;
+		daa += x * x;
+		dbb += y * y;
+	}
+	*ab = dab;
+	*aa = daa;
+	*bb = dbb;
+}
 #endif
+
+void vec_f16_dot3(const uint16_t *a, const uint16_t *b, size_t n, double *ab, double *aa,
+                  double *bb)
+{
+	float x[VEC_GROUP * 4], y[VEC_GROUP * 4];
+	double sab = 0, saa = 0, sbb = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	    __builtin_cpu_supports("f16c")) {
+		dot3_f16_avx2(a, b, n, ab, aa, bb);
+		return;
+	}
+#endif
+	/* convert a piece at a time into the stack and reuse the f32 kernel */
+	for (size_t i = 0; i < n; i += sizeof x / sizeof x[0]) {
+		size_t m = n - i < sizeof x / sizeof x[0] ? n - i : sizeof x / sizeof x[0];
+		double pab, paa, pbb;
+
+		vec_f16_to_f32(a + i, x, m);
+		vec_f16_to_f32(b + i, y, m);
+		vec_f32_dot3(x, y, m, &pab, &paa, &pbb);
+		sab += pab;
+		saa += paa;
+		sbb += pbb;
+	}
+	*ab = sab;
+	*aa = saa;
+	*bb = sbb;
+}
 
 void vec_f32_dot3(const float *a, const float *b, size_t n, double *ab, double *aa, double *bb)
 {

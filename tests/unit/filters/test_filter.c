@@ -10,6 +10,7 @@
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "store/store.h"
+#include "store/vec.h"
 #include "tests/harness.h"
 
 static struct store_schema schema2(uint32_t dim)
@@ -91,6 +92,28 @@ static void test_clip_vector(void)
 	CHECK(isnan(s[2]));
 	CHECK_INT(st[3], FILTER_SCORED);
 	CHECK_NEAR(s[3], -1.0, 1e-7);
+	CHECK(f->needs & FILTER_ACCEPTS_F16);
+	/* the same rows as halves (both sides, then one side): the same scores */
+	{
+		uint16_t himg[8], htxt[8];
+		float s2[4];
+		uint8_t st2[4];
+
+		vec_f32_to_f16(img, himg, 8);
+		vec_f32_to_f16(txt, htxt, 8);
+		b.vecs[0] = b.vecs[1] = NULL;
+		b.f16[0] = himg;
+		b.f16[1] = htxt;
+		CHECK_INT(filter_score_batch(f, &b, s2, st2, NULL), 0);
+		CHECK(memcmp(st, st2, sizeof st) == 0);
+		CHECK_NEAR(s2[0], 0.96, 1e-7);
+		CHECK_NEAR(s2[3], -1.0, 1e-7);
+		b.vecs[1] = txt;
+		b.f16[1] = NULL;
+		CHECK_INT(filter_score_batch(f, &b, s2, st2, NULL), 0);
+		CHECK(memcmp(st, st2, sizeof st) == 0);
+		CHECK_NEAR(s2[0], 0.96, 1e-7);
+	}
 	filter_free(f);
 }
 

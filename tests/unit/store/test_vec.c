@@ -247,6 +247,26 @@ static void test_dot3(void)
 		CHECK_NEAR(aa, raa, 1e-5 * raa + 1e-6);
 		CHECK_NEAR(bb, rbb, 1e-5 * rbb + 1e-6);
 	}
+	/* the f16 kernel over the halves of the same values (exactly representable: k/1000
+	 * is not, so compare with the reference of the rounded halves) */
+	for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+		uint16_t ha[1000], hb[1000];
+		double ab, aa, bb, rab = 0, raa = 0, rbb = 0;
+
+		vec_f32_to_f16(a, ha, lens[k]);
+		vec_f32_to_f16(b, hb, lens[k]);
+		for (size_t i = 0; i < lens[k]; i++) {
+			double hx = vec_f16_to_f32_one(ha[i]), hy = vec_f16_to_f32_one(hb[i]);
+
+			rab += hx * hy;
+			raa += hx * hx;
+			rbb += hy * hy;
+		}
+		vec_f16_dot3(ha, hb, lens[k], &ab, &aa, &bb);
+		CHECK_NEAR(ab, rab, 1e-5 * (1 + fabs(rab)) + 1e-4);
+		CHECK_NEAR(aa, raa, 1e-5 * raa + 1e-6);
+		CHECK_NEAR(bb, rbb, 1e-5 * rbb + 1e-6);
+	}
 }
 
 int main(void)
