@@ -244,10 +244,14 @@ corrupt:
 
 /* ---- the gate and the transaction wrappers ------------------------------------------- */
 
+/* The first failure of an attempt wins: once an op fails LMDB marks the transaction bad,
+ * and a later op's MDB_BAD_TXN must not hide the MDB_MAP_FULL that the retry looks for. */
 static int lmdb_fail(struct lmdb_fail *lf, int rc, const char *what)
 {
-	lf->rc = rc;
-	lf->what = what;
+	if (lf->rc == 0) {
+		lf->rc = rc;
+		lf->what = what;
+	}
 	return ERR_STORE;
 }
 
@@ -880,6 +884,19 @@ static void key_array(unsigned char *k, uint32_t ds, uint32_t arr, uint64_t bloc
 	be64_put(k + 8, block);
 }
 
+/* A block of another size: a caller that changed the element size of an array (the store
+ * does not record it), or corruption when no element size fits. */
+static int array_bad_block(struct err *e, uint32_t ds, uint32_t arr, size_t got, size_t elem)
+{
+	size_t had = got / STORE_ARRAY_ROWS;
+
+	if (got % STORE_ARRAY_ROWS == 0 && had >= 1 && had <= STORE_ELEM_MAX)
+		return err_set(e, ERR_INVALID, "array_elem_size",
+		               "array %u of dataset %u holds %zu-byte elements, not %zu",
+		               (unsigned)arr, (unsigned)ds, had, elem);
+	return corrupt(e, "a row array block has a bad size");
+}
+
 /* Write n elements at rows [first, first + n): whole blocks are put directly, partial ones
  * read-modify-written. buf: scratch of STORE_ARRAY_ROWS * elem bytes. */
 static int array_put_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t arr, size_t elem,
@@ -905,7 +922,7 @@ static int array_put_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t ar
 			mrc = mdb_get(txn, s->arrays, &key, &val);
 			if (mrc == 0) {
 				if (val.mv_size != bb)
-					return corrupt(e, "a row array block has a bad size");
+					return array_bad_block(e, ds, arr, val.mv_size, elem);
 				memcpy(buf, val.mv_data, bb);
 			} else if (mrc == MDB_NOTFOUND) {
 				memset(buf, 0, bb);
@@ -951,7 +968,7 @@ static int array_get_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t ar
 		mrc = mdb_get(txn, s->arrays, &key, &val);
 		if (mrc == 0) {
 			if (val.mv_size != bb)
-				return corrupt(e, "a row array block has a bad size");
+				return array_bad_block(e, ds, arr, val.mv_size, elem);
 			memcpy(dst, (const unsigned char *)val.mv_data + off * elem, cnt * elem);
 		} else if (mrc == MDB_NOTFOUND) {
 			memset(dst, 0, cnt * elem);
@@ -988,8 +1005,8 @@ static int array_drop_txn(struct store *s, MDB_txn *txn, uint32_t ds, uint32_t a
 	return mrc != 0 && mrc != MDB_NOTFOUND ? lmdb_fail(lf, mrc, "drop row array") : 0;
 }
 
-/* Set the live flag (u8) of rows (n of them, any order) to v: one read-modify-write per
- * touched block. */
+/* Set the live flag (u8) of rows (n of them, ascending; repeats allowed) to v: one
+ * read-modify-write per touched block, and no write for a block that already holds v. */
 static int live_set(struct store *s, MDB_txn *txn, uint32_t ds, const uint64_t *rows, size_t n,
                     uint8_t v, struct lmdb_fail *lf, struct err *e)
 {
@@ -1014,24 +1031,25 @@ static int live_set(struct store *s, MDB_txn *txn, uint32_t ds, const uint64_t *
 		} else {
 			return lmdb_fail(lf, mrc, "read live array");
 		}
-		/* every row of this block; unsorted rows may bring the block back later (then it
-		 * is read again, already updated in this transaction) */
-		for (size_t j = i; j < n; j++) {
-			if (rows[j] / STORE_ARRAY_ROWS != block)
-				continue;
-			if (buf[rows[j] % STORE_ARRAY_ROWS] != v)
-				changed = 1;
-			buf[rows[j] % STORE_ARRAY_ROWS] = v;
+		for (; i < n && rows[i] / STORE_ARRAY_ROWS == block; i++) {
+			changed |= buf[rows[i] % STORE_ARRAY_ROWS] != v;
+			buf[rows[i] % STORE_ARRAY_ROWS] = v;
 		}
-		for (i++; i < n && rows[i] / STORE_ARRAY_ROWS == block; i++)
-			;
 		if (!changed)
 			continue;
-		val = mval(buf, sizeof buf);
-		if ((mrc = mdb_put(txn, s->arrays, &key, &val, 0)) != 0)
+		val = mval(NULL, sizeof buf);
+		if ((mrc = mdb_put(txn, s->arrays, &key, &val, MDB_RESERVE)) != 0)
 			return lmdb_fail(lf, mrc, "write live array");
+		memcpy(val.mv_data, buf, sizeof buf);
 	}
 	return 0;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
 }
 
 /* ---- records ------------------------------------------------------------------------- */
@@ -1224,6 +1242,11 @@ static int put_chunk(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 		}
 	}
 	c->done = i - c->start;
+	/* Rows of new records ascend already; scattered upserts need the sort for live_set. */
+	for (i = 1; i < c->done && c->live[i - 1] <= c->live[i]; i++)
+		;
+	if (i < c->done)
+		qsort(c->live, c->done, sizeof *c->live, u64_cmp);
 	for (unsigned sp = 0; sp < c->nspaces; sp++) {
 		if (cnt[sp] == 0)
 			continue;
@@ -1677,6 +1700,15 @@ static int live_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 	return live_set(s, txn, c->ds, c->rows, c->n, 1, lf, e);
 }
 
+static int live_drop_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
+                          struct err *e)
+{
+	struct live_ctx *c = arg;
+
+	(void)e;
+	return array_drop_txn(s, txn, c->ds, STORE_ARRAY_LIVE, lf);
+}
+
 static int version_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
                         struct err *e)
 {
@@ -1723,8 +1755,11 @@ static int rows_batch(struct store *s, uint32_t ds, uint64_t first, uint64_t *ro
 }
 
 /* Format 1 -> 2: build each dataset's live array from its rows, then write the new version
- * (last, so that a crash midway simply migrates again: setting flags is idempotent). */
-static int migrate_v1(struct store *s, const char *dir, struct err *e)
+ * last, so that a crash midway simply migrates again. Each dataset's live array is dropped
+ * first and rebuilt from scratch, so a rerun is exact even if a format 1 build deleted
+ * records in between (setting flags alone would keep theirs at 1). Datasets in trash are
+ * left to reclaim_trash, which deletes their arrays with the rest. */
+static int migrate_v1(struct store *s, struct err *e)
 {
 	uint64_t *rows = malloc(STORE_MIGRATE_BATCH * sizeof *rows);
 	uint32_t *dss = NULL;
@@ -1754,12 +1789,18 @@ static int migrate_v1(struct store *s, const char *dir, struct err *e)
 		}
 		dss[nds++] = be32_get(k.mv_data);
 	}
+	if (rc == 0 && mrc != MDB_NOTFOUND)
+		rc = lmdb_err_rc(e, "migrate", "list datasets", mrc);
 	mdb_cursor_close(cur);
 	txn_read_end(s, txn);
 	for (size_t i = 0; rc == 0 && i < nds; i++) {
+		struct live_ctx dc = { dss[i], NULL, 0 };
 		uint64_t first = 0;
 		size_t n;
 
+		/* A dropped live array is at most 2,500 blocks per 10 million rows: one txn. */
+		if ((rc = txn_write(s, "migrate", live_drop_body, &dc, e)) != 0)
+			break;
 		do {
 			struct live_ctx c;
 
@@ -1773,7 +1814,6 @@ static int migrate_v1(struct store *s, const char *dir, struct err *e)
 	}
 	if (rc == 0)
 		rc = txn_write(s, "migrate", version_body, NULL, e);
-	(void)dir;
 out:
 	free(rows);
 	free(dss);
@@ -1884,7 +1924,7 @@ int store_open(struct store **out, const struct store_config *cfg, struct err *e
 	oc.dir = cfg->dir;
 	rc = txn_write(s, "open store", open_body, &oc, e);
 	if (rc == 0 && oc.version < 2)
-		rc = migrate_v1(s, cfg->dir, e);
+		rc = migrate_v1(s, e);
 	if (rc == 0)
 		rc = reclaim_trash(s, e);
 out:
@@ -2091,25 +2131,41 @@ struct write_ctx {
 	store_txn_fn fn;
 	void *ctx;
 	unsigned char *buf;
+	struct err sub; /* fn's detail, per attempt: a retried attempt must not spend e */
 };
 
+/* Any LMDB failure inside fn fails the attempt as ERR_STORE, whatever fn made of it: the
+ * transaction is unusable, and MDB_MAP_FULL must reach txn_write_raw to be retried. */
 static int write_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
                       struct err *e)
 {
 	struct write_ctx *c = arg;
 	struct store_txn t = { s, txn, lf, c->buf };
+	int rc;
 
-	return c->fn(c->ctx, &t, e);
+	(void)e;
+	err_clear(&c->sub);
+	rc = c->fn(c->ctx, &t, &c->sub);
+	return lf->rc != 0 ? ERR_STORE : rc;
 }
 
 int store_write(struct store *s, store_txn_fn fn, void *ctx, struct err *e)
 {
-	struct write_ctx c = { fn, ctx, malloc(STORE_ARRAY_ROWS * STORE_ELEM_MAX) };
+	struct lmdb_fail lf = { 0, NULL };
+	struct write_ctx c;
 	int rc;
 
+	memset(&c, 0, sizeof c);
+	c.fn = fn;
+	c.ctx = ctx;
+	c.buf = malloc(STORE_ARRAY_ROWS * STORE_ELEM_MAX);
 	if (c.buf == NULL)
 		return nomem(e, "a write");
-	rc = txn_write(s, "write", write_body, &c, e);
+	rc = txn_write_raw(s, write_body, &c, &lf, e);
+	if (rc == ERR_STORE && lf.rc != 0)
+		lmdb_err(e, "write", &lf);
+	else if (rc != 0 && c.sub.code != 0)
+		err_set(e, c.sub.code, c.sub.slug, "%s", c.sub.detail);
 	free(c.buf);
 	return rc;
 }
@@ -2131,13 +2187,21 @@ static int ds_exists(struct store *s, MDB_txn *txn, uint32_t ds, struct lmdb_fai
 	return stat_get(s, txn, ds, &next_row, &records, lf, e);
 }
 
-static int elem_check(uint32_t arr, size_t elem, int writing, struct err *e)
+/* The checks every array access shares: element size, the live array's rules, and a row
+ * range that does not wrap (a wrapped end would silently touch nothing). */
+static int array_check(uint32_t arr, size_t elem, uint64_t first, size_t n, int writing,
+                       struct err *e)
 {
 	if (elem == 0 || elem > STORE_ELEM_MAX)
 		return err_set(e, ERR_INVALID, "bad_array", "array elements are 1 to %d bytes",
 		               STORE_ELEM_MAX);
-	if (writing && arr == STORE_ARRAY_LIVE)
-		return err_set(e, ERR_INVALID, "bad_array", "the live array is the store's own");
+	if (arr == STORE_ARRAY_LIVE && (writing || elem != 1))
+		return err_set(e, ERR_INVALID, "bad_array",
+		               writing ? "the live array is the store's own"
+		                       : "the live array has 1-byte elements");
+	if ((uint64_t)n > UINT64_MAX - first)
+		return err_set(e, ERR_INVALID, "bad_array", "rows %llu + %zu overflow",
+		               (unsigned long long)first, n);
 	return 0;
 }
 
@@ -2146,7 +2210,7 @@ int store_txn_array_put(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_
 {
 	int rc;
 
-	if ((rc = elem_check(arr, elem_size, 1, e)) != 0 ||
+	if ((rc = array_check(arr, elem_size, first, n, 1, e)) != 0 ||
 	    (rc = ds_exists(t->s, t->txn, ds_id, t->lf, e)) != 0)
 		return rc;
 	return array_put_txn(t->s, t->txn, ds_id, arr, elem_size, first, n, data, t->buf, t->lf, e);
@@ -2157,7 +2221,7 @@ int store_txn_array_get(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_
 {
 	int rc;
 
-	if ((rc = elem_check(arr, elem_size, 0, e)) != 0)
+	if ((rc = array_check(arr, elem_size, first, n, 0, e)) != 0)
 		return rc;
 	return array_get_txn(t->s, t->txn, ds_id, arr, elem_size, first, n, out, t->lf, e);
 }
@@ -2257,9 +2321,11 @@ int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out,
 	snprintf(k, sizeof k, "counter.%s", name);
 	key = mval(k, strlen(k));
 	mrc = mdb_get(t->txn, t->s->meta, &key, &val);
-	if (mrc == 0 && val.mv_size == 8)
+	if (mrc == 0 && val.mv_size != 8)
+		return corrupt(e, "a counter"); /* restarting at 1 would reuse ids */
+	if (mrc == 0)
 		next = le64_get(val.mv_data);
-	else if (mrc != 0 && mrc != MDB_NOTFOUND)
+	else if (mrc != MDB_NOTFOUND)
 		return lmdb_fail(t->lf, mrc, "read counter");
 	le64_put(v8, next + 1);
 	val = mval(v8, sizeof v8);
@@ -2275,7 +2341,7 @@ int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, siz
 	struct lmdb_fail lf = { 0, NULL };
 	int rc;
 
-	if ((rc = elem_check(arr, elem_size, 0, e)) != 0)
+	if ((rc = array_check(arr, elem_size, first, n, 0, e)) != 0)
 		return rc;
 	rc = array_get_txn(r->s, r->txn, ds_id, arr, elem_size, first, n, out, &lf, e);
 	if (rc == ERR_STORE && lf.rc != 0)

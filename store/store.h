@@ -167,9 +167,10 @@ int store_stats(struct store *s, struct store_stats *out);
 
 /* ---- Snapshot reads, for scans and exports ---------------------------------------
  * A reader is one LMDB read transaction: everything read through it is one consistent
- * snapshot, whatever commits meanwhile. Pointers it returns are borrowed and valid until
- * the next call on the same reader or its close. A reader belongs to one thread at a
- * time. Keep readers short: a map resize waits for all of them. */
+ * snapshot, whatever commits meanwhile. Pointers it returns are borrowed and point into the
+ * map, valid until the reader is closed; the one exception is store_reader_block (see there).
+ * A reader belongs to one thread at a time. Keep readers short: a map resize waits for all
+ * of them. */
 struct store_reader;
 
 int store_reader_open(struct store *s, struct store_reader **out, struct err *e);
@@ -188,7 +189,10 @@ int store_reader_rows(struct store_reader *r, uint32_t ds_id, uint64_t first, st
 /* The vector block of space index space holding rows [block * STORE_BLOCK_ROWS, +64).
  * *data points at STORE_BLOCK_ROWS vectors in the space's dtype (absent rows zeroed);
  * *present has bit i set when row block*64+i has a vector. ERR_NOT_FOUND when the block
- * holds no vector at all. */
+ * holds no vector at all. *data points into the map (valid until the reader is closed)
+ * unless LMDB keeps the block unaligned for floats (small blocks inside a leaf page): then it
+ * is an aligned copy in a scratch buffer of the reader, which the next store_reader_block
+ * call on the same reader overwrites or frees. Use or copy *data before that call. */
 int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, uint64_t block,
                        const void **data, uint64_t *present, struct err *e);
 
@@ -234,7 +238,10 @@ struct store_txn;
 /* fn(ctx, t, e) does its reads and writes through t and returns 0 to commit or a non-zero
  * code to abort (that code is returned). fn may run more than once: when the map is full the
  * transaction is aborted, the map grown and fn called again from the start, so fn must
- * not keep side effects of an earlier attempt (reset its outputs at its start). */
+ * not keep side effects of an earlier attempt (reset its outputs at its start). An LMDB
+ * failure inside fn fails the attempt with ERR_STORE whatever fn returns (so MDB_MAP_FULL is
+ * retried even if fn mapped it to another code). The e fn gets is per attempt: what fn sets
+ * there reaches the caller's e only when the call fails. */
 typedef int (*store_txn_fn)(void *ctx, struct store_txn *t, struct err *e);
 
 /* Run fn in one LMDB write transaction and commit it (durable on return 0). Writers are
@@ -247,13 +254,17 @@ int store_txn_dataset(struct store_txn *t, uint32_t ds_id, struct store_dataset_
                       struct err *e);
 
 /* Write n elements (n * elem_size bytes of data, borrowed) at rows [first, first + n) of
- * array arr of dataset ds_id. ERR_INVALID for elem_size outside 1..16 or arr ==
- * STORE_ARRAY_LIVE; ERR_NOT_FOUND if the dataset does not exist. */
+ * array arr of dataset ds_id. A partial block is read, modified and written back inside t.
+ * ERR_INVALID for elem_size outside 1..16, arr == STORE_ARRAY_LIVE, first + n past
+ * UINT64_MAX, or a block written before with another elem_size (slug "array_elem_size");
+ * ERR_NOT_FOUND if the dataset does not exist. */
 int store_txn_array_put(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_t elem_size,
                         uint64_t first, size_t n, const void *data, struct err *e);
 
 /* Read n elements at rows [first, first + n) into out (borrowed, n * elem_size bytes),
- * as the transaction sees them (its own writes included). Unwritten elements are zero. */
+ * as the transaction sees them (its own writes included). Unwritten elements are zero, and
+ * so are those of a dataset that does not exist. ERR_INVALID as for the put (reading
+ * STORE_ARRAY_LIVE is allowed, with elem_size 1 only). */
 int store_txn_array_get(struct store_txn *t, uint32_t ds_id, uint32_t arr, size_t elem_size,
                         uint64_t first, size_t n, void *out, struct err *e);
 
@@ -278,7 +289,7 @@ int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *
  * never reused. name: 1..32 bytes of [a-z_]. */
 int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e);
 
-/* Reader side of the above, inside the reader's snapshot. */
+/* Reader side of store_txn_array_get, inside the reader's snapshot (a copy into out). */
 int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, size_t elem_size,
                        uint64_t first, size_t n, void *out, struct err *e);
 
