@@ -12,7 +12,7 @@
  * its own reader; the resize then gives up after the timeout with ERR_UNAVAILABLE.
  *
  * Layout (every key big-endian so byte order is numeric order; ds = u32 dataset id):
- *   meta      "format_version" -> u32, "next_dataset_id" -> u32
+ *   meta      "format_version" -> u32, "next_dataset_id" -> u32, "counter.<name>" -> u64
  *   datasets  name -> dataset header (immutable after creation, see hdr_encode)
  *   dsname    ds -> name (finds the header from an id)
  *   dsstat    ds -> {u64 next_row, u64 records}
@@ -21,7 +21,10 @@
  *   recs      ds + u64 row -> body
  *   vecs      ds + u16 space + u64 block -> u64 present mask + STORE_BLOCK_ROWS vectors
  *   trash     ds -> (empty): datasets whose keys are being reclaimed
- * Values are little-endian. */
+ *   arrays    ds + u32 array + u64 block -> STORE_ARRAY_ROWS elements (array 0: live flags)
+ *   docs      ds + u8 namespace + key bytes -> document bytes (ds 0: global)
+ * Values are little-endian. Format 2 added arrays and docs; migrate_v1 builds the live
+ * arrays of a format 1 directory at open. */
 #include "store/store.h"
 
 #include "daemon/err.h"
@@ -1804,8 +1807,8 @@ static int migrate_v1(struct store *s, struct err *e)
 		do {
 			struct live_ctx c;
 
-			if ((rc = rows_batch(s, dss[i], first, rows, STORE_MIGRATE_BATCH, &n, e)) != 0 ||
-			    n == 0)
+			rc = rows_batch(s, dss[i], first, rows, STORE_MIGRATE_BATCH, &n, e);
+			if (rc != 0 || n == 0)
 				break;
 			c = (struct live_ctx){dss[i], rows, n};
 			rc = txn_write(s, "migrate", live_body, &c, e);

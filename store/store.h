@@ -108,6 +108,7 @@ struct store_stats {
 
 /* Open (creating if needed) the environment in cfg->dir. Checks the stored format
  * version: ERR_VERSION with a clear detail when the directory is from a newer winnow.
+ * Migrates a format 1 directory (builds every dataset's live array; see docs/storage.md).
  * Finishes any dataset deletion that a crash interrupted. *out set only on success. */
 int store_open(struct store **out, const struct store_config *cfg, struct err *e);
 

@@ -1499,6 +1499,414 @@ static void test_migrate_v1(void)
 	tmp_done();
 }
 
+/* ---- edges of arrays, store_write and the live array ---- */
+
+/* Several operations in one transaction: a partial put, the transaction's own read of it,
+ * a second partial put into the same block. */
+struct rmw {
+	uint32_t ds;
+	float got[3];
+	int rc_elem, rc_wrap, rc_live_get, rc_live_drop, rc_counter;
+};
+
+static int rmw_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct rmw *c = ctx;
+	const float a[2] = { 1.5f, 2.5f }, b = 9.0f;
+	uint8_t live[4];
+	uint64_t v;
+	int rc;
+
+	memset(c->got, 0, sizeof c->got);
+	if ((rc = store_txn_array_put(t, c->ds, 11, 4, 4095, 2, a, e)) != 0 ||
+	    (rc = store_txn_array_get(t, c->ds, 11, 4, 4094, 3, c->got, e)) != 0 ||
+	    (rc = store_txn_array_put(t, c->ds, 11, 4, 4097, 1, &b, e)) != 0)
+		return rc;
+	/* refusals; none may spend the detail of a committed call */
+	c->rc_elem = store_txn_array_put(t, c->ds, 11, 8, 0, 1, &v, NULL);
+	c->rc_wrap = store_txn_array_put(t, c->ds, 11, 4, UINT64_MAX - 1, 3, a, NULL);
+	c->rc_live_get = store_txn_array_get(t, c->ds, STORE_ARRAY_LIVE, 4, 0, 1, live, NULL);
+	c->rc_live_drop = store_txn_array_drop(t, c->ds, STORE_ARRAY_LIVE, NULL);
+	c->rc_counter = store_txn_counter_next(t, "Bad-Name", &v, NULL);
+	return 0;
+}
+
+static void test_array_edges(void)
+{
+	struct store *s;
+	struct store_reader *r = NULL;
+	struct rmw c;
+	struct err e;
+	float got[6];
+	uint32_t ds;
+
+	CHECK(tmp_dir() != NULL);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	ds = make_dataset(s, "edges");
+	CHECK(ds != 0);
+	memset(&c, 0, sizeof c);
+	c.ds = ds;
+	err_clear(&e);
+	CHECK_INT(store_write(s, rmw_fn, &c, &e), 0);
+	CHECK_INT(e.code, 0);
+	CHECK(c.got[0] == 0.0f && c.got[1] == 1.5f && c.got[2] == 2.5f);
+	CHECK_INT(c.rc_elem, ERR_INVALID);
+	CHECK_INT(c.rc_wrap, ERR_INVALID);
+	CHECK_INT(c.rc_live_get, ERR_INVALID);
+	CHECK_INT(c.rc_live_drop, ERR_INVALID);
+	CHECK_INT(c.rc_counter, ERR_INVALID);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	CHECK_INT(store_reader_array(r, ds, 11, 4, 4094, 6, got, NULL), 0);
+	CHECK(got[0] == 0.0f && got[1] == 1.5f && got[2] == 2.5f && got[3] == 9.0f &&
+	      got[4] == 0.0f && got[5] == 0.0f);
+	/* the element size is the caller's promise: another one is refused, with the slug */
+	err_clear(&e);
+	CHECK_INT(store_reader_array(r, ds, 11, 2, 0, 1, got, &e), ERR_INVALID);
+	CHECK_STR(e.slug, "array_elem_size");
+	store_reader_close(r);
+	store_close(s);
+	tmp_done();
+}
+
+/* fn turns every failure into its own code: MDB_MAP_FULL must still be retried, and the
+ * detail fn wrote on a failed attempt must not reach the caller of a successful call. */
+struct masking {
+	struct arr_put p;
+	unsigned failures;
+};
+
+static int masking_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct masking *c = ctx;
+	int rc;
+
+	c->p.calls++;
+	rc = store_txn_array_put(t, c->p.ds, c->p.arr, c->p.elem, c->p.first, c->p.n, c->p.data,
+	                         e);
+	if (rc != 0) {
+		c->failures++;
+		return err_set(e, ERR_INTERNAL, "masked", "the put failed");
+	}
+	return 0;
+}
+
+static void test_write_retry_masked(void)
+{
+	size_t n = 1024 * 1024; /* 4 MB of u32 into a 1 MiB map */
+	uint32_t *v = malloc(n * sizeof *v), *got = malloc(n * sizeof *got);
+	struct store *s = NULL;
+	struct store_reader *r = NULL;
+	struct masking c;
+	struct err e;
+	size_t bad = 0;
+	uint32_t ds;
+
+	CHECK(v != NULL && got != NULL && tmp_dir() != NULL);
+	s = open_at(tmp_root, (size_t)1 << 20);
+	CHECK(s != NULL);
+	ds = make_dataset(s, "masked");
+	CHECK(ds != 0);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (uint32_t)(i * 2654435761u);
+	memset(&c, 0, sizeof c);
+	c.p = (struct arr_put){ ds, 4, 4, 3, n, v, 0 };
+	err_clear(&e);
+	CHECK_INT(store_write(s, masking_fn, &c, &e), 0);
+	CHECK(c.failures >= 1 && c.p.calls == c.failures + 1);
+	CHECK_INT(e.code, 0);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	CHECK_INT(store_reader_array(r, ds, 4, 4, 3, n, got, NULL), 0);
+	CHECK_INT(store_reader_array(r, ds, 4, 4, 0, 3, got, NULL), 0); /* overwrites 0..2 */
+	store_reader_close(r);
+	for (size_t i = 0; i < 3; i++)
+		bad += got[i] != 0;
+	for (size_t i = 3; i < n; i++)
+		bad += got[i] != v[i];
+	CHECK_INT((long long)bad, 0);
+	/* a failure that is not a full map comes back with fn's own code and the detail fn's
+	 * e holds (the first set there: the put's) */
+	c.p.ds = ds + 50;
+	c.failures = 0;
+	err_clear(&e);
+	CHECK_INT(store_write(s, masking_fn, &c, &e), ERR_INTERNAL);
+	CHECK_INT(c.failures, 1);
+	CHECK_INT(e.code, ERR_NOT_FOUND);
+	CHECK_STR(e.slug, "dataset_not_found");
+	store_close(s);
+	free(v);
+	free(got);
+	tmp_done();
+}
+
+/* Upserts in descending, block-scattered row order and deletes in several blocks. */
+static void test_live_scattered(void)
+{
+	enum { N = 9000 };
+	struct store *s;
+	struct store_reader *r = NULL;
+	struct batch b;
+	struct store_record up[5];
+	uint64_t rows[5];
+	const size_t pick[5] = { 8999, 4096, 4095, 17, 8192 };
+	uint8_t *live = malloc(N + 10);
+	size_t bad = 0;
+	uint32_t ds;
+
+	CHECK(live != NULL && tmp_dir() != NULL);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	ds = make_dataset(s, "scatter");
+	CHECK(ds != 0);
+	CHECK_INT(batch_make(&b, N, 0, 0), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, N, NULL, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, b.recs[4095].id, 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, b.recs[8192].id, 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, b.recs[100].id, 11, NULL), 0);
+	for (size_t i = 0; i < 5; i++)
+		up[i] = b.recs[pick[i]];
+	/* 4095 and 8192 come back with new rows N and N + 1; the others keep theirs */
+	CHECK_INT(store_put_records(s, ds, up, 5, rows, NULL), 0);
+	CHECK_INT(rows[0], 8999);
+	CHECK_INT(rows[1], 4096);
+	CHECK_INT(rows[2], N);
+	CHECK_INT(rows[3], 17);
+	CHECK_INT(rows[4], N + 1);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	CHECK_INT(store_reader_array(r, ds, STORE_ARRAY_LIVE, 1, 0, N + 10, live, NULL), 0);
+	store_reader_close(r);
+	for (size_t i = 0; i < N + 10; i++)
+		bad += live[i] != (i != 4095 && i != 8192 && i != 100 && i < N + 2);
+	CHECK_INT((long long)bad, 0);
+	batch_free(&b);
+	store_close(s);
+	free(live);
+	tmp_done();
+}
+
+/* Pointers from store_reader_rows stay valid after later calls on the reader. */
+struct gather {
+	size_t n;
+	const char *id[8], *body[8];
+	size_t id_len[8], body_len[8];
+};
+
+static int gather_fn(void *ctx, uint64_t row, unsigned kind, const char *id, size_t id_len,
+                     const char *body, size_t body_len)
+{
+	struct gather *g = ctx;
+
+	(void)row;
+	if (kind != STORE_KIND_IMAGE_TEXT)
+		return ERR_INTERNAL;
+	g->id[g->n] = id;
+	g->id_len[g->n] = id_len;
+	g->body[g->n] = body;
+	g->body_len[g->n] = body_len;
+	return ++g->n == 8 ? 1 : 0;
+}
+
+static void test_reader_pointers(void)
+{
+	struct store *s;
+	struct store_reader *r = NULL;
+	struct store_dataset_info info;
+	struct gather g;
+	struct batch b;
+	const char *id, *body;
+	size_t id_len, body_len;
+	const void *data;
+	uint64_t present, row;
+	uint32_t ds;
+
+	CHECK(tmp_dir() != NULL);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	ds = make_dataset(s, "ptr");
+	CHECK(ds != 0);
+	CHECK_INT(batch_make(&b, 200, 0, 0), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	memset(&g, 0, sizeof g);
+	CHECK_INT(store_reader_rows(r, ds, 0, gather_fn, &g, NULL), 0);
+	CHECK_INT(g.n, 8);
+	/* more traffic on the reader: another scan, row reads, blocks, a dataset read */
+	{
+		struct gather g2;
+
+		memset(&g2, 0, sizeof g2);
+		CHECK_INT(store_reader_rows(r, ds, 150, gather_fn, &g2, NULL), 0);
+		CHECK(g2.id_len[0] == 11 && memcmp(g2.id[0], "rec-0000150", 11) == 0);
+	}
+	CHECK_INT(store_reader_row(r, ds, 199, NULL, &id, &id_len, &body, &body_len, NULL), 0);
+	CHECK(id_len == 11 && memcmp(id, "rec-0000199", 11) == 0);
+	CHECK_INT(store_reader_block(r, ds, 0, 2, &data, &present, NULL), 0);
+	CHECK_INT(store_reader_block(r, ds, 1, 1, &data, &present, NULL), 0);
+	CHECK_INT(store_reader_find(r, ds, "rec-0000123", 11, &row, NULL), 0);
+	CHECK_INT(row, 123);
+	CHECK_INT(store_reader_dataset(r, ds, &info, NULL), 0);
+	CHECK_INT(info.records, 200);
+	CHECK_STR(info.name, "ptr");
+	CHECK_INT(store_reader_dataset(r, ds + 7, &info, NULL), ERR_NOT_FOUND);
+	for (size_t i = 0; i < 8; i++) {
+		CHECK(g.id_len[i] == b.recs[i].id_len &&
+		      memcmp(g.id[i], b.recs[i].id, g.id_len[i]) == 0);
+		CHECK(g.body_len[i] == b.recs[i].body_len &&
+		      memcmp(g.body[i], b.recs[i].body, g.body_len[i]) == 0);
+	}
+	CHECK(body_len == b.recs[199].body_len && memcmp(body, b.recs[199].body, body_len) == 0);
+	store_reader_close(r);
+	batch_free(&b);
+	store_close(s);
+	tmp_done();
+}
+
+/* A re-created dataset (new id) sees none of the old one's arrays and documents; an empty
+ * document value is a document. */
+static void test_recreate_sees_nothing(void)
+{
+	struct store *s;
+	struct store_reader *r = NULL;
+	const float one = 1.0f;
+	float got[2];
+	char out[64] = "";
+	const void *v;
+	size_t len = 99;
+	uint32_t ds, ds2;
+
+	CHECK(tmp_dir() != NULL);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	ds = make_dataset(s, "again");
+	CHECK(ds != 0);
+	CHECK_INT(arr_put(s, ds, 9, 4, 1, 1, &one), 0);
+	CHECK_INT(doc_do(s, ds, 'f', "k", "", 0), 0);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	CHECK_INT(store_reader_doc_get(r, ds, 'f', "k", 1, &v, &len, NULL), 0);
+	CHECK_INT(len, 0);
+	store_reader_close(r);
+	CHECK_INT(store_dataset_delete(s, "again", NULL), 0);
+	ds2 = make_dataset(s, "again");
+	CHECK(ds2 != 0 && ds2 != ds);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	CHECK_INT(store_reader_array(r, ds2, 9, 4, 0, 2, got, NULL), 0);
+	CHECK(got[0] == 0.0f && got[1] == 0.0f);
+	CHECK_INT(store_reader_array(r, ds, 9, 4, 0, 2, got, NULL), 0);
+	CHECK(got[1] == 0.0f);
+	CHECK_INT(store_reader_docs(r, ds2, 'f', collect_docs, out, NULL), 0);
+	CHECK_STR(out, "");
+	CHECK_INT(store_reader_doc_get(r, ds, 'f', "k", 1, &v, &len, NULL), ERR_NOT_FOUND);
+	store_reader_close(r);
+	store_close(s);
+	tmp_done();
+}
+
+/* Read meta/format_version, or -1. */
+static long raw_version(const char *dir)
+{
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	MDB_val key = { 14, "format_version" }, val;
+	long version = -1;
+
+	if (mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 16) == 0 &&
+	    mdb_env_open(env, dir, MDB_RDONLY, 0640) == 0 &&
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
+	    mdb_dbi_open(txn, "meta", 0, &dbi) == 0 && mdb_get(txn, dbi, &key, &val) == 0 &&
+	    val.mv_size == 4) {
+		const unsigned char *p = val.mv_data;
+
+		version = (long)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+		                 (uint32_t)p[3] << 24);
+	}
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return version;
+}
+
+/* Set byte row % 4096 of the live block of ds to 1 with LMDB directly: a stale flag such
+ * as a format 1 build's delete after an interrupted migration would leave. */
+static int raw_live_set(const char *dir, uint32_t ds, uint64_t row)
+{
+	unsigned char k[16] = { 0 }, blk[STORE_ARRAY_ROWS];
+	uint64_t block = row / STORE_ARRAY_ROWS;
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	MDB_val key = { sizeof k, k }, val;
+	int rc;
+
+	for (int i = 0; i < 4; i++)
+		k[i] = (unsigned char)(ds >> (24 - 8 * i));
+	for (int i = 0; i < 8; i++)
+		k[8 + i] = (unsigned char)(block >> (56 - 8 * i));
+	rc = mdb_env_create(&env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(env, 16);
+	if (rc == 0)
+		rc = mdb_env_open(env, dir, 0, 0640);
+	if (rc == 0)
+		rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "arrays", 0, &dbi);
+	if (rc == 0)
+		rc = mdb_get(txn, dbi, &key, &val);
+	if (rc == 0 && val.mv_size != sizeof blk)
+		rc = -1;
+	if (rc == 0) {
+		memcpy(blk, val.mv_data, sizeof blk);
+		blk[row % STORE_ARRAY_ROWS] = 1;
+		val.mv_size = sizeof blk;
+		val.mv_data = blk;
+		rc = mdb_put(txn, dbi, &key, &val, 0);
+	}
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else if (txn != NULL)
+		mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return rc;
+}
+
+/* Migration writes version 2, and a rerun (version still 1) rebuilds exactly. */
+static void test_migrate_rerun(void)
+{
+	struct store *s;
+	struct store_reader *r = NULL;
+	struct batch b;
+	uint8_t live[300];
+	uint32_t ds;
+	size_t bad = 0;
+
+	CHECK(tmp_dir() != NULL);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	ds = make_dataset(s, "rerun");
+	CHECK(ds != 0);
+	CHECK_INT(batch_make(&b, 250, 0, 0), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, "rec-0000007", 11, NULL), 0);
+	store_close(s);
+	CHECK_INT(raw_version(tmp_root), 2);
+	CHECK_INT(raw_live_set(tmp_root, ds, 7), 0);
+	CHECK_INT(raw_live_set(tmp_root, ds, 260), 0);
+	CHECK_INT(poke_version(tmp_root, 1), 0);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	CHECK_INT(store_reader_open(s, &r, NULL), 0);
+	CHECK_INT(store_reader_array(r, ds, STORE_ARRAY_LIVE, 1, 0, 300, live, NULL), 0);
+	store_reader_close(r);
+	store_close(s);
+	for (size_t i = 0; i < 300; i++)
+		bad += live[i] != (i < 250 && i != 7);
+	CHECK_INT((long long)bad, 0);
+	CHECK_INT(raw_version(tmp_root), 2);
+	batch_free(&b);
+	tmp_done();
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -1604,6 +2012,12 @@ int main(void)
 	HARNESS_RUN(test_docs_and_counters);
 	HARNESS_RUN(test_write_growth);
 	HARNESS_RUN(test_migrate_v1);
+	HARNESS_RUN(test_array_edges);
+	HARNESS_RUN(test_write_retry_masked);
+	HARNESS_RUN(test_live_scattered);
+	HARNESS_RUN(test_reader_pointers);
+	HARNESS_RUN(test_recreate_sees_nothing);
+	HARNESS_RUN(test_migrate_rerun);
 	HARNESS_RUN(test_ingest_timing);
 	tmp_done();
 	return harness_done();
