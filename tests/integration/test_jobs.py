@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+"""Jobs of issue 3: the job resource, cancel, and a scoring job killed with SIGKILL midway
+that resumes from its checkpoint and ends with the same scores as an uninterrupted run."""
+
+import time
+
+import numpy as np
+
+import curate
+import wn
+from curate import CLIP, SCHEMA
+from wn import assert_eq, assert_problem, test
+
+N = 60000
+CHUNK = 4096
+
+
+def scores_of(d, ds, filt="clip"):
+    """Every record's score of filt, through a subset of everything and an NDJSON export."""
+    curate.wait_job(d, curate.put_subset(d, ds, "all", [{"kind": ["image-text", "text"]}]))
+    lines, summary = curate.export_ndjson(d, ds, "all", "?format=ndjson&fields=id,scores")
+    return {l["id"]: l["scores"][filt] for l in lines}
+
+
+@test
+def sigkill_midway_resumes_from_checkpoint():
+    pool = curate.Pool(N, seed=11)
+    slow = ["--job-chunk", str(CHUNK), "--job-throttle-ms", str(60)]
+    with wn.Daemon(extra_args=slow, log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        jid = curate.put_filter(d, "p", "clip", CLIP)
+        deadline = time.time() + 60 * wn.SLOW
+        while time.time() < deadline:
+            st, _, j = d.get_json("/v1/jobs/%s" % jid)
+            if j["state"] == "running" and j["processed"] >= 2 * CHUNK:
+                break
+            assert j["state"] in ("queued", "running"), j
+            time.sleep(0.01)
+        assert j["processed"] < N, "the job finished before the kill: %r" % j
+        d.kill9()
+        # restarted without the throttle: the job resumes from its last committed chunk
+        d.extra_args = ["--job-chunk", str(CHUNK)]
+        d.start()
+        j = curate.wait_job(d, jid)
+        assert_eq(j["resumes"], 1, "resumes")
+        assert j["resumed_at"] >= 2 * CHUNK and j["resumed_at"] % CHUNK == 0, j
+        assert_eq((j["processed"], j["total"]), (N, N), "progress")
+        got = scores_of(d, "p")
+    # an uninterrupted run on the same records
+    with wn.Daemon(log_level="info") as d2:
+        d2.put_dataset("p", SCHEMA)
+        pool.ingest(d2, "p")
+        curate.wait_job(d2, curate.put_filter(d2, "p", "clip", CLIP))
+        want = scores_of(d2, "p")
+    assert_eq(len(got), N)
+    assert got == want, "scores differ after the resume"
+    ref = pool.clip()
+    idx = {u: i for i, u in enumerate(pool.ids)}
+    for u, s in list(got.items())[:2000]:
+        r = ref[idx[u]]
+        assert (s is None and np.isnan(r)) or abs(s - float(r)) < 1e-6, (u, s, r)
+
+
+@test
+def job_resource_and_cancel():
+    pool = curate.Pool(30000, seed=3)
+    with wn.Daemon(extra_args=["--job-chunk", "4096", "--job-throttle-ms", "200"],
+                   log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        j1 = curate.put_filter(d, "p", "clip", CLIP)
+        # a second job queues behind the first (one job thread)
+        j2 = curate.put_filter(d, "p", "basic", {"type": "basic"})
+        st, _, q = d.get_json("/v1/jobs/%s" % j2)
+        assert_eq(q["state"], "queued")
+        st, _, c = d.json("DELETE", "/v1/jobs/%s" % j2)
+        assert_eq((st, c["state"]), (202, "cancelled"), "queued job cancelled at once")
+        deadline = time.time() + 30 * wn.SLOW
+        while time.time() < deadline:
+            st, _, r = d.get_json("/v1/jobs/%s" % j1)
+            if r["state"] == "running" and r["processed"] > 0:
+                break
+            time.sleep(0.01)
+        for key in ("id", "kind", "dataset", "target", "state", "processed", "total",
+                    "rate_per_s", "eta_s", "created", "started", "finished", "error"):
+            assert key in r, (key, r)
+        assert_eq((r["kind"], r["dataset"], r["target"], r["total"]), ("score", "p", "clip", 30000))
+        st, _, _ = d.json("DELETE", "/v1/jobs/%s" % j1)
+        assert_eq(st, 202)
+        r = curate.wait_job(d, j1, states=("cancelled",))
+        assert r["processed"] < 30000, r
+        assert_problem(d.json("DELETE", "/v1/jobs/%s" % j1), 409, "job_finished")
+        assert_problem(d.json("GET", "/v1/jobs/99999"), 404, "job_not_found")
+        assert_problem(d.json("GET", "/v1/jobs/abc"), 404)
+        st, _, lst = d.get_json("/v1/jobs")
+        ids = [j["id"] for j in lst["jobs"]]
+        assert_eq(ids[:2], [j2, j1], "newest first")
+        st, _, dl = d.get_json("/v1/datasets/p/jobs?limit=1")
+        assert_eq(len(dl["jobs"]), 1)
+        # the filter shows the cancelled job; :score starts a new one that finishes
+        st, _, f = d.get_json("/v1/datasets/p/filters/clip")
+        assert_eq(f["scoring"]["state"], "cancelled")
+        j3 = curate.job_id(d.json("POST", "/v1/datasets/p/filters/clip:score"))
+        d.stop()
+        d.extra_args = []
+        d.start()
+        curate.wait_job(d, j3)
+        st, _, stats = d.get_json("/v1/datasets/p/filters/clip/stats")
+        assert_eq((stats["count"] + stats["unscorable"], stats["pending"]), (30000, 0))
+
+
+@test
+def dataset_delete_cancels_its_jobs():
+    pool = curate.Pool(20000, seed=5)
+    with wn.Daemon(extra_args=["--job-chunk", "4096", "--job-throttle-ms", "200"],
+                   log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        jid = curate.put_filter(d, "p", "clip", CLIP)
+        assert_eq(d.request("DELETE", "/v1/datasets/p")[0], 204)
+        j = curate.wait_job(d, jid, states=("cancelled", "failed"))
+        assert j["state"] in ("cancelled", "failed"), j
+        assert_problem(d.json("GET", "/v1/datasets/p/filters/clip"), 404)
+
+
+if __name__ == "__main__":
+    wn.main()
