@@ -60,6 +60,8 @@ static const struct opt opts[] = {
 	{.name = "job-chunk", .type = OPT_UINT, .off = OFF(job_chunk), .def = "131072", .min = 64,
 	 .max = 16777216, .arg = "ROWS",
 	 .help = "rows a scoring job commits at a time, with its checkpoint"},
+	{.name = "job-history", .type = OPT_UINT, .off = OFF(job_history), .def = "1000", .min = 1,
+	 .max = 100000000, .arg = "N", .help = "finished jobs kept for GET /v1/jobs; older go"},
 	{.name = "job-throttle-ms", .type = OPT_UINT, .off = OFF(job_throttle_ms), .def = "0",
 	 .max = 60000, .arg = "MS", .help = "pause after each job chunk, to leave I/O to requests"},
 	{.name = "body-limit", .type = OPT_SIZE, .off = OFF(body_limit), .def = "256M", .min = 1,

@@ -53,7 +53,17 @@ struct jobs {
 	pthread_t *threads;
 	unsigned nthreads;
 	atomic_int quit;
+	atomic_uint finished; /* finished jobs in the store, as last counted */
 };
+
+/* Finished jobs kept in the store (--job-history; their records answer GET /v1/jobs/{id});
+ * older ones are deleted, oldest first, whenever a tenth more have finished. */
+static unsigned keep_finished(const struct jobs *js)
+{
+	return js->d->cfg->job_history ? js->d->cfg->job_history : 1000;
+}
+
+static void prune(struct jobs *js);
 
 static const struct job_kind *kind_find(const char *name)
 {
@@ -373,6 +383,9 @@ static void *worker_main(void *arg)
 		running_remove(js, j);
 		pthread_mutex_unlock(&js->mu);
 		job_free(j);
+		if (atomic_fetch_add(&js->finished, 1) + 1 >
+		    keep_finished(js) + keep_finished(js) / 10)
+			prune(js);
 	}
 }
 
@@ -382,6 +395,7 @@ struct scan_ctx {
 	uint64_t *ids;
 	size_t n, cap;
 	int nomem;
+	size_t finished;
 };
 
 static int scan_open_jobs(void *ctx, const char *key, size_t key_len, const void *val,
@@ -410,9 +424,88 @@ static int scan_open_jobs(void *ctx, const char *key, size_t key_len, const void
 			c->cap = ncap;
 		}
 		c->ids[c->n++] = id;
+	} else if (doc != NULL) {
+		c->finished++;
 	}
 	json_decref(doc);
 	return 0;
+}
+
+/* Ids of finished jobs, ascending (= oldest first). */
+static int finished_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
+{
+	struct scan_ctx *c = ctx;
+	json_t *doc;
+	uint64_t id = 0;
+
+	if (key_len != 8)
+		return 0;
+	for (size_t i = 0; i < 8; i++)
+		id = id << 8 | (unsigned char)key[i];
+	doc = json_loadb(val, len, 0, NULL);
+	if (doc != NULL && !state_open(doc_state(doc))) {
+		if (c->n == c->cap) {
+			size_t ncap = c->cap ? c->cap * 2 : 256;
+			uint64_t *p = realloc(c->ids, ncap * sizeof *p);
+
+			if (p == NULL) {
+				c->nomem = 1;
+				json_decref(doc);
+				return 1;
+			}
+			c->ids = p;
+			c->cap = ncap;
+		}
+		c->ids[c->n++] = id;
+	}
+	json_decref(doc);
+	return 0;
+}
+
+struct prune_ctx {
+	const uint64_t *ids;
+	size_t n;
+};
+
+static int prune_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct prune_ctx *c = ctx;
+
+	for (size_t i = 0; i < c->n; i++) {
+		char k[8];
+		int rc;
+
+		key_of(c->ids[i], k);
+		rc = store_txn_doc_del(t, 0, 'j', k, sizeof k, e);
+		if (rc != 0 && rc != ERR_NOT_FOUND)
+			return rc;
+	}
+	return 0;
+}
+
+/* Delete the oldest finished jobs beyond keep_finished(), 1000 per transaction. */
+static void prune(struct jobs *js)
+{
+	struct scan_ctx c = {0};
+	struct store_reader *r = NULL;
+	size_t drop, at = 0;
+
+	if (store_reader_open(js->d->store, &r, NULL) != 0)
+		return;
+	store_reader_docs(r, 0, 'j', finished_fn, &c, NULL);
+	store_reader_close(r);
+	drop = !c.nomem && c.n > keep_finished(js) ? c.n - keep_finished(js) : 0;
+	while (at < drop) {
+		struct prune_ctx pc = {c.ids + at, drop - at < 1000 ? drop - at : 1000};
+
+		if (store_write(js->d->store, prune_fn, &pc, NULL) != 0)
+			break;
+		at += pc.n;
+	}
+	if (at > 0)
+		log_msg(LOG_INFO, "jobs_pruned", "count=%zu kept=%u", at, keep_finished(js));
+	atomic_store(&js->finished, (unsigned)(c.n - at));
+	free(c.ids);
 }
 
 int jobs_open(struct jobs **out, struct daemon *d, struct err *e)
@@ -441,6 +534,9 @@ int jobs_open(struct jobs **out, struct daemon *d, struct err *e)
 		jobs_submit(js, sc.ids[i]);
 	if (sc.n > 0)
 		log_msg(LOG_INFO, "jobs_resume", "count=%zu", sc.n);
+	atomic_store(&js->finished, (unsigned)sc.finished);
+	if (sc.finished > keep_finished(js))
+		prune(js);
 	js->nthreads = d->cfg->job_threads > 0 ? d->cfg->job_threads : 1;
 	js->threads = calloc(js->nthreads, sizeof *js->threads);
 	if (js->threads == NULL) {

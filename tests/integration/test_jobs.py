@@ -124,5 +124,25 @@ def dataset_delete_cancels_its_jobs():
         assert_problem(d.json("GET", "/v1/datasets/p/filters/clip"), 404)
 
 
+@test
+def finished_jobs_are_pruned_oldest_first():
+    with wn.Daemon(extra_args=["--job-history", "10"], log_level="info") as d:
+        d.put_dataset("h", {"spaces": {"t": {"dim": 2}}})
+        d.ingest("h", [{"id": "x", "kind": "text", "embeddings": {"t": [1, 0]}}])
+        ids = []
+        for k in range(25):
+            ids.append(curate.put_subset(d, "h", "s%d" % k, [{"kind": "text"}]))
+            curate.wait_job(d, ids[-1])
+        st, _, lst = d.get_json("/v1/jobs?limit=10000")
+        have = [j["id"] for j in lst["jobs"]]
+        # at most 10 kept plus the slack of a tenth before a prune; always the newest
+        assert 10 <= len(have) <= 11, have
+        assert_eq(have, ids[::-1][:len(have)], "the newest are kept")
+        assert_problem(d.json("GET", "/v1/jobs/%s" % ids[0]), 404, "job_not_found")
+        d.restart()  # at start-up the history is cut to 10
+        st, _, lst = d.get_json("/v1/jobs?limit=10000")
+        assert_eq([j["id"] for j in lst["jobs"]], ids[::-1][:10], "after a restart")
+
+
 if __name__ == "__main__":
     wn.main()

@@ -474,6 +474,7 @@ static void test_print_round_trip(void)
 	                "threads = 3\n"
 	                "job-threads = 1\n"
 	                "job-chunk = 131072\n"
+	                "job-history = 1000\n"
 	                "job-throttle-ms = 0\n"
 	                "body-limit = 1000\n"
 	                "max-connections = 1024\n"
