@@ -65,6 +65,8 @@
 #define STORE_ELEM_MAX 16
 #define STORE_MIGRATE_BATCH 65536
 
+struct put_req;
+
 struct store {
 	MDB_env *env;
 	MDB_dbi meta, datasets, dsname, dsstat, ids, rows, recs, vecs, trash, arrays, docs;
@@ -73,6 +75,10 @@ struct store {
 	unsigned active; /* transactions open in the gate */
 	int resizing;    /* a resize waits or runs: the gate is closed */
 	int sync_ready;  /* mu and cv initialised */
+	/* group commit of concurrent put calls, under mu (see store_put_records) */
+	pthread_cond_t gcv;
+	struct put_req *ghead, *gtail;
+	int gleader;
 };
 
 struct store_reader {
@@ -1282,15 +1288,88 @@ static int ds_info(struct store *s, uint32_t ds, struct store_dataset_info *info
 	return rc;
 }
 
+/* Write every chunk of c, each in its own transaction (smaller chunks on MDB_TXN_FULL). */
+static int put_single(struct store *s, struct put_ctx *c, struct err *e)
+{
+	int rc = 0;
+
+	c->start = 0;
+	c->max = STORE_CHUNK_RECORDS;
+	while (c->start < c->n) {
+		struct lmdb_fail lf = { 0, NULL };
+
+		rc = txn_write_raw(s, put_chunk, c, &lf, e);
+		if (rc == ERR_STORE && lf.rc == MDB_TXN_FULL && c->max > 1) {
+			c->max /= 2; /* too many dirty pages for one txn: smaller chunks */
+			continue;
+		}
+		if (rc != 0) {
+			if (rc == ERR_STORE && lf.rc != 0)
+				lmdb_err(e, "write records", &lf);
+			return rc;
+		}
+		c->start += c->done;
+	}
+	return 0;
+}
+
+/* ---- group commit ----
+ * Concurrent small calls (ingest requests) share one transaction: the first caller that finds
+ * no leader becomes it, takes the queued calls (up to one chunk's budget), writes them all and
+ * commits once, then wakes the others. A durable commit costs two fsyncs whatever its size, so
+ * N requests in flight pay for one commit instead of N. Each call still returns only after its
+ * records are committed. If the shared transaction fails, the leader writes each call on its
+ * own, so that one call's error (a deleted dataset, a full transaction) is that call's only. */
+struct put_req {
+	struct put_ctx c;
+	size_t bytes; /* estimated, for the group's budget */
+	int rc;
+	struct err err;
+	int done;
+	struct put_req *next;
+};
+
+static int group_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *lf,
+                      struct err *e)
+{
+	for (struct put_req *r = arg; r != NULL; r = r->next) {
+		int rc;
+
+		r->c.start = 0;
+		r->c.max = STORE_CHUNK_RECORDS;
+		if ((rc = put_chunk(s, txn, &r->c, lf, e)) != 0)
+			return rc;
+		if (r->c.done != r->c.n) /* over a chunk's budget: write it alone */
+			return ERR_TOO_LARGE;
+	}
+	return 0;
+}
+
+/* The leader's work: the group in one transaction, else each call alone. */
+static void group_write(struct store *s, struct put_req *group)
+{
+	struct lmdb_fail lf = { 0, NULL };
+	struct err e;
+	int rc = ERR_INTERNAL;
+
+	if (group->next != NULL) {
+		err_clear(&e);
+		rc = txn_write_raw(s, group_body, group, &lf, &e);
+	}
+	for (struct put_req *r = group; r != NULL; r = r->next)
+		r->rc = rc == 0 ? 0 : put_single(s, &r->c, &r->err);
+}
+
 int store_put_records(struct store *s, uint32_t ds_id, const struct store_record *recs, size_t n,
                       uint64_t *rows_out, struct err *e)
 {
 	struct store_dataset_info info;
-	struct put_ctx c;
+	struct put_req req;
+	struct put_ctx *c = &req.c;
 	size_t max_vec = 0;
 	int rc;
 
-	memset(&c, 0, sizeof c);
+	memset(&req, 0, sizeof req);
 	for (size_t i = 0; i < n; i++)
 		if (recs[i].id == NULL || recs[i].id_len == 0 || recs[i].id_len > STORE_ID_MAX)
 			return err_set(e, ERR_INVALID, "bad_record_id",
@@ -1298,44 +1377,77 @@ int store_put_records(struct store *s, uint32_t ds_id, const struct store_record
 	rc = ds_info(s, ds_id, &info, "write records", e);
 	if (rc != 0 || n == 0)
 		return rc;
-	c.recs = recs;
-	c.n = n;
-	c.max = STORE_CHUNK_RECORDS;
-	c.ds = ds_id;
-	c.nspaces = info.schema.nspaces;
-	c.cap = n < STORE_CHUNK_RECORDS ? n : STORE_CHUNK_RECORDS;
-	for (unsigned sp = 0; sp < c.nspaces; sp++) {
-		c.vbytes[sp] = store_space_bytes(&info.schema.spaces[sp]);
-		if (c.vbytes[sp] > max_vec)
-			max_vec = c.vbytes[sp];
+	c->recs = recs;
+	c->n = n;
+	c->max = STORE_CHUNK_RECORDS;
+	c->ds = ds_id;
+	c->nspaces = info.schema.nspaces;
+	c->cap = n < STORE_CHUNK_RECORDS ? n : STORE_CHUNK_RECORDS;
+	for (unsigned sp = 0; sp < c->nspaces; sp++) {
+		c->vbytes[sp] = store_space_bytes(&info.schema.spaces[sp]);
+		if (c->vbytes[sp] > max_vec)
+			max_vec = c->vbytes[sp];
+		req.bytes += n * c->vbytes[sp];
 	}
-	c.ent = malloc((c.nspaces ? c.nspaces : 1) * c.cap * sizeof *c.ent);
-	c.block = malloc(STORE_MASK_BYTES + STORE_BLOCK_ROWS * max_vec);
-	c.live = malloc(c.cap * sizeof *c.live);
-	c.rows_out = rows_out;
-	if (c.ent == NULL || c.block == NULL || c.live == NULL) {
+	for (size_t i = 0; i < n; i++)
+		req.bytes += 2 * recs[i].id_len + recs[i].body_len + 64;
+	c->ent = malloc((c->nspaces ? c->nspaces : 1) * c->cap * sizeof *c->ent);
+	c->block = malloc(STORE_MASK_BYTES + STORE_BLOCK_ROWS * max_vec);
+	c->live = malloc(c->cap * sizeof *c->live);
+	c->rows_out = rows_out;
+	if (c->ent == NULL || c->block == NULL || c->live == NULL) {
 		rc = nomem(e, "writing records");
 		goto out;
 	}
-	while (c.start < n) {
-		struct lmdb_fail lf = { 0, NULL };
+	if (n > STORE_CHUNK_RECORDS || req.bytes > STORE_CHUNK_BYTES) {
+		rc = put_single(s, c, e); /* a large call commits in chunks of its own */
+		goto out;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (s->gtail != NULL)
+		s->gtail->next = &req;
+	else
+		s->ghead = &req;
+	s->gtail = &req;
+	while (!req.done) {
+		struct put_req *group, *last, *r;
+		size_t recs_in = 0, bytes_in = 0;
 
-		rc = txn_write_raw(s, put_chunk, &c, &lf, e);
-		if (rc == ERR_STORE && lf.rc == MDB_TXN_FULL && c.max > 1) {
-			c.max /= 2; /* too many dirty pages for one txn: smaller chunks */
+		if (s->gleader) {
+			pthread_cond_wait(&s->gcv, &s->mu);
 			continue;
 		}
-		if (rc != 0) {
-			if (rc == ERR_STORE && lf.rc != 0)
-				lmdb_err(e, "write records", &lf);
-			goto out;
+		/* lead: take queued calls while they fit in one chunk's budget */
+		s->gleader = 1;
+		group = last = s->ghead;
+		for (r = s->ghead; r != NULL; r = r->next) {
+			if (r != group && (recs_in + r->c.n > STORE_CHUNK_RECORDS ||
+			                   bytes_in + r->bytes > STORE_CHUNK_BYTES))
+				break;
+			recs_in += r->c.n;
+			bytes_in += r->bytes;
+			last = r;
 		}
-		c.start += c.done;
+		s->ghead = last->next;
+		if (s->ghead == NULL)
+			s->gtail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&s->mu);
+		group_write(s, group);
+		pthread_mutex_lock(&s->mu);
+		for (r = group; r != NULL; r = r->next)
+			r->done = 1;
+		s->gleader = 0;
+		pthread_cond_broadcast(&s->gcv);
 	}
+	pthread_mutex_unlock(&s->mu);
+	rc = req.rc;
+	if (rc != 0 && e != NULL && req.err.code != 0)
+		*e = req.err;
 out:
-	free(c.ent);
-	free(c.block);
-	free(c.live);
+	free(c->ent);
+	free(c->block);
+	free(c->live);
 	return rc;
 }
 
@@ -1885,7 +1997,8 @@ int store_open(struct store **out, const struct store_config *cfg, struct err *e
 		return err_set(e, ERR_NOMEM, NULL, "cannot initialise a condition variable");
 	}
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, &ca) != 0) {
+	if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, &ca) != 0 ||
+	    pthread_cond_init(&s->gcv, NULL) != 0) {
 		pthread_condattr_destroy(&ca);
 		free(s); /* a half-initialised pair: nothing worth destroying on Linux */
 		return err_set(e, ERR_NOMEM, NULL, "cannot initialise the store's lock");
@@ -1947,6 +2060,7 @@ void store_close(struct store *s)
 		mdb_env_close(s->env);
 	if (s->sync_ready) {
 		pthread_cond_destroy(&s->cv);
+		pthread_cond_destroy(&s->gcv);
 		pthread_mutex_destroy(&s->mu);
 	}
 	free(s);

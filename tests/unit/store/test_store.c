@@ -1907,6 +1907,84 @@ static void test_migrate_rerun(void)
 	tmp_done();
 }
 
+/* Group commit: concurrent small calls share transactions; every call returns only its own
+ * outcome (a call into a deleted dataset fails alone), and every record is there. */
+struct putter {
+	struct store *s;
+	uint32_t ds;
+	size_t first, calls, per;
+	int bad;  /* put into a dataset that does not exist */
+	int fails, wrong_rows;
+};
+
+static void *putter_main(void *arg)
+{
+	struct putter *p = arg;
+
+	for (size_t c = 0; c < p->calls; c++) {
+		struct batch b;
+		uint64_t rows[64];
+		struct err e;
+		int rc;
+
+		if (batch_make(&b, p->per, p->first + c * p->per, 0) != 0) {
+			p->fails++;
+			continue;
+		}
+		err_clear(&e);
+		rc = store_put_records(p->s, p->bad ? p->ds + 1000 : p->ds, b.recs, b.n, rows, &e);
+		if (p->bad ? rc != ERR_NOT_FOUND || e.code != ERR_NOT_FOUND : rc != 0)
+			p->fails++;
+		for (size_t i = 1; !p->bad && rc == 0 && i < b.n; i++)
+			if (rows[i] != rows[i - 1] + 1) /* one call's new records get consecutive rows */
+				p->wrong_rows++;
+		batch_free(&b);
+	}
+	return NULL;
+}
+
+static void test_group_commit(void)
+{
+	enum { THREADS = 6, CALLS = 40, PER = 25 };
+	struct putter p[THREADS];
+	pthread_t th[THREADS];
+	struct store *s;
+	uint32_t ds;
+	size_t missing = 0;
+
+	CHECK(tmp_dir() != NULL);
+	s = open_at(tmp_root, 0);
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	ds = make_dataset(s, "group");
+	for (int t = 0; t < THREADS; t++) {
+		p[t] = (struct putter){ s, ds, (size_t)t * CALLS * PER, CALLS, PER, t == 3, 0, 0 };
+		pthread_create(&th[t], NULL, putter_main, &p[t]);
+	}
+	for (int t = 0; t < THREADS; t++) {
+		pthread_join(th[t], NULL);
+		CHECK_INT(p[t].fails, 0);
+		CHECK_INT(p[t].wrong_rows, 0);
+	}
+	CHECK_INT(count_rows(s, ds), (THREADS - 1) * CALLS * PER);
+	for (int t = 0; t < THREADS; t++) {
+		for (size_t k = p[t].first; k < p[t].first + CALLS * PER; k += 7) {
+			struct store_record_out out;
+			char id[40];
+
+			snprintf(id, sizeof id, "rec-%07zu", k);
+			if (store_get_record(s, ds, id, strlen(id), 0, &out, NULL) == 0)
+				store_record_out_free(&out);
+			else if (t != 3)
+				missing++;
+		}
+	}
+	CHECK_INT((long long)missing, 0);
+	store_close(s);
+	tmp_done();
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -2018,6 +2096,7 @@ int main(void)
 	HARNESS_RUN(test_reader_pointers);
 	HARNESS_RUN(test_recreate_sees_nothing);
 	HARNESS_RUN(test_migrate_rerun);
+	HARNESS_RUN(test_group_commit);
 	HARNESS_RUN(test_ingest_timing);
 	tmp_done();
 	return harness_done();
