@@ -20,6 +20,7 @@
 #include "daemon/log.h"
 #include "filters/instance.h"
 #include "filters/subset.h"
+#include "store/jdoc.h"
 #include "store/store.h"
 
 /* Sorted by name. */
@@ -97,36 +98,17 @@ static void job_free(struct job *j)
 static int txn_doc(struct store_txn *t, uint64_t id, json_t **out, struct err *e)
 {
 	char k[8];
-	const void *v;
-	size_t len;
-	json_t *doc;
-	int rc;
 
 	key_of(id, k);
-	if ((rc = store_txn_doc_get(t, 0, 'j', k, sizeof k, &v, &len, e)) != 0)
-		return rc;
-	doc = json_loadb(v, len, 0, NULL);
-	if (!json_is_object(doc)) {
-		json_decref(doc);
-		return err_set(e, ERR_INTERNAL, "corrupt_job", "job %llu: its record is not JSON",
-		               (unsigned long long)id);
-	}
-	*out = doc;
-	return 0;
+	return jdoc_txn_getb(t, 0, 'j', k, sizeof k, out, e);
 }
 
 static int txn_put(struct store_txn *t, uint64_t id, const json_t *doc, struct err *e)
 {
 	char k[8];
-	char *s = json_dumps(doc, JSON_COMPACT);
-	int rc;
 
-	if (s == NULL)
-		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	key_of(id, k);
-	rc = store_txn_doc_put(t, 0, 'j', k, sizeof k, s, strlen(s), e);
-	free(s);
-	return rc;
+	return jdoc_txn_putb(t, 0, 'j', k, sizeof k, doc, e);
 }
 
 static const char *str_or_empty(const char *s)
@@ -721,20 +703,6 @@ unsigned jobs_count_open(struct jobs *js, uint32_t ds_id, const char *kind, cons
 
 /* ---- views ---- */
 
-static json_t *time_json(const json_t *v)
-{
-	char buf[32];
-	time_t t;
-	struct tm tm;
-
-	if (!json_is_integer(v))
-		return json_null();
-	t = (time_t)json_integer_value(v);
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
-}
-
 /* The API view of a stored document, with live progress overlaid for a running job. */
 static json_t *view(struct jobs *js, const json_t *doc)
 {
@@ -773,9 +741,9 @@ static json_t *view(struct jobs *js, const json_t *doc)
 	              str_or_empty(json_string_value(json_object_get(doc, "dataset"))), "target",
 	              str_or_empty(json_string_value(json_object_get(doc, "target"))), "state", state,
 	              "processed", (json_int_t)processed, "total", (json_int_t)total, "rate_per_s",
-	              rate, "eta_s", eta, "created", time_json(json_object_get(doc, "created")),
-	              "started", time_json(json_object_get(doc, "started")), "finished",
-	              time_json(json_object_get(doc, "finished")), "error",
+	              rate, "eta_s", eta, "created", jdoc_time(json_object_get(doc, "created")),
+	              "started", jdoc_time(json_object_get(doc, "started")), "finished",
+	              jdoc_time(json_object_get(doc, "finished")), "error",
 	              err != NULL ? err : json_null());
 	if (v != NULL) {
 		char idbuf[24];
@@ -794,27 +762,19 @@ static json_t *view(struct jobs *js, const json_t *doc)
 int jobs_get_json(struct jobs *js, uint64_t id, json_t **out, struct err *e)
 {
 	struct store_reader *r = NULL;
-	const void *val;
-	size_t len;
 	char k[8];
-	json_t *doc, *v;
+	json_t *doc = NULL, *v;
 	int rc;
 
 	if ((rc = store_reader_open(js->d->store, &r, e)) != 0)
 		return rc;
 	key_of(id, k);
-	rc = store_reader_doc_get(r, 0, 'j', k, sizeof k, &val, &len, e);
-	if (rc != 0) {
-		store_reader_close(r);
+	rc = jdoc_reader_getb(r, 0, 'j', k, sizeof k, &doc, e);
+	store_reader_close(r);
+	if (rc != 0)
 		return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "job_not_found",
 		                                     "no job %llu", (unsigned long long)id)
 		                           : rc;
-	}
-	doc = json_loadb(val, len, 0, NULL);
-	store_reader_close(r);
-	if (doc == NULL)
-		return err_set(e, ERR_INTERNAL, "corrupt_job", "job %llu: its record is not JSON",
-		               (unsigned long long)id);
 	v = view(js, doc);
 	json_decref(doc);
 	if (v == NULL)

@@ -22,6 +22,7 @@
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "filters/scan.h"
+#include "store/jdoc.h"
 #include "store/store.h"
 #include "store/vec.h"
 
@@ -35,60 +36,29 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-static json_t *doc_parse(const void *v, size_t len, const char *name, struct err *e)
+static int not_found(int rc, const char *name, struct err *e)
 {
-	json_t *doc = json_loadb(v, len, 0, NULL);
-
-	if (!json_is_object(doc)) {
-		json_decref(doc);
-		err_set(e, ERR_INTERNAL, "corrupt_filter", "filter '%s': its record is not JSON",
-		        name);
-		return NULL;
-	}
-	return doc;
+	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "filter_not_found", "no filter '%s'",
+	                                     name)
+	                           : rc;
 }
 
 static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
                        struct err *e)
 {
-	const void *v;
-	size_t len;
-	int rc = store_txn_doc_get(t, ds, 'f', name, strlen(name), &v, &len, e);
-
-	if (rc == ERR_NOT_FOUND)
-		return err_set(e, ERR_NOT_FOUND, "filter_not_found", "no filter '%s'", name);
-	if (rc != 0)
-		return rc;
-	*out = doc_parse(v, len, name, e);
-	return *out != NULL ? 0 : ERR_INTERNAL;
+	return not_found(jdoc_txn_get(t, ds, 'f', name, out, e), name, e);
 }
 
 static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
                        struct err *e)
 {
-	char *s = json_dumps(doc, JSON_COMPACT);
-	int rc;
-
-	if (s == NULL)
-		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	rc = store_txn_doc_put(t, ds, 'f', name, strlen(name), s, strlen(s), e);
-	free(s);
-	return rc;
+	return jdoc_txn_put(t, ds, 'f', name, doc, e);
 }
 
 static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
                           struct err *e)
 {
-	const void *v;
-	size_t len;
-	int rc = store_reader_doc_get(r, ds, 'f', name, strlen(name), &v, &len, e);
-
-	if (rc == ERR_NOT_FOUND)
-		return err_set(e, ERR_NOT_FOUND, "filter_not_found", "no filter '%s'", name);
-	if (rc != 0)
-		return rc;
-	*out = doc_parse(v, len, name, e);
-	return *out != NULL ? 0 : ERR_INTERNAL;
+	return not_found(jdoc_reader_get(r, ds, 'f', name, out, e), name, e);
 }
 
 static uint32_t doc_arr(const json_t *doc, const char *which)
@@ -370,49 +340,28 @@ int instance_get_json(struct daemon *d, const char *dataset, const char *name, j
 	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-struct list_ctx {
-	json_t *docs;
-};
-
-static int list_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
-{
-	struct list_ctx *c = ctx;
-	json_t *doc = json_loadb(val, len, 0, NULL);
-
-	(void)key;
-	(void)key_len;
-	if (doc != NULL)
-		json_array_append_new(c->docs, doc);
-	return 0;
-}
-
 int instance_list_json(struct daemon *d, const char *dataset, json_t **out, struct err *e)
 {
 	struct store_dataset_info ds;
 	struct store_reader *r = NULL;
-	struct list_ctx c = {0};
-	json_t *arr;
+	json_t *docs = NULL, *arr, *doc;
 	size_t i;
-	json_t *doc;
 	int rc;
 
 	if ((rc = dataset_get(d, dataset, &ds, e)) != 0)
 		return rc;
-	if ((c.docs = json_array()) == NULL)
-		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if ((rc = store_reader_open(d->store, &r, e)) != 0)
-		goto out;
-	rc = store_reader_docs(r, ds.id, 'f', list_fn, &c, e);
+		return rc;
+	rc = jdoc_reader_list(r, ds.id, 'f', &docs, e);
 	store_reader_close(r);
 	if (rc != 0)
-		goto out;
+		return rc;
 	arr = json_array();
-	json_array_foreach(c.docs, i, doc)
+	json_array_foreach(docs, i, doc)
 		json_array_append_new(arr, view_of(d, doc));
+	json_decref(docs);
 	*out = arr;
-out:
-	json_decref(c.docs);
-	return rc;
+	return 0;
 }
 
 struct del_ctx {

@@ -20,6 +20,7 @@
 #include "filters/filter.h"
 #include "filters/instance.h"
 #include "filters/select.h"
+#include "store/jdoc.h"
 #include "store/store.h"
 #include "store/vec.h"
 
@@ -54,17 +55,6 @@ struct step {
 static int64_t now_unix(void)
 {
 	return (int64_t)time(NULL);
-}
-
-static json_t *time_json(int64_t t)
-{
-	char buf[32];
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
 }
 
 static unsigned kind_bit(const char *s)
@@ -235,51 +225,29 @@ next_key:;
 
 /* ---- documents ---- */
 
+static int not_found(int rc, const char *name, struct err *e)
+{
+	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "subset_not_found", "no subset '%s'",
+	                                     name)
+	                           : rc;
+}
+
 static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
                        struct err *e)
 {
-	const void *v;
-	size_t len;
-	int rc = store_txn_doc_get(t, ds, 's', name, strlen(name), &v, &len, e);
-
-	if (rc == ERR_NOT_FOUND)
-		return err_set(e, ERR_NOT_FOUND, "subset_not_found", "no subset '%s'", name);
-	if (rc != 0)
-		return rc;
-	*out = json_loadb(v, len, 0, NULL);
-	return *out != NULL ? 0
-	                    : err_set(e, ERR_INTERNAL, "corrupt_subset",
-	                              "subset '%s': its record is not JSON", name);
+	return not_found(jdoc_txn_get(t, ds, 's', name, out, e), name, e);
 }
 
 static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
                        struct err *e)
 {
-	char *s = json_dumps(doc, JSON_COMPACT);
-	int rc;
-
-	if (s == NULL)
-		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	rc = store_txn_doc_put(t, ds, 's', name, strlen(name), s, strlen(s), e);
-	free(s);
-	return rc;
+	return jdoc_txn_put(t, ds, 's', name, doc, e);
 }
 
 static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
                           struct err *e)
 {
-	const void *v;
-	size_t len;
-	int rc = store_reader_doc_get(r, ds, 's', name, strlen(name), &v, &len, e);
-
-	if (rc == ERR_NOT_FOUND)
-		return err_set(e, ERR_NOT_FOUND, "subset_not_found", "no subset '%s'", name);
-	if (rc != 0)
-		return rc;
-	*out = json_loadb(v, len, 0, NULL);
-	return *out != NULL ? 0
-	                    : err_set(e, ERR_INTERNAL, "corrupt_subset",
-	                              "subset '%s': its record is not JSON", name);
+	return not_found(jdoc_reader_get(r, ds, 's', name, out, e), name, e);
 }
 
 static uint64_t doc_u64(const json_t *doc, const char *key)
@@ -308,7 +276,7 @@ static json_t *view_of(struct daemon *d, const json_t *doc)
 		json_object_set_new(v, "job", json_null());
 	}
 	json_object_set_new(v, "state", json_string(state));
-	json_object_set_new(v, "created", time_json(json_integer_value(json_object_get(doc, "created"))));
+	json_object_set_new(v, "created", jdoc_time(json_object_get(doc, "created")));
 	json_object_set_new(v, "members", json_object_get(doc, "members") != NULL
 	                                          ? json_incref(json_object_get(doc, "members"))
 	                                          : json_null());
@@ -457,31 +425,18 @@ int subset_get_json(struct daemon *d, const char *dataset, const char *name, jso
 	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-static int list_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
-{
-	json_t *docs = ctx, *doc = json_loadb(val, len, 0, NULL);
-
-	(void)key;
-	(void)key_len;
-	if (doc != NULL)
-		json_array_append_new(docs, doc);
-	return 0;
-}
-
 int subset_list_json(struct daemon *d, const char *dataset, json_t **out, struct err *e)
 {
 	struct store_dataset_info ds;
 	struct store_reader *r = NULL;
-	json_t *docs, *arr, *doc;
+	json_t *docs = NULL, *arr, *doc;
 	size_t i;
 	int rc;
 
 	if ((rc = store_dataset_get(d->store, dataset, &ds, e)) != 0)
 		return rc;
-	if ((docs = json_array()) == NULL)
-		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if ((rc = store_reader_open(d->store, &r, e)) == 0) {
-		rc = store_reader_docs(r, ds.id, 's', list_fn, docs, e);
+		rc = jdoc_reader_list(r, ds.id, 's', &docs, e);
 		store_reader_close(r);
 	}
 	if (rc == 0) {
@@ -899,7 +854,12 @@ int subset_job_run(struct job *j, struct err *e)
 	json_object_set_new(prov, "pool", json_integer((json_int_t)pool));
 	json_object_set_new(prov, "members", json_integer((json_int_t)members));
 	json_object_set_new(prov, "rows", json_integer((json_int_t)n));
-	json_object_set_new(prov, "materialised", time_json(now_unix()));
+	{
+		json_t *now = json_integer(now_unix());
+
+		json_object_set_new(prov, "materialised", jdoc_time(now));
+		json_decref(now);
+	}
 	json_object_set_new(prov, "job", json_integer((json_int_t)job_id(j)));
 	store_reader_close(r);
 	r = NULL;
