@@ -160,13 +160,13 @@ static int dup_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 {
 	struct exact_dup *d = (struct exact_dup *)f;
 	struct seen *v = NULL;
-	size_t n = 0, cap = 0;
+	struct dup_entry *keep = NULL;
+	size_t n = 0, cap = 0, nkeep = 0;
 	const struct filter_batch *b;
 	int rc;
 
-	free(d->keep);
-	d->keep = NULL;
-	d->nkeep = 0;
+	/* The new table replaces the old one only on success: a cancelled or failed refit
+	 * leaves the previous fitted state (and f->fitted) consistent. */
 	while ((rc = filter_scan_next(scan, &b, e)) == 1) {
 		for (size_t i = 0; i < b->n; i++) {
 			uint8_t k[16];
@@ -199,18 +199,21 @@ static int dup_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	if (rc < 0)
 		goto out;
 	qsort(v, n, sizeof *v, seen_cmp);
-	d->keep = malloc((n ? n : 1) * sizeof *d->keep);
-	if (d->keep == NULL) {
+	keep = malloc((n ? n : 1) * sizeof *keep);
+	if (keep == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && memcmp(v[i].key, v[i - 1].key, 16) == 0)
 			continue;
-		memcpy(d->keep[d->nkeep].key, v[i].key, 16);
-		d->keep[d->nkeep].row = v[i].row;
-		d->nkeep++;
+		memcpy(keep[nkeep].key, v[i].key, 16);
+		keep[nkeep].row = v[i].row;
+		nkeep++;
 	}
+	free(d->keep);
+	d->keep = keep;
+	d->nkeep = nkeep;
 	rc = 0;
 out:
 	for (size_t i = 0; i < n; i++)

@@ -14,7 +14,8 @@ float vec_f16_to_f32_one(uint16_t h);
 uint16_t vec_f32_to_f16_one(float f);
 
 /* Array forms. in and out must not overlap. vec_f16_to_f32 uses F16C when the CPU has it
- * (chosen at run time): the same results for every non-NaN half; NaNs stay NaN (quieted). */
+ * (chosen at run time); its results are bit-identical to vec_f16_to_f32_one for all 65536
+ * halves (NaN payloads included). */
 void vec_f16_to_f32(const uint16_t *in, float *out, size_t n);
 void vec_f32_to_f16(const float *in, uint16_t *out, size_t n);
 
@@ -24,6 +25,11 @@ int vec_f16_finite(const uint16_t *v, size_t n, size_t *bad);
 
 /* Euclidean norm, accumulated in double. */
 double vec_f32_norm(const float *v, size_t n);
+
+/* a.b over n floats: partial sums in 32 float lanes (AVX2+FMA when the CPU has them, chosen
+ * at run time, else 16 portable lanes) added in double at the end, so the result may differ
+ * from a sequential double sum in the last bits, as vec_f32_dot3's. */
+double vec_f32_dot(const float *a, const float *b, size_t n);
 
 /* One pass over a and b (n floats each): *ab = a.b, *aa = a.a, *bb = b.b. Partial sums are
  * kept in 16 float lanes (AVX2+FMA when the CPU has them, chosen at run time) and added in
