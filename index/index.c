@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/* index: the wrappers every caller goes through. They own the metric's conventions
+ * (normalising for cosine, turning distances into higher-is-better scores) so that each
+ * implementation only does its search. */
+#include "index/index.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/err.h"
+
+/* Sorted by name. */
+static const struct index_ops *const impls[] = {&index_faiss_ops, &index_flat_ops};
+
+const struct index_ops *index_impl_find(const char *name)
+{
+	for (size_t i = 0; name != NULL && i < sizeof impls / sizeof impls[0]; i++)
+		if (strcmp(impls[i]->name, name) == 0)
+			return impls[i];
+	return NULL;
+}
+
+int index_metric_parse(const char *s, enum index_metric *out)
+{
+	static const char *const names[] = {"cosine", "ip", "l2"};
+
+	for (int i = 0; s != NULL && i < 3; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum index_metric)i;
+			return 0;
+		}
+	}
+	return ERR_INVALID;
+}
+
+const char *index_metric_name(enum index_metric m)
+{
+	return m == INDEX_COSINE ? "cosine" : m == INDEX_IP ? "ip" : "l2";
+}
+
+int index_create(struct index **out, const struct index_ops *ops, uint32_t dim,
+                 enum index_metric metric, const char *factory, struct err *e)
+{
+	struct index *ix = NULL;
+	int rc;
+
+	if (dim == 0 || dim > 65536)
+		return err_set(e, ERR_INVALID, "bad_dim", "an index needs 1 to 65536 dimensions");
+	if (factory == NULL || factory[0] == '\0' || strlen(factory) > INDEX_FACTORY_MAX)
+		return err_set(e, ERR_INVALID, "bad_factory",
+		               "an index factory string is 1 to %d characters", INDEX_FACTORY_MAX);
+	if ((rc = ops->create(&ix, dim, metric, factory, e)) != 0)
+		return rc;
+	ix->ops = ops;
+	ix->dim = dim;
+	ix->metric = metric;
+	snprintf(ix->factory, sizeof ix->factory, "%s", factory);
+	*out = ix;
+	return 0;
+}
+
+void index_free(struct index *ix)
+{
+	if (ix != NULL)
+		ix->ops->destroy(ix);
+}
+
+/* x normalised for cosine into a new buffer (or x itself for other metrics: *tmp NULL). */
+static int prepared(const struct index *ix, size_t n, const float *x, const float **out,
+                    float **tmp, struct err *e)
+{
+	*tmp = NULL;
+	*out = x;
+	if (ix->metric != INDEX_COSINE || n == 0)
+		return 0;
+	*tmp = malloc(n * ix->dim * sizeof **tmp);
+	if (*tmp == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const float *v = x + i * ix->dim;
+		float *o = *tmp + i * ix->dim;
+		double ss = 0;
+
+		for (uint32_t k = 0; k < ix->dim; k++)
+			ss += (double)v[k] * v[k];
+		if (!(ss > 0) || !isfinite(ss)) {
+			free(*tmp);
+			*tmp = NULL;
+			return err_set(e, ERR_INVALID, "zero_vector",
+			               "vector %zu has norm 0 (or is not finite): no cosine", i);
+		}
+		for (uint32_t k = 0; k < ix->dim; k++)
+			o[k] = (float)(v[k] / sqrt(ss));
+	}
+	*out = *tmp;
+	return 0;
+}
+
+int index_train(struct index *ix, size_t n, const float *x, struct err *e)
+{
+	const float *v;
+	float *tmp;
+	int rc;
+
+	if (ix->ops->train == NULL)
+		return 0;
+	if ((rc = prepared(ix, n, x, &v, &tmp, e)) != 0)
+		return rc;
+	rc = ix->ops->train(ix, n, v, e);
+	free(tmp);
+	return rc;
+}
+
+int index_is_trained(const struct index *ix)
+{
+	return ix->ops->is_trained == NULL || ix->ops->is_trained(ix);
+}
+
+int index_add(struct index *ix, size_t n, const float *x, const int64_t *ids, struct err *e)
+{
+	const float *v;
+	float *tmp;
+	int rc;
+
+	if (!index_is_trained(ix))
+		return err_set(e, ERR_INVALID, "not_trained", "the index '%s' needs training first",
+		               ix->factory);
+	if ((rc = prepared(ix, n, x, &v, &tmp, e)) != 0)
+		return rc;
+	rc = n > 0 ? ix->ops->add(ix, n, v, ids, e) : 0;
+	free(tmp);
+	return rc;
+}
+
+int index_remove(struct index *ix, size_t n, const int64_t *ids, size_t *removed,
+                 struct err *e)
+{
+	if (ix->ops->remove == NULL)
+		return err_set(e, ERR_INVALID, "remove_unsupported",
+		               "index '%s' cannot remove vectors", ix->factory);
+	return ix->ops->remove(ix, n, ids, removed, e);
+}
+
+int index_search(const struct index *ix, size_t nq, const float *q, size_t k, float *scores,
+                 int64_t *ids, struct err *e)
+{
+	const float *v;
+	float *tmp;
+	int rc;
+
+	if (k == 0 || nq == 0)
+		return 0;
+	if ((rc = prepared(ix, nq, q, &v, &tmp, e)) != 0)
+		return rc;
+	rc = ix->ops->search(ix, nq, v, k, scores, ids, e);
+	free(tmp);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < nq * k; i++) {
+		if (ids[i] < 0)
+			scores[i] = -INFINITY;
+		else if (ix->metric == INDEX_L2)
+			scores[i] = -scores[i];
+	}
+	return 0;
+}
+
+int index_set_param(struct index *ix, const char *name, double value, struct err *e)
+{
+	if (ix->ops->set_param == NULL)
+		return err_set(e, ERR_INVALID, "bad_param", "index '%s' has no parameter '%s'",
+		               ix->factory, name);
+	return ix->ops->set_param(ix, name, value, e);
+}
+
+size_t index_count(const struct index *ix)
+{
+	return ix->ops->count(ix);
+}
+
+int index_save(const struct index *ix, const char *path, struct err *e)
+{
+	char tmp[4096];
+	int rc;
+
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return err_set(e, ERR_INVALID, "bad_path", "index path too long");
+	if ((rc = ix->ops->save(ix, tmp, e)) != 0) {
+		remove(tmp);
+		return rc;
+	}
+	if (rename(tmp, path) != 0) {
+		remove(tmp);
+		return err_set(e, ERR_IO, "index_save", "cannot rename %s to %s", tmp, path);
+	}
+	return 0;
+}
+
+int index_load(struct index **out, const struct index_ops *ops, const char *path, uint32_t dim,
+               enum index_metric metric, const char *factory, struct err *e)
+{
+	struct index *ix = NULL;
+	int rc = ops->load(&ix, path, dim, metric, e);
+
+	if (rc != 0)
+		return rc;
+	ix->ops = ops;
+	ix->dim = dim;
+	ix->metric = metric;
+	snprintf(ix->factory, sizeof ix->factory, "%s", factory ? factory : "");
+	*out = ix;
+	return 0;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* index: the narrow vector-index interface, with two implementations: FAISS through its C
+ * API (index/faiss.c, any index-factory string) and a brute-force flat search in plain C
+ * (index/flat.c), which is the test oracle.
+ *
+ * How to add an implementation: write index/<name>.c with a const struct index_ops whose
+ * instances begin with `struct index base;`, declare it below next to the other two, and
+ * add it to the table of index_impl_find() in index/index.c.
+ *
+ * Scores are always higher-is-better, whatever the metric:
+ *   INDEX_COSINE  the inner product of L2-normalised vectors (the wrappers normalise what is
+ *                 added and every query; a zero vector is refused);
+ *   INDEX_IP      the raw inner product;
+ *   INDEX_L2      the negated squared Euclidean distance, -||q - x||^2.
+ * Ties are broken by the smaller id in the flat implementation; FAISS's order among equal
+ * scores is its own.
+ *
+ * Ids are the caller's int64 (winnow uses rows). Threading: search may run concurrently on
+ * one index; add, remove, set_param and save need exclusive access (the caller's lock). */
+#ifndef WINNOW_INDEX_H
+#define WINNOW_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct err;
+
+enum index_metric { INDEX_COSINE = 0, INDEX_IP = 1, INDEX_L2 = 2 };
+
+#define INDEX_FACTORY_MAX 128
+
+struct index;
+
+struct index_ops {
+	const char *name;
+	/* New empty index of dim dimensions (factory: a FAISS index-factory string; the flat
+	 * implementation accepts only "Flat"). */
+	int (*create)(struct index **out, uint32_t dim, enum index_metric metric,
+	              const char *factory, struct err *e);
+	/* Train on n vectors (already normalised for cosine). NULL: nothing to train. */
+	int (*train)(struct index *ix, size_t n, const float *x, struct err *e);
+	int (*is_trained)(const struct index *ix);
+	/* Add n vectors (n * dim floats, borrowed) with ids (borrowed). */
+	int (*add)(struct index *ix, size_t n, const float *x, const int64_t *ids, struct err *e);
+	/* Remove the vectors of n ids; *removed (may be NULL) gets how many were there.
+	 * NULL when the index type cannot remove (HNSW): callers filter deleted ids instead. */
+	int (*remove)(struct index *ix, size_t n, const int64_t *ids, size_t *removed,
+	              struct err *e);
+	/* k nearest per query: raw FAISS-convention output (see index_search for the contract);
+	 * distances for L2, similarities otherwise. */
+	int (*search)(const struct index *ix, size_t nq, const float *q, size_t k, float *dist,
+	              int64_t *ids, struct err *e);
+	/* Set a search parameter ("nprobe", "efSearch"); ERR_INVALID for one the type lacks. */
+	int (*set_param)(struct index *ix, const char *name, double value, struct err *e);
+	int (*save)(const struct index *ix, const char *path, struct err *e);
+	int (*load)(struct index **out, const char *path, uint32_t dim, enum index_metric metric,
+	            struct err *e);
+	size_t (*count)(const struct index *ix);
+	void (*destroy)(struct index *ix);
+};
+
+struct index {
+	const struct index_ops *ops;
+	uint32_t dim;
+	enum index_metric metric;
+	char factory[INDEX_FACTORY_MAX + 1];
+};
+
+extern const struct index_ops index_faiss_ops;
+extern const struct index_ops index_flat_ops;
+
+/* The implementation called name ("faiss", "flat"), or NULL. */
+const struct index_ops *index_impl_find(const char *name);
+
+/* Parse "cosine", "ip", "l2". 0 or ERR_INVALID. */
+int index_metric_parse(const char *s, enum index_metric *out);
+const char *index_metric_name(enum index_metric m);
+
+/* Create an empty index. ERR_INVALID (bad dim, factory the implementation refuses, with
+ * FAISS's message as detail). *out new (index_free), set only on success. */
+int index_create(struct index **out, const struct index_ops *ops, uint32_t dim,
+                 enum index_metric metric, const char *factory, struct err *e);
+void index_free(struct index *ix);
+
+/* Train (when the type needs it) on n vectors; cosine inputs are normalised here. */
+int index_train(struct index *ix, size_t n, const float *x, struct err *e);
+int index_is_trained(const struct index *ix);
+
+/* Add n vectors with ids. For cosine every vector is normalised here; a zero vector is
+ * ERR_INVALID (nothing is added). ERR_INVALID when the index is not trained. */
+int index_add(struct index *ix, size_t n, const float *x, const int64_t *ids, struct err *e);
+
+/* Remove ids; ERR_INVALID (slug "remove_unsupported") when the type cannot. */
+int index_remove(struct index *ix, size_t n, const int64_t *ids, size_t *removed,
+                 struct err *e);
+
+/* The k best of every query (nq * dim floats, normalised here for cosine), as scores
+ * (higher is better, see the metric table above) and ids, each nq * k entries (borrowed),
+ * best first; slots without a result get id -1 and score -inf. */
+int index_search(const struct index *ix, size_t nq, const float *q, size_t k, float *scores,
+                 int64_t *ids, struct err *e);
+
+int index_set_param(struct index *ix, const char *name, double value, struct err *e);
+size_t index_count(const struct index *ix);
+
+/* Save to path (written whole to path.tmp, then renamed) / load from it. */
+int index_save(const struct index *ix, const char *path, struct err *e);
+int index_load(struct index **out, const struct index_ops *ops, const char *path, uint32_t dim,
+               enum index_metric metric, const char *factory, struct err *e);
+
+#endif
