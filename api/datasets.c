@@ -10,6 +10,7 @@
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/jobs.h"
+#include "index/catalog.h"
 #include "daemon/log.h"
 #include "store/store.h"
 
@@ -101,8 +102,10 @@ int datasets_delete(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	if (store_dataset_get(r->d->store, name, &ds, NULL) == 0)
+	if (store_dataset_get(r->d->store, name, &ds, NULL) == 0) {
 		jobs_cancel_matching(r->d->jobs, ds.id, NULL, NULL, 0); /* before its data goes */
+		catalog_drop_dataset(r->d->catalog, ds.id);
+	}
 	rc = store_dataset_delete(r->d->store, name, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);

@@ -12,6 +12,7 @@
 #include "api/openapi.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
+#include "index/catalog.h"
 #include "daemon/metrics.h"
 #include "store/store.h"
 
@@ -31,6 +32,11 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 	}
 	if (!atomic_load(&r->d->ready)) {
 		err_set(&e, ERR_UNAVAILABLE, "starting", "storage or indexes are still loading");
+		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
+	}
+	if (r->d->catalog != NULL && !catalog_ready(r->d->catalog)) {
+		err_set(&e, ERR_UNAVAILABLE, "indexes_loading",
+		        "indexes are being rebuilt from storage; search answers once they are");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
 	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));

@@ -19,6 +19,7 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "filters/instance.h"
+#include "index/catalog.h"
 #include "store/store.h"
 
 /* At most this many rejections are listed; the counts are always complete. */
@@ -348,6 +349,7 @@ int records_post(struct http_req *r, struct http_res *res)
 		if (instance_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n, &e2) != 0)
 			log_msg(LOG_WARN, "ingest_scoring", "dataset=%s records=%zu msg=\"%s\"",
 			        r->params[0], b.n, e2.detail[0] ? e2.detail : err_str(e2.code));
+		catalog_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n);
 	}
 	metrics_add(r->d->metrics, METRICS_RECORDS_INGESTED, b.n);
 	metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);

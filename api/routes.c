@@ -9,6 +9,7 @@
 #include "api/jobs_routes.h"
 #include "api/ops.h"
 #include "api/records.h"
+#include "api/search.h"
 #include "api/subsets.h"
 #include "daemon/err.h"
 
@@ -27,11 +28,17 @@ static const struct route table[] = {
 	{"PUT", "/v1/datasets/{name}/filters/{filter}", AUTH_ADMIN, filters_put, 0},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", AUTH_READ, filters_stats, 1},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", AUTH_ADMIN, filters_score, 0},
+	{"GET", "/v1/datasets/{name}/indexes", AUTH_READ, search_indexes_list, 0},
+	{"DELETE", "/v1/datasets/{name}/indexes/{space}", AUTH_ADMIN, search_index_delete, 0},
+	{"GET", "/v1/datasets/{name}/indexes/{space}", AUTH_READ, search_index_get, 0},
+	{"PUT", "/v1/datasets/{name}/indexes/{space}", AUTH_ADMIN, search_index_put, 0},
 	{"GET", "/v1/datasets/{name}/jobs", AUTH_READ, jobs_routes_list_dataset, 0},
 	{"POST", "/v1/datasets/{name}/records", AUTH_ADMIN, records_post, 1},
 	{"DELETE", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, records_delete, 0},
 	{"GET", "/v1/datasets/{name}/records/{id*}", AUTH_READ, records_get, 0},
 	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", AUTH_READ, subsets_decisions, 0},
+	{"POST", "/v1/datasets/{name}/search", AUTH_READ, search_post, 1},
+	{"POST", "/v1/datasets/{name}/search:count", AUTH_READ, search_count, 1},
 	{"GET", "/v1/datasets/{name}/subsets", AUTH_READ, subsets_list, 0},
 	{"DELETE", "/v1/datasets/{name}/subsets/{subset}", AUTH_ADMIN, subsets_delete, 0},
 	{"GET", "/v1/datasets/{name}/subsets/{subset}", AUTH_READ, subsets_get, 0},

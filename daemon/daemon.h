@@ -15,6 +15,7 @@ struct auth;
 struct metrics;
 struct server;
 struct jobs;
+struct catalog;
 
 struct daemon {
 	const struct config *cfg; /* borrowed from main() */
@@ -22,7 +23,8 @@ struct daemon {
 	struct auth *auth;        /* NULL when no keys file is configured */
 	struct metrics *metrics;
 	struct server *server;
-	struct jobs *jobs;         /* the job runner (scoring, subsets) */
+	struct jobs *jobs;         /* the job runner (scoring, subsets, index builds) */
+	struct catalog *catalog;   /* indexes and search */
 	double started;           /* CLOCK_MONOTONIC seconds at start-up */
 	atomic_int ready;         /* 1 once storage is open and indexes are loaded */
 	atomic_int stopping;      /* 1 once shutdown began: new requests get 503 */

@@ -19,12 +19,14 @@
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "filters/instance.h"
+#include "index/catalog.h"
 #include "filters/subset.h"
 #include "store/jdoc.h"
 #include "store/store.h"
 
 /* Sorted by name. */
 static const struct job_kind kinds[] = {
+	{"index", catalog_job_build},
 	{"score", instance_job_score},
 	{"subset", subset_job_run},
 };

@@ -21,6 +21,7 @@
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/jobs.h"
+#include "index/catalog.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "store/store.h"
@@ -109,8 +110,14 @@ static int run(const struct config *cfg)
 	}
 	/* Jobs left unfinished by an earlier process are queued again here, before the
 	 * server accepts requests that could create new ones. */
-	if ((rc = jobs_open(&d.jobs, &d, &e)) != 0) {
+	if ((rc = catalog_open(&d.catalog, &d, &e)) != 0 ||
+	    (rc = jobs_open(&d.jobs, &d, &e)) != 0) {
 		log_msg(LOG_ERROR, "startup", "msg=\"cannot start the job runner: %s\"", e.detail);
+		goto out;
+	}
+	/* every defined index is rebuilt from LMDB before /readyz says yes */
+	if ((rc = catalog_start(d.catalog, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot queue the index builds: %s\"", e.detail);
 		goto out;
 	}
 	if ((rc = server_start(&d.server, &d, &e)) != 0) {
@@ -142,6 +149,7 @@ static int run(const struct config *cfg)
 out:
 	server_stop(d.server, 0);
 	jobs_close(d.jobs); /* running jobs stop at their next checkpoint and resume next start */
+	catalog_close(d.catalog);
 	store_close(d.store);
 	auth_free(d.auth);
 	metrics_free(d.metrics);

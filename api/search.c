@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/* search: handlers of indexes and similarity search. */
+#include "api/search.h"
+
+#include <jansson.h>
+#include <stdio.h>
+
+#include "api/http.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/log.h"
+#include "index/catalog.h"
+
+int search_indexes_list(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	struct err e = {0};
+	json_t *arr = NULL;
+	int rc;
+
+	if (ds == NULL)
+		return 0;
+	if ((rc = catalog_list_json(r->d, ds, &arr, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, json_pack("{s:o}", "indexes", arr));
+}
+
+int search_index_get(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *space = ds ? http_name_param(r, res, 1, "space") : NULL;
+	struct err e = {0};
+	json_t *v = NULL;
+	int rc;
+
+	if (space == NULL)
+		return 0;
+	if ((rc = catalog_get_json(r->d, ds, space, &v, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, v);
+}
+
+int search_index_put(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *space = ds ? http_name_param(r, res, 1, "space") : NULL;
+	struct err e = {0};
+	json_t *body = NULL, *view = NULL;
+	uint64_t job = 0;
+	int rc, created = 0;
+	char id[24];
+
+	if (space == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = catalog_put(r->d, ds, space, body, &view, &job, &created, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	if (job == 0)
+		return http_json(res, 200, view);
+	log_msg(LOG_INFO, "index_put", "dataset=%s space=%s job=%llu", ds, space,
+	        (unsigned long long)job);
+	snprintf(id, sizeof id, "%llu", (unsigned long long)job);
+	snprintf(res->location, sizeof res->location, "/v1/jobs/%s", id);
+	return http_json(res, 202, json_pack("{s:s, s:o}", "job", id, "index", view));
+}
+
+int search_index_delete(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *space = ds ? http_name_param(r, res, 1, "space") : NULL;
+	struct err e = {0};
+	int rc;
+
+	if (space == NULL)
+		return 0;
+	if ((rc = catalog_delete(r->d, ds, space, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	res->status = 204;
+	return 0;
+}
+
+static int run(struct http_req *r, struct http_res *res, int count)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	struct err e = {0};
+	json_t *body = NULL, *out = NULL;
+	int rc;
+
+	if (ds == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = catalog_search(r->d, ds, body, count, &out, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}
+
+int search_post(struct http_req *r, struct http_res *res)
+{
+	return run(r, res, 0);
+}
+
+int search_count(struct http_req *r, struct http_res *res)
+{
+	return run(r, res, 1);
+}

@@ -1,0 +1,1263 @@
+/* SPDX-License-Identifier: MIT */
+/* catalog: index definitions, builds, ingest updates and exact-scored search.
+ *
+ * Entries (one per built dataset space) live until catalog_close, so a pointer found under
+ * the catalog mutex stays valid; the index inside is swapped under the entry's write lock.
+ * Search ranks by (score descending, row ascending): rows are the records' insertion order,
+ * so pages are stable. */
+#include "index/catalog.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/b64.h"
+#include "daemon/daemon.h"
+#include "daemon/err.h"
+#include "daemon/jobs.h"
+#include "daemon/log.h"
+#include "filters/filter.h"
+#include "filters/instance.h"
+#include "filters/scan.h"
+#include "index/index.h"
+#include "store/jdoc.h"
+#include "store/store.h"
+#include "store/vec.h"
+
+#define TRAIN_MAX 65536     /* vectors a training sample holds at most */
+#define LIMIT_MAX 1000
+#define CANDIDATE_FACTOR 4  /* index candidates per wanted result, before exact rescoring */
+
+struct entry {
+	uint32_t ds;
+	char space[STORE_NAME_MAX + 1];
+	uint64_t version;
+	struct index *ix; /* NULL until built */
+	pthread_rwlock_t lock;
+	struct entry *next;
+};
+
+struct catalog {
+	struct daemon *d;
+	pthread_mutex_t mu;
+	struct entry *head;
+	uint64_t *startup; /* the start-up rebuild jobs not yet seen finished, under mu */
+	size_t nstartup;
+};
+
+static struct entry *entry_find(struct catalog *c, uint32_t ds, const char *space, int create)
+{
+	struct entry *en;
+
+	pthread_mutex_lock(&c->mu);
+	for (en = c->head; en != NULL; en = en->next)
+		if (en->ds == ds && strcmp(en->space, space) == 0)
+			break;
+	if (en == NULL && create && (en = calloc(1, sizeof *en)) != NULL) {
+		en->ds = ds;
+		snprintf(en->space, sizeof en->space, "%s", space);
+		pthread_rwlock_init(&en->lock, NULL);
+		en->next = c->head;
+		c->head = en;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return en;
+}
+
+/* ---- definitions ---- */
+
+static int not_found(int rc, const char *space, struct err *e)
+{
+	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "index_not_found",
+	                                     "no index on space '%s'", space)
+	                           : rc;
+}
+
+static json_t *view_of(struct daemon *d, uint32_t ds, const json_t *doc)
+{
+	const char *space = json_string_value(json_object_get(doc, "space"));
+	struct entry *en = space ? entry_find(d->catalog, ds, space, 0) : NULL;
+	json_t *v = json_pack("{s:O, s:O, s:O, s:O}", "space", json_object_get(doc, "space"),
+	                      "factory", json_object_get(doc, "factory"), "metric",
+	                      json_object_get(doc, "metric"), "version",
+	                      json_object_get(doc, "version"));
+	json_t *job = NULL;
+	uint64_t jid = (uint64_t)json_integer_value(json_object_get(doc, "job"));
+	size_t count = 0;
+	int built = 0;
+
+	if (v == NULL)
+		return NULL;
+	if (en != NULL) {
+		pthread_rwlock_rdlock(&en->lock);
+		if (en->ix != NULL && en->version ==
+		                              (uint64_t)json_integer_value(json_object_get(doc, "version"))) {
+			built = 1;
+			count = index_count(en->ix);
+		}
+		pthread_rwlock_unlock(&en->lock);
+	}
+	json_object_set_new(v, "state", json_string(built ? "ready" : "building"));
+	json_object_set_new(v, "vectors", json_integer((json_int_t)count));
+	if (jid != 0 && jobs_get_json(d->jobs, jid, &job, NULL) == 0) {
+		const char *js = json_string_value(json_object_get(job, "state"));
+
+		if (!built && js != NULL && strcmp(js, "failed") == 0)
+			json_object_set_new(v, "state", json_string("failed"));
+		json_object_set_new(v, "build", job);
+	} else {
+		json_object_set_new(v, "build", json_null());
+	}
+	return v;
+}
+
+struct put_ctx {
+	struct daemon *d;
+	const struct store_dataset_info *ds;
+	const char *space, *factory, *metric;
+	int unchanged, created;
+	uint64_t job;
+	json_t *doc;
+};
+
+static int put_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct put_ctx *c = ctx;
+	json_t *old = NULL, *args;
+	uint64_t version = 1;
+	int rc;
+
+	c->unchanged = c->created = 0;
+	json_decref(c->doc);
+	c->doc = NULL;
+	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
+		return rc;
+	rc = jdoc_txn_get(t, c->ds->id, 'x', c->space, &old, e);
+	if (rc == ERR_NOT_FOUND) {
+		c->created = 1;
+	} else if (rc != 0) {
+		return rc;
+	} else {
+		const char *f = json_string_value(json_object_get(old, "factory"));
+		const char *m = json_string_value(json_object_get(old, "metric"));
+
+		if (f && m && strcmp(f, c->factory) == 0 && strcmp(m, c->metric) == 0) {
+			c->unchanged = 1;
+			c->doc = old;
+			return 0;
+		}
+		version = (uint64_t)json_integer_value(json_object_get(old, "version")) + 1;
+		json_decref(old);
+	}
+	args = json_pack("{s:I}", "version", (json_int_t)version);
+	rc = args ? jobs_txn_create(c->d->jobs, t, "index", c->ds->id, c->ds->name, c->space, args,
+	                            &c->job, e)
+	          : ERR_NOMEM;
+	json_decref(args);
+	if (rc != 0)
+		return rc;
+	c->doc = json_pack("{s:s, s:s, s:s, s:I, s:I}", "space", c->space, "factory", c->factory,
+	                   "metric", c->metric, "version", (json_int_t)version, "job",
+	                   (json_int_t)c->job);
+	if (c->doc == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	return jdoc_txn_put(t, c->ds->id, 'x', c->space, c->doc, e);
+}
+
+int catalog_put(struct daemon *d, const char *dataset, const char *space, const json_t *body,
+                json_t **view, uint64_t *job, int *created, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct put_ctx c = {.d = d, .space = space};
+	enum index_metric m = INDEX_COSINE;
+	struct index *probe = NULL;
+	const char *key;
+	json_t *v;
+	int sp, rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_index", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, v) {
+		if (strcmp(key, "factory") != 0 && strcmp(key, "metric") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field",
+			               "unknown field '%s' (an index has \"factory\" and \"metric\")", key);
+	}
+	c.factory = json_string_value(json_object_get(body, "factory"));
+	c.metric = json_object_get(body, "metric") ? json_string_value(json_object_get(body, "metric"))
+	                                           : "cosine";
+	if (c.factory == NULL)
+		return err_set(e, ERR_INVALID, "bad_index",
+		               "\"factory\" must be a FAISS index-factory string, e.g. \"HNSW32\"");
+	if (c.metric == NULL || index_metric_parse(c.metric, &m) != 0)
+		return err_set(e, ERR_INVALID, "bad_index", "\"metric\" must be cosine, ip or l2");
+	if ((rc = store_dataset_get(d->store, dataset, &ds, e)) != 0)
+		return rc;
+	if ((sp = store_schema_find(&ds.schema, space)) < 0)
+		return err_set(e, ERR_NOT_FOUND, "space_not_found", "dataset '%s' has no space '%s'",
+		               dataset, space);
+	/* FAISS judges the factory string now, so that a bad one is a 422, not a failed job */
+	if ((rc = index_create(&probe, &index_faiss_ops, ds.schema.spaces[sp].dim, m, c.factory,
+	                       e)) != 0)
+		return rc;
+	index_free(probe);
+	c.ds = &ds;
+	if ((rc = store_write(d->store, put_fn, &c, e)) != 0) {
+		json_decref(c.doc);
+		return rc;
+	}
+	if (!c.unchanged) {
+		jobs_cancel_matching(d->jobs, ds.id, "index", space, c.job);
+		jobs_submit(d->jobs, c.job);
+	}
+	*view = view_of(d, ds.id, c.doc);
+	json_decref(c.doc);
+	*job = c.unchanged ? 0 : c.job;
+	*created = c.created;
+	return *view ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+int catalog_get_json(struct daemon *d, const char *dataset, const char *space, json_t **out,
+                     struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = store_dataset_get(d->store, dataset, &ds, e)) != 0 ||
+	    (rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	rc = not_found(jdoc_reader_get(r, ds.id, 'x', space, &doc, e), space, e);
+	store_reader_close(r);
+	if (rc != 0)
+		return rc;
+	*out = view_of(d, ds.id, doc);
+	json_decref(doc);
+	return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+int catalog_list_json(struct daemon *d, const char *dataset, json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *docs = NULL, *arr, *doc;
+	size_t i;
+	int rc;
+
+	if ((rc = store_dataset_get(d->store, dataset, &ds, e)) != 0 ||
+	    (rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	rc = jdoc_reader_list(r, ds.id, 'x', &docs, e);
+	store_reader_close(r);
+	if (rc != 0)
+		return rc;
+	arr = json_array();
+	json_array_foreach(docs, i, doc)
+		json_array_append_new(arr, view_of(d, ds.id, doc));
+	json_decref(docs);
+	*out = arr;
+	return 0;
+}
+
+struct del_ctx {
+	uint32_t ds;
+	const char *space;
+};
+
+static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct del_ctx *c = ctx;
+
+	return not_found(store_txn_doc_del(t, c->ds, 'x', c->space, strlen(c->space), e), c->space,
+	                 e);
+}
+
+int catalog_delete(struct daemon *d, const char *dataset, const char *space, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct del_ctx c = {.space = space};
+	struct entry *en;
+	int rc;
+
+	if ((rc = store_dataset_get(d->store, dataset, &ds, e)) != 0)
+		return rc;
+	c.ds = ds.id;
+	if ((rc = store_write(d->store, del_fn, &c, e)) != 0)
+		return rc;
+	jobs_cancel_matching(d->jobs, ds.id, "index", space, 0);
+	if ((en = entry_find(d->catalog, ds.id, space, 0)) != NULL) {
+		pthread_rwlock_wrlock(&en->lock);
+		index_free(en->ix);
+		en->ix = NULL;
+		en->version = 0;
+		pthread_rwlock_unlock(&en->lock);
+	}
+	return 0;
+}
+
+void catalog_drop_dataset(struct catalog *c, uint32_t ds_id)
+{
+	struct entry *en;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	for (en = c->head; en != NULL; en = en->next) {
+		if (en->ds != ds_id)
+			continue;
+		pthread_rwlock_wrlock(&en->lock);
+		index_free(en->ix);
+		en->ix = NULL;
+		en->version = 0;
+		pthread_rwlock_unlock(&en->lock);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- building ---- */
+
+/* A filter shape that makes the scan deliver one space's f32 vectors and nothing else. */
+static void space_reader(struct filter *f, unsigned space)
+{
+	memset(f, 0, sizeof *f);
+	f->ninputs = 1;
+	f->inputs[0] = space;
+}
+
+static int stop_fn(void *ctx, uint64_t next_row)
+{
+	(void)next_row;
+	return ctx != NULL && jobs_should_stop(ctx) ? ERR_CANCELLED : 0;
+}
+
+/* Add the vectors of live rows in [lo, hi) to ix (the caller holds what it must), or, with
+ * sample != NULL, copy up to TRAIN_MAX of them there instead (*ns counts). */
+static int feed(struct daemon *d, struct job *j, uint32_t ds, const struct store_schema *schema,
+                unsigned space, uint64_t lo, uint64_t hi, struct index *ix, float *sample,
+                size_t *ns, uint64_t *added, struct err *e)
+{
+	struct store_reader *r = NULL;
+	struct scan *sc = NULL;
+	struct filter f;
+	const struct filter_batch *b;
+	uint32_t dim = schema->spaces[space].dim;
+	float *buf = malloc((size_t)STORE_BLOCK_ROWS * dim * sizeof *buf);
+	int64_t ids[STORE_BLOCK_ROWS];
+	int rc;
+
+	if (buf == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	space_reader(&f, space);
+	if ((rc = store_reader_open(d->store, &r, e)) != 0 ||
+	    (rc = scan_open(&sc, r, ds, schema, &f, lo, hi, stop_fn, j, e)) != 0)
+		goto out;
+	while ((rc = scan_next(sc, &b, e)) == 1) {
+		size_t m = 0;
+
+		for (size_t i = 0; i < b->n; i++) {
+			if (!b->has_vec[0][i])
+				continue;
+			if (sample != NULL) {
+				if (*ns < TRAIN_MAX)
+					memcpy(sample + *ns * dim, b->vecs[0] + i * dim, dim * sizeof(float));
+				(*ns)++;
+				continue;
+			}
+			memcpy(buf + m * dim, b->vecs[0] + i * dim, dim * sizeof(float));
+			ids[m++] = (int64_t)b->rows[i];
+		}
+		if (sample == NULL && m > 0) {
+			struct err e2 = {0};
+
+			/* a zero vector cannot be normalised for cosine: skip it, not the build */
+			if (index_add(ix, m, buf, ids, &e2) != 0) {
+				for (size_t i = 0; i < m; i++)
+					if (index_add(ix, 1, buf + i * dim, &ids[i], NULL) == 0)
+						(*added)++;
+			} else {
+				*added += m;
+			}
+		}
+		if (j != NULL && b->n > 0)
+			jobs_progress(j, b->rows[b->n - 1] + 1, hi);
+	}
+out:
+	scan_close(sc);
+	store_reader_close(r);
+	free(buf);
+	return rc < 0 ? rc : 0;
+}
+
+int catalog_job_build(struct job *j, struct err *e)
+{
+	struct daemon *d = job_daemon(j);
+	struct catalog *c = d->catalog;
+	const char *space = job_target(j);
+	uint64_t version = (uint64_t)json_integer_value(json_object_get(job_args(j), "version"));
+	struct store_dataset_info info, now;
+	struct store_reader *r = NULL;
+	struct index *ix = NULL;
+	struct entry *en;
+	json_t *doc = NULL;
+	enum index_metric m;
+	uint64_t added = 0;
+	int sp, rc;
+
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		goto done;
+	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
+	    (rc = not_found(jdoc_reader_get(r, job_ds(j), 'x', space, &doc, e), space, e)) != 0)
+		goto done;
+	store_reader_close(r);
+	r = NULL;
+	if ((uint64_t)json_integer_value(json_object_get(doc, "version")) != version) {
+		rc = err_set(e, ERR_CONFLICT, "superseded", "index '%s' was redefined", space);
+		goto done;
+	}
+	sp = store_schema_find(&info.schema, space);
+	if (sp < 0 || index_metric_parse(json_string_value(json_object_get(doc, "metric")), &m) != 0) {
+		rc = err_set(e, ERR_INVALID, "bad_index", "index '%s' has a bad definition", space);
+		goto done;
+	}
+	if ((rc = index_create(&ix, &index_faiss_ops, info.schema.spaces[sp].dim, m,
+	                       json_string_value(json_object_get(doc, "factory")), e)) != 0)
+		goto done;
+	if (!index_is_trained(ix)) {
+		float *sample = malloc((size_t)TRAIN_MAX * info.schema.spaces[sp].dim * sizeof(float));
+		size_t ns = 0;
+
+		if (sample == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto done;
+		}
+		rc = feed(d, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, NULL, sample,
+		          &ns, &added, e);
+		if (rc == 0)
+			rc = index_train(ix, ns < TRAIN_MAX ? ns : TRAIN_MAX, sample, e);
+		free(sample);
+		if (rc != 0)
+			goto done;
+	}
+	if ((rc = feed(d, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, ix, NULL, NULL,
+	               &added, e)) != 0)
+		goto done;
+	/* install, then catch up with what was ingested meanwhile (ingest adds to the installed
+	 * index from now on; a row added twice is found once: search drops duplicate rows) */
+	if ((en = entry_find(c, info.id, space, 1)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto done;
+	}
+	pthread_rwlock_wrlock(&en->lock);
+	{
+		struct index *old = en->ix;
+
+		en->ix = ix;
+		en->version = version;
+		ix = NULL;
+		index_free(old);
+	}
+	if (store_dataset_get(d->store, info.name, &now, NULL) == 0 && now.id == info.id &&
+	    now.next_row > info.next_row)
+		rc = feed(d, NULL, info.id, &info.schema, (unsigned)sp, info.next_row, now.next_row,
+		          en->ix, NULL, NULL, &added, e);
+	pthread_rwlock_unlock(&en->lock);
+	if (rc == 0)
+		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu", info.name, space,
+		        (unsigned long long)added);
+done:
+	store_reader_close(r);
+	index_free(ix);
+	json_decref(doc);
+	return rc;
+}
+
+/* ---- ingest ---- */
+
+void catalog_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_schema *schema,
+                       const struct store_record *recs, const uint64_t *rows, size_t n)
+{
+	struct catalog *c = d->catalog;
+	struct entry *en;
+
+	if (c == NULL)
+		return;
+	for (unsigned sp = 0; sp < schema->nspaces; sp++) {
+		uint32_t dim = schema->spaces[sp].dim;
+		float *buf;
+		int64_t *ids;
+		size_t m = 0;
+
+		en = entry_find(c, ds_id, schema->spaces[sp].name, 0);
+		if (en == NULL)
+			continue;
+		buf = malloc(n * dim * sizeof *buf);
+		ids = malloc(n * sizeof *ids);
+		for (size_t i = 0; buf != NULL && ids != NULL && i < n; i++) {
+			if (recs[i].vec[sp] == NULL)
+				continue;
+			if (schema->spaces[sp].dtype == STORE_F16)
+				vec_f16_to_f32(recs[i].vec[sp], buf + m * dim, dim);
+			else
+				memcpy(buf + m * dim, recs[i].vec[sp], dim * sizeof(float));
+			ids[m++] = (int64_t)rows[i];
+		}
+		pthread_rwlock_wrlock(&en->lock);
+		if (en->ix != NULL && m > 0 && index_add(en->ix, m, buf, ids, NULL) != 0) {
+			for (size_t i = 0; i < m; i++) /* one bad (zero) vector must not cost the rest */
+				index_add(en->ix, 1, buf + i * dim, &ids[i], NULL);
+		}
+		pthread_rwlock_unlock(&en->lock);
+		free(buf);
+		free(ids);
+	}
+}
+
+/* ---- open / close ---- */
+
+struct queue_ctx {
+	struct daemon *d;
+	uint32_t ds;
+	const char *dataset, *space;
+	const json_t *args;
+	uint64_t job;
+};
+
+static int queue_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct queue_ctx *q = ctx;
+
+	return jobs_txn_create(q->d->jobs, t, "index", q->ds, q->dataset, q->space, q->args,
+	                       &q->job, e);
+}
+
+/* Queue a rebuild of every defined index of every dataset; remember the jobs for /readyz. */
+static int queue_rebuilds(struct catalog *c, struct err *e)
+{
+	struct store_dataset_info *all = NULL;
+	size_t n = 0;
+	int rc = store_dataset_list(c->d->store, &all, &n, e);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct store_reader *r = NULL;
+		json_t *docs = NULL, *doc;
+		size_t k;
+
+		if ((rc = store_reader_open(c->d->store, &r, e)) != 0)
+			break;
+		rc = jdoc_reader_list(r, all[i].id, 'x', &docs, e);
+		store_reader_close(r);
+		json_array_foreach(docs, k, doc) {
+			json_t *args = json_pack("{s:O}", "version", json_object_get(doc, "version"));
+			struct queue_ctx q = {c->d, all[i].id, all[i].name,
+			                      json_string_value(json_object_get(doc, "space")), args, 0};
+			uint64_t *grown;
+
+			if (q.space == NULL || args == NULL ||
+			    store_write(c->d->store, queue_fn, &q, NULL) != 0) {
+				json_decref(args);
+				continue;
+			}
+			json_decref(args);
+			/* a build left unfinished by the last process is superseded by this one */
+			jobs_cancel_matching(c->d->jobs, all[i].id, "index", q.space, q.job);
+			jobs_submit(c->d->jobs, q.job);
+			grown = realloc(c->startup, (c->nstartup + 1) * sizeof *grown);
+			if (grown != NULL) {
+				c->startup = grown;
+				c->startup[c->nstartup++] = q.job;
+			}
+		}
+		json_decref(docs);
+	}
+	free(all);
+	return rc;
+}
+
+int catalog_open(struct catalog **out, struct daemon *d, struct err *e)
+{
+	struct catalog *c = calloc(1, sizeof *c);
+
+	if (c == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	c->d = d;
+	pthread_mutex_init(&c->mu, NULL);
+	*out = c;
+	return 0;
+}
+
+int catalog_start(struct catalog *c, struct err *e)
+{
+	int rc = queue_rebuilds(c, e);
+
+	if (rc == 0 && c->nstartup > 0)
+		log_msg(LOG_INFO, "indexes_rebuild", "count=%zu", c->nstartup);
+	return rc;
+}
+
+void catalog_close(struct catalog *c)
+{
+	struct entry *en;
+
+	if (c == NULL)
+		return;
+	while ((en = c->head) != NULL) {
+		c->head = en->next;
+		index_free(en->ix);
+		pthread_rwlock_destroy(&en->lock);
+		free(en);
+	}
+	free(c->startup);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+int catalog_ready(struct catalog *c)
+{
+	pthread_mutex_lock(&c->mu);
+	while (c->nstartup > 0) {
+		json_t *j = NULL;
+		const char *st;
+		int open;
+
+		if (jobs_get_json(c->d->jobs, c->startup[c->nstartup - 1], &j, NULL) != 0) {
+			c->nstartup--; /* gone (pruned): finished long ago */
+			continue;
+		}
+		st = json_string_value(json_object_get(j, "state"));
+		open = st != NULL && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0);
+		json_decref(j);
+		if (open)
+			break;
+		c->nstartup--;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return c->nstartup == 0;
+}
+
+/* ---- search ---- */
+
+struct hit {
+	float score;
+	uint64_t row;
+};
+
+/* Ranking: score descending, then row ascending. */
+static int hit_cmp(const void *a, const void *b)
+{
+	const struct hit *x = a, *y = b;
+
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+enum with_bits { WITH_TEXT = 1, WITH_META = 2, WITH_IMAGE = 4, WITH_KIND = 8 };
+
+struct query {
+	uint32_t ds;
+	struct store_dataset_info info;
+	unsigned space;
+	uint32_t dim;
+	enum index_metric metric;
+	size_t limit;
+	int has_thr, exact, has_after;
+	float thr, after_s;
+	uint64_t after_row, hash;
+	double ef, nprobe; /* 0 = not given */
+	unsigned with;
+	const json_t *with_scores; /* filter names, borrowed from the body */
+};
+
+/* Score of x against the query q (qq = |q|^2) for the metric; 0 with *ok = 0 for a row that
+ * has no score (a zero vector under cosine). */
+static float score_of(const struct query *qr, const float *q, double qq, const float *x, int *ok)
+{
+	double xq, xx, dummy;
+
+	vec_f32_dot3(x, q, qr->dim, &xq, &xx, &dummy);
+	*ok = 1;
+	switch (qr->metric) {
+	case INDEX_COSINE:
+		if (!(xx > 0)) {
+			*ok = 0;
+			return 0;
+		}
+		return (float)(xq / sqrt(xx * qq));
+	case INDEX_IP:
+		return (float)xq;
+	default:
+		return (float)-(xx + qq - 2 * xq);
+	}
+}
+
+/* Past the page key (ranked after it)? */
+static int after_key(const struct query *qr, float s, uint64_t row)
+{
+	return !qr->has_after || s < qr->after_s || (s == qr->after_s && row > qr->after_row);
+}
+
+struct hits {
+	struct hit *v;
+	size_t n, cap;
+	size_t keep; /* 0: keep all; else keep the best `keep` */
+};
+
+static int hits_push(struct hits *h, float s, uint64_t row)
+{
+	if (h->keep != 0 && h->n == h->keep) {
+		/* bounded: replace the worst when better (kept sorted by insertion) */
+		struct hit nh = {s, row};
+		size_t at;
+
+		if (hit_cmp(&nh, &h->v[h->n - 1]) >= 0)
+			return 0;
+		at = h->n - 1;
+		while (at > 0 && hit_cmp(&nh, &h->v[at - 1]) < 0) {
+			h->v[at] = h->v[at - 1];
+			at--;
+		}
+		h->v[at] = nh;
+		return 0;
+	}
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 256;
+		struct hit *g = realloc(h->v, cap * sizeof *g);
+
+		if (g == NULL)
+			return ERR_NOMEM;
+		h->v = g;
+		h->cap = cap;
+	}
+	h->v[h->n++] = (struct hit){s, row};
+	if (h->keep != 0) { /* insertion sort keeps the bounded buffer ordered */
+		for (size_t at = h->n - 1; at > 0 && hit_cmp(&h->v[at], &h->v[at - 1]) < 0; at--) {
+			struct hit t = h->v[at];
+
+			h->v[at] = h->v[at - 1];
+			h->v[at - 1] = t;
+		}
+	}
+	return 0;
+}
+
+/* Every live row with a vector in the space: exact, complete. */
+static int exact_scan(struct daemon *d, const struct query *qr, const float *q, struct hits *h,
+                      uint64_t *scanned, struct err *e)
+{
+	struct store_reader *r = NULL;
+	struct scan *sc = NULL;
+	struct filter f;
+	const struct filter_batch *b;
+	double qq = 0;
+	int rc;
+
+	for (uint32_t k = 0; k < qr->dim; k++)
+		qq += (double)q[k] * q[k];
+	space_reader(&f, qr->space);
+	if ((rc = store_reader_open(d->store, &r, e)) != 0 ||
+	    (rc = scan_open(&sc, r, qr->ds, &qr->info.schema, &f, 0, qr->info.next_row, NULL, NULL,
+	                    e)) != 0)
+		goto out;
+	while ((rc = scan_next(sc, &b, e)) == 1) {
+		for (size_t i = 0; i < b->n; i++) {
+			int ok;
+			float s;
+
+			if (!b->has_vec[0][i])
+				continue;
+			(*scanned)++;
+			s = score_of(qr, q, qq, b->vecs[0] + (size_t)qr->dim * i, &ok);
+			if (!ok || (qr->has_thr && s < qr->thr) || !after_key(qr, s, b->rows[i]))
+				continue;
+			if (hits_push(h, s, b->rows[i]) != 0) {
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				goto out;
+			}
+		}
+	}
+out:
+	scan_close(sc);
+	store_reader_close(r);
+	return rc < 0 ? rc : 0;
+}
+
+/* Candidates from the index, rescored exactly from LMDB (deleted rows dropped). */
+static int index_candidates(struct daemon *d, struct entry *en, const struct query *qr,
+                            const float *q, struct hits *h, uint64_t *scanned, struct err *e)
+{
+	size_t k = (qr->limit + 1) * CANDIDATE_FACTOR;
+	float *sc = malloc(k * sizeof *sc), *x = malloc(qr->dim * sizeof *x);
+	int64_t *ids = malloc(k * sizeof *ids);
+	struct store_reader *r = NULL;
+	const struct store_space *sp = &qr->info.schema.spaces[qr->space];
+	double qq = 0;
+	int rc = 0;
+
+	if (sc == NULL || ids == NULL || x == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < qr->dim; i++)
+		qq += (double)q[i] * q[i];
+	if (qr->ef > 0 || qr->nprobe > 0) {
+		pthread_rwlock_wrlock(&en->lock); /* parameters live in the index */
+		if (qr->ef > 0)
+			rc = index_set_param(en->ix, "efSearch", qr->ef, e);
+		if (rc == 0 && qr->nprobe > 0)
+			rc = index_set_param(en->ix, "nprobe", qr->nprobe, e);
+		if (rc == 0)
+			rc = index_search(en->ix, 1, q, k, sc, ids, e);
+		pthread_rwlock_unlock(&en->lock);
+	} else {
+		pthread_rwlock_rdlock(&en->lock);
+		rc = index_search(en->ix, 1, q, k, sc, ids, e);
+		pthread_rwlock_unlock(&en->lock);
+	}
+	if (rc != 0)
+		goto out;
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		goto out;
+	for (size_t i = 0; i < k; i++) {
+		uint64_t row = (uint64_t)ids[i], present;
+		const void *data;
+		uint8_t live = 0;
+		int dup = 0, ok;
+		float s;
+
+		if (ids[i] < 0)
+			continue;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = ids[j] == ids[i];
+		if (dup || store_reader_array(r, qr->ds, STORE_ARRAY_LIVE, 1, row, 1, &live, NULL) != 0 ||
+		    !live)
+			continue;
+		if (store_reader_block(r, qr->ds, qr->space, row / STORE_BLOCK_ROWS, &data, &present,
+		                       NULL) != 0 ||
+		    !(present >> (row % STORE_BLOCK_ROWS) & 1))
+			continue;
+		if (sp->dtype == STORE_F16)
+			vec_f16_to_f32((const uint16_t *)data + (size_t)sp->dim * (row % STORE_BLOCK_ROWS), x,
+			               sp->dim);
+		else
+			memcpy(x, (const float *)data + (size_t)sp->dim * (row % STORE_BLOCK_ROWS),
+			       sp->dim * sizeof *x);
+		(*scanned)++;
+		s = score_of(qr, q, qq, x, &ok);
+		if (ok && hits_push(h, s, row) != 0) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+	}
+out:
+	store_reader_close(r);
+	free(sc);
+	free(ids);
+	free(x);
+	return rc;
+}
+
+/* One query vector from a JSON value: an array of numbers or {"dtype", "b64"}. */
+static int parse_vector(const json_t *v, uint32_t dim, float *out, const char *what,
+                        struct err *e)
+{
+	if (json_is_array(v)) {
+		size_t i;
+		json_t *x;
+
+		if (json_array_size(v) != dim)
+			return err_set(e, ERR_INVALID, "dimension_mismatch",
+			               "%s has %zu values, the space has dim %u", what,
+			               json_array_size(v), (unsigned)dim);
+		json_array_foreach(v, i, x) {
+			if (!json_is_number(x) || !isfinite(json_number_value(x)))
+				return err_set(e, ERR_INVALID, "non_finite",
+				               "%s: value %zu is not a finite number", what, i);
+			out[i] = (float)json_number_value(x);
+		}
+		return 0;
+	}
+	if (json_is_object(v)) {
+		const char *dt = json_string_value(json_object_get(v, "dtype"));
+		const char *b = json_string_value(json_object_get(v, "b64"));
+		size_t esz = dt != NULL && strcmp(dt, "f16") == 0 ? 2 : 4, n;
+		unsigned char *raw;
+
+		if (b == NULL || dt == NULL || (strcmp(dt, "f16") != 0 && strcmp(dt, "f32") != 0))
+			return err_set(e, ERR_INVALID, "invalid_embedding",
+			               "%s: {\"dtype\": \"f32\"|\"f16\", \"b64\": ...}", what);
+		raw = malloc(strlen(b) + 4);
+		if (raw == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		if (b64_decode(b, strlen(b), raw, &n) != 0 || n != dim * esz) {
+			free(raw);
+			return err_set(e, ERR_INVALID, "invalid_embedding",
+			               "%s: bad base64 or not %u %s values", what, (unsigned)dim, dt);
+		}
+		for (uint32_t i = 0; i < dim; i++) {
+			if (esz == 2) {
+				uint16_t h = (uint16_t)(raw[2 * i] | raw[2 * i + 1] << 8);
+
+				out[i] = vec_f16_to_f32_one(h);
+			} else {
+				uint32_t u = (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
+				             (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24;
+
+				memcpy(&out[i], &u, 4);
+			}
+			if (!isfinite(out[i])) {
+				free(raw);
+				return err_set(e, ERR_INVALID, "non_finite", "%s: value %u is not finite",
+				               what, (unsigned)i);
+			}
+		}
+		free(raw);
+		return 0;
+	}
+	return err_set(e, ERR_INVALID, "bad_query", "%s must be an array or {dtype, b64}", what);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* A new reference to v, or JSON null. */
+static json_t *or_null(json_t *v)
+{
+	return v != NULL ? json_incref(v) : json_null();
+}
+
+static json_t *result_json(struct daemon *d, const struct query *qr, struct store_reader *r,
+                           const struct hit *h)
+{
+	const char *id, *body;
+	size_t id_len, body_len;
+	unsigned kind;
+	json_t *o, *b = NULL;
+
+	if (store_reader_row(r, qr->ds, h->row, &kind, &id, &id_len, &body, &body_len, NULL) != 0)
+		return NULL;
+	o = json_pack("{s:s#, s:f}", "id", id, (int)id_len, "score", (double)h->score);
+	if (o == NULL)
+		return NULL;
+	if (qr->with & (WITH_TEXT | WITH_META | WITH_IMAGE))
+		b = json_loadb(body, body_len, 0, NULL);
+	if (qr->with & WITH_KIND)
+		json_object_set_new(o, "kind",
+		                    json_string(kind == STORE_KIND_TEXT ? "text" : "image-text"));
+	if (qr->with & WITH_TEXT)
+		json_object_set_new(o, "text", or_null(json_object_get(b, "text")));
+	if (qr->with & WITH_META)
+		json_object_set_new(o, "meta", or_null(json_object_get(b, "meta")));
+	if (qr->with & WITH_IMAGE)
+		json_object_set_new(o, "image", or_null(json_object_get(b, "image")));
+	json_decref(b);
+	if (json_array_size(qr->with_scores) > 0) {
+		json_t *scores = json_object(), *name;
+		size_t i;
+
+		json_array_foreach(qr->with_scores, i, name) {
+			struct instance_ref ref;
+			float s = NAN;
+			uint8_t st = 0;
+			const char *fn = json_string_value(name);
+
+			if (fn != NULL && instance_ref_read(r, qr->ds, fn, &ref, NULL) == 0 &&
+			    store_reader_array(r, qr->ds, ref.arr_score, 4, h->row, 1, &s, NULL) == 0 &&
+			    store_reader_array(r, qr->ds, ref.arr_status, 1, h->row, 1, &st, NULL) == 0 &&
+			    filter_status_scored(st) && isfinite(s))
+				json_object_set_new(scores, fn, json_real(s));
+			else if (fn != NULL)
+				json_object_set_new(scores, fn, json_null());
+		}
+		json_object_set_new(o, "scores", scores);
+	}
+	(void)d;
+	return o;
+}
+
+/* Parse the request into qr (everything but the query vectors). */
+static int parse_request(struct daemon *d, const char *dataset, const json_t *body, int count,
+                         struct query *qr, struct err *e)
+{
+	static const char *const known[] = {"vector", "vectors", "record_id", "query_space", "space",
+	                                    "limit", "score_threshold", "with", "params",
+	                                    "page_token", "metric", NULL};
+	const json_t *v;
+	const char *key, *space;
+	json_t *val;
+	int rc, sp;
+
+	memset(qr, 0, sizeof *qr);
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_query", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, val) {
+		size_t i;
+
+		for (i = 0; known[i] != NULL && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i] == NULL)
+			return err_set(e, ERR_INVALID, "unknown_field", "unknown field '%s'", key);
+	}
+	if ((rc = store_dataset_get(d->store, dataset, &qr->info, e)) != 0)
+		return rc;
+	qr->ds = qr->info.id;
+	space = json_string_value(json_object_get(body, "space"));
+	if (space == NULL && qr->info.schema.nspaces == 1)
+		space = qr->info.schema.spaces[0].name;
+	if (space == NULL || (sp = store_schema_find(&qr->info.schema, space)) < 0)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "\"space\" must name a space of the dataset");
+	qr->space = (unsigned)sp;
+	qr->dim = qr->info.schema.spaces[sp].dim;
+	qr->metric = INDEX_COSINE;
+	if ((v = json_object_get(body, "metric")) != NULL &&
+	    index_metric_parse(json_string_value(v), &qr->metric) != 0)
+		return err_set(e, ERR_INVALID, "bad_query", "\"metric\" must be cosine, ip or l2");
+	qr->limit = 10;
+	if ((v = json_object_get(body, "limit")) != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > LIMIT_MAX)
+			return err_set(e, ERR_INVALID, "bad_query", "\"limit\" must be 1 to %d",
+			               LIMIT_MAX);
+		qr->limit = (size_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(body, "score_threshold")) != NULL) {
+		if (!json_is_number(v) || !isfinite(json_number_value(v)))
+			return err_set(e, ERR_INVALID, "bad_query", "\"score_threshold\" must be a number");
+		qr->has_thr = 1;
+		qr->thr = (float)json_number_value(v);
+	}
+	if (count && !qr->has_thr)
+		return err_set(e, ERR_INVALID, "bad_query", "search:count needs \"score_threshold\"");
+	if ((v = json_object_get(body, "params")) != NULL) {
+		const json_t *x;
+
+		if (!json_is_object(v))
+			return err_set(e, ERR_INVALID, "bad_query", "\"params\" must be an object");
+		qr->exact = json_is_true(json_object_get(v, "exact"));
+		if ((x = json_object_get(v, "ef_search")) != NULL) {
+			if (!json_is_integer(x) || json_integer_value(x) < 1)
+				return err_set(e, ERR_INVALID, "bad_query", "ef_search must be >= 1");
+			qr->ef = (double)json_integer_value(x);
+		}
+		if ((x = json_object_get(v, "nprobe")) != NULL) {
+			if (!json_is_integer(x) || json_integer_value(x) < 1)
+				return err_set(e, ERR_INVALID, "bad_query", "nprobe must be >= 1");
+			qr->nprobe = (double)json_integer_value(x);
+		}
+	}
+	if ((v = json_object_get(body, "with")) != NULL) {
+		size_t i;
+		json_t *w;
+
+		if (!json_is_array(v))
+			return err_set(e, ERR_INVALID, "bad_query", "\"with\" must be an array");
+		json_array_foreach(v, i, w) {
+			const char *s = json_string_value(w);
+
+			if (s != NULL && strcmp(s, "text") == 0)
+				qr->with |= WITH_TEXT;
+			else if (s != NULL && strcmp(s, "meta") == 0)
+				qr->with |= WITH_META;
+			else if (s != NULL && strcmp(s, "image") == 0)
+				qr->with |= WITH_IMAGE;
+			else if (s != NULL && strcmp(s, "kind") == 0)
+				qr->with |= WITH_KIND;
+			else if (json_is_object(w) && json_is_array(json_object_get(w, "scores")))
+				qr->with_scores = json_object_get(w, "scores");
+			else
+				return err_set(e, ERR_INVALID, "bad_query",
+				               "\"with\" takes text, meta, image, kind and "
+				               "{\"scores\": [filter names]}");
+		}
+	}
+	/* the page token binds to everything else in the request */
+	{
+		json_t *copy = json_deep_copy(body);
+		char *canon;
+
+		json_object_del(copy, "page_token");
+		canon = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(copy);
+		if (canon == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		qr->hash = fnv1a(canon);
+		free(canon);
+	}
+	if ((v = json_object_get(body, "page_token")) != NULL) {
+		const char *t = json_string_value(v);
+		unsigned long long sb, row, h;
+		uint32_t bits;
+
+		if (t == NULL || sscanf(t, "p1.%llx.%llu.%llx", &sb, &row, &h) != 3 ||
+		    sb > 0xffffffffull)
+			return err_set(e, ERR_MALFORMED, "bad_page_token", "page_token is not one of ours");
+		if (h != qr->hash)
+			return err_set(e, ERR_MALFORMED, "page_token_mismatch",
+			               "page_token was made for a request with other parameters");
+		bits = (uint32_t)sb;
+		memcpy(&qr->after_s, &bits, 4);
+		qr->after_row = row;
+		qr->has_after = 1;
+	}
+	return 0;
+}
+
+/* One query: hits, stats, page token. */
+static int run_query(struct daemon *d, const struct query *qr, const float *q, int count,
+                     json_t **out, struct err *e)
+{
+	struct entry *en = entry_find(d->catalog, qr->ds, qr->info.schema.spaces[qr->space].name, 0);
+	struct hits h = {0};
+	struct store_reader *r = NULL;
+	uint64_t scanned = 0;
+	int use_index = 0, rc;
+	char factory[INDEX_FACTORY_MAX + 1] = "";
+	json_t *res = NULL, *arr, *stats;
+	size_t shown;
+
+	if (en != NULL && !qr->exact && !qr->has_thr && !qr->has_after && !count) {
+		pthread_rwlock_rdlock(&en->lock);
+		use_index = en->ix != NULL && en->ix->metric == qr->metric;
+		if (use_index)
+			snprintf(factory, sizeof factory, "%s", en->ix->factory);
+		pthread_rwlock_unlock(&en->lock);
+	}
+	h.keep = qr->has_thr || count ? 0 : qr->limit + 1;
+	rc = use_index ? index_candidates(d, en, qr, q, &h, &scanned, e)
+	               : exact_scan(d, qr, q, &h, &scanned, e);
+	if (rc != 0)
+		goto out;
+	if (count) {
+		res = json_pack("{s:I, s:{s:I, s:b}}", "count", (json_int_t)h.n, "stats",
+		                "candidates_scanned", (json_int_t)scanned, "exact", 1);
+		goto out;
+	}
+	qsort(h.v, h.n, sizeof *h.v, hit_cmp);
+	shown = h.n < qr->limit ? h.n : qr->limit;
+	arr = json_array();
+	if ((rc = store_reader_open(d->store, &r, e)) != 0) {
+		json_decref(arr);
+		goto out;
+	}
+	for (size_t i = 0; i < shown; i++) {
+		json_t *o = result_json(d, qr, r, &h.v[i]);
+
+		if (o != NULL)
+			json_array_append_new(arr, o);
+	}
+	store_reader_close(r);
+	stats = json_pack("{s:I, s:I, s:b, s:o, s:b, s:o}", "candidates_scanned",
+	                  (json_int_t)scanned, "returned", (json_int_t)shown, "truncated",
+	                  h.n > qr->limit, "truncation_reason",
+	                  h.n > qr->limit ? json_string("limit") : json_null(), "exact", !use_index,
+	                  "index", use_index ? json_string(factory) : json_null());
+	res = json_pack("{s:o, s:o}", "results", arr, "stats", stats);
+	if (res != NULL && h.n > qr->limit) {
+		/* keyset: the last shown result's (score, row) and the request's hash */
+		char tok[96];
+		uint32_t bits;
+
+		memcpy(&bits, &h.v[shown - 1].score, 4);
+		snprintf(tok, sizeof tok, "p1.%x.%llu.%llx", (unsigned)bits,
+		         (unsigned long long)h.v[shown - 1].row, (unsigned long long)qr->hash);
+		json_object_set_new(res, "page_token", json_string(tok));
+	} else if (res != NULL) {
+		json_object_set_new(res, "page_token", json_null());
+	}
+out:
+	free(h.v);
+	if (rc == 0 && res == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (rc == 0)
+		*out = res;
+	return rc;
+}
+
+int catalog_search(struct daemon *d, const char *dataset, const json_t *body, int count,
+                   json_t **out, struct err *e)
+{
+	struct query qr;
+	const json_t *vec, *vecs, *rid;
+	float *q = NULL;
+	int rc;
+
+	if ((rc = parse_request(d, dataset, body, count, &qr, e)) != 0)
+		return rc;
+	vec = json_object_get(body, "vector");
+	vecs = json_object_get(body, "vectors");
+	rid = json_object_get(body, "record_id");
+	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) != 1)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
+	if (vecs != NULL) {
+		json_t *arr = json_array(), *one;
+		size_t i;
+
+		if (!json_is_array(vecs) || json_array_size(vecs) == 0 || json_array_size(vecs) > 1024 ||
+		    qr.has_after) {
+			json_decref(arr);
+			return err_set(e, ERR_INVALID, "bad_query",
+			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
+		}
+		q = malloc(qr.dim * sizeof *q);
+		json_array_foreach(vecs, i, one) {
+			json_t *res = NULL;
+			char what[32];
+
+			snprintf(what, sizeof what, "vectors[%zu]", i);
+			if (q == NULL || (rc = parse_vector(one, qr.dim, q, what, e)) != 0 ||
+			    (rc = run_query(d, &qr, q, count, &res, e)) != 0) {
+				json_decref(arr);
+				free(q);
+				return q == NULL ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory") : rc;
+			}
+			json_array_append_new(arr, res);
+		}
+		free(q);
+		*out = json_pack("{s:o}", "queries", arr);
+		return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	if ((q = malloc(qr.dim * sizeof *q)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (vec != NULL) {
+		rc = parse_vector(vec, qr.dim, q, "vector", e);
+	} else {
+		/* the record's embedding in query_space (default: space), e.g. its text vector to
+		 * search images */
+		const char *id = json_string_value(rid);
+		const char *qs = json_string_value(json_object_get(body, "query_space"));
+		int qsp = qs != NULL ? store_schema_find(&qr.info.schema, qs) : (int)qr.space;
+		struct store_record_out rec = {0};
+
+		if (id == NULL || qsp < 0 || qr.info.schema.spaces[qsp].dim != qr.dim) {
+			rc = err_set(e, ERR_INVALID, "bad_query",
+			             "record_id needs a string id and a query_space of the same dim");
+		} else if ((rc = store_get_record(d->store, qr.ds, id, strlen(id), 1, &rec, e)) == 0) {
+			const struct store_space *sp = &qr.info.schema.spaces[qsp];
+
+			if (rec.vec[qsp] == NULL)
+				rc = err_set(e, ERR_INVALID, "no_vector", "record '%s' has no '%s' vector",
+				             id, sp->name);
+			else if (sp->dtype == STORE_F16)
+				vec_f16_to_f32(rec.vec[qsp], q, qr.dim);
+			else
+				memcpy(q, rec.vec[qsp], qr.dim * sizeof *q);
+			store_record_out_free(&rec);
+		}
+	}
+	if (rc == 0)
+		rc = run_query(d, &qr, q, count, out, e);
+	free(q);
+	return rc;
+}

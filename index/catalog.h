@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* catalog: the indexes of the datasets (one per dataset space) and similarity search.
+ *
+ * An index is defined by a document (namespace 'x', key = the space name: factory, metric,
+ * version) and built by a job ("index") from the vectors in LMDB; the built index lives in
+ * memory, guarded by a read-write lock (searches read, ingest adds). Records ingested later
+ * are added as they are committed.
+ *
+ * At start-up every defined index is rebuilt from LMDB by a job, and /readyz answers 503 until
+ * all of them are built: an index is never served stale, whatever happened before (a crash
+ * between a commit and an index update included). Saving built indexes to the data directory
+ * to skip the rebuild is the next step (issue 4).
+ *
+ * Search is exact-scored: candidates from the index (or every record, for an exact search,
+ * a threshold search, or a space without an index) are scored from the vectors in LMDB, so
+ * scores are the true ones whatever the index type, and a threshold search is complete.
+ * Threading: every function is thread-safe. */
+#ifndef WINNOW_CATALOG_H
+#define WINNOW_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct daemon;
+struct err;
+struct job;
+struct store_record;
+struct store_schema;
+typedef struct json_t json_t;
+
+struct catalog;
+
+/* Make the (empty) catalog over d (borrowed until catalog_close); main() stores it in
+ * d->catalog before the job runner starts, since resumed build jobs use it. */
+int catalog_open(struct catalog **out, struct daemon *d, struct err *e);
+
+/* Queue a build job for every defined index (d->jobs must be open): the rebuild from LMDB
+ * that /readyz waits for. */
+int catalog_start(struct catalog *c, struct err *e);
+void catalog_close(struct catalog *c);
+
+/* 1 when every defined index is built (for /readyz). */
+int catalog_ready(struct catalog *c);
+
+/* PUT .../indexes/{space} with {"factory": "HNSW32", "metric": "cosine"} (borrowed): 202 with
+ * a build job (*job), or *job = 0 when the same definition exists. *view new. */
+int catalog_put(struct daemon *d, const char *dataset, const char *space, const json_t *body,
+                json_t **view, uint64_t *job, int *created, struct err *e);
+int catalog_get_json(struct daemon *d, const char *dataset, const char *space, json_t **out,
+                     struct err *e);
+int catalog_list_json(struct daemon *d, const char *dataset, json_t **out, struct err *e);
+int catalog_delete(struct daemon *d, const char *dataset, const char *space, struct err *e);
+
+/* Free the built indexes of dataset ds_id (deleted). */
+void catalog_drop_dataset(struct catalog *c, uint32_t ds_id);
+
+/* After ingest committed recs at rows (borrowed, n each): add their vectors to the built
+ * indexes of dataset ds_id. */
+void catalog_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_schema *schema,
+                       const struct store_record *recs, const uint64_t *rows, size_t n);
+
+/* POST .../search (count = 0) or .../search:count (count = 1) with body (borrowed).
+ * *out new: {"results": [...], "stats": {...}, "page_token"?} or {"count": n, ...}.
+ * ERR_MALFORMED for a bad page token, ERR_INVALID for a bad request (with a detail). */
+int catalog_search(struct daemon *d, const char *dataset, const json_t *body, int count,
+                   json_t **out, struct err *e);
+
+/* The job kind "index". */
+int catalog_job_build(struct job *j, struct err *e);
+
+#endif

@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: MIT
+"""Search (issue 4, first part): indexes built by jobs, search scored exactly and compared with
+numpy and Debian's python3-faiss, threshold searches that are complete and paged, count,
+record_id queries, deletes, ingest after the build, and a restart that rebuilds."""
+
+import faiss
+import numpy as np
+
+import curate
+import wn
+from wn import assert_eq, assert_problem, test
+
+N, D = 5000, 32
+SCHEMA = {"spaces": {"image": {"dim": D, "dtype": "f32"}, "text": {"dim": D, "dtype": "f16"}}}
+daemon = wn.Shared(log_level="info")
+_data = {}
+
+
+def unit(x):
+    x = x.astype(np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def data():
+    d = daemon()
+    if "x" not in _data:
+        rng = np.random.default_rng(17)
+        x = rng.standard_normal((N, D)).astype(np.float32)
+        t = rng.standard_normal((N, D)).astype(np.float16)
+        ids = ["r%05d" % i for i in range(N)]
+        d.put_dataset("s", SCHEMA)
+        recs = [{"id": ids[i], "text": "t%d" % i, "meta": {"i": i},
+                 "embeddings": {"image": curate.emb(x[i]),
+                                "text": {"dtype": "f16", "b64": wn.b64(t[i].astype("<f2").tobytes())}}}
+                for i in range(N)]
+        for a in range(0, N, 2500):
+            assert_eq(d.ingest("s", recs[a:a + 2500])[0], 200)
+        curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/s/indexes/image",
+                                                {"factory": "Flat", "metric": "cosine"})))
+        _data.update(x=x, t=t, ids=ids, q=rng.standard_normal((20, D)).astype(np.float32))
+    return d, _data
+
+
+def search(d, body, status=200):
+    st, _, res = d.json("POST", "/v1/datasets/s/search", body)
+    assert_eq(st, status, "search %r: %r" % ({k: v for k, v in body.items() if k != "vector"}, res))
+    return res
+
+
+@test
+def flat_equals_numpy_and_faiss():
+    d, g = data()
+    xn = unit(g["x"])
+    fx = faiss.IndexFlatIP(D)
+    fx.add(xn.astype(np.float32))
+    fs, fi = fx.search(unit(g["q"]).astype(np.float32), 10)
+    for k, q in enumerate(g["q"]):
+        res = search(d, {"vector": q.tolist(), "space": "image", "limit": 10})
+        s = xn @ unit(q[None])[0]
+        want = np.argsort(-s, kind="stable")[:10]
+        got = [int(r["id"][1:]) for r in res["results"]]
+        assert_eq(got, want.tolist(), "query %d ids vs numpy" % k)
+        assert_eq(got, fi[k].tolist(), "query %d ids vs faiss" % k)
+        for r, w in zip(res["results"], want):
+            assert abs(r["score"] - s[w]) < 1e-5, (r, s[w])
+            assert abs(r["score"] - fs[k][list(fi[k]).index(w)]) < 1e-5
+        assert_eq(res["stats"]["index"], "Flat")
+        assert_eq(res["stats"]["exact"], False)
+    # exact: the same answer without the index
+    q = g["q"][0]
+    a = search(d, {"vector": q.tolist(), "space": "image", "limit": 10})
+    b = search(d, {"vector": q.tolist(), "space": "image", "limit": 10, "params": {"exact": True}})
+    assert_eq([r["id"] for r in a["results"]], [r["id"] for r in b["results"]])
+    assert_eq((b["stats"]["exact"], b["stats"]["candidates_scanned"]), (True, N))
+
+
+@test
+def threshold_is_complete_and_paged():
+    d, g = data()
+    q = g["q"][3]
+    s = unit(g["x"]) @ unit(q[None])[0]
+    thr = float(np.sort(s)[-137])  # 137 records at or above
+    want = set(np.flatnonzero(s.astype(np.float32) >= np.float32(thr)).tolist())
+    body = {"vector": q.tolist(), "space": "image", "limit": 50, "score_threshold": thr}
+    seen, pages, token = [], 0, None
+    while pages < 20:
+        b = dict(body, **({"page_token": token} if token else {}))
+        res = search(d, b)
+        seen += [int(r["id"][1:]) for r in res["results"]]
+        pages += 1
+        token = res["page_token"]
+        if token is None:
+            assert_eq(res["stats"]["truncated"], False)
+            break
+        assert_eq((res["stats"]["truncated"], res["stats"]["truncation_reason"]), (True, "limit"))
+    assert_eq(pages, 3, "pages of 50 for 137 results")
+    assert_eq(len(seen), len(set(seen)), "no duplicates")
+    assert_eq(set(seen), want, "no gaps")
+    # a token with other parameters is refused
+    res = search(d, body)
+    bad = dict(body, limit=49, page_token=res["page_token"])
+    assert_problem(d.json("POST", "/v1/datasets/s/search", bad), 400, "page_token_mismatch")
+    assert_problem(d.json("POST", "/v1/datasets/s/search", dict(body, page_token="x")), 400,
+                   "bad_page_token")
+    st, _, c = d.json("POST", "/v1/datasets/s/search:count", body)
+    assert_eq((st, c["count"]), (200, len(want)))
+    assert_problem(d.json("POST", "/v1/datasets/s/search:count", {"vector": q.tolist(),
+                                                                  "space": "image"}), 422)
+
+
+@test
+def record_id_batch_and_fields():
+    d, g = data()
+    # record r00007's f16 text vector searches the image space
+    t = g["t"][7].astype(np.float64)
+    s = unit(g["x"]) @ (t / np.linalg.norm(t))
+    res = search(d, {"record_id": "r00007", "query_space": "text", "space": "image", "limit": 3,
+                     "with": ["text", "meta", "kind"]})
+    want = np.argsort(-s, kind="stable")[:3]
+    assert_eq([r["id"] for r in res["results"]], ["r%05d" % i for i in want])
+    r0 = res["results"][0]
+    assert_eq((r0["text"], r0["meta"], r0["kind"]), ("t%d" % want[0], {"i": int(want[0])}, "text"))  # no image field: kind text
+    batch = search(d, {"vectors": [g["q"][0].tolist(), g["q"][1].tolist()], "space": "image",
+                       "limit": 2})
+    assert_eq(len(batch["queries"]), 2)
+    one = search(d, {"vector": g["q"][1].tolist(), "space": "image", "limit": 2})
+    assert_eq(batch["queries"][1]["results"], one["results"])
+    # the f16 space has no index: exact, and base64 queries work
+    res = search(d, {"vector": {"dtype": "f32", "b64": wn.b64(g["q"][2].astype("<f4").tobytes())},
+                     "space": "text", "limit": 5})
+    st = unit(g["t"].astype(np.float32)) @ unit(g["q"][2][None])[0]
+    assert_eq([r["id"] for r in res["results"]], ["r%05d" % i for i in np.argsort(-st, kind="stable")[:5]])
+    assert_eq(res["stats"]["exact"], True)
+
+
+@test
+def deletes_and_new_records():
+    d, g = data()
+    q = g["q"][5]
+    top = search(d, {"vector": q.tolist(), "space": "image", "limit": 1})["results"][0]["id"]
+    assert_eq(d.request("DELETE", "/v1/datasets/s/records/%s" % top)[0], 204)
+    res = search(d, {"vector": q.tolist(), "space": "image", "limit": 10})
+    assert top not in [r["id"] for r in res["results"]], "a deleted record came back"
+    # a new record equal to the query is found first, through the index
+    d.ingest("s", [{"id": "new", "embeddings": {"image": curate.emb(q)}}])
+    res = search(d, {"vector": q.tolist(), "space": "image", "limit": 1})
+    assert_eq((res["results"][0]["id"], res["stats"]["exact"]), ("new", False))
+    assert abs(res["results"][0]["score"] - 1.0) < 1e-6
+    # put the deleted one back for the other tests
+    i = int(top[1:])
+    d.ingest("s", [{"id": top, "text": "t%d" % i, "meta": {"i": i},
+                    "embeddings": {"image": curate.emb(g["x"][i]),
+                                   "text": {"dtype": "f16",
+                                            "b64": wn.b64(g["t"][i].astype("<f2").tobytes())}}}])
+    d.request("DELETE", "/v1/datasets/s/records/new")
+
+
+@test
+def hnsw_index_and_restart():
+    d, g = data()
+    jid = curate.job_id(d.json("PUT", "/v1/datasets/s/indexes/image",
+                               {"factory": "HNSW32", "metric": "cosine"}))
+    curate.wait_job(d, jid)
+    st, _, ix = d.get_json("/v1/datasets/s/indexes/image")
+    assert_eq((ix["factory"], ix["state"], ix["vectors"], ix["version"]), ("HNSW32", "ready", N, 2))
+    hits = 0
+    for q in g["q"]:
+        s = unit(g["x"]) @ unit(q[None])[0]
+        want = set(np.argsort(-s)[:10].tolist())
+        res = search(d, {"vector": q.tolist(), "space": "image", "limit": 10,
+                         "params": {"ef_search": 64}})
+        assert_eq(res["stats"]["index"], "HNSW32")
+        hits += len(want & {int(r["id"][1:]) for r in res["results"]})
+    assert hits / (10 * len(g["q"])) >= 0.95, hits
+    before = search(d, {"vector": g["q"][0].tolist(), "space": "image", "limit": 5,
+                        "params": {"exact": True}})
+    d.restart()  # the index is rebuilt from LMDB before /readyz says yes
+    st, _, ix = d.get_json("/v1/datasets/s/indexes/image")
+    assert_eq((ix["state"], ix["vectors"]), ("ready", N))
+    after = search(d, {"vector": g["q"][0].tolist(), "space": "image", "limit": 5})
+    assert_eq([r["id"] for r in after["results"]], [r["id"] for r in before["results"]])
+
+
+@test
+def bad_requests():
+    d, g = data()
+    q = g["q"][0].tolist()
+    cases = [
+        ({"vector": q[:-1], "space": "image"}, "dimension_mismatch"),
+        ({"vector": q, "space": "nope"}, "bad_query"),
+        ({"vector": q, "record_id": "r00001", "space": "image"}, "bad_query"),
+        ({"space": "image"}, "bad_query"),
+        ({"vector": q, "space": "image", "limit": 0}, "bad_query"),
+        ({"vector": q, "space": "image", "x": 1}, "unknown_field"),
+        ({"vector": [float("nan")] * D, "space": "image"}, None),
+    ]
+    for body, code in cases:
+        st, hdrs, res = d.request("POST", "/v1/datasets/s/search", body)
+        assert st in (400, 422), (body.keys(), st, res)
+        if code:
+            assert_problem((st, hdrs, res), 422, code)
+    assert_problem(d.json("PUT", "/v1/datasets/s/indexes/image", {"factory": "NoSuch"}), 422,
+                   "bad_factory")
+    assert_problem(d.json("PUT", "/v1/datasets/s/indexes/nope", {"factory": "Flat"}), 404)
+    assert_problem(d.json("PUT", "/v1/datasets/s/indexes/image", {"factory": "Flat",
+                                                                 "metric": "hamming"}), 422)
+
+
+if __name__ == "__main__":
+    wn.main()
