@@ -917,7 +917,7 @@ int subset_decisions_json(struct daemon *d, const char *dataset, const char *id,
 	if ((rc = store_reader_array(r, ds.id, fate_arr, 1, row, 1, &fate, e)) != 0)
 		goto out;
 	arr = json_array();
-	res = json_pack("{s:s#, s:s, s:b, s:o}", "id", id, id_len, "subset", subset, "member",
+	res = json_pack("{s:s#, s:s, s:b, s:o}", "id", id, (int)id_len, "subset", subset, "member",
 	                fate == SUBSET_FATE_KEPT, "steps", arr);
 	if (res == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
@@ -1337,7 +1337,7 @@ static int next_line(struct subset_export *x)
 			rc = out_put(x, "\n", 1);
 		return rc;
 	}
-	obj = json_pack("{s:s#}", "id", id, id_len);
+	obj = json_pack("{s:s#}", "id", id, (int)id_len);
 	if (obj == NULL)
 		return ERR_NOMEM;
 	if (x->fields & SUBSET_F_KIND)
