@@ -138,6 +138,30 @@ static int make_filter(const json_t *doc, const struct store_schema *schema,
 	return filter_create(out, ops, json_object_get(doc, "params"), schema, e);
 }
 
+int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_schema *schema,
+                  const char *name, struct filter **out, struct err *e)
+{
+	struct filter *f = NULL;
+	json_t *doc = NULL;
+	const void *blob;
+	size_t len;
+	int rc;
+
+	if ((rc = reader_doc_get(r, ds_id, name, &doc, e)) != 0)
+		return rc;
+	rc = make_filter(doc, schema, &f, e);
+	json_decref(doc);
+	if (rc == 0 && f->ops->fit != NULL &&
+	    store_reader_doc_get(r, ds_id, 'b', name, strlen(name), &blob, &len, NULL) == 0)
+		rc = filter_load(f, blob, len, e);
+	if (rc != 0) {
+		filter_free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
 /* ---- PUT ---- */
 
 struct put_ctx {

@@ -74,6 +74,11 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
                        const struct store_record *recs, const uint64_t *rows, size_t n,
                        struct err *e);
 
+/* A live filter of instance name (params from its document, fitted state loaded when the
+ * type fits), for query-time rescoring. *out new (filter_free). ERR_NOT_FOUND. */
+int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_schema *schema,
+                  const char *name, struct filter **out, struct err *e);
+
 /* Read the instance name of dataset ds_id in reader r. ERR_NOT_FOUND (slug unknown_filter). */
 int instance_ref_read(struct store_reader *r, uint32_t ds_id, const char *name,
                       struct instance_ref *out, struct err *e);

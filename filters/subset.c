@@ -880,6 +880,35 @@ out:
 	return rc;
 }
 
+int subset_members(struct store_reader *r, uint32_t ds, const char *name, uint64_t nrows,
+                   uint8_t **out, struct err *e)
+{
+	json_t *doc = NULL;
+	uint8_t *m;
+	uint32_t fate;
+	int rc;
+
+	if ((rc = reader_doc_get(r, ds, name, &doc, e)) != 0)
+		return rc;
+	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
+		json_decref(doc);
+		return err_set(e, ERR_CONFLICT, "not_materialised",
+		               "subset '%s' has not been materialised yet", name);
+	}
+	fate = (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate"));
+	json_decref(doc);
+	if ((m = malloc(nrows ? nrows : 1)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = store_reader_array(r, ds, fate, 1, 0, nrows, m, e)) != 0) {
+		free(m);
+		return rc;
+	}
+	for (uint64_t i = 0; i < nrows; i++)
+		m[i] = m[i] == SUBSET_FATE_KEPT;
+	*out = m;
+	return 0;
+}
+
 /* ---- decisions ---- */
 
 int subset_decisions_json(struct daemon *d, const char *dataset, const char *id, size_t id_len,

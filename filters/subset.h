@@ -34,6 +34,7 @@
 struct daemon;
 struct err;
 struct job;
+struct store_reader;
 typedef struct json_t json_t;
 
 #define SUBSET_MAX_STEPS 32
@@ -57,6 +58,12 @@ int subset_delete(struct daemon *d, const char *dataset, const char *name, struc
  * when the subset was never materialised. */
 int subset_decisions_json(struct daemon *d, const char *dataset, const char *id, size_t id_len,
                           const char *subset, json_t **out, struct err *e);
+
+/* Membership of subset name in the reader's snapshot: *out new (free()), nrows bytes, 1 for
+ * the members among rows [0, nrows) (as materialised; deleted records are not filtered here).
+ * ERR_NOT_FOUND (slug subset_not_found), ERR_CONFLICT (not_materialised). */
+int subset_members(struct store_reader *r, uint32_t ds, const char *name, uint64_t nrows,
+                   uint8_t **out, struct err *e);
 
 /* The job kind "subset". */
 int subset_job_run(struct job *j, struct err *e);

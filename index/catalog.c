@@ -23,6 +23,7 @@
 #include "daemon/log.h"
 #include "filters/filter.h"
 #include "filters/instance.h"
+#include "filters/subset.h"
 #include "filters/scan.h"
 #include "index/index.h"
 #include "store/jdoc.h"
@@ -642,8 +643,9 @@ int catalog_ready(struct catalog *c)
 /* ---- search ---- */
 
 struct hit {
-	float score;
+	float score; /* the ranking score: exact, or the rescoring filter's */
 	uint64_t row;
+	float raw;   /* the exact score, when a filter rescored */
 };
 
 /* Ranking: score descending, then row ascending. */
@@ -671,6 +673,9 @@ struct query {
 	double ef, nprobe; /* 0 = not given */
 	unsigned with;
 	const json_t *with_scores; /* filter names, borrowed from the body */
+	uint8_t *members;          /* NULL, or 1 per row of the subset's members (new) */
+	struct filter *rescore;    /* NULL, or the filter that rescores the results (new) */
+	size_t candidates;         /* results rescored, when rescore is set */
 };
 
 /* Score of x against the query q (qq = |q|^2) for the metric; 0 with *ok = 0 for a row that
@@ -711,7 +716,7 @@ static int hits_push(struct hits *h, float s, uint64_t row)
 {
 	if (h->keep != 0 && h->n == h->keep) {
 		/* bounded: replace the worst when better (kept sorted by insertion) */
-		struct hit nh = {s, row};
+		struct hit nh = {s, row, s};
 		size_t at;
 
 		if (hit_cmp(&nh, &h->v[h->n - 1]) >= 0)
@@ -733,7 +738,7 @@ static int hits_push(struct hits *h, float s, uint64_t row)
 		h->v = g;
 		h->cap = cap;
 	}
-	h->v[h->n++] = (struct hit){s, row};
+	h->v[h->n++] = (struct hit){s, row, s};
 	if (h->keep != 0) { /* insertion sort keeps the bounded buffer ordered */
 		for (size_t at = h->n - 1; at > 0 && hit_cmp(&h->v[at], &h->v[at - 1]) < 0; at--) {
 			struct hit t = h->v[at];
@@ -768,7 +773,7 @@ static int exact_scan(struct daemon *d, const struct query *qr, const float *q, 
 			int ok;
 			float s;
 
-			if (!b->has_vec[0][i])
+			if (!b->has_vec[0][i] || (qr->members != NULL && !qr->members[b->rows[i]]))
 				continue;
 			(*scanned)++;
 			s = score_of(qr, q, qq, b->vecs[0] + (size_t)qr->dim * i, &ok);
@@ -946,9 +951,12 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 
 	if (store_reader_row(r, qr->ds, h->row, &kind, &id, &id_len, &body, &body_len, NULL) != 0)
 		return NULL;
-	o = json_pack("{s:s#, s:f}", "id", id, (int)id_len, "score", (double)h->score);
+	o = json_pack("{s:s#, s:f}", "id", id, (int)id_len, "score",
+	              (double)(qr->rescore != NULL ? h->raw : h->score));
 	if (o == NULL)
 		return NULL;
+	if (qr->rescore != NULL)
+		json_object_set_new(o, "rescored", json_real(h->score));
 	if (qr->with & (WITH_TEXT | WITH_META | WITH_IMAGE))
 		b = json_loadb(body, body_len, 0, NULL);
 	if (qr->with & WITH_KIND)
@@ -991,7 +999,7 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 {
 	static const char *const known[] = {"vector", "vectors", "record_id", "query_space", "space",
 	                                    "limit", "score_threshold", "with", "params",
-	                                    "page_token", "metric", NULL};
+	                                    "page_token", "metric", "subset", "rescore", NULL};
 	const json_t *v;
 	const char *key, *space;
 	json_t *val;
@@ -1081,6 +1089,43 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 				               "{\"scores\": [filter names]}");
 		}
 	}
+	if ((v = json_object_get(body, "subset")) != NULL || json_object_get(body, "rescore")) {
+		struct store_reader *r = NULL;
+		const json_t *rs = json_object_get(body, "rescore");
+
+		if (v != NULL && !json_is_string(v))
+			return err_set(e, ERR_INVALID, "bad_query", "\"subset\" must be a subset name");
+		if (rs != NULL && (!json_is_object(rs) ||
+		                   !json_is_string(json_object_get(rs, "filter"))))
+			return err_set(e, ERR_INVALID, "bad_query",
+			               "\"rescore\" is {\"filter\": name, \"candidates\": n}");
+		if ((rc = store_reader_open(d->store, &r, e)) != 0)
+			return rc;
+		if (v != NULL)
+			rc = subset_members(r, qr->ds, json_string_value(v), qr->info.next_row,
+			                    &qr->members, e);
+		if (rc == 0 && rs != NULL) {
+			const json_t *cand = json_object_get(rs, "candidates");
+
+			rc = instance_open(r, qr->ds, &qr->info.schema,
+			                   json_string_value(json_object_get(rs, "filter")), &qr->rescore, e);
+			qr->candidates = 100;
+			if (rc == 0 && cand != NULL) {
+				if (!json_is_integer(cand) || json_integer_value(cand) < 1 ||
+				    json_integer_value(cand) > 100000)
+					rc = err_set(e, ERR_INVALID, "bad_query",
+					             "rescore.candidates must be 1 to 100000");
+				else
+					qr->candidates = (size_t)json_integer_value(cand);
+			}
+		}
+		store_reader_close(r);
+		if (rc != 0)
+			return rc;
+		if (qr->rescore != NULL && json_object_get(body, "page_token") != NULL)
+			return err_set(e, ERR_INVALID, "bad_query",
+			               "a rescored search has no pages: raise rescore.candidates");
+	}
 	/* the page token binds to everything else in the request */
 	{
 		json_t *copy = json_deep_copy(body);
@@ -1126,7 +1171,10 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 	json_t *res = NULL, *arr, *stats;
 	size_t shown;
 
-	if (en != NULL && !qr->exact && !qr->has_thr && !qr->has_after && !count) {
+	/* the index serves plain top-k; thresholds, pages, subsets and exact requests are
+	 * answered by the exact scan, which is complete */
+	if (en != NULL && !qr->exact && !qr->has_thr && !qr->has_after && !count &&
+	    qr->members == NULL) {
 		pthread_rwlock_rdlock(&en->lock);
 		use_index = en->ix != NULL && en->ix->metric == qr->metric;
 		if (use_index)
@@ -1134,10 +1182,42 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 		pthread_rwlock_unlock(&en->lock);
 	}
 	h.keep = qr->has_thr || count ? 0 : qr->limit + 1;
+	if (qr->rescore != NULL && h.keep != 0 && h.keep < qr->candidates)
+		h.keep = qr->candidates;
 	rc = use_index ? index_candidates(d, en, qr, q, &h, &scanned, e)
 	               : exact_scan(d, qr, q, &h, &scanned, e);
 	if (rc != 0)
 		goto out;
+	if (qr->rescore != NULL && h.n > 0 && !count) {
+		float *raw = malloc(h.n * sizeof *raw), *nq = malloc(qr->dim * sizeof *nq);
+		float *outs = malloc(h.n * sizeof *outs);
+		uint64_t *rows = malloc(h.n * sizeof *rows);
+		double qq = 0;
+
+		for (uint32_t k = 0; k < qr->dim; k++)
+			qq += (double)q[k] * q[k];
+		if (raw == NULL || nq == NULL || outs == NULL || rows == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		} else {
+			for (uint32_t k = 0; k < qr->dim; k++)
+				nq[k] = qq > 0 ? (float)(q[k] / sqrt(qq)) : 0;
+			for (size_t i = 0; i < h.n; i++) {
+				raw[i] = h.v[i].score;
+				rows[i] = h.v[i].row;
+			}
+			rc = filter_rescore(qr->rescore, nq, qr->dim, h.n, rows, raw, outs, e);
+			for (size_t i = 0; rc == 0 && i < h.n; i++) {
+				h.v[i].raw = raw[i];
+				h.v[i].score = outs[i];
+			}
+		}
+		free(raw);
+		free(nq);
+		free(outs);
+		free(rows);
+		if (rc != 0)
+			goto out;
+	}
 	if (count) {
 		res = json_pack("{s:I, s:{s:I, s:b}}", "count", (json_int_t)h.n, "stats",
 		                "candidates_scanned", (json_int_t)scanned, "exact", 1);
@@ -1197,9 +1277,12 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	vec = json_object_get(body, "vector");
 	vecs = json_object_get(body, "vectors");
 	rid = json_object_get(body, "record_id");
-	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) != 1)
+	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) != 1) {
+		free(qr.members);
+		filter_free(qr.rescore);
 		return err_set(e, ERR_INVALID, "bad_query",
 		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
+	}
 	if (vecs != NULL) {
 		json_t *arr = json_array(), *one;
 		size_t i;
@@ -1207,6 +1290,8 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 		if (!json_is_array(vecs) || json_array_size(vecs) == 0 || json_array_size(vecs) > 1024 ||
 		    qr.has_after) {
 			json_decref(arr);
+			free(qr.members);
+			filter_free(qr.rescore);
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
 		}
@@ -1220,16 +1305,23 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 			    (rc = run_query(d, &qr, q, count, &res, e)) != 0) {
 				json_decref(arr);
 				free(q);
+				free(qr.members);
+				filter_free(qr.rescore);
 				return q == NULL ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory") : rc;
 			}
 			json_array_append_new(arr, res);
 		}
 		free(q);
+		free(qr.members);
+		filter_free(qr.rescore);
 		*out = json_pack("{s:o}", "queries", arr);
 		return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
-	if ((q = malloc(qr.dim * sizeof *q)) == NULL)
+	if ((q = malloc(qr.dim * sizeof *q)) == NULL) {
+		free(qr.members);
+		filter_free(qr.rescore);
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
 	if (vec != NULL) {
 		rc = parse_vector(vec, qr.dim, q, "vector", e);
 	} else {
@@ -1259,5 +1351,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	if (rc == 0)
 		rc = run_query(d, &qr, q, count, out, e);
 	free(q);
+	free(qr.members);
+	filter_free(qr.rescore);
 	return rc;
 }

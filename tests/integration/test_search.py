@@ -182,6 +182,43 @@ def hnsw_index_and_restart():
 
 
 @test
+def subset_restricts_and_rescore_hook():
+    d, g = data()
+    curate.wait_job(d, curate.put_subset(d, "s", "first", [{"meta": {"i": {"lt": 1000}}}]))
+    xn = unit(g["x"])
+    for q in g["q"][:5]:
+        s = xn[:1000] @ unit(q[None])[0]
+        want = ["r%05d" % i for i in np.argsort(-s, kind="stable")[:10]]
+        for params in ({}, {"exact": True}):
+            res = search(d, {"vector": q.tolist(), "space": "image", "limit": 10,
+                             "subset": "first", "params": params})
+            assert_eq([r["id"] for r in res["results"]], want, "subset search %r" % params)
+        thr = float(np.sort(s)[-30])
+        st, _, c = d.json("POST", "/v1/datasets/s/search:count",
+                          {"vector": q.tolist(), "space": "image", "subset": "first",
+                           "score_threshold": thr})
+        assert_eq(c["count"], int((s.astype(np.float32) >= np.float32(thr)).sum()))
+    assert_problem(d.json("POST", "/v1/datasets/s/search", {"vector": g["q"][0].tolist(),
+                                                            "space": "image", "subset": "nope"}),
+                   404, "subset_not_found")
+    # the filter hook: clip_score has no query-time rescoring, so the rescored order is the raw one
+    curate.wait_job(d, curate.put_filter(d, "s", "clip", {"type": "clip_score", "params": {
+        "image_space": "image", "text_space": "text"}}))
+    res = search(d, {"vector": g["q"][0].tolist(), "space": "image", "limit": 5,
+                     "rescore": {"filter": "clip", "candidates": 50},
+                     "with": [{"scores": ["clip"]}]})
+    plain = search(d, {"vector": g["q"][0].tolist(), "space": "image", "limit": 5})
+    assert_eq([r["id"] for r in res["results"]], [r["id"] for r in plain["results"]])
+    for r in res["results"]:
+        assert_eq(r["rescored"], r["score"])
+        assert isinstance(r["scores"]["clip"], float), r
+    assert_problem(d.json("POST", "/v1/datasets/s/search", {"vector": g["q"][0].tolist(),
+                                                            "space": "image",
+                                                            "rescore": {"filter": "nope"}}),
+                   404, "filter_not_found")
+
+
+@test
 def bad_requests():
     d, g = data()
     q = g["q"][0].tolist()
