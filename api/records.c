@@ -338,6 +338,7 @@ int records_post(struct http_req *r, struct http_res *res)
 	}
 	for (size_t i = 0; i < b.n; i++)
 		recs[i] = b.recs[i].rec;
+	catalog_before_ingest(r->d, ds.id); /* a saved index stops counting as current */
 	rc = store_put_records(r->d->store, ds.id, recs, b.n, rows, &e);
 	if (rc != 0)
 		goto fail;

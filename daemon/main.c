@@ -149,6 +149,8 @@ static int run(const struct config *cfg)
 out:
 	server_stop(d.server, 0);
 	jobs_close(d.jobs); /* running jobs stop at their next checkpoint and resume next start */
+	if (rc == 0)
+		catalog_save(d.catalog); /* no request runs any more: the indexes are current */
 	catalog_close(d.catalog);
 	store_close(d.store);
 	auth_free(d.auth);

@@ -14,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/b64.h"
+#include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/jobs.h"
@@ -39,6 +42,7 @@ struct entry {
 	char space[STORE_NAME_MAX + 1];
 	uint64_t version;
 	struct index *ix; /* NULL until built */
+	int clean;        /* the saved file and its document match ix: cleared before an ingest */
 	pthread_rwlock_t lock;
 	struct entry *next;
 };
@@ -68,6 +72,152 @@ static struct entry *entry_find(struct catalog *c, uint32_t ds, const char *spac
 	}
 	pthread_mutex_unlock(&c->mu);
 	return en;
+}
+
+/* <data dir>/indexes/<dataset id>-<space>.idx */
+static int index_path(const struct daemon *d, uint32_t ds, const char *space, char *out,
+                      size_t size, int mkdirs)
+{
+	int n = snprintf(out, size, "%s/indexes", d->cfg->data_dir);
+
+	if (n < 0 || (size_t)n >= size)
+		return ERR_INVALID;
+	if (mkdirs)
+		mkdir(out, 0750);
+	n = snprintf(out, size, "%s/indexes/%u-%s.idx", d->cfg->data_dir, (unsigned)ds, space);
+	return n < 0 || (size_t)n >= size ? ERR_INVALID : 0;
+}
+
+/* ---- saved state ----
+ * An index is saved at a clean shutdown; its document then holds "saved": {"version",
+ * "vectors"}. The first ingest into the dataset after the index was loaded or saved removes
+ * that mark *before* its records are committed, so after a crash the mark can only be there
+ * if the file matches LMDB; otherwise start-up rebuilds from LMDB. */
+
+struct mark_ctx {
+	uint32_t ds;
+	const char *space;
+	const json_t *saved; /* NULL: remove the mark */
+};
+
+static int mark_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct mark_ctx *m = ctx;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = jdoc_txn_get(t, m->ds, 'x', m->space, &doc, e)) != 0)
+		return rc == ERR_NOT_FOUND ? 0 : rc; /* deleted meanwhile: nothing to mark */
+	if (m->saved != NULL)
+		json_object_set(doc, "saved", (json_t *)m->saved);
+	else
+		json_object_del(doc, "saved");
+	rc = jdoc_txn_put(t, m->ds, 'x', m->space, doc, e);
+	json_decref(doc);
+	return rc;
+}
+
+void catalog_before_ingest(struct daemon *d, uint32_t ds_id)
+{
+	struct catalog *c = d->catalog;
+	struct entry *en;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	en = c->head;
+	pthread_mutex_unlock(&c->mu);
+	for (; en != NULL; en = en->next) {
+		int clean;
+
+		if (en->ds != ds_id)
+			continue;
+		/* clean only goes from 1 to 0 while requests run: peek, then act under the lock */
+		pthread_rwlock_rdlock(&en->lock);
+		clean = en->clean;
+		pthread_rwlock_unlock(&en->lock);
+		if (!clean)
+			continue;
+		pthread_rwlock_wrlock(&en->lock);
+		if (en->clean) {
+			struct mark_ctx m = {en->ds, en->space, NULL};
+
+			if (store_write(d->store, mark_fn, &m, NULL) == 0)
+				en->clean = 0;
+		}
+		pthread_rwlock_unlock(&en->lock);
+	}
+}
+
+void catalog_save(struct catalog *c)
+{
+	struct entry *en;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	en = c->head;
+	pthread_mutex_unlock(&c->mu);
+	for (; en != NULL; en = en->next) {
+		char path[4096];
+		struct err e = {0};
+
+		pthread_rwlock_wrlock(&en->lock);
+		if (en->ix != NULL && !en->clean &&
+		    index_path(c->d, en->ds, en->space, path, sizeof path, 1) == 0) {
+			json_t *saved = json_pack("{s:I, s:I}", "version", (json_int_t)en->version,
+			                          "vectors", (json_int_t)index_count(en->ix));
+			struct mark_ctx m = {en->ds, en->space, saved};
+
+			if (saved != NULL && index_save(en->ix, path, &e) == 0 &&
+			    store_write(c->d->store, mark_fn, &m, &e) == 0) {
+				en->clean = 1;
+				log_msg(LOG_INFO, "index_saved", "dataset_id=%u space=%s vectors=%zu",
+				        (unsigned)en->ds, en->space, index_count(en->ix));
+			} else {
+				log_msg(LOG_WARN, "index_save", "dataset_id=%u space=%s msg=\"%s\"",
+				        (unsigned)en->ds, en->space, e.detail);
+			}
+			json_decref(saved);
+		}
+		pthread_rwlock_unlock(&en->lock);
+	}
+}
+
+/* Load the saved index of doc when its mark says it matches; 1 when installed. */
+static int load_saved(struct catalog *c, const struct store_dataset_info *ds, const json_t *doc)
+{
+	const json_t *saved = json_object_get(doc, "saved");
+	const char *space = json_string_value(json_object_get(doc, "space"));
+	const char *factory = json_string_value(json_object_get(doc, "factory"));
+	uint64_t version = (uint64_t)json_integer_value(json_object_get(doc, "version"));
+	struct index *ix = NULL;
+	struct entry *en;
+	enum index_metric m;
+	char path[4096];
+	int sp;
+
+	if (saved == NULL || space == NULL || factory == NULL ||
+	    (uint64_t)json_integer_value(json_object_get(saved, "version")) != version ||
+	    (sp = store_schema_find(&ds->schema, space)) < 0 ||
+	    index_metric_parse(json_string_value(json_object_get(doc, "metric")), &m) != 0 ||
+	    index_path(c->d, ds->id, space, path, sizeof path, 0) != 0 ||
+	    index_load(&ix, &index_faiss_ops, path, ds->schema.spaces[sp].dim, m, factory, NULL) != 0)
+		return 0;
+	if (index_count(ix) != (size_t)json_integer_value(json_object_get(saved, "vectors")) ||
+	    (en = entry_find(c, ds->id, space, 1)) == NULL) {
+		index_free(ix);
+		return 0;
+	}
+	pthread_rwlock_wrlock(&en->lock);
+	index_free(en->ix);
+	en->ix = ix;
+	en->version = version;
+	en->clean = 1;
+	pthread_rwlock_unlock(&en->lock);
+	log_msg(LOG_INFO, "index_loaded", "dataset=%s space=%s vectors=%zu", ds->name, space,
+	        index_count(ix));
+	return 1;
 }
 
 /* ---- definitions ---- */
@@ -292,10 +442,15 @@ int catalog_delete(struct daemon *d, const char *dataset, const char *space, str
 		return rc;
 	jobs_cancel_matching(d->jobs, ds.id, "index", space, 0);
 	if ((en = entry_find(d->catalog, ds.id, space, 0)) != NULL) {
+		char path[4096];
+
 		pthread_rwlock_wrlock(&en->lock);
 		index_free(en->ix);
 		en->ix = NULL;
 		en->version = 0;
+		en->clean = 0;
+		if (index_path(d, ds.id, space, path, sizeof path, 0) == 0)
+			unlink(path);
 		pthread_rwlock_unlock(&en->lock);
 	}
 	return 0;
@@ -315,7 +470,14 @@ void catalog_drop_dataset(struct catalog *c, uint32_t ds_id)
 		index_free(en->ix);
 		en->ix = NULL;
 		en->version = 0;
+		en->clean = 0;
 		pthread_rwlock_unlock(&en->lock);
+		{
+			char path[4096];
+
+			if (index_path(c->d, en->ds, en->space, path, sizeof path, 0) == 0)
+				unlink(path);
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
 }
@@ -459,6 +621,7 @@ int catalog_job_build(struct job *j, struct err *e)
 
 		en->ix = ix;
 		en->version = version;
+		en->clean = 0;
 		ix = NULL;
 		index_free(old);
 	}
@@ -553,7 +716,11 @@ static int queue_rebuilds(struct catalog *c, struct err *e)
 		rc = jdoc_reader_list(r, all[i].id, 'x', &docs, e);
 		store_reader_close(r);
 		json_array_foreach(docs, k, doc) {
-			json_t *args = json_pack("{s:O}", "version", json_object_get(doc, "version"));
+			json_t *args;
+
+			if (load_saved(c, &all[i], doc))
+				continue;
+			args = json_pack("{s:O}", "version", json_object_get(doc, "version"));
 			struct queue_ctx q = {c->d, all[i].id, all[i].name,
 			                      json_string_value(json_object_get(doc, "space")), args, 0};
 			uint64_t *grown;

@@ -6,10 +6,12 @@
  * memory, guarded by a read-write lock (searches read, ingest adds). Records ingested later
  * are added as they are committed.
  *
- * At start-up every defined index is rebuilt from LMDB by a job, and /readyz answers 503 until
- * all of them are built: an index is never served stale, whatever happened before (a crash
- * between a commit and an index update included). Saving built indexes to the data directory
- * to skip the rebuild is the next step (issue 4).
+ * Indexes are saved to the data directory (indexes/<dataset id>-<space>.idx) at a clean
+ * shutdown, with a mark in their document; the first ingest into the dataset afterwards
+ * removes the mark before its records are committed. At start-up an index whose mark is there
+ * is loaded from its file; every other defined index is rebuilt from LMDB by a job, and /readyz
+ * answers 503 until all are ready. So an index is never served stale, a crash between a
+ * commit and an index update included.
  *
  * Search is exact-scored: candidates from the index (or every record, for an exact search,
  * a threshold search, or a space without an index) are scored from the vectors in LMDB, so
@@ -51,7 +53,15 @@ int catalog_get_json(struct daemon *d, const char *dataset, const char *space, j
 int catalog_list_json(struct daemon *d, const char *dataset, json_t **out, struct err *e);
 int catalog_delete(struct daemon *d, const char *dataset, const char *space, struct err *e);
 
-/* Free the built indexes of dataset ds_id (deleted). */
+/* Before ingest commits records into dataset ds_id: remove the saved marks of its indexes
+ * (once after each load or save). */
+void catalog_before_ingest(struct daemon *d, uint32_t ds_id);
+
+/* Save every built index that changed since it was loaded or saved, with its mark. Call at
+ * shutdown, when no request can ingest any more. */
+void catalog_save(struct catalog *c);
+
+/* Free the built indexes of dataset ds_id (deleted), and their files. */
 void catalog_drop_dataset(struct catalog *c, uint32_t ds_id);
 
 /* After ingest committed recs at rows (borrowed, n each): add their vectors to the built

@@ -219,6 +219,30 @@ def subset_restricts_and_rescore_hook():
 
 
 @test
+def saved_index_is_loaded_and_never_stale():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    with wn.Daemon(log_level="info") as d:
+        d.put_dataset("v", {"spaces": {"e": {"dim": 16}}})
+        d.ingest("v", [{"id": "v%d" % i, "embeddings": {"e": curate.emb(x[i])}} for i in range(3000)])
+        curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/v/indexes/e",
+                                                {"factory": "HNSW32"})))
+        d.restart()  # a clean stop saves the index; the start loads it instead of rebuilding
+        assert [l for l in d.lines if "event=index_saved" in l], d.tail()
+        assert d.events("index_loaded") and not [l for l in d.run_lines() if "index_built" in l]
+        st, _, ix = d.get_json("/v1/datasets/v/indexes/e")
+        assert_eq((ix["state"], ix["vectors"]), ("ready", 3000))
+        # an ingest after the load, then SIGKILL: the saved file is stale, so it is rebuilt
+        q = rng.standard_normal(16).astype(np.float32)
+        d.ingest("v", [{"id": "late", "embeddings": {"e": curate.emb(q)}}])
+        d.kill9()
+        d.start()
+        assert [l for l in d.run_lines() if "index_built" in l], "not rebuilt"
+        res = d.json("POST", "/v1/datasets/v/search", {"vector": q.tolist(), "limit": 1})[2]
+        assert_eq((res["results"][0]["id"], res["stats"]["index"]), ("late", "HNSW32"))
+
+
+@test
 def bad_requests():
     d, g = data()
     q = g["q"][0].tolist()
