@@ -2,6 +2,7 @@
 """Jobs of issue 3: the job resource, cancel, and a scoring job killed with SIGKILL midway
 that resumes from its checkpoint and ends with the same scores as an uninterrupted run."""
 
+import re
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from wn import assert_eq, assert_problem, test
 
 N = 60000
 CHUNK = 4096
+TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def scores_of(d, ds, filt="clip"):
@@ -45,7 +47,13 @@ def sigkill_midway_resumes_from_checkpoint():
         j = curate.wait_job(d, jid)
         assert_eq(j["resumes"], 1, "resumes")
         assert j["resumed_at"] >= 2 * CHUNK and j["resumed_at"] % CHUNK == 0, j
-        assert_eq((j["processed"], j["total"]), (N, N), "progress")
+        assert_eq((j["processed"], j["total"], j["error"]), (N, N, None), "progress")
+        assert TS.fullmatch(j["finished"]) and j["created"] <= j["started"] <= j["finished"], j
+        st, _, f = d.get_json("/v1/datasets/p/filters/clip")
+        assert_eq((f["version"], f["scoring"]["state"]), (1, "succeeded"), "the filter after")
+        st, _, stats = d.get_json("/v1/datasets/p/filters/clip/stats")
+        assert_eq((stats["count"], stats["unscorable"], stats["pending"]),
+                  (int(pool.has_txt.sum()), int((~pool.has_txt).sum()), 0), "stats after")
         got = scores_of(d, "p")
     # an uninterrupted run on the same records
     with wn.Daemon(log_level="info") as d2:
@@ -79,17 +87,32 @@ def job_resource_and_cancel():
         deadline = time.time() + 30 * wn.SLOW
         while time.time() < deadline:
             st, _, r = d.get_json("/v1/jobs/%s" % j1)
-            if r["state"] == "running" and r["processed"] > 0:
+            if r["state"] == "running" and r["rate_per_s"] is not None:
                 break
+            assert_eq(r["state"] in ("queued", "running"), True, "state %r" % r)
             time.sleep(0.01)
         for key in ("id", "kind", "dataset", "target", "state", "processed", "total",
                     "rate_per_s", "eta_s", "created", "started", "finished", "error"):
             assert key in r, (key, r)
-        assert_eq((r["kind"], r["dataset"], r["target"], r["total"]), ("score", "p", "clip", 30000))
+        assert_eq((r["id"], r["kind"], r["dataset"], r["target"], r["total"], r["error"],
+                   r["finished"]), (j1, "score", "p", "clip", 30000, None, None))
+        assert 0 < r["processed"] < 30000 and r["processed"] % 4096 == 0, r
+        # 4096 rows and a 200 ms pause after each chunk: c chunks done took at least
+        # (c - 1) pauses, which bounds the measured rate
+        chunks = r["processed"] // 4096
+        assert r["rate_per_s"] > 0, r
+        if chunks >= 2:
+            assert r["rate_per_s"] <= r["processed"] / ((chunks - 1) * 0.2) * 1.05, r
+        assert r["eta_s"] is not None, r
+        eta = (30000 - r["processed"]) / r["rate_per_s"]
+        assert abs(r["eta_s"] - eta) <= 0.05 * eta + 0.01, (r, eta)
+        assert TS.fullmatch(r["created"]) and TS.fullmatch(r["started"]), r
+        assert r["created"] <= r["started"], r
         st, _, _ = d.json("DELETE", "/v1/jobs/%s" % j1)
         assert_eq(st, 202)
         r = curate.wait_job(d, j1, states=("cancelled",))
         assert r["processed"] < 30000, r
+        assert TS.fullmatch(r["finished"]) and r["started"] <= r["finished"], r
         assert_problem(d.json("DELETE", "/v1/jobs/%s" % j1), 409, "job_finished")
         assert_problem(d.json("GET", "/v1/jobs/99999"), 404, "job_not_found")
         assert_problem(d.json("GET", "/v1/jobs/abc"), 404)
@@ -108,6 +131,29 @@ def job_resource_and_cancel():
         curate.wait_job(d, j3)
         st, _, stats = d.get_json("/v1/datasets/p/filters/clip/stats")
         assert_eq((stats["count"] + stats["unscorable"], stats["pending"]), (30000, 0))
+
+
+@test
+def subset_waits_for_the_scoring_job_before_it():
+    """PUT filter then PUT subset at once, on a slow job runner with two job threads: the
+    subset is computed from every score, as numpy's keep set."""
+    pool = curate.Pool(20000, seed=8)
+    clip = pool.clip()
+    keep, thr = curate.top_fraction(clip, 0.3)
+    fin = np.unique(clip[np.isfinite(clip)])
+    at = int(np.searchsorted(fin, thr))
+    assert fin[at + 1] - thr > 2e-6 and thr - fin[at - 1] > 2e-6, "scores too close to the cut"
+    with wn.Daemon(extra_args=["--job-chunk", "4096", "--job-throttle-ms", "50",
+                               "--job-threads", "2"], log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        fj = curate.put_filter(d, "p", "clip", CLIP)
+        sj = curate.put_subset(d, "p", "top", [{"filter": "clip", "top_fraction": 0.3}])
+        s = curate.wait_job(d, sj)
+        f = curate.wait_job(d, fj)
+        assert f["finished"] <= s["finished"], (f, s)
+        _, body = curate.export(d, "p", "top", "?format=ids")
+        assert_eq(body.decode().split(), list(np.array(pool.ids)[keep]), "members")
 
 
 @test
