@@ -23,7 +23,8 @@ stamp=$build/deps.stamp
 pkgs=(build-essential pkg-config dpkg-dev
       libmicrohttpd-dev libjansson-dev liblmdb-dev libfaiss-dev libopenblas-dev
       libcurl4-openssl-dev
-      curl python3 python3-numpy python3-faiss lmdb-utils valgrind)
+      curl python3 python3-numpy python3-faiss lmdb-utils valgrind
+      dataset-fashion-mnist)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""search: the search benchmark of issue 4, over HTTP against in-process FAISS in this script.
+
+Starts its own winnowd (port 0, a temporary data directory), loads a dataset, builds an index
+through the API, and measures single queries (one client, sequential: p50/p99 latency; several
+clients: QPS) and batches of 64 ("vectors"), each next to Debian's python3-faiss doing the same
+search in this process on the same index type and data, plus recall@10 against exact search.
+Workloads: N random 768-d vectors from a mixture of Gaussians (Flat and HNSW32, cosine), and
+fashion-mnist-784-euclidean from Debian's dataset-fashion-mnist (60,000 train images as the base,
+test images as queries, L2). Query vectors go as base64 f32, as a client should send them.
+
+Prints one line per measurement and PASS/MISS per target: batch QPS over HTTP >= 80% of
+in-process; single-query p50 <= in-process p50 + 0.5 ms. Exit 0 when everything ran."""
+
+import argparse
+import base64
+import gzip
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import faiss
+import numpy as np
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+
+
+class Winnowd:
+    def __init__(self, path):
+        self.dir = tempfile.mkdtemp(prefix="winnow-bench-search-")
+        self.proc = subprocess.Popen([path, "--listen", "127.0.0.1:0", "--data-dir", self.dir,
+                                      "--log-level", "info", "--map-size", "8G"],
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self.port = None
+        deadline = time.time() + 30
+        while time.time() < deadline and self.port is None:
+            line = self.proc.stderr.readline().decode()
+            m = re.search(r"event=listening addr=\S+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+        if self.port is None:
+            raise SystemExit("winnowd did not start")
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for _ in self.proc.stderr:
+            pass
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+
+    def call(self, method, path, body=None, conn=None, ctype="application/json"):
+        c = conn or self.conn()
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        c.request(method, path, body=data, headers={"Content-Type": ctype} if data else {})
+        r = c.getresponse()
+        out = r.read()
+        if conn is None:
+            c.close()
+        if r.status >= 300 and r.status != 202:
+            raise SystemExit("%s %s: %d %s" % (method, path, r.status, out[:300]))
+        return json.loads(out) if out else None
+
+    def wait_job(self, jid):
+        while True:
+            j = self.call("GET", "/v1/jobs/%s" % jid)
+            if j["state"] not in ("queued", "running"):
+                if j["state"] != "succeeded":
+                    raise SystemExit("job %s: %r" % (jid, j))
+                return
+            time.sleep(0.2)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def b64(v):
+    return {"dtype": "f32", "b64": base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()}
+
+
+def load(w, name, x):
+    w.call("PUT", "/v1/datasets/" + name, {"spaces": {"e": {"dim": int(x.shape[1])}}})
+    c = w.conn()
+    for a in range(0, len(x), 2000):
+        lines = [json.dumps({"id": "%d" % i, "embeddings": {"e": b64(x[i])}})
+                 for i in range(a, min(len(x), a + 2000))]
+        w.call("POST", "/v1/datasets/%s/records" % name, ("\n".join(lines) + "\n").encode(), conn=c,
+               ctype="application/x-ndjson")
+    c.close()
+
+
+def pct(v, p):
+    return float(np.percentile(np.asarray(v) * 1e3, p))
+
+
+def http_single(w, name, q, k):
+    c = w.conn()
+    lat, ids = [], []
+    for v in q:
+        t0 = time.perf_counter()
+        r = w.call("POST", "/v1/datasets/%s/search" % name, {"vector": b64(v), "limit": k}, conn=c)
+        lat.append(time.perf_counter() - t0)
+        ids.append([int(x["id"]) for x in r["results"]])
+    c.close()
+    return lat, ids
+
+
+def http_qps(w, name, q, k, clients):
+    per = [q[i::clients] for i in range(clients)]
+    done = [0] * clients
+
+    def run(i):
+        c = w.conn()
+        for v in per[i]:
+            w.call("POST", "/v1/datasets/%s/search" % name, {"vector": b64(v), "limit": k}, conn=c)
+            done[i] += 1
+        c.close()
+
+    th = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0)
+
+
+def http_batch(w, name, q, k):
+    c = w.conn()
+    t0 = time.perf_counter()
+    for a in range(0, len(q), 64):
+        w.call("POST", "/v1/datasets/%s/search" % name,
+               {"vectors": [b64(v) for v in q[a:a + 64]], "limit": k}, conn=c)
+    c.close()
+    return len(q) / (time.perf_counter() - t0)
+
+
+def inproc(ix, q, k):
+    lat = []
+    for v in q:
+        t0 = time.perf_counter()
+        ix.search(v[None], k)
+        lat.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for a in range(0, len(q), 64):
+        ix.search(q[a:a + 64], k)
+    return lat, len(q) / (time.perf_counter() - t0)
+
+
+def recall(ids, gt, k):
+    return float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(ids, gt)]))
+
+
+def mark(ok):
+    return "PASS" if ok else "MISS"
+
+
+def workload(w, name, x, q, factory, metric, clients, k=10):
+    xs, qs = x, q
+    if metric == "cosine":
+        xs = x / np.linalg.norm(x, axis=1, keepdims=True)
+        qs = q / np.linalg.norm(q, axis=1, keepdims=True)
+    t0 = time.time()
+    jid = w.call("PUT", "/v1/datasets/%s/indexes/e" % name, {"factory": factory, "metric": metric})["job"]
+    w.wait_job(jid)
+    build = time.time() - t0
+    ref = faiss.index_factory(x.shape[1], factory,
+                              faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
+    t0 = time.time()
+    ref.add(np.ascontiguousarray(xs, dtype=np.float32))
+    ref_build = time.time() - t0
+    exact = faiss.IndexFlatL2(x.shape[1]) if metric == "l2" else faiss.IndexFlatIP(x.shape[1])
+    exact.add(np.ascontiguousarray(xs, dtype=np.float32))
+    _, gt = exact.search(np.ascontiguousarray(qs, dtype=np.float32), k)
+    lat, ids = http_single(w, name, q, k)
+    qps = http_qps(w, name, q, k, clients)
+    bqps = http_batch(w, name, q, k)
+    rlat, rbqps = inproc(ref, np.ascontiguousarray(qs, dtype=np.float32), k)
+    _, rids = ref.search(np.ascontiguousarray(qs, dtype=np.float32), k)
+    p50, p99, r50, r99 = pct(lat, 50), pct(lat, 99), pct(rlat, 50), pct(rlat, 99)
+    print("%s %s %s: %d vectors x %d-d, %d queries; build %.1f s (in-process %.1f s)"
+          % (name, factory, metric, len(x), x.shape[1], len(q), build, ref_build))
+    print("  recall@10: winnow %.3f, in-process faiss %.3f" % (recall(ids, gt, k), recall(rids, gt, k)))
+    print("  single query, 1 client: p50 %.3f ms p99 %.3f ms; in-process p50 %.3f ms p99 %.3f ms; "
+          "p50 +%.3f ms  %s (target <= +0.5 ms)" % (p50, p99, r50, r99, p50 - r50, mark(p50 - r50 <= 0.5)))
+    print("  single queries, %d clients: %.0f QPS; in-process %.0f QPS (one thread, sequential)"
+          % (clients, qps, 1.0 / np.mean(rlat)))
+    print("  batches of 64: %.0f QPS over HTTP; in-process %.0f QPS; ratio %.2f  %s (target >= 0.80)"
+          % (bqps, rbqps, bqps / rbqps, mark(bqps / rbqps >= 0.8)))
+    sys.stdout.flush()
+
+
+def idx_images(path):
+    with gzip.open(path) as f:
+        data = f.read()
+    n, rows, cols = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big"), \
+        int.from_bytes(data[12:16], "big")
+    return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows * cols).astype(np.float32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--daemon", default="build/winnowd")
+    ap.add_argument("--n", type=int, default=200000)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--skip-fmnist", action="store_true")
+    ap.add_argument("--factories", default="Flat,HNSW32")
+    a = ap.parse_args()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    w = Winnowd(a.daemon)
+    try:
+        rng = np.random.default_rng(1)
+        centres = rng.standard_normal((100, a.dim)).astype(np.float32)
+        pick = rng.integers(0, 100, a.n + a.queries)
+        allx = centres[pick] + 0.7 * rng.standard_normal((a.n + a.queries, a.dim)).astype(np.float32)
+        x, q = allx[:a.n], allx[a.n:]
+        t0 = time.time()
+        load(w, "syn", x)
+        print("loaded %d x %d-d in %.1f s" % (a.n, a.dim, time.time() - t0))
+        for f in a.factories.split(","):
+            workload(w, "syn", x, q, f, "cosine", a.clients)
+        if not a.skip_fmnist and os.path.isdir(FMNIST):
+            base = idx_images(FMNIST + "/train-images-idx3-ubyte.gz")
+            test = idx_images(FMNIST + "/t10k-images-idx3-ubyte.gz")[:a.queries]
+            load(w, "fmnist", base)
+            for f in a.factories.split(","):
+                workload(w, "fmnist", base, test, f, "l2", a.clients)
+        elif not a.skip_fmnist:
+            print("fashion-mnist: %s missing (apt-get install dataset-fashion-mnist)" % FMNIST)
+    finally:
+        w.close()
+
+
+if __name__ == "__main__":
+    main()
