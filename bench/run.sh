@@ -22,13 +22,19 @@ for b in "$out"/bench/*; do
 	[ "$b" = "$out/bench/ingest" ] && continue
 	benches+=("$b")
 done
+# Script benches (the reference is in-process Python: FAISS, numpy) run from the source tree.
+for b in bench/*.py; do
+	[ -f "$b" ] && benches+=("$b")
+done
 if [ ${#benches[@]} -eq 0 ]; then
 	echo "run.sh: no benchmark binaries in $out/bench (make bench builds them)" >&2
 	exit 1
 fi
 for b in "${benches[@]}"; do
 	echo "== $(basename "$b")"
-	if ! "$b" --daemon "$daemon" "$@"; then
+	run=("$b")
+	case "$b" in *.py) run=("${PYTHON:-/usr/bin/python3}" "$b") ;; esac
+	if ! "${run[@]}" --daemon "$daemon" "$@"; then
 		echo "run.sh: $(basename "$b") failed" >&2
 		fail=1
 	fi
