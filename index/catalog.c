@@ -959,23 +959,13 @@ out:
 }
 
 /* Candidates from the index, rescored exactly from LMDB (deleted rows dropped). */
-static int index_candidates(struct daemon *d, struct entry *en, const struct query *qr,
-                            const float *q, struct hits *h, uint64_t *scanned, struct err *e)
+/* Search nq queries (normalised or not: the wrapper handles the metric) for k candidates
+ * each, applying the request's ef_search / nprobe. */
+static int index_query(struct entry *en, const struct query *qr, size_t nq, const float *q,
+                       size_t k, float *sc, int64_t *ids, struct err *e)
 {
-	size_t k = (qr->limit + 1) * CANDIDATE_FACTOR;
-	float *sc = malloc(k * sizeof *sc), *x = malloc(qr->dim * sizeof *x);
-	int64_t *ids = malloc(k * sizeof *ids);
-	struct store_reader *r = NULL;
-	const struct store_space *sp = &qr->info.schema.spaces[qr->space];
-	double qq = 0;
 	int rc = 0;
 
-	if (sc == NULL || ids == NULL || x == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto out;
-	}
-	for (uint32_t i = 0; i < qr->dim; i++)
-		qq += (double)q[i] * q[i];
 	if (qr->ef > 0 || qr->nprobe > 0) {
 		pthread_rwlock_wrlock(&en->lock); /* parameters live in the index */
 		if (qr->ef > 0)
@@ -983,14 +973,44 @@ static int index_candidates(struct daemon *d, struct entry *en, const struct que
 		if (rc == 0 && qr->nprobe > 0)
 			rc = index_set_param(en->ix, "nprobe", qr->nprobe, e);
 		if (rc == 0)
-			rc = index_search(en->ix, 1, q, k, sc, ids, e);
+			rc = index_search(en->ix, nq, q, k, sc, ids, e);
 		pthread_rwlock_unlock(&en->lock);
 	} else {
 		pthread_rwlock_rdlock(&en->lock);
-		rc = index_search(en->ix, 1, q, k, sc, ids, e);
+		rc = en->ix != NULL ? index_search(en->ix, nq, q, k, sc, ids, e)
+		                    : err_set(e, ERR_UNAVAILABLE, "index_gone", "the index went away");
 		pthread_rwlock_unlock(&en->lock);
 	}
-	if (rc != 0)
+	return rc;
+}
+
+static size_t candidates_per_query(const struct query *qr)
+{
+	return (qr->limit + 1) * CANDIDATE_FACTOR;
+}
+
+/* Candidates from the index (or pre, k of them, already searched), rescored exactly from
+ * LMDB (duplicates and deleted rows dropped). */
+static int index_candidates(struct daemon *d, struct entry *en, const struct query *qr,
+                            const float *q, const int64_t *pre, struct hits *h,
+                            uint64_t *scanned, struct err *e)
+{
+	size_t k = candidates_per_query(qr);
+	float *sc = malloc(k * sizeof *sc), *x = malloc(qr->dim * sizeof *x);
+	int64_t *own = malloc(k * sizeof *own);
+	const int64_t *ids = pre != NULL ? pre : own;
+	struct store_reader *r = NULL;
+	const struct store_space *sp = &qr->info.schema.spaces[qr->space];
+	double qq = 0;
+	int rc = 0;
+
+	if (sc == NULL || own == NULL || x == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < qr->dim; i++)
+		qq += (double)q[i] * q[i];
+	if (pre == NULL && (rc = index_query(en, qr, 1, q, k, sc, own, e)) != 0)
 		goto out;
 	if ((rc = store_reader_open(d->store, &r, e)) != 0)
 		goto out;
@@ -1028,7 +1048,7 @@ static int index_candidates(struct daemon *d, struct entry *en, const struct que
 out:
 	store_reader_close(r);
 	free(sc);
-	free(ids);
+	free(own);
 	free(x);
 	return rc;
 }
@@ -1326,32 +1346,42 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 }
 
 /* One query: hits, stats, page token. */
-static int run_query(struct daemon *d, const struct query *qr, const float *q, int count,
-                     json_t **out, struct err *e)
+/* The entry whose index serves this request, or NULL: the index serves plain top-k;
+ * thresholds, pages, subsets and exact requests are answered by the exact scan, which is
+ * complete. factory gets its factory string. */
+static struct entry *usable_index(struct daemon *d, const struct query *qr, int count,
+                                  char factory[INDEX_FACTORY_MAX + 1])
 {
 	struct entry *en = entry_find(d->catalog, qr->ds, qr->info.schema.spaces[qr->space].name, 0);
+	int ok = 0;
+
+	if (en == NULL || qr->exact || qr->has_thr || qr->has_after || count || qr->members != NULL)
+		return NULL;
+	pthread_rwlock_rdlock(&en->lock);
+	ok = en->ix != NULL && en->ix->metric == qr->metric;
+	if (ok)
+		snprintf(factory, INDEX_FACTORY_MAX + 1, "%s", en->ix->factory);
+	pthread_rwlock_unlock(&en->lock);
+	return ok ? en : NULL;
+}
+
+/* One query (pre: its index candidates when the caller searched a batch at once). */
+static int run_query(struct daemon *d, const struct query *qr, const float *q, int count,
+                     const int64_t *pre, json_t **out, struct err *e)
+{
+	char factory[INDEX_FACTORY_MAX + 1] = "";
+	struct entry *en = usable_index(d, qr, count, factory);
 	struct hits h = {0};
 	struct store_reader *r = NULL;
 	uint64_t scanned = 0;
-	int use_index = 0, rc;
-	char factory[INDEX_FACTORY_MAX + 1] = "";
+	int use_index = en != NULL, rc;
 	json_t *res = NULL, *arr, *stats;
 	size_t shown;
 
-	/* the index serves plain top-k; thresholds, pages, subsets and exact requests are
-	 * answered by the exact scan, which is complete */
-	if (en != NULL && !qr->exact && !qr->has_thr && !qr->has_after && !count &&
-	    qr->members == NULL) {
-		pthread_rwlock_rdlock(&en->lock);
-		use_index = en->ix != NULL && en->ix->metric == qr->metric;
-		if (use_index)
-			snprintf(factory, sizeof factory, "%s", en->ix->factory);
-		pthread_rwlock_unlock(&en->lock);
-	}
 	h.keep = qr->has_thr || count ? 0 : qr->limit + 1;
 	if (qr->rescore != NULL && h.keep != 0 && h.keep < qr->candidates)
 		h.keep = qr->candidates;
-	rc = use_index ? index_candidates(d, en, qr, q, &h, &scanned, e)
+	rc = use_index ? index_candidates(d, en, qr, q, pre, &h, &scanned, e)
 	               : exact_scan(d, qr, q, &h, &scanned, e);
 	if (rc != 0)
 		goto out;
@@ -1462,21 +1492,48 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
 		}
-		q = malloc(qr.dim * sizeof *q);
-		json_array_foreach(vecs, i, one) {
-			json_t *res = NULL;
-			char what[32];
+		{
+			/* parse every vector, then one index search for the whole batch (FAISS
+			 * spreads it over the cores) when the index serves these queries */
+			size_t nq = json_array_size(vecs), kc = candidates_per_query(&qr);
+			char factory[INDEX_FACTORY_MAX + 1];
+			struct entry *en = usable_index(d, &qr, count, factory);
+			int64_t *cand = NULL;
+			float *csc = NULL;
 
-			snprintf(what, sizeof what, "vectors[%zu]", i);
-			if (q == NULL || (rc = parse_vector(one, qr.dim, q, what, e)) != 0 ||
-			    (rc = run_query(d, &qr, q, count, &res, e)) != 0) {
+			q = malloc(nq * qr.dim * sizeof *q);
+			rc = q != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			json_array_foreach(vecs, i, one) {
+				char what[32];
+
+				snprintf(what, sizeof what, "vectors[%zu]", i);
+				if (rc == 0)
+					rc = parse_vector(one, qr.dim, q + i * qr.dim, what, e);
+			}
+			if (rc == 0 && en != NULL) {
+				cand = malloc(nq * kc * sizeof *cand);
+				csc = malloc(nq * kc * sizeof *csc);
+				rc = cand != NULL && csc != NULL
+				             ? index_query(en, &qr, nq, q, kc, csc, cand, e)
+				             : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			}
+			for (i = 0; rc == 0 && i < nq; i++) {
+				json_t *res = NULL;
+
+				rc = run_query(d, &qr, q + i * qr.dim, count,
+				               cand != NULL ? cand + i * kc : NULL, &res, e);
+				if (rc == 0)
+					json_array_append_new(arr, res);
+			}
+			free(cand);
+			free(csc);
+			if (rc != 0) {
 				json_decref(arr);
 				free(q);
 				free(qr.members);
 				filter_free(qr.rescore);
-				return q == NULL ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory") : rc;
+				return rc;
 			}
-			json_array_append_new(arr, res);
 		}
 		free(q);
 		free(qr.members);
@@ -1516,7 +1573,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 		}
 	}
 	if (rc == 0)
-		rc = run_query(d, &qr, q, count, out, e);
+		rc = run_query(d, &qr, q, count, NULL, out, e);
 	free(q);
 	free(qr.members);
 	filter_free(qr.rescore);
