@@ -16,16 +16,6 @@
 #include "filters/instance.h"
 #include "filters/registry.h"
 
-/* 202 with Location: /v1/jobs/{id} and a body of {"job": id, "filter": view}. */
-static int accepted(struct http_res *res, uint64_t job, const char *key, json_t *view)
-{
-	char id[24];
-
-	snprintf(id, sizeof id, "%llu", (unsigned long long)job);
-	snprintf(res->location, sizeof res->location, "/v1/jobs/%s", id);
-	return http_json(res, 202, json_pack("{s:s, s:o}", "job", id, key, view));
-}
-
 int filters_list(struct http_req *r, struct http_res *res)
 {
 	const char *ds = http_name_param(r, res, 0, "dataset");
@@ -74,7 +64,7 @@ int filters_put(struct http_req *r, struct http_res *res)
 		return http_json(res, 200, view);
 	log_msg(LOG_INFO, "filter_put", "dataset=%s filter=%s created=%d job=%llu", ds, name,
 	        created, (unsigned long long)job);
-	return accepted(res, job, "filter", view);
+	return http_accepted(res, job, "filter", view);
 }
 
 int filters_delete(struct http_req *r, struct http_res *res)
@@ -107,7 +97,7 @@ int filters_score(struct http_req *r, struct http_res *res)
 	if ((rc = instance_rescore(r->d, ds, name, &job, &e)) != 0 ||
 	    (rc = instance_get_json(r->d, ds, name, &view, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
-	return accepted(res, job, "filter", view);
+	return http_accepted(res, job, "filter", view);
 }
 
 int filters_stats(struct http_req *r, struct http_res *res)

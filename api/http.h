@@ -10,6 +10,7 @@
 #define WINNOW_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "daemon/auth.h"
@@ -65,6 +66,10 @@ int http_json(struct http_res *res, int status, json_t *obj);
  * problem object, e.g. {"errors": [...]}. Returns 0. */
 int http_problem(struct http_res *res, const struct http_req *r, int code, const struct err *e,
                  json_t *extra);
+
+/* 202 Accepted for job (Location: /v1/jobs/{job}) with the body {"job": "<id>", key: view};
+ * takes view. Returns 0. */
+int http_accepted(struct http_res *res, uint64_t job, const char *key, json_t *view);
 
 /* Parse the request body as JSON into *out (new). A body that is not JSON: fills res with
  * a 400 problem (malformed_json) and returns ERR_MALFORMED. */

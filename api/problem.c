@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,4 +153,13 @@ const char *http_name_param(const struct http_req *r, struct http_res *res, int 
 	        what);
 	http_problem(res, r, ERR_INVALID, &e, NULL);
 	return NULL;
+}
+
+int http_accepted(struct http_res *res, uint64_t job, const char *key, json_t *view)
+{
+	char id[24];
+
+	snprintf(id, sizeof id, "%llu", (unsigned long long)job);
+	snprintf(res->location, sizeof res->location, "/v1/jobs/%s", id);
+	return http_json(res, 202, json_pack("{s:s, s:o}", "job", id, key, view));
 }

@@ -48,7 +48,6 @@ int search_index_put(struct http_req *r, struct http_res *res)
 	json_t *body = NULL, *view = NULL;
 	uint64_t job = 0;
 	int rc, created = 0;
-	char id[24];
 
 	if (space == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
@@ -60,9 +59,7 @@ int search_index_put(struct http_req *r, struct http_res *res)
 		return http_json(res, 200, view);
 	log_msg(LOG_INFO, "index_put", "dataset=%s space=%s job=%llu", ds, space,
 	        (unsigned long long)job);
-	snprintf(id, sizeof id, "%llu", (unsigned long long)job);
-	snprintf(res->location, sizeof res->location, "/v1/jobs/%s", id);
-	return http_json(res, 202, json_pack("{s:s, s:o}", "job", id, "index", view));
+	return http_accepted(res, job, "index", view);
 }
 
 int search_index_delete(struct http_req *r, struct http_res *res)

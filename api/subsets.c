@@ -51,7 +51,6 @@ int subsets_put(struct http_req *r, struct http_res *res)
 	json_t *body = NULL, *view = NULL;
 	uint64_t job = 0;
 	int rc, created = 0;
-	char id[24];
 
 	if (name == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
@@ -61,9 +60,7 @@ int subsets_put(struct http_req *r, struct http_res *res)
 		return http_problem(res, r, rc, &e, NULL);
 	log_msg(LOG_INFO, "subset_put", "dataset=%s subset=%s created=%d job=%llu", ds, name,
 	        created, (unsigned long long)job);
-	snprintf(id, sizeof id, "%llu", (unsigned long long)job);
-	snprintf(res->location, sizeof res->location, "/v1/jobs/%s", id);
-	return http_json(res, 202, json_pack("{s:s, s:o}", "job", id, "subset", view));
+	return http_accepted(res, job, "subset", view);
 }
 
 int subsets_delete(struct http_req *r, struct http_res *res)
