@@ -376,14 +376,16 @@ static void *worker_main(void *arg)
 /* ---- open / close ---- */
 
 struct scan_ctx {
+	int want_open;
 	uint64_t *ids;
 	size_t n, cap;
 	int nomem;
-	size_t finished;
+	size_t others; /* documents of the other kind */
 };
 
-static int scan_open_jobs(void *ctx, const char *key, size_t key_len, const void *val,
-                          size_t len)
+/* Collects the ids of open jobs (want_open = 1) or finished ones (0), ascending (= oldest
+ * first), and counts the others. */
+static int collect_jobs(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
 {
 	struct scan_ctx *c = ctx;
 	json_t *doc;
@@ -394,9 +396,9 @@ static int scan_open_jobs(void *ctx, const char *key, size_t key_len, const void
 	for (size_t i = 0; i < 8; i++)
 		id = id << 8 | (unsigned char)key[i];
 	doc = json_loadb(val, len, 0, NULL);
-	if (doc != NULL && state_open(doc_state(doc))) {
+	if (doc != NULL && state_open(doc_state(doc)) == c->want_open) {
 		if (c->n == c->cap) {
-			size_t ncap = c->cap ? c->cap * 2 : 16;
+			size_t ncap = c->cap ? c->cap * 2 : 64;
 			uint64_t *p = realloc(c->ids, ncap * sizeof *p);
 
 			if (p == NULL) {
@@ -409,38 +411,7 @@ static int scan_open_jobs(void *ctx, const char *key, size_t key_len, const void
 		}
 		c->ids[c->n++] = id;
 	} else if (doc != NULL) {
-		c->finished++;
-	}
-	json_decref(doc);
-	return 0;
-}
-
-/* Ids of finished jobs, ascending (= oldest first). */
-static int finished_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
-{
-	struct scan_ctx *c = ctx;
-	json_t *doc;
-	uint64_t id = 0;
-
-	if (key_len != 8)
-		return 0;
-	for (size_t i = 0; i < 8; i++)
-		id = id << 8 | (unsigned char)key[i];
-	doc = json_loadb(val, len, 0, NULL);
-	if (doc != NULL && !state_open(doc_state(doc))) {
-		if (c->n == c->cap) {
-			size_t ncap = c->cap ? c->cap * 2 : 256;
-			uint64_t *p = realloc(c->ids, ncap * sizeof *p);
-
-			if (p == NULL) {
-				c->nomem = 1;
-				json_decref(doc);
-				return 1;
-			}
-			c->ids = p;
-			c->cap = ncap;
-		}
-		c->ids[c->n++] = id;
+		c->others++;
 	}
 	json_decref(doc);
 	return 0;
@@ -470,13 +441,13 @@ static int prune_fn(void *ctx, struct store_txn *t, struct err *e)
 /* Delete the oldest finished jobs beyond keep_finished(), 1000 per transaction. */
 static void prune(struct jobs *js)
 {
-	struct scan_ctx c = {0};
+	struct scan_ctx c = {.want_open = 0};
 	struct store_reader *r = NULL;
 	size_t drop, at = 0;
 
 	if (store_reader_open(js->d->store, &r, NULL) != 0)
 		return;
-	store_reader_docs(r, 0, 'j', finished_fn, &c, NULL);
+	store_reader_docs(r, 0, 'j', collect_jobs, &c, NULL);
 	store_reader_close(r);
 	drop = !c.nomem && c.n > keep_finished(js) ? c.n - keep_finished(js) : 0;
 	while (at < drop) {
@@ -496,7 +467,7 @@ int jobs_open(struct jobs **out, struct daemon *d, struct err *e)
 {
 	struct jobs *js = calloc(1, sizeof *js);
 	struct store_reader *r = NULL;
-	struct scan_ctx sc = {0};
+	struct scan_ctx sc = {.want_open = 1};
 	int rc = 0;
 
 	if (js == NULL)
@@ -506,7 +477,7 @@ int jobs_open(struct jobs **out, struct daemon *d, struct err *e)
 	pthread_cond_init(&js->cv, NULL);
 	if ((rc = store_reader_open(d->store, &r, e)) != 0)
 		goto out;
-	rc = store_reader_docs(r, 0, 'j', scan_open_jobs, &sc, e);
+	rc = store_reader_docs(r, 0, 'j', collect_jobs, &sc, e);
 	store_reader_close(r);
 	if (rc != 0)
 		goto out;
@@ -518,8 +489,8 @@ int jobs_open(struct jobs **out, struct daemon *d, struct err *e)
 		jobs_submit(js, sc.ids[i]);
 	if (sc.n > 0)
 		log_msg(LOG_INFO, "jobs_resume", "count=%zu", sc.n);
-	atomic_store(&js->finished, (unsigned)sc.finished);
-	if (sc.finished > keep_finished(js))
+	atomic_store(&js->finished, (unsigned)sc.others);
+	if (sc.others > keep_finished(js))
 		prune(js);
 	js->nthreads = d->cfg->job_threads > 0 ? d->cfg->job_threads : 1;
 	js->threads = calloc(js->nthreads, sizeof *js->threads);
