@@ -177,8 +177,17 @@ def workload(w, name, x, q, factory, metric, clients, k=10):
     ref = faiss.index_factory(x.shape[1], factory,
                               faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
     t0 = time.time()
+    if not ref.is_trained:
+        ref.train(np.ascontiguousarray(xs, dtype=np.float32))
     ref.add(np.ascontiguousarray(xs, dtype=np.float32))
     ref_build = time.time() - t0
+    # the same search parameters as winnowd's defaults (index/catalog.c default_params), so
+    # that both sides search the same index the same way
+    for param, value in (("efSearch", 64), ("nprobe", 16)):
+        try:
+            faiss.ParameterSpace().set_index_parameter(ref, param, value)
+        except RuntimeError:
+            pass
     exact = faiss.IndexFlatL2(x.shape[1]) if metric == "l2" else faiss.IndexFlatIP(x.shape[1])
     exact.add(np.ascontiguousarray(xs, dtype=np.float32))
     _, gt = exact.search(np.ascontiguousarray(qs, dtype=np.float32), k)
