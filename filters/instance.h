@@ -36,6 +36,7 @@ struct instance_ref {
 	const struct filter_ops *ops;
 	uint64_t version;
 	uint32_t arr_score, arr_status;
+	uint32_t arr_label; /* u32 per row when ops->label is set, else 0 */
 };
 
 /* Create or replace filter name of dataset from body {"type": ..., "params": {...}}
@@ -91,6 +92,13 @@ int instance_ref_read(struct store_reader *r, uint32_t ds_id, const char *name,
 int instance_score_range(struct store *s, uint32_t ds, const struct store_schema *schema,
                          const struct filter *f, uint64_t lo, uint64_t hi, float *scores,
                          uint8_t *status, unsigned threads, struct job *job, struct err *e);
+
+/* instance_score_range plus the rows' labels into labels (borrowed, hi - lo entries, may
+ * be NULL; FILTER_NO_LABEL where none). */
+int instance_score_range_labels(struct store *s, uint32_t ds, const struct store_schema *schema,
+                                const struct filter *f, uint64_t lo, uint64_t hi,
+                                float *scores, uint8_t *status, uint32_t *labels,
+                                unsigned threads, struct job *job, struct err *e);
 
 /* The scoring threads used by default: the online CPUs, at most 8. */
 unsigned instance_score_threads(void);
