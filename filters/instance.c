@@ -22,6 +22,7 @@
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "filters/scan.h"
+#include "filters/semdedup.h"
 #include "store/jdoc.h"
 #include "store/store.h"
 #include "store/vec.h"
@@ -161,6 +162,163 @@ int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_sch
 	}
 	*out = f;
 	return 0;
+}
+
+/* ---- explain, sweep ---- */
+
+void instance_explain_row(struct store_reader *r, uint32_t ds_id,
+                          const struct store_schema *schema, const struct instance_ref *ref,
+                          uint64_t row, json_t *o)
+{
+	struct filter *f = NULL;
+	json_t *x = NULL;
+
+	if (ref->ops->label != NULL && ref->arr_label != 0) {
+		uint32_t lab = FILTER_NO_LABEL;
+
+		if (store_reader_array(r, ds_id, ref->arr_label, 4, row, 1, &lab, NULL) == 0)
+			json_object_set_new(o, ref->ops->label,
+			                    lab == FILTER_NO_LABEL ? json_null()
+			                                           : json_integer((json_int_t)lab));
+	}
+	if (ref->ops->explain == NULL || instance_open(r, ds_id, schema, ref->name, &f, NULL) != 0)
+		return;
+	if (filter_explain(f, row, &x, NULL) == 0 && x != NULL) {
+		const char *key;
+		json_t *v;
+		json_t *ids = json_object();
+
+		json_object_foreach(x, key, v) {
+			size_t kl = strlen(key);
+			const char *id;
+			size_t len;
+
+			if (kl > 4 && strcmp(key + kl - 4, "_row") == 0 && json_is_integer(v) &&
+			    store_reader_row(r, ds_id, (uint64_t)json_integer_value(v), NULL, &id, &len,
+			                     NULL, NULL, NULL) == 0) {
+				char name[64];
+
+				snprintf(name, sizeof name, "%.*s", (int)(kl - 4), key);
+				json_object_set_new(ids, name, json_stringn(id, len));
+			}
+		}
+		json_object_update(x, ids);
+		json_decref(ids);
+		json_object_set_new(o, "explain", x);
+	}
+	filter_free(f);
+}
+
+int instance_record_json(struct daemon *d, const char *dataset, const char *name,
+                         const char *id, size_t id_len, json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct instance_ref ref;
+	uint64_t row;
+	float sc = NAN;
+	uint8_t st = FILTER_PENDING;
+	json_t *o;
+	int rc;
+
+	if ((rc = dataset_get(d, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	if ((rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+		goto out;
+	if ((rc = store_reader_find(r, ds.id, id, id_len, &row, e)) != 0) {
+		if (rc == ERR_NOT_FOUND) {
+			err_clear(e);
+			rc = err_set(e, ERR_NOT_FOUND, "record_not_found", "no record '%.*s'",
+			             (int)(id_len > 200 ? 200 : id_len), id);
+		}
+		goto out;
+	}
+	if ((rc = store_reader_array(r, ds.id, ref.arr_score, 4, row, 1, &sc, e)) != 0 ||
+	    (rc = store_reader_array(r, ds.id, ref.arr_status, 1, row, 1, &st, e)) != 0)
+		goto out;
+	o = json_pack("{s:s, s:s, s:I, s:s#, s:o, s:s}", "filter", name, "type", ref.ops->name,
+	              "version", (json_int_t)ref.version, "id", id, (int)id_len, "score",
+	              isfinite(sc) ? json_real(sc) : json_null(), "status",
+	              filter_status_name(ref.ops, st));
+	if (o == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	instance_explain_row(r, ds.id, &ds.schema, &ref, row, o);
+	*out = o;
+out:
+	store_reader_close(r);
+	return rc;
+}
+
+#define SWEEP_MAX 256
+
+int instance_sweep_json(struct daemon *d, const char *dataset, const char *name,
+                        const json_t *body, json_t **out, struct err *e)
+{
+	const json_t *list = json_object_get(body, "eps");
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct instance_ref ref;
+	struct filter *f = NULL;
+	double eps[SWEEP_MAX];
+	uint64_t kept[SWEEP_MAX], total = 0;
+	size_t n = json_array_size(list), i;
+	const char *key;
+	json_t *v, *arr;
+	int rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_sweep", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, v) {
+		if (strcmp(key, "eps") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field",
+			               "unknown field '%s' (a sweep has \"eps\")", key);
+	}
+	if (!json_is_array(list) || n == 0 || n > SWEEP_MAX)
+		return err_set(e, ERR_INVALID, "bad_sweep",
+		               "\"eps\" must be an array of 1 to %d numbers in (0, 1)", SWEEP_MAX);
+	json_array_foreach(list, i, v) {
+		eps[i] = json_number_value(v);
+		if (!json_is_number(v) || !(eps[i] > 0 && eps[i] < 1))
+			return err_set(e, ERR_INVALID, "bad_sweep",
+			               "eps[%zu] must be a number in (0, 1)", i);
+	}
+	if ((rc = dataset_get(d, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	if ((rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+		goto out;
+	if (ref.ops != &semdedup_filter_ops) {
+		rc = err_set(e, ERR_INVALID, "bad_filter_type",
+		             "filter '%s' is a %s filter; only semdedup filters sweep eps", name,
+		             ref.ops->name);
+		goto out;
+	}
+	if ((rc = instance_open(r, ds.id, &ds.schema, name, &f, e)) != 0)
+		goto out;
+	if (!f->fitted || semdedup_sweep(f, eps, n, kept, &total) != 0) {
+		rc = err_set(e, ERR_CONFLICT, "not_fitted",
+		             "filter '%s' has not been fitted yet (its scoring job fits it)", name);
+		goto out;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:f, s:I, s:I, s:f}", "eps", eps[i], "kept",
+		                                     (json_int_t)kept[i], "removed",
+		                                     (json_int_t)(total - kept[i]), "kept_fraction",
+		                                     total ? (double)kept[i] / (double)total : 0.0));
+	*out = json_pack("{s:s, s:I, s:I, s:o}", "filter", name, "version", (json_int_t)ref.version,
+	                 "records", (json_int_t)total, "sweep", arr);
+	if (*out == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	filter_free(f);
+	store_reader_close(r);
+	return rc;
 }
 
 /* ---- PUT ---- */

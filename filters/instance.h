@@ -80,6 +80,27 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_schema *schema,
                   const char *name, struct filter **out, struct err *e);
 
+/* Add to o (borrowed JSON object) what instance ref says about row beyond its score: its
+ * label under the type's name ("cluster": 12), and "explain", the type's account of the row
+ * from its fitted state, where every integer member "<x>_row" is followed by "<x>" with
+ * that record's id (semdedup: "duplicate_of"). Best effort: what cannot be read is left
+ * out. r, schema, ref borrowed. */
+void instance_explain_row(struct store_reader *r, uint32_t ds_id,
+                          const struct store_schema *schema, const struct instance_ref *ref,
+                          uint64_t row, json_t *o);
+
+/* GET .../filters/{name}/records/{id}: the record's score, status, label and explain under
+ * filter name (see instance_explain_row). *out new. ERR_NOT_FOUND (dataset, filter,
+ * record). */
+int instance_record_json(struct daemon *d, const char *dataset, const char *name,
+                         const char *id, size_t id_len, json_t **out, struct err *e);
+
+/* POST .../filters/{name}:sweep with body {"eps": [..]} (borrowed): for a fitted semdedup
+ * filter, how many records each eps would keep. *out new. ERR_INVALID (body, type),
+ * ERR_CONFLICT (not fitted yet), ERR_NOT_FOUND. */
+int instance_sweep_json(struct daemon *d, const char *dataset, const char *name,
+                        const json_t *body, json_t **out, struct err *e);
+
 /* Read the instance name of dataset ds_id in reader r. ERR_NOT_FOUND (slug unknown_filter). */
 int instance_ref_read(struct store_reader *r, uint32_t ds_id, const char *name,
                       struct instance_ref *out, struct err *e);
