@@ -28,8 +28,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/err.h"
+#include "daemon/log.h"
 #include "filters/filter.h"
 #include "filters/kmeans.h"
 #include "filters/prototypes.h"
@@ -65,6 +67,12 @@ struct semdedup {
 	float *maxsim;
 	uint64_t *earlier;
 };
+
+/* The rule, compared in double: M > 1 - eps (strict). */
+static int is_dup_m(float m, double eps)
+{
+	return (double)m > 1.0 - eps;
+}
 
 /* ---- the kernel ---- */
 
@@ -199,6 +207,14 @@ static int sdd_use(struct filter *f, const struct filter *other, struct err *e)
 
 /* ---- fit ---- */
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 struct item {
 	uint32_t cluster;
 	float key;    /* the sort key inside the cluster: ascending */
@@ -230,6 +246,8 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	struct kmeans_index *ix = NULL;
 	size_t n = 0, cap = 0, zcap = 0;
 	uint32_t k = s->k;
+	double t0 = now_s(), t_read, t_kmeans, t_assign;
+	size_t largest = 0, chunks = 0;
 	int rc;
 
 	while ((rc = filter_scan_next(scan, &b, e)) == 1) {
@@ -259,6 +277,7 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	}
 	if (rc < 0)
 		goto out;
+	t_read = now_s();
 	/* the centroids: given, used, or fitted here on the whole pool */
 	if (s->centroids == NULL) {
 		k = s->kp.k;
@@ -279,9 +298,11 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
+	t_kmeans = now_s();
 	if (n > 0 && ((rc = kmeans_index_open(&ix, cent ? cent : s->centroids, k, s->dim, e)) != 0 ||
 	              (rc = kmeans_assign(ix, n, x, lab, sim, e)) != 0))
 		goto out;
+	t_assign = now_s(); /* the dedup stage below: ordering, then the Gram products */
 	for (uint64_t r = 0; r < nrows; r++) {
 		cl[r] = FILTER_NO_LABEL;
 		msr[r] = 0;
@@ -320,10 +341,13 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 		while (end < n && it[end].cluster == it[a].cluster)
 			end++;
 		nclusters++;
+		if (end - a > largest)
+			largest = end - a;
 		/* chunks of at most max_cluster consecutive items of the cluster's order */
 		for (size_t c0 = a; c0 < end; c0 += s->max_cluster) {
 			size_t m = end - c0 < s->max_cluster ? end - c0 : (size_t)s->max_cluster;
 
+			chunks++;
 			if (m > zcap) {
 				float *nz = realloc(z, m * s->dim * sizeof *nz);
 				float *nm = nz ? realloc(ms, m * sizeof *nm) : NULL;
@@ -353,6 +377,19 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 			}
 		}
 		a = end;
+	}
+	{
+		double t_end = now_s();
+		uint64_t dups = 0;
+
+		for (size_t i = 0; i < n; i++)
+			dups += is_dup_m(msr[rows[i]], s->eps);
+		/* the stage times, for operators and bench/dedup.py */
+		log_msg(LOG_INFO, "semdedup_fit",
+		        "records=%zu k=%u clusters=%u largest=%zu chunks=%zu removed=%llu "
+		        "read_s=%.3f kmeans_s=%.3f assign_s=%.3f dedup_s=%.3f",
+		        n, k, nclusters, largest, chunks, (unsigned long long)dups, t_read - t0,
+		        t_kmeans - t_read, t_assign - t_kmeans, t_end - t_assign);
 	}
 	/* success: the new state replaces the old one */
 	free(s->cluster);
@@ -487,7 +524,7 @@ static int sdd_load(struct filter *f, const void *blob, size_t len, struct err *
 
 static int is_dup(const struct semdedup *s, uint64_t r, double eps)
 {
-	return (double)s->maxsim[r] > 1.0 - eps;
+	return is_dup_m(s->maxsim[r], eps);
 }
 
 static int sdd_score_label(const struct filter *f, const struct filter_batch *b, float *scores,
