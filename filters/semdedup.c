@@ -99,10 +99,16 @@ int semdedup_earlier_max(const float *z, size_t m, uint32_t dim, float *maxsim, 
 
 			if (ib + bi > jb + bj)
 				bi = jb + bj - ib;
-			/* G[i][j] = z_(ib+i) . z_(jb+j) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bi, (int)bj, (int)dim,
-			            1.0f, z + ib * dim, (int)dim, z + jb * dim, (int)dim, 0.0f, g,
-			            (int)bj);
+			/* G[i][j] = z_(ib+i) . z_(jb+j); a diagonal tile needs only its upper
+			 * triangle (i < j), which ssyrk computes with half the work, as numpy's
+			 * Z @ Z.T does */
+			if (ib == jb)
+				cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)bj, (int)dim, 1.0f,
+				            z + jb * dim, (int)dim, 0.0f, g, (int)bj);
+			else
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bi, (int)bj,
+				            (int)dim, 1.0f, z + ib * dim, (int)dim, z + jb * dim, (int)dim,
+				            0.0f, g, (int)bj);
 			for (size_t i = 0; i < bi; i++) {
 				const float *gr = g + i * bj;
 				size_t gi = ib + i;
