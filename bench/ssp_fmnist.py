@@ -45,7 +45,7 @@ class Winnowd:
     def __init__(self, path):
         self.dir = tempfile.mkdtemp(prefix="winnow-bench-ssp-")
         self.proc = subprocess.Popen([path, "--listen", "127.0.0.1:0", "--data-dir", self.dir,
-                                      "--log-level", "warn"],
+                                      "--log-level", "info"],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
         self.port = None
         deadline = time.time() + 30
