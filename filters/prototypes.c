@@ -223,17 +223,6 @@ static int pro_score(const struct filter *f, const struct filter_batch *b, float
 	return pro_score_label(f, b, scores, status, NULL, e);
 }
 
-static int pro_explain(const struct filter *f, uint64_t row, json_t **out, struct err *e)
-{
-	const struct prototypes *p = (const struct prototypes *)f;
-
-	(void)row;
-	(void)e;
-	*out = json_pack("{s:I, s:s}", "k", (json_int_t)p->k, "score",
-	                 "cosine distance to the nearest centroid (higher = harder)");
-	return 0;
-}
-
 static void pro_destroy(struct filter *f)
 {
 	struct prototypes *p = (struct prototypes *)f;
@@ -272,5 +261,4 @@ const struct filter_ops prototypes_filter_ops = {
 	.destroy = pro_destroy,
 	.label = "cluster",
 	.score_label = pro_score_label,
-	.explain = pro_explain,
 };
