@@ -5,6 +5,8 @@ records with planted near-duplicate groups whose keep set must equal an independ
 implementation of the spec's rule; fitted centroids survive a restart, a refit with the same
 seed gives the same scores."""
 
+import json
+
 import numpy as np
 
 import curate
@@ -128,6 +130,13 @@ def semdedup_spec_vector_explain_and_sweep():
     assert_problem(d.json("POST", "/v1/datasets/s32/filters/e4:sweep", {"eps": [0.1], "x": 1}),
                    422, "unknown_field")
     assert_problem(d.json("POST", "/v1/datasets/s32/filters/nope:sweep", {"eps": [0.1]}), 404)
+    # a semdedup whose fit failed (k larger than the pool) has nothing to sweep
+    jid = curate.put_filter(d, "s32", "nofit", {"type": "semdedup", "params": {
+        "space": "emb", "eps": 0.1, "k": 10}})
+    j = curate.wait_job(d, jid, states=("failed",))
+    assert "too_few_points" in json.dumps(j["error"]), j
+    assert_problem(d.json("POST", "/v1/datasets/s32/filters/nofit:sweep", {"eps": [0.1]}), 409,
+                   "not_fitted")
     assert_problem(d.get_json("/v1/datasets/s32/filters/e4/records/nope"), 404,
                    "record_not_found")
     # a record ingested after the fit stays pending (not cheap) until :score refits
@@ -291,6 +300,15 @@ def prototypes_50k_per_cluster_and_restart():
         bound = dist[order[want_out[k] - 1]]
         for i in want_k ^ got_k:
             assert abs(dist[i] - bound) < 1e-6, (k, i, dist[i], bound)
+    # semdedup reusing this filter's centroids gives the numpy keep set too
+    m, _, _ = numpy_semdedup(x, cent, EPS)
+    curate.wait_job(d, curate.put_filter(d, "big", "dd2", {"type": "semdedup", "params": {
+        "space": "emb", "eps": EPS, "prototypes": "ssp"}}), timeout=120)
+    assert_eq(member_ids(d, "big", "dd2_keep", [{"filter": "dd2", "keep": True}]),
+              {ids[i] for i in np.nonzero(m <= 1 - EPS)[0]}, "keep set with the used centroids")
+    # only semdedup filters sweep
+    assert_problem(d.json("POST", "/v1/datasets/big/filters/ssp:sweep", {"eps": [0.1]}), 422,
+                   "bad_filter_type")
     # a record ingested after a restart is scored on ingest against the same centroids
     d.restart()
     ingest(d, "big", ["late"], x[7:8])

@@ -347,6 +347,56 @@ static void test_fit_kmeans(void)
 	filter_free(f);
 }
 
+/* order "random": three identical points, so the survivor is the first of the shuffle; the
+ * same seed gives the same survivor, and the seeds between them pick each of the three. */
+static int random_survivor(int seed, struct err *e)
+{
+	struct store_schema sc = schema1(2);
+	float x[] = {1, 0, 1, 0, 1, 0};
+	uint8_t has[] = {1, 1, 1};
+	uint64_t rows[] = {0, 1, 2};
+	struct filter_batch b = {.n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}};
+	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
+	char p[160];
+	int rc, who = -1, kept = 0;
+	struct filter *f;
+	float s[3];
+	uint8_t st[3];
+
+	snprintf(p, sizeof p,
+	         "{\"space\":\"emb\",\"eps\":0.01,\"order\":\"random\",\"seed\":%d,"
+	         "\"centroids\":[[1,0]]}",
+	         seed);
+	f = make("semdedup", p, &sc, &rc, e);
+	if (f == NULL || filter_fit(f, &ms.base, e) != 0 ||
+	    filter_score_batch(f, &b, s, st, e) != 0) {
+		filter_free(f);
+		return -1;
+	}
+	for (int i = 0; i < 3; i++)
+		if (s[i] == 1) {
+			who = i;
+			kept++;
+		}
+	filter_free(f);
+	return kept == 1 ? who : -2;
+}
+
+static void test_random_order(void)
+{
+	struct err e;
+	int seen[3] = {0};
+
+	for (int seed = 1; seed <= 30; seed++) {
+		int w = random_survivor(seed, &e);
+
+		CHECK(w >= 0);
+		CHECK_INT(random_survivor(seed, &e), w);
+		seen[w]++;
+	}
+	CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
+}
+
 static void test_params(void)
 {
 	struct store_schema sc = schema1(2);
@@ -380,6 +430,7 @@ int main(void)
 	HARNESS_RUN(test_kernel);
 	HARNESS_RUN(test_chunks_and_use);
 	HARNESS_RUN(test_fit_kmeans);
+	HARNESS_RUN(test_random_order);
 	HARNESS_RUN(test_params);
 	return harness_done();
 }
