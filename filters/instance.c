@@ -175,11 +175,17 @@ void instance_explain_row(struct store_reader *r, uint32_t ds_id,
 
 	if (ref->ops->label != NULL && ref->arr_label != 0) {
 		uint32_t lab = FILTER_NO_LABEL;
+		uint8_t st = FILTER_PENDING;
 
-		if (store_reader_array(r, ds_id, ref->arr_label, 4, row, 1, &lab, NULL) == 0)
-			json_object_set_new(o, ref->ops->label,
-			                    lab == FILTER_NO_LABEL ? json_null()
-			                                           : json_integer((json_int_t)lab));
+		/* an element never written reads as 0, a valid label: trust it only for a row
+		 * that was scored */
+		if (store_reader_array(r, ds_id, ref->arr_status, 1, row, 1, &st, NULL) != 0 ||
+		    !filter_status_scored(st))
+			lab = FILTER_NO_LABEL;
+		else if (store_reader_array(r, ds_id, ref->arr_label, 4, row, 1, &lab, NULL) != 0)
+			lab = FILTER_NO_LABEL;
+		json_object_set_new(o, ref->ops->label,
+		                    lab == FILTER_NO_LABEL ? json_null() : json_integer((json_int_t)lab));
 	}
 	if (ref->ops->explain == NULL || instance_open(r, ds_id, schema, ref->name, &f, NULL) != 0)
 		return;
