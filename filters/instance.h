@@ -6,8 +6,9 @@
  * version, and the ids of its two row arrays: `score` (f32 per row, NaN when there is no
  * finite score) and `status` (u8 per row, enum filter_status or a type's reason), and a
  * third, `label` (u32 per row), for a type with a label (ops->label: prototypes' and
- * semdedup's cluster). Fitted state is a blob (namespace 'b', key = the name). The version starts at 1 and grows when
- * the params change (PUT with other params) or a fit changes the fitted state.
+ * semdedup's cluster). Fitted state is a blob (namespace 'b', key = the name). The version
+ * starts at 1 and grows when the params change (PUT with other params) or a fit changes the
+ * fitted state.
  *
  * A PUT with new params allocates fresh arrays (the old ones are dropped in the same
  * transaction), cancels the instance's open scoring job and starts a new one: a job's
