@@ -29,7 +29,8 @@ typedef struct json_t json_t;
 struct kmeans_params {
 	uint32_t k;
 	int niter, seed, max_ppc;
-	float *given; /* k * dim unit vectors from params "centroids" (new; kmeans_params_free), or NULL */
+	/* k * dim unit vectors from params "centroids" (new; kmeans_params_free), or NULL */
+	float *given;
 };
 
 /* Read "k", "iterations", "seed", "max_points_per_centroid" and "centroids" (an array of
