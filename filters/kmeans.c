@@ -195,6 +195,9 @@ int kmeans_train(const struct kmeans_params *p, uint32_t dim, size_t n, const fl
 	cp.spherical = 1;
 	cp.seed = p->seed;
 	cp.max_points_per_centroid = p->max_ppc;
+	/* min_points_per_centroid only makes FAISS print a warning on stderr (not logfmt)
+	 * when a cluster could be thin; the result does not depend on it */
+	cp.min_points_per_centroid = 1;
 	cp.verbose = 0;
 	if (faiss_Clustering_new_with_params(&c, (int)dim, (int)p->k, &cp) != 0 ||
 	    faiss_IndexFlatIP_new_with(&ix, (idx_t)dim) != 0) {
