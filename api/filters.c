@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/http.h"
 #include "daemon/daemon.h"
@@ -153,4 +154,37 @@ int filters_types(struct http_req *r, struct http_res *res)
 		                                     reasons));
 	}
 	return http_json(res, 200, json_pack("{s:o}", "filter_types", arr));
+}
+
+int filters_record(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	json_t *v = NULL;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	rc = instance_record_json(r->d, ds, name, r->params[2], strlen(r->params[2]), &v, &e);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, v);
+}
+
+int filters_sweep(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	json_t *body = NULL, *v = NULL;
+	int rc;
+
+	if (name == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = instance_sweep_json(r->d, ds, name, body, &v, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, v);
 }

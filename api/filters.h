@@ -14,5 +14,9 @@ int filters_delete(struct http_req *r, struct http_res *res);
 int filters_score(struct http_req *r, struct http_res *res);
 int filters_stats(struct http_req *r, struct http_res *res);
 int filters_types(struct http_req *r, struct http_res *res);
+/* GET .../filters/{filter}/records/{id*}: one record under one filter, with its label and
+ * the type's explain. POST .../filters/{filter}:sweep: a semdedup eps sweep. */
+int filters_record(struct http_req *r, struct http_res *res);
+int filters_sweep(struct http_req *r, struct http_res *res);
 
 #endif

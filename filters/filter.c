@@ -18,7 +18,8 @@ int filter_create(struct filter **out, const struct filter_ops *ops, const json_
 	json_t *empty = NULL;
 	int rc;
 
-	if (ops == NULL || ops->create == NULL || ops->score == NULL || ops->size < sizeof *f)
+	if (ops == NULL || ops->create == NULL || ops->score == NULL || ops->size < sizeof *f ||
+	    (ops->label != NULL && ops->score_label == NULL))
 		return err_set(e, ERR_INTERNAL, "bad_filter_type", "a filter type is incomplete");
 	if (params != NULL && !json_is_object(params))
 		return err_set(e, ERR_INVALID, "bad_param", "\"params\" must be a JSON object");
@@ -92,8 +93,17 @@ int filter_status_scored(uint8_t status)
 int filter_score_batch(const struct filter *f, const struct filter_batch *b, float *scores,
                        uint8_t *status, struct err *e)
 {
+	return filter_score_batch_labels(f, b, scores, status, NULL, e);
+}
+
+int filter_score_batch_labels(const struct filter *f, const struct filter_batch *b,
+                              float *scores, uint8_t *status, uint32_t *labels, struct err *e)
+{
 	int rc;
 
+	if (labels != NULL)
+		for (size_t i = 0; i < b->n; i++)
+			labels[i] = FILTER_NO_LABEL;
 	if (f->ops->needs_fit && !f->fitted) {
 		for (size_t i = 0; i < b->n; i++) {
 			scores[i] = NAN;
@@ -101,7 +111,10 @@ int filter_score_batch(const struct filter *f, const struct filter_batch *b, flo
 		}
 		return 0;
 	}
-	rc = f->ops->score(f, b, scores, status, e);
+	if (f->ops->label != NULL && f->ops->score_label != NULL)
+		rc = f->ops->score_label(f, b, scores, status, labels, e);
+	else
+		rc = f->ops->score(f, b, scores, status, e);
 	if (rc != 0)
 		return rc;
 	for (size_t i = 0; i < b->n; i++) {
@@ -115,8 +128,26 @@ int filter_score_batch(const struct filter *f, const struct filter_batch *b, flo
 				status[i] = FILTER_EXCLUDED;
 			scores[i] = NAN;
 		}
+		if (labels != NULL && !filter_status_scored(status[i]))
+			labels[i] = FILTER_NO_LABEL;
 	}
 	return 0;
+}
+
+int filter_explain(const struct filter *f, uint64_t row, json_t **out, struct err *e)
+{
+	*out = NULL;
+	if (f->ops->explain == NULL || (f->ops->needs_fit && !f->fitted))
+		return 0;
+	return f->ops->explain(f, row, out, e);
+}
+
+int filter_use(struct filter *f, const struct filter *other, struct err *e)
+{
+	if (f->ops->use == NULL)
+		return err_set(e, ERR_INVALID, "no_use", "filter type '%s' uses no other filter",
+		               f->ops->name);
+	return f->ops->use(f, other, e);
 }
 
 int filter_rescore(const struct filter *f, const float *query, uint32_t dim, size_t n,

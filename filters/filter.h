@@ -120,7 +120,26 @@ struct filter_ops {
 	               const uint64_t *rows, const float *raw, float *out, struct err *e);
 	/* Free what the type allocated (not f itself). May be NULL. */
 	void (*destroy)(struct filter *f);
+
+	/* ---- Optional: labels, explanations, another instance's state ---- */
+	/* The name of a u32 the type attaches to each scored row ("cluster"), kept in a third
+	 * row array of the instance (subset steps can select per label); NULL = none. A type
+	 * with a label provides score_label. */
+	const char *label;
+	/* score, plus labels[j] for every row (FILTER_NO_LABEL where none). labels may be
+	 * NULL (then it is score). Required when label is set. */
+	int (*score_label)(const struct filter *f, const struct filter_batch *b, float *scores,
+	                   uint8_t *status, uint32_t *labels, struct err *e);
+	/* What the fitted state says about one row, for decisions: *out new (a JSON object) or
+	 * NULL. An integer member named "<x>_row" names a row: callers with a store add "<x>"
+	 * with that record's id. May be NULL. */
+	int (*explain)(const struct filter *f, uint64_t row, json_t **out, struct err *e);
+	/* Take what fit needs from other (borrowed for the call; fitted or not), the instance
+	 * named by f->uses. Called before fit when create set f->uses. May be NULL. */
+	int (*use)(struct filter *f, const struct filter *other, struct err *e);
 };
+
+#define FILTER_NO_LABEL UINT32_MAX
 
 struct filter {
 	const struct filter_ops *ops;
@@ -128,6 +147,9 @@ struct filter {
 	unsigned inputs[FILTER_MAX_INPUTS]; /* schema space indexes the filter reads */
 	unsigned needs;                     /* enum filter_needs bits */
 	int fitted;                         /* 1 after fit or load */
+	/* Another instance of the dataset whose state fit takes through ops->use (a
+	 * semdedup reusing a prototypes filter's centroids); "" = none. Set by create. */
+	char uses[65];
 };
 
 /* Create an instance of ops from params (borrowed JSON object; NULL = {}) for a dataset
@@ -155,6 +177,18 @@ int filter_load(struct filter *f, const void *blob, size_t len, struct err *e);
  * FILTER_UNFITTED for all rows without calling the type. */
 int filter_score_batch(const struct filter *f, const struct filter_batch *b, float *scores,
                        uint8_t *status, struct err *e);
+
+/* filter_score_batch plus a label per row into labels (borrowed, b->n entries; may be
+ * NULL): the type's score_label when it has a label, else FILTER_NO_LABEL everywhere;
+ * unscorable rows always get FILTER_NO_LABEL. */
+int filter_score_batch_labels(const struct filter *f, const struct filter_batch *b,
+                              float *scores, uint8_t *status, uint32_t *labels, struct err *e);
+
+/* ops->explain of row, or *out = NULL when the type has none or f is not fitted. */
+int filter_explain(const struct filter *f, uint64_t row, json_t **out, struct err *e);
+
+/* ops->use (ERR_INVALID when the type has none). */
+int filter_use(struct filter *f, const struct filter *other, struct err *e);
 
 /* Rescore candidates (see ops->rescore); copies raw to out when the type has no rescore.
  * Non-finite results become -inf (never kept by a threshold). */

@@ -22,6 +22,7 @@
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "filters/scan.h"
+#include "filters/semdedup.h"
 #include "store/jdoc.h"
 #include "store/store.h"
 #include "store/vec.h"
@@ -86,6 +87,7 @@ static int ref_from_doc(const json_t *doc, const char *name, struct instance_ref
 	out->version = doc_u64(doc, "version");
 	out->arr_score = doc_arr(doc, "score");
 	out->arr_status = doc_arr(doc, "status");
+	out->arr_label = doc_arr(doc, "label");
 	return 0;
 }
 
@@ -162,6 +164,169 @@ int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_sch
 	return 0;
 }
 
+/* ---- explain, sweep ---- */
+
+void instance_explain_row(struct store_reader *r, uint32_t ds_id,
+                          const struct store_schema *schema, const struct instance_ref *ref,
+                          uint64_t row, json_t *o)
+{
+	struct filter *f = NULL;
+	json_t *x = NULL;
+
+	if (ref->ops->label != NULL && ref->arr_label != 0) {
+		uint32_t lab = FILTER_NO_LABEL;
+		uint8_t st = FILTER_PENDING;
+
+		/* an element never written reads as 0, a valid label: trust it only for a row
+		 * that was scored */
+		if (store_reader_array(r, ds_id, ref->arr_status, 1, row, 1, &st, NULL) != 0 ||
+		    !filter_status_scored(st))
+			lab = FILTER_NO_LABEL;
+		else if (store_reader_array(r, ds_id, ref->arr_label, 4, row, 1, &lab, NULL) != 0)
+			lab = FILTER_NO_LABEL;
+		json_object_set_new(o, ref->ops->label,
+		                    lab == FILTER_NO_LABEL ? json_null() : json_integer((json_int_t)lab));
+	}
+	if (ref->ops->explain == NULL || instance_open(r, ds_id, schema, ref->name, &f, NULL) != 0)
+		return;
+	if (filter_explain(f, row, &x, NULL) == 0 && x != NULL) {
+		const char *key;
+		json_t *v;
+		json_t *ids = json_object();
+
+		json_object_foreach(x, key, v) {
+			size_t kl = strlen(key);
+			const char *id;
+			size_t len;
+
+			if (kl > 4 && strcmp(key + kl - 4, "_row") == 0 && json_is_integer(v) &&
+			    store_reader_row(r, ds_id, (uint64_t)json_integer_value(v), NULL, &id, &len,
+			                     NULL, NULL, NULL) == 0) {
+				char name[64];
+
+				snprintf(name, sizeof name, "%.*s", (int)(kl - 4), key);
+				json_object_set_new(ids, name, json_stringn(id, len));
+			}
+		}
+		json_object_update(x, ids);
+		json_decref(ids);
+		json_object_set_new(o, "explain", x);
+	}
+	filter_free(f);
+}
+
+int instance_record_json(struct daemon *d, const char *dataset, const char *name,
+                         const char *id, size_t id_len, json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct instance_ref ref;
+	uint64_t row;
+	float sc = NAN;
+	uint8_t st = FILTER_PENDING;
+	json_t *o;
+	int rc;
+
+	if ((rc = dataset_get(d, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	if ((rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+		goto out;
+	if ((rc = store_reader_find(r, ds.id, id, id_len, &row, e)) != 0) {
+		if (rc == ERR_NOT_FOUND) {
+			err_clear(e);
+			rc = err_set(e, ERR_NOT_FOUND, "record_not_found", "no record '%.*s'",
+			             (int)(id_len > 200 ? 200 : id_len), id);
+		}
+		goto out;
+	}
+	if ((rc = store_reader_array(r, ds.id, ref.arr_score, 4, row, 1, &sc, e)) != 0 ||
+	    (rc = store_reader_array(r, ds.id, ref.arr_status, 1, row, 1, &st, e)) != 0)
+		goto out;
+	o = json_pack("{s:s, s:s, s:I, s:s#, s:o, s:s}", "filter", name, "type", ref.ops->name,
+	              "version", (json_int_t)ref.version, "id", id, (int)id_len, "score",
+	              isfinite(sc) ? json_real(sc) : json_null(), "status",
+	              filter_status_name(ref.ops, st));
+	if (o == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	instance_explain_row(r, ds.id, &ds.schema, &ref, row, o);
+	*out = o;
+out:
+	store_reader_close(r);
+	return rc;
+}
+
+#define SWEEP_MAX 256
+
+int instance_sweep_json(struct daemon *d, const char *dataset, const char *name,
+                        const json_t *body, json_t **out, struct err *e)
+{
+	const json_t *list = json_object_get(body, "eps");
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct instance_ref ref;
+	struct filter *f = NULL;
+	double eps[SWEEP_MAX];
+	uint64_t kept[SWEEP_MAX], total = 0;
+	size_t n = json_array_size(list), i;
+	const char *key;
+	json_t *v, *arr;
+	int rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_sweep", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, v) {
+		if (strcmp(key, "eps") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field",
+			               "unknown field '%s' (a sweep has \"eps\")", key);
+	}
+	if (!json_is_array(list) || n == 0 || n > SWEEP_MAX)
+		return err_set(e, ERR_INVALID, "bad_sweep",
+		               "\"eps\" must be an array of 1 to %d numbers in (0, 1)", SWEEP_MAX);
+	json_array_foreach(list, i, v) {
+		eps[i] = json_number_value(v);
+		if (!json_is_number(v) || !(eps[i] > 0 && eps[i] < 1))
+			return err_set(e, ERR_INVALID, "bad_sweep",
+			               "eps[%zu] must be a number in (0, 1)", i);
+	}
+	if ((rc = dataset_get(d, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	if ((rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+		goto out;
+	if (ref.ops != &semdedup_filter_ops) {
+		rc = err_set(e, ERR_INVALID, "bad_filter_type",
+		             "filter '%s' is a %s filter; only semdedup filters sweep eps", name,
+		             ref.ops->name);
+		goto out;
+	}
+	if ((rc = instance_open(r, ds.id, &ds.schema, name, &f, e)) != 0)
+		goto out;
+	if (!f->fitted || semdedup_sweep(f, eps, n, kept, &total) != 0) {
+		rc = err_set(e, ERR_CONFLICT, "not_fitted",
+		             "filter '%s' has not been fitted yet (its scoring job fits it)", name);
+		goto out;
+	}
+	arr = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:f, s:I, s:I, s:f}", "eps", eps[i], "kept",
+		                                     (json_int_t)kept[i], "removed",
+		                                     (json_int_t)(total - kept[i]), "kept_fraction",
+		                                     total ? (double)kept[i] / (double)total : 0.0));
+	*out = json_pack("{s:s, s:I, s:I, s:o}", "filter", name, "version", (json_int_t)ref.version,
+	                 "records", (json_int_t)total, "sweep", arr);
+	if (*out == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	filter_free(f);
+	store_reader_close(r);
+	return rc;
+}
+
 /* ---- PUT ---- */
 
 struct put_ctx {
@@ -180,7 +345,8 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct put_ctx *c = ctx;
 	json_t *old = NULL, *doc = NULL;
-	uint64_t a1, a2, version = 1;
+	uint64_t a1, a2, a3 = 0, version = 1;
+	const struct filter_ops *ops = registry_find(c->type);
 	int64_t created = now_unix();
 	int rc;
 
@@ -208,7 +374,9 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 		version = doc_u64(old, "version") + 1;
 		created = json_integer_value(json_object_get(old, "created"));
 		if ((rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "score"), e)) != 0 ||
-		    (rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "status"), e)) != 0)
+		    (rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "status"), e)) != 0 ||
+		    (doc_arr(old, "label") != 0 &&
+		     (rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "label"), e)) != 0))
 			goto out;
 		rc = store_txn_doc_del(t, c->ds->id, 'b', c->name, strlen(c->name), e);
 		if (rc == ERR_NOT_FOUND) {
@@ -219,11 +387,13 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 		}
 	}
 	if ((rc = store_txn_counter_next(t, "array", &a1, e)) != 0 ||
-	    (rc = store_txn_counter_next(t, "array", &a2, e)) != 0)
+	    (rc = store_txn_counter_next(t, "array", &a2, e)) != 0 ||
+	    (ops != NULL && ops->label != NULL &&
+	     (rc = store_txn_counter_next(t, "array", &a3, e)) != 0))
 		goto out;
 	{
-		json_t *args = json_pack("{s:I, s:I}", "arr_score", (json_int_t)a1, "arr_status",
-		                         (json_int_t)a2);
+		json_t *args = json_pack("{s:I, s:I, s:I}", "arr_score", (json_int_t)a1, "arr_status",
+		                         (json_int_t)a2, "arr_label", (json_int_t)a3);
 
 		rc = args ? jobs_txn_create(c->d->jobs, t, "score", c->ds->id, c->ds->name, c->name,
 		                            args, &c->job, e)
@@ -241,6 +411,9 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
+	if (a3 != 0)
+		json_object_set_new(json_object_get(doc, "arrays"), "label",
+		                    json_integer((json_int_t)a3));
 	if ((rc = txn_doc_put(t, c->ds->id, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
@@ -403,6 +576,8 @@ static int del_fn(void *ctx, struct store_txn *t, struct err *e)
 		return rc;
 	if ((rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "score"), e)) == 0 &&
 	    (rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "status"), e)) == 0 &&
+	    (doc_arr(doc, "label") == 0 ||
+	     (rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "label"), e)) == 0) &&
 	    (rc = store_txn_doc_del(t, c->ds, 'f', c->name, strlen(c->name), e)) == 0) {
 		rc = store_txn_doc_del(t, c->ds, 'b', c->name, strlen(c->name), e);
 		if (rc == ERR_NOT_FOUND) {
@@ -444,8 +619,9 @@ static int rescore_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	if ((rc = txn_doc_get(t, c->ds->id, c->name, &doc, e)) != 0)
 		return rc;
-	args = json_pack("{s:I, s:I}", "arr_score", (json_int_t)doc_arr(doc, "score"),
-	                 "arr_status", (json_int_t)doc_arr(doc, "status"));
+	args = json_pack("{s:I, s:I, s:I}", "arr_score", (json_int_t)doc_arr(doc, "score"),
+	                 "arr_status", (json_int_t)doc_arr(doc, "status"), "arr_label",
+	                 (json_int_t)doc_arr(doc, "label"));
 	rc = args ? jobs_txn_create(c->d->jobs, t, "score", c->ds->id, c->ds->name, c->name, args,
 	                            &c->job, e)
 	          : ERR_NOMEM;
@@ -487,6 +663,7 @@ struct part {
 	uint64_t base;    /* row of scores[0] */
 	float *scores;    /* the chunk's arrays */
 	uint8_t *status;
+	uint32_t *labels; /* may be NULL */
 	struct job *job;  /* for stop checks, may be NULL */
 	int rc;
 	struct err e;
@@ -516,12 +693,16 @@ static void *part_main(void *arg)
 	while ((rc = scan_next(sc, &b, &p->e)) == 1) {
 		float s[STORE_BLOCK_ROWS];
 		uint8_t st[STORE_BLOCK_ROWS];
+		uint32_t lb[STORE_BLOCK_ROWS];
 
-		if ((rc = filter_score_batch(p->f, b, s, st, &p->e)) != 0)
+		if ((rc = filter_score_batch_labels(p->f, b, s, st, p->labels ? lb : NULL, &p->e)) !=
+		    0)
 			goto out;
 		for (size_t j = 0; j < b->n; j++) {
 			p->scores[b->rows[j] - p->base] = s[j];
 			p->status[b->rows[j] - p->base] = st[j];
+			if (p->labels != NULL)
+				p->labels[b->rows[j] - p->base] = lb[j];
 		}
 	}
 out:
@@ -544,6 +725,15 @@ int instance_score_range(struct store *s, uint32_t ds, const struct store_schema
                          const struct filter *f, uint64_t lo, uint64_t hi, float *scores,
                          uint8_t *status, unsigned threads, struct job *job, struct err *e)
 {
+	return instance_score_range_labels(s, ds, schema, f, lo, hi, scores, status, NULL,
+	                                   threads, job, e);
+}
+
+int instance_score_range_labels(struct store *s, uint32_t ds, const struct store_schema *schema,
+                                const struct filter *f, uint64_t lo, uint64_t hi,
+                                float *scores, uint8_t *status, uint32_t *labels,
+                                unsigned threads, struct job *job, struct err *e)
+{
 	struct part parts[SCORE_THREADS];
 	pthread_t th[SCORE_THREADS];
 	unsigned nt = threads == 0 ? instance_score_threads() : threads, used = 0;
@@ -554,6 +744,8 @@ int instance_score_range(struct store *s, uint32_t ds, const struct store_schema
 	for (uint64_t i = 0; i < n; i++) {
 		scores[i] = NAN;
 		status[i] = FILTER_PENDING;
+		if (labels != NULL)
+			labels[i] = FILTER_NO_LABEL;
 	}
 	if (nt > SCORE_THREADS)
 		nt = SCORE_THREADS;
@@ -567,7 +759,7 @@ int instance_score_range(struct store *s, uint32_t ds, const struct store_schema
 
 		parts[i] = (struct part){.store = s, .ds = ds, .schema = schema, .f = f, .lo = a,
 		                         .hi = b, .base = lo, .scores = scores, .status = status,
-		                         .job = job};
+		                         .labels = labels, .job = job};
 		used = i + 1;
 	}
 	for (unsigned i = 1; i < used; i++)
@@ -603,10 +795,11 @@ struct chunk_ctx {
 	struct job *job;
 	uint32_t ds;
 	const char *name;
-	uint32_t arr_score, arr_status;
+	uint32_t arr_score, arr_status, arr_label;
 	uint64_t lo, hi, total;
 	const float *scores;
 	const uint8_t *status;
+	const uint32_t *labels;
 	json_t *checkpoint;
 };
 
@@ -641,7 +834,9 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 		return rc;
 	if (n > 0 &&
 	    ((rc = store_txn_array_put(t, c->ds, c->arr_score, 4, c->lo, n, c->scores, e)) != 0 ||
-	     (rc = store_txn_array_put(t, c->ds, c->arr_status, 1, c->lo, n, c->status, e)) != 0))
+	     (rc = store_txn_array_put(t, c->ds, c->arr_status, 1, c->lo, n, c->status, e)) != 0 ||
+	     (c->arr_label != 0 &&
+	      (rc = store_txn_array_put(t, c->ds, c->arr_label, 4, c->lo, n, c->labels, e)) != 0)))
 		return rc;
 	return jobs_txn_checkpoint(c->job, t, c->checkpoint, c->hi, c->total, e);
 }
@@ -684,6 +879,36 @@ static int stop_fn(void *ctx, uint64_t next_row)
 	return jobs_should_stop(ctx) ? ERR_CANCELLED : 0;
 }
 
+/* Hand f the state of the instance it uses (f->uses), once that instance's scoring jobs
+ * created before this job are done (they may be fitting it). */
+static int job_use(struct job *j, struct filter *f, const struct store_dataset_info *info,
+                   struct err *e)
+{
+	struct daemon *d = job_daemon(j);
+	struct store_reader *r = NULL;
+	struct filter *other = NULL;
+	int rc;
+
+	while (jobs_count_open(d->jobs, info->id, "score", f->uses, job_id(j)) > 0) {
+		if (jobs_should_stop(j))
+			return ERR_CANCELLED;
+		usleep(100 * 1000);
+	}
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	rc = instance_open(r, info->id, &info->schema, f->uses, &other, e);
+	store_reader_close(r);
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		return err_set(e, ERR_INVALID, "unknown_filter",
+		               "filter '%s' that this one uses does not exist", f->uses);
+	}
+	if (rc == 0)
+		rc = filter_use(f, other, e);
+	filter_free(other);
+	return rc;
+}
+
 /* Fit f on the whole dataset and commit the fitted state (a new version). */
 static int job_fit(struct job *j, struct filter *f, const struct store_dataset_info *info,
                    const char *name, uint32_t a1, uint32_t a2, struct err *e)
@@ -696,6 +921,8 @@ static int job_fit(struct job *j, struct filter *f, const struct store_dataset_i
 	size_t len = 0;
 	int rc;
 
+	if (f->uses[0] != '\0' && (rc = job_use(j, f, info, e)) != 0)
+		return rc;
 	if ((rc = store_reader_open(job_daemon(j)->store, &r, e)) != 0)
 		return rc;
 	rc = scan_open(&sc, r, info->id, &info->schema, f, 0, info->next_row, stop_fn, j, e);
@@ -722,6 +949,7 @@ int instance_job_score(struct job *j, struct err *e)
 	const char *name = job_target(j);
 	uint32_t a1 = (uint32_t)json_integer_value(json_object_get(job_args(j), "arr_score"));
 	uint32_t a2 = (uint32_t)json_integer_value(json_object_get(job_args(j), "arr_status"));
+	uint32_t a3 = (uint32_t)json_integer_value(json_object_get(job_args(j), "arr_label"));
 	const json_t *cp = job_checkpoint(j);
 	struct store_dataset_info info;
 	struct store_reader *r = NULL;
@@ -729,6 +957,7 @@ int instance_job_score(struct job *j, struct err *e)
 	json_t *doc = NULL;
 	float *scores = NULL;
 	uint8_t *status = NULL;
+	uint32_t *labels = NULL;
 	uint64_t next = cp ? (uint64_t)json_integer_value(json_object_get(cp, "next")) : 0;
 	uint64_t fitted_version =
 	        cp ? (uint64_t)json_integer_value(json_object_get(cp, "fitted_version")) : 0;
@@ -781,7 +1010,8 @@ int instance_job_score(struct job *j, struct err *e)
 	chunk = job_chunk_rows(d);
 	scores = malloc(chunk * sizeof *scores);
 	status = malloc(chunk);
-	if (scores == NULL || status == NULL) {
+	labels = a3 != 0 ? malloc(chunk * sizeof *labels) : NULL;
+	if (scores == NULL || status == NULL || (a3 != 0 && labels == NULL)) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
@@ -789,8 +1019,9 @@ int instance_job_score(struct job *j, struct err *e)
 	while (next < info.next_row || next == 0) {
 		uint64_t hi = next + chunk;
 		struct chunk_ctx cc = {.job = j, .ds = info.id, .name = name, .arr_score = a1,
-		                       .arr_status = a2, .lo = next, .total = info.next_row,
-		                       .scores = scores, .status = status};
+		                       .arr_status = a2, .arr_label = a3, .lo = next,
+		                       .total = info.next_row, .scores = scores, .status = status,
+		                       .labels = labels};
 
 		if (hi > info.next_row)
 			hi = info.next_row;
@@ -800,8 +1031,8 @@ int instance_job_score(struct job *j, struct err *e)
 			goto out;
 		}
 		if (hi > next &&
-		    (rc = instance_score_range(d->store, info.id, &info.schema, f, next, hi, scores,
-		                               status, 0, j, e)) != 0)
+		    (rc = instance_score_range_labels(d->store, info.id, &info.schema, f, next, hi,
+		                                      scores, status, labels, 0, j, e)) != 0)
 			goto out;
 		cc.checkpoint = json_pack("{s:I, s:I}", "next", (json_int_t)hi, "fitted_version",
 		                          (json_int_t)fitted_version);
@@ -821,6 +1052,7 @@ out:
 	json_decref(doc);
 	free(scores);
 	free(status);
+	free(labels);
 	return rc;
 }
 
@@ -829,7 +1061,7 @@ out:
 struct ingest_inst {
 	char name[STORE_NAME_MAX + 1];
 	struct filter *f; /* NULL: mark pending */
-	uint32_t arr_score, arr_status;
+	uint32_t arr_score, arr_status, arr_label;
 };
 
 struct ingest_ctx {
@@ -869,9 +1101,11 @@ static int ingest_list_fn(void *ctx, const char *key, size_t key_len, const void
 	memcpy(ii->name, key, key_len);
 	ii->arr_score = doc_arr(doc, "score");
 	ii->arr_status = doc_arr(doc, "status");
+	ii->arr_label = doc_arr(doc, "label");
 	ops = type_ops(doc);
+	/* a type may be fitted by its params alone (given centroids): no blob to load then */
 	if (ops != NULL && ops->cheap && make_filter(doc, c->schema, &ii->f, NULL) == 0 &&
-	    ops->fit != NULL) {
+	    ops->fit != NULL && !ii->f->fitted) {
 		const void *blob;
 		size_t blen;
 
@@ -897,6 +1131,7 @@ struct ingest_write {
 	const uint64_t *rows_sorted;
 	float **scores;   /* per instance, n entries in sorted order */
 	uint8_t **status;
+	uint32_t **labels; /* per instance with a label array, else NULL */
 	struct run *runs;
 	size_t nruns;
 };
@@ -915,7 +1150,10 @@ static int ingest_write_fn(void *ctx, struct store_txn *t, struct err *e)
 			if ((rc = store_txn_array_put(t, w->ic->ds, ii->arr_score, 4, ru->row, ru->n,
 			                              w->scores[i] + ru->first, e)) != 0 ||
 			    (rc = store_txn_array_put(t, w->ic->ds, ii->arr_status, 1, ru->row, ru->n,
-			                              w->status[i] + ru->first, e)) != 0)
+			                              w->status[i] + ru->first, e)) != 0 ||
+			    (ii->arr_label != 0 &&
+			     (rc = store_txn_array_put(t, w->ic->ds, ii->arr_label, 4, ru->row, ru->n,
+			                               w->labels[i] + ru->first, e)) != 0))
 				return rc == ERR_NOT_FOUND ? 0 : rc; /* the dataset went away */
 		}
 	}
@@ -964,9 +1202,10 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 	rsorted = malloc(n * sizeof *rsorted);
 	w.scores = calloc(ic.n, sizeof *w.scores);
 	w.status = calloc(ic.n, sizeof *w.status);
+	w.labels = calloc(ic.n, sizeof *w.labels);
 	w.runs = malloc(n * sizeof *w.runs);
 	if (ord == NULL || rsorted == NULL || w.scores == NULL || w.status == NULL ||
-	    w.runs == NULL)
+	    w.labels == NULL || w.runs == NULL)
 		goto nomem;
 	for (size_t i = 0; i < n; i++)
 		ord[i] = (struct order){rows[i], i};
@@ -988,11 +1227,15 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 	for (size_t i = 0; i < ic.n; i++) {
 		w.scores[i] = malloc(m * sizeof(float));
 		w.status[i] = malloc(m);
+		if (ic.v[i].arr_label != 0 && (w.labels[i] = malloc(m * sizeof(uint32_t))) == NULL)
+			goto nomem;
 		if (w.scores[i] == NULL || w.status[i] == NULL)
 			goto nomem;
 		for (size_t k = 0; k < m; k++) {
 			w.scores[i][k] = NAN;
 			w.status[i][k] = FILTER_PENDING;
+			if (w.labels[i] != NULL)
+				w.labels[i][k] = FILTER_NO_LABEL;
 		}
 	}
 	/* score the cheap ones in batches of one vector block's size */
@@ -1057,7 +1300,9 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 				b.bodies = (f->needs & FILTER_NEEDS_BODY) ? bodies : NULL;
 			}
 			if (brc == 0)
-				brc = filter_score_batch(f, &b, w.scores[i] + at, w.status[i] + at, NULL);
+				brc = filter_score_batch_labels(f, &b, w.scores[i] + at, w.status[i] + at,
+				                                w.labels[i] ? w.labels[i] + at : NULL,
+				                                NULL);
 			for (size_t q = 0; q < bn; q++) {
 				free(idbuf[q]);
 				json_decref(bodies[q]);
@@ -1068,6 +1313,8 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 				for (size_t q = 0; q < bn; q++) {
 					w.scores[i][at + q] = NAN;
 					w.status[i][at + q] = FILTER_PENDING;
+					if (w.labels[i] != NULL)
+						w.labels[i][at + q] = FILTER_NO_LABEL;
 				}
 			}
 		}
@@ -1083,10 +1330,13 @@ out:
 			free(w.scores[i]);
 		if (w.status != NULL)
 			free(w.status[i]);
+		if (w.labels != NULL)
+			free(w.labels[i]);
 	}
 	free(ic.v);
 	free(w.scores);
 	free(w.status);
+	free(w.labels);
 	free(w.runs);
 	free(ord);
 	free(rsorted);

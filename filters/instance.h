@@ -4,9 +4,11 @@
  *
  * An instance is a document (namespace 'f', key = its name) holding its type, params,
  * version, and the ids of its two row arrays: `score` (f32 per row, NaN when there is no
- * finite score) and `status` (u8 per row, enum filter_status or a type's reason). Fitted
- * state is a blob (namespace 'b', key = the name). The version starts at 1 and grows when
- * the params change (PUT with other params) or a fit changes the fitted state.
+ * finite score) and `status` (u8 per row, enum filter_status or a type's reason), and a
+ * third, `label` (u32 per row), for a type with a label (ops->label: prototypes' and
+ * semdedup's cluster). Fitted state is a blob (namespace 'b', key = the name). The version
+ * starts at 1 and grows when the params change (PUT with other params) or a fit changes the
+ * fitted state.
  *
  * A PUT with new params allocates fresh arrays (the old ones are dropped in the same
  * transaction), cancels the instance's open scoring job and starts a new one: a job's
@@ -36,6 +38,7 @@ struct instance_ref {
 	const struct filter_ops *ops;
 	uint64_t version;
 	uint32_t arr_score, arr_status;
+	uint32_t arr_label; /* u32 per row when ops->label is set, else 0 */
 };
 
 /* Create or replace filter name of dataset from body {"type": ..., "params": {...}}
@@ -79,6 +82,27 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_schema *schema,
                   const char *name, struct filter **out, struct err *e);
 
+/* Add to o (borrowed JSON object) what instance ref says about row beyond its score: its
+ * label under the type's name ("cluster": 12), and "explain", the type's account of the row
+ * from its fitted state, where every integer member "<x>_row" is followed by "<x>" with
+ * that record's id (semdedup: "duplicate_of"). Best effort: what cannot be read is left
+ * out. r, schema, ref borrowed. */
+void instance_explain_row(struct store_reader *r, uint32_t ds_id,
+                          const struct store_schema *schema, const struct instance_ref *ref,
+                          uint64_t row, json_t *o);
+
+/* GET .../filters/{name}/records/{id}: the record's score, status, label and explain under
+ * filter name (see instance_explain_row). *out new. ERR_NOT_FOUND (dataset, filter,
+ * record). */
+int instance_record_json(struct daemon *d, const char *dataset, const char *name,
+                         const char *id, size_t id_len, json_t **out, struct err *e);
+
+/* POST .../filters/{name}:sweep with body {"eps": [..]} (borrowed): for a fitted semdedup
+ * filter, how many records each eps would keep. *out new. ERR_INVALID (body, type),
+ * ERR_CONFLICT (not fitted yet), ERR_NOT_FOUND. */
+int instance_sweep_json(struct daemon *d, const char *dataset, const char *name,
+                        const json_t *body, json_t **out, struct err *e);
+
 /* Read the instance name of dataset ds_id in reader r. ERR_NOT_FOUND (slug unknown_filter). */
 int instance_ref_read(struct store_reader *r, uint32_t ds_id, const char *name,
                       struct instance_ref *out, struct err *e);
@@ -91,6 +115,13 @@ int instance_ref_read(struct store_reader *r, uint32_t ds_id, const char *name,
 int instance_score_range(struct store *s, uint32_t ds, const struct store_schema *schema,
                          const struct filter *f, uint64_t lo, uint64_t hi, float *scores,
                          uint8_t *status, unsigned threads, struct job *job, struct err *e);
+
+/* instance_score_range plus the rows' labels into labels (borrowed, hi - lo entries, may
+ * be NULL; FILTER_NO_LABEL where none). */
+int instance_score_range_labels(struct store *s, uint32_t ds, const struct store_schema *schema,
+                                const struct filter *f, uint64_t lo, uint64_t hi,
+                                float *scores, uint8_t *status, uint32_t *labels,
+                                unsigned threads, struct job *job, struct err *e);
 
 /* The scoring threads used by default: the online CPUs, at most 8. */
 unsigned instance_score_threads(void);

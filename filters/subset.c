@@ -50,6 +50,7 @@ struct step {
 	int keep;          /* keep: 1 keeps score 1, 0 keeps score 0 */
 	unsigned kinds;    /* kind: enum store_kind bits */
 	const json_t *meta; /* meta: borrowed from the steps JSON */
+	int per_cluster;    /* fractions: round(f * n_c) inside every label c of the filter */
 };
 
 static int64_t now_unix(void)
@@ -126,6 +127,13 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 		json_object_foreach(st, key, v) {
 			if (strcmp(key, "filter") == 0)
 				continue;
+			if (strcmp(key, "per_cluster") == 0) {
+				if (!json_is_boolean(v))
+					return err_set(e, ERR_INVALID, "bad_step",
+					               "step %zu: per_cluster must be true or false", i);
+				s->per_cluster = json_is_true(v);
+				continue;
+			}
 			for (size_t r = 0; r < sizeof rule_names / sizeof rule_names[0]; r++) {
 				if (strcmp(key, rule_names[r]) == 0) {
 					s->rule = (enum rule)r;
@@ -137,13 +145,17 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 			}
 			return err_set(e, ERR_INVALID, "bad_step",
 			               "step %zu: unknown field '%s' (top_fraction, bottom_fraction, "
-			               "threshold, top_k, bottom_k, keep, kind, meta)",
+			               "threshold, top_k, bottom_k, keep, kind, meta, per_cluster)",
 			               i, key);
 next_key:;
 		}
 		if (nrules != 1)
 			return err_set(e, ERR_INVALID, "bad_step",
 			               "step %zu must have exactly one rule, it has %zu", i, nrules);
+		if (s->per_cluster && s->rule != RULE_TOP_FRACTION && s->rule != RULE_BOTTOM_FRACTION)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: per_cluster goes with top_fraction or bottom_fraction",
+			               i);
 		if (s->rule == RULE_KIND || s->rule == RULE_META) {
 			if (f != NULL)
 				return err_set(e, ERR_INVALID, "bad_step",
@@ -358,6 +370,11 @@ static int steps_check_filters(struct daemon *d, uint32_t ds, const struct step 
 			rc = err_set(e, ERR_INVALID, "unknown_filter",
 			             "step %zu names filter '%s', which dataset has not got", i,
 			             st[i].filter);
+		} else if (rc == 0 && st[i].per_cluster && ref.arr_label == 0) {
+			rc = err_set(e, ERR_INVALID, "bad_step",
+			             "step %zu: per_cluster needs a filter that labels records with a "
+			             "cluster (prototypes, semdedup); '%s' is %s",
+			             i, st[i].filter, ref.ops->name);
 		}
 	}
 	store_reader_close(r);
@@ -634,6 +651,122 @@ static int select_k(struct store_reader *r, uint32_t ds, const float *cand, uint
 	return rc;
 }
 
+/* ---- per-cluster selection and the clusters' provenance ---- */
+
+struct cand {
+	uint32_t label;
+	float score;
+	uint64_t row;
+};
+
+static int cand_cmp_top(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->label != y->label)
+		return x->label < y->label ? -1 : 1;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+static int cand_cmp_bottom(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->label != y->label)
+		return x->label < y->label ? -1 : 1;
+	if (x->score != y->score)
+		return x->score < y->score ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Keep round(f * n_c) (half up) of the finite scores inside every label c: the highest
+ * (top) or the lowest, ties by the smaller row. keep gets n entries. */
+static int select_per_label(const float *score, const uint32_t *lab, uint64_t n, double f,
+                            int top, uint8_t *keep, size_t *kept)
+{
+	struct cand *c;
+	size_t m = 0, k = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		m += !isnan(score[i]) && lab[i] != FILTER_NO_LABEL;
+	c = malloc((m ? m : 1) * sizeof *c);
+	if (c == NULL)
+		return ERR_NOMEM;
+	m = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		keep[i] = 0;
+		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL)
+			c[m++] = (struct cand){lab[i], score[i], i};
+	}
+	qsort(c, m, sizeof *c, top ? cand_cmp_top : cand_cmp_bottom);
+	for (size_t a = 0; a < m;) {
+		size_t end = a, want;
+
+		while (end < m && c[end].label == c[a].label)
+			end++;
+		want = (size_t)floor(f * (double)(end - a) + 0.5);
+		for (size_t j = a; j < a + want && j < end; j++) {
+			keep[c[j].row] = 1;
+			k++;
+		}
+		a = end;
+	}
+	free(c);
+	*kept = k;
+	return 0;
+}
+
+/* What a step did inside each label (cluster): the candidates (finite scores) and the kept
+ * rows per label, as arrays indexed by label, with the clusters it emptied and the smallest
+ * kept share: the trade-off of a global fraction made visible. NULL when out of memory. */
+static json_t *label_prov(const char *name, const float *score, const uint32_t *lab,
+                          const uint8_t *keep, uint64_t n)
+{
+	uint32_t maxl = 0;
+	uint64_t *in, *out, emptied = 0, count = 0;
+	double min_share = 1;
+	json_t *o, *ain, *aout;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL && lab[i] + 1 > maxl)
+			maxl = lab[i] + 1;
+	in = calloc(maxl ? maxl : 1, sizeof *in);
+	out = calloc(maxl ? maxl : 1, sizeof *out);
+	ain = json_array();
+	aout = json_array();
+	o = json_pack("{s:s, s:o, s:o}", "label", name, "in", ain, "out", aout);
+	if (in == NULL || out == NULL || o == NULL) {
+		free(in);
+		free(out);
+		json_decref(o);
+		return NULL;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (isnan(score[i]) || lab[i] == FILTER_NO_LABEL)
+			continue;
+		in[lab[i]]++;
+		out[lab[i]] += keep[i] != 0;
+	}
+	for (uint32_t c = 0; c < maxl; c++) {
+		json_array_append_new(ain, json_integer((json_int_t)in[c]));
+		json_array_append_new(aout, json_integer((json_int_t)out[c]));
+		if (in[c] == 0)
+			continue;
+		count++;
+		emptied += out[c] == 0;
+		if ((double)out[c] / (double)in[c] < min_share)
+			min_share = (double)out[c] / (double)in[c];
+	}
+	json_object_set_new(o, "count", json_integer((json_int_t)count));
+	json_object_set_new(o, "emptied", json_integer((json_int_t)emptied));
+	json_object_set_new(o, "min_kept_share", count ? json_real(min_share) : json_null());
+	free(in);
+	free(out);
+	return o;
+}
+
 struct commit_ctx {
 	struct job *job;
 	uint32_t ds;
@@ -707,6 +840,7 @@ int subset_job_run(struct job *j, struct err *e)
 	struct store_reader *r = NULL;
 	struct store_dataset_info info;
 	uint8_t *fate = NULL, *alive = NULL, *status = NULL, *keep = NULL;
+	uint32_t *lab = NULL;
 	float *score = NULL;
 	json_t *prov = NULL, *psteps;
 	uint64_t n = 0, pool = 0, members;
@@ -800,13 +934,34 @@ int subset_job_run(struct job *j, struct err *e)
 			json_object_set_new(ps, "filter", json_string(s->filter));
 			json_object_set_new(ps, "type", json_string(ref.ops->name));
 			json_object_set_new(ps, "version", json_integer((json_int_t)ref.version));
+			if (ref.arr_label != 0 && ref.ops->label != NULL) {
+				if (lab == NULL && (lab = malloc((n ? n : 1) * sizeof *lab)) == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				if ((rc = store_reader_array(r, info.id, ref.arr_label, 4, 0, n, lab, e)) !=
+				    0)
+					goto out;
+			}
+			if (s->per_cluster) {
+				if (ref.arr_label == 0 || ref.ops->label == NULL) {
+					rc = err_set(e, ERR_INVALID, "bad_step",
+					             "step %zu: filter '%s' has no clusters", k, s->filter);
+					goto out;
+				}
+				json_object_set_new(ps, "per_cluster", json_true());
+			}
 			switch (s->rule) {
 			case RULE_TOP_FRACTION:
-				rc = select_top_fraction(score, n, s->value, &thr, &kept, keep);
+				rc = s->per_cluster
+				             ? select_per_label(score, lab, n, s->value, 1, keep, &kept)
+				             : select_top_fraction(score, n, s->value, &thr, &kept, keep);
 				json_object_set_new(ps, "value", json_real(s->value));
 				break;
 			case RULE_BOTTOM_FRACTION:
-				rc = select_bottom_fraction(score, n, s->value, &thr, &kept, keep);
+				rc = s->per_cluster
+				             ? select_per_label(score, lab, n, s->value, 0, keep, &kept)
+				             : select_bottom_fraction(score, n, s->value, &thr, &kept, keep);
 				json_object_set_new(ps, "value", json_real(s->value));
 				break;
 			case RULE_THRESHOLD:
@@ -842,6 +997,15 @@ int subset_job_run(struct job *j, struct err *e)
 					alive[i] = 0;
 			json_object_set_new(ps, "threshold", num_or_null(thr));
 			json_object_set_new(ps, "unscorable", json_integer((json_int_t)unscorable));
+			if (ref.arr_label != 0 && ref.ops->label != NULL) {
+				json_t *lp = label_prov(ref.ops->label, score, lab, keep, n);
+
+				if (lp == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				json_object_set_new(ps, "clusters", lp);
+			}
 		}
 		for (uint64_t i = 0; i < n; i++)
 			if (fate[i] == SUBSET_FATE_KEPT && !alive[i])
@@ -876,6 +1040,7 @@ out:
 	free(keep);
 	free(status);
 	free(score);
+	free(lab);
 	json_decref(prov);
 	return rc;
 }
@@ -986,6 +1151,7 @@ int subset_decisions_json(struct daemon *d, const char *dataset, const char *id,
 				json_object_set_new(o, "score", num_or_null(sc));
 				json_object_set_new(o, "status",
 				                    json_string(filter_status_name(ref.ops, st)));
+				instance_explain_row(r, ds.id, &ds.schema, &ref, row, o);
 				if (ref.version != (uint64_t)json_integer_value(json_object_get(ps, "version")))
 					json_object_set_new(o, "stale", json_true());
 			} else {

@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/* semdedup: SemDeDup (Abbas et al. 2023; spec 3.2), semantic near-duplicate removal inside
+ * k-means clusters.
+ *
+ * The fit reads every record's vector of the space (L2-normalised), clusters them (centroids
+ * given in params, taken from a prototypes instance named by "prototypes", or spherical
+ * k-means through FAISS over the whole pool, which FAISS subsamples to k *
+ * max_points_per_centroid as python's faiss.Kmeans does), assigns each to its nearest
+ * centroid, orders each cluster by the distance 1 - cos to its centroid ("hard": farthest
+ * first, the default; "easy": nearest first; "random": a seeded shuffle; ties by row), and
+ * computes for every record M = the largest cosine to an EARLIER record of its cluster
+ * (semdedup_earlier_max). A record is a duplicate iff M > 1 - eps. Removed records count as
+ * earlier records: this is the reference's order-dependent rule, not connected components.
+ * A cluster larger than max_cluster_size is cut into contiguous chunks of its order, each
+ * deduplicated on its own (the reference's advance_semdedup.py), which bounds the work per
+ * chunk to max_cluster_size^2 * dim / 2 multiply-adds.
+ *
+ * The fitted state keeps, per row of the fit's snapshot, the cluster, M and the earlier
+ * record attaining it (16 bytes a row): scoring is a lookup (score 1 keep, 0 duplicate with
+ * the reason "duplicate"), the sweep counts M against any eps without a refit, and explain
+ * names the earlier record and the similarity. Not cheap: the rule depends on the whole
+ * cluster, so records ingested later stay pending until POST :score refits; a record the fit
+ * did not see is scored "unfitted".
+ *
+ * Threading: score, explain and sweep only read the instance. */
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/err.h"
+#include "daemon/log.h"
+#include "filters/filter.h"
+#include "filters/kmeans.h"
+#include "filters/prototypes.h"
+#include "filters/registry.h"
+#include "filters/semdedup.h"
+#include "store/store.h"
+
+#define SDD_MAGIC "WNSDD1\n"
+#define SDD_HDR 24 /* magic (7) + pad (1) + u64 rows + u32 k + u32 clusters used */
+#define SDD_ROW 16 /* u32 cluster + f32 M + u64 earlier row */
+#define SDD_TILE 512
+#define SDD_MAX_CLUSTER 10000000 /* the reference's largest_cluster_size_to_process */
+#define SDD_NO_ROW UINT64_MAX
+
+enum sdd_order { SDD_HARD, SDD_EASY, SDD_RANDOM };
+
+static const char *const sdd_reasons[] = {"duplicate", NULL};
+static const char *const sdd_orders[] = {"hard", "easy", "random", NULL};
+
+struct semdedup {
+	struct filter base;
+	uint32_t dim;
+	double eps;
+	unsigned order; /* enum sdd_order */
+	uint64_t max_cluster;
+	struct kmeans_params kp;
+	float *centroids; /* from params or a prototypes instance (use); NULL: fit k-means */
+	uint32_t k;
+	/* fitted state, indexed by row < nrows */
+	uint64_t nrows;
+	uint32_t nclusters; /* clusters with at least one record */
+	uint32_t *cluster;  /* FILTER_NO_LABEL: not in the fit */
+	float *maxsim;
+	uint64_t *earlier;
+};
+
+/* The rule, compared in double: M > 1 - eps (strict). */
+static int is_dup_m(float m, double eps)
+{
+	return (double)m > 1.0 - eps;
+}
+
+/* ---- the kernel ---- */
+
+int semdedup_earlier_max(const float *z, size_t m, uint32_t dim, float *maxsim, uint32_t *arg,
+                         struct err *e)
+{
+	float *g;
+
+	for (size_t j = 0; j < m; j++) {
+		maxsim[j] = 0;
+		arg[j] = SEMDEDUP_NONE;
+	}
+	if (m < 2)
+		return 0;
+	g = malloc((size_t)SDD_TILE * SDD_TILE * sizeof *g);
+	if (g == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t jb = 0; jb < m; jb += SDD_TILE) {
+		size_t bj = m - jb < SDD_TILE ? m - jb : SDD_TILE;
+
+		/* rows (earlier items) in increasing tiles, so the first maximum wins */
+		for (size_t ib = 0; ib <= jb; ib += SDD_TILE) {
+			size_t bi = m - ib < SDD_TILE ? m - ib : SDD_TILE;
+
+			if (ib + bi > jb + bj)
+				bi = jb + bj - ib;
+			/* G[i][j] = z_(ib+i) . z_(jb+j); a diagonal tile needs only its upper
+			 * triangle (i < j), which ssyrk computes with half the work, as numpy's
+			 * Z @ Z.T does */
+			if (ib == jb)
+				cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)bj, (int)dim, 1.0f,
+				            z + jb * dim, (int)dim, 0.0f, g, (int)bj);
+			else
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bi, (int)bj,
+				            (int)dim, 1.0f, z + ib * dim, (int)dim, z + jb * dim, (int)dim,
+				            0.0f, g, (int)bj);
+			for (size_t i = 0; i < bi; i++) {
+				const float *gr = g + i * bj;
+				size_t gi = ib + i;
+
+				for (size_t j = 0; j < bj; j++) {
+					size_t gj = jb + j;
+
+					if (gi < gj && gr[j] > maxsim[gj]) {
+						maxsim[gj] = gr[j];
+						arg[gj] = (uint32_t)gi;
+					}
+				}
+			}
+		}
+	}
+	free(g);
+	return 0;
+}
+
+/* ---- params ---- */
+
+static int sdd_create(struct filter *f, const json_t *params, const struct store_schema *schema,
+                      struct err *e)
+{
+	static const char *const known[] = {"space", "eps", "order", "seed", "k", "iterations",
+	                                    "max_points_per_centroid", "centroids", "prototypes",
+	                                    "max_cluster_size", NULL};
+	struct semdedup *s = (struct semdedup *)f;
+	const json_t *pro = json_object_get(params, "prototypes");
+	unsigned space = 0;
+	double eps = NAN, mc = SDD_MAX_CLUSTER;
+	int rc;
+
+	s->order = SDD_HARD;
+	if ((rc = filter_params_known(params, known, e)) != 0 ||
+	    (rc = filter_param_space(params, "space", schema, 1, &space, e)) != 0 ||
+	    (rc = filter_param_number(params, "eps", 0, 1, 0, &eps, e)) != 0 ||
+	    (rc = filter_param_choice(params, "order", sdd_orders, &s->order, e)) != 0 ||
+	    (rc = filter_param_number(params, "max_cluster_size", 2, 1e12, 1, &mc, e)) != 0)
+		return rc;
+	if (isnan(eps) || !(eps > 0 && eps < 1))
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "param 'eps' is required: a number in (0, 1); a record is removed "
+		               "when its cosine to an earlier record of its cluster exceeds 1 - eps");
+	s->eps = eps;
+	s->max_cluster = (uint64_t)mc;
+	s->dim = schema->spaces[space].dim;
+	f->ninputs = 1;
+	f->inputs[0] = space;
+	if (pro != NULL) {
+		static const char *const clash[] = {"centroids", "k", "iterations",
+		                                    "max_points_per_centroid", NULL};
+
+		if (!json_is_string(pro) || !store_name_valid(json_string_value(pro)))
+			return err_set(e, ERR_INVALID, "bad_param",
+			               "param 'prototypes' must name a prototypes filter of the dataset");
+		for (size_t i = 0; clash[i] != NULL; i++)
+			if (json_object_get(params, clash[i]) != NULL)
+				return err_set(e, ERR_INVALID, "bad_param",
+				               "param '%s' cannot be given with 'prototypes' (the "
+				               "centroids are that filter's)",
+				               clash[i]);
+		snprintf(f->uses, sizeof f->uses, "%s", json_string_value(pro));
+	}
+	if ((rc = kmeans_params_parse(params, s->dim, &s->kp, e)) != 0)
+		return rc;
+	if (s->kp.given != NULL) {
+		s->centroids = s->kp.given;
+		s->kp.given = NULL;
+		s->k = s->kp.k;
+	}
+	return 0;
+}
+
+static int sdd_use(struct filter *f, const struct filter *other, struct err *e)
+{
+	struct semdedup *s = (struct semdedup *)f;
+	const float *c;
+	uint32_t k, dim;
+	float *copy;
+
+	if (other->ops != &prototypes_filter_ops)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "param 'prototypes': filter '%s' is a %s filter, not prototypes",
+		               f->uses, other->ops->name);
+	if (other->inputs[0] != f->inputs[0])
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "param 'prototypes': filter '%s' clusters another space", f->uses);
+	if (prototypes_centroids(other, &c, &k, &dim) != 0)
+		return err_set(e, ERR_INVALID, "not_fitted",
+		               "prototypes filter '%s' has no centroids yet (its fit failed or has "
+		               "not run)",
+		               f->uses);
+	if ((copy = malloc((size_t)k * dim * sizeof *copy)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	memcpy(copy, c, (size_t)k * dim * sizeof *copy);
+	free(s->centroids);
+	s->centroids = copy;
+	s->k = k;
+	return 0;
+}
+
+/* ---- fit ---- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct item {
+	uint32_t cluster;
+	float key;    /* the sort key inside the cluster: ascending */
+	uint64_t tie; /* row, or a random draw for "random" */
+	size_t idx;   /* into the fit's vectors */
+};
+
+static int item_cmp(const void *a, const void *b)
+{
+	const struct item *x = a, *y = b;
+
+	if (x->cluster != y->cluster)
+		return x->cluster < y->cluster ? -1 : 1;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->tie < y->tie ? -1 : x->tie > y->tie;
+}
+
+static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
+{
+	struct semdedup *s = (struct semdedup *)f;
+	const struct filter_batch *b;
+	float *x = NULL, *sim = NULL, *cent = NULL, *z = NULL, *ms = NULL;
+	uint64_t *rows = NULL, nrows = 0;
+	uint32_t *lab = NULL, *arg = NULL, *cl = NULL, nclusters = 0;
+	float *msr = NULL;
+	uint64_t *er = NULL;
+	struct item *it = NULL;
+	struct kmeans_index *ix = NULL;
+	size_t n = 0, cap = 0, zcap = 0;
+	uint32_t k = s->k;
+	double t0 = now_s(), t_read, t_kmeans, t_assign;
+	size_t largest = 0, chunks = 0;
+	int rc;
+
+	while ((rc = filter_scan_next(scan, &b, e)) == 1) {
+		for (size_t i = 0; i < b->n; i++) {
+			if (b->rows[i] + 1 > nrows)
+				nrows = b->rows[i] + 1;
+			if (!b->has_vec[0][i])
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 4096;
+				float *nx = realloc(x, ncap * s->dim * sizeof *nx);
+				uint64_t *nr = nx ? realloc(rows, ncap * sizeof *nr) : NULL;
+
+				if (nx != NULL)
+					x = nx;
+				if (nr == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				rows = nr;
+				cap = ncap;
+			}
+			memcpy(x + n * s->dim, b->vecs[0] + i * s->dim, s->dim * sizeof *x);
+			if (kmeans_normalise(x + n * s->dim, s->dim))
+				rows[n++] = b->rows[i];
+		}
+	}
+	if (rc < 0)
+		goto out;
+	t_read = now_s();
+	/* the centroids: given, used, or fitted here on the whole pool */
+	if (s->centroids == NULL) {
+		k = s->kp.k;
+		if ((cent = malloc((size_t)k * s->dim * sizeof *cent)) == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+		if ((rc = kmeans_train(&s->kp, s->dim, n, x, cent, e)) != 0)
+			goto out;
+	}
+	lab = malloc((n ? n : 1) * sizeof *lab);
+	sim = malloc((n ? n : 1) * sizeof *sim);
+	it = malloc((n ? n : 1) * sizeof *it);
+	cl = malloc((nrows ? nrows : 1) * sizeof *cl);
+	msr = malloc((nrows ? nrows : 1) * sizeof *msr);
+	er = malloc((nrows ? nrows : 1) * sizeof *er);
+	if (lab == NULL || sim == NULL || it == NULL || cl == NULL || msr == NULL || er == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	t_kmeans = now_s();
+	if (n > 0 && ((rc = kmeans_index_open(&ix, cent ? cent : s->centroids, k, s->dim, e)) != 0 ||
+	              (rc = kmeans_assign(ix, n, x, lab, sim, e)) != 0))
+		goto out;
+	t_assign = now_s(); /* the dedup stage below: ordering, then the Gram products */
+	for (uint64_t r = 0; r < nrows; r++) {
+		cl[r] = FILTER_NO_LABEL;
+		msr[r] = 0;
+		er[r] = SDD_NO_ROW;
+	}
+	for (size_t i = 0; i < n; i++) {
+		float d = 1.0f - sim[i];
+
+		it[i].cluster = lab[i];
+		it[i].idx = i;
+		it[i].tie = rows[i];
+		switch (s->order) {
+		case SDD_HARD:
+			it[i].key = -d;
+			break;
+		case SDD_EASY:
+			it[i].key = d;
+			break;
+		default:
+			it[i].key = 0;
+			break;
+		}
+	}
+	if (s->order == SDD_RANDOM) {
+		/* one seeded draw per record, in row order: a shuffle independent of the scan's
+		 * batching (not python's random.shuffle: its stream cannot be reproduced here) */
+		uint64_t st = (uint64_t)s->kp.seed;
+
+		for (size_t i = 0; i < n; i++)
+			it[i].tie = kmeans_rand(&st);
+	}
+	qsort(it, n, sizeof *it, item_cmp);
+	for (size_t a = 0; a < n;) {
+		size_t end = a;
+
+		while (end < n && it[end].cluster == it[a].cluster)
+			end++;
+		nclusters++;
+		if (end - a > largest)
+			largest = end - a;
+		/* chunks of at most max_cluster consecutive items of the cluster's order */
+		for (size_t c0 = a; c0 < end; c0 += s->max_cluster) {
+			size_t m = end - c0 < s->max_cluster ? end - c0 : (size_t)s->max_cluster;
+
+			chunks++;
+			if (m > zcap) {
+				float *nz = realloc(z, m * s->dim * sizeof *nz);
+				float *nm = nz ? realloc(ms, m * sizeof *nm) : NULL;
+				uint32_t *na = nm ? realloc(arg, m * sizeof *na) : NULL;
+
+				if (nz != NULL)
+					z = nz;
+				if (nm != NULL)
+					ms = nm;
+				if (na == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				arg = na;
+				zcap = m;
+			}
+			for (size_t j = 0; j < m; j++)
+				memcpy(z + j * s->dim, x + it[c0 + j].idx * s->dim, s->dim * sizeof *z);
+			if ((rc = semdedup_earlier_max(z, m, s->dim, ms, arg, e)) != 0)
+				goto out;
+			for (size_t j = 0; j < m; j++) {
+				uint64_t r = rows[it[c0 + j].idx];
+
+				cl[r] = it[c0 + j].cluster;
+				msr[r] = ms[j];
+				er[r] = arg[j] == SEMDEDUP_NONE ? SDD_NO_ROW : rows[it[c0 + arg[j]].idx];
+			}
+		}
+		a = end;
+	}
+	{
+		double t_end = now_s();
+		uint64_t dups = 0;
+
+		for (size_t i = 0; i < n; i++)
+			dups += is_dup_m(msr[rows[i]], s->eps);
+		/* the stage times, for operators and bench/dedup.py */
+		log_msg(LOG_INFO, "semdedup_fit",
+		        "records=%zu k=%u clusters=%u largest=%zu chunks=%zu removed=%llu "
+		        "read_s=%.3f kmeans_s=%.3f assign_s=%.3f dedup_s=%.3f",
+		        n, k, nclusters, largest, chunks, (unsigned long long)dups, t_read - t0,
+		        t_kmeans - t_read, t_assign - t_kmeans, t_end - t_assign);
+	}
+	/* success: the new state replaces the old one */
+	free(s->cluster);
+	free(s->maxsim);
+	free(s->earlier);
+	s->cluster = cl;
+	s->maxsim = msr;
+	s->earlier = er;
+	s->nrows = nrows;
+	s->nclusters = nclusters;
+	s->k = k;
+	cl = NULL;
+	msr = NULL;
+	er = NULL;
+	rc = 0;
+out:
+	kmeans_index_free(ix);
+	free(x);
+	free(rows);
+	free(cent);
+	free(lab);
+	free(sim);
+	free(it);
+	free(cl);
+	free(msr);
+	free(er);
+	free(z);
+	free(ms);
+	free(arg);
+	return rc;
+}
+
+/* ---- state ---- */
+
+static void put_u32(uint8_t *q, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		q[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *q, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		q[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *q)
+{
+	return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *q)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)q[i] << (8 * i);
+	return v;
+}
+
+static int sdd_save(const struct filter *f, void **blob, size_t *len, struct err *e)
+{
+	const struct semdedup *s = (const struct semdedup *)f;
+	size_t n = SDD_HDR + (size_t)s->nrows * SDD_ROW;
+	uint8_t *q = malloc(n), *p;
+
+	if (q == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	memset(q, 0, SDD_HDR);
+	memcpy(q, SDD_MAGIC, 7);
+	put_u64(q + 8, s->nrows);
+	put_u32(q + 16, s->k);
+	put_u32(q + 20, s->nclusters);
+	p = q + SDD_HDR;
+	for (uint64_t r = 0; r < s->nrows; r++, p += SDD_ROW) {
+		uint32_t u;
+
+		memcpy(&u, &s->maxsim[r], 4);
+		put_u32(p, s->cluster[r]);
+		put_u32(p + 4, u);
+		put_u64(p + 8, s->earlier[r]);
+	}
+	*blob = q;
+	*len = n;
+	return 0;
+}
+
+static int sdd_load(struct filter *f, const void *blob, size_t len, struct err *e)
+{
+	struct semdedup *s = (struct semdedup *)f;
+	const uint8_t *q = blob, *p;
+	uint64_t n;
+	uint32_t *cl;
+	float *ms;
+	uint64_t *er;
+
+	if (len < SDD_HDR || memcmp(q, SDD_MAGIC, 7) != 0)
+		return err_set(e, ERR_INVALID, "bad_state", "semdedup state: bad header");
+	n = get_u64(q + 8);
+	if (n > (len - SDD_HDR) / SDD_ROW || len != SDD_HDR + n * SDD_ROW)
+		return err_set(e, ERR_INVALID, "bad_state", "semdedup state: bad length");
+	cl = malloc((n ? n : 1) * sizeof *cl);
+	ms = malloc((n ? n : 1) * sizeof *ms);
+	er = malloc((n ? n : 1) * sizeof *er);
+	if (cl == NULL || ms == NULL || er == NULL) {
+		free(cl);
+		free(ms);
+		free(er);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	p = q + SDD_HDR;
+	for (uint64_t r = 0; r < n; r++, p += SDD_ROW) {
+		uint32_t u = get_u32(p + 4);
+
+		cl[r] = get_u32(p);
+		memcpy(&ms[r], &u, 4);
+		er[r] = get_u64(p + 8);
+	}
+	free(s->cluster);
+	free(s->maxsim);
+	free(s->earlier);
+	s->cluster = cl;
+	s->maxsim = ms;
+	s->earlier = er;
+	s->nrows = n;
+	s->k = get_u32(q + 16);
+	s->nclusters = get_u32(q + 20);
+	return 0;
+}
+
+/* ---- score, explain, sweep ---- */
+
+static int is_dup(const struct semdedup *s, uint64_t r, double eps)
+{
+	return is_dup_m(s->maxsim[r], eps);
+}
+
+static int sdd_score_label(const struct filter *f, const struct filter_batch *b, float *scores,
+                           uint8_t *status, uint32_t *labels, struct err *e)
+{
+	const struct semdedup *s = (const struct semdedup *)f;
+
+	(void)e;
+	for (size_t i = 0; i < b->n; i++) {
+		uint64_t r = b->rows[i];
+
+		if (labels != NULL)
+			labels[i] = FILTER_NO_LABEL;
+		if (r < s->nrows && s->cluster[r] != FILTER_NO_LABEL) {
+			int dup = is_dup(s, r, s->eps);
+
+			scores[i] = dup ? 0.0f : 1.0f;
+			status[i] = dup ? FILTER_REASON_BASE + 0 : FILTER_SCORED;
+			if (labels != NULL)
+				labels[i] = s->cluster[r];
+			continue;
+		}
+		scores[i] = NAN;
+		if (!b->has_vec[0][i]) {
+			status[i] = FILTER_NO_VECTOR;
+		} else {
+			double nn = 0;
+
+			for (uint32_t d = 0; d < s->dim; d++)
+				nn += (double)b->vecs[0][i * s->dim + d] * b->vecs[0][i * s->dim + d];
+			/* a vector the fit did not see: ingested after it */
+			status[i] = nn > 0 ? FILTER_UNFITTED : FILTER_ZERO_VECTOR;
+		}
+	}
+	return 0;
+}
+
+static int sdd_score(const struct filter *f, const struct filter_batch *b, float *scores,
+                     uint8_t *status, struct err *e)
+{
+	return sdd_score_label(f, b, scores, status, NULL, e);
+}
+
+static int sdd_explain(const struct filter *f, uint64_t row, json_t **out, struct err *e)
+{
+	const struct semdedup *s = (const struct semdedup *)f;
+	json_t *o;
+
+	*out = NULL;
+	if (row >= s->nrows || s->cluster[row] == FILTER_NO_LABEL)
+		return 0;
+	o = json_pack("{s:I, s:f, s:f, s:b}", "cluster", (json_int_t)s->cluster[row], "similarity",
+	              (double)s->maxsim[row], "threshold", 1.0 - s->eps, "duplicate",
+	              is_dup(s, row, s->eps));
+	if (o == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (s->earlier[row] != SDD_NO_ROW)
+		json_object_set_new(o,
+		                    is_dup(s, row, s->eps) ? "duplicate_of_row"
+		                                           : "most_similar_earlier_row",
+		                    json_integer((json_int_t)s->earlier[row]));
+	*out = o;
+	return 0;
+}
+
+int semdedup_sweep(const struct filter *f, const double *eps, size_t n, uint64_t *kept,
+                   uint64_t *total)
+{
+	const struct semdedup *s = (const struct semdedup *)f;
+	uint64_t t = 0;
+
+	if (f->ops != &semdedup_filter_ops || !f->fitted)
+		return ERR_INVALID;
+	for (size_t i = 0; i < n; i++)
+		kept[i] = 0;
+	for (uint64_t r = 0; r < s->nrows; r++) {
+		if (s->cluster[r] == FILTER_NO_LABEL)
+			continue;
+		t++;
+		for (size_t i = 0; i < n; i++)
+			kept[i] += !is_dup(s, r, eps[i]);
+	}
+	*total = t;
+	return 0;
+}
+
+static void sdd_destroy(struct filter *f)
+{
+	struct semdedup *s = (struct semdedup *)f;
+
+	kmeans_params_free(&s->kp);
+	free(s->centroids);
+	free(s->cluster);
+	free(s->maxsim);
+	free(s->earlier);
+}
+
+const struct filter_ops semdedup_filter_ops = {
+	.name = "semdedup",
+	.summary = "SemDeDup: 0 for a record whose cosine to an earlier record of its k-means "
+	           "cluster exceeds 1 - eps, else 1",
+	.size = sizeof(struct semdedup),
+	.cheap = 0,
+	.needs_fit = 1,
+	.reasons = sdd_reasons,
+	.create = sdd_create,
+	.fit = sdd_fit,
+	.save = sdd_save,
+	.load = sdd_load,
+	.score = sdd_score,
+	.destroy = sdd_destroy,
+	.label = "cluster",
+	.score_label = sdd_score_label,
+	.explain = sdd_explain,
+	.use = sdd_use,
+};
