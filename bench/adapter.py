@@ -233,30 +233,34 @@ def latency(w, a, rng):
     qs = unit(x[rng.integers(0, len(x), a.queries)] + 0.5 * rng.standard_normal((a.queries, a.dim))).astype(np.float32)
     c = w.conn()
     plain, rel = [], []
-    for q in qs:  # alternate, so that drift hits both alike
-        for arr, extra in ((plain, {}), (rel, {"relevance": {"adapter": "syn"}})):
+    for i, q in enumerate(qs):  # each query twice, which one first alternating (warm caches)
+        runs = ((plain, {}), (rel, {"relevance": {"adapter": "syn"}}))
+        for arr, extra in (runs if i % 2 == 0 else runs[::-1]):
             t = time.perf_counter()
             w.call("POST", "/v1/datasets/syn/search", dict({"vector": b64(q), "limit": 100}, **extra), conn=c)
             arr.append(time.perf_counter() - t)
     mp, mr = median_ms(plain), median_ms(rel)
-    ok = mr - mp < 0.05 * mp
+    added = median_ms(np.array(rel) - np.array(plain))
+    ok = added < 0.05 * mp
     print("latency: top-100 (HNSW32, n %d, dim %d): plain p50 %.3f ms, with relevance p50 %.3f ms: "
-          "added %.3f ms = %.1f%% %s (target < 5%%)" % (a.n, a.dim, mp, mr, mr - mp, 100 * (mr - mp) / mp,
-                                                        "PASS" if ok else "MISS"))
+          "added (median of per-query differences) %.3f ms = %.1f%% %s (target < 5%%)"
+          % (a.n, a.dim, mp, mr, added, 100 * added / mp, "PASS" if ok else "MISS"))
     thr, relm = [], []
     for q in qs[: a.threshold_queries]:
         r = w.call("POST", "/v1/datasets/syn/search:count", {"vector": b64(q), "relevance": {"adapter": "syn", "min": v["threshold"]}}, conn=c)
         bound = r["stats"]["relevance"]["cosine_bound"]
-        for arr, body in ((thr, {"score_threshold": bound - 1e-6}),
-                          (relm, {"relevance": {"adapter": "syn", "min": v["threshold"]}})):
+        runs = ((thr, {"score_threshold": bound - 1e-6}),
+                (relm, {"relevance": {"adapter": "syn", "min": v["threshold"]}}))
+        for arr, body in (runs if len(thr) % 2 == 0 else runs[::-1]):
             t = time.perf_counter()
             w.call("POST", "/v1/datasets/syn/search", dict({"vector": b64(q), "limit": 100}, **body), conn=c)
             arr.append(time.perf_counter() - t)
     c.close()
     mt, mm = median_ms(thr), median_ms(relm)
+    added = median_ms(np.array(relm) - np.array(thr))
     print("latency: threshold search (exact scan, n %d): score_threshold at the cosine bound p50 "
           "%.3f ms, relevance min p50 %.3f ms: added %.3f ms = %.1f%% %s (target < 5%%)"
-          % (a.n, mt, mm, mm - mt, 100 * (mm - mt) / mt, "PASS" if mm - mt < 0.05 * mt else "MISS"))
+          % (a.n, mt, mm, added, 100 * added / mt, "PASS" if added < 0.05 * mt else "MISS"))
 
 
 def main():

@@ -26,6 +26,14 @@
 #define MAX_LISTED_ERRORS 1000
 #define KEY_MAX (STORE_NAME_MAX + 16)
 
+/* The weights blob starts with what search needs besides the weights, so that opening an
+ * adapter for a query reads one blob and parses no JSON (host order, copied with memcpy). */
+struct wprefix {
+	uint64_t version;
+	double threshold;
+	char space[STORE_NAME_MAX + 8]; /* NUL-terminated */
+};
+
 /* One pair as stored in a batch blob (16 bytes, host order, copied with memcpy). */
 struct pair_rec {
 	uint64_t row;
@@ -1001,16 +1009,25 @@ static json_t *prf_json(const struct adapter_prf *p, const char *thr_key, int in
 	return o;
 }
 
+struct stop_ctx {
+	struct job *j;
+	uint64_t epoch, max;
+};
+
+/* After each epoch: progress in epochs, and the cancel check. */
 static int job_stop(void *ctx)
 {
-	return jobs_should_stop(ctx) ? ERR_CANCELLED : 0;
+	struct stop_ctx *s = ctx;
+
+	jobs_progress(s->j, ++s->epoch, s->max);
+	return jobs_should_stop(s->j) ? ERR_CANCELLED : 0;
 }
 
 struct commit_ctx {
 	uint32_t ds;
 	const char *name;
 	const json_t *def;
-	const void *blob;
+	unsigned char *blob; /* a struct wprefix (filled in here), then the weights */
 	size_t len;
 	json_t *training;
 	double threshold;
@@ -1035,6 +1052,16 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	                    json_integer((json_int_t)doc_u64(doc, "version")));
 	json_object_set_new(doc, "threshold", json_real(c->threshold));
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
+	{
+		struct wprefix wp;
+
+		memset(&wp, 0, sizeof wp);
+		wp.version = doc_u64(doc, "version");
+		wp.threshold = c->threshold;
+		snprintf(wp.space, sizeof wp.space, "%s",
+		         json_string_value(json_object_get(c->def, "space")));
+		memcpy(c->blob, &wp, sizeof wp);
+	}
 	if ((rc = store_txn_doc_put(t, c->ds, NS_WEIGHTS, c->name, strlen(c->name), c->blob, c->len,
 	                            e)) == 0)
 		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
@@ -1062,6 +1089,7 @@ int relevance_job_train(struct job *j, struct err *e)
 	struct adapter_train_opts o;
 	struct adapter_train_result res;
 	struct adapter_prf pa, pc, pk;
+	struct stop_ctx stop = {0};
 	struct timespec t0, t1;
 	int sp, rc;
 
@@ -1153,7 +1181,9 @@ int relevance_job_train(struct job *j, struct err *e)
 	        .patience = (unsigned)json_integer_value(json_object_get(def, "patience")),
 	        .batch_queries = (unsigned)json_integer_value(json_object_get(def, "batch_queries")),
 	        .stop = job_stop,
-	        .stop_ctx = j};
+	        .stop_ctx = &stop};
+	stop.j = j;
+	stop.max = o.max_epochs;
 	jobs_progress(j, 0, o.max_epochs);
 	if ((rc = adapter_train(a, &tr.d, &va.d, &o, &res, e)) != 0)
 		goto out;
@@ -1183,8 +1213,22 @@ int relevance_job_train(struct job *j, struct err *e)
 		                            &pk, e)) != 0)
 			goto out;
 	}
-	if ((rc = adapter_save(a, &blob, &blen, e)) != 0)
-		goto out;
+	{
+		void *ab = NULL;
+		size_t al = 0;
+
+		if ((rc = adapter_save(a, &ab, &al, e)) != 0)
+			goto out;
+		blen = sizeof(struct wprefix) + al;
+		blob = malloc(blen);
+		if (blob != NULL)
+			memcpy((unsigned char *)blob + sizeof(struct wprefix), ab, al);
+		free(ab);
+		if (blob == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	{
 		size_t ptr = 0, pva = 0;
@@ -1237,46 +1281,44 @@ out:
 int relevance_open(struct store_reader *r, uint32_t ds_id, const char *name, const char *space,
                    struct relevance **out, struct err *e)
 {
-	json_t *doc = NULL;
+	struct relevance *rl = NULL;
+	struct wprefix wp;
 	const void *val;
 	size_t len;
-	struct relevance *rl = NULL;
-	const char *sp;
 	int rc;
 
 	if (!store_name_valid(name))
 		return err_set(e, ERR_INVALID, "bad_query", "relevance.adapter must be an adapter name");
-	if ((rc = not_found(jdoc_reader_get(r, ds_id, NS_DOC, name, &doc, e), name, e)) != 0)
-		return rc;
-	sp = json_string_value(json_object_get(json_object_get(doc, "definition"), "space"));
-	if (sp == NULL || strcmp(sp, space) != 0) {
-		rc = err_set(e, ERR_INVALID, "space_mismatch",
-		             "adapter '%s' maps cosines of space '%s', the search is in '%s'", name,
-		             sp ? sp : "?", space);
-		goto out;
+	if (store_reader_doc_get(r, ds_id, NS_WEIGHTS, name, strlen(name), &val, &len, NULL) != 0 ||
+	    len < sizeof wp) {
+		/* no weights: say whether the adapter is missing or untrained */
+		json_t *doc = NULL;
+
+		if ((rc = not_found(jdoc_reader_get(r, ds_id, NS_DOC, name, &doc, e), name, e)) != 0)
+			return rc;
+		json_decref(doc);
+		return err_set(e, ERR_INVALID, "adapter_untrained",
+		               "adapter '%s' is not trained: POST .../adapters/%s:train", name, name);
 	}
-	if (json_object_get(doc, "training") == NULL ||
-	    store_reader_doc_get(r, ds_id, NS_WEIGHTS, name, strlen(name), &val, &len, NULL) != 0) {
-		rc = err_set(e, ERR_INVALID, "adapter_untrained",
-		             "adapter '%s' is not trained: POST .../adapters/%s:train", name, name);
-		goto out;
-	}
+	memcpy(&wp, val, sizeof wp);
+	wp.space[sizeof wp.space - 1] = '\0';
+	if (strcmp(wp.space, space) != 0)
+		return err_set(e, ERR_INVALID, "space_mismatch",
+		               "adapter '%s' maps cosines of space '%s', the search is in '%s'", name,
+		               wp.space, space);
 	rl = calloc(1, sizeof *rl);
-	if (rl == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto out;
+	if (rl == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = adapter_load(&rl->a, (const unsigned char *)val + sizeof wp, len - sizeof wp, e)) !=
+	    0) {
+		free(rl);
+		return rc;
 	}
-	if ((rc = adapter_load(&rl->a, val, len, e)) != 0)
-		goto out;
 	snprintf(rl->name, sizeof rl->name, "%s", name);
-	rl->version = doc_u64(doc, "version");
-	rl->threshold = json_number_value(json_object_get(doc, "threshold"));
+	rl->version = wp.version;
+	rl->threshold = wp.threshold;
 	*out = rl;
-	rl = NULL;
-out:
-	relevance_free(rl);
-	json_decref(doc);
-	return rc;
+	return 0;
 }
 
 void relevance_free(struct relevance *rl)

@@ -198,7 +198,7 @@ def relevance_in_search_is_exact_complete_and_counted():
                      "relevance": {"adapter": "lin"}})
     rs = res["results"]
     assert_eq(len(rs), 1000)
-    assert_eq(res["stats"]["relevance"]["adapter"], "lin")
+    assert_eq((res["stats"]["relevance"]["adapter"], res["stats"]["relevance"]["version"]), ("lin", v["version"]))
     assert [r["relevance"] for r in rs] == sorted((r["relevance"] for r in rs), reverse=True)
     rs = [r for r in rs if 1e-6 < r["relevance"] < 1 - 1e-6]  # not saturated
     assert len(rs) >= 5, len(rs)
