@@ -5,7 +5,8 @@
  * An adapter is a document (namespace 'a', key = its name) holding its definition (space,
  * family, hidden, training options), its version, its pair counts and, once trained, the
  * training report and the chosen global threshold. Its trained weights are a blob (namespace
- * 'w', key = the name; filters/adapter.c's layout). Labelled pairs arrive in batches, one
+ * 'w', key = the name): the version, threshold and space that search needs, then
+ * filters/adapter.c's layout, so that a search opens an adapter without parsing JSON. Labelled pairs arrive in batches, one
  * blob per batch (namespace 'q', key = "<name>/<batch number, 10 digits>"): the batch's
  * distinct query vectors (f32) and its pairs (query index, document row, label as given).
  *
