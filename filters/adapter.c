@@ -249,12 +249,13 @@ double adapter_loss(const struct adapter *a, const struct adapter_data *d, const
                     size_t nqs, enum adapter_loss loss, double weight_decay,
                     struct adapter *grad)
 {
-	double *pre = malloc(2 * a->hidden * sizeof *pre), *h = pre + a->hidden;
+	double *pre = malloc(2 * a->hidden * sizeof *pre), *h;
 	double total = 0, reg = 0;
 	size_t npairs = 0, nq = qs != NULL ? nqs : d->nq;
 
 	if (pre == NULL)
 		return NAN;
+	h = pre + a->hidden;
 	if (grad != NULL)
 		memset(grad->param, 0, grad->nparam * sizeof *grad->param);
 	for (size_t i = 0; i < nq; i++) {
