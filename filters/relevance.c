@@ -169,6 +169,11 @@ static int parse_definition(const json_t *body, const struct store_schema *schem
 	    (rc = num_field(body, "val_fraction", 0.01, 0.9, 0, &vf, e)) != 0 ||
 	    (rc = num_field(body, "top_k", 1, 100000, 1, &topk, e)) != 0)
 		return rc;
+	/* the trainer keeps five copies of the weights (them, the gradient, Adam's two moments,
+	 * the best epoch's) in doubles: bound them to 2^24 weights, 128 MB a copy */
+	if ((double)hidden * schema->spaces[store_schema_find(schema, space)].dim > 16777216.0)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"hidden\" x the space's dim must be at most 16777216");
 	if ((v = json_object_get(body, "target")) != NULL) {
 		const json_t *p = json_object_get(v, "precision"), *r = json_object_get(v, "recall");
 
