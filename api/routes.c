@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "api/adapters.h"
 #include "api/datasets.h"
 #include "api/filters.h"
 #include "api/jobs_routes.h"
@@ -22,6 +23,12 @@ static const struct route table[] = {
 	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0},
 	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0},
 	{"PUT", "/v1/datasets/{name}", AUTH_ADMIN, datasets_put, 0},
+	{"GET", "/v1/datasets/{name}/adapters", AUTH_READ, adapters_list, 0},
+	{"DELETE", "/v1/datasets/{name}/adapters/{adapter}", AUTH_ADMIN, adapters_delete, 0},
+	{"GET", "/v1/datasets/{name}/adapters/{adapter}", AUTH_READ, adapters_get, 0},
+	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", AUTH_ADMIN, adapters_put, 0},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}/pairs", AUTH_ADMIN, adapters_pairs, 1},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}:train", AUTH_ADMIN, adapters_train, 0},
 	{"GET", "/v1/datasets/{name}/filters", AUTH_READ, filters_list, 0},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", AUTH_ADMIN, filters_delete, 0},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", AUTH_READ, filters_get, 0},

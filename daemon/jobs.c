@@ -19,6 +19,7 @@
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "filters/instance.h"
+#include "filters/relevance.h"
 #include "index/catalog.h"
 #include "filters/subset.h"
 #include "store/jdoc.h"
@@ -26,6 +27,7 @@
 
 /* Sorted by name. */
 static const struct job_kind kinds[] = {
+	{"adapter_train", relevance_job_train},
 	{"index", catalog_job_build},
 	{"score", instance_job_score},
 	{"subset", subset_job_run},

@@ -26,6 +26,7 @@
 #include "daemon/log.h"
 #include "filters/filter.h"
 #include "filters/instance.h"
+#include "filters/relevance.h"
 #include "filters/subset.h"
 #include "filters/scan.h"
 #include "index/index.h"
@@ -867,6 +868,13 @@ struct query {
 	uint8_t *members;          /* NULL, or 1 per row of the subset's members (new) */
 	struct filter *rescore;    /* NULL, or the filter that rescores the results (new) */
 	size_t candidates;         /* results rescored, when rescore is set */
+	/* Cosine Adapter relevance (issue 7, filters/relevance.h): NULL, or the adapter (new);
+	 * rel_min is the minimum relevance (NAN: annotate only), user_thr the request's own
+	 * score_threshold (-inf without one), rq the current query's mapping (run_query). */
+	struct relevance *rel;
+	double rel_min;
+	float user_thr;
+	struct relevance_query rq;
 };
 
 /* Score of x against the query q (qq = |q|^2) for the metric; 0 with *ok = 0 for a row that
@@ -1175,6 +1183,9 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 		return NULL;
 	if (qr->rescore != NULL)
 		json_object_set_new(o, "rescored", json_real(h->score));
+	if (qr->rel != NULL)
+		json_object_set_new(o, "relevance", json_real(relevance_score(qr->rel, &qr->rq,
+		                                                              h->score)));
 	if (qr->with & (WITH_TEXT | WITH_META | WITH_IMAGE))
 		b = json_loadb(body, body_len, 0, NULL);
 	if (qr->with & WITH_KIND)
@@ -1211,13 +1222,104 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 	return o;
 }
 
+/* ---- Cosine Adapter relevance (issue 7): "relevance": {"adapter": name, "min": x} ----
+ * Every result gets its relevance (the adapter's mapping of its cosine). With a minimum, the
+ * search is a threshold search: the mapping is monotone in the cosine for each query, so
+ * relevance >= min is cosine >= the query's inverse bound, and the exact threshold scan (with
+ * its completeness, pages and search:count) runs with that bound; rel_keep then drops the few
+ * candidates in the rounding margin whose computed relevance is below min. Results stay
+ * ranked by cosine, which is the relevance order within one query. */
+
+static int rel_parse(struct daemon *d, const json_t *body, struct query *qr, struct err *e)
+{
+	const json_t *rv = json_object_get(body, "relevance"), *m;
+	struct store_reader *r = NULL;
+	const char *name;
+	int rc;
+
+	qr->rel_min = NAN;
+	qr->user_thr = qr->has_thr ? qr->thr : -INFINITY;
+	if (rv == NULL)
+		return 0;
+	name = json_string_value(json_object_get(rv, "adapter"));
+	m = json_object_get(rv, "min");
+	if (!json_is_object(rv) || name == NULL ||
+	    json_object_size(rv) != 1u + (m != NULL))
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "\"relevance\" is {\"adapter\": name, \"min\": x}");
+	if (m != NULL) {
+		if (!json_is_number(m) || !(json_number_value(m) >= 0) ||
+		    !(json_number_value(m) < 1))
+			return err_set(e, ERR_INVALID, "bad_query",
+			               "relevance.min must be a number in [0, 1)");
+		qr->rel_min = json_number_value(m);
+		qr->has_thr = 1; /* a threshold search: exact and complete */
+		qr->thr = -INFINITY;
+	}
+	if (json_object_get(body, "rescore") != NULL)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "\"relevance\" and \"rescore\" do not combine");
+	if (qr->metric != INDEX_COSINE)
+		return err_set(e, ERR_INVALID, "bad_query", "an adapter maps cosines: use metric cosine");
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	rc = relevance_open(r, qr->ds, name, qr->info.schema.spaces[qr->space].name, &qr->rel, e);
+	store_reader_close(r);
+	return rc;
+}
+
+/* A copy of qr for query q, with its mapping and its cosine bound. */
+static int rel_query(struct query *local, const struct query *qr, const float *q,
+                     struct err *e)
+{
+	int rc;
+
+	*local = *qr;
+	if ((rc = relevance_prepare(qr->rel, q, qr->dim, qr->rel_min, &local->rq, e)) != 0)
+		return rc;
+	if (!isnan(qr->rel_min)) {
+		float b = relevance_scan_bound(&local->rq);
+
+		local->thr = b > qr->user_thr ? b : qr->user_thr;
+	}
+	return 0;
+}
+
+/* Drop the hits whose relevance is below the minimum (order kept). */
+static void rel_keep(const struct query *qr, struct hits *h)
+{
+	size_t k = 0;
+
+	if (isnan(qr->rel_min))
+		return;
+	for (size_t i = 0; i < h->n; i++)
+		if (relevance_score(qr->rel, &qr->rq, h->v[i].score) >= qr->rel_min)
+			h->v[k++] = h->v[i];
+	h->n = k;
+}
+
+static json_t *rel_stats(const struct query *qr)
+{
+	json_t *o = json_pack("{s:s, s:I}", "adapter", qr->rel->name, "version",
+	                      (json_int_t)qr->rel->version);
+
+	if (o == NULL)
+		return NULL;
+	json_object_set_new(o, "min", isnan(qr->rel_min) ? json_null() : json_real(qr->rel_min));
+	json_object_set_new(o, "cosine_bound", isnan(qr->rel_min) || !isfinite(qr->rq.cos_min)
+	                                               ? json_null()
+	                                               : json_real(qr->rq.cos_min));
+	return o;
+}
+
 /* Parse the request into qr (everything but the query vectors). */
 static int parse_request(struct daemon *d, const char *dataset, const json_t *body, int count,
                          struct query *qr, struct err *e)
 {
 	static const char *const known[] = {"vector", "vectors", "record_id", "query_space", "space",
 	                                    "limit", "score_threshold", "with", "params",
-	                                    "page_token", "metric", "subset", "rescore", NULL};
+	                                    "page_token", "metric", "subset", "rescore",
+	                                    "relevance", NULL};
 	const json_t *v;
 	const char *key, *space;
 	json_t *val;
@@ -1274,8 +1376,11 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 		qr->has_thr = 1;
 		qr->thr = (float)json_number_value(v);
 	}
+	if ((rc = rel_parse(d, body, qr, e)) != 0)
+		return rc;
 	if (count && !qr->has_thr)
-		return err_set(e, ERR_INVALID, "bad_query", "search:count needs \"score_threshold\"");
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "search:count needs \"score_threshold\" or \"relevance\".min");
 	if ((v = json_object_get(body, "params")) != NULL) {
 		const json_t *x;
 
@@ -1419,7 +1524,14 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 	int use_index = en != NULL, rc;
 	json_t *res = NULL, *arr, *stats;
 	size_t shown;
+	struct query local;
 
+	if (qr->rel != NULL) {
+		/* per query: the relevance bound becomes a cosine bound (see relevance_query) */
+		if ((rc = rel_query(&local, qr, q, e)) != 0)
+			return rc;
+		qr = &local;
+	}
 	h.keep = qr->has_thr || count ? 0 : qr->limit + 1;
 	if (qr->rescore != NULL && h.keep != 0 && h.keep < qr->candidates)
 		h.keep = qr->candidates;
@@ -1457,9 +1569,14 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 		if (rc != 0)
 			goto out;
 	}
+	if (qr->rel != NULL)
+		rel_keep(qr, &h);
 	if (count) {
 		res = json_pack("{s:I, s:{s:I, s:b}}", "count", (json_int_t)h.n, "stats",
 		                "candidates_scanned", (json_int_t)scanned, "exact", 1);
+		if (qr->rel != NULL && res != NULL)
+			json_object_set_new(json_object_get(res, "stats"), "relevance",
+			                    rel_stats(qr));
 		goto out;
 	}
 	qsort(h.v, h.n, sizeof *h.v, hit_cmp);
@@ -1481,6 +1598,8 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 	                  h.n > qr->limit, "truncation_reason",
 	                  h.n > qr->limit ? json_string("limit") : json_null(), "exact", !use_index,
 	                  "index", use_index ? json_string(factory) : json_null());
+	if (qr->rel != NULL && stats != NULL)
+		json_object_set_new(stats, "relevance", rel_stats(qr));
 	res = json_pack("{s:o, s:o}", "results", arr, "stats", stats);
 	if (res != NULL && h.n > qr->limit) {
 		/* keyset: the last shown result's (score, row) and the request's hash */
@@ -1583,14 +1702,19 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	float *q = NULL;
 	int rc;
 
-	if ((rc = parse_request(d, dataset, body, count, &qr, e)) != 0)
+	if ((rc = parse_request(d, dataset, body, count, &qr, e)) != 0) {
+		free(qr.members);
+		filter_free(qr.rescore);
+		relevance_free(qr.rel);
 		return rc;
+	}
 	vec = json_object_get(body, "vector");
 	vecs = json_object_get(body, "vectors");
 	rid = json_object_get(body, "record_id");
 	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) != 1) {
 		free(qr.members);
 		filter_free(qr.rescore);
+		relevance_free(qr.rel);
 		return err_set(e, ERR_INVALID, "bad_query",
 		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
 	}
@@ -1603,6 +1727,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 			json_decref(arr);
 			free(qr.members);
 			filter_free(qr.rescore);
+			relevance_free(qr.rel);
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
 		}
@@ -1640,18 +1765,21 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 				free(q);
 				free(qr.members);
 				filter_free(qr.rescore);
+				relevance_free(qr.rel);
 				return rc;
 			}
 		}
 		free(q);
 		free(qr.members);
 		filter_free(qr.rescore);
+		relevance_free(qr.rel);
 		*out = json_pack("{s:o}", "queries", arr);
 		return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
 	if ((q = malloc(qr.dim * sizeof *q)) == NULL) {
 		free(qr.members);
 		filter_free(qr.rescore);
+		relevance_free(qr.rel);
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
 	if (vec != NULL) {
@@ -1685,5 +1813,6 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	free(q);
 	free(qr.members);
 	filter_free(qr.rescore);
+	relevance_free(qr.rel);
 	return rc;
 }
