@@ -9,6 +9,7 @@
 static const struct filter_ops *const table[] = {
 	&basic_filter_ops,
 	&clip_score_filter_ops,
+	&color_filter_ops,
 	&exact_dup_filter_ops,
 };
 
