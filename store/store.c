@@ -2424,6 +2424,55 @@ int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *
 	return mrc ? lmdb_fail(t->lf, mrc, "delete document") : 0;
 }
 
+int store_txn_find(struct store_txn *t, uint32_t ds_id, const char *id, size_t id_len,
+                   uint64_t *row, struct err *e)
+{
+	return row_of(t->s, t->txn, ds_id, id, id_len, row, t->lf, e);
+}
+
+int store_txn_body_get(struct store_txn *t, uint32_t ds_id, uint64_t row, const char **body,
+                       size_t *len, struct err *e)
+{
+	unsigned char rk[STORE_KEY_ROW];
+	MDB_val key, val;
+	int mrc;
+
+	key_row(rk, ds_id, row);
+	key = mval(rk, sizeof rk);
+	mrc = mdb_get(t->txn, t->s->recs, &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOT_FOUND, "record_not_found", "no record at row %llu",
+		               (unsigned long long)row);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "read record");
+	*body = val.mv_data;
+	*len = val.mv_size;
+	return 0;
+}
+
+int store_txn_body_put(struct store_txn *t, uint32_t ds_id, uint64_t row, const char *body,
+                       size_t len, struct err *e)
+{
+	unsigned char rk[STORE_KEY_ROW];
+	MDB_val key, val;
+	int mrc;
+
+	key_row(rk, ds_id, row);
+	key = mval(rk, sizeof rk);
+	/* only a live row has a body: a patch never resurrects a deleted record */
+	mrc = mdb_get(t->txn, t->s->recs, &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOT_FOUND, "record_not_found", "no record at row %llu",
+		               (unsigned long long)row);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "read record");
+	val = mval(body, len);
+	mrc = mdb_put(t->txn, t->s->recs, &key, &val, 0);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "write record");
+	return 0;
+}
+
 int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e)
 {
 	char k[48];

@@ -290,6 +290,22 @@ int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *
  * never reused. name: 1..32 bytes of [a-z_]. */
 int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e);
 
+/* ---- Record bodies inside a write transaction (signals patches) ----
+ * The row of record id in t: ERR_NOT_FOUND (slug record_not_found) when there is none. */
+int store_txn_find(struct store_txn *t, uint32_t ds_id, const char *id, size_t id_len,
+                   uint64_t *row, struct err *e);
+
+/* The body of the live record at row as t sees it (its own writes included): *body borrowed
+ * until the next write in t or its end (copy it out). ERR_NOT_FOUND when the row is not live. */
+int store_txn_body_get(struct store_txn *t, uint32_t ds_id, uint64_t row, const char **body,
+                       size_t *len, struct err *e);
+
+/* Replace the body of the live record at row with body (borrowed, len bytes: JSON text of the
+ * non-vector fields, stored as given). Its id, kind, row and vectors stay. ERR_NOT_FOUND when
+ * the row is not live. */
+int store_txn_body_put(struct store_txn *t, uint32_t ds_id, uint64_t row, const char *body,
+                       size_t len, struct err *e);
+
 /* Reader side of store_txn_array_get, inside the reader's snapshot (a copy into out). */
 int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, size_t elem_size,
                        uint64_t first, size_t n, void *out, struct err *e);
