@@ -170,6 +170,21 @@ int filter_scan_next(struct filter_scan *scan, const struct filter_batch **b, st
 	return scan->next(scan, b, e);
 }
 
+int filter_scan_open_other(struct filter_scan *scan, const char *dataset,
+                           struct filter_scan **out, struct err *e)
+{
+	if (scan->open_other == NULL || scan->close_other == NULL)
+		return err_set(e, ERR_INVALID, "no_other_datasets",
+		               "this fit reads only its own dataset, not '%s'", dataset);
+	return scan->open_other(scan, dataset, out, e);
+}
+
+void filter_scan_close_other(struct filter_scan *scan, struct filter_scan *other)
+{
+	if (other != NULL && scan->close_other != NULL)
+		scan->close_other(other);
+}
+
 /* ---- param helpers ---- */
 
 int filter_params_known(const json_t *params, const char *const *allowed, struct err *e)

@@ -203,6 +203,21 @@ int filter_scan_next(struct filter_scan *scan, const struct filter_batch **b, st
  * called by filter_scan_next. Embed it first in a source's own struct. */
 struct filter_scan {
 	int (*next)(struct filter_scan *scan, const struct filter_batch **b, struct err *e);
+	/* Optional (NULL: the source offers no other data): a scan of every live record of
+	 * another dataset of the same snapshot, named by its API name, for a type that trains
+	 * on named corpora (CoLoR-Filter's downstream and prior text). Only for a filter without
+	 * embedding inputs (ERR_INVALID otherwise). *out new, freed with close_other. */
+	int (*open_other)(struct filter_scan *scan, const char *dataset, struct filter_scan **out,
+	                  struct err *e);
+	void (*close_other)(struct filter_scan *other);
 };
+
+/* scan->open_other through a check: ERR_INVALID (slug no_other_datasets) when the source
+ * offers none, ERR_NOT_FOUND (dataset_not_found) for an unknown name. */
+int filter_scan_open_other(struct filter_scan *scan, const char *dataset,
+                           struct filter_scan **out, struct err *e);
+
+/* Close what filter_scan_open_other gave (other may be NULL). */
+void filter_scan_close_other(struct filter_scan *scan, struct filter_scan *other);
 
 #endif

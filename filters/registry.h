@@ -12,6 +12,7 @@ struct filter_ops;
 extern const struct filter_ops basic_filter_ops;
 extern const struct filter_ops clip_score_filter_ops;
 extern const struct filter_ops color_filter_ops;
+extern const struct filter_ops color_ngram_filter_ops;
 extern const struct filter_ops exact_dup_filter_ops;
 /* The example of filters/template.c: built, tested, not in the table. */
 extern const struct filter_ops template_filter_ops;

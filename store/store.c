@@ -2185,6 +2185,28 @@ int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_da
 	return rc;
 }
 
+int store_reader_dataset_named(struct store_reader *r, const char *name,
+                               struct store_dataset_info *out, struct err *e)
+{
+	struct lmdb_fail lf = { 0, NULL };
+	MDB_val nkey, hdr;
+	int rc, mrc;
+
+	if (!store_name_valid(name))
+		return err_set(e, ERR_NOT_FOUND, "dataset_not_found", "no dataset named '%s'",
+		               name ? name : "");
+	nkey = mval(name, strlen(name));
+	mrc = mdb_get(r->txn, r->s->datasets, &nkey, &hdr);
+	if (mrc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOT_FOUND, "dataset_not_found", "no dataset named '%s'", name);
+	if (mrc != 0)
+		return lmdb_err_rc(e, "read dataset", "read dataset", mrc);
+	rc = info_by_name(r->s, r->txn, &nkey, &hdr, out, &lf, e);
+	if (rc == ERR_STORE && lf.rc != 0)
+		lmdb_err(e, "read dataset", &lf);
+	return rc;
+}
+
 int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, size_t id_len,
                       uint64_t *row, struct err *e)
 {

@@ -203,6 +203,10 @@ int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, u
 int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_dataset_info *out,
                          struct err *e);
 
+/* Dataset info by name, inside the reader's snapshot. ERR_NOT_FOUND (dataset_not_found). */
+int store_reader_dataset_named(struct store_reader *r, const char *name,
+                               struct store_dataset_info *out, struct err *e);
+
 /* The row of record id, in the snapshot. ERR_NOT_FOUND if absent. */
 int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, size_t id_len,
                       uint64_t *row, struct err *e);
