@@ -11,7 +11,7 @@
 #include "store/vec.h"
 
 struct scan {
-	struct filter_scan base; /* first: filter_fit pulls through it */
+	struct filter_scan_ext base; /* first: filter_fit pulls through it */
 	struct store_reader *r;
 	uint32_t ds;
 	const struct store_schema *schema;
@@ -96,6 +96,7 @@ int scan_open(struct scan **out, struct store_reader *r, uint32_t ds_id,
 
 	if (sc == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	sc->base.base.next = filter_scan_ext_next;
 	sc->base.next = scan_next_base;
 	sc->base.open_other = other_open;
 	sc->base.close_other = other_close;
@@ -141,7 +142,7 @@ nomem:
 
 struct filter_scan *scan_base(struct scan *sc)
 {
-	return &sc->base;
+	return &sc->base.base;
 }
 
 static void clear_batch(struct scan *sc)
