@@ -396,6 +396,7 @@ static int cng_score(const struct filter *f, const struct filter_batch *b, float
 	const struct color_ngram *c = (const struct color_ngram *)f;
 	struct toks t = {.get = c->vocab, .e = e};
 	uint32_t V = ngram_vocab_size(c->vocab), *seq = NULL;
+	double *pp = NULL, *pd = NULL;
 	size_t seq_cap = 0;
 	int rc = 0;
 
@@ -422,26 +423,29 @@ static int cng_score(const struct filter *f, const struct filter_batch *b, float
 		n = t.n;
 		if (n + 2 > seq_cap) {
 			uint32_t *q = realloc(seq, (n + 2) * sizeof *q);
+			double *a = q != NULL ? realloc(pp, (n + 2) * sizeof *a) : NULL;
+			double *d = a != NULL ? realloc(pd, (n + 2) * sizeof *d) : NULL;
 
-			if (q == NULL) {
+			seq = q != NULL ? q : seq;
+			pp = a != NULL ? a : pp;
+			pd = d != NULL ? d : pd;
+			if (d == NULL) {
 				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 				break;
 			}
-			seq = q;
 			seq_cap = n + 2;
 		}
 		seq[0] = NGRAM_BOS;
 		memcpy(seq + 1, t.v, n * sizeof *seq);
 		seq[n + 1] = NGRAM_EOS;
 		prior = c->priors[c->npriors > 1 ? fold_of(b->ids[i], c->npriors) : 0];
+		ngram_model_seq_probs(prior, V, seq, n + 2, pp);
+		ngram_model_seq_probs(c->down, V, seq, n + 2, pd);
 		for (size_t j = 1; j <= n + 1; j++) {
-			size_t h = j < c->order - 1 ? j : c->order - 1;
-			double pp = ngram_model_prob(prior, V, seq + j - h, h, seq[j]);
-			double pd = ngram_model_prob(c->down, V, seq + j - h, h, seq[j]);
-
-			lp -= log(pp);
-			lc -= log(c->lambda * pd + (1 - c->lambda) * pp);
-			ld -= log(pd);
+			lp -= log(pp[j]);
+			lc -= log(c->lambda * pd[j] + (1 - c->lambda) * pp[j]);
+			if (c->output == CNG_DOWN)
+				ld -= log(pd[j]);
 		}
 		switch (c->output) {
 		case CNG_COND:
@@ -462,6 +466,8 @@ static int cng_score(const struct filter *f, const struct filter_batch *b, float
 	}
 	free(t.v);
 	free(seq);
+	free(pp);
+	free(pd);
 	return rc;
 }
 

@@ -25,12 +25,19 @@ struct ngram_vocab {
 	uint32_t next_id;
 };
 
+/* Value words of an n-gram of an order below the top: its count, then its statistics as the
+ * context of the next order (sum of the counts that follow it, how many of them are 1, 2,
+ * 3+). Keeping both in one entry lets a scan of a sentence reuse the entry it found for the
+ * n-gram ending at the previous position as the context of the current one. */
+#define NG_W 5
+
 struct ngram_model {
 	unsigned order;
-	struct tab grams[NGRAM_MAX_ORDER + 1]; /* [k]: key k ids, value the (adjusted) count */
-	struct tab ctx[NGRAM_MAX_ORDER + 1];   /* [k >= 2]: key k-1 ids; sum, n1, n2, n3+ */
-	uint64_t ctx1[4];                      /* the empty context of order 1 */
-	double d[NGRAM_MAX_ORDER + 1][3];      /* discounts D1, D2, D3+ per order */
+	uint32_t *uni;   /* NG_W words per word id: the unigrams, dense */
+	uint64_t nuni;   /* ids covered */
+	struct tab grams[NGRAM_MAX_ORDER + 1]; /* [k >= 2]: key k ids; NG_W words (1 at the top) */
+	uint64_t ctx1[4]; /* the empty context of order 1: sum, n1, n2, n3+ */
+	double d[NGRAM_MAX_ORDER + 1][3]; /* discounts D1, D2, D3+ per order */
 	int finished;
 	struct ngram_mem *mem;
 };
@@ -275,10 +282,8 @@ int ngram_model_new(struct ngram_model **out, unsigned order, struct ngram_mem *
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	m->order = order;
 	m->mem = mem;
-	for (unsigned k = 1; k <= order; k++) {
-		tab_init(&m->grams[k], k, 1, mem);
-		tab_init(&m->ctx[k], k - 1, 4, mem);
-	}
+	for (unsigned k = 2; k <= order; k++)
+		tab_init(&m->grams[k], k, k < order ? NG_W : 1, mem);
 	*out = m;
 	return 0;
 }
@@ -287,10 +292,11 @@ void ngram_model_free(struct ngram_model *m)
 {
 	if (m == NULL)
 		return;
-	for (unsigned k = 1; k <= m->order; k++) {
+	for (unsigned k = 2; k <= m->order; k++)
 		tab_free(&m->grams[k]);
-		tab_free(&m->ctx[k]);
-	}
+	if (m->uni != NULL && m->mem != NULL)
+		m->mem->used -= (size_t)m->nuni * NG_W * sizeof(uint32_t);
+	free(m->uni);
 	free(m);
 }
 
@@ -301,7 +307,14 @@ unsigned ngram_model_order(const struct ngram_model *m)
 
 uint64_t ngram_model_count(const struct ngram_model *m, unsigned k)
 {
-	return k >= 1 && k <= m->order ? m->grams[k].n : 0;
+	uint64_t n = 0;
+
+	if (k == 1) {
+		for (uint64_t i = 0; i < m->nuni; i++)
+			n += m->uni[i * NG_W] != 0;
+		return n;
+	}
+	return k >= 2 && k <= m->order ? m->grams[k].n : 0;
 }
 
 void ngram_model_discounts(const struct ngram_model *m, unsigned k, double d[3])
@@ -310,13 +323,50 @@ void ngram_model_discounts(const struct ngram_model *m, unsigned k, double d[3])
 		d[i] = k >= 1 && k <= m->order ? m->d[k][i] : 0;
 }
 
+/* The unigram entry of id, the array grown to hold it. */
+static int uni_at(struct ngram_model *m, uint32_t id, uint32_t **out, struct err *e)
+{
+	if (id >= m->nuni) {
+		uint64_t n = m->nuni ? m->nuni : 1024;
+		size_t ob = (size_t)m->nuni * NG_W * sizeof(uint32_t), nb;
+		uint32_t *p;
+
+		while (n <= id)
+			n *= 2;
+		nb = (size_t)n * NG_W * sizeof(uint32_t);
+		if (m->mem != NULL && m->mem->budget != 0 && m->mem->used - ob + nb > m->mem->budget)
+			return err_set(e, ERR_TOO_LARGE, "memory_budget",
+			               "the n-gram tables need more than the memory budget of %zu MiB",
+			               m->mem->budget >> 20);
+		p = realloc(m->uni, nb);
+		if (p == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		memset(p + m->nuni * NG_W, 0, nb - ob);
+		m->uni = p;
+		m->nuni = n;
+		if (m->mem != NULL) {
+			m->mem->used += nb - ob;
+			if (m->mem->used > m->mem->peak)
+				m->mem->peak = m->mem->used;
+		}
+	}
+	*out = m->uni + (size_t)id * NG_W;
+	return 0;
+}
+
+static const uint32_t *uni_get(const struct ngram_model *m, uint32_t id)
+{
+	return id < m->nuni ? m->uni + (size_t)id * NG_W : NULL;
+}
+
 int ngram_model_add(struct ngram_model *m, const uint32_t *ids, size_t n, struct err *e)
 {
 	uint32_t key[NGRAM_MAX_ORDER], *val;
 	unsigned N = m->order;
 	int rc;
 
-	/* position i of <s> w1 .. wn </s> (1..n+1): the n-gram ending there, cut at <s> */
+	/* position i of <s> w1 .. wn </s> (1..n+1): the n-gram ending there, cut at <s> (so of
+	 * order 2 at least) */
 	for (size_t i = 1; i <= n + 1; i++) {
 		size_t start = i + 1 > N ? i + 1 - N : 0;
 		unsigned k = (unsigned)(i - start + 1);
@@ -328,8 +378,8 @@ int ngram_model_add(struct ngram_model *m, const uint32_t *ids, size_t n, struct
 		}
 		if ((rc = tab_upsert(&m->grams[k], key, &val, e)) != 0)
 			return rc;
-		if (*val < UINT32_MAX)
-			(*val)++;
+		if (val[0] < UINT32_MAX)
+			val[0]++;
 	}
 	return 0;
 }
@@ -339,109 +389,169 @@ static double discount_of(const double d[3], uint32_t a)
 	return a == 1 ? d[0] : a == 2 ? d[1] : d[2];
 }
 
+/* Add count a to the context statistics c (sum, n1, n2, n3+ at c[1..4]). */
+static void ctx_add(uint32_t *c, uint32_t a)
+{
+	c[1] = c[1] + a < c[1] ? UINT32_MAX : c[1] + a;
+	c[a == 1 ? 2 : a == 2 ? 3 : 4]++;
+}
+
+/* Chen & Goodman: Y = n1 / (n1 + 2 n2), D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2,
+ * D3+ = 3 - 4Y n4/n3; a count of counts that is 0 (tiny corpora) falls back to the middle
+ * of the allowed range, and every discount stays in [0, c] so that no probability goes
+ * negative. */
+static void discounts(double d[3], const uint64_t cc[5])
+{
+	double n1 = (double)cc[1], n2 = (double)cc[2], n3 = (double)cc[3], n4 = (double)cc[4];
+	double y = n1 + 2 * n2 > 0 ? n1 / (n1 + 2 * n2) : 0.5;
+	double d1 = n1 > 0 ? 1 - 2 * y * n2 / n1 : 0.5;
+	double d2 = n2 > 0 ? 2 - 3 * y * n3 / n2 : 1.0;
+	double d3 = n3 > 0 ? 3 - 4 * y * n4 / n3 : 1.5;
+
+	d[0] = d1 < 0 ? 0 : d1 > 1 ? 1 : d1;
+	d[1] = d2 < 0 ? 0 : d2 > 2 ? 2 : d2;
+	d[2] = d3 < 0 ? 0 : d3 > 3 ? 3 : d3;
+}
+
 int ngram_model_finish(struct ngram_model *m, struct err *e)
 {
 	unsigned N = m->order;
+	uint64_t cc[5];
+	uint32_t *val;
 	int rc;
 
 	/* continuation counts: each distinct n-gram of order k adds 1 to its suffix of order
-	 * k - 1, from the top down so that order k is complete before it is read */
+	 * k - 1, from the top down so that order k is complete before it is read; the suffix
+	 * never begins with <s>, which is only ever first */
 	for (unsigned k = N; k >= 2; k--) {
 		const struct tab *t = &m->grams[k];
 		unsigned w = t->kw + t->vw;
 
 		for (uint64_t i = 0; i < t->cap; i++) {
 			const uint32_t *s = t->s + i * w;
-			uint32_t *val;
 
 			if (s[0] == 0)
 				continue;
-			/* the suffix never begins with <s>: <s> is only ever first */
-			if ((rc = tab_upsert(&m->grams[k - 1], s + 1, &val, e)) != 0)
+			rc = k > 2 ? tab_upsert(&m->grams[k - 1], s + 1, &val, e)
+			           : uni_at(m, s[1], &val, e);
+			if (rc != 0)
 				return rc;
-			(*val)++;
+			val[0]++;
 		}
 	}
-	/* context statistics and counts of counts */
-	for (unsigned k = 1; k <= N; k++) {
+	/* context statistics (into the entry of the context, one order down) and counts of
+	 * counts; an entry made only as a context has count 0 and is no n-gram */
+	for (unsigned k = 2; k <= N; k++) {
 		const struct tab *t = &m->grams[k];
 		unsigned w = t->kw + t->vw;
-		uint64_t cc[5] = {0};
 
+		memset(cc, 0, sizeof cc);
 		for (uint64_t i = 0; i < t->cap; i++) {
 			const uint32_t *s = t->s + i * w;
-			uint32_t a = s[k], *c;
-			uint64_t *c1 = m->ctx1;
+			uint32_t a = s[k];
 
-			if (s[0] == 0)
+			if (s[0] == 0 || a == 0)
 				continue;
 			if (a <= 4)
 				cc[a]++;
-			if (k == 1) {
-				c1[0] += a;
-				c1[a == 1 ? 1 : a == 2 ? 2 : 3]++;
-				continue;
-			}
-			if ((rc = tab_upsert(&m->ctx[k], s, &c, e)) != 0)
+			rc = k > 2 ? tab_upsert(&m->grams[k - 1], s, &val, e) : uni_at(m, s[0], &val, e);
+			if (rc != 0)
 				return rc;
-			c[0] = c[0] + a < c[0] ? UINT32_MAX : c[0] + a;
-			c[a == 1 ? 1 : a == 2 ? 2 : 3]++;
+			ctx_add(val, a);
 		}
-		/* Chen & Goodman: Y = n1 / (n1 + 2 n2), D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2,
-		 * D3+ = 3 - 4Y n4/n3; a count of counts that is 0 (tiny corpora) falls back to
-		 * the middle of the allowed range, and every discount stays in [0, c] so that
-		 * no probability goes negative */
-		{
-			double n1 = (double)cc[1], n2 = (double)cc[2], n3 = (double)cc[3];
-			double n4 = (double)cc[4];
-			double y = n1 + 2 * n2 > 0 ? n1 / (n1 + 2 * n2) : 0.5;
-			double d1 = n1 > 0 ? 1 - 2 * y * n2 / n1 : 0.5;
-			double d2 = n2 > 0 ? 2 - 3 * y * n3 / n2 : 1.0;
-			double d3 = n3 > 0 ? 3 - 4 * y * n4 / n3 : 1.5;
-
-			m->d[k][0] = d1 < 0 ? 0 : d1 > 1 ? 1 : d1;
-			m->d[k][1] = d2 < 0 ? 0 : d2 > 2 ? 2 : d2;
-			m->d[k][2] = d3 < 0 ? 0 : d3 > 3 ? 3 : d3;
-		}
+		discounts(m->d[k], cc);
 	}
+	memset(cc, 0, sizeof cc);
+	memset(m->ctx1, 0, sizeof m->ctx1);
+	for (uint64_t id = 0; id < m->nuni; id++) {
+		uint32_t a = m->uni[id * NG_W];
+
+		if (a == 0)
+			continue;
+		if (a <= 4)
+			cc[a]++;
+		m->ctx1[0] += a;
+		m->ctx1[a == 1 ? 1 : a == 2 ? 2 : 3]++;
+	}
+	discounts(m->d[1], cc);
 	m->finished = 1;
 	return 0;
+}
+
+/* One interpolation step: the lower-order p, the count a of (h w), the context stats c. */
+static double step(const double d[3], uint32_t a, const uint32_t *c, double p)
+{
+	double num = a > 0 ? a - discount_of(d, a) : 0;
+	double g = d[0] * c[2] + d[1] * c[3] + d[2] * c[4];
+
+	return (num + g * p) / (double)c[1];
+}
+
+static double unigram(const struct ngram_model *m, uint32_t V, uint32_t w, const uint32_t *u)
+{
+	const double *d = m->d[1];
+	uint32_t a = u != NULL ? u[0] : 0;
+	double num = a > 0 ? a - discount_of(d, a) : 0;
+	double g = d[0] * m->ctx1[1] + d[1] * m->ctx1[2] + d[2] * m->ctx1[3];
+
+	(void)w;
+	if (m->ctx1[0] == 0)
+		return 1.0 / V;
+	return (num + g / V) / (double)m->ctx1[0];
 }
 
 double ngram_model_prob(const struct ngram_model *m, uint32_t V, const uint32_t *hist,
                         size_t hlen, uint32_t w)
 {
-	uint32_t key[NGRAM_MAX_ORDER], *a;
-	unsigned N = m->order, maxk;
-	double p = 1.0 / V;
+	uint32_t key[NGRAM_MAX_ORDER];
+	unsigned N = m->order, maxk = hlen + 1 < N ? (unsigned)hlen + 1 : N;
+	double p = unigram(m, V, w, uni_get(m, w));
 
-	if (m->ctx1[0] > 0) {
-		const double *d = m->d[1];
-		uint32_t c = (a = tab_find(&m->grams[1], &w)) != NULL ? *a : 0;
-		double num = c > 0 ? c - discount_of(d, c) : 0;
-		double g = d[0] * m->ctx1[1] + d[1] * m->ctx1[2] + d[2] * m->ctx1[3];
-
-		p = (num + g * p) / (double)m->ctx1[0];
-	}
-	maxk = hlen + 1 < N ? (unsigned)hlen + 1 : N;
 	for (unsigned k = 2; k <= maxk; k++) {
-		const double *d = m->d[k];
-		const uint32_t *c;
-		uint32_t cnt;
-		double num, g;
+		const uint32_t *c, *g;
 
-		/* key = the last k - 1 history ids, then w */
+		/* key = the last k - 1 history ids, then w; the context is key[0..k-2] */
 		memcpy(key, hist + hlen - (k - 1), (k - 1) * sizeof *key);
 		key[k - 1] = w;
-		c = tab_find(&m->ctx[k], key);
-		if (c == NULL || c[0] == 0)
+		c = k == 2 ? uni_get(m, key[0]) : tab_find(&m->grams[k - 1], key);
+		if (c == NULL || c[1] == 0)
 			break; /* an unseen context: no longer one can have been seen either */
-		cnt = (a = tab_find(&m->grams[k], key)) != NULL ? *a : 0;
-		num = cnt > 0 ? cnt - discount_of(d, cnt) : 0;
-		g = d[0] * c[1] + d[1] * c[2] + d[2] * c[3];
-		p = (num + g * p) / (double)c[0];
+		g = tab_find(&m->grams[k], key);
+		p = step(m->d[k], g != NULL ? g[0] : 0, c, p);
 	}
 	return p;
+}
+
+void ngram_model_seq_probs(const struct ngram_model *m, uint32_t V, const uint32_t *seq,
+                           size_t len, double *p)
+{
+	/* prev[k]: the entry of the k-gram ending at the previous position (NULL: none), which
+	 * is the context of order k + 1 now */
+	const uint32_t *prev[NGRAM_MAX_ORDER + 1] = {0}, *cur[NGRAM_MAX_ORDER + 1];
+	unsigned N = m->order;
+
+	if (len == 0)
+		return;
+	prev[1] = uni_get(m, seq[0]);
+	for (size_t j = 1; j < len; j++) {
+		uint32_t w = seq[j];
+		double q;
+
+		memset(cur, 0, sizeof cur);
+		cur[1] = uni_get(m, w);
+		q = unigram(m, V, w, cur[1]);
+		for (unsigned k = 2; k <= N && k <= j + 1; k++) {
+			const uint32_t *c = prev[k - 1], *g;
+
+			if (c == NULL || c[1] == 0)
+				break;
+			g = tab_find(&m->grams[k], seq + j + 1 - k);
+			q = step(m->d[k], g != NULL ? g[0] : 0, c, q);
+			cur[k] = g;
+		}
+		p[j] = q;
+		memcpy(prev, cur, sizeof prev);
+	}
 }
 
 /* ---- serialisation ---- */
@@ -582,6 +692,7 @@ int ngram_vocab_load(struct ngram_vocab **out, const uint8_t *p, size_t len, siz
 
 int ngram_model_save(const struct ngram_model *m, struct ngram_buf *b, struct err *e)
 {
+	uint64_t nz = 0;
 	int rc;
 
 	if (!m->finished)
@@ -591,7 +702,7 @@ int ngram_model_save(const struct ngram_model *m, struct ngram_buf *b, struct er
 	for (int i = 0; i < 4; i++)
 		if ((rc = put_u64(b, m->ctx1[i], e)) != 0)
 			return rc;
-	for (unsigned k = 1; k <= m->order; k++) {
+	for (unsigned k = 1; k <= m->order; k++)
 		for (int i = 0; i < 3; i++) {
 			uint64_t bits;
 
@@ -599,18 +710,49 @@ int ngram_model_save(const struct ngram_model *m, struct ngram_buf *b, struct er
 			if ((rc = put_u64(b, bits, e)) != 0)
 				return rc;
 		}
-		if ((rc = tab_save(&m->grams[k], b, e)) != 0 ||
-		    (k >= 2 && (rc = tab_save(&m->ctx[k], b, e)) != 0))
+	/* the unigrams: the entries that are not all zero, as (id, NG_W words) */
+	for (uint64_t id = 0; id < m->nuni; id++)
+		for (unsigned j = 0; j < NG_W; j++)
+			if (m->uni[id * NG_W + j] != 0) {
+				nz++;
+				break;
+			}
+	if ((rc = put_u64(b, nz, e)) != 0)
+		return rc;
+	for (uint64_t id = 0; id < m->nuni; id++) {
+		const uint32_t *u = m->uni + id * NG_W;
+		uint8_t x[4 * (NG_W + 1)];
+		int any = 0;
+
+		for (unsigned j = 0; j < NG_W; j++)
+			any |= u[j] != 0;
+		if (!any)
+			continue;
+		for (unsigned j = 0; j <= NG_W; j++) {
+			uint32_t v = j == 0 ? (uint32_t)id : u[j - 1];
+
+			for (int q = 0; q < 4; q++)
+				x[4 * j + (unsigned)q] = (uint8_t)(v >> (8 * q));
+		}
+		if ((rc = buf_put(b, x, sizeof x, e)) != 0)
 			return rc;
 	}
+	for (unsigned k = 2; k <= m->order; k++)
+		if ((rc = tab_save(&m->grams[k], b, e)) != 0)
+			return rc;
 	return 0;
+}
+
+static uint32_t rd32(const uint8_t *q)
+{
+	return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
 }
 
 int ngram_model_load(struct ngram_model **out, const uint8_t *p, size_t len, size_t *off,
                      struct ngram_mem *mem, struct err *e)
 {
 	struct ngram_model *m = NULL;
-	uint64_t magic, order;
+	uint64_t magic, order, nz;
 	int rc;
 
 	if (get_u64(p, len, off, &magic) != 0 || magic != MODEL_MAGIC ||
@@ -623,7 +765,7 @@ int ngram_model_load(struct ngram_model **out, const uint8_t *p, size_t len, siz
 			rc = bad(e, "a model is cut short");
 			goto fail;
 		}
-	for (unsigned k = 1; k <= m->order; k++) {
+	for (unsigned k = 1; k <= m->order; k++)
 		for (int i = 0; i < 3; i++) {
 			uint64_t bits;
 
@@ -637,10 +779,22 @@ int ngram_model_load(struct ngram_model **out, const uint8_t *p, size_t len, siz
 				goto fail;
 			}
 		}
-		if ((rc = tab_load(&m->grams[k], p, len, off, e)) != 0 ||
-		    (k >= 2 && (rc = tab_load(&m->ctx[k], p, len, off, e)) != 0))
-			goto fail;
+	if (get_u64(p, len, off, &nz) != 0 || nz > (len - *off) / (4 * (NG_W + 1))) {
+		rc = bad(e, "a model is cut short");
+		goto fail;
 	}
+	for (uint64_t i = 0; i < nz; i++) {
+		uint32_t id = rd32(p + *off), *u;
+
+		if ((rc = uni_at(m, id, &u, e)) != 0)
+			goto fail;
+		for (unsigned j = 0; j < NG_W; j++)
+			u[j] = rd32(p + *off + 4 * (j + 1));
+		*off += 4 * (NG_W + 1);
+	}
+	for (unsigned k = 2; k <= m->order; k++)
+		if ((rc = tab_load(&m->grams[k], p, len, off, e)) != 0)
+			goto fail;
 	m->finished = 1;
 	*out = m;
 	return 0;

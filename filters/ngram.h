@@ -25,8 +25,10 @@
  *
  * Memory: every table of a group of models (and the vocabulary) is charged to one
  * struct ngram_mem; a table that would grow past the budget fails the build with
- * ERR_TOO_LARGE (slug memory_budget) instead of swapping. An n-gram of order k costs
- * 4 (k + 1) bytes a slot, a context 4 (k + 3), at a load of at most 3/4.
+ * ERR_TOO_LARGE (slug memory_budget) instead of swapping. Unigrams are a dense array of 20
+ * bytes per word id; an n-gram of order k below the top costs 4 (k + 5) bytes a slot (its
+ * count and its statistics as a context), at the top 4 (k + 1), at a load of at most 3/4
+ * (a table doubles when it passes 3/4, so between 3/8 and 3/4).
  *
  * Threading: building is single-threaded; once finished (or loaded), a model and the
  * vocabulary are read-only and may be queried from any number of threads. */
@@ -89,6 +91,13 @@ int ngram_model_finish(struct ngram_model *m, struct err *e);
  * used; a sentence's history starts with NGRAM_BOS). V from ngram_vocab_size. */
 double ngram_model_prob(const struct ngram_model *m, uint32_t V, const uint32_t *hist,
                         size_t hlen, uint32_t w);
+
+/* p[j] = p(seq[j] | seq[.. j - 1]) for j = 1 .. len - 1 (p[0] is not written): seq (borrowed,
+ * len ids) is a whole sentence, NGRAM_BOS first. The same values as ngram_model_prob, with
+ * one table lookup per order and position instead of two: the entry found for the n-gram
+ * ending at one position holds its statistics as the context of the next. */
+void ngram_model_seq_probs(const struct ngram_model *m, uint32_t V, const uint32_t *seq,
+                           size_t len, double *p);
 
 unsigned ngram_model_order(const struct ngram_model *m);
 

@@ -249,6 +249,7 @@ static void test_wordnet_and_irstlm(void)
 	 * the same events (IRSTLM's OOV penalty depends on its dictionary upper bound) */
 	for (size_t i = TRAIN; i < TRAIN + TEST; i++) {
 		uint32_t seq[4098];
+		double ps[4098];
 		int oov = 0;
 
 		tokens(&t, c.s[i], 0);
@@ -260,10 +261,14 @@ static void test_wordnet_and_irstlm(void)
 		seq[0] = NGRAM_BOS;
 		memcpy(seq + 1, t.v, t.n * sizeof *seq);
 		seq[t.n + 1] = NGRAM_EOS;
+		ngram_model_seq_probs(m, ngram_vocab_size(v), seq, t.n + 2, ps);
 		for (size_t j = 1; j <= t.n + 1; j++) {
 			size_t h = j < 2 ? j : 2;
+			double q = ngram_model_prob(m, ngram_vocab_size(v), seq + j - h, h, seq[j]);
 
-			nll -= log(ngram_model_prob(m, ngram_vocab_size(v), seq + j - h, h, seq[j]));
+			/* the sentence scan and the one-position query agree exactly */
+			CHECK(q == ps[j]);
+			nll -= log(q);
 			ntok++;
 		}
 		nsent++;
