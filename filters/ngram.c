@@ -522,6 +522,24 @@ double ngram_model_prob(const struct ngram_model *m, uint32_t V, const uint32_t 
 	return p;
 }
 
+#define PREFETCH 16
+
+/* Prefetch the first slot of every n-gram lookup of positions [j, j + PREFETCH). */
+static void prefetch(const struct ngram_model *m, const uint32_t *seq, size_t j, size_t len)
+{
+	for (size_t i = j; i < len && i < j + PREFETCH; i++) {
+		for (unsigned k = 2; k <= m->order && k <= i + 1; k++) {
+			const struct tab *t = &m->grams[k];
+
+			if (t->cap != 0)
+				__builtin_prefetch(t->s + (key_hash(seq + i + 1 - k, k) & (t->cap - 1)) *
+				                                  (t->kw + t->vw));
+		}
+		if (seq[i] < m->nuni)
+			__builtin_prefetch(m->uni + (size_t)seq[i] * NG_W);
+	}
+}
+
 void ngram_model_seq_probs(const struct ngram_model *m, uint32_t V, const uint32_t *seq,
                            size_t len, double *p)
 {
@@ -536,6 +554,11 @@ void ngram_model_seq_probs(const struct ngram_model *m, uint32_t V, const uint32
 	for (size_t j = 1; j < len; j++) {
 		uint32_t w = seq[j];
 		double q;
+
+		/* The tables are far larger than the caches: every lookup is a miss. Ask for the
+		 * slots of the next PREFETCH positions at once, so that the misses overlap. */
+		if ((j - 1) % PREFETCH == 0)
+			prefetch(m, seq, j, len);
 
 		memset(cur, 0, sizeof cur);
 		cur[1] = uni_get(m, w);
