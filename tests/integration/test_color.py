@@ -54,6 +54,9 @@ def setup():
     curate.wait_job(d, curate.put_filter(d, "c", "csum", {"type": "color",
                                                           "params": {"reduction": "sum"}}))
     curate.wait_job(d, curate.put_filter(d, "c", "clip", CLIP))
+    # a costly type that reads bodies: a signals patch must not leave it pending
+    curate.wait_job(d, curate.put_filter(d, "c", "dup", {"type": "exact_dup",
+                                                         "params": {"key": "text"}}))
     _st["p"] = p
     _st["sig"] = (prior, cond, tokens)
     return d, p
@@ -187,6 +190,9 @@ def patch_bulk_all_or_nothing():
     assert np.abs(s - want).max() < 1e-6
     # the records ingested with signals kept their other signal
     assert_eq(d.get_record("c", p.ids[0], "?embeddings=false")[2]["signals"]["other"], 1.5)
+    # exact_dup reads no signals: still complete, no refit needed
+    st, _, dup = d.get_json("/v1/datasets/c/filters/dup/stats")
+    assert_eq((dup["pending"], dup["records"]), (0, N), "exact_dup after the patch")
 
 
 @test
