@@ -7,6 +7,7 @@ does clearly worse; a prior fitted on the pool it scores is worse than cross-fit
 fitted models survive a restart; params and errors."""
 
 import sys
+import time
 
 import curate
 import textcorpus
@@ -126,6 +127,48 @@ def fitted_models_survive_restart():
     assert_eq(len(jobs1["jobs"]), len(jobs0["jobs"]), "no job (no refit) at start-up")
     _, _, s0 = d.get_json("/v1/datasets/pool_verb/filters/cf/stats")
     assert_eq((s0["count"], s0["pending"]), (4 * PER_SOURCE, 0), "scores kept")
+
+
+@test
+def sigkill_after_the_fit_resumes_with_the_saved_models():
+    """A scoring job killed after its fit was committed resumes with the models loaded from
+    LMDB (no refit) and gives the scores of an uninterrupted run."""
+    if not textcorpus.available():
+        return
+    src = textcorpus.sources(seed=3)
+    pool = [(s, t) for s, texts in src.items() for t in texts[:2500]]  # 10,000: 3 chunks
+    down = [("verb", t) for t in src["verb"][2500:4000]]
+    slow = ["--job-chunk", "4096", "--job-throttle-ms", "3000"]
+    with wn.Daemon(extra_args=slow, log_level="info") as d:
+        put_texts(d, "p", pool)
+        put_texts(d, "dn", down)
+        jid = curate.put_filter(d, "p", "c", {"type": "color_ngram",
+                                              "params": {"downstream": "dn"}})
+        deadline = time.time() + 120 * wn.SLOW
+        while time.time() < deadline:
+            st, _, j = d.get_json("/v1/jobs/%s" % jid)
+            if j["state"] == "running" and j["processed"] >= 4096:
+                break
+            assert j["state"] in ("queued", "running"), j
+            time.sleep(0.01)
+        time.sleep(0.5)  # the chunk's commit is durable well before the 3 s pause ends
+        d.kill9()
+        d.extra_args = ["--job-chunk", "4096"]
+        d.start()
+        j = curate.wait_job(d, jid, timeout=300)
+        assert_eq((j["resumes"], j["processed"], j["total"]), (1, 10000, 10000), "resumed")
+        assert j["resumed_at"] >= 4096, j
+        st, _, f = d.get_json("/v1/datasets/p/filters/c")
+        assert_eq((f["fitted"], f["version"]), (True, 2), "one fit, not two")
+        # the same params again on a fresh instance: a full, uninterrupted fit and scoring
+        curate.wait_job(d, curate.put_filter(d, "p", "c2", {"type": "color_ngram",
+                                                           "params": {"downstream": "dn"}}),
+                        timeout=300)
+        curate.wait_job(d, curate.put_subset(d, "p", "all", [{"kind": "text"}]))
+        lines, _ = curate.export_ndjson(d, "p", "all", "?format=ndjson&fields=id,scores")
+        assert_eq(len(lines), 10000)
+        bad = [l for l in lines if l["scores"]["c"] != l["scores"]["c2"]]
+        assert not bad, bad[:3]
 
 
 @test
