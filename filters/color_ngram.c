@@ -197,10 +197,10 @@ static int text_of(const json_t *body, const char **s, size_t *len)
 
 /* ---- fit ---- */
 
-/* Train models (mask bit i: models[i]) on every text record scan gives; with folds > 0, a
- * record of fold k trains every model but models[k]. */
-static int train(struct color_ngram *c, struct filter_scan *scan, struct ngram_model **models,
-                 unsigned nmodels, int by_fold, struct toks *t, struct err *e)
+/* Train the nmodels models on every text record scan gives; by_fold: a record of fold k
+ * (of nmodels folds) trains every model but models[k]. */
+static int train(struct filter_scan *scan, struct ngram_model **models, unsigned nmodels,
+                 int by_fold, struct toks *t, struct err *e)
 {
 	const struct filter_batch *b;
 	int rc;
@@ -224,7 +224,6 @@ static int train(struct color_ngram *c, struct filter_scan *scan, struct ngram_m
 					return rc;
 		}
 	}
-	(void)c;
 	return rc;
 }
 
@@ -253,17 +252,17 @@ static int cng_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	t.add = nc.vocab;
 	if (c->prior[0] == '\0') {
 		/* cross-fitting: the pool itself, fold k kept out of prior k */
-		if ((rc = train(c, scan, nc.priors, nc.npriors, 1, &t, e)) != 0)
+		if ((rc = train(scan, nc.priors, nc.npriors, 1, &t, e)) != 0)
 			goto out;
 	} else {
 		if ((rc = filter_scan_open_other(scan, c->prior, &other, e)) != 0 ||
-		    (rc = train(c, other, nc.priors, 1, 0, &t, e)) != 0)
+		    (rc = train(other, nc.priors, 1, 0, &t, e)) != 0)
 			goto out;
 		filter_scan_close_other(scan, other);
 		other = NULL;
 	}
 	if ((rc = filter_scan_open_other(scan, c->downstream, &other, e)) != 0 ||
-	    (rc = train(c, other, &nc.down, 1, 0, &t, e)) != 0)
+	    (rc = train(other, &nc.down, 1, 0, &t, e)) != 0)
 		goto out;
 	for (unsigned i = 0; i < nc.npriors; i++)
 		if ((rc = ngram_model_finish(nc.priors[i], e)) != 0)
