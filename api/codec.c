@@ -190,7 +190,7 @@ static int check_image(const json_t *img, struct err *e)
 	return 0;
 }
 
-static int check_signals(const json_t *sig, struct err *e)
+int codec_check_signals(const json_t *sig, struct err *e)
 {
 	const char *k, *k2;
 	json_t *v, *v2;
@@ -632,7 +632,7 @@ static int parse_record(const json_t *obj, const struct codec_fast *fast,
 		return rc;
 	if (meta != NULL && !json_is_object(meta))
 		return err_set(e, ERR_INVALID, "invalid_field", "\"meta\" must be an object");
-	if (sig != NULL && (rc = check_signals(sig, e)) != 0)
+	if (sig != NULL && (rc = codec_check_signals(sig, e)) != 0)
 		return rc;
 	jkind = json_object_get(obj, "kind");
 	if (jkind == NULL)

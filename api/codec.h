@@ -28,6 +28,10 @@ int codec_parse_schema(const json_t *obj, struct store_schema *out, struct err *
 /* The dataset object of the API: name, spaces, kinds, counts, created_at. New reference. */
 json_t *codec_dataset_json(const struct store_dataset_info *ds);
 
+/* A record's "signals" (borrowed): an object whose values are numbers or objects of numbers.
+ * 0, or ERR_INVALID (slug invalid_field) with a detail naming the bad key. */
+int codec_check_signals(const json_t *sig, struct err *e);
+
 /* Parse one record object against schema. obj is borrowed. On success out->mem is new
  * (codec_record_free). On failure ERR_INVALID with the rejection's slug (missing_id,
  * invalid_id, invalid_kind, invalid_field, unknown_space, dimension_mismatch, non_finite,

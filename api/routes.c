@@ -11,6 +11,7 @@
 #include "api/ops.h"
 #include "api/records.h"
 #include "api/search.h"
+#include "api/signals.h"
 #include "api/subsets.h"
 #include "daemon/err.h"
 
@@ -45,7 +46,9 @@ static const struct route table[] = {
 	{"POST", "/v1/datasets/{name}/records", AUTH_ADMIN, records_post, 1},
 	{"DELETE", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, records_delete, 0},
 	{"GET", "/v1/datasets/{name}/records/{id*}", AUTH_READ, records_get, 0},
+	{"PATCH", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, signals_patch_one, 0},
 	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", AUTH_READ, subsets_decisions, 0},
+	{"POST", "/v1/datasets/{name}/records:signals", AUTH_ADMIN, signals_patch_bulk, 1},
 	{"POST", "/v1/datasets/{name}/search", AUTH_READ, search_post, 1},
 	{"POST", "/v1/datasets/{name}/search:count", AUTH_READ, search_count, 1},
 	{"GET", "/v1/datasets/{name}/subsets", AUTH_READ, subsets_list, 0},

@@ -201,6 +201,31 @@ int filter_scan_next(struct filter_scan *scan, const struct filter_batch **b, st
 	return scan->next(scan, b, e);
 }
 
+int filter_scan_ext_next(struct filter_scan *scan, const struct filter_batch **b,
+                         struct err *e)
+{
+	return ((struct filter_scan_ext *)scan)->next(scan, b, e);
+}
+
+int filter_scan_open_other(struct filter_scan *scan, const char *dataset,
+                           struct filter_scan **out, struct err *e)
+{
+	struct filter_scan_ext *x = (struct filter_scan_ext *)scan;
+
+	if (scan->next != filter_scan_ext_next || x->open_other == NULL)
+		return err_set(e, ERR_INVALID, "no_other_datasets",
+		               "this fit reads only its own dataset, not '%s'", dataset);
+	return x->open_other(scan, dataset, out, e);
+}
+
+void filter_scan_close_other(struct filter_scan *scan, struct filter_scan *other)
+{
+	struct filter_scan_ext *x = (struct filter_scan_ext *)scan;
+
+	if (other != NULL && scan->next == filter_scan_ext_next && x->close_other != NULL)
+		x->close_other(other);
+}
+
 /* ---- param helpers ---- */
 
 int filter_params_known(const json_t *params, const char *const *allowed, struct err *e)

@@ -239,4 +239,29 @@ struct filter_scan {
 	int (*next)(struct filter_scan *scan, const struct filter_batch **b, struct err *e);
 };
 
+/* A scan that can also open scans of other datasets of the same snapshot, named by their
+ * API name, for a type that trains on named corpora (CoLoR-Filter's downstream and prior
+ * text). base.next must be filter_scan_ext_next (that is how filter_scan_open_other knows
+ * one); next is the real next. Only for a filter without embedding inputs. open_other: *out
+ * new, freed with close_other. */
+struct filter_scan_ext {
+	struct filter_scan base;
+	int (*next)(struct filter_scan *scan, const struct filter_batch **b, struct err *e);
+	int (*open_other)(struct filter_scan *scan, const char *dataset, struct filter_scan **out,
+	                  struct err *e);
+	void (*close_other)(struct filter_scan *other);
+};
+
+/* The base.next of every struct filter_scan_ext: calls its next. */
+int filter_scan_ext_next(struct filter_scan *scan, const struct filter_batch **b,
+                         struct err *e);
+
+/* A scan of dataset next to scan's: ERR_INVALID (slug no_other_datasets) when scan is not a
+ * struct filter_scan_ext, ERR_NOT_FOUND (dataset_not_found) for an unknown name. */
+int filter_scan_open_other(struct filter_scan *scan, const char *dataset,
+                           struct filter_scan **out, struct err *e);
+
+/* Close what filter_scan_open_other gave (other may be NULL). */
+void filter_scan_close_other(struct filter_scan *scan, struct filter_scan *other);
+
 #endif

@@ -1343,6 +1343,195 @@ out:
 	return rc;
 }
 
+/* ---- scoring after a signals patch ---- */
+
+struct patch_list {
+	struct ingest_ctx *ic;
+	unsigned char *mode; /* per instance: 0 keep, 1 rescore, 2 mark pending */
+	size_t cap;
+};
+
+static int patch_list_fn(void *ctx, const char *key, size_t key_len, const void *val,
+                         size_t len)
+{
+	struct patch_list *pl = ctx;
+	struct ingest_ctx *c = pl->ic;
+	struct ingest_inst *ii;
+	json_t *doc = json_loadb(val, len, 0, NULL);
+	struct filter *f = NULL;
+	unsigned char mode = 0;
+
+	if (doc == NULL || key_len > STORE_NAME_MAX || make_filter(doc, c->schema, &f, NULL) != 0)
+		goto out;
+	/* A patch changes signals only. The cheap types that read bodies are scored again (for
+	 * those that ignore signals, to the same result); the costly ones of this build read no
+	 * signals, so their scores stay valid and a signals push does not force a refit. */
+	if ((f->needs & FILTER_NEEDS_BODY) && f->ops->cheap)
+		mode = 1;
+	if (mode == 1 && f->ops->fit != NULL) {
+		const void *blob;
+		size_t blen;
+
+		if (store_reader_doc_get(c->r, c->ds, 'b', key, key_len, &blob, &blen, NULL) == 0 &&
+		    filter_load(f, blob, blen, NULL) != 0)
+			mode = 2; /* a state that does not load: better pending than wrong */
+	}
+	if (mode == 0)
+		goto out;
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 8;
+		struct ingest_inst *p = realloc(c->v, ncap * sizeof *p);
+		unsigned char *m = realloc(pl->mode, ncap);
+
+		if (p != NULL)
+			c->v = p;
+		if (m != NULL)
+			pl->mode = m;
+		if (p == NULL || m == NULL) {
+			c->rc = ERR_NOMEM;
+			filter_free(f);
+			json_decref(doc);
+			return 1;
+		}
+		c->cap = ncap;
+	}
+	ii = &c->v[c->n];
+	memset(ii, 0, sizeof *ii);
+	memcpy(ii->name, key, key_len);
+	ii->arr_score = doc_arr(doc, "score");
+	ii->arr_status = doc_arr(doc, "status");
+	ii->f = mode == 1 ? f : NULL;
+	if (mode == 1)
+		f = NULL;
+	pl->mode[c->n++] = mode;
+out:
+	filter_free(f);
+	json_decref(doc);
+	return 0;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Rows closer than this are scored as one range: a scan reads whole vector blocks anyway,
+ * and scoring a few rows in between is cheaper than opening a scan per row. */
+#define PATCH_GAP STORE_BLOCK_ROWS
+
+int instance_on_patch(struct daemon *d, uint32_t ds_id, const struct store_schema *schema,
+                      const uint64_t *rows, size_t n, struct err *e)
+{
+	struct ingest_ctx ic = {.schema = schema, .ds = ds_id, .e = e};
+	struct patch_list pl = {.ic = &ic};
+	struct ingest_write w = {.ic = &ic};
+	uint64_t *rs = NULL;
+	float *tmp_s = NULL;
+	uint8_t *tmp_st = NULL;
+	size_t m = 0, tmp_cap = 0;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = store_reader_open(d->store, &ic.r, e)) != 0)
+		return rc;
+	rc = store_reader_docs(ic.r, ds_id, 'f', patch_list_fn, &pl, e);
+	store_reader_close(ic.r);
+	ic.r = NULL;
+	if (rc == 0 && ic.rc != 0)
+		rc = err_set(e, ic.rc, "out_of_memory", "out of memory");
+	if (rc != 0 || ic.n == 0)
+		goto out;
+	rs = malloc(n * sizeof *rs);
+	w.scores = calloc(ic.n, sizeof *w.scores);
+	w.status = calloc(ic.n, sizeof *w.status);
+	w.runs = malloc(n * sizeof *w.runs);
+	if (rs == NULL || w.scores == NULL || w.status == NULL || w.runs == NULL)
+		goto nomem;
+	memcpy(rs, rows, n * sizeof *rs);
+	qsort(rs, n, sizeof *rs, u64_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (m == 0 || rs[m - 1] != rs[i])
+			rs[m++] = rs[i];
+	for (size_t i = 0; i < m; i++) {
+		if (w.nruns > 0 && w.runs[w.nruns - 1].row + w.runs[w.nruns - 1].n == rs[i]) {
+			w.runs[w.nruns - 1].n++;
+			continue;
+		}
+		w.runs[w.nruns++] = (struct run){rs[i], i, 1};
+	}
+	w.rows_sorted = rs;
+	for (size_t i = 0; i < ic.n; i++) {
+		w.scores[i] = malloc(m * sizeof(float));
+		w.status[i] = malloc(m);
+		if (w.scores[i] == NULL || w.status[i] == NULL)
+			goto nomem;
+		for (size_t k = 0; k < m; k++) {
+			w.scores[i][k] = NAN;
+			w.status[i][k] = FILTER_PENDING;
+		}
+	}
+	for (size_t i = 0; i < ic.n; i++) {
+		struct filter *f = ic.v[i].f;
+
+		if (f == NULL)
+			continue; /* pending */
+		/* ranges of rows at most PATCH_GAP apart, each scored from one snapshot */
+		for (size_t a = 0; a < m;) {
+			size_t b = a + 1;
+			uint64_t lo, hi;
+
+			while (b < m && rs[b] - rs[b - 1] <= PATCH_GAP)
+				b++;
+			lo = rs[a];
+			hi = rs[b - 1] + 1;
+			if (hi - lo > tmp_cap) {
+				float *ns = realloc(tmp_s, (size_t)(hi - lo) * sizeof *ns);
+				uint8_t *nst = ns != NULL ? realloc(tmp_st, (size_t)(hi - lo)) : NULL;
+
+				if (ns != NULL)
+					tmp_s = ns;
+				if (nst != NULL)
+					tmp_st = nst;
+				if (ns == NULL || nst == NULL)
+					goto nomem;
+				tmp_cap = (size_t)(hi - lo);
+			}
+			if ((rc = instance_score_range(d->store, ds_id, schema, f, lo, hi, tmp_s, tmp_st,
+			                               0, NULL, e)) != 0)
+				goto out;
+			for (size_t k = a; k < b; k++) {
+				w.scores[i][k] = tmp_s[rs[k] - lo];
+				w.status[i][k] = tmp_st[rs[k] - lo];
+			}
+			a = b;
+		}
+	}
+	rc = store_write(d->store, ingest_write_fn, &w, e);
+	goto out;
+nomem:
+	rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	for (size_t i = 0; i < ic.n; i++) {
+		filter_free(ic.v[i].f);
+		if (w.scores != NULL)
+			free(w.scores[i]);
+		if (w.status != NULL)
+			free(w.status[i]);
+	}
+	free(ic.v);
+	free(pl.mode);
+	free(w.scores);
+	free(w.status);
+	free(w.runs);
+	free(rs);
+	free(tmp_s);
+	free(tmp_st);
+	return rc;
+}
+
 /* ---- statistics ---- */
 
 /* Sort floats ascending: LSD radix sort on order-preserving u32 keys (NaN excluded by the

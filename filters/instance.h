@@ -77,6 +77,15 @@ int instance_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
                        const struct store_record *recs, const uint64_t *rows, size_t n,
                        struct err *e);
 
+/* After the signals of existing records were patched and committed: the cheap instances that
+ * read bodies (FILTER_NEEDS_BODY) score those rows again from a fresh snapshot (their vectors
+ * included; one whose fitted state does not load marks them pending). The other instances
+ * keep their scores: costly types read no signals. rows (borrowed, n entries, any order,
+ * repeats allowed) are the patched rows. A failure leaves the old scores (logged by the
+ * caller). */
+int instance_on_patch(struct daemon *d, uint32_t ds_id, const struct store_schema *schema,
+                      const uint64_t *rows, size_t n, struct err *e);
+
 /* A live filter of instance name (params from its document, fitted state loaded when the
  * type fits), for query-time rescoring. *out new (filter_free). ERR_NOT_FOUND. */
 int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_schema *schema,

@@ -9,6 +9,8 @@
 static const struct filter_ops *const table[] = {
 	&basic_filter_ops,
 	&clip_score_filter_ops,
+	&color_filter_ops,
+	&color_ngram_filter_ops,
 	&exact_dup_filter_ops,
 	&prototypes_filter_ops,
 	&semdedup_filter_ops,

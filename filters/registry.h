@@ -11,6 +11,8 @@ struct filter_ops;
 
 extern const struct filter_ops basic_filter_ops;
 extern const struct filter_ops clip_score_filter_ops;
+extern const struct filter_ops color_filter_ops;
+extern const struct filter_ops color_ngram_filter_ops;
 extern const struct filter_ops exact_dup_filter_ops;
 extern const struct filter_ops prototypes_filter_ops;
 extern const struct filter_ops semdedup_filter_ops;

@@ -11,7 +11,7 @@
 #include "store/vec.h"
 
 struct scan {
-	struct filter_scan base; /* first: filter_fit pulls through it */
+	struct filter_scan_ext base; /* first: filter_fit pulls through it */
 	struct store_reader *r;
 	uint32_t ds;
 	const struct store_schema *schema;
@@ -43,6 +43,50 @@ static int scan_next_base(struct filter_scan *base, const struct filter_batch **
 	return scan_next((struct scan *)base, b, e);
 }
 
+/* A scan of another dataset for open_other: it owns that dataset's info (its schema). */
+struct other {
+	struct filter_scan base;
+	struct store_dataset_info info;
+	struct scan *sc;
+};
+
+static int other_next(struct filter_scan *base, const struct filter_batch **b, struct err *e)
+{
+	return scan_next(((struct other *)base)->sc, b, e);
+}
+
+static void other_close(struct filter_scan *base)
+{
+	struct other *o = (struct other *)base;
+
+	scan_close(o->sc);
+	free(o);
+}
+
+static int other_open(struct filter_scan *base, const char *dataset, struct filter_scan **out,
+                      struct err *e)
+{
+	struct scan *sc = (struct scan *)base;
+	struct other *o;
+	int rc;
+
+	if (sc->f->ninputs != 0)
+		return err_set(e, ERR_INVALID, "no_other_datasets",
+		               "a filter with embedding inputs reads only its own dataset");
+	o = calloc(1, sizeof *o);
+	if (o == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	o->base.next = other_next;
+	if ((rc = store_reader_dataset_named(sc->r, dataset, &o->info, e)) != 0 ||
+	    (rc = scan_open(&o->sc, sc->r, o->info.id, &o->info.schema, sc->f, 0,
+	                    o->info.next_row, sc->stop, sc->stop_ctx, e)) != 0) {
+		free(o);
+		return rc;
+	}
+	*out = &o->base;
+	return 0;
+}
+
 int scan_open(struct scan **out, struct store_reader *r, uint32_t ds_id,
               const struct store_schema *schema, const struct filter *f, uint64_t first,
               uint64_t end, scan_stop_fn stop, void *stop_ctx, struct err *e)
@@ -52,7 +96,10 @@ int scan_open(struct scan **out, struct store_reader *r, uint32_t ds_id,
 
 	if (sc == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	sc->base.base.next = filter_scan_ext_next;
 	sc->base.next = scan_next_base;
+	sc->base.open_other = other_open;
+	sc->base.close_other = other_close;
 	sc->r = r;
 	sc->ds = ds_id;
 	sc->schema = schema;
@@ -95,7 +142,7 @@ nomem:
 
 struct filter_scan *scan_base(struct scan *sc)
 {
-	return &sc->base;
+	return &sc->base.base;
 }
 
 static void clear_batch(struct scan *sc)

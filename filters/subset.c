@@ -47,6 +47,7 @@ struct step {
 	char filter[STORE_NAME_MAX + 1];
 	double value;      /* fraction, threshold */
 	uint64_t k;        /* top_k, bottom_k */
+	double tau;        /* top_k {"tau": t}: k = floor(N / tau) at materialisation; 0 = k */
 	int keep;          /* keep: 1 keeps score 1, 0 keeps score 0 */
 	unsigned kinds;    /* kind: enum store_kind bits */
 	const json_t *meta; /* meta: borrowed from the steps JSON */
@@ -183,6 +184,20 @@ next_key:;
 			break;
 		case RULE_TOP_K:
 		case RULE_BOTTOM_K:
+			if (json_is_object(rv)) {
+				/* CoLoR-Filter (spec 2.2): tau candidates per selected record */
+				const json_t *tv = json_object_get(rv, "tau");
+				size_t k0;
+
+				if (json_object_size(rv) != 1 || !json_is_number(tv) ||
+				    select_color_k(0, json_number_value(tv), &k0) != 0)
+					return err_set(e, ERR_INVALID, "bad_step",
+					               "step %zu: %s {\"tau\": t} needs exactly one finite "
+					               "number t >= 1 (k = floor(N / t))",
+					               i, rule_key);
+				s->tau = json_number_value(tv);
+				break;
+			}
 			if (!json_is_integer(rv) || json_integer_value(rv) < 0)
 				return err_set(e, ERR_INVALID, "bad_step",
 				               "step %zu: %s must be a non-negative integer", i, rule_key);
@@ -970,11 +985,28 @@ int subset_job_run(struct job *j, struct err *e)
 				json_object_set_new(ps, "value", json_real(s->value));
 				break;
 			case RULE_TOP_K:
-			case RULE_BOTTOM_K:
-				rc = select_k(r, info.id, score, n, s->k, s->rule == RULE_TOP_K, keep, &kept,
+			case RULE_BOTTOM_K: {
+				uint64_t k_use = s->k;
+
+				if (s->tau > 0) {
+					size_t nfin = 0, kc = 0;
+
+					for (uint64_t i = 0; i < n; i++)
+						nfin += !isnan(score[i]);
+					if ((rc = select_color_k(nfin, s->tau, &kc)) != 0)
+						break;
+					k_use = kc;
+				}
+				rc = select_k(r, info.id, score, n, k_use, s->rule == RULE_TOP_K, keep, &kept,
 				              &thr, e);
-				json_object_set_new(ps, "value", json_integer((json_int_t)s->k));
+				if (s->tau > 0)
+					json_object_set_new(ps, "value",
+					                    json_pack("{s:f, s:I}", "tau", s->tau, "k",
+					                              (json_int_t)k_use));
+				else
+					json_object_set_new(ps, "value", json_integer((json_int_t)s->k));
 				break;
+			}
 			case RULE_KEEP:
 				kept = 0;
 				for (uint64_t i = 0; i < n; i++) {

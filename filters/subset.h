@@ -15,6 +15,7 @@
  *   {"filter": F, "bottom_fraction": f}   the mirror: keep score <= the (k+1)-th smallest
  *   {"filter": F, "threshold": t}         keep score >= t
  *   {"filter": F, "top_k": k}             exactly min(k, N): highest first, ties by smaller id
+ *   {"filter": F, "top_k": {"tau": t}}    CoLoR-Filter (spec 2.2): k = floor(N / t), t >= 1
  *   {"filter": F, "bottom_k": k}          exactly min(k, N): lowest first, ties by smaller id
  *   {"filter": F, "keep": true|false}     0/1 filters: keep score 1 (true) or 0 (false)
  *   {"kind": "image-text" | "text" | [..]}

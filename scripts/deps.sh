@@ -24,7 +24,8 @@ pkgs=(build-essential pkg-config dpkg-dev
       libmicrohttpd-dev libjansson-dev liblmdb-dev libfaiss-dev libopenblas-dev
       libcurl4-openssl-dev
       curl python3 python3-numpy python3-faiss lmdb-utils valgrind
-      dataset-fashion-mnist)
+      dataset-fashion-mnist
+      irstlm wordnet-base fortunes-min fortunes)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -2185,6 +2185,28 @@ int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_da
 	return rc;
 }
 
+int store_reader_dataset_named(struct store_reader *r, const char *name,
+                               struct store_dataset_info *out, struct err *e)
+{
+	struct lmdb_fail lf = { 0, NULL };
+	MDB_val nkey, hdr;
+	int rc, mrc;
+
+	if (!store_name_valid(name))
+		return err_set(e, ERR_NOT_FOUND, "dataset_not_found", "no dataset named '%s'",
+		               name ? name : "");
+	nkey = mval(name, strlen(name));
+	mrc = mdb_get(r->txn, r->s->datasets, &nkey, &hdr);
+	if (mrc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOT_FOUND, "dataset_not_found", "no dataset named '%s'", name);
+	if (mrc != 0)
+		return lmdb_err_rc(e, "read dataset", "read dataset", mrc);
+	rc = info_by_name(r->s, r->txn, &nkey, &hdr, out, &lf, e);
+	if (rc == ERR_STORE && lf.rc != 0)
+		lmdb_err(e, "read dataset", &lf);
+	return rc;
+}
+
 int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, size_t id_len,
                       uint64_t *row, struct err *e)
 {
@@ -2422,6 +2444,55 @@ int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *
 	if (mrc == MDB_NOTFOUND)
 		return ERR_NOT_FOUND;
 	return mrc ? lmdb_fail(t->lf, mrc, "delete document") : 0;
+}
+
+int store_txn_find(struct store_txn *t, uint32_t ds_id, const char *id, size_t id_len,
+                   uint64_t *row, struct err *e)
+{
+	return row_of(t->s, t->txn, ds_id, id, id_len, row, t->lf, e);
+}
+
+int store_txn_body_get(struct store_txn *t, uint32_t ds_id, uint64_t row, const char **body,
+                       size_t *len, struct err *e)
+{
+	unsigned char rk[STORE_KEY_ROW];
+	MDB_val key, val;
+	int mrc;
+
+	key_row(rk, ds_id, row);
+	key = mval(rk, sizeof rk);
+	mrc = mdb_get(t->txn, t->s->recs, &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOT_FOUND, "record_not_found", "no record at row %llu",
+		               (unsigned long long)row);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "read record");
+	*body = val.mv_data;
+	*len = val.mv_size;
+	return 0;
+}
+
+int store_txn_body_put(struct store_txn *t, uint32_t ds_id, uint64_t row, const char *body,
+                       size_t len, struct err *e)
+{
+	unsigned char rk[STORE_KEY_ROW];
+	MDB_val key, val;
+	int mrc;
+
+	key_row(rk, ds_id, row);
+	key = mval(rk, sizeof rk);
+	/* only a live row has a body: a patch never resurrects a deleted record */
+	mrc = mdb_get(t->txn, t->s->recs, &key, &val);
+	if (mrc == MDB_NOTFOUND)
+		return err_set(e, ERR_NOT_FOUND, "record_not_found", "no record at row %llu",
+		               (unsigned long long)row);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "read record");
+	val = mval(body, len);
+	mrc = mdb_put(t->txn, t->s->recs, &key, &val, 0);
+	if (mrc != 0)
+		return lmdb_fail(t->lf, mrc, "write record");
+	return 0;
 }
 
 int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e)

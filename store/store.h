@@ -203,6 +203,10 @@ int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, u
 int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_dataset_info *out,
                          struct err *e);
 
+/* Dataset info by name, inside the reader's snapshot. ERR_NOT_FOUND (dataset_not_found). */
+int store_reader_dataset_named(struct store_reader *r, const char *name,
+                               struct store_dataset_info *out, struct err *e);
+
 /* The row of record id, in the snapshot. ERR_NOT_FOUND if absent. */
 int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, size_t id_len,
                       uint64_t *row, struct err *e);
@@ -289,6 +293,22 @@ int store_txn_doc_del(struct store_txn *t, uint32_t ds_id, char ns, const char *
 /* Next value of the named global counter (stored in meta as "counter.<name>"): 1, 2, 3, ...
  * never reused. name: 1..32 bytes of [a-z_]. */
 int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out, struct err *e);
+
+/* ---- Record bodies inside a write transaction (signals patches) ----
+ * The row of record id in t: ERR_NOT_FOUND (slug record_not_found) when there is none. */
+int store_txn_find(struct store_txn *t, uint32_t ds_id, const char *id, size_t id_len,
+                   uint64_t *row, struct err *e);
+
+/* The body of the live record at row as t sees it (its own writes included): *body borrowed
+ * until the next write in t or its end (copy it out). ERR_NOT_FOUND when the row is not live. */
+int store_txn_body_get(struct store_txn *t, uint32_t ds_id, uint64_t row, const char **body,
+                       size_t *len, struct err *e);
+
+/* Replace the body of the live record at row with body (borrowed, len bytes: JSON text of the
+ * non-vector fields, stored as given). Its id, kind, row and vectors stay. ERR_NOT_FOUND when
+ * the row is not live. */
+int store_txn_body_put(struct store_txn *t, uint32_t ds_id, uint64_t row, const char *body,
+                       size_t len, struct err *e);
 
 /* Reader side of store_txn_array_get, inside the reader's snapshot (a copy into out). */
 int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, size_t elem_size,

@@ -93,7 +93,7 @@ def wrong_method_is_405_with_allow():
              ("PUT", "/v1/datasets", {"GET"}),
              ("PATCH", "/v1/datasets/x", {"GET", "PUT", "DELETE"}),
              ("GET", "/v1/datasets/x/records", {"POST"}),
-             ("PUT", "/v1/datasets/x/records/y", {"GET", "DELETE"})]
+             ("PUT", "/v1/datasets/x/records/y", {"GET", "DELETE", "PATCH"})]
     for method, path, allow in cases:
         resp = d.request(method, path, body=b"" if method in ("POST", "PUT", "PATCH") else None)
         try:

@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/* color_ngram: CoLoR-Filter (spec section 2) entirely inside winnow, for text: the fit trains
+ * word n-gram models (filters/ngram.c: interpolated modified Kneser-Ney) and every text record
+ * is scored by its conditional loss reduction, no signals needed.
+ *
+ * The prior. A record must never be scored by models fitted on its own text: an n-gram model
+ * memorises the rare n-grams of its training text, so a prior fitted on the pool it scores
+ * gives every record an unfairly low loss, and adding downstream text dilutes exactly those
+ * memorised n-grams. So either (param "prior") the prior is trained on a named dataset that
+ * is not scored, or (the default) it is cross-fitted: the pool is split into K folds by a
+ * hash of the record id (fold = hash64(id) mod K, so a record's fold never changes), and the
+ * records of fold k are scored with a prior trained on the other K - 1 folds.
+ *
+ * The conditional. The paper fine-tunes the prior on downstream data. Here the conditional is
+ * the interpolation p_cond = lambda p_down + (1 - lambda) p_prior of the prior with a model
+ * trained on the downstream dataset alone, rather than one model trained on the union of
+ * both texts: (1) it is what fine-tuning does to a model, a move of its mass toward the
+ * downstream text that keeps what the prior knows; (2) the downstream weight is lambda,
+ * whatever the sizes (in a union, 1 MB of downstream text next to 100 MB of pool text would
+ * change the counts by 1%, and the score would be mostly noise); (3) the downstream model is
+ * small and shared by every fold, where a union needs one more full-size model per fold.
+ *
+ * Scores (param "output"): "color" (default) = L_prior - L_cond, the conditional loss
+ * reduction, with L the mean (or, reduction "sum", the summed) negative log-likelihood in
+ * nats over the record's n + 1 predictions (its words and </s>); "cond", "prior" and "down"
+ * give -L of one model alone (higher = more likely), to compare rankings.
+ *
+ * Not cheap (records ingested later are pending until :score, which refits) and fitted; the
+ * models are saved as the instance's fitted state in LMDB, so a restart does not refit.
+ * Unscorable: no text (no_field), text not a string or without a token (bad_field).
+ * Threading: score only reads the instance. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/err.h"
+#include "filters/filter.h"
+#include "filters/ngram.h"
+#include "filters/registry.h"
+#include "store/store.h"
+
+#define CNG_MAGIC 0x31474e43u /* "CNG1" */
+#define CNG_MAX_FOLDS 16
+
+enum cng_output { CNG_COLOR, CNG_COND, CNG_PRIOR, CNG_DOWN };
+
+struct color_ngram {
+	struct filter base;
+	/* params */
+	char downstream[STORE_NAME_MAX + 1];
+	char prior[STORE_NAME_MAX + 1]; /* "" = cross-fitting */
+	unsigned folds, order, output, sum;
+	double lambda;
+	size_t budget;
+	/* fitted state; mem is charged by every table of it (new per fit or load) */
+	struct ngram_mem *mem;
+	struct ngram_vocab *vocab;
+	struct ngram_model *priors[CNG_MAX_FOLDS]; /* folds of them, or 1 with a named prior */
+	unsigned npriors;
+	struct ngram_model *down;
+};
+
+static int name_param(const json_t *params, const char *key, int required, char *out,
+                      struct err *e)
+{
+	const json_t *v = json_object_get(params, key);
+
+	if (v == NULL)
+		return required ? err_set(e, ERR_INVALID, "bad_param",
+		                          "param '%s' is required: the name of a dataset", key)
+		                : 0;
+	if (!json_is_string(v) || !store_name_valid(json_string_value(v)))
+		return err_set(e, ERR_INVALID, "bad_param", "param '%s' must be a dataset name", key);
+	snprintf(out, STORE_NAME_MAX + 1, "%s", json_string_value(v));
+	return 0;
+}
+
+static int cng_create(struct filter *f, const json_t *params, const struct store_schema *schema,
+                      struct err *e)
+{
+	static const char *const known[] = {"downstream", "prior",     "folds",  "order",
+	                                    "lambda",     "memory_mb", "output", "reduction",
+	                                    NULL};
+	static const char *const outputs[] = {"color", "cond", "prior", "down", NULL};
+	static const char *const reductions[] = {"mean", "sum", NULL};
+	struct color_ngram *c = (struct color_ngram *)f;
+	double folds = 2, order = 3, mb = 2048;
+	int rc;
+
+	(void)schema;
+	c->lambda = 0.5;
+	c->output = CNG_COLOR;
+	if ((rc = filter_params_known(params, known, e)) != 0 ||
+	    (rc = name_param(params, "downstream", 1, c->downstream, e)) != 0 ||
+	    (rc = name_param(params, "prior", 0, c->prior, e)) != 0 ||
+	    (rc = filter_param_number(params, "folds", 2, CNG_MAX_FOLDS, 1, &folds, e)) != 0 ||
+	    (rc = filter_param_number(params, "order", 3, NGRAM_MAX_ORDER, 1, &order, e)) != 0 ||
+	    (rc = filter_param_number(params, "lambda", 0, 1, 0, &c->lambda, e)) != 0 ||
+	    (rc = filter_param_number(params, "memory_mb", 16, 1 << 20, 1, &mb, e)) != 0 ||
+	    (rc = filter_param_choice(params, "output", outputs, &c->output, e)) != 0 ||
+	    (rc = filter_param_choice(params, "reduction", reductions, &c->sum, e)) != 0)
+		return rc;
+	if (!(c->lambda > 0 && c->lambda < 1))
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "param 'lambda' must be in (0, 1): the downstream model's weight in "
+		               "the conditional");
+	if (c->prior[0] != '\0' && json_object_get(params, "folds") != NULL)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "params 'prior' and 'folds' exclude each other: a named prior is not "
+		               "cross-fitted");
+	if (c->prior[0] != '\0' && strcmp(c->prior, c->downstream) == 0)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "'prior' and 'downstream' name the same dataset");
+	c->folds = (unsigned)folds;
+	c->order = (unsigned)order;
+	c->budget = (size_t)mb << 20;
+	f->needs = FILTER_NEEDS_BODY | FILTER_NEEDS_ID;
+	return 0;
+}
+
+static void cng_clear(struct color_ngram *c)
+{
+	for (unsigned i = 0; i < c->npriors; i++)
+		ngram_model_free(c->priors[i]);
+	ngram_model_free(c->down);
+	ngram_vocab_free(c->vocab);
+	free(c->mem);
+	c->npriors = 0;
+	c->down = NULL;
+	c->vocab = NULL;
+	c->mem = NULL;
+}
+
+static void cng_destroy(struct filter *f)
+{
+	cng_clear((struct color_ngram *)f);
+}
+
+static unsigned fold_of(const char *id, unsigned k)
+{
+	return (unsigned)(ngram_word_hash(id, strlen(id)) % k);
+}
+
+/* ---- text to ids ---- */
+
+struct toks {
+	uint32_t *v;
+	size_t n, cap;
+	struct ngram_vocab *add; /* adding unknown words (fit) */
+	const struct ngram_vocab *get;
+	int rc;
+	struct err *e;
+};
+
+static void on_tok(void *ctx, uint64_t h)
+{
+	struct toks *t = ctx;
+	uint32_t id;
+
+	if (t->rc != 0)
+		return;
+	if (t->n == t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 256;
+		uint32_t *p = realloc(t->v, nc * sizeof *p);
+
+		if (p == NULL) {
+			t->rc = err_set(t->e, ERR_NOMEM, "out_of_memory", "out of memory");
+			return;
+		}
+		t->v = p;
+		t->cap = nc;
+	}
+	if (t->add != NULL) {
+		if ((t->rc = ngram_vocab_add(t->add, h, &id, t->e)) != 0)
+			return;
+	} else {
+		id = ngram_vocab_get(t->get, h);
+	}
+	t->v[t->n++] = id;
+}
+
+/* The record's text, or an unscorable status. */
+static int text_of(const json_t *body, const char **s, size_t *len)
+{
+	const json_t *t = json_object_get(body, "text");
+
+	if (t == NULL)
+		return FILTER_NO_FIELD;
+	if (!json_is_string(t))
+		return FILTER_BAD_FIELD;
+	*s = json_string_value(t);
+	*len = json_string_length(t);
+	return 0;
+}
+
+/* ---- fit ---- */
+
+/* Train the nmodels models on every text record scan gives; by_fold: a record of fold k
+ * (of nmodels folds) trains every model but models[k]. */
+static int train(struct filter_scan *scan, struct ngram_model **models, unsigned nmodels,
+                 int by_fold, struct toks *t, struct err *e)
+{
+	const struct filter_batch *b;
+	int rc;
+
+	while ((rc = filter_scan_next(scan, &b, e)) == 1) {
+		for (size_t i = 0; i < b->n; i++) {
+			const char *s;
+			size_t len;
+			unsigned fold = by_fold ? fold_of(b->ids[i], nmodels) : nmodels;
+
+			if (text_of(b->bodies[i], &s, &len) != 0)
+				continue;
+			t->n = 0;
+			ngram_tokenize(s, len, on_tok, t);
+			if (t->rc != 0)
+				return t->rc;
+			if (t->n == 0)
+				continue;
+			for (unsigned k = 0; k < nmodels; k++)
+				if (k != fold && (rc = ngram_model_add(models[k], t->v, t->n, e)) != 0)
+					return rc;
+		}
+	}
+	return rc;
+}
+
+static int cng_fit(struct filter *f, struct filter_scan *scan, struct err *e)
+{
+	struct color_ngram *c = (struct color_ngram *)f;
+	struct color_ngram nc; /* the new state: replaces the old one only on success */
+	struct filter_scan *other = NULL;
+	struct toks t = {.e = e};
+	int rc;
+
+	memset(&nc, 0, sizeof nc);
+	nc.npriors = c->prior[0] != '\0' ? 1 : c->folds;
+	if ((nc.mem = calloc(1, sizeof *nc.mem)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	nc.mem->budget = c->budget;
+	if ((rc = ngram_vocab_new(&nc.vocab, nc.mem, e)) != 0)
+		goto out;
+	for (unsigned i = 0; i < nc.npriors; i++)
+		if ((rc = ngram_model_new(&nc.priors[i], c->order, nc.mem, e)) != 0)
+			goto out;
+	if ((rc = ngram_model_new(&nc.down, c->order, nc.mem, e)) != 0)
+		goto out;
+	t.add = nc.vocab;
+	if (c->prior[0] == '\0') {
+		/* cross-fitting: the pool itself, fold k kept out of prior k */
+		if ((rc = train(scan, nc.priors, nc.npriors, 1, &t, e)) != 0)
+			goto out;
+	} else {
+		if ((rc = filter_scan_open_other(scan, c->prior, &other, e)) != 0 ||
+		    (rc = train(other, nc.priors, 1, 0, &t, e)) != 0)
+			goto out;
+		filter_scan_close_other(scan, other);
+		other = NULL;
+	}
+	if ((rc = filter_scan_open_other(scan, c->downstream, &other, e)) != 0 ||
+	    (rc = train(other, &nc.down, 1, 0, &t, e)) != 0)
+		goto out;
+	for (unsigned i = 0; i < nc.npriors; i++)
+		if ((rc = ngram_model_finish(nc.priors[i], e)) != 0)
+			goto out;
+	if ((rc = ngram_model_finish(nc.down, e)) != 0)
+		goto out;
+	if (ngram_model_count(nc.down, 1) == 0) {
+		rc = err_set(e, ERR_INVALID, "empty_downstream",
+		             "dataset '%s' holds no text to train the downstream model on",
+		             c->downstream);
+		goto out;
+	}
+	for (unsigned i = 0; i < nc.npriors; i++)
+		if (ngram_model_count(nc.priors[i], 1) == 0) {
+			rc = err_set(e, ERR_INVALID, "empty_prior",
+			             "no text to train the prior on (%s)",
+			             c->prior[0] ? c->prior : "a fold of the pool is everything");
+			goto out;
+		}
+	cng_clear(c);
+	c->mem = nc.mem;
+	c->vocab = nc.vocab;
+	c->npriors = nc.npriors;
+	memcpy(c->priors, nc.priors, sizeof c->priors);
+	c->down = nc.down;
+	memset(&nc, 0, sizeof nc);
+out:
+	filter_scan_close_other(scan, other);
+	free(t.v);
+	for (unsigned i = 0; i < nc.npriors; i++)
+		ngram_model_free(nc.priors[i]);
+	ngram_model_free(nc.down);
+	ngram_vocab_free(nc.vocab);
+	free(nc.mem);
+	return rc;
+}
+
+/* ---- state ---- */
+
+static int cng_save(const struct filter *f, void **blob, size_t *len, struct err *e)
+{
+	const struct color_ngram *c = (const struct color_ngram *)f;
+	struct ngram_buf b = {0};
+	uint8_t hdr[16];
+	int rc;
+
+	memset(hdr, 0, sizeof hdr);
+	for (int i = 0; i < 4; i++) {
+		hdr[i] = (uint8_t)(CNG_MAGIC >> (8 * i));
+		hdr[4 + i] = (uint8_t)(c->npriors >> (8 * i));
+		hdr[8 + i] = (uint8_t)(c->order >> (8 * i));
+	}
+	b.p = malloc(sizeof hdr);
+	if (b.p == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	memcpy(b.p, hdr, sizeof hdr);
+	b.len = b.cap = sizeof hdr;
+	if ((rc = ngram_vocab_save(c->vocab, &b, e)) != 0)
+		goto fail;
+	for (unsigned i = 0; i < c->npriors; i++)
+		if ((rc = ngram_model_save(c->priors[i], &b, e)) != 0)
+			goto fail;
+	if ((rc = ngram_model_save(c->down, &b, e)) != 0)
+		goto fail;
+	*blob = b.p;
+	*len = b.len;
+	return 0;
+fail:
+	free(b.p);
+	return rc;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int cng_load(struct filter *f, const void *blob, size_t len, struct err *e)
+{
+	struct color_ngram *c = (struct color_ngram *)f;
+	struct color_ngram nc;
+	const uint8_t *p = blob;
+	size_t off = 16;
+	int rc;
+
+	memset(&nc, 0, sizeof nc);
+	if (len < 16 || le32(p) != CNG_MAGIC)
+		return err_set(e, ERR_INVALID, "bad_state", "color_ngram state: bad header");
+	nc.npriors = le32(p + 4);
+	if (nc.npriors < 1 || nc.npriors > CNG_MAX_FOLDS || le32(p + 8) != c->order ||
+	    nc.npriors != (c->prior[0] ? 1u : c->folds))
+		return err_set(e, ERR_INVALID, "bad_state",
+		               "color_ngram state: made for other params");
+	if ((nc.mem = calloc(1, sizeof *nc.mem)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = ngram_vocab_load(&nc.vocab, p, len, &off, nc.mem, e)) != 0)
+		goto fail;
+	for (unsigned i = 0; i < nc.npriors; i++)
+		if ((rc = ngram_model_load(&nc.priors[i], p, len, &off, nc.mem, e)) != 0) {
+			nc.npriors = i;
+			goto fail;
+		}
+	if ((rc = ngram_model_load(&nc.down, p, len, &off, nc.mem, e)) != 0)
+		goto fail;
+	if (off != len) {
+		rc = err_set(e, ERR_INVALID, "bad_state", "color_ngram state: trailing bytes");
+		goto fail;
+	}
+	cng_clear(c);
+	c->mem = nc.mem;
+	c->vocab = nc.vocab;
+	c->npriors = nc.npriors;
+	memcpy(c->priors, nc.priors, sizeof c->priors);
+	c->down = nc.down;
+	return 0;
+fail:
+	for (unsigned i = 0; i < nc.npriors; i++)
+		ngram_model_free(nc.priors[i]);
+	ngram_model_free(nc.down);
+	ngram_vocab_free(nc.vocab);
+	free(nc.mem);
+	return rc;
+}
+
+/* ---- score ---- */
+
+static int cng_score(const struct filter *f, const struct filter_batch *b, float *scores,
+                     uint8_t *status, struct err *e)
+{
+	const struct color_ngram *c = (const struct color_ngram *)f;
+	struct toks t = {.get = c->vocab, .e = e};
+	uint32_t V = ngram_vocab_size(c->vocab), *seq = NULL;
+	double *pp = NULL, *pd = NULL;
+	size_t seq_cap = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct ngram_model *prior;
+		const char *s;
+		size_t len, n;
+		double lp = 0, lc = 0, ld = 0, v;
+		int st;
+
+		scores[i] = NAN;
+		if ((st = text_of(b->bodies[i], &s, &len)) != 0) {
+			status[i] = (uint8_t)st;
+			continue;
+		}
+		t.n = 0;
+		ngram_tokenize(s, len, on_tok, &t);
+		if ((rc = t.rc) != 0)
+			break;
+		if (t.n == 0) {
+			status[i] = FILTER_BAD_FIELD;
+			continue;
+		}
+		n = t.n;
+		if (n + 2 > seq_cap) {
+			uint32_t *q = realloc(seq, (n + 2) * sizeof *q);
+			double *a = q != NULL ? realloc(pp, (n + 2) * sizeof *a) : NULL;
+			double *d = a != NULL ? realloc(pd, (n + 2) * sizeof *d) : NULL;
+
+			seq = q != NULL ? q : seq;
+			pp = a != NULL ? a : pp;
+			pd = d != NULL ? d : pd;
+			if (d == NULL) {
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				break;
+			}
+			seq_cap = n + 2;
+		}
+		seq[0] = NGRAM_BOS;
+		memcpy(seq + 1, t.v, n * sizeof *seq);
+		seq[n + 1] = NGRAM_EOS;
+		prior = c->priors[c->npriors > 1 ? fold_of(b->ids[i], c->npriors) : 0];
+		ngram_model_seq_probs(prior, V, seq, n + 2, pp);
+		ngram_model_seq_probs(c->down, V, seq, n + 2, pd);
+		for (size_t j = 1; j <= n + 1; j++) {
+			lp -= log(pp[j]);
+			lc -= log(c->lambda * pd[j] + (1 - c->lambda) * pp[j]);
+			if (c->output == CNG_DOWN)
+				ld -= log(pd[j]);
+		}
+		switch (c->output) {
+		case CNG_COND:
+			v = -lc;
+			break;
+		case CNG_PRIOR:
+			v = -lp;
+			break;
+		case CNG_DOWN:
+			v = -ld;
+			break;
+		default:
+			v = lp - lc;
+			break;
+		}
+		scores[i] = (float)(c->sum ? v : v / (double)(n + 1));
+		status[i] = FILTER_SCORED;
+	}
+	free(t.v);
+	free(seq);
+	free(pp);
+	free(pd);
+	return rc;
+}
+
+const struct filter_ops color_ngram_filter_ops = {
+	.name = "color_ngram",
+	.summary = "CoLoR-Filter with built-in n-gram models (modified Kneser-Ney), cross-fitted "
+	           "or with a named prior (spec 2)",
+	.size = sizeof(struct color_ngram),
+	.cheap = 0,
+	.needs_fit = 1,
+	.create = cng_create,
+	.fit = cng_fit,
+	.save = cng_save,
+	.load = cng_load,
+	.score = cng_score,
+	.destroy = cng_destroy,
+};
