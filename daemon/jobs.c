@@ -877,7 +877,8 @@ int jobs_txn_checkpoint(struct job *j, struct store_txn *t, const json_t *checkp
 	json_object_set_new(doc, "total", json_integer((json_int_t)total));
 	rc = txn_put(t, j->id, doc, e);
 	json_decref(doc);
-	if (rc == 0)
-		jobs_progress(j, processed, total);
+	/* Not jobs_progress here: the transaction may still fail or be retried, and a reader of
+	 * the job must never see progress that a SIGKILL could take back. The caller reports it
+	 * once the commit has returned. */
 	return rc;
 }

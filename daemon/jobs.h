@@ -107,7 +107,8 @@ void jobs_progress(struct job *j, uint64_t processed, uint64_t total);
 /* Inside a write transaction that commits a chunk of the job's results: record checkpoint
  * (borrowed JSON, copied) and progress in the job's document, in the same transaction.
  * ERR_CANCELLED when the job's document says it is no longer running (cancelled meanwhile).
- * May be called again if the transaction is retried. */
+ * May be called again if the transaction is retried. The in-memory progress is not touched:
+ * call jobs_progress after the commit, so that what a client sees is always durable. */
 int jobs_txn_checkpoint(struct job *j, struct store_txn *t, const json_t *checkpoint,
                         uint64_t processed, uint64_t total, struct err *e);
 

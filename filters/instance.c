@@ -939,6 +939,8 @@ static int job_fit(struct job *j, struct filter *f, const struct store_dataset_i
 	fc.checkpoint = json_pack("{s:I}", "next", (json_int_t)0);
 	rc = fc.checkpoint ? store_write(job_daemon(j)->store, fit_commit_fn, &fc, e) : ERR_NOMEM;
 	json_decref(fc.checkpoint);
+	if (rc == 0)
+		jobs_progress(j, 0, 0);
 	free(blob);
 	return rc;
 }
@@ -1040,6 +1042,7 @@ int instance_job_score(struct job *j, struct err *e)
 		json_decref(cc.checkpoint);
 		if (rc != 0)
 			goto out;
+		jobs_progress(j, cc.hi, cc.total); /* committed: now it may be shown */
 		next = hi;
 		if (hi >= info.next_row)
 			break;
