@@ -571,7 +571,11 @@ void server_stop(struct server *s, double grace_s)
 
 	if (s == NULL)
 		return;
-	MHD_quiesce_daemon(s->mhd);
+	/* No MHD_quiesce_daemon: with a thread pool on epoll it races with the workers, which
+	 * drop the listening socket from their epoll sets themselves once they see the flag it
+	 * sets, and libmicrohttpd aborts the process when its own removal then fails (seen on a
+	 * SIGTERM a few milliseconds after start-up). New requests get 503 shutting_down
+	 * (d->stopping, set before this call) while the ones in flight finish. */
 	deadline = daemon_now() + grace_s;
 	while (atomic_load(&s->inflight) > 0 && daemon_now() < deadline) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
