@@ -18,6 +18,7 @@
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
+#include "filters/hubnorm.h"
 #include "filters/instance.h"
 #include "index/catalog.h"
 #include "filters/subset.h"
@@ -26,6 +27,7 @@
 
 /* Sorted by name. */
 static const struct job_kind kinds[] = {
+	{"hubness", hubnorm_job_run},
 	{"index", catalog_job_build},
 	{"score", instance_job_score},
 	{"subset", subset_job_run},

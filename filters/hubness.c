@@ -118,6 +118,35 @@ void hubness_topk_offer(struct hubness_topk *t, const float *s, uint64_t row)
 	}
 }
 
+void hubness_topk_merge(struct hubness_topk *dst, const struct hubness_topk *src)
+{
+	unsigned k = dst->k;
+
+	for (size_t b = 0; b < dst->n && b < src->n; b++)
+		for (unsigned i = 0; i < k && i < src->k; i++) {
+			float s = src->score[b * src->k + i];
+			uint64_t row = src->row[b * src->k + i];
+			float *sc = dst->score + b * k;
+			uint64_t *rw = dst->row + b * k;
+			unsigned at;
+
+			if (row == UINT64_MAX || s < sc[k - 1] || (s == sc[k - 1] && row >= rw[k - 1]))
+				continue;
+			/* a row already there (an upsert) is replaced, not duplicated */
+			for (at = 0; at < k && rw[at] != row; at++)
+				;
+			if (at == k)
+				at = k - 1;
+			while (at > 0 && (sc[at - 1] < s || (sc[at - 1] == s && rw[at - 1] > row))) {
+				sc[at] = sc[at - 1];
+				rw[at] = rw[at - 1];
+				at--;
+			}
+			sc[at] = s;
+			rw[at] = row;
+		}
+}
+
 int hubness_topk_contains(const struct hubness_topk *t, uint64_t row)
 {
 	for (size_t i = 0; i < t->n * t->k; i++)

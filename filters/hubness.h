@@ -80,6 +80,9 @@ void hubness_topk_free(struct hubness_topk *t);
  * excluded) to every bank item's top-k. Ties keep the lower row first. */
 void hubness_topk_offer(struct hubness_topk *t, const float *s, uint64_t row);
 
+/* Merge src into dst (the same bank, the same k): dst keeps each item's k best of both. */
+void hubness_topk_merge(struct hubness_topk *dst, const struct hubness_topk *src);
+
 /* 1 when row is in some bank item's top-k (the activation set). */
 int hubness_topk_contains(const struct hubness_topk *t, uint64_t row);
 

@@ -25,6 +25,7 @@
 #include "daemon/jobs.h"
 #include "daemon/log.h"
 #include "filters/filter.h"
+#include "filters/hubnorm.h"
 #include "filters/instance.h"
 #include "filters/subset.h"
 #include "filters/scan.h"
@@ -867,6 +868,7 @@ struct query {
 	uint8_t *members;          /* NULL, or 1 per row of the subset's members (new) */
 	struct filter *rescore;    /* NULL, or the filter that rescores the results (new) */
 	size_t candidates;         /* results rescored, when rescore is set */
+	struct hubnorm_query *hub; /* NULL, or the hubness normaliser that rescores (new) */
 };
 
 /* Score of x against the query q (qq = |q|^2) for the metric; 0 with *ok = 0 for a row that
@@ -1017,7 +1019,11 @@ static int index_query(struct entry *en, const struct query *qr, size_t nq, cons
 
 static size_t candidates_per_query(const struct query *qr)
 {
-	return (qr->limit + 1) * CANDIDATE_FACTOR;
+	size_t k = (qr->limit + 1) * CANDIDATE_FACTOR;
+
+	if (qr->hub != NULL && hubnorm_query_candidates(qr->hub) > k)
+		k = hubnorm_query_candidates(qr->hub);
+	return k;
 }
 
 /* Candidates from the index (or pre, k of them, already searched), rescored exactly from
@@ -1170,11 +1176,14 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 	if (store_reader_row(r, qr->ds, h->row, &kind, &id, &id_len, &body, &body_len, NULL) != 0)
 		return NULL;
 	o = json_pack("{s:s#, s:f}", "id", id, (int)id_len, "score",
-	              (double)(qr->rescore != NULL ? h->raw : h->score));
+	              (double)(qr->rescore != NULL || qr->hub != NULL ? h->raw : h->score));
 	if (o == NULL)
 		return NULL;
 	if (qr->rescore != NULL)
 		json_object_set_new(o, "rescored", json_real(h->score));
+	if (qr->hub != NULL) /* -inf (no statistics) is not JSON: null */
+		json_object_set_new(o, "hubness_score",
+		                    isfinite(h->score) ? json_real(h->score) : json_null());
 	if (qr->with & (WITH_TEXT | WITH_META | WITH_IMAGE))
 		b = json_loadb(body, body_len, 0, NULL);
 	if (qr->with & WITH_KIND)
@@ -1211,13 +1220,74 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 	return o;
 }
 
+/* ---- hubness normalisation (filters/hubnorm.c): the request's "hubness" object ---- */
+
+/* qr->hub from body's "hubness" (absent: NULL). A hubness search ranks by the normalised
+ * score over the index's top candidates (or, with params.exact, the whole gallery). */
+static int hubness_parse(struct daemon *d, const json_t *body, int count, struct query *qr,
+                         struct err *e)
+{
+	const json_t *spec = json_object_get(body, "hubness");
+	struct store_reader *r = NULL;
+	int rc;
+
+	if (spec == NULL)
+		return 0;
+	if (count || qr->rescore != NULL || json_object_get(body, "page_token") != NULL ||
+	    qr->has_thr || qr->metric != INDEX_COSINE)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "\"hubness\" is for a cosine top-k search: no rescore, "
+		               "score_threshold, page_token or search:count with it");
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	rc = hubnorm_query_open(r, qr->ds, qr->space, qr->info.schema.spaces[qr->space].name, spec,
+	                        &qr->hub, e);
+	store_reader_close(r);
+	return rc;
+}
+
+/* Rescore the hits of one query (raw cosines) with qr->hub: h->v[i].raw keeps the cosine,
+ * .score becomes the normalised score. */
+static int hubness_apply(struct daemon *d, const struct query *qr, struct hits *h,
+                         struct err *e)
+{
+	struct store_reader *r = NULL;
+	float *raw = malloc((h->n + 1) * sizeof *raw);
+	uint64_t *rows = malloc((h->n + 1) * sizeof *rows);
+	double *outs = malloc((h->n + 1) * sizeof *outs);
+	int rc;
+
+	if (raw == NULL || rows == NULL || outs == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < h->n; i++) {
+		raw[i] = h->v[i].score;
+		rows[i] = h->v[i].row;
+	}
+	if ((rc = store_reader_open(d->store, &r, e)) != 0 ||
+	    (rc = hubnorm_rescore(qr->hub, r, h->n, rows, raw, outs, e)) != 0)
+		goto out;
+	for (size_t i = 0; i < h->n; i++) {
+		h->v[i].raw = raw[i];
+		h->v[i].score = (float)outs[i];
+	}
+out:
+	store_reader_close(r);
+	free(raw);
+	free(rows);
+	free(outs);
+	return rc;
+}
+
 /* Parse the request into qr (everything but the query vectors). */
 static int parse_request(struct daemon *d, const char *dataset, const json_t *body, int count,
                          struct query *qr, struct err *e)
 {
 	static const char *const known[] = {"vector", "vectors", "record_id", "query_space", "space",
 	                                    "limit", "score_threshold", "with", "params",
-	                                    "page_token", "metric", "subset", "rescore", NULL};
+	                                    "page_token", "metric", "subset", "rescore", "hubness",
+	                                    NULL};
 	const json_t *v;
 	const char *key, *space;
 	json_t *val;
@@ -1355,6 +1425,8 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "a rescored search has no pages: raise rescore.candidates");
 	}
+	if ((rc = hubness_parse(d, body, count, qr, e)) != 0)
+		return rc;
 	/* the page token binds to everything else in the request */
 	{
 		json_t *copy = json_deep_copy(body);
@@ -1423,6 +1495,10 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 	h.keep = qr->has_thr || count ? 0 : qr->limit + 1;
 	if (qr->rescore != NULL && h.keep != 0 && h.keep < qr->candidates)
 		h.keep = qr->candidates;
+	if (qr->hub != NULL) /* exact: the whole gallery is rescored */
+		h.keep = qr->exact ? 0 : hubnorm_query_candidates(qr->hub) > h.keep
+		                                 ? hubnorm_query_candidates(qr->hub)
+		                                 : h.keep;
 	rc = use_index ? index_candidates(d, en, qr, q, pre, &h, &scanned, e)
 	               : exact_scan(d, qr, q, &h, &scanned, e);
 	if (rc != 0)
@@ -1457,6 +1533,8 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 		if (rc != 0)
 			goto out;
 	}
+	if (qr->hub != NULL && h.n > 0 && (rc = hubness_apply(d, qr, &h, e)) != 0)
+		goto out;
 	if (count) {
 		res = json_pack("{s:I, s:{s:I, s:b}}", "count", (json_int_t)h.n, "stats",
 		                "candidates_scanned", (json_int_t)scanned, "exact", 1);
@@ -1519,6 +1597,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) != 1) {
 		free(qr.members);
 		filter_free(qr.rescore);
+		hubnorm_query_free(qr.hub);
 		return err_set(e, ERR_INVALID, "bad_query",
 		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
 	}
@@ -1531,6 +1610,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 			json_decref(arr);
 			free(qr.members);
 			filter_free(qr.rescore);
+			hubnorm_query_free(qr.hub);
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
 		}
@@ -1574,18 +1654,21 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 				free(q);
 				free(qr.members);
 				filter_free(qr.rescore);
+				hubnorm_query_free(qr.hub);
 				return rc;
 			}
 		}
 		free(q);
 		free(qr.members);
 		filter_free(qr.rescore);
+		hubnorm_query_free(qr.hub);
 		*out = json_pack("{s:o}", "queries", arr);
 		return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
 	if ((q = malloc(qr.dim * sizeof *q)) == NULL) {
 		free(qr.members);
 		filter_free(qr.rescore);
+		hubnorm_query_free(qr.hub);
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
 	if (vec != NULL) {
@@ -1619,5 +1702,6 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	free(q);
 	free(qr.members);
 	filter_free(qr.rescore);
+	hubnorm_query_free(qr.hub);
 	return rc;
 }
