@@ -1279,7 +1279,7 @@ int hubnorm_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
 		               "\"candidates\": n}");
 	json_object_foreach((json_t *)spec, key, val) {
 		if (strcmp(key, "normalizer") != 0 && strcmp(key, "method") != 0 &&
-		    strcmp(key, "candidates") != 0)
+		    strcmp(key, "candidates") != 0 && strcmp(key, "dualdis_mode") != 0)
 			return err_set(e, ERR_INVALID, "unknown_field", "hubness: unknown field '%s'", key);
 	}
 	if ((q = calloc(1, sizeof *q)) == NULL)
@@ -1314,6 +1314,16 @@ int hubnorm_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
 		goto fail;
 	}
 	params_of(doc, &q->p);
+	if (json_object_get(spec, "dualdis_mode") != NULL) { /* the request's wins */
+		const char *mode = json_string_value(json_object_get(spec, "dualdis_mode"));
+
+		if (mode == NULL || (strcmp(mode, "reference") != 0 && strcmp(mode, "monotone") != 0)) {
+			rc = err_set(e, ERR_INVALID, "bad_query",
+			             "hubness.dualdis_mode must be \"reference\" or \"monotone\"");
+			goto fail;
+		}
+		q->p.dualdis_mode = strcmp(mode, "monotone") == 0 ? HUBNESS_MONOTONE : HUBNESS_REFERENCE;
+	}
 	q->ds = ds_id;
 	q->arr = (uint32_t)doc_u64(doc, "array");
 	json_decref(doc);

@@ -263,9 +263,52 @@ def bank_from_dataset_monotone_and_delete():
     assert len(res) == 5 and all(r["hubness_score"] is not None for r in res), res
     sc = [r["hubness_score"] for r in res]
     assert sc == sorted(sc, reverse=True), sc
+    # the request's dualdis_mode overrides the normalizer's: on "n" (reference) a query whose
+    # raw top-1 is in neither activation set ranks by s^2 in reference mode and by s in monotone
+    for k in range(NQ):
+        qv = g["q"][k]
+        s_all = g["g"] @ unit(qv[None].astype(np.float64))[0]
+        t1 = int(np.argmax(s_all))
+        if not g["aq"][t1] and not g["ag"][t1]:
+            break
+    else:
+        raise AssertionError("no query with an inactive top-1")
+    for mode, want in (("reference", s_all ** 2), ("monotone", 2 * BETA * s_all)):
+        res = search(d, {"vector": qv.tolist(), "space": "v", "limit": 5, "params": {"exact": True},
+                         "hubness": {"normalizer": "n", "method": "dualdis", "dualdis_mode": mode}})
+        for r in res["results"]:
+            w = want[int(r["id"][1:])]
+            assert abs(r["hubness_score"] - w) <= 1e-4 * max(1, abs(w)), (mode, r, w)
+    assert_problem(d.json("POST", "/v1/datasets/h/search", {
+        "vector": qv.tolist(), "space": "v",
+        "hubness": {"normalizer": "n", "dualdis_mode": "x"}}), 422)
     st, _, _ = d.request("DELETE", "/v1/datasets/h/hubness/m")
     assert_eq(st, 204)
     assert_problem(d.json("GET", "/v1/datasets/h/hubness/m"), 404, "normalizer_not_found")
+
+
+@test
+def statistics_survive_a_restart_and_follow_ingest():
+    d, g = setup()
+    body = {"vector": g["q"][3].tolist(), "space": "v", "limit": 10,
+            "hubness": {"normalizer": "n", "method": "dualis"}}
+    before = search(d, body)["results"]
+    d.restart()
+    after = search(d, body)["results"]
+    assert_eq([(r["id"], round(r["hubness_score"], 4)) for r in after],
+              [(r["id"], round(r["hubness_score"], 4)) for r in before])
+    # a new record equal to a query-bank vector: its statistics come on ingest, and it becomes
+    # that bank item's top-1, so it enters A_q (DIS then normalises a query whose top-1 it is)
+    v = g["bank"][0].astype(np.float64)
+    assert_eq(d.ingest("h", [{"id": "new", "embeddings": {"v": curate.emb(v)}}])[0], 200)
+    res = search(d, {"vector": v.tolist(), "space": "v", "limit": 100,
+                     "hubness": {"normalizer": "n", "method": "dis", "candidates": 100}})["results"]
+    new = [r for r in res if r["id"] == "new"]
+    assert len(new) == 1 and abs(new[0]["score"] - 1) < 1e-5, res[:3]
+    qb = unit(g["bank"].astype(np.float64))
+    lzq = np.log(np.exp(BETA * (qb @ unit(v[None])[0])).sum())
+    # IS, not the raw 1.0: the row is normalised because "new" is in A_q now
+    assert abs(new[0]["hubness_score"] - (BETA - lzq)) < 1e-3, (new[0], BETA - lzq)
 
 
 if __name__ == "__main__":
