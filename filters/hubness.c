@@ -123,20 +123,25 @@ void hubness_topk_merge(struct hubness_topk *dst, const struct hubness_topk *src
 	unsigned k = dst->k;
 
 	for (size_t b = 0; b < dst->n && b < src->n; b++)
-		for (unsigned i = 0; i < k && i < src->k; i++) {
+		for (unsigned i = 0; i < src->k; i++) {
 			float s = src->score[b * src->k + i];
 			uint64_t row = src->row[b * src->k + i];
 			float *sc = dst->score + b * k;
 			uint64_t *rw = dst->row + b * k;
 			unsigned at;
 
-			if (row == UINT64_MAX || s < sc[k - 1] || (s == sc[k - 1] && row >= rw[k - 1]))
+			if (row == UINT64_MAX)
 				continue;
-			/* a row already there (an upsert) is replaced, not duplicated */
+			/* the row already there (an upsert): its old entry goes, the new one is placed */
 			for (at = 0; at < k && rw[at] != row; at++)
 				;
-			if (at == k)
-				at = k - 1;
+			for (; at < k; at++) {
+				sc[at] = at + 1 < k ? sc[at + 1] : -INFINITY;
+				rw[at] = at + 1 < k ? rw[at + 1] : UINT64_MAX;
+			}
+			if (s < sc[k - 1] || (s == sc[k - 1] && row >= rw[k - 1]))
+				continue;
+			at = k - 1;
 			while (at > 0 && (sc[at - 1] < s || (sc[at - 1] == s && rw[at - 1] > row))) {
 				sc[at] = sc[at - 1];
 				rw[at] = rw[at - 1];

@@ -357,6 +357,46 @@ static void test_compute_vs_bruteforce(void)
 	free(gbv);
 }
 
+static void test_topk_merge(void)
+{
+	/* one bank item, k = 3: dst has rows 10 (0.9), 11 (0.5), 12 (0.4) */
+	struct hubness_topk *dst = NULL, *src = NULL;
+	float s;
+
+	CHECK_INT(hubness_topk_new(&dst, 1, 3), 0);
+	CHECK_INT(hubness_topk_new(&src, 1, 3), 0);
+	s = 0.9f, hubness_topk_offer(dst, &s, 10);
+	s = 0.5f, hubness_topk_offer(dst, &s, 11);
+	s = 0.4f, hubness_topk_offer(dst, &s, 12);
+	s = 0.1f, hubness_topk_offer(dst, &s, 13); /* not in the top 3 */
+	CHECK(!hubness_topk_contains(dst, 13));
+	/* an upsert of row 10 to 0.3: its old entry goes, it ranks last */
+	s = 0.3f, hubness_topk_offer(src, &s, 10);
+	hubness_topk_merge(dst, src);
+	CHECK_INT(dst->row[0], 11);
+	CHECK_INT(dst->row[1], 12);
+	CHECK_INT(dst->row[2], 10);
+	CHECK_NEAR(dst->score[2], 0.3, 1e-7);
+	/* row 20 at 0.7 enters first and pushes row 10 out */
+	hubness_topk_free(src);
+	CHECK_INT(hubness_topk_new(&src, 1, 3), 0);
+	s = 0.7f, hubness_topk_offer(src, &s, 20);
+	hubness_topk_merge(dst, src);
+	CHECK_INT(dst->row[0], 20);
+	CHECK_INT(dst->row[1], 11);
+	CHECK_INT(dst->row[2], 12);
+	CHECK(!hubness_topk_contains(dst, 10));
+	/* ties: the lower row first */
+	hubness_topk_free(src);
+	CHECK_INT(hubness_topk_new(&src, 1, 3), 0);
+	s = 0.5f, hubness_topk_offer(src, &s, 5);
+	hubness_topk_merge(dst, src);
+	CHECK_INT(dst->row[1], 5);
+	CHECK_INT(dst->row[2], 11);
+	hubness_topk_free(dst);
+	hubness_topk_free(src);
+}
+
 static void test_method_names(void)
 {
 	enum hubness_method m;
@@ -380,6 +420,7 @@ int main(void)
 	HARNESS_RUN(test_spec_skewness);
 	HARNESS_RUN(test_logsumexp_large);
 	HARNESS_RUN(test_compute_vs_bruteforce);
+	HARNESS_RUN(test_topk_merge);
 	HARNESS_RUN(test_method_names);
 	return harness_done();
 }
