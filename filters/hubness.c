@@ -19,10 +19,16 @@ double hubness_logsumexp(const float *s, size_t n, double beta)
 			mx = beta * s[i];
 	if (mx == -INFINITY)
 		return -INFINITY;
-	/* shift by the largest term: exp never overflows, the largest term is exactly 1 */
-	for (size_t i = 0; i < n; i++)
-		if (!isnan(s[i]))
-			sum += exp(beta * s[i] - mx);
+	/* shift by the largest term: exp never overflows, the largest term is exactly 1. Each
+	 * term in float (expf is about twice as fast as exp, and the statistics are stored as
+	 * floats), the sum in double */
+	{
+		float fb = (float)beta, fm = (float)mx;
+
+		for (size_t i = 0; i < n; i++)
+			if (!isnan(s[i]))
+				sum += expf(fb * s[i] - fm);
+	}
 	return mx + log(sum);
 }
 
