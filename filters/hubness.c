@@ -39,6 +39,8 @@ double hubness_topk_mean(const float *s, size_t n, unsigned k)
 	unsigned kk = k < 64 ? k : 64, have = 0;
 	double sum = 0;
 
+	if (kk == 0)
+		return NAN;
 	for (size_t i = 0; i < n; i++) {
 		unsigned at;
 
