@@ -18,6 +18,7 @@
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "filters/hubnorm.h"
 #include "filters/instance.h"
 #include "index/catalog.h"
 #include "store/store.h"
@@ -351,6 +352,7 @@ int records_post(struct http_req *r, struct http_res *res)
 			log_msg(LOG_WARN, "ingest_scoring", "dataset=%s records=%zu msg=\"%s\"",
 			        r->params[0], b.n, e2.detail[0] ? e2.detail : err_str(e2.code));
 		catalog_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n);
+		hubnorm_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n);
 	}
 	metrics_add(r->d->metrics, METRICS_RECORDS_INGESTED, b.n);
 	metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);

@@ -7,6 +7,7 @@
 #include "api/adapters.h"
 #include "api/datasets.h"
 #include "api/filters.h"
+#include "api/normalizers.h"
 #include "api/jobs_routes.h"
 #include "api/ops.h"
 #include "api/records.h"
@@ -38,6 +39,11 @@ static const struct route table[] = {
 	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", AUTH_READ, filters_stats, 1},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", AUTH_ADMIN, filters_score, 0},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:sweep", AUTH_READ, filters_sweep, 0},
+	{"GET", "/v1/datasets/{name}/hubness", AUTH_READ, normalizers_list, 0},
+	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, normalizers_delete, 0},
+	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_READ, normalizers_get, 0},
+	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, normalizers_put, 1},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:report", AUTH_READ, normalizers_report, 1},
 	{"GET", "/v1/datasets/{name}/indexes", AUTH_READ, search_indexes_list, 0},
 	{"DELETE", "/v1/datasets/{name}/indexes/{space}", AUTH_ADMIN, search_index_delete, 0},
 	{"GET", "/v1/datasets/{name}/indexes/{space}", AUTH_READ, search_index_get, 0},

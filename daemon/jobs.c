@@ -18,6 +18,7 @@
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
+#include "filters/hubnorm.h"
 #include "filters/instance.h"
 #include "filters/relevance.h"
 #include "index/catalog.h"
@@ -28,6 +29,7 @@
 /* Sorted by name. */
 static const struct job_kind kinds[] = {
 	{"adapter_train", relevance_job_train},
+	{"hubness", hubnorm_job_run},
 	{"index", catalog_job_build},
 	{"score", instance_job_score},
 	{"subset", subset_job_run},

@@ -25,6 +25,7 @@
 #include "daemon/jobs.h"
 #include "daemon/log.h"
 #include "filters/filter.h"
+#include "filters/hubnorm.h"
 #include "filters/instance.h"
 #include "filters/relevance.h"
 #include "filters/subset.h"
@@ -875,6 +876,7 @@ struct query {
 	double rel_min;
 	float user_thr;
 	struct relevance_query rq;
+	struct hubnorm_query *hub; /* NULL, or the hubness normaliser that rescores (new) */
 };
 
 /* Score of x against the query q (qq = |q|^2) for the metric; 0 with *ok = 0 for a row that
@@ -1025,7 +1027,11 @@ static int index_query(struct entry *en, const struct query *qr, size_t nq, cons
 
 static size_t candidates_per_query(const struct query *qr)
 {
-	return (qr->limit + 1) * CANDIDATE_FACTOR;
+	size_t k = (qr->limit + 1) * CANDIDATE_FACTOR;
+
+	if (qr->hub != NULL && hubnorm_query_candidates(qr->hub) > k)
+		k = hubnorm_query_candidates(qr->hub);
+	return k;
 }
 
 /* Candidates from the index (or pre, k of them, already searched), rescored exactly from
@@ -1178,7 +1184,7 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 	if (store_reader_row(r, qr->ds, h->row, &kind, &id, &id_len, &body, &body_len, NULL) != 0)
 		return NULL;
 	o = json_pack("{s:s#, s:f}", "id", id, (int)id_len, "score",
-	              (double)(qr->rescore != NULL ? h->raw : h->score));
+	              (double)(qr->rescore != NULL || qr->hub != NULL ? h->raw : h->score));
 	if (o == NULL)
 		return NULL;
 	if (qr->rescore != NULL)
@@ -1186,6 +1192,9 @@ static json_t *result_json(struct daemon *d, const struct query *qr, struct stor
 	if (qr->rel != NULL)
 		json_object_set_new(o, "relevance", json_real(relevance_score(qr->rel, &qr->rq,
 		                                                              h->score)));
+	if (qr->hub != NULL) /* -inf (no statistics) is not JSON: null */
+		json_object_set_new(o, "hubness_score",
+		                    isfinite(h->score) ? json_real(h->score) : json_null());
 	if (qr->with & (WITH_TEXT | WITH_META | WITH_IMAGE))
 		b = json_loadb(body, body_len, 0, NULL);
 	if (qr->with & WITH_KIND)
@@ -1268,6 +1277,33 @@ static int rel_parse(struct daemon *d, const json_t *body, struct query *qr, str
 	return rc;
 }
 
+/* ---- hubness normalisation (filters/hubnorm.c): the request's "hubness" object ---- */
+
+/* qr->hub from body's "hubness" (absent: NULL). A hubness search ranks by the normalised
+ * score over the index's top candidates (or, with params.exact, the whole gallery). */
+static int hubness_parse(struct daemon *d, const json_t *body, int count, struct query *qr,
+                         struct err *e)
+{
+	const json_t *spec = json_object_get(body, "hubness");
+	struct store_reader *r = NULL;
+	int rc;
+
+	if (spec == NULL)
+		return 0;
+	if (count || qr->rescore != NULL || qr->rel != NULL ||
+	    json_object_get(body, "page_token") != NULL || qr->has_thr ||
+	    qr->metric != INDEX_COSINE)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "\"hubness\" is for a cosine top-k search: no rescore, relevance, "
+		               "score_threshold, page_token or search:count with it");
+	if ((rc = store_reader_open(d->store, &r, e)) != 0)
+		return rc;
+	rc = hubnorm_query_open(r, qr->ds, qr->space, qr->info.schema.spaces[qr->space].name, spec,
+	                        &qr->hub, e);
+	store_reader_close(r);
+	return rc;
+}
+
 /* A copy of qr for query q, with its mapping and its cosine bound. */
 static int rel_query(struct query *local, const struct query *qr, const float *q,
                      struct err *e)
@@ -1312,6 +1348,40 @@ static json_t *rel_stats(const struct query *qr)
 	return o;
 }
 
+/* Rescore the hits of one query (raw cosines) with qr->hub: h->v[i].raw keeps the cosine,
+ * .score becomes the normalised score. */
+static int hubness_apply(struct daemon *d, const struct query *qr, struct hits *h,
+                         struct err *e)
+{
+	struct store_reader *r = NULL;
+	float *raw = malloc((h->n + 1) * sizeof *raw);
+	uint64_t *rows = malloc((h->n + 1) * sizeof *rows);
+	double *outs = malloc((h->n + 1) * sizeof *outs);
+	int rc;
+
+	if (raw == NULL || rows == NULL || outs == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < h->n; i++) {
+		raw[i] = h->v[i].score;
+		rows[i] = h->v[i].row;
+	}
+	if ((rc = store_reader_open(d->store, &r, e)) != 0 ||
+	    (rc = hubnorm_rescore(qr->hub, r, h->n, rows, raw, outs, e)) != 0)
+		goto out;
+	for (size_t i = 0; i < h->n; i++) {
+		h->v[i].raw = raw[i];
+		h->v[i].score = (float)outs[i];
+	}
+out:
+	store_reader_close(r);
+	free(raw);
+	free(rows);
+	free(outs);
+	return rc;
+}
+
 /* Parse the request into qr (everything but the query vectors). */
 static int parse_request(struct daemon *d, const char *dataset, const json_t *body, int count,
                          struct query *qr, struct err *e)
@@ -1319,7 +1389,8 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 	static const char *const known[] = {"vector", "vectors", "record_id", "query_space", "space",
 	                                    "limit", "score_threshold", "with", "params",
 	                                    "page_token", "metric", "subset", "rescore",
-	                                    "relevance", NULL};
+	                                    "relevance",
+	                                    "hubness", NULL};
 	const json_t *v;
 	const char *key, *space;
 	json_t *val;
@@ -1460,6 +1531,8 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "a rescored search has no pages: raise rescore.candidates");
 	}
+	if ((rc = hubness_parse(d, body, count, qr, e)) != 0)
+		return rc;
 	/* the page token binds to everything else in the request */
 	{
 		json_t *copy = json_deep_copy(body);
@@ -1535,6 +1608,10 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 	h.keep = qr->has_thr || count ? 0 : qr->limit + 1;
 	if (qr->rescore != NULL && h.keep != 0 && h.keep < qr->candidates)
 		h.keep = qr->candidates;
+	if (qr->hub != NULL) /* exact: the whole gallery is rescored */
+		h.keep = qr->exact ? 0 : hubnorm_query_candidates(qr->hub) > h.keep
+		                                 ? hubnorm_query_candidates(qr->hub)
+		                                 : h.keep;
 	rc = use_index ? index_candidates(d, en, qr, q, pre, &h, &scanned, e)
 	               : exact_scan(d, qr, q, &h, &scanned, e);
 	if (rc != 0)
@@ -1571,6 +1648,8 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 	}
 	if (qr->rel != NULL)
 		rel_keep(qr, &h);
+	if (qr->hub != NULL && h.n > 0 && (rc = hubness_apply(d, qr, &h, e)) != 0)
+		goto out;
 	if (count) {
 		res = json_pack("{s:I, s:{s:I, s:b}}", "count", (json_int_t)h.n, "stats",
 		                "candidates_scanned", (json_int_t)scanned, "exact", 1);
@@ -1706,6 +1785,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 		free(qr.members);
 		filter_free(qr.rescore);
 		relevance_free(qr.rel);
+		hubnorm_query_free(qr.hub);
 		return rc;
 	}
 	vec = json_object_get(body, "vector");
@@ -1715,6 +1795,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 		free(qr.members);
 		filter_free(qr.rescore);
 		relevance_free(qr.rel);
+		hubnorm_query_free(qr.hub);
 		return err_set(e, ERR_INVALID, "bad_query",
 		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
 	}
@@ -1728,6 +1809,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 			free(qr.members);
 			filter_free(qr.rescore);
 			relevance_free(qr.rel);
+			hubnorm_query_free(qr.hub);
 			return err_set(e, ERR_INVALID, "bad_query",
 			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
 		}
@@ -1766,6 +1848,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 				free(qr.members);
 				filter_free(qr.rescore);
 				relevance_free(qr.rel);
+				hubnorm_query_free(qr.hub);
 				return rc;
 			}
 		}
@@ -1773,6 +1856,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 		free(qr.members);
 		filter_free(qr.rescore);
 		relevance_free(qr.rel);
+		hubnorm_query_free(qr.hub);
 		*out = json_pack("{s:o}", "queries", arr);
 		return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
@@ -1780,6 +1864,7 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 		free(qr.members);
 		filter_free(qr.rescore);
 		relevance_free(qr.rel);
+		hubnorm_query_free(qr.hub);
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
 	if (vec != NULL) {
@@ -1814,5 +1899,6 @@ int catalog_search(struct daemon *d, const char *dataset, const json_t *body, in
 	free(qr.members);
 	filter_free(qr.rescore);
 	relevance_free(qr.rel);
+	hubnorm_query_free(qr.hub);
 	return rc;
 }
