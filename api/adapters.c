@@ -6,38 +6,29 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/resource.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "filters/relevance.h"
 
+static const struct resource adapter_resource = {
+	.param = "adapter",
+	.plural = "adapters",
+	.deleted = "adapter_deleted",
+	.list = relevance_list_json,
+	.get = relevance_get_json,
+	.del = relevance_delete,
+};
+
 int adapters_list(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	struct err e = {0};
-	json_t *arr = NULL;
-	int rc;
-
-	if (ds == NULL)
-		return 0;
-	if ((rc = relevance_list_json(r->d, ds, &arr, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, json_pack("{s:o}", "adapters", arr));
+	return resource_list(r, res, &adapter_resource);
 }
 
 int adapters_get(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
-	struct err e = {0};
-	json_t *v = NULL;
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = relevance_get_json(r->d, ds, name, &v, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, v);
+	return resource_get(r, res, &adapter_resource);
 }
 
 int adapters_put(struct http_req *r, struct http_res *res)
@@ -60,18 +51,7 @@ int adapters_put(struct http_req *r, struct http_res *res)
 
 int adapters_delete(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
-	struct err e = {0};
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = relevance_delete(r->d, ds, name, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	log_msg(LOG_INFO, "adapter_deleted", "dataset=%s adapter=%s", ds, name);
-	res->status = 204;
-	return 0;
+	return resource_delete(r, res, &adapter_resource);
 }
 
 int adapters_pairs(struct http_req *r, struct http_res *res)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/resource.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
@@ -17,33 +18,23 @@
 #include "filters/instance.h"
 #include "filters/registry.h"
 
+static const struct resource filter_resource = {
+	.param = "filter",
+	.plural = "filters",
+	.deleted = "filter_deleted",
+	.list = instance_list_json,
+	.get = instance_get_json,
+	.del = instance_delete,
+};
+
 int filters_list(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	struct err e = {0};
-	json_t *arr = NULL;
-	int rc;
-
-	if (ds == NULL)
-		return 0;
-	if ((rc = instance_list_json(r->d, ds, &arr, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, json_pack("{s:o}", "filters", arr));
+	return resource_list(r, res, &filter_resource);
 }
 
 int filters_get(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
-	struct err e = {0};
-	json_t *v = NULL;
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = instance_get_json(r->d, ds, name, &v, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, v);
+	return resource_get(r, res, &filter_resource);
 }
 
 int filters_put(struct http_req *r, struct http_res *res)
@@ -70,18 +61,7 @@ int filters_put(struct http_req *r, struct http_res *res)
 
 int filters_delete(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
-	struct err e = {0};
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = instance_delete(r->d, ds, name, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	log_msg(LOG_INFO, "filter_deleted", "dataset=%s filter=%s", ds, name);
-	res->status = 204;
-	return 0;
+	return resource_delete(r, res, &filter_resource);
 }
 
 int filters_score(struct http_req *r, struct http_res *res)

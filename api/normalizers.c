@@ -6,38 +6,29 @@
 #include <stdio.h>
 
 #include "api/http.h"
+#include "api/resource.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "filters/hubnorm.h"
 
+static const struct resource normalizer_resource = {
+	.param = "normalizer",
+	.plural = "normalizers",
+	.deleted = "normalizer_deleted",
+	.list = hubnorm_list_json,
+	.get = hubnorm_get_json,
+	.del = hubnorm_delete,
+};
+
 int normalizers_list(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	struct err e = {0};
-	json_t *arr = NULL;
-	int rc;
-
-	if (ds == NULL)
-		return 0;
-	if ((rc = hubnorm_list_json(r->d, ds, &arr, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, json_pack("{s:o}", "normalizers", arr));
+	return resource_list(r, res, &normalizer_resource);
 }
 
 int normalizers_get(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "normalizer") : NULL;
-	struct err e = {0};
-	json_t *v = NULL;
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = hubnorm_get_json(r->d, ds, name, &v, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, v);
+	return resource_get(r, res, &normalizer_resource);
 }
 
 int normalizers_put(struct http_req *r, struct http_res *res)
@@ -64,18 +55,7 @@ int normalizers_put(struct http_req *r, struct http_res *res)
 
 int normalizers_delete(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "normalizer") : NULL;
-	struct err e = {0};
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = hubnorm_delete(r->d, ds, name, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	log_msg(LOG_INFO, "normalizer_deleted", "dataset=%s normalizer=%s", ds, name);
-	res->status = 204;
-	return 0;
+	return resource_delete(r, res, &normalizer_resource);
 }
 
 int normalizers_report(struct http_req *r, struct http_res *res)

@@ -6,38 +6,29 @@
 #include <stdio.h>
 
 #include "api/http.h"
+#include "api/resource.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "index/catalog.h"
 
+static const struct resource index_resource = {
+	.param = "space",
+	.plural = "indexes",
+	.deleted = "index_deleted",
+	.list = catalog_list_json,
+	.get = catalog_get_json,
+	.del = catalog_delete,
+};
+
 int search_indexes_list(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	struct err e = {0};
-	json_t *arr = NULL;
-	int rc;
-
-	if (ds == NULL)
-		return 0;
-	if ((rc = catalog_list_json(r->d, ds, &arr, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, json_pack("{s:o}", "indexes", arr));
+	return resource_list(r, res, &index_resource);
 }
 
 int search_index_get(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *space = ds ? http_name_param(r, res, 1, "space") : NULL;
-	struct err e = {0};
-	json_t *v = NULL;
-	int rc;
-
-	if (space == NULL)
-		return 0;
-	if ((rc = catalog_get_json(r->d, ds, space, &v, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, v);
+	return resource_get(r, res, &index_resource);
 }
 
 int search_index_put(struct http_req *r, struct http_res *res)
@@ -64,17 +55,7 @@ int search_index_put(struct http_req *r, struct http_res *res)
 
 int search_index_delete(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *space = ds ? http_name_param(r, res, 1, "space") : NULL;
-	struct err e = {0};
-	int rc;
-
-	if (space == NULL)
-		return 0;
-	if ((rc = catalog_delete(r->d, ds, space, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	res->status = 204;
-	return 0;
+	return resource_delete(r, res, &index_resource);
 }
 
 static int run(struct http_req *r, struct http_res *res, int count)

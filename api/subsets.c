@@ -9,38 +9,29 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/resource.h"
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/log.h"
 #include "filters/subset.h"
 
+static const struct resource subset_resource = {
+	.param = "subset",
+	.plural = "subsets",
+	.deleted = "subset_deleted",
+	.list = subset_list_json,
+	.get = subset_get_json,
+	.del = subset_delete,
+};
+
 int subsets_list(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	struct err e = {0};
-	json_t *arr = NULL;
-	int rc;
-
-	if (ds == NULL)
-		return 0;
-	if ((rc = subset_list_json(r->d, ds, &arr, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, json_pack("{s:o}", "subsets", arr));
+	return resource_list(r, res, &subset_resource);
 }
 
 int subsets_get(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "subset") : NULL;
-	struct err e = {0};
-	json_t *v = NULL;
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = subset_get_json(r->d, ds, name, &v, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, v);
+	return resource_get(r, res, &subset_resource);
 }
 
 int subsets_put(struct http_req *r, struct http_res *res)
@@ -65,17 +56,7 @@ int subsets_put(struct http_req *r, struct http_res *res)
 
 int subsets_delete(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "subset") : NULL;
-	struct err e = {0};
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = subset_delete(r->d, ds, name, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	res->status = 204;
-	return 0;
+	return resource_delete(r, res, &subset_resource);
 }
 
 static int uint_query(struct http_req *r, const char *key, unsigned long def,
