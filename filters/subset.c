@@ -457,28 +457,16 @@ int subset_get_json(struct daemon *d, const char *dataset, const char *name, jso
 	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
+/* view_of for jdoc_list_views. */
+static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+{
+	(void)ds;
+	return view_of(ctx, doc);
+}
+
 int subset_list_json(struct daemon *d, const char *dataset, json_t **out, struct err *e)
 {
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *docs = NULL, *arr, *doc;
-	size_t i;
-	int rc;
-
-	if ((rc = store_dataset_get(d->store, dataset, &ds, e)) != 0)
-		return rc;
-	if ((rc = store_reader_open(d->store, &r, e)) == 0) {
-		rc = jdoc_reader_list(r, ds.id, 's', &docs, e);
-		store_reader_close(r);
-	}
-	if (rc == 0) {
-		arr = json_array();
-		json_array_foreach(docs, i, doc)
-			json_array_append_new(arr, view_of(d, doc));
-		*out = arr;
-	}
-	json_decref(docs);
-	return rc;
+	return jdoc_list_views(d->store, dataset, 's', list_view, d, out, e);
 }
 
 struct del_ctx {

@@ -100,6 +100,34 @@ int jdoc_reader_list(struct store_reader *r, uint32_t ds, char ns, json_t **out,
 	return 0;
 }
 
+int jdoc_list_views(struct store *s, const char *dataset, char ns,
+                    json_t *(*view)(void *ctx, uint32_t ds, const json_t *doc), void *ctx,
+                    json_t **out, struct err *e)
+{
+	struct store_dataset_info info;
+	struct store_reader *r = NULL;
+	json_t *docs = NULL, *arr, *doc;
+	size_t i;
+	int rc;
+
+	if ((rc = store_dataset_get(s, dataset, &info, e)) != 0 ||
+	    (rc = store_reader_open(s, &r, e)) != 0)
+		return rc;
+	rc = jdoc_reader_list(r, info.id, ns, &docs, e);
+	store_reader_close(r);
+	if (rc != 0)
+		return rc;
+	if ((arr = json_array()) == NULL) {
+		json_decref(docs);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	json_array_foreach(docs, i, doc)
+		json_array_append_new(arr, view(ctx, info.id, doc));
+	json_decref(docs);
+	*out = arr;
+	return 0;
+}
+
 json_t *jdoc_time(const json_t *v)
 {
 	char buf[32];

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct err;
+struct store;
 struct store_reader;
 struct store_txn;
 typedef struct json_t json_t;
@@ -36,6 +37,13 @@ int jdoc_txn_putb(struct store_txn *t, uint32_t ds, char ns, const char *key, si
 /* Every document of (ds, ns) that parses, in key order, as a new JSON array in *out. */
 int jdoc_reader_list(struct store_reader *r, uint32_t ds, char ns, json_t **out,
                      struct err *e);
+
+/* The listing of a dataset's resources: every document of namespace ns of the dataset named
+ * dataset (one read snapshot), each turned by view(ctx, dataset id, doc) into a new reference
+ * (NULL: left out), as a new JSON array in *out. ERR_NOT_FOUND (named) for no such dataset. */
+int jdoc_list_views(struct store *s, const char *dataset, char ns,
+                    json_t *(*view)(void *ctx, uint32_t ds, const json_t *doc), void *ctx,
+                    json_t **out, struct err *e);
 
 /* unix seconds as an RFC 3339 UTC string ("2026-11-29T01:02:03Z"); a non-integer v gives
  * null. New reference. */
