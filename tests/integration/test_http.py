@@ -273,7 +273,16 @@ def metrics_after_traffic():
             assert_eq(d.get_record("m", rid)[0], 200, "GET " + rid)
         assert_eq(d.get_record("m", "secret-missing")[0], 404, "GET missing")
         assert_eq(d.request("GET", "/secret-path-xyz")[0], 404, "unknown route")
-        hdrs, text = d.metrics()
+        # a request is counted when libmicrohttpd reports it complete, just after the client
+        # has its answer: wait (bounded) until the last GET above is in the counters
+        deadline = time.time() + 5 * wn.SLOW
+        while True:
+            hdrs, text = d.metrics()
+            if any(n == "winnow_http_requests_total" and l.get("status") == "404" and
+                   l.get("route", "").startswith("/v1/datasets/{name}/records/{id")
+                   for n, l, _ in parse_metrics(text)) or time.time() > deadline:
+                break
+            time.sleep(0.02)
         ctype = hdrs.get("content-type", "")
         assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, ctype
         assert "secret" not in text, "an id or raw path leaked into /metrics"
