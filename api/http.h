@@ -58,6 +58,11 @@ const char *http_header(const struct http_req *r, const char *name);
 /* Value of query argument name, or NULL. Borrowed for the request. */
 const char *http_query(const struct http_req *r, const char *name);
 
+/* Call fn(ctx, name, value) for every query argument of r in order (value is NULL for a
+ * bare "?name"); stops at the first nonzero return of fn and returns it, else 0. */
+int http_query_each(const struct http_req *r,
+                    int (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+
 /* Answer with obj serialised compactly; takes the reference to obj. Returns 0. */
 int http_json(struct http_res *res, int status, json_t *obj);
 

@@ -61,6 +61,31 @@ const char *http_query(const struct http_req *r, const char *name)
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct query_each {
+	int (*fn)(void *ctx, const char *name, const char *value);
+	void *ctx;
+	int rc;
+};
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+	struct query_each *q = cls;
+
+	(void)kind;
+	q->rc = q->fn(q->ctx, key, value);
+	return q->rc == 0 ? MHD_YES : MHD_NO;
+}
+
+int http_query_each(const struct http_req *r,
+                    int (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+	struct query_each q = {fn, ctx, 0};
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
+	return q.rc;
+}
+
 const char *http_media_type(const struct http_req *r, char *buf, size_t size)
 {
 	const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);

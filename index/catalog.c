@@ -10,7 +10,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +36,7 @@
 
 #define TRAIN_MAX 65536     /* vectors a training sample holds at most */
 #define LIMIT_MAX 1000
-#define CANDIDATE_FACTOR 4  /* index candidates per wanted result, before exact rescoring */
+#define CANDIDATE_FACTOR 4 /* index candidates per wanted result (index_candidates) */
 /* Search parameters an index gets unless a request asks otherwise. FAISS's own defaults
  * (efSearch 16, nprobe 1) gave recall@10 of 0.86 (HNSW32, 50,000 x 768-d) and far less for IVF
  * in bench/search.py; these reach 0.95 and more on the tests' mixtures (docs/performance.md). */
@@ -878,7 +877,9 @@ struct query {
 	size_t limit;
 	int has_thr, exact, has_after;
 	float thr, after_s;
-	uint64_t after_row, hash;
+	uint64_t after_row;
+	uint64_t hash;  /* of the parameters, for page tokens (token_hash) */
+	uint64_t token; /* the hash the request's page_token carries */
 	double ef, nprobe; /* 0 = not given */
 	unsigned with;
 	const json_t *with_scores; /* filter names, borrowed from the body */
@@ -1050,65 +1051,136 @@ static size_t candidates_per_query(const struct query *qr)
 	return k;
 }
 
-/* Candidates from the index (or pre, k of them, already searched), rescored exactly from
- * LMDB (duplicates and deleted rows dropped). */
+/* The stored vector of row in the query's space into x (or, f32 and aligned, borrowed in
+ * place through *v); 0 when the row is deleted or has none. Valid until the next read of r. */
+static int row_vector(struct store_reader *r, const struct query *qr, uint64_t row, float *x,
+                      const float **v)
+{
+	const struct store_space *sp = &qr->info.schema.spaces[qr->space];
+	const void *data;
+	uint64_t present;
+	uint8_t live = 0;
+	size_t at = (size_t)sp->dim * (row % STORE_BLOCK_ROWS);
+
+	if (store_reader_array(r, qr->ds, STORE_ARRAY_LIVE, 1, row, 1, &live, NULL) != 0 || !live ||
+	    store_reader_block(r, qr->ds, qr->space, row / STORE_BLOCK_ROWS, &data, &present,
+	                       NULL) != 0 ||
+	    !(present >> (row % STORE_BLOCK_ROWS) & 1))
+		return 0;
+	if (sp->dtype == STORE_F16) {
+		vec_f16_to_f32((const uint16_t *)data + at, x, sp->dim);
+		*v = x;
+	} else if ((uintptr_t)((const float *)data + at) % _Alignof(float) == 0) {
+		*v = (const float *)data + at;
+	} else {
+		memcpy(x, (const float *)data + at, sp->dim * sizeof *x);
+		*v = x;
+	}
+	return 1;
+}
+
+/* Does the index's score of a candidate agree with its exact score? Far apart only when the
+ * index holds an older vector of the row (an upsert: HNSW cannot remove the old one). */
+static int same_score(float indexed, float exact)
+{
+	return fabsf(indexed - exact) <= 1e-4f * fmaxf(1.0f, fabsf(exact));
+}
+
+/* Vectors in the entry's index (deleted and replaced ones included), 0 when it went away. */
+static size_t entry_count(struct entry *en)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&en->lock);
+	n = en->ix != NULL ? index_count(en->ix) : 0;
+	pthread_rwlock_unlock(&en->lock);
+	return n;
+}
+
+/* Candidates from the index (or pre_ids / pre_sc, k of them, already searched), with exact
+ * scores from LMDB; duplicates and deleted rows dropped.
+ * An index that scores with the exact vectors (index_exact_scores: Flat, HNSW, IVF-Flat)
+ * ranks its candidates as exact rescoring would, so for a top-k search only the first
+ * h->keep live candidates are read and their exact scores checked against the index's; if
+ * one disagrees (the index holds a stale vector of an upserted row) every candidate is
+ * rescored, as always for an index of compressed codes.
+ * When deleted and replaced rows leave fewer than h->keep candidates, the search widens
+ * (4 times the candidates each round) until it has them or has seen the whole index: a
+ * top-k answer is never short because of deletes. */
 static int index_candidates(struct daemon *d, struct entry *en, const struct query *qr,
-                            const float *q, const int64_t *pre, struct hits *h,
-                            uint64_t *scanned, struct err *e)
+                            const float *q, const float *pre_sc, const int64_t *pre_ids,
+                            int exact_scores, struct hits *h, uint64_t *scanned, struct err *e)
 {
 	size_t k = candidates_per_query(qr);
-	float *sc = malloc(k * sizeof *sc), *x = malloc(qr->dim * sizeof *x);
-	int64_t *own = malloc(k * sizeof *own);
-	const int64_t *ids = pre != NULL ? pre : own;
+	float *own_sc = NULL, *x = malloc(qr->dim * sizeof *x);
+	int64_t *own = NULL;
+	const int64_t *ids = pre_ids;
+	const float *sc = pre_sc;
 	struct store_reader *r = NULL;
-	const struct store_space *sp = &qr->info.schema.spaces[qr->space];
 	double qq = 0;
-	int rc = 0;
+	int rc = 0, check = exact_scores && qr->rescore == NULL && qr->hub == NULL &&
+	                    h->keep != 0;
 
-	if (sc == NULL || own == NULL || x == NULL) {
+	if (x == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0; i < qr->dim; i++)
 		qq += (double)q[i] * q[i];
-	if (pre == NULL && (rc = index_query(en, qr, 1, q, k, sc, own, e)) != 0)
-		goto out;
 	if ((rc = store_reader_open(d->store, &r, e)) != 0)
 		goto out;
-	for (size_t i = 0; i < k; i++) {
-		uint64_t row = (uint64_t)ids[i], present;
-		const void *data;
-		uint8_t live = 0;
-		int dup = 0, ok;
-		float s;
+	for (;;) {
+		if (ids == NULL) { /* search here, for k candidates */
+			float *ns = realloc(own_sc, k * sizeof *ns);
+			int64_t *ni = ns != NULL ? realloc(own, k * sizeof *ni) : NULL;
 
-		if (ids[i] < 0)
-			continue;
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = ids[j] == ids[i];
-		if (dup || store_reader_array(r, qr->ds, STORE_ARRAY_LIVE, 1, row, 1, &live, NULL) != 0 ||
-		    !live)
-			continue;
-		if (store_reader_block(r, qr->ds, qr->space, row / STORE_BLOCK_ROWS, &data, &present,
-		                       NULL) != 0 ||
-		    !(present >> (row % STORE_BLOCK_ROWS) & 1))
-			continue;
-		if (sp->dtype == STORE_F16)
-			vec_f16_to_f32((const uint16_t *)data + (size_t)sp->dim * (row % STORE_BLOCK_ROWS), x,
-			               sp->dim);
-		else
-			memcpy(x, (const float *)data + (size_t)sp->dim * (row % STORE_BLOCK_ROWS),
-			       sp->dim * sizeof *x);
-		(*scanned)++;
-		s = score_of(qr, q, qq, x, &ok);
-		if (ok && hits_push(h, s, row) != 0) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
+			own_sc = ns != NULL ? ns : own_sc;
+			own = ni != NULL ? ni : own;
+			if (ns == NULL || ni == NULL) {
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				goto out;
+			}
+			if ((rc = index_query(en, qr, 1, q, k, own_sc, own, e)) != 0)
+				goto out;
+			ids = own;
+			sc = own_sc;
 		}
+		for (int pass = check ? 0 : 1; pass < 2; pass++) {
+			int stale = 0;
+
+			h->n = 0;
+			*scanned = 0;
+			for (size_t i = 0; i < k && !stale && !(pass == 0 && h->n == h->keep); i++) {
+				int dup = 0, ok;
+				const float *v;
+				float s;
+
+				if (ids[i] < 0)
+					continue;
+				for (size_t j = 0; j < i && !dup; j++)
+					dup = ids[j] == ids[i];
+				if (dup || !row_vector(r, qr, (uint64_t)ids[i], x, &v))
+					continue;
+				(*scanned)++;
+				s = score_of(qr, q, qq, v, &ok);
+				if (pass == 0 && (!ok || !same_score(sc[i], s)))
+					stale = 1;
+				else if (ok && hits_push(h, s, (uint64_t)ids[i]) != 0)
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				if (rc != 0)
+					goto out;
+			}
+			if (!stale)
+				break;
+		}
+		if (h->keep == 0 || h->n >= h->keep || k >= entry_count(en))
+			break;
+		k *= 4;
+		ids = NULL;
 	}
 out:
 	store_reader_close(r);
-	free(sc);
+	free(own_sc);
 	free(own);
 	free(x);
 	return rc;
@@ -1180,6 +1252,22 @@ static uint64_t fnv1a(const char *s)
 
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* What a page token binds to: the request's parameters (qr->hash) and this query's vector,
+ * so the token of any query of a batch continues that query alone (a "vector" request with
+ * the same values, in any encoding, and the same parameters). */
+static uint64_t token_hash(const struct query *qr, const float *q)
+{
+	uint64_t h = qr->hash;
+
+	for (uint32_t i = 0; i < qr->dim; i++) {
+		uint32_t u;
+
+		memcpy(&u, &q[i], 4);
+		h = (h ^ u) * 1099511628211ull;
+	}
 	return h;
 }
 
@@ -1549,14 +1637,24 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 	}
 	if ((rc = hubness_parse(d, body, count, qr, e)) != 0)
 		return rc;
-	/* the page token binds to everything else in the request */
+	/* the page token binds to the parameters (everything but the token and the query
+	 * vectors, which token_hash adds per query) */
 	{
-		json_t *copy = json_deep_copy(body);
-		char *canon;
+		static const char *const unbound[] = {"page_token", "vector", "vectors", NULL};
+		json_t *params = json_object();
+		char *canon = NULL;
 
-		json_object_del(copy, "page_token");
-		canon = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
-		json_decref(copy);
+		json_object_foreach((json_t *)body, key, val) {
+			size_t i;
+
+			for (i = 0; unbound[i] != NULL && strcmp(unbound[i], key) != 0; i++)
+				;
+			if (unbound[i] == NULL && params != NULL)
+				json_object_set(params, key, val);
+		}
+		if (params != NULL)
+			canon = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(params);
 		if (canon == NULL)
 			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		qr->hash = fnv1a(canon);
@@ -1570,12 +1668,10 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 		if (t == NULL || sscanf(t, "p1.%llx.%llu.%llx", &sb, &row, &h) != 3 ||
 		    sb > 0xffffffffull)
 			return err_set(e, ERR_MALFORMED, "bad_page_token", "page_token is not one of ours");
-		if (h != qr->hash)
-			return err_set(e, ERR_MALFORMED, "page_token_mismatch",
-			               "page_token was made for a request with other parameters");
 		bits = (uint32_t)sb;
 		memcpy(&qr->after_s, &bits, 4);
 		qr->after_row = row;
+		qr->token = h; /* checked against the query vector by catalog_search */
 		qr->has_after = 1;
 	}
 	return 0;
@@ -1584,9 +1680,9 @@ static int parse_request(struct daemon *d, const char *dataset, const json_t *bo
 /* One query: hits, stats, page token. */
 /* The entry whose index serves this request, or NULL: the index serves plain top-k;
  * thresholds, pages, subsets and exact requests are answered by the exact scan, which is
- * complete. factory gets its factory string. */
+ * complete. factory gets its factory string, *exact_scores index_exact_scores(). */
 static struct entry *usable_index(struct daemon *d, const struct query *qr, int count,
-                                  char factory[INDEX_FACTORY_MAX + 1])
+                                  char factory[INDEX_FACTORY_MAX + 1], int *exact_scores)
 {
 	struct entry *en = entry_find(d->catalog, qr->ds, qr->info.schema.spaces[qr->space].name, 0);
 	int ok = 0;
@@ -1595,18 +1691,22 @@ static struct entry *usable_index(struct daemon *d, const struct query *qr, int 
 		return NULL;
 	pthread_rwlock_rdlock(&en->lock);
 	ok = en->ix != NULL && en->ix->metric == qr->metric;
-	if (ok)
+	if (ok) {
 		snprintf(factory, INDEX_FACTORY_MAX + 1, "%s", en->ix->factory);
+		*exact_scores = index_exact_scores(en->ix);
+	}
 	pthread_rwlock_unlock(&en->lock);
 	return ok ? en : NULL;
 }
 
-/* One query (pre: its index candidates when the caller searched a batch at once). */
+/* One query (pre_sc, pre_ids: its index candidates when the caller searched a batch at
+ * once; NULL otherwise). */
 static int run_query(struct daemon *d, const struct query *qr, const float *q, int count,
-                     const int64_t *pre, json_t **out, struct err *e)
+                     const float *pre_sc, const int64_t *pre_ids, json_t **out, struct err *e)
 {
 	char factory[INDEX_FACTORY_MAX + 1] = "";
-	struct entry *en = usable_index(d, qr, count, factory);
+	int exact_scores = 0;
+	struct entry *en = usable_index(d, qr, count, factory, &exact_scores);
 	struct hits h = {0};
 	struct store_reader *r = NULL;
 	uint64_t scanned = 0;
@@ -1628,7 +1728,8 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 		h.keep = qr->exact ? 0 : hubnorm_query_candidates(qr->hub) > h.keep
 		                                 ? hubnorm_query_candidates(qr->hub)
 		                                 : h.keep;
-	rc = use_index ? index_candidates(d, en, qr, q, pre, &h, &scanned, e)
+	rc = use_index ? index_candidates(d, en, qr, q, pre_sc, pre_ids, exact_scores, &h, &scanned,
+	                                  e)
 	               : exact_scan(d, qr, q, &h, &scanned, e);
 	if (rc != 0)
 		goto out;
@@ -1697,13 +1798,14 @@ static int run_query(struct daemon *d, const struct query *qr, const float *q, i
 		json_object_set_new(stats, "relevance", rel_stats(qr));
 	res = json_pack("{s:o, s:o}", "results", arr, "stats", stats);
 	if (res != NULL && h.n > qr->limit) {
-		/* keyset: the last shown result's (score, row) and the request's hash */
+		/* keyset: the last shown result's (score, row) and what the query binds to */
 		char tok[96];
 		uint32_t bits;
 
 		memcpy(&bits, &h.v[shown - 1].score, 4);
 		snprintf(tok, sizeof tok, "p1.%x.%llu.%llx", (unsigned)bits,
-		         (unsigned long long)h.v[shown - 1].row, (unsigned long long)qr->hash);
+		         (unsigned long long)h.v[shown - 1].row,
+		         (unsigned long long)token_hash(qr, q));
 		json_object_set_new(res, "page_token", json_string(tok));
 	} else if (res != NULL) {
 		json_object_set_new(res, "page_token", json_null());
@@ -1717,15 +1819,16 @@ out:
 	return rc;
 }
 
-/* A share of a batch: queries i0 .. i1-1, answers into res[]. */
+/* A share of a batch: queries i0 .. i1-1, each answer serialised into text[]. */
 struct batch_part {
 	struct daemon *d;
 	const struct query *qr;
 	const float *q;
+	const float *csc;    /* the index's scores of cand */
 	const int64_t *cand; /* NULL: no index candidates */
 	size_t kc, i0, i1;
 	int count, rc;
-	json_t **res;
+	char **text;
 	struct err e;
 };
 
@@ -1733,36 +1836,47 @@ static void *batch_part_run(void *arg)
 {
 	struct batch_part *p = arg;
 
-	for (size_t i = p->i0; i < p->i1 && p->rc == 0; i++)
+	for (size_t i = p->i0; i < p->i1 && p->rc == 0; i++) {
+		json_t *one = NULL;
+
 		p->rc = run_query(p->d, p->qr, p->q + i * p->qr->dim, p->count,
-		                  p->cand != NULL ? p->cand + i * p->kc : NULL, &p->res[i], &p->e);
+		                  p->cand != NULL ? p->csc + i * p->kc : NULL,
+		                  p->cand != NULL ? p->cand + i * p->kc : NULL, &one, &p->e);
+		if (p->rc == 0 && (p->text[i] = json_dumps(one, JSON_COMPACT)) == NULL)
+			p->rc = err_set(&p->e, ERR_NOMEM, "out_of_memory", "out of memory");
+		json_decref(one);
+	}
 	return NULL;
 }
 
-/* The per-query work of a batch (exact rescoring, records, JSON) spread over the cores:
+/* The per-query work of a batch (exact scores, records, JSON text) spread over the cores:
  * the index search of the whole batch already ran on all of them, and running the rest on
- * one thread left the other idle for about half of a 64-query batch (bench/search.py). */
+ * one thread left the other idle for about half of a 64-query batch (bench/search.py).
+ * *out new: {"queries": [...]} as JSON text, *len its length. */
 static int run_batch(struct daemon *d, const struct query *qr, const float *q, size_t nq,
-                     int count, const int64_t *cand, size_t kc, json_t *arr, struct err *e)
+                     int count, const float *csc, const int64_t *cand, size_t kc, char **out,
+                     size_t *len, struct err *e)
 {
 	enum { PARTS_MAX = 8, QUERIES_PER_PART_MIN = 4 };
+	static const char head[] = "{\"queries\":[", tail[] = "]}";
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t parts = cpus > 1 ? (size_t)cpus : 1, started = 0;
+	size_t parts = cpus > 1 ? (size_t)cpus : 1, started = 0, n = sizeof head + sizeof tail;
 	struct batch_part part[PARTS_MAX];
 	pthread_t th[PARTS_MAX];
-	json_t **res = calloc(nq, sizeof *res);
+	char **text = calloc(nq, sizeof *text), *buf = NULL;
 	int rc = 0;
 
-	if (res == NULL)
+	if (text == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if (parts > PARTS_MAX)
 		parts = PARTS_MAX;
 	if (parts > nq / QUERIES_PER_PART_MIN)
 		parts = nq / QUERIES_PER_PART_MIN > 0 ? nq / QUERIES_PER_PART_MIN : 1;
 	for (size_t p = 0; p < parts; p++) {
-		part[p] = (struct batch_part){.d = d, .qr = qr, .q = q, .cand = cand, .kc = kc,
-		                              .i0 = nq * p / parts, .i1 = nq * (p + 1) / parts,
-		                              .count = count, .res = res};
+		part[p] = (struct batch_part){.d = d, .qr = qr, .q = q, .csc = csc, .cand = cand,
+		                              .kc = kc, .i0 = nq * p / parts,
+		                              .i1 = nq * (p + 1) / parts, .count = count,
+		                              .text = text};
 		/* part 0 runs on this thread; a part whose thread cannot start runs here too */
 		if (p > 0 && pthread_create(&th[p], NULL, batch_part_run, &part[p]) == 0)
 			started |= (size_t)1 << p;
@@ -1779,142 +1893,207 @@ static int run_batch(struct daemon *d, const struct query *qr, const float *q, s
 			*e = part[p].e;
 			rc = part[p].rc;
 		}
-	for (size_t i = 0; i < nq; i++) {
-		if (rc == 0)
-			json_array_append_new(arr, res[i]);
-		else
-			json_decref(res[i]);
+	for (size_t i = 0; rc == 0 && i < nq; i++)
+		n += strlen(text[i]) + 1;
+	if (rc == 0 && (buf = malloc(n)) == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (rc == 0) {
+		char *w = buf;
+
+		memcpy(w, head, sizeof head - 1);
+		w += sizeof head - 1;
+		for (size_t i = 0; i < nq; i++) {
+			size_t m = strlen(text[i]);
+
+			if (i > 0)
+				*w++ = ',';
+			memcpy(w, text[i], m);
+			w += m;
+		}
+		memcpy(w, tail, sizeof tail);
+		*out = buf;
+		*len = (size_t)(w - buf) + sizeof tail - 1;
 	}
-	free(res);
+	for (size_t i = 0; i < nq; i++)
+		free(text[i]);
+	free(text);
 	return rc;
 }
 
-int catalog_search(struct daemon *d, const char *dataset, const json_t *body, int count,
-                   json_t **out, struct err *e)
+static void query_free(struct query *qr)
 {
-	struct query qr;
-	const json_t *vec, *vecs, *rid;
-	float *q = NULL;
+	free(qr->members);
+	filter_free(qr->rescore);
+	relevance_free(qr->rel);
+	hubnorm_query_free(qr->hub);
+}
+
+/* nq query vectors: one index search for the whole batch (FAISS spreads it over the cores)
+ * when the index serves these queries, then the per-query work (run_batch). */
+static int search_batch(struct daemon *d, const struct query *qr, const float *q, size_t nq,
+                        int count, char **out, size_t *len, struct err *e)
+{
+	size_t kc = candidates_per_query(qr);
+	char factory[INDEX_FACTORY_MAX + 1];
+	int exact_scores = 0, rc = 0;
+	struct entry *en = usable_index(d, qr, count, factory, &exact_scores);
+	int64_t *cand = NULL;
+	float *csc = NULL;
+
+	if (en != NULL) {
+		cand = malloc(nq * kc * sizeof *cand);
+		csc = malloc(nq * kc * sizeof *csc);
+		rc = cand != NULL && csc != NULL
+		             ? index_query(en, qr, nq, q, kc, csc, cand, e)
+		             : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	if (rc == 0)
+		rc = run_batch(d, qr, q, nq, count, csc, cand, kc, out, len, e);
+	free(cand);
+	free(csc);
+	return rc;
+}
+
+/* Raw query rows (application/octet-stream) into nq * dim floats; every value finite. */
+static int rows_decode(const struct catalog_rows *rows, uint32_t dim, float **out, size_t *nq,
+                       struct err *e)
+{
+	size_t esz = rows->f16 ? 2 : 4, row = (size_t)dim * esz, n;
+	const unsigned char *p = rows->data;
+	float *q;
+
+	if (rows->len == 0 || rows->len % row != 0 || rows->len / row > CATALOG_BATCH_MAX)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "the body holds %zu bytes: 1 to %d rows of %u %s values (%zu bytes "
+		               "each)",
+		               rows->len, CATALOG_BATCH_MAX, (unsigned)dim, rows->f16 ? "f16" : "f32",
+		               row);
+	n = rows->len / row;
+	if ((q = malloc(n * dim * sizeof *q)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < n * dim; i++) {
+		if (rows->f16) {
+			q[i] = vec_f16_to_f32_one((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+		} else {
+			uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+			             (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+
+			memcpy(&q[i], &u, 4);
+		}
+		if (!isfinite(q[i])) {
+			free(q);
+			return err_set(e, ERR_INVALID, "non_finite",
+			               "row %zu: value %zu is not a finite number", i / dim, i % dim);
+		}
+	}
+	*out = q;
+	*nq = n;
+	return 0;
+}
+
+/* The vector of a record_id query: the record's embedding in query_space (default: space),
+ * e.g. its text vector to search images. */
+static int record_vector(struct daemon *d, const struct query *qr, const json_t *body,
+                         const json_t *rid, float *q, struct err *e)
+{
+	const char *id = json_string_value(rid);
+	const char *qs = json_string_value(json_object_get(body, "query_space"));
+	int qsp = qs != NULL ? store_schema_find(&qr->info.schema, qs) : (int)qr->space;
+	struct store_record_out rec = {0};
 	int rc;
 
-	if ((rc = parse_request(d, dataset, body, count, &qr, e)) != 0) {
-		free(qr.members);
-		filter_free(qr.rescore);
-		relevance_free(qr.rel);
-		hubnorm_query_free(qr.hub);
-		return rc;
-	}
-	vec = json_object_get(body, "vector");
-	vecs = json_object_get(body, "vectors");
-	rid = json_object_get(body, "record_id");
-	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) != 1) {
-		free(qr.members);
-		filter_free(qr.rescore);
-		relevance_free(qr.rel);
-		hubnorm_query_free(qr.hub);
+	if (id == NULL || qsp < 0 || qr->info.schema.spaces[qsp].dim != qr->dim)
 		return err_set(e, ERR_INVALID, "bad_query",
-		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
+		               "record_id needs a string id and a query_space of the same dim");
+	if ((rc = store_get_record(d->store, qr->ds, id, strlen(id), 1, &rec, e)) != 0)
+		return rc;
+	if (rec.vec[qsp] == NULL)
+		rc = err_set(e, ERR_INVALID, "no_vector", "record '%s' has no '%s' vector", id,
+		             qr->info.schema.spaces[qsp].name);
+	else if (qr->info.schema.spaces[qsp].dtype == STORE_F16)
+		vec_f16_to_f32(rec.vec[qsp], q, qr->dim);
+	else
+		memcpy(q, rec.vec[qsp], qr->dim * sizeof *q);
+	store_record_out_free(&rec);
+	return rc;
+}
+
+int catalog_search(struct daemon *d, const char *dataset, const json_t *body,
+                   const struct catalog_rows *rows, int count, char **out, size_t *len,
+                   struct err *e)
+{
+	json_t *one = NULL;
+	struct query qr;
+	const json_t *vec = json_object_get(body, "vector"), *vecs = json_object_get(body, "vectors");
+	const json_t *rid = json_object_get(body, "record_id");
+	float *q = NULL;
+	size_t nq = 0;
+	int rc;
+
+	if ((rc = parse_request(d, dataset, body, count, &qr, e)) != 0)
+		goto out;
+	if ((vec != NULL) + (vecs != NULL) + (rid != NULL) + (rows != NULL) != 1) {
+		rc = err_set(e, ERR_INVALID, "bad_query",
+		             rows != NULL ? "a body of vector rows takes no \"vector\", \"vectors\" "
+		                            "or \"record_id\""
+		                          : "give exactly one of \"vector\", \"vectors\" and "
+		                            "\"record_id\"");
+		goto out;
 	}
-	if (vecs != NULL) {
-		json_t *arr = json_array(), *one;
+	if (vecs != NULL || rows != NULL) {
+		json_t *vi;
 		size_t i;
 
-		if (!json_is_array(vecs) || json_array_size(vecs) == 0 || json_array_size(vecs) > 1024 ||
-		    qr.has_after) {
-			json_decref(arr);
-			free(qr.members);
-			filter_free(qr.rescore);
-			relevance_free(qr.rel);
-			hubnorm_query_free(qr.hub);
-			return err_set(e, ERR_INVALID, "bad_query",
-			               "\"vectors\" is an array of 1 to 1024 vectors (no page_token)");
+		if (qr.has_after) {
+			rc = err_set(e, ERR_INVALID, "bad_query",
+			             "a batch takes no page_token: continue one query with \"vector\" "
+			             "and its own token");
+			goto out;
 		}
-		{
-			/* parse every vector, then one index search for the whole batch (FAISS
-			 * spreads it over the cores) when the index serves these queries */
-			size_t nq = json_array_size(vecs), kc = candidates_per_query(&qr);
-			char factory[INDEX_FACTORY_MAX + 1];
-			struct entry *en = usable_index(d, &qr, count, factory);
-			int64_t *cand = NULL;
-			float *csc = NULL;
-
-			q = malloc(nq * qr.dim * sizeof *q);
-			rc = q != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			json_array_foreach(vecs, i, one) {
+		if (rows != NULL) {
+			if ((rc = rows_decode(rows, qr.dim, &q, &nq, e)) != 0)
+				goto out;
+		} else {
+			if (!json_is_array(vecs) || json_array_size(vecs) == 0 ||
+			    json_array_size(vecs) > CATALOG_BATCH_MAX) {
+				rc = err_set(e, ERR_INVALID, "bad_query",
+				             "\"vectors\" is an array of 1 to %d vectors", CATALOG_BATCH_MAX);
+				goto out;
+			}
+			nq = json_array_size(vecs);
+			if ((q = malloc(nq * qr.dim * sizeof *q)) == NULL) {
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				goto out;
+			}
+			json_array_foreach(vecs, i, vi) {
 				char what[32];
 
 				snprintf(what, sizeof what, "vectors[%zu]", i);
-				if (rc == 0)
-					rc = parse_vector(one, qr.dim, q + i * qr.dim, what, e);
-			}
-			if (rc == 0 && en != NULL) {
-				cand = malloc(nq * kc * sizeof *cand);
-				csc = malloc(nq * kc * sizeof *csc);
-				rc = cand != NULL && csc != NULL
-				             ? index_query(en, &qr, nq, q, kc, csc, cand, e)
-				             : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			}
-			if (rc == 0)
-				rc = run_batch(d, &qr, q, nq, count, cand, kc, arr, e);
-			free(cand);
-			free(csc);
-			if (rc != 0) {
-				json_decref(arr);
-				free(q);
-				free(qr.members);
-				filter_free(qr.rescore);
-				relevance_free(qr.rel);
-				hubnorm_query_free(qr.hub);
-				return rc;
+				if ((rc = parse_vector(vi, qr.dim, q + i * qr.dim, what, e)) != 0)
+					goto out;
 			}
 		}
-		free(q);
-		free(qr.members);
-		filter_free(qr.rescore);
-		relevance_free(qr.rel);
-		hubnorm_query_free(qr.hub);
-		*out = json_pack("{s:o}", "queries", arr);
-		return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		rc = search_batch(d, &qr, q, nq, count, out, len, e);
+		goto out;
 	}
 	if ((q = malloc(qr.dim * sizeof *q)) == NULL) {
-		free(qr.members);
-		filter_free(qr.rescore);
-		relevance_free(qr.rel);
-		hubnorm_query_free(qr.hub);
-		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
 	}
-	if (vec != NULL) {
-		rc = parse_vector(vec, qr.dim, q, "vector", e);
-	} else {
-		/* the record's embedding in query_space (default: space), e.g. its text vector to
-		 * search images */
-		const char *id = json_string_value(rid);
-		const char *qs = json_string_value(json_object_get(body, "query_space"));
-		int qsp = qs != NULL ? store_schema_find(&qr.info.schema, qs) : (int)qr.space;
-		struct store_record_out rec = {0};
-
-		if (id == NULL || qsp < 0 || qr.info.schema.spaces[qsp].dim != qr.dim) {
-			rc = err_set(e, ERR_INVALID, "bad_query",
-			             "record_id needs a string id and a query_space of the same dim");
-		} else if ((rc = store_get_record(d->store, qr.ds, id, strlen(id), 1, &rec, e)) == 0) {
-			const struct store_space *sp = &qr.info.schema.spaces[qsp];
-
-			if (rec.vec[qsp] == NULL)
-				rc = err_set(e, ERR_INVALID, "no_vector", "record '%s' has no '%s' vector",
-				             id, sp->name);
-			else if (sp->dtype == STORE_F16)
-				vec_f16_to_f32(rec.vec[qsp], q, qr.dim);
-			else
-				memcpy(q, rec.vec[qsp], qr.dim * sizeof *q);
-			store_record_out_free(&rec);
-		}
-	}
+	rc = vec != NULL ? parse_vector(vec, qr.dim, q, "vector", e)
+	                 : record_vector(d, &qr, body, rid, q, e);
+	if (rc == 0 && qr.has_after && token_hash(&qr, q) != qr.token)
+		rc = err_set(e, ERR_MALFORMED, "page_token_mismatch",
+		             "page_token was made for a request with other parameters");
 	if (rc == 0)
-		rc = run_query(d, &qr, q, count, NULL, out, e);
+		rc = run_query(d, &qr, q, count, NULL, NULL, &one, e);
+	if (rc == 0 && (*out = json_dumps(one, JSON_COMPACT)) == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (rc == 0)
+		*len = strlen(*out);
+	json_decref(one);
+out:
 	free(q);
-	free(qr.members);
-	filter_free(qr.rescore);
-	relevance_free(qr.rel);
-	hubnorm_query_free(qr.hub);
+	query_free(&qr);
 	return rc;
 }

@@ -69,11 +69,27 @@ void catalog_drop_dataset(struct catalog *c, uint32_t ds_id);
 void catalog_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_schema *schema,
                        const struct store_record *recs, const uint64_t *rows, size_t n);
 
-/* POST .../search (count = 0) or .../search:count (count = 1) with body (borrowed).
- * *out new: {"results": [...], "stats": {...}, "page_token"?} or {"count": n, ...}.
+/* The most query vectors of one search request (a batch). */
+#define CATALOG_BATCH_MAX 1024
+
+/* Query vectors sent as raw rows (POST .../search with application/octet-stream): len bytes
+ * of little-endian f32 (f16 = 0) or f16 (f16 = 1) values, dim of them per row. */
+struct catalog_rows {
+	const void *data;
+	size_t len;
+	int f16;
+};
+
+/* POST .../search (count = 0) or .../search:count (count = 1) with body (borrowed): the query
+ * is the body's "vector", "vectors" or "record_id", or rows (NULL for a JSON request; then
+ * the body holds the other parameters only, and the answer is a batch's).
+ * *out new, the answer as JSON text (*len bytes, NUL-terminated): {"results": [...],
+ * "stats": {...}, "page_token"} or {"count": n, ...}, or for a batch {"queries": [one of
+ * those per query]}.
  * ERR_MALFORMED for a bad page token, ERR_INVALID for a bad request (with a detail). */
-int catalog_search(struct daemon *d, const char *dataset, const json_t *body, int count,
-                   json_t **out, struct err *e);
+int catalog_search(struct daemon *d, const char *dataset, const json_t *body,
+                   const struct catalog_rows *rows, int count, char **out, size_t *len,
+                   struct err *e);
 
 /* The job kind "index". */
 int catalog_job_build(struct job *j, struct err *e);

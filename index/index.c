@@ -40,6 +40,46 @@ const char *index_metric_name(enum index_metric m)
 	return m == INDEX_COSINE ? "cosine" : m == INDEX_IP ? "ip" : "l2";
 }
 
+/* "<prefix><digits>" exactly; "HNSW" alone too (FAISS's M 32). */
+static int prefix_number(const char *tok, size_t len, const char *prefix)
+{
+	size_t n = strlen(prefix), i;
+
+	if (len < n || strncmp(tok, prefix, n) != 0 || (len == n && strcmp(prefix, "HNSW") != 0))
+		return 0;
+	for (i = n; i < len && tok[i] >= '0' && tok[i] <= '9'; i++)
+		;
+	return i == len;
+}
+
+int index_exact_scores(const struct index *ix)
+{
+	char buf[INDEX_FACTORY_MAX + 1], *tok, *save = NULL;
+	int exact = 1, stored = 0;
+
+	if (ix->ops == &index_flat_ops)
+		return 1;
+	snprintf(buf, sizeof buf, "%s", ix->factory);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		const char *hnsw = strstr(tok, "_HNSW");
+		size_t len = strlen(tok);
+
+		stored = 0;
+		if (strcmp(tok, "IDMap") == 0 || strcmp(tok, "IDMap2") == 0)
+			continue;
+		if (strcmp(tok, "Flat") == 0 || prefix_number(tok, len, "HNSW")) {
+			stored = 1; /* the vectors themselves */
+			continue;
+		}
+		if (prefix_number(tok, len, "IVF") ||
+		    (hnsw != NULL && prefix_number(tok, (size_t)(hnsw - tok), "IVF") &&
+		     prefix_number(hnsw + 1, strlen(hnsw + 1), "HNSW")))
+			continue; /* a coarse quantiser: the next token says how vectors are stored */
+		exact = 0;    /* a transform (PCA, OPQ, ...) or a compressed code (PQ, SQ, ...) */
+	}
+	return exact && stored;
+}
+
 int index_create(struct index **out, const struct index_ops *ops, uint32_t dim,
                  enum index_metric metric, const char *factory, struct err *e)
 {

@@ -101,6 +101,12 @@ int index_search(const struct index *ix, size_t nq, const float *q, size_t k, fl
                  int64_t *ids, struct err *e);
 
 int index_set_param(struct index *ix, const char *name, double value, struct err *e);
+
+/* 1 when the index scores with the vectors it was given (up to float rounding): the flat
+ * implementation, and FAISS factories that store vectors as they are ("Flat", "HNSW32",
+ * "IVF1024,Flat", "IVF1024_HNSW32,Flat", with or without IDMap); 0 for transforms and
+ * compressed codes (PCA, OPQ, PQ, SQ, ...), whose scores are approximations. */
+int index_exact_scores(const struct index *ix);
 size_t index_count(const struct index *ix);
 
 /* Save to path (written whole to path.tmp, then renamed) / load from it. */

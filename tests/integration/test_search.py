@@ -135,6 +135,115 @@ def record_id_batch_and_fields():
     assert_eq(res["stats"]["exact"], True)
 
 
+def rows(d, query, body, status=200):
+    """POST .../search with raw query rows (application/octet-stream)."""
+    st, hdrs, res = d.json("POST", "/v1/datasets/s/search" + query, body,
+                           content_type="application/octet-stream")
+    assert_eq(st, status, "rows search %s: %r" % (query, res))
+    return res
+
+
+@test
+def binary_rows_equal_json_batches():
+    d, g = data()
+    q = g["q"]
+    want = search(d, {"vectors": q.tolist(), "space": "image", "limit": 7,
+                      "with": ["text", "meta"]})
+    got = rows(d, "?space=image&limit=7&with=text,meta", q.astype("<f4").tobytes())
+    assert_eq(got, want, "f32 rows vs a JSON batch")
+    # f16 rows: the f16 values, as the JSON batch of the same values gives
+    h = q.astype("<f2")
+    want16 = search(d, {"vectors": h.astype(np.float32).tolist(), "space": "image", "limit": 3})
+    assert_eq(rows(d, "?space=image&limit=3&dtype=f16", h.tobytes()), want16)
+    # parameters: exact, ef_search on an index without it, a threshold (complete scan), count
+    ex = rows(d, "?space=image&limit=4&exact=true", q[:2].astype("<f4").tobytes())
+    assert_eq([a["stats"]["exact"] for a in ex["queries"]], [True, True])
+    assert_eq([r["id"] for r in ex["queries"][1]["results"]],
+              [r["id"] for r in want["queries"][1]["results"][:4]])
+    thr = float(np.sort(unit(g["x"]) @ unit(q[4][None])[0])[-26:-24].mean())
+    cnt = d.json("POST", "/v1/datasets/s/search:count?space=image&score_threshold=%r" % thr,
+                 q[4:5].astype("<f4").tobytes(), content_type="application/octet-stream")
+    assert_eq((cnt[0], cnt[2]["queries"][0]["count"]), (200, 25))
+    # bad input: a clear 4xx problem
+    one = q[0].astype("<f4").tobytes()
+    cases = [("?space=image", one[:-4], 422, "bad_query"),          # not a whole row
+             ("?space=image", b"", 422, "bad_query"),                 # no rows
+             ("?space=image", np.full(D, np.nan, "<f4").tobytes(), 422, "non_finite"),
+             ("?space=image&bogus=1", one, 422, "unknown_field"),
+             ("?space=image&dtype=f64", one, 422, "bad_query"),
+             ("?space=image&exact=yes", one, 422, "bad_query"),
+             ("?space=image&limit=lots", one, 422, "bad_query"),
+             ("?space=image&page_token=p1.0.0.0", one, 422, "unknown_field"),
+             ("?space=nope", one, 422, "bad_query")]
+    for query, body, status, code in cases:
+        assert_problem(d.json("POST", "/v1/datasets/s/search" + query, body,
+                              content_type="application/octet-stream"), status, code)
+
+
+@test
+def batch_page_tokens_continue_one_query():
+    """A page token binds to the parameters and its own query's vector: the token of any query
+    of a batch continues that query as a single "vector" request, in any encoding."""
+    d, g = data()
+    q = g["q"][6]
+    s = unit(g["x"]) @ unit(q[None])[0]
+    thr = float(np.sort(s)[-31:-29].mean())  # between the 30th and the 31st: 30 results
+    want = set(np.argsort(-s)[:30].tolist())
+    first = rows(d, "?space=image&limit=12&score_threshold=%r" % thr,
+                 g["q"][5:8].astype("<f4").tobytes())["queries"][1]
+    seen = [int(r["id"][1:]) for r in first["results"]]
+    token = first["page_token"]
+    body = {"vector": {"dtype": "f32", "b64": wn.b64(q.astype("<f4").tobytes())},
+            "space": "image", "limit": 12, "score_threshold": thr}
+    while token is not None:
+        res = search(d, dict(body, page_token=token))
+        seen += [int(r["id"][1:]) for r in res["results"]]
+        token = res["page_token"]
+    assert_eq((len(seen), set(seen)), (len(want), want), "pages of the batch's query")
+    # the token of query 6 does not continue query 5, nor a batch
+    bad = dict(body, vector=g["q"][5].tolist(), page_token=first["page_token"])
+    assert_problem(d.json("POST", "/v1/datasets/s/search", bad), 400, "page_token_mismatch")
+    assert_problem(d.json("POST", "/v1/datasets/s/search",
+                          {"vectors": [q.tolist()], "space": "image", "limit": 12,
+                           "score_threshold": thr, "page_token": first["page_token"]}),
+                   422, "bad_query")
+
+
+@test
+def upserted_vectors_are_never_scored_stale():
+    """Flat and HNSW keep a record's old vector after an upsert (HNSW cannot remove it), so the
+    index's own scores of such rows are stale: two of them in the best candidates must not
+    shorten or reorder the answer, which holds the exact scores of the records as they are."""
+    d, g = data()
+    q = g["q"][8]
+
+    def put(i, v):
+        d.ingest("s", [{"id": "r%05d" % i, "text": "t%d" % i, "meta": {"i": i},
+                        "embeddings": {"image": curate.emb(v),
+                                       "text": {"dtype": "f16",
+                                                "b64": wn.b64(g["t"][i].astype("<f2").tobytes())}}}])
+
+    # r00042 and r00043 first become the query's nearest records, then its farthest
+    put(42, q)
+    put(43, q + 0.01)
+    put(42, -q)
+    put(43, -q)
+    try:
+        xs = g["x"].copy()
+        xs[42] = xs[43] = -q
+        s = unit(xs) @ unit(q[None])[0]
+        want = ["r%05d" % k for k in np.argsort(-s, kind="stable")[:10]]
+        for res in (rows(d, "?space=image&limit=10", q.astype("<f4").tobytes())["queries"][0],
+                    search(d, {"vector": q.tolist(), "space": "image", "limit": 10})):
+            assert_eq(res["stats"]["index"], "Flat")
+            assert_eq([r["id"] for r in res["results"]], want, "ids")
+            for r in res["results"]:
+                assert abs(r["score"] - s[int(r["id"][1:])]) < 1e-5, r
+    finally:
+        put(42, g["x"][42])
+        put(43, g["x"][43])
+
+
 @test
 def deletes_and_new_records():
     d, g = data()
@@ -155,6 +264,30 @@ def deletes_and_new_records():
                                    "text": {"dtype": "f16",
                                             "b64": wn.b64(g["t"][i].astype("<f2").tobytes())}}}])
     d.request("DELETE", "/v1/datasets/s/records/new")
+
+
+@test
+def deletes_never_shorten_top_k():
+    """The index keeps deleted rows: with the 60 nearest records of a query deleted, all of the
+    index's first candidates are dead, and the search widens instead of answering short."""
+    d, g = data()
+    q = g["q"][9]
+    s = unit(g["x"]) @ unit(q[None])[0]
+    order = np.argsort(-s, kind="stable")
+    gone = order[:60]
+    for i in gone:
+        assert_eq(d.request("DELETE", "/v1/datasets/s/records/r%05d" % i)[0], 204)
+    try:
+        for res in (search(d, {"vector": q.tolist(), "space": "image", "limit": 10}),
+                    rows(d, "?space=image&limit=10", q.astype("<f4").tobytes())["queries"][0]):
+            assert_eq(res["stats"]["index"], "Flat")
+            assert_eq([r["id"] for r in res["results"]], ["r%05d" % i for i in order[60:70]])
+    finally:
+        d.ingest("s", [{"id": "r%05d" % i, "text": "t%d" % i, "meta": {"i": int(i)},
+                        "embeddings": {"image": curate.emb(g["x"][i]),
+                                       "text": {"dtype": "f16",
+                                                "b64": wn.b64(g["t"][i].astype("<f2").tobytes())}}}
+                       for i in gone])
 
 
 @test

@@ -46,6 +46,11 @@ static float *mixture(size_t n, uint32_t d, unsigned c, float spread)
 	return x;
 }
 
+static int has_nprobe(const char *factory)
+{
+	return strstr(factory, "IVF") != NULL;
+}
+
 static struct index *build(const struct index_ops *ops, const char *factory,
                            enum index_metric m, const float *x, size_t n, uint32_t d)
 {
@@ -265,11 +270,55 @@ static void test_wrappers(void)
 	index_free(NULL);
 }
 
+/* index_exact_scores() names the factories whose FAISS scores are the exact inner products
+ * (checked here against the products computed in double) and no others (their scores differ). */
+static void test_exact_scores(void)
+{
+	static const struct {
+		const char *factory;
+		int exact;
+	} cases[] = {{"Flat", 1},      {"HNSW32", 1},    {"HNSW16,Flat", 1}, {"IVF8,Flat", 1},
+	             {"IVF8_HNSW8,Flat", 1}, {"IDMap,Flat", 1}, {"PCA8,Flat", 0},
+	             {"IVF8,PQ4x4", 0},  {"IVF8,SQ8", 0},  {"HNSW16_SQ8", 0}, {"SQ8", 0}, {"HNSW", 1}};
+	enum { N = 1200, D = 16, Q = 5, K = 4 };
+	float *x = mixture(N, D, 8, 0.5f), *q = mixture(Q, D, 0, 1.0f), s[Q * K];
+	int64_t ids[Q * K];
+
+	for (size_t c = 0; x != NULL && q != NULL && c < sizeof cases / sizeof cases[0]; c++) {
+		struct index *ix = build(&index_faiss_ops, cases[c].factory, INDEX_IP, x, N, D);
+		double worst = 0;
+
+		CHECK(ix != NULL);
+		if (ix == NULL)
+			continue;
+		if (has_nprobe(cases[c].factory))
+			index_set_param(ix, "nprobe", 8, NULL);
+		CHECK_INT(index_exact_scores(ix), cases[c].exact);
+		CHECK_INT(index_search(ix, Q, q, K, s, ids, NULL), 0);
+		for (size_t i = 0; i < Q * K; i++) {
+			const float *v = x + (size_t)((ids[i] - 7) / 3) * D, *qi = q + (i / K) * D;
+			double dot = 0;
+
+			for (size_t j = 0; j < D; j++)
+				dot += (double)v[j] * qi[j];
+			if (fabs(dot - s[i]) > worst)
+				worst = fabs(dot - s[i]);
+		}
+		if (cases[c].exact ? worst > 1e-4 : worst < 1e-4)
+			printf("  %s: largest score error %g\n", cases[c].factory, worst);
+		CHECK(cases[c].exact ? worst <= 1e-4 : worst >= 1e-4);
+		index_free(ix);
+	}
+	free(x);
+	free(q);
+}
+
 int main(void)
 {
 	HARNESS_RUN(test_flat_equals_oracle);
 	HARNESS_RUN(test_recall);
 	HARNESS_RUN(test_remove_save_load);
 	HARNESS_RUN(test_wrappers);
+	HARNESS_RUN(test_exact_scores);
 	return harness_done();
 }
