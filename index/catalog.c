@@ -529,11 +529,15 @@ static void feed_add(struct index *ix, size_t n, const float *x, const int64_t *
 }
 
 /* Add the vectors of live rows in [lo, hi) to ix (the caller holds what it must), or, with
- * sample != NULL, copy up to TRAIN_MAX of them there instead (*ns counts). Vectors go to the
- * index FEED_BYTES at a time, not one scan batch (64 rows) at a time: FAISS's HNSW inserts a
- * large add level by level: on 100,000 x 768-d vectors (efSearch 64, python3-faiss) 64-vector
- * adds gave recall@10 0.902 and took twice as long to build as one add (0.940); adds of 43,690
- * vectors (128 MiB) gave 0.927, and winnowd's build with them 0.931 (FAISS one add: 0.947). */
+ * sample != NULL, copy up to TRAIN_MAX of them there instead (*ns counts).
+ * Vectors go to FAISS in large pieces, not one scan batch (64 rows) at a time: FAISS's HNSW
+ * inserts the points of one add level by level, and splitting the add lowers recall. Measured
+ * with python3-faiss (IDMap2,HNSW32, efSearch 64, recall@10, bench/search.py's mixture of
+ * Gaussians): 100,000 x 768-d, 64-vector adds 0.902 (and twice the build time), 43,690-vector
+ * adds (128 MiB) 0.927, one add 0.940; 200,000 x 768-d, 43,690-vector adds 0.854, one add
+ * 0.929. So an HNSW index gets its vectors in one add up to --index-build-memory (4 GiB: a
+ * second copy of the vectors for the time of the build), in pieces of that size beyond;
+ * other types (Flat, IVF), whose result does not depend on it, in 128 MiB pieces. */
 static int feed(struct daemon *d, struct job *j, uint32_t ds, const struct store_schema *schema,
                 unsigned space, uint64_t lo, uint64_t hi, struct index *ix, float *sample,
                 size_t *ns, uint64_t *added, struct err *e)
@@ -544,24 +548,15 @@ static int feed(struct daemon *d, struct job *j, uint32_t ds, const struct store
 	struct filter f;
 	const struct filter_batch *b;
 	uint32_t dim = schema->spaces[space].dim;
-	size_t cap = sample != NULL ? 0 : FEED_BYTES / ((size_t)dim * sizeof(float)), m = 0;
+	uint64_t piece = ix != NULL && has_param(ix, "efSearch") ? d->cfg->index_build_memory
+	                                                          : FEED_BYTES;
+	size_t limit = (size_t)(piece / ((uint64_t)dim * sizeof(float))), cap = 0, m = 0;
 	float *buf = NULL;
 	int64_t *ids = NULL;
 	int rc;
 
-	if (sample == NULL) {
-		if (cap < STORE_BLOCK_ROWS)
-			cap = STORE_BLOCK_ROWS;
-		if (cap > hi - lo)
-			cap = hi - lo > STORE_BLOCK_ROWS ? (size_t)(hi - lo) : STORE_BLOCK_ROWS;
-		buf = malloc(cap * dim * sizeof *buf);
-		ids = malloc(cap * sizeof *ids);
-		if (buf == NULL || ids == NULL) {
-			free(buf);
-			free(ids);
-			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		}
-	}
+	if (limit < STORE_BLOCK_ROWS)
+		limit = STORE_BLOCK_ROWS;
 	space_reader(&f, space);
 	if ((rc = store_reader_open(d->store, &r, e)) != 0 ||
 	    (rc = scan_open(&sc, r, ds, schema, &f, lo, hi, stop_fn, j, e)) != 0)
@@ -576,9 +571,22 @@ static int feed(struct daemon *d, struct job *j, uint32_t ds, const struct store
 				(*ns)++;
 				continue;
 			}
-			if (m == cap) {
+			if (m == limit) {
 				feed_add(ix, m, buf, ids, dim, added);
 				m = 0;
+			}
+			if (m == cap) { /* grow to the piece size as rows come */
+				size_t nc = cap == 0 ? STORE_BLOCK_ROWS : cap * 2 < limit ? cap * 2 : limit;
+				float *nb = realloc(buf, nc * dim * sizeof *nb);
+				int64_t *ni = nb != NULL ? realloc(ids, nc * sizeof *ni) : NULL;
+
+				buf = nb != NULL ? nb : buf;
+				ids = ni != NULL ? ni : ids;
+				if (nb == NULL || ni == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				cap = nc;
 			}
 			memcpy(buf + m * dim, b->vecs[0] + i * dim, dim * sizeof(float));
 			ids[m++] = (int64_t)b->rows[i];

@@ -476,6 +476,7 @@ static void test_print_round_trip(void)
 	                "job-chunk = 131072\n"
 	                "job-history = 1000\n"
 	                "job-throttle-ms = 0\n"
+	                "index-build-memory = 4G\n"
 	                "body-limit = 1000\n"
 	                "max-connections = 1024\n"
 	                "timeout = 60\n"
@@ -496,6 +497,7 @@ static void test_print_round_trip(void)
 	CHECK_STR(c2.data_dir, c.data_dir);
 	CHECK_INT(c2.map_size, c.map_size);
 	CHECK_INT(c2.body_limit, c.body_limit);
+	CHECK_INT(c2.index_build_memory, c.index_build_memory);
 	CHECK_INT(c2.threads, c.threads);
 	CHECK_INT(c2.log_level, c.log_level);
 	CHECK_STR(c2.api_keys, c.api_keys);
