@@ -277,9 +277,12 @@ static void test_exact_scores(void)
 	static const struct {
 		const char *factory;
 		int exact;
-	} cases[] = {{"Flat", 1},      {"HNSW32", 1},    {"HNSW16,Flat", 1}, {"IVF8,Flat", 1},
-	             {"IVF8_HNSW8,Flat", 1}, {"IDMap,Flat", 1}, {"PCA8,Flat", 0},
-	             {"IVF8,PQ4x4", 0},  {"IVF8,SQ8", 0},  {"HNSW16_SQ8", 0}, {"SQ8", 0}, {"HNSW", 1}};
+	} cases[] = {
+		{"Flat", 1},       {"HNSW32", 1},     {"HNSW16,Flat", 1}, {"IVF8,Flat", 1},
+		{"IVF8_HNSW8,Flat", 1}, {"IDMap,Flat", 1}, {"HNSW", 1},  /* HNSW alone: M = 32 */
+		{"PCA8,Flat", 0},  {"IVF8,PQ4x4", 0}, {"IVF8,SQ8", 0},    {"HNSW16_SQ8", 0},
+		{"SQ8", 0},
+	};
 	enum { N = 1200, D = 16, Q = 5, K = 4 };
 	float *x = mixture(N, D, 8, 0.5f), *q = mixture(Q, D, 0, 1.0f), s[Q * K];
 	int64_t ids[Q * K];
