@@ -4,14 +4,19 @@
 
 Starts its own winnowd (port 0, a temporary data directory), loads a dataset, builds an index
 through the API, and measures single queries (one client, sequential: p50/p99 latency; several
-clients: QPS) and batches of 64 ("vectors"), each next to Debian's python3-faiss doing the same
+clients: QPS) and batches of 64, each next to Debian's python3-faiss doing the same
 search in this process on the same index type and data, plus recall@10 against exact search.
 Workloads: N random 768-d vectors from a mixture of Gaussians (Flat and HNSW32, cosine), and
 fashion-mnist-784-euclidean from Debian's dataset-fashion-mnist (60,000 train images as the base,
 test images as queries, L2). Query vectors go as base64 f32, as a client should send them.
 
+Batches go three ways: one client sending JSON "vectors" (base64 f32), one client sending raw
+f32 rows (application/octet-stream), and --clients concurrent clients sending raw rows; the
+in-process side searches the same batches of 64 one after another with FAISS on every core.
+
 Prints one line per measurement and PASS/MISS per target: batch QPS over HTTP >= 80% of
-in-process; single-query p50 <= in-process p50 + 0.5 ms. Exit 0 when everything ran."""
+in-process (several concurrent clients, as for single queries); single-query p50 <=
+in-process p50 + 0.5 ms. Exit 0 when everything ran."""
 
 import argparse
 import base64
@@ -104,6 +109,7 @@ def pct(v, p):
 
 
 def http_single(w, name, q, k):
+    """Single queries over HTTP, one client, one after another: latencies and the ids."""
     c = w.conn()
     lat, ids = [], []
     for v in q:
@@ -113,6 +119,16 @@ def http_single(w, name, q, k):
         ids.append([int(x["id"]) for x in r["results"]])
     c.close()
     return lat, ids
+
+
+def inproc_single(ix, qs, k):
+    """The same single queries in-process, one after another: latencies."""
+    lat = []
+    for v in qs:
+        t0 = time.perf_counter()
+        ix.search(v[None], k)
+        lat.append(time.perf_counter() - t0)
+    return lat
 
 
 def http_qps(w, name, q, k, clients):
@@ -135,26 +151,40 @@ def http_qps(w, name, q, k, clients):
     return sum(done) / (time.perf_counter() - t0)
 
 
-def http_batch(w, name, q, k):
-    c = w.conn()
+def http_batch(w, name, q, k, clients=1, raw=True):
+    """Batches of 64 queries from `clients` concurrent clients: raw little-endian f32 rows
+    (application/octet-stream, parameters in the query string) or, raw=False, JSON "vectors"
+    of base64 f32. Returns queries per second."""
+    parts = [q[a:a + 64] for a in range(0, len(q), 64)]
+
+    def run(i):
+        c = w.conn()
+        for p in parts[i::clients]:
+            if raw:
+                w.call("POST", "/v1/datasets/%s/search?limit=%d" % (name, k),
+                       np.ascontiguousarray(p, "<f4").tobytes(), conn=c,
+                       ctype="application/octet-stream")
+            else:
+                w.call("POST", "/v1/datasets/%s/search" % name,
+                       {"vectors": [b64(v) for v in p], "limit": k}, conn=c)
+        c.close()
+
+    th = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     t0 = time.perf_counter()
-    for a in range(0, len(q), 64):
-        w.call("POST", "/v1/datasets/%s/search" % name,
-               {"vectors": [b64(v) for v in q[a:a + 64]], "limit": k}, conn=c)
-    c.close()
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
     return len(q) / (time.perf_counter() - t0)
 
 
-def inproc(ix, q, k):
-    lat = []
-    for v in q:
-        t0 = time.perf_counter()
-        ix.search(v[None], k)
-        lat.append(time.perf_counter() - t0)
+def inproc_batches(ix, q, k):
+    """The in-process reference for batches: the same batches of 64, one after another, FAISS
+    on every core. Returns queries per second."""
     t0 = time.perf_counter()
     for a in range(0, len(q), 64):
         ix.search(q[a:a + 64], k)
-    return lat, len(q) / (time.perf_counter() - t0)
+    return len(q) / (time.perf_counter() - t0)
 
 
 def recall(ids, gt, k):
@@ -190,12 +220,27 @@ def workload(w, name, x, q, factory, metric, clients, k=10):
             pass
     exact = faiss.IndexFlatL2(x.shape[1]) if metric == "l2" else faiss.IndexFlatIP(x.shape[1])
     exact.add(np.ascontiguousarray(xs, dtype=np.float32))
-    _, gt = exact.search(np.ascontiguousarray(qs, dtype=np.float32), k)
-    lat, ids = http_single(w, name, q, k)
+    qs32 = np.ascontiguousarray(qs, dtype=np.float32)
+    _, gt = exact.search(qs32, k)
+    # single queries alternate in blocks of 50 between HTTP and in-process, so that a slower or
+    # faster stretch of the machine (other tenants of the host share its memory bandwidth, which
+    # a Flat search is bound by) falls on both sides; not query by query: FAISS's OpenMP threads
+    # spin for a while after each search and would slow the other process's next one
+    lat, rlat, ids = [], [], []
+    for a in range(0, len(q), 50):
+        la, ia = http_single(w, name, q[a:a + 50], k)
+        lat += la
+        ids += ia
+        rlat += inproc_single(ref, qs32[a:a + 50], k)
     qps = http_qps(w, name, q, k, clients)
-    bqps = http_batch(w, name, q, k)
-    rlat, rbqps = inproc(ref, np.ascontiguousarray(qs, dtype=np.float32), k)
-    _, rids = ref.search(np.ascontiguousarray(qs, dtype=np.float32), k)
+    # the batch reference runs before and after the HTTP batches; its mean is the reference
+    before = inproc_batches(ref, qs32, k)
+    bjson = http_batch(w, name, q, k, 1, raw=False)
+    braw1 = http_batch(w, name, q, k, 1)
+    bqps = http_batch(w, name, q, k, clients)
+    after = inproc_batches(ref, qs32, k)
+    rbqps = (before + after) / 2
+    _, rids = ref.search(qs32, k)
     p50, p99, r50, r99 = pct(lat, 50), pct(lat, 99), pct(rlat, 50), pct(rlat, 99)
     print("%s %s %s: %d vectors x %d-d, %d queries; build %.1f s (in-process %.1f s)"
           % (name, factory, metric, len(x), x.shape[1], len(q), build, ref_build))
@@ -204,8 +249,12 @@ def workload(w, name, x, q, factory, metric, clients, k=10):
           "p50 +%.3f ms  %s (target <= +0.5 ms)" % (p50, p99, r50, r99, p50 - r50, mark(p50 - r50 <= 0.5)))
     print("  single queries, %d clients: %.0f QPS; in-process %.0f QPS (one thread, sequential)"
           % (clients, qps, 1.0 / np.mean(rlat)))
-    print("  batches of 64: %.0f QPS over HTTP; in-process %.0f QPS; ratio %.2f  %s (target >= 0.80)"
-          % (bqps, rbqps, bqps / rbqps, mark(bqps / rbqps >= 0.8)))
+    print("  batches of 64, in-process (FAISS on every core, sequential): %.0f QPS (%.0f before, "
+          "%.0f after the HTTP runs)" % (rbqps, before, after))
+    print("    one client, JSON base64 vectors: %.0f QPS, ratio %.2f" % (bjson, bjson / rbqps))
+    print("    one client, f32 rows: %.0f QPS, ratio %.2f" % (braw1, braw1 / rbqps))
+    print("    %d clients, f32 rows: %.0f QPS, ratio %.2f  %s (target >= 0.80)"
+          % (clients, bqps, bqps / rbqps, mark(bqps / rbqps >= 0.8)))
     sys.stdout.flush()
 
 
