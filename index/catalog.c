@@ -1194,6 +1194,25 @@ out:
 	return rc;
 }
 
+/* n little-endian f32 values (f16: f16 values) from p into out; the index of the first one
+ * that is not finite, or n. */
+static size_t le_values(const unsigned char *p, size_t n, int f16, float *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (f16) {
+			out[i] = vec_f16_to_f32_one((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+		} else {
+			uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
+			             (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+
+			memcpy(&out[i], &u, 4);
+		}
+		if (!isfinite(out[i]))
+			return i;
+	}
+	return n;
+}
+
 /* One query vector from a JSON value: an array of numbers or {"dtype", "b64"}. */
 static int parse_vector(const json_t *v, uint32_t dim, float *out, const char *what,
                         struct err *e)
@@ -1231,24 +1250,11 @@ static int parse_vector(const json_t *v, uint32_t dim, float *out, const char *w
 			return err_set(e, ERR_INVALID, "invalid_embedding",
 			               "%s: bad base64 or not %u %s values", what, (unsigned)dim, dt);
 		}
-		for (uint32_t i = 0; i < dim; i++) {
-			if (esz == 2) {
-				uint16_t h = (uint16_t)(raw[2 * i] | raw[2 * i + 1] << 8);
-
-				out[i] = vec_f16_to_f32_one(h);
-			} else {
-				uint32_t u = (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 |
-				             (uint32_t)raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24;
-
-				memcpy(&out[i], &u, 4);
-			}
-			if (!isfinite(out[i])) {
-				free(raw);
-				return err_set(e, ERR_INVALID, "non_finite", "%s: value %u is not finite",
-				               what, (unsigned)i);
-			}
-		}
+		n = le_values(raw, dim, esz == 2, out);
 		free(raw);
+		if (n < dim)
+			return err_set(e, ERR_INVALID, "non_finite", "%s: value %zu is not finite", what,
+			               n);
 		return 0;
 	}
 	return err_set(e, ERR_INVALID, "bad_query", "%s must be an array or {dtype, b64}", what);
@@ -1966,8 +1972,7 @@ static int search_batch(struct daemon *d, const struct query *qr, const float *q
 static int rows_decode(const struct catalog_rows *rows, uint32_t dim, float **out, size_t *nq,
                        struct err *e)
 {
-	size_t esz = rows->f16 ? 2 : 4, row = (size_t)dim * esz, n;
-	const unsigned char *p = rows->data;
+	size_t esz = rows->f16 ? 2 : 4, row = (size_t)dim * esz, n, bad;
 	float *q;
 
 	if (rows->len == 0 || rows->len % row != 0 || rows->len / row > CATALOG_BATCH_MAX)
@@ -1979,20 +1984,10 @@ static int rows_decode(const struct catalog_rows *rows, uint32_t dim, float **ou
 	n = rows->len / row;
 	if ((q = malloc(n * dim * sizeof *q)) == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	for (size_t i = 0; i < n * dim; i++) {
-		if (rows->f16) {
-			q[i] = vec_f16_to_f32_one((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
-		} else {
-			uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
-			             (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
-
-			memcpy(&q[i], &u, 4);
-		}
-		if (!isfinite(q[i])) {
-			free(q);
-			return err_set(e, ERR_INVALID, "non_finite",
-			               "row %zu: value %zu is not a finite number", i / dim, i % dim);
-		}
+	if ((bad = le_values(rows->data, n * dim, rows->f16, q)) < n * dim) {
+		free(q);
+		return err_set(e, ERR_INVALID, "non_finite", "row %zu: value %zu is not a finite number",
+		               bad / dim, bad % dim);
 	}
 	*out = q;
 	*nq = n;
