@@ -67,6 +67,9 @@ static const struct opt opts[] = {
 	{.name = "index-build-memory", .type = OPT_SIZE, .off = OFF(index_build_memory),
 	 .def = "4G", .min = MIB, .max = 1024 * TIB, .arg = "SIZE",
 	 .help = "vectors an HNSW build adds in one piece (more pieces: lower recall)"},
+	{.name = "search-threads", .type = OPT_UINT, .off = OFF(search_threads),
+	 .def_help = "online CPUs", .min = 1, .max = 1024, .arg = "N",
+	 .help = "threads one search of a few queries may scan a Flat index with (1 = FAISS's own)"},
 	{.name = "body-limit", .type = OPT_SIZE, .off = OFF(body_limit), .def = "256M", .min = 1,
 	 .max = TIB, .arg = "SIZE", .help = "largest request body (K/M/G/T); larger ones get 413"},
 	{.name = "max-connections", .type = OPT_UINT, .off = OFF(max_connections), .def = "1024",
@@ -327,13 +330,18 @@ static int opt_set(struct config *c, const struct opt *o, const char *val, const
 	return err_set(e, ERR_INTERNAL, "internal", "%s: option has no value", src);
 }
 
-static unsigned default_threads(void)
+static unsigned online_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (n < 2)
-		return 2;
-	return n > 1024 ? 1024 : (unsigned)n;
+	return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+}
+
+static unsigned default_threads(void)
+{
+	unsigned n = online_cpus();
+
+	return n < 2 ? 2 : n;
 }
 
 static int apply_defaults(struct config *c, struct err *e)
@@ -349,6 +357,7 @@ static int apply_defaults(struct config *c, struct err *e)
 			return rc;
 	}
 	c->threads = default_threads();
+	c->search_threads = online_cpus();
 	return 0;
 }
 

@@ -233,6 +233,7 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 		return 0;
 	}
 	default_params(ix);
+	ix->threads = c->d->cfg->search_threads;
 	pthread_rwlock_wrlock(&en->lock);
 	index_free(en->ix);
 	en->ix = ix;
@@ -658,6 +659,7 @@ int catalog_job_build(struct job *j, struct err *e)
 	               &added, e)) != 0)
 		goto done;
 	default_params(ix);
+	ix->threads = d->cfg->search_threads;
 	/* install, then catch up with what was ingested meanwhile (ingest adds to the installed
 	 * index from now on; a row added twice is found once: search drops duplicate rows) */
 	if ((en = entry_find(c, info.id, space, 1)) == NULL) {

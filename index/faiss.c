@@ -6,16 +6,31 @@
  * METRIC_L2 (squared distances, negated by the wrapper).
  *
  * FAISS reports errors through return codes and faiss_get_last_error() (thread-local);
- * each is turned into an ERR_INVALID or ERR_INTERNAL with FAISS's message. */
+ * each is turned into an ERR_INVALID or ERR_INTERNAL with FAISS's message.
+ *
+ * Split scans: FAISS scans a Flat index for fewer than 20 queries with one thread per
+ * query, so one query over 200,000 x 768-d runs on one core (70 ms here) while the others
+ * idle. For such searches this file scans the flat vectors itself, in row ranges on
+ * several threads (index.threads, less the searches already running), with FAISS's own
+ * distance kernels (fvec_inner_products_ny / fvec_L2sqr_ny, the kernels of its scan), and
+ * merges the per-range top k: the same neighbours and scores in about half the time on
+ * two cores. */
 #include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/utils/distances_c.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/err.h"
 #include "index/index.h"
@@ -94,14 +109,230 @@ static int fx_remove(struct index *ix, size_t n, const int64_t *ids, size_t *rem
 	return 0;
 }
 
+/* Searches running in this process now: a split scan takes only the cores they leave. */
+static atomic_uint searching;
+static atomic_ullong split_scans;
+
+uint64_t index_faiss_split_scans(void)
+{
+	return atomic_load(&split_scans);
+}
+
+enum {
+	SPLIT_MIN_FLOATS = 1 << 21, /* per thread: 8 MiB of vectors, about 1 ms of scanning */
+	SPLIT_CHUNK = 64,           /* rows scored per kernel call, for every query */
+	SPLIT_MAX_QUERIES = 16      /* FAISS's own scan (below its BLAS threshold of 20) */
+};
+
+/* One candidate: its score made higher-is-better (the negated distance for L2), and its
+ * position in the flat storage. */
+struct cand {
+	float v;
+	int64_t pos;
+};
+
+/* a ranks below b: lower score, or the same score and a later position. */
+static int worse(const struct cand *a, const struct cand *b)
+{
+	return a->v < b->v || (a->v == b->v && a->pos > b->pos);
+}
+
+/* A bounded min-heap (the worst kept candidate at the root) of up to k candidates. */
+static void heap_offer(struct cand *h, size_t *n, size_t k, struct cand c)
+{
+	size_t i;
+
+	if (*n < k) {
+		for (i = (*n)++; i > 0 && worse(&c, &h[(i - 1) / 2]); i = (i - 1) / 2)
+			h[i] = h[(i - 1) / 2];
+		h[i] = c;
+		return;
+	}
+	if (!worse(&h[0], &c))
+		return;
+	for (i = 0;;) {
+		size_t l = 2 * i + 1, m = l;
+
+		if (l >= *n)
+			break;
+		if (l + 1 < *n && worse(&h[l + 1], &h[l]))
+			m = l + 1;
+		if (!worse(&h[m], &c))
+			break;
+		h[i] = h[m];
+		i = m;
+	}
+	h[i] = c;
+}
+
+struct split {
+	const float *xb, *q;
+	size_t d, nq, k, lo, hi;
+	int l2;
+	struct cand *heaps; /* nq heaps of k */
+	size_t *lens;       /* nq */
+};
+
+static void *split_scan(void *arg)
+{
+	struct split *s = arg;
+	float buf[SPLIT_CHUNK];
+
+	for (size_t r = s->lo; r < s->hi; r += SPLIT_CHUNK) {
+		size_t n = s->hi - r < SPLIT_CHUNK ? s->hi - r : SPLIT_CHUNK;
+		const float *y = s->xb + r * s->d;
+
+		for (size_t qi = 0; qi < s->nq; qi++) {
+			const float *x = s->q + qi * s->d;
+
+			if (s->l2)
+				faiss_fvec_L2sqr_ny(buf, x, y, s->d, n);
+			else
+				faiss_fvec_inner_products_ny(buf, x, y, s->d, n);
+			for (size_t j = 0; j < n; j++) {
+				struct cand c = {s->l2 ? -buf[j] : buf[j], (int64_t)(r + j)};
+
+				heap_offer(s->heaps + qi * s->k, &s->lens[qi], s->k, c);
+			}
+		}
+	}
+	return NULL;
+}
+
+static int by_rank(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	return worse(y, x) ? -1 : worse(x, y) ? 1 : 0;
+}
+
+/* The flat storage under an IDMap/IDMap2 wrapper, its id map and metric; 0 when the index
+ * is something else (or a metric other than inner product and L2). */
+static int flat_parts(FaissIndex *ix, const float **xb, const idx_t **idmap, size_t *n, int *l2)
+{
+	FaissIndexIDMap2 *m2 = faiss_IndexIDMap2_cast(ix);
+	FaissIndexIDMap *m1 = m2 == NULL ? faiss_IndexIDMap_cast(ix) : NULL;
+	FaissIndex *sub = m2 != NULL ? faiss_IndexIDMap2_sub_index(m2)
+	                  : m1 != NULL ? faiss_IndexIDMap_sub_index(m1) : NULL;
+	FaissIndexFlat *flat = sub != NULL ? faiss_IndexFlat_cast(sub) : NULL;
+	FaissMetricType mt;
+	idx_t *map = NULL;
+	float *x = NULL;
+	size_t nmap = 0, nx = 0;
+
+	if (flat == NULL)
+		return 0;
+	mt = faiss_Index_metric_type(sub);
+	if (mt != METRIC_INNER_PRODUCT && mt != METRIC_L2)
+		return 0;
+	if (m2 != NULL)
+		faiss_IndexIDMap2_id_map(m2, &map, &nmap);
+	else
+		faiss_IndexIDMap_id_map(m1, &map, &nmap);
+	faiss_IndexFlat_xb(flat, &x, &nx);
+	*n = (size_t)faiss_Index_ntotal(sub);
+	if (nmap != *n || nx / (size_t)faiss_Index_d(sub) != *n)
+		return 0;
+	*xb = x;
+	*idmap = map;
+	*l2 = mt == METRIC_L2;
+	return 1;
+}
+
+/* Threads for a split scan of nq queries over n rows of d: 0 or 1 = let FAISS scan. */
+static unsigned split_threads(const struct index *ix, unsigned busy, size_t nq, size_t n,
+                              size_t d)
+{
+	unsigned t = ix->threads;
+
+	if (t == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		t = c > 1 ? (unsigned)(c > 256 ? 256 : c) : 1;
+	}
+	t = t > busy ? t - busy : 1;
+	if (nq >= t || nq > SPLIT_MAX_QUERIES)
+		return 1; /* FAISS gives every query a core (or uses BLAS) already */
+	if (n * d / t < SPLIT_MIN_FLOATS)
+		t = (unsigned)(n * d / SPLIT_MIN_FLOATS);
+	return t;
+}
+
+/* The split scan: t threads over row ranges (the caller's thread takes the first), merged
+ * into FAISS's output convention (distances for L2, ids from the map, -1 past the end). */
+static int split_search(const float *xb, const idx_t *idmap, size_t n, int l2, size_t d,
+                        unsigned t, size_t nq, const float *q, size_t k, float *dist,
+                        int64_t *ids, struct err *e)
+{
+	struct split *s = calloc(t, sizeof *s);
+	pthread_t *th = calloc(t, sizeof *th);
+	char *started = calloc(t, 1);
+	struct cand *all = malloc((size_t)t * nq * k * sizeof *all);
+	struct cand *m = malloc((size_t)t * k * sizeof *m);
+	size_t *lens = calloc((size_t)t * nq, sizeof *lens);
+	int rc = 0;
+
+	if (s == NULL || th == NULL || started == NULL || all == NULL || m == NULL ||
+	    lens == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < t; i++) {
+		s[i] = (struct split){.xb = xb, .q = q, .d = d, .nq = nq, .k = k, .l2 = l2,
+		                      .lo = n * i / t, .hi = n * (i + 1) / t,
+		                      .heaps = all + (size_t)i * nq * k, .lens = lens + (size_t)i * nq};
+		if (i > 0)
+			started[i] = pthread_create(&th[i], NULL, split_scan, &s[i]) == 0;
+	}
+	split_scan(&s[0]);
+	for (unsigned i = 1; i < t; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		else
+			split_scan(&s[i]); /* no thread: scan it here */
+	}
+	for (size_t qi = 0; qi < nq; qi++) {
+		size_t got = 0;
+
+		for (unsigned i = 0; i < t; i++) {
+			memcpy(m + got, s[i].heaps + qi * k, s[i].lens[qi] * sizeof *m);
+			got += s[i].lens[qi];
+		}
+		qsort(m, got, sizeof *m, by_rank);
+		for (size_t j = 0; j < k; j++) {
+			dist[qi * k + j] = j < got ? (l2 ? -m[j].v : m[j].v) : l2 ? INFINITY : -INFINITY;
+			ids[qi * k + j] = j < got ? idmap[m[j].pos] : -1;
+		}
+	}
+out:
+	free(s);
+	free(th);
+	free(started);
+	free(all);
+	free(m);
+	free(lens);
+	return rc;
+}
+
 static int fx_search(const struct index *ix, size_t nq, const float *q, size_t k, float *dist,
                      int64_t *ids, struct err *e)
 {
 	const struct faiss *f = (const struct faiss *)ix;
+	unsigned busy = atomic_fetch_add(&searching, 1), t = 1;
+	const float *xb = NULL;
+	const idx_t *idmap = NULL;
+	size_t n = 0;
+	int l2 = 0, rc = 0;
 
-	if (faiss_Index_search(f->ix, (idx_t)nq, q, (idx_t)k, dist, (idx_t *)ids) != 0)
-		return faiss_fail(e, ERR_INTERNAL, "index_search", "search failed");
-	return 0;
+	if (flat_parts(f->ix, &xb, &idmap, &n, &l2))
+		t = split_threads(ix, busy, nq, n, ix->dim);
+	if (t > 1) {
+		atomic_fetch_add(&split_scans, 1);
+		rc = split_search(xb, idmap, n, l2, ix->dim, t, nq, q, k, dist, ids, e);
+	} else if (faiss_Index_search(f->ix, (idx_t)nq, q, (idx_t)k, dist, (idx_t *)ids) != 0)
+		rc = faiss_fail(e, ERR_INTERNAL, "index_search", "search failed");
+	atomic_fetch_sub(&searching, 1);
+	return rc;
 }
 
 static int fx_set_param(struct index *ix, const char *name, double value, struct err *e)

@@ -96,6 +96,7 @@ int index_create(struct index **out, const struct index_ops *ops, uint32_t dim,
 	ix->ops = ops;
 	ix->dim = dim;
 	ix->metric = metric;
+	ix->threads = 0;
 	snprintf(ix->factory, sizeof ix->factory, "%s", factory);
 	*out = ix;
 	return 0;
@@ -249,6 +250,7 @@ int index_load(struct index **out, const struct index_ops *ops, const char *path
 	ix->ops = ops;
 	ix->dim = dim;
 	ix->metric = metric;
+	ix->threads = 0;
 	snprintf(ix->factory, sizeof ix->factory, "%s", factory ? factory : "");
 	*out = ix;
 	return 0;

@@ -64,10 +64,16 @@ struct index {
 	uint32_t dim;
 	enum index_metric metric;
 	char factory[INDEX_FACTORY_MAX + 1];
+	/* Threads one search of few queries may scan a Flat index with (index/faiss.c, fewer
+	 * while other searches run): 0 = the online CPUs (the default), 1 = FAISS's own scan. */
+	unsigned threads;
 };
 
 extern const struct index_ops index_faiss_ops;
 extern const struct index_ops index_flat_ops;
+
+/* Searches index/faiss.c has answered with its split scan of a Flat index, so far. */
+uint64_t index_faiss_split_scans(void);
 
 /* The implementation called name ("faiss", "flat"), or NULL. */
 const struct index_ops *index_impl_find(const char *name);

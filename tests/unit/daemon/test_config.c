@@ -90,6 +90,7 @@ static void test_defaults(void)
 	CHECK_STR(c.data_dir, "./var");
 	CHECK_INT(c.map_size, 1073741824LL);
 	CHECK_INT(c.threads, cpus < 2 ? 2 : cpus);
+	CHECK_INT(c.search_threads, cpus);
 	CHECK_INT(c.body_limit, 268435456LL);
 	CHECK_INT(c.max_connections, 1024);
 	CHECK_INT(c.timeout_s, 60);
@@ -455,7 +456,7 @@ static int run_print(void *arg)
 static void test_print_round_trip(void)
 {
 	const char *args[] = {"--listen=[::1]:7", "--data-dir", "/d with # x", "--map-size=3G",
-	                      "--body-limit=1000", "--threads=3", "--log-level=warn",
+	                      "--body-limit=1000", "--threads=3", "--search-threads=1", "--log-level=warn",
 	                      "--api-keys=/k", "--allow-remote", NULL};
 	struct config c, c2;
 	struct err e;
@@ -477,6 +478,7 @@ static void test_print_round_trip(void)
 	                "job-history = 1000\n"
 	                "job-throttle-ms = 0\n"
 	                "index-build-memory = 4G\n"
+	                "search-threads = 1\n"
 	                "body-limit = 1000\n"
 	                "max-connections = 1024\n"
 	                "timeout = 60\n"
@@ -499,6 +501,7 @@ static void test_print_round_trip(void)
 	CHECK_INT(c2.body_limit, c.body_limit);
 	CHECK_INT(c2.index_build_memory, c.index_build_memory);
 	CHECK_INT(c2.threads, c.threads);
+	CHECK_INT(c2.search_threads, 1);
 	CHECK_INT(c2.log_level, c.log_level);
 	CHECK_STR(c2.api_keys, c.api_keys);
 	CHECK_INT(c2.allow_remote, c.allow_remote);
