@@ -426,6 +426,10 @@ static void render_gauges(struct mbuf *b, const struct metrics_gauges *g)
 	family(b, "winnow_uptime_seconds", "gauge", "Seconds since the daemon started.");
 	format_double(g->uptime_s, num, sizeof num);
 	mbuf_printf(b, "winnow_uptime_seconds %s\n", num);
+	family(b, "winnow_search_split_scans_total", "counter",
+	       "Searches that scanned a Flat index on several threads (--search-threads).");
+	mbuf_printf(b, "winnow_search_split_scans_total %llu\n",
+	            (unsigned long long)g->search_split_scans);
 }
 
 char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *len)

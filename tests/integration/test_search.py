@@ -402,5 +402,50 @@ def bad_requests():
                                                                  "metric": "hamming"}), 422)
 
 
+
+def split_scans(d):
+    st, _, text = d.request("GET", "/metrics")
+    assert_eq(st, 200)
+    text = text.decode() if isinstance(text, bytes) else text
+    return int([ln for ln in text.splitlines()
+                if ln.startswith("winnow_search_split_scans_total ")][0].split()[1])
+
+
+@test
+def split_flat_scan_equals_faiss():
+    """--search-threads 2: a single query over a Flat index large enough to split (16,500 x
+    256-d, L2) is scanned in two row ranges; the answer still equals python3-faiss's, and
+    /metrics counts the split scans (a batch of 64 goes to FAISS whole)."""
+    n, dim = 16500, 256
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    q = rng.standard_normal((6, dim)).astype(np.float32)
+    fx = faiss.IndexFlatL2(dim)
+    fx.add(x)
+    fd, fi = fx.search(q, 10)
+    with wn.Daemon(extra_args=["--search-threads", "2"], log_level="info") as d:
+        d.put_dataset("big", {"spaces": {"e": {"dim": dim, "dtype": "f32"}}})
+        for a in range(0, n, 5500):
+            assert_eq(d.ingest("big", [{"id": "%d" % i, "embeddings": {"e": curate.emb(x[i])}}
+                                       for i in range(a, min(n, a + 5500))])[0], 200)
+        curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/big/indexes/e",
+                                                {"factory": "Flat", "metric": "l2"})))
+        before = split_scans(d)
+        for k in range(len(q)):
+            st, _, res = d.json("POST", "/v1/datasets/big/search",
+                                {"vector": curate.emb(q[k]), "space": "e", "limit": 10})
+            assert_eq(st, 200, res)
+            assert_eq([int(r["id"]) for r in res["results"]], fi[k].tolist(), "query %d" % k)
+            for r, dist in zip(res["results"], fd[k]):
+                assert abs(r["score"] + dist) <= 1e-5 * max(1.0, dist), (k, r, dist)
+        assert_eq(split_scans(d) - before, len(q), "split scans")
+        st, _, res = d.json("POST", "/v1/datasets/big/search",
+                            {"vectors": [curate.emb(v) for v in np.resize(q, (64, dim))],
+                             "space": "e", "limit": 10})
+        assert_eq(st, 200, res)
+        assert_eq([int(r["id"]) for r in res["queries"][5]["results"]], fi[5].tolist())
+        assert_eq(split_scans(d) - before, len(q), "a batch of 64 is FAISS's")
+
+
 if __name__ == "__main__":
     wn.main()

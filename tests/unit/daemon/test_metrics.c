@@ -79,7 +79,8 @@ static void test_render_exact(void)
 	                           .lmdb_map_size_bytes = 1073741824,
 	                           .datasets = 3,
 	                           .ready = 1,
-	                           .uptime_s = 12.5};
+	                           .uptime_s = 12.5,
+	                           .search_split_scans = 9};
 	static char want[16384];
 	struct metrics *m = NULL;
 	size_t n = 0, len = 0, i;
@@ -137,7 +138,11 @@ static void test_render_exact(void)
 	           "winnow_ready 1\n"
 	           "# HELP winnow_uptime_seconds Seconds since the daemon started.\n"
 	           "# TYPE winnow_uptime_seconds gauge\n"
-	           "winnow_uptime_seconds 12.5\n");
+	           "winnow_uptime_seconds 12.5\n"
+	           "# HELP winnow_search_split_scans_total Searches that scanned a Flat index on "
+	           "several threads (--search-threads).\n"
+	           "# TYPE winnow_search_split_scans_total counter\n"
+	           "winnow_search_split_scans_total 9\n");
 	CHECK(n < sizeof want - 1);
 
 	text = metrics_render(m, &g, &len);
