@@ -57,7 +57,7 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 	}
 	g.ready = atomic_load(&r->d->ready);
 	g.uptime_s = daemon_now() - r->d->started;
-	g.search_split_scans = index_faiss_split_scans();
+	g.search_split_scans = index_split_scans();
 	text = metrics_render(r->d->metrics, &g, &len);
 	if (text == NULL)
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);

@@ -19,6 +19,10 @@ splits the scan over --search-threads threads (default the CPU count), so its p5
 in-process; run with --search-threads 1 to compare FAISS's scan over HTTP with FAISS's scan
 in-process, which isolates the cost of HTTP.
 
+Threshold searches (complete: every record at or above the score; winnowd scans the stored
+vectors exactly) are timed once per dataset before any index exists, against numpy computing
+the same scores, threshold and sorted set in this script.
+
 Prints one line per measurement and PASS/MISS per target: batch QPS over HTTP >= 80% of
 in-process (several concurrent clients, as for single queries); single-query p50 <=
 in-process p50 + 0.5 ms. Exit 0 when everything ran."""
@@ -193,6 +197,42 @@ def inproc_batches(ix, q, k):
     return len(q) / (time.perf_counter() - t0)
 
 
+def threshold(w, name, x, q, metric, nq=50, above=100):
+    """Complete threshold searches (every record at or above a score; winnowd answers them with
+    an exact scan of the stored vectors) over HTTP, one client, against numpy in this process
+    computing the same scores and the same sorted set. The threshold of each query is set so
+    that `above` records pass."""
+    xs = np.ascontiguousarray(x, dtype=np.float32)
+    if metric == "cosine":
+        xs = xs / np.linalg.norm(xs, axis=1, keepdims=True)
+    xx = (xs.astype(np.float64) ** 2).sum(axis=1) if metric == "l2" else None
+    c = w.conn()
+    lat, rlat, bad = [], [], 0
+    for v in q[:nq]:
+        v32 = np.asarray(v, dtype=np.float32)
+        if metric == "cosine":
+            v32 = v32 / np.linalg.norm(v32)
+        t0 = time.perf_counter()
+        s = xs @ v32 if metric != "l2" else -(xx + float(v32 @ v32) - 2 * (xs @ v32))
+        top = np.sort(s)[::-1]
+        thr = float(top[above - 1] + top[above]) / 2
+        hit = np.flatnonzero(s >= thr)
+        hit = hit[np.argsort(-s[hit], kind="stable")]
+        rlat.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        r = w.call("POST", "/v1/datasets/%s/search" % name,
+                   {"vector": b64(v), "limit": 1000, "score_threshold": thr,
+                    "metric": metric}, conn=c)
+        lat.append(time.perf_counter() - t0)
+        bad += sorted(int(h["id"]) for h in r["results"]) != sorted(hit.tolist())
+    c.close()
+    print("%s threshold searches (exact scan, %d above, %s): %d queries, %d answers differ from "
+          "numpy" % (name, above, metric, nq, bad))
+    print("  p50 %.3f ms p99 %.3f ms; numpy in-process (scores, threshold, sort) p50 %.3f ms; "
+          "ratio %.2f" % (pct(lat, 50), pct(lat, 99), pct(rlat, 50), pct(lat, 50) / pct(rlat, 50)))
+    sys.stdout.flush()
+
+
 def recall(ids, gt, k):
     return float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(ids, gt)]))
 
@@ -296,13 +336,15 @@ def main():
         t0 = time.time()
         load(w, "syn", x)
         print("loaded %d x %d-d in %.1f s" % (a.n, a.dim, time.time() - t0))
-        for f in a.factories.split(","):
+        threshold(w, "syn", x, q, "cosine")
+        for f in [f for f in a.factories.split(",") if f]:
             workload(w, "syn", x, q, f, "cosine", a.clients)
         if not a.skip_fmnist and os.path.isdir(FMNIST):
             base = idx_images(FMNIST + "/train-images-idx3-ubyte.gz")
             test = idx_images(FMNIST + "/t10k-images-idx3-ubyte.gz")[:a.queries]
             load(w, "fmnist", base)
-            for f in a.factories.split(","):
+            threshold(w, "fmnist", base, test, "l2")
+            for f in [f for f in a.factories.split(",") if f]:
                 workload(w, "fmnist", base, test, f, "l2", a.clients)
         elif not a.skip_fmnist:
             print("fashion-mnist: %s missing (apt-get install dataset-fashion-mnist)" % FMNIST)

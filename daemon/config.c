@@ -69,7 +69,7 @@ static const struct opt opts[] = {
 	 .help = "vectors an HNSW build adds in one piece (more pieces: lower recall)"},
 	{.name = "search-threads", .type = OPT_UINT, .off = OFF(search_threads),
 	 .def_help = "online CPUs", .min = 1, .max = 1024, .arg = "N",
-	 .help = "threads one search of a few queries may scan a Flat index with (1 = FAISS's own)"},
+	 .help = "threads one search may scan every vector with (a Flat index, an exact scan)"},
 	{.name = "body-limit", .type = OPT_SIZE, .off = OFF(body_limit), .def = "256M", .min = 1,
 	 .max = TIB, .arg = "SIZE", .help = "largest request body (K/M/G/T); larger ones get 413"},
 	{.name = "max-connections", .type = OPT_UINT, .off = OFF(max_connections), .def = "1024",

@@ -427,7 +427,7 @@ static void render_gauges(struct mbuf *b, const struct metrics_gauges *g)
 	format_double(g->uptime_s, num, sizeof num);
 	mbuf_printf(b, "winnow_uptime_seconds %s\n", num);
 	family(b, "winnow_search_split_scans_total", "counter",
-	       "Searches that scanned a Flat index on several threads (--search-threads).");
+	       "Searches that scanned every vector on several threads (--search-threads).");
 	mbuf_printf(b, "winnow_search_split_scans_total %llu\n",
 	            (unsigned long long)g->search_split_scans);
 }

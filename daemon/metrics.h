@@ -22,7 +22,7 @@ struct metrics_gauges {
 	unsigned datasets;
 	int ready;
 	double uptime_s;
-	uint64_t search_split_scans; /* index_faiss_split_scans(): rendered as a counter */
+	uint64_t search_split_scans; /* index_split_scans(): rendered as a counter */
 };
 
 /* Most (method, route, status) label sets kept; a guard against unbounded labels. */

@@ -978,9 +978,10 @@ static int hits_push(struct hits *h, float s, uint64_t row)
 	return 0;
 }
 
-/* Every live row with a vector in the space: exact, complete. */
-static int exact_scan(struct daemon *d, const struct query *qr, const float *q, struct hits *h,
-                      uint64_t *scanned, struct err *e)
+/* Every live row with a vector in the space among rows [lo, hi): exact, complete. Opens
+ * its own reader (one snapshot for the range). */
+static int exact_range(struct daemon *d, const struct query *qr, const float *q, uint64_t lo,
+                       uint64_t hi, struct hits *h, uint64_t *scanned, struct err *e)
 {
 	struct store_reader *r = NULL;
 	struct scan *sc = NULL;
@@ -993,8 +994,7 @@ static int exact_scan(struct daemon *d, const struct query *qr, const float *q, 
 		qq += (double)q[k] * q[k];
 	space_reader(&f, qr->space);
 	if ((rc = store_reader_open(d->store, &r, e)) != 0 ||
-	    (rc = scan_open(&sc, r, qr->ds, &qr->info.schema, &f, 0, qr->info.next_row, NULL, NULL,
-	                    e)) != 0)
+	    (rc = scan_open(&sc, r, qr->ds, &qr->info.schema, &f, lo, hi, NULL, NULL, e)) != 0)
 		goto out;
 	while ((rc = scan_next(sc, &b, e)) == 1) {
 		for (size_t i = 0; i < b->n; i++) {
@@ -1017,6 +1017,84 @@ out:
 	scan_close(sc);
 	store_reader_close(r);
 	return rc < 0 ? rc : 0;
+}
+
+/* One range of a split exact scan, run on its own thread. */
+struct exact_part {
+	struct daemon *d;
+	const struct query *qr;
+	const float *q;
+	uint64_t lo, hi, scanned;
+	struct hits h;
+	int rc;
+	struct err e;
+};
+
+static void *exact_part_run(void *arg)
+{
+	struct exact_part *p = arg;
+
+	err_clear(&p->e);
+	p->rc = exact_range(p->d, p->qr, p->q, p->lo, p->hi, &p->h, &p->scanned, &p->e);
+	return NULL;
+}
+
+/* Every live row with a vector in the space: exact, complete. On several threads when the
+ * space is large enough (index_scan_begin, --search-threads): ranges of whole blocks, each
+ * with its own reader (so a write that commits during the scan may be seen by some ranges
+ * and not others, as between two requests), their hits merged into h. */
+static int exact_scan(struct daemon *d, const struct query *qr, const float *q, struct hits *h,
+                      uint64_t *scanned, struct err *e)
+{
+	uint64_t end = qr->info.next_row, blocks = (end + STORE_BLOCK_ROWS - 1) / STORE_BLOCK_ROWS;
+	unsigned t = index_scan_begin(d->cfg->search_threads, (size_t)end * qr->dim);
+	struct exact_part *p = NULL;
+	pthread_t *th = NULL;
+	char *started = NULL;
+	int rc = 0;
+
+	if (t > blocks)
+		t = (unsigned)blocks;
+	if (t > 1 && ((p = calloc(t, sizeof *p)) == NULL || (th = calloc(t, sizeof *th)) == NULL ||
+	              (started = calloc(t, 1)) == NULL))
+		t = 1; /* no memory for the split: one range */
+	if (t <= 1) {
+		rc = exact_range(d, qr, q, 0, end, h, scanned, e);
+		goto out;
+	}
+	for (unsigned i = 0; i < t; i++) {
+		p[i] = (struct exact_part){.d = d, .qr = qr, .q = q,
+		                           .lo = blocks * i / t * STORE_BLOCK_ROWS,
+		                           .hi = i + 1 == t ? end : blocks * (i + 1) / t * STORE_BLOCK_ROWS,
+		                           .h = {.keep = h->keep}};
+		if (i > 0)
+			started[i] = pthread_create(&th[i], NULL, exact_part_run, &p[i]) == 0;
+	}
+	exact_part_run(&p[0]);
+	for (unsigned i = 1; i < t; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		else
+			exact_part_run(&p[i]); /* no thread: scan it here */
+	}
+	for (unsigned i = 0; i < t; i++) {
+		if (rc == 0 && p[i].rc != 0) {
+			rc = p[i].rc;
+			if (e != NULL)
+				*e = p[i].e;
+		}
+		*scanned += p[i].scanned;
+		for (size_t j = 0; rc == 0 && j < p[i].h.n; j++)
+			if (hits_push(h, p[i].h.v[j].score, p[i].h.v[j].row) != 0)
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		free(p[i].h.v);
+	}
+out:
+	index_scan_end();
+	free(p);
+	free(th);
+	free(started);
+	return rc;
 }
 
 /* Candidates from the index, rescored exactly from LMDB (deleted rows dropped). */

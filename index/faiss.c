@@ -8,13 +8,14 @@
  * FAISS reports errors through return codes and faiss_get_last_error() (thread-local);
  * each is turned into an ERR_INVALID or ERR_INTERNAL with FAISS's message.
  *
- * Split scans: FAISS scans a Flat index for fewer than 20 queries with one thread per
- * query, so one query over 200,000 x 768-d runs on one core (70 ms here) while the others
- * idle. For such searches this file scans the flat vectors itself, in row ranges on
- * several threads (index.threads, less the searches already running), with FAISS's own
- * distance kernels (fvec_inner_products_ny / fvec_L2sqr_ny, the kernels of its scan), and
- * merges the per-range top k: the same neighbours and scores in about half the time on
- * two cores. */
+ * Flat scans of a few queries: FAISS scans a Flat index for fewer than 20 queries with one
+ * thread per query and, in Debian's build (no AVX2), a scalar distance loop: one query over
+ * 200,000 x 768-d takes 70 ms on one core while the others idle. For up to 16 queries this
+ * file scans FAISS's flat storage itself (its vectors, in place, and its id map) with
+ * winnow's vector kernels (store/vec: AVX2+FMA when the CPU has them), in row ranges on
+ * several threads (index.threads, less the searches already running: index_scan_begin),
+ * and merges the ranges' top k. The same neighbours, scores equal to float rounding (the
+ * sums are added in another order). Larger batches are FAISS's (BLAS). */
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/Index_c.h>
@@ -23,17 +24,15 @@
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
-#include <faiss/c_api/utils/distances_c.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "daemon/err.h"
 #include "index/index.h"
+#include "store/vec.h"
 
 struct faiss {
 	struct index base;
@@ -109,20 +108,7 @@ static int fx_remove(struct index *ix, size_t n, const int64_t *ids, size_t *rem
 	return 0;
 }
 
-/* Searches running in this process now: a split scan takes only the cores they leave. */
-static atomic_uint searching;
-static atomic_ullong split_scans;
-
-uint64_t index_faiss_split_scans(void)
-{
-	return atomic_load(&split_scans);
-}
-
-enum {
-	SPLIT_MIN_FLOATS = 1 << 21, /* per thread: 8 MiB of vectors, about 1 ms of scanning */
-	SPLIT_CHUNK = 64,           /* rows scored per kernel call, for every query */
-	SPLIT_MAX_QUERIES = 16      /* FAISS's own scan (below its BLAS threshold of 20) */
-};
+enum { SCAN_MAX_QUERIES = 16 /* more: FAISS's search (BLAS from 20 queries) */ };
 
 /* One candidate: its score made higher-is-better (the negated distance for L2), and its
  * position in the flat storage. */
@@ -167,7 +153,7 @@ static void heap_offer(struct cand *h, size_t *n, size_t k, struct cand c)
 
 struct split {
 	const float *xb, *q;
-	size_t d, nq, k, lo, hi;
+	size_t d, nq, k, lo, hi; /* k: the heaps' size, at most the range's rows */
 	int l2;
 	struct cand *heaps; /* nq heaps of k */
 	size_t *lens;       /* nq */
@@ -176,24 +162,16 @@ struct split {
 static void *split_scan(void *arg)
 {
 	struct split *s = arg;
-	float buf[SPLIT_CHUNK];
 
-	for (size_t r = s->lo; r < s->hi; r += SPLIT_CHUNK) {
-		size_t n = s->hi - r < SPLIT_CHUNK ? s->hi - r : SPLIT_CHUNK;
+	for (size_t r = s->lo; r < s->hi; r++) {
 		const float *y = s->xb + r * s->d;
 
 		for (size_t qi = 0; qi < s->nq; qi++) {
 			const float *x = s->q + qi * s->d;
+			float v = s->l2 ? (float)-vec_f32_l2sq(x, y, s->d) : (float)vec_f32_dot(x, y, s->d);
+			struct cand c = {v, (int64_t)r};
 
-			if (s->l2)
-				faiss_fvec_L2sqr_ny(buf, x, y, s->d, n);
-			else
-				faiss_fvec_inner_products_ny(buf, x, y, s->d, n);
-			for (size_t j = 0; j < n; j++) {
-				struct cand c = {s->l2 ? -buf[j] : buf[j], (int64_t)(r + j)};
-
-				heap_offer(s->heaps + qi * s->k, &s->lens[qi], s->k, c);
-			}
+			heap_offer(s->heaps + qi * s->k, &s->lens[qi], s->k, c);
 		}
 	}
 	return NULL;
@@ -239,48 +217,35 @@ static int flat_parts(FaissIndex *ix, const float **xb, const idx_t **idmap, siz
 	return 1;
 }
 
-/* Threads for a split scan of nq queries over n rows of d: 0 or 1 = let FAISS scan. */
-static unsigned split_threads(const struct index *ix, unsigned busy, size_t nq, size_t n,
-                              size_t d)
-{
-	unsigned t = ix->threads;
-
-	if (t == 0) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-
-		t = c > 1 ? (unsigned)(c > 256 ? 256 : c) : 1;
-	}
-	t = t > busy ? t - busy : 1;
-	if (nq >= t || nq > SPLIT_MAX_QUERIES)
-		return 1; /* FAISS gives every query a core (or uses BLAS) already */
-	if (n * d / t < SPLIT_MIN_FLOATS)
-		t = (unsigned)(n * d / SPLIT_MIN_FLOATS);
-	return t;
-}
-
-/* The split scan: t threads over row ranges (the caller's thread takes the first), merged
- * into FAISS's output convention (distances for L2, ids from the map, -1 past the end). */
-static int split_search(const float *xb, const idx_t *idmap, size_t n, int l2, size_t d,
-                        unsigned t, size_t nq, const float *q, size_t k, float *dist,
-                        int64_t *ids, struct err *e)
+/* The scan of a Flat index's storage: t threads over row ranges (the caller's thread takes
+ * the first; t may be 1), merged into FAISS's output convention (distances for L2, ids from
+ * the map, -1 past the end). */
+static int flat_scan(const float *xb, const idx_t *idmap, size_t n, int l2, size_t d,
+                     unsigned t, size_t nq, const float *q, size_t k, float *dist, int64_t *ids,
+                     struct err *e)
 {
 	struct split *s = calloc(t, sizeof *s);
 	pthread_t *th = calloc(t, sizeof *th);
 	char *started = calloc(t, 1);
-	struct cand *all = malloc((size_t)t * nq * k * sizeof *all);
-	struct cand *m = malloc((size_t)t * k * sizeof *m);
-	size_t *lens = calloc((size_t)t * nq, sizeof *lens);
+	size_t *lens = calloc((size_t)t * nq, sizeof *lens), kept = 0, at = 0;
+	struct cand *all = NULL, *m = NULL;
 	int rc = 0;
 
-	if (s == NULL || th == NULL || started == NULL || all == NULL || m == NULL ||
-	    lens == NULL) {
+	for (unsigned i = 0; s != NULL && i < t; i++) {
+		s[i] = (struct split){.xb = xb, .q = q, .d = d, .nq = nq, .l2 = l2,
+		                      .lo = n * i / t, .hi = n * (i + 1) / t};
+		s[i].k = k < s[i].hi - s[i].lo ? k : s[i].hi - s[i].lo;
+		kept += s[i].k;
+	}
+	if (s == NULL || th == NULL || started == NULL || lens == NULL ||
+	    (all = malloc((kept * nq + 1) * sizeof *all)) == NULL ||
+	    (m = malloc((kept + 1) * sizeof *m)) == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	for (unsigned i = 0; i < t; i++) {
-		s[i] = (struct split){.xb = xb, .q = q, .d = d, .nq = nq, .k = k, .l2 = l2,
-		                      .lo = n * i / t, .hi = n * (i + 1) / t,
-		                      .heaps = all + (size_t)i * nq * k, .lens = lens + (size_t)i * nq};
+	for (unsigned i = 0; i < t; at += s[i].k * nq, i++) {
+		s[i].heaps = all + at;
+		s[i].lens = lens + (size_t)i * nq;
 		if (i > 0)
 			started[i] = pthread_create(&th[i], NULL, split_scan, &s[i]) == 0;
 	}
@@ -295,7 +260,7 @@ static int split_search(const float *xb, const idx_t *idmap, size_t n, int l2, s
 		size_t got = 0;
 
 		for (unsigned i = 0; i < t; i++) {
-			memcpy(m + got, s[i].heaps + qi * k, s[i].lens[qi] * sizeof *m);
+			memcpy(m + got, s[i].heaps + qi * s[i].k, s[i].lens[qi] * sizeof *m);
 			got += s[i].lens[qi];
 		}
 		qsort(m, got, sizeof *m, by_rank);
@@ -318,20 +283,17 @@ static int fx_search(const struct index *ix, size_t nq, const float *q, size_t k
                      int64_t *ids, struct err *e)
 {
 	const struct faiss *f = (const struct faiss *)ix;
-	unsigned busy = atomic_fetch_add(&searching, 1), t = 1;
 	const float *xb = NULL;
 	const idx_t *idmap = NULL;
 	size_t n = 0;
-	int l2 = 0, rc = 0;
+	int l2 = 0, flat = nq <= SCAN_MAX_QUERIES && flat_parts(f->ix, &xb, &idmap, &n, &l2), rc = 0;
+	unsigned t = index_scan_begin(ix->threads, flat ? n * ix->dim * nq : 0);
 
-	if (flat_parts(f->ix, &xb, &idmap, &n, &l2))
-		t = split_threads(ix, busy, nq, n, ix->dim);
-	if (t > 1) {
-		atomic_fetch_add(&split_scans, 1);
-		rc = split_search(xb, idmap, n, l2, ix->dim, t, nq, q, k, dist, ids, e);
-	} else if (faiss_Index_search(f->ix, (idx_t)nq, q, (idx_t)k, dist, (idx_t *)ids) != 0)
+	if (flat)
+		rc = flat_scan(xb, idmap, n, l2, ix->dim, t, nq, q, k, dist, ids, e);
+	else if (faiss_Index_search(f->ix, (idx_t)nq, q, (idx_t)k, dist, (idx_t *)ids) != 0)
 		rc = faiss_fail(e, ERR_INTERNAL, "index_search", "search failed");
-	atomic_fetch_sub(&searching, 1);
+	index_scan_end();
 	return rc;
 }
 

@@ -5,9 +5,11 @@
 #include "index/index.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/err.h"
 
@@ -206,6 +208,38 @@ int index_search(const struct index *ix, size_t nq, const float *q, size_t k, fl
 			scores[i] = -scores[i];
 	}
 	return 0;
+}
+
+/* Searches running in this process now, and the split ones so far. */
+static atomic_uint searching;
+static atomic_ullong split_scans;
+
+unsigned index_scan_begin(unsigned cap, size_t work)
+{
+	unsigned busy = atomic_fetch_add(&searching, 1), t = cap;
+
+	if (t == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		t = c > 1 ? (unsigned)(c > 1024 ? 1024 : c) : 1;
+	}
+	t = t > busy ? t - busy : 1;
+	if (work / t < INDEX_SPLIT_MIN_FLOATS)
+		t = (unsigned)(work / INDEX_SPLIT_MIN_FLOATS);
+	if (t < 2)
+		return 1;
+	atomic_fetch_add(&split_scans, 1);
+	return t;
+}
+
+void index_scan_end(void)
+{
+	atomic_fetch_sub(&searching, 1);
+}
+
+uint64_t index_split_scans(void)
+{
+	return atomic_load(&split_scans);
 }
 
 int index_set_param(struct index *ix, const char *name, double value, struct err *e)

@@ -72,8 +72,19 @@ struct index {
 extern const struct index_ops index_faiss_ops;
 extern const struct index_ops index_flat_ops;
 
-/* Searches index/faiss.c has answered with its split scan of a Flat index, so far. */
-uint64_t index_faiss_split_scans(void);
+/* Split scans: one search reading every vector (a Flat index, an exact scan of the stored
+ * vectors) on several threads in row ranges, each range for all of the search's queries.
+ * A search brackets itself with index_scan_begin() and index_scan_end(); the answer is the
+ * threads to split into, 1 = do not split. cap: the most threads (0 = the online CPUs; the
+ * daemon's --search-threads); work: vector values the scan reads times its queries (0 = not
+ * a scan: the search only counts as running). Each running search takes one core off cap,
+ * and each thread gets at least INDEX_SPLIT_MIN_FLOATS (8 MiB of f32, about 1 ms here). */
+#define INDEX_SPLIT_MIN_FLOATS ((size_t)1 << 21)
+unsigned index_scan_begin(unsigned cap, size_t work);
+void index_scan_end(void);
+
+/* Searches split so far (index_scan_begin answers above 1), for /metrics and tests. */
+uint64_t index_split_scans(void);
 
 /* The implementation called name ("faiss", "flat"), or NULL. */
 const struct index_ops *index_impl_find(const char *name);

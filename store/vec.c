@@ -250,6 +250,22 @@ static double dot_lanes(const float *a, const float *b, size_t n)
 	return d;
 }
 
+static double l2sq_lanes(const float *a, const float *b, size_t n)
+{
+	float s[VEC_GROUP] = {0};
+	double d = 0;
+	size_t i = 0;
+
+	for (; i + VEC_GROUP <= n; i += VEC_GROUP)
+		for (size_t j = 0; j < VEC_GROUP; j++)
+			s[j] += (a[i + j] - b[i + j]) * (a[i + j] - b[i + j]);
+	for (; i < n; i++)
+		d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+	for (size_t j = 0; j < VEC_GROUP; j++)
+		d += s[j];
+	return d;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx2,fma"))) static double hsum8(__m256 v)
 {
@@ -317,6 +333,36 @@ __attribute__((target("avx2,fma"))) static double dot_avx2(const float *a, const
 	d = hsum8(s0) + hsum8(s1) + hsum8(s2) + hsum8(s3);
 	for (; i < n; i++)
 		d += (double)a[i] * b[i];
+	return d;
+}
+
+__attribute__((target("avx2,fma"))) static double l2sq_avx2(const float *a, const float *b,
+                                                            size_t n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	__m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+	double d;
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		__m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+		__m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+		__m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+		__m256 d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+
+		s0 = _mm256_fmadd_ps(d0, d0, s0);
+		s1 = _mm256_fmadd_ps(d1, d1, s1);
+		s2 = _mm256_fmadd_ps(d2, d2, s2);
+		s3 = _mm256_fmadd_ps(d3, d3, s3);
+	}
+	for (; i + 8 <= n; i += 8) {
+		__m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+
+		s0 = _mm256_fmadd_ps(d0, d0, s0);
+	}
+	d = hsum8(s0) + hsum8(s1) + hsum8(s2) + hsum8(s3);
+	for (; i < n; i++)
+		d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
 	return d;
 }
 
@@ -397,6 +443,15 @@ double vec_f32_dot(const float *a, const float *b, size_t n)
 		return dot_avx2(a, b, n);
 #endif
 	return dot_lanes(a, b, n);
+}
+
+double vec_f32_l2sq(const float *a, const float *b, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return l2sq_avx2(a, b, n);
+#endif
+	return l2sq_lanes(a, b, n);
 }
 
 void vec_f32_dot3(const float *a, const float *b, size_t n, double *ab, double *aa, double *bb)

@@ -31,6 +31,10 @@ double vec_f32_norm(const float *v, size_t n);
  * from a sequential double sum in the last bits, as vec_f32_dot3's. */
 double vec_f32_dot(const float *a, const float *b, size_t n);
 
+/* ||a - b||^2 over n floats, the differences squared directly (no cancellation for near
+ * neighbours), summed the same way as vec_f32_dot. */
+double vec_f32_l2sq(const float *a, const float *b, size_t n);
+
 /* One pass over a and b (n floats each): *ab = a.b, *aa = a.a, *bb = b.b. Partial sums are
  * kept in 16 float lanes (AVX2+FMA when the CPU has them, chosen at run time) and added in
  * double at the end, so results may differ from a sequential double sum in the last bits

@@ -412,10 +412,12 @@ def split_scans(d):
 
 
 @test
-def split_flat_scan_equals_faiss():
+def split_scans_equal_faiss_and_numpy():
     """--search-threads 2: a single query over a Flat index large enough to split (16,500 x
     256-d, L2) is scanned in two row ranges; the answer still equals python3-faiss's, and
-    /metrics counts the split scans (a batch of 64 goes to FAISS whole)."""
+    /metrics counts the split scans (a batch of 64 goes to FAISS whole). Threshold searches
+    and counts (exact scans of the stored vectors, also split in two) walk pages to exactly
+    the records numpy finds at or above the threshold, with one deleted."""
     n, dim = 16500, 256
     rng = np.random.default_rng(23)
     x = rng.standard_normal((n, dim)).astype(np.float32)
@@ -445,6 +447,32 @@ def split_flat_scan_equals_faiss():
         assert_eq(st, 200, res)
         assert_eq([int(r["id"]) for r in res["queries"][5]["results"]], fi[5].tolist())
         assert_eq(split_scans(d) - before, len(q), "a batch of 64 is FAISS's")
+        dist = ((x.astype(np.float64) - q[0].astype(np.float64)) ** 2).sum(axis=1)
+        gone = int(np.argsort(dist)[5])  # one of the records above the threshold is deleted
+        assert_eq(d.request("DELETE", "/v1/datasets/big/records/%d" % gone)[0], 204)
+        before = split_scans(d)
+        ds = np.sort(dist)
+        thr = -float(ds[260] + ds[261]) / 2  # 261 records above, less the deleted one
+        want = set(np.flatnonzero(-dist >= thr).tolist()) - {gone}
+        body = {"vector": curate.emb(q[0]), "space": "e", "limit": 100, "score_threshold": thr}
+        seen, token, pages = [], None, 0
+        while pages < 10:
+            st, _, res = d.json("POST", "/v1/datasets/big/search",
+                                dict(body, **({"page_token": token} if token else {})))
+            assert_eq(st, 200, res)
+            assert_eq(res["stats"]["exact"], True, res["stats"])
+            seen += [int(r["id"]) for r in res["results"]]
+            for r in res["results"]:
+                assert abs(r["score"] + dist[int(r["id"])]) <= 1e-4 * dist[int(r["id"])], r
+            pages += 1
+            token = res["page_token"]
+            if token is None:
+                break
+        assert_eq((pages, len(seen), len(set(seen))), (3, len(want), len(want)), "pages")
+        assert_eq(set(seen), want, "no gaps")
+        st, _, c = d.json("POST", "/v1/datasets/big/search:count", body)
+        assert_eq((st, c["count"], c["stats"]["candidates_scanned"]), (200, len(want), n - 1))
+        assert_eq(split_scans(d) - before, pages + 1, "threshold scans split")
 
 
 if __name__ == "__main__":

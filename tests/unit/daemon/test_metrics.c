@@ -139,7 +139,7 @@ static void test_render_exact(void)
 	           "# HELP winnow_uptime_seconds Seconds since the daemon started.\n"
 	           "# TYPE winnow_uptime_seconds gauge\n"
 	           "winnow_uptime_seconds 12.5\n"
-	           "# HELP winnow_search_split_scans_total Searches that scanned a Flat index on "
+	           "# HELP winnow_search_split_scans_total Searches that scanned every vector on "
 	           "several threads (--search-threads).\n"
 	           "# TYPE winnow_search_split_scans_total counter\n"
 	           "winnow_search_split_scans_total 9\n");

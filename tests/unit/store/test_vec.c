@@ -241,13 +241,16 @@ static void test_dot3(void)
 		b[i] = (float)((int)(x >> 8) % 2001 - 1000) / 1000.0f;
 	}
 	for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
-		double ab, aa, bb, rab = 0, raa = 0, rbb = 0;
+		double ab, aa, bb, rab = 0, raa = 0, rbb = 0, rl2 = 0;
 
 		for (size_t i = 0; i < lens[k]; i++) {
 			rab += (double)a[i] * b[i];
 			raa += (double)a[i] * a[i];
 			rbb += (double)b[i] * b[i];
+			rl2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
 		}
+		CHECK_NEAR(vec_f32_l2sq(a, b, lens[k]), rl2, 1e-5 * rl2 + 1e-12);
+		CHECK(vec_f32_l2sq(a, a, lens[k]) == 0); /* no cancellation: exactly 0 */
 		vec_f32_dot3(a, b, lens[k], &ab, &aa, &bb);
 		/* relative to |a||b| >= sum |a_i b_i|, the scale of the rounding errors */
 		CHECK_NEAR(ab, rab, 1e-5 * sqrt(raa * rbb) + 1e-12);
