@@ -14,10 +14,10 @@ Batches go three ways: one client sending JSON "vectors" (base64 f32), one clien
 f32 rows (application/octet-stream), and --clients concurrent clients sending raw rows; the
 in-process side searches the same batches of 64 one after another with FAISS on every core.
 
-A single query over a Flat index: FAISS scans it on one thread (in-process here too); winnowd
-splits the scan over --search-threads threads (default the CPU count), so its p50 is below
-in-process; run with --search-threads 1 to compare FAISS's scan over HTTP with FAISS's scan
-in-process, which isolates the cost of HTTP.
+A single query over a Flat index: FAISS (in-process here) scans it with a scalar loop on one
+thread in Debian's build; winnowd scans FAISS's storage with its own AVX2 kernels on
+--search-threads threads (default the CPU count; 1 = one thread), so its p50 is far below
+in-process. The cost of HTTP itself shows on the HNSW workloads.
 
 Threshold searches (complete: every record at or above the score; winnowd scans the stored
 vectors exactly) are timed once per dataset before any index exists, against numpy computing
