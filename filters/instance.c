@@ -9,7 +9,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +18,7 @@
 #include "daemon/daemon.h"
 #include "daemon/err.h"
 #include "daemon/jobs.h"
+#include "daemon/par.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "filters/scan.h"
@@ -723,9 +723,7 @@ int instance_score_range_labels(struct store *s, uint32_t ds, const struct store
                                 unsigned threads, struct job *job, struct err *e)
 {
 	struct part parts[SCORE_THREADS];
-	pthread_t th[SCORE_THREADS];
 	unsigned nt = threads == 0 ? instance_score_threads() : threads, used = 0;
-	int spawned[SCORE_THREADS] = {0};
 	uint64_t n = hi - lo, per;
 	int rc = 0;
 
@@ -750,15 +748,7 @@ int instance_score_range_labels(struct store *s, uint32_t ds, const struct store
 		                         .labels = labels, .job = job};
 		used = i + 1;
 	}
-	for (unsigned i = 1; i < used; i++)
-		spawned[i] = pthread_create(&th[i], NULL, part_main, &parts[i]) == 0;
-	part_main(&parts[0]);
-	for (unsigned i = 1; i < used; i++) {
-		if (spawned[i])
-			pthread_join(th[i], NULL);
-		else
-			part_main(&parts[i]); /* no thread to be had: do it here */
-	}
+	par_run(part_main, parts, sizeof parts[0], used);
 	for (unsigned i = 0; i < used; i++) {
 		if (parts[i].rc != 0 && rc == 0) {
 			rc = parts[i].rc;

@@ -23,6 +23,7 @@
 #include "daemon/err.h"
 #include "daemon/jobs.h"
 #include "daemon/log.h"
+#include "daemon/par.h"
 #include "filters/filter.h"
 #include "filters/hubnorm.h"
 #include "filters/instance.h"
@@ -1049,14 +1050,11 @@ static int exact_scan(struct daemon *d, const struct query *qr, const float *q, 
 	uint64_t end = qr->info.next_row, blocks = (end + STORE_BLOCK_ROWS - 1) / STORE_BLOCK_ROWS;
 	unsigned t = index_scan_begin(d->cfg->search_threads, (size_t)end * qr->dim);
 	struct exact_part *p = NULL;
-	pthread_t *th = NULL;
-	char *started = NULL;
 	int rc = 0;
 
 	if (t > blocks)
 		t = (unsigned)blocks;
-	if (t > 1 && ((p = calloc(t, sizeof *p)) == NULL || (th = calloc(t, sizeof *th)) == NULL ||
-	              (started = calloc(t, 1)) == NULL))
+	if (t > 1 && (p = calloc(t, sizeof *p)) == NULL)
 		t = 1; /* no memory for the split: one range */
 	if (t <= 1) {
 		rc = exact_range(d, qr, q, 0, end, h, scanned, e);
@@ -1067,16 +1065,8 @@ static int exact_scan(struct daemon *d, const struct query *qr, const float *q, 
 		                           .lo = blocks * i / t * STORE_BLOCK_ROWS,
 		                           .hi = i + 1 == t ? end : blocks * (i + 1) / t * STORE_BLOCK_ROWS,
 		                           .h = {.keep = h->keep}};
-		if (i > 0)
-			started[i] = pthread_create(&th[i], NULL, exact_part_run, &p[i]) == 0;
 	}
-	exact_part_run(&p[0]);
-	for (unsigned i = 1; i < t; i++) {
-		if (started[i])
-			pthread_join(th[i], NULL);
-		else
-			exact_part_run(&p[i]); /* no thread: scan it here */
-	}
+	par_run(exact_part_run, p, sizeof *p, t);
 	for (unsigned i = 0; i < t; i++) {
 		if (rc == 0 && p[i].rc != 0) {
 			rc = p[i].rc;
@@ -1092,8 +1082,6 @@ static int exact_scan(struct daemon *d, const struct query *qr, const float *q, 
 out:
 	index_scan_end();
 	free(p);
-	free(th);
-	free(started);
 	return rc;
 }
 

@@ -25,12 +25,12 @@
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/err.h"
+#include "daemon/par.h"
 #include "index/index.h"
 #include "store/vec.h"
 
@@ -225,8 +225,6 @@ static int flat_scan(const float *xb, const idx_t *idmap, size_t n, int l2, size
                      struct err *e)
 {
 	struct split *s = calloc(t, sizeof *s);
-	pthread_t *th = calloc(t, sizeof *th);
-	char *started = calloc(t, 1);
 	size_t *lens = calloc((size_t)t * nq, sizeof *lens), kept = 0, at = 0;
 	struct cand *all = NULL, *m = NULL;
 	int rc = 0;
@@ -237,7 +235,7 @@ static int flat_scan(const float *xb, const idx_t *idmap, size_t n, int l2, size
 		s[i].k = k < s[i].hi - s[i].lo ? k : s[i].hi - s[i].lo;
 		kept += s[i].k;
 	}
-	if (s == NULL || th == NULL || started == NULL || lens == NULL ||
+	if (s == NULL || lens == NULL ||
 	    (all = malloc((kept * nq + 1) * sizeof *all)) == NULL ||
 	    (m = malloc((kept + 1) * sizeof *m)) == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
@@ -246,16 +244,8 @@ static int flat_scan(const float *xb, const idx_t *idmap, size_t n, int l2, size
 	for (unsigned i = 0; i < t; at += s[i].k * nq, i++) {
 		s[i].heaps = all + at;
 		s[i].lens = lens + (size_t)i * nq;
-		if (i > 0)
-			started[i] = pthread_create(&th[i], NULL, split_scan, &s[i]) == 0;
 	}
-	split_scan(&s[0]);
-	for (unsigned i = 1; i < t; i++) {
-		if (started[i])
-			pthread_join(th[i], NULL);
-		else
-			split_scan(&s[i]); /* no thread: scan it here */
-	}
+	par_run(split_scan, s, sizeof *s, t);
 	for (size_t qi = 0; qi < nq; qi++) {
 		size_t got = 0;
 
@@ -271,8 +261,6 @@ static int flat_scan(const float *xb, const idx_t *idmap, size_t n, int l2, size
 	}
 out:
 	free(s);
-	free(th);
-	free(started);
 	free(all);
 	free(m);
 	free(lens);
