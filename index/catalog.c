@@ -67,6 +67,12 @@ struct entry {
 	uint64_t version;
 	struct index *ix; /* NULL until built */
 	int clean;        /* the saved file and its document match ix: cleared before an ingest */
+	/* Builds running for this space, and the rows ingested with a vector meanwhile: a build
+	 * may have read such a row before its upsert, so it adds them again when it installs. */
+	unsigned building;
+	uint64_t *pending;
+	size_t npending, cap_pending;
+	int pending_lost; /* out of memory while noting one: the next build says so */
 	pthread_rwlock_t lock;
 	struct entry *next;
 };
@@ -606,6 +612,63 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* A build installs: add again the rows below `end` (what the build read) ingested while it
+ * ran, from LMDB as they are now, in runs of consecutive rows; rows from `end` on come with
+ * the catch-up. Ends this build's count on the entry. The caller holds en->lock for
+ * writing. *readded counts the vectors. */
+static int readd_pending(struct daemon *d, struct entry *en, const struct store_schema *schema,
+                         unsigned space, uint64_t end, uint64_t *readded, struct err *e)
+{
+	size_t n = 0;
+	int rc = 0;
+
+	qsort(en->pending, en->npending, sizeof *en->pending, cmp_u64);
+	for (size_t i = 0; i < en->npending; i++) /* unique, below end */
+		if (en->pending[i] < end && (n == 0 || en->pending[n - 1] != en->pending[i]))
+			en->pending[n++] = en->pending[i];
+	for (size_t i = 0; rc == 0 && i < n;) {
+		size_t k = i + 1;
+
+		while (k < n && en->pending[k] == en->pending[k - 1] + 1)
+			k++;
+		rc = feed(d, NULL, en->ds, schema, space, en->pending[i], en->pending[k - 1] + 1, en->ix,
+		          NULL, NULL, readded, e);
+		i = k;
+	}
+	if (en->pending_lost)
+		log_msg(LOG_WARN, "index_upserts_unknown",
+		        "space=%s: out of memory while noting the rows ingested during the build; "
+		        "vectors upserted meanwhile may be missing until the index is rebuilt",
+		        en->space);
+	if (--en->building == 0) {
+		free(en->pending);
+		en->pending = NULL;
+		en->npending = en->cap_pending = 0;
+		en->pending_lost = 0;
+	}
+	return rc;
+}
+
+/* A build that does not install ends its count on the entry. */
+static void build_abandoned(struct entry *en)
+{
+	pthread_rwlock_wrlock(&en->lock);
+	if (--en->building == 0) {
+		free(en->pending);
+		en->pending = NULL;
+		en->npending = en->cap_pending = 0;
+		en->pending_lost = 0;
+	}
+	pthread_rwlock_unlock(&en->lock);
+}
+
 int catalog_job_build(struct job *j, struct err *e)
 {
 	struct daemon *d = job_daemon(j);
@@ -615,10 +678,10 @@ int catalog_job_build(struct job *j, struct err *e)
 	struct store_dataset_info info, now;
 	struct store_reader *r = NULL;
 	struct index *ix = NULL;
-	struct entry *en;
+	struct entry *en = NULL;
 	json_t *doc = NULL;
 	enum index_metric m;
-	uint64_t added = 0;
+	uint64_t added = 0, readded = 0;
 	int sp, rc;
 
 	if ((rc = store_reader_open(d->store, &r, e)) != 0)
@@ -637,6 +700,15 @@ int catalog_job_build(struct job *j, struct err *e)
 		rc = err_set(e, ERR_INVALID, "bad_index", "index '%s' has a bad definition", space);
 		goto done;
 	}
+	/* from here on, rows ingested into the space are noted for the install (readd_pending);
+	 * the feed's reader opens after this, so anything committed before is read */
+	if ((en = entry_find(c, info.id, space, 1)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto done;
+	}
+	pthread_rwlock_wrlock(&en->lock);
+	en->building++;
+	pthread_rwlock_unlock(&en->lock);
 	if ((rc = index_create(&ix, &index_faiss_ops, info.schema.spaces[sp].dim, m,
 	                       json_string_value(json_object_get(doc, "factory")), e)) != 0)
 		goto done;
@@ -661,12 +733,10 @@ int catalog_job_build(struct job *j, struct err *e)
 		goto done;
 	default_params(ix);
 	ix->threads = d->cfg->search_threads;
-	/* install, then catch up with what was ingested meanwhile (ingest adds to the installed
-	 * index from now on; a row added twice is found once: search drops duplicate rows) */
-	if ((en = entry_find(c, info.id, space, 1)) == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto done;
-	}
+	/* install, then catch up with what was ingested meanwhile: the rows appended since the
+	 * build read the dataset, and the rows below that upserted while it ran (ingest adds to
+	 * the installed index from now on; a row added twice is found once: search drops
+	 * duplicate rows, and scores are checked against the stored vectors) */
 	pthread_rwlock_wrlock(&en->lock);
 	{
 		struct index *old = en->ix;
@@ -681,11 +751,19 @@ int catalog_job_build(struct job *j, struct err *e)
 	    now.next_row > info.next_row)
 		rc = feed(d, NULL, info.id, &info.schema, (unsigned)sp, info.next_row, now.next_row,
 		          en->ix, NULL, NULL, &added, e);
+	{
+		int rc2 = readd_pending(d, en, &info.schema, (unsigned)sp, info.next_row, &readded, e);
+
+		rc = rc != 0 ? rc : rc2;
+	}
 	pthread_rwlock_unlock(&en->lock);
+	en = NULL; /* this build's count on the entry ended in readd_pending */
 	if (rc == 0)
-		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu", info.name, space,
-		        (unsigned long long)added);
+		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu readded=%llu",
+		        info.name, space, (unsigned long long)added, (unsigned long long)readded);
 done:
+	if (en != NULL)
+		build_abandoned(en);
 	store_reader_close(r);
 	index_free(ix);
 	json_decref(doc);
@@ -693,6 +771,26 @@ done:
 }
 
 /* ---- ingest ---- */
+
+/* Note rows ingested while a build runs (the caller holds en->lock for writing). */
+static void note_pending(struct entry *en, const int64_t *rows, size_t n)
+{
+	if (en->npending + n > en->cap_pending) {
+		size_t cap = en->cap_pending ? en->cap_pending : 256;
+		uint64_t *g;
+
+		while (cap < en->npending + n)
+			cap *= 2;
+		if ((g = realloc(en->pending, cap * sizeof *g)) == NULL) {
+			en->pending_lost = 1;
+			return;
+		}
+		en->pending = g;
+		en->cap_pending = cap;
+	}
+	for (size_t i = 0; i < n; i++)
+		en->pending[en->npending++] = (uint64_t)rows[i];
+}
 
 void catalog_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_schema *schema,
                        const struct store_record *recs, const uint64_t *rows, size_t n)
@@ -723,6 +821,8 @@ void catalog_on_ingest(struct daemon *d, uint32_t ds_id, const struct store_sche
 			ids[m++] = (int64_t)rows[i];
 		}
 		pthread_rwlock_wrlock(&en->lock);
+		if (en->building > 0)
+			note_pending(en, ids, m);
 		if (en->ix != NULL && m > 0 && index_add(en->ix, m, buf, ids, NULL) != 0) {
 			for (size_t i = 0; i < m; i++) /* one bad (zero) vector must not cost the rest */
 				index_add(en->ix, 1, buf + i * dim, &ids[i], NULL);
@@ -828,6 +928,7 @@ void catalog_close(struct catalog *c)
 	while ((en = c->head) != NULL) {
 		c->head = en->next;
 		index_free(en->ix);
+		free(en->pending);
 		pthread_rwlock_destroy(&en->lock);
 		free(en);
 	}

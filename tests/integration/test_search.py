@@ -475,5 +475,46 @@ def split_scans_equal_faiss_and_numpy():
         assert_eq(split_scans(d) - before, pages + 1, "threshold scans split")
 
 
+@test
+def upserts_during_a_build_are_indexed():
+    """A record upserted while an HNSW build is adding the vectors it has already read (the
+    job's progress at its total, the job still running) is found by its new vector once the
+    index is installed, at score 1: the build adds the rows ingested meanwhile again. Without
+    that the index held only the old vector and the search answered with other records."""
+    import time
+    n, dim = 20000, 128
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    fresh = rng.standard_normal((3, dim)).astype(np.float32)
+    with wn.Daemon(log_level="info") as d:
+        d.put_dataset("b", {"spaces": {"e": {"dim": dim, "dtype": "f32"}}})
+        for a in range(0, n, 5000):
+            assert_eq(d.ingest("b", [{"id": "%d" % i, "embeddings": {"e": curate.emb(x[i])}}
+                                     for i in range(a, a + 5000)])[0], 200)
+        jid = curate.job_id(d.json("PUT", "/v1/datasets/b/indexes/e",
+                                   {"factory": "HNSW32", "metric": "cosine"}))
+        deadline = time.time() + 60 * wn.SLOW
+        while time.time() < deadline:  # wait until every row has been read
+            j = d.get_json("/v1/jobs/%s" % jid)[2]
+            if j["state"] != "running" or (j.get("total") and j.get("processed") == j["total"]):
+                break
+            time.sleep(0.005)
+        assert_eq((j["state"], j["processed"]), ("running", n), "the build still adding")
+        ids = [7, 12345, n - 1]
+        assert_eq(d.ingest("b", [{"id": "%d" % i, "embeddings": {"e": curate.emb(v)}}
+                                 for i, v in zip(ids, fresh)])[0], 200)
+        assert_eq(d.get_json("/v1/jobs/%s" % jid)[2]["state"], "running",
+                  "the upserts landed during the build")
+        curate.wait_job(d, jid)
+        for i, v in zip(ids, fresh):
+            st, _, res = d.json("POST", "/v1/datasets/b/search",
+                                {"vector": curate.emb(v), "space": "e", "limit": 3})
+            assert_eq(st, 200, res)
+            assert_eq(res["stats"]["index"], "HNSW32")
+            top = res["results"][0]
+            assert_eq(top["id"], "%d" % i, "record %d by its new vector" % i)
+            assert abs(top["score"] - 1.0) < 1e-5, top
+
+
 if __name__ == "__main__":
     wn.main()
