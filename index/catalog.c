@@ -629,7 +629,8 @@ static int readd_pending(struct daemon *d, struct entry *en, const struct store_
 	size_t n = 0;
 	int rc = 0;
 
-	qsort(en->pending, en->npending, sizeof *en->pending, cmp_u64);
+	if (en->npending > 0)
+		qsort(en->pending, en->npending, sizeof *en->pending, cmp_u64);
 	for (size_t i = 0; i < en->npending; i++) /* unique, below end */
 		if (en->pending[i] < end && (n == 0 || en->pending[n - 1] != en->pending[i]))
 			en->pending[n++] = en->pending[i];
