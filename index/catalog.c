@@ -1224,6 +1224,8 @@ static size_t candidates_per_query(const struct query *qr)
 {
 	size_t k = (qr->limit + 1) * CANDIDATE_FACTOR;
 
+	if (qr->rescore != NULL && qr->candidates > k) /* else a second round would widen to it */
+		k = qr->candidates;
 	if (qr->hub != NULL && hubnorm_query_candidates(qr->hub) > k)
 		k = hubnorm_query_candidates(qr->hub);
 	return k;
