@@ -40,6 +40,7 @@
 #include "filters/ngram.h"
 #include "filters/registry.h"
 #include "store/store.h"
+#include "store/vec.h"
 
 #define CNG_MAGIC 0x31474e43u /* "CNG1" */
 #define CNG_MAX_FOLDS 16
@@ -335,11 +336,6 @@ fail:
 	return rc;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static int cng_load(struct filter *f, const void *blob, size_t len, struct err *e)
 {
 	struct color_ngram *c = (struct color_ngram *)f;
@@ -349,10 +345,10 @@ static int cng_load(struct filter *f, const void *blob, size_t len, struct err *
 	int rc;
 
 	memset(&nc, 0, sizeof nc);
-	if (len < 16 || le32(p) != CNG_MAGIC)
+	if (len < 16 || vec_le32_get(p) != CNG_MAGIC)
 		return err_set(e, ERR_INVALID, "bad_state", "color_ngram state: bad header");
-	nc.npriors = le32(p + 4);
-	if (nc.npriors < 1 || nc.npriors > CNG_MAX_FOLDS || le32(p + 8) != c->order ||
+	nc.npriors = vec_le32_get(p + 4);
+	if (nc.npriors < 1 || nc.npriors > CNG_MAX_FOLDS || vec_le32_get(p + 8) != c->order ||
 	    nc.npriors != (c->prior[0] ? 1u : c->folds))
 		return err_set(e, ERR_INVALID, "bad_state",
 		               "color_ngram state: made for other params");

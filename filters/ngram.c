@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/err.h"
+#include "store/vec.h"
 
 struct tab {
 	uint32_t kw, vw; /* key and value words per slot */
@@ -605,8 +606,7 @@ static int put_u64(struct ngram_buf *b, uint64_t v, struct err *e)
 {
 	uint8_t x[8];
 
-	for (int i = 0; i < 8; i++)
-		x[i] = (uint8_t)(v >> (8 * i));
+	vec_le64_put(x, v);
 	return buf_put(b, x, 8, e);
 }
 
@@ -614,9 +614,7 @@ static int get_u64(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
 {
 	if (*off > len || len - *off < 8)
 		return -1;
-	*v = 0;
-	for (int i = 0; i < 8; i++)
-		*v |= (uint64_t)p[*off + (size_t)i] << (8 * i);
+	*v = vec_le64_get(p + *off);
 	*off += 8;
 	return 0;
 }
@@ -667,8 +665,7 @@ static int tab_load(struct tab *t, const uint8_t *p, size_t len, size_t *off, st
 		for (unsigned j = 0; j < w; j++) {
 			const uint8_t *q = p + *off + 4 * j;
 
-			s[j] = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 |
-			       (uint32_t)q[3] << 24;
+			s[j] = vec_le32_get(q);
 		}
 		*off += 4 * w;
 		if (s[0] == 0)
@@ -766,11 +763,6 @@ int ngram_model_save(const struct ngram_model *m, struct ngram_buf *b, struct er
 	return 0;
 }
 
-static uint32_t rd32(const uint8_t *q)
-{
-	return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
-}
-
 int ngram_model_load(struct ngram_model **out, const uint8_t *p, size_t len, size_t *off,
                      struct ngram_mem *mem, struct err *e)
 {
@@ -807,12 +799,12 @@ int ngram_model_load(struct ngram_model **out, const uint8_t *p, size_t len, siz
 		goto fail;
 	}
 	for (uint64_t i = 0; i < nz; i++) {
-		uint32_t id = rd32(p + *off), *u;
+		uint32_t id = vec_le32_get(p + *off), *u;
 
 		if ((rc = uni_at(m, id, &u, e)) != 0)
 			goto fail;
 		for (unsigned j = 0; j < NG_W; j++)
-			u[j] = rd32(p + *off + 4 * (j + 1));
+			u[j] = vec_le32_get(p + *off + 4 * (j + 1));
 		*off += 4 * (NG_W + 1);
 	}
 	for (unsigned k = 2; k <= m->order; k++)

@@ -25,6 +25,7 @@
 #include "filters/prototypes.h"
 #include "filters/registry.h"
 #include "store/store.h"
+#include "store/vec.h"
 
 #define PRO_MAGIC "WNPRO1\n"
 #define PRO_HDR 16 /* magic (7) + pad (1) + u32 k + u32 dim */
@@ -126,17 +127,6 @@ out:
 	return rc;
 }
 
-static void put_u32(uint8_t *q, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		q[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *q)
-{
-	return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
-}
-
 static int pro_save(const struct filter *f, void **blob, size_t *len, struct err *e)
 {
 	const struct prototypes *p = (const struct prototypes *)f;
@@ -147,8 +137,8 @@ static int pro_save(const struct filter *f, void **blob, size_t *len, struct err
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	memset(q, 0, PRO_HDR);
 	memcpy(q, PRO_MAGIC, 7);
-	put_u32(q + 8, p->k);
-	put_u32(q + 12, p->dim);
+	vec_le32_put(q + 8, p->k);
+	vec_le32_put(q + 12, p->dim);
 	/* little-endian f32, the only byte order winnow runs on (as the vector blocks) */
 	memcpy(q + PRO_HDR, p->centroids, (size_t)p->k * p->dim * 4);
 	*blob = q;
@@ -165,8 +155,8 @@ static int pro_load(struct filter *f, const void *blob, size_t len, struct err *
 
 	if (len < PRO_HDR || memcmp(q, PRO_MAGIC, 7) != 0)
 		return err_set(e, ERR_INVALID, "bad_state", "prototypes state: bad header");
-	k = get_u32(q + 8);
-	dim = get_u32(q + 12);
+	k = vec_le32_get(q + 8);
+	dim = vec_le32_get(q + 12);
 	if (dim != p->dim || k == 0 || k > KMEANS_MAX_K || len != PRO_HDR + (size_t)k * dim * 4)
 		return err_set(e, ERR_INVALID, "bad_state", "prototypes state: bad size");
 	if ((c = malloc((size_t)k * dim * sizeof *c)) == NULL)

@@ -38,6 +38,7 @@
 #include "filters/registry.h"
 #include "filters/semdedup.h"
 #include "store/store.h"
+#include "store/vec.h"
 
 #define SDD_MAGIC "WNSDD1\n"
 #define SDD_HDR 24 /* magic (7) + pad (1) + u64 rows + u32 k + u32 clusters used */
@@ -430,32 +431,6 @@ out:
 
 /* ---- state ---- */
 
-static void put_u32(uint8_t *q, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		q[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *q, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		q[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *q)
-{
-	return (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *q)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)q[i] << (8 * i);
-	return v;
-}
-
 static int sdd_save(const struct filter *f, void **blob, size_t *len, struct err *e)
 {
 	const struct semdedup *s = (const struct semdedup *)f;
@@ -466,17 +441,17 @@ static int sdd_save(const struct filter *f, void **blob, size_t *len, struct err
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	memset(q, 0, SDD_HDR);
 	memcpy(q, SDD_MAGIC, 7);
-	put_u64(q + 8, s->nrows);
-	put_u32(q + 16, s->k);
-	put_u32(q + 20, s->nclusters);
+	vec_le64_put(q + 8, s->nrows);
+	vec_le32_put(q + 16, s->k);
+	vec_le32_put(q + 20, s->nclusters);
 	p = q + SDD_HDR;
 	for (uint64_t r = 0; r < s->nrows; r++, p += SDD_ROW) {
 		uint32_t u;
 
 		memcpy(&u, &s->maxsim[r], 4);
-		put_u32(p, s->cluster[r]);
-		put_u32(p + 4, u);
-		put_u64(p + 8, s->earlier[r]);
+		vec_le32_put(p, s->cluster[r]);
+		vec_le32_put(p + 4, u);
+		vec_le64_put(p + 8, s->earlier[r]);
 	}
 	*blob = q;
 	*len = n;
@@ -494,7 +469,7 @@ static int sdd_load(struct filter *f, const void *blob, size_t len, struct err *
 
 	if (len < SDD_HDR || memcmp(q, SDD_MAGIC, 7) != 0)
 		return err_set(e, ERR_INVALID, "bad_state", "semdedup state: bad header");
-	n = get_u64(q + 8);
+	n = vec_le64_get(q + 8);
 	if (n > (len - SDD_HDR) / SDD_ROW || len != SDD_HDR + n * SDD_ROW)
 		return err_set(e, ERR_INVALID, "bad_state", "semdedup state: bad length");
 	cl = malloc((n ? n : 1) * sizeof *cl);
@@ -508,11 +483,11 @@ static int sdd_load(struct filter *f, const void *blob, size_t len, struct err *
 	}
 	p = q + SDD_HDR;
 	for (uint64_t r = 0; r < n; r++, p += SDD_ROW) {
-		uint32_t u = get_u32(p + 4);
+		uint32_t u = vec_le32_get(p + 4);
 
-		cl[r] = get_u32(p);
+		cl[r] = vec_le32_get(p);
 		memcpy(&ms[r], &u, 4);
-		er[r] = get_u64(p + 8);
+		er[r] = vec_le64_get(p + 8);
 	}
 	free(s->cluster);
 	free(s->maxsim);
@@ -521,8 +496,8 @@ static int sdd_load(struct filter *f, const void *blob, size_t len, struct err *
 	s->maxsim = ms;
 	s->earlier = er;
 	s->nrows = n;
-	s->k = get_u32(q + 16);
-	s->nclusters = get_u32(q + 20);
+	s->k = vec_le32_get(q + 16);
+	s->nclusters = vec_le32_get(q + 20);
 	return 0;
 }
 

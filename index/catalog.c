@@ -1374,8 +1374,7 @@ static size_t le_values(const unsigned char *p, size_t n, int f16, float *out)
 		if (f16) {
 			out[i] = vec_f16_to_f32_one((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
 		} else {
-			uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
-			             (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
+			uint32_t u = vec_le32_get(p + 4 * i);
 
 			memcpy(&out[i], &u, 4);
 		}

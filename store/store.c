@@ -28,6 +28,7 @@
 #include "store/store.h"
 
 #include "daemon/err.h"
+#include "store/vec.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -135,30 +136,6 @@ static uint64_t be64_get(const unsigned char *p)
 	return (uint64_t)be32_get(p) << 32 | be32_get(p + 4);
 }
 
-static void le32_put(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
-	p[2] = (unsigned char)(v >> 16);
-	p[3] = (unsigned char)(v >> 24);
-}
-
-static void le64_put(unsigned char *p, uint64_t v)
-{
-	le32_put(p, (uint32_t)v);
-	le32_put(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t le32_get(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t le64_get(const unsigned char *p)
-{
-	return (uint64_t)le32_get(p) | (uint64_t)le32_get(p + 4) << 32;
-}
-
 static MDB_val mval(const void *p, size_t n)
 {
 	MDB_val v;
@@ -198,9 +175,9 @@ static size_t hdr_encode(unsigned char *p, uint32_t id, const struct store_schem
 	memset(p, 0, STORE_HDR_FIXED);
 	p[0] = STORE_HDR_VERSION;
 	p[1] = (unsigned char)sc->nspaces;
-	le32_put(p + 4, id);
-	le32_put(p + 8, sc->kinds);
-	le64_put(p + 16, (uint64_t)created);
+	vec_le32_put(p + 4, id);
+	vec_le32_put(p + 8, sc->kinds);
+	vec_le64_put(p + 16, (uint64_t)created);
 	for (unsigned i = 0; i < sc->nspaces; i++) {
 		const struct store_space *sp = &sc->spaces[i];
 		size_t len = strlen(sp->name);
@@ -209,7 +186,7 @@ static size_t hdr_encode(unsigned char *p, uint32_t id, const struct store_schem
 		p[off + 1] = (unsigned char)sp->dtype;
 		p[off + 2] = 0;
 		p[off + 3] = 0;
-		le32_put(p + off + 4, sp->dim);
+		vec_le32_put(p + off + 4, sp->dim);
 		memcpy(p + off + STORE_HDR_SPACE, sp->name, len);
 		off += STORE_HDR_SPACE + len;
 	}
@@ -224,9 +201,9 @@ static int hdr_decode(const MDB_val *v, struct store_dataset_info *out, struct e
 	if (v->mv_size < STORE_HDR_FIXED || p[0] != STORE_HDR_VERSION || p[1] > STORE_MAX_SPACES)
 		goto corrupt;
 	out->schema.nspaces = p[1];
-	out->id = le32_get(p + 4);
-	out->schema.kinds = le32_get(p + 8);
-	out->created_unix = (int64_t)le64_get(p + 16);
+	out->id = vec_le32_get(p + 4);
+	out->schema.kinds = vec_le32_get(p + 8);
+	out->created_unix = (int64_t)vec_le64_get(p + 16);
 	for (unsigned i = 0; i < out->schema.nspaces; i++) {
 		struct store_space *sp = &out->schema.spaces[i];
 		size_t len;
@@ -241,7 +218,7 @@ static int hdr_decode(const MDB_val *v, struct store_dataset_info *out, struct e
 		memset(sp->name, 0, sizeof sp->name);
 		memcpy(sp->name, p + off + STORE_HDR_SPACE, len);
 		sp->dtype = (enum store_dtype)p[off + 1];
-		sp->dim = le32_get(p + off + 4);
+		sp->dim = vec_le32_get(p + off + 4);
 		off += STORE_HDR_SPACE + len;
 	}
 	if (off != v->mv_size)
@@ -519,8 +496,8 @@ static int stat_get(struct store *s, MDB_txn *txn, uint32_t ds, uint64_t *next_r
 	if (val.mv_size != 16)
 		return err_set(e, ERR_STORE, "storage_corrupt", "dataset %u: counters corrupt",
 		               (unsigned)ds);
-	*next_row = le64_get(val.mv_data);
-	*records = le64_get((const unsigned char *)val.mv_data + 8);
+	*next_row = vec_le64_get(val.mv_data);
+	*records = vec_le64_get((const unsigned char *)val.mv_data + 8);
 	return 0;
 }
 
@@ -532,8 +509,8 @@ static int stat_put(struct store *s, MDB_txn *txn, uint32_t ds, uint64_t next_ro
 	int mrc;
 
 	key_ds(k, ds);
-	le64_put(v, next_row);
-	le64_put(v + 8, records);
+	vec_le64_put(v, next_row);
+	vec_le64_put(v + 8, records);
 	key = mval(k, sizeof k);
 	val = mval(v, sizeof v);
 	mrc = mdb_put(txn, s->dsstat, &key, &val, 0);
@@ -609,10 +586,10 @@ static int create_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fai
 		return lmdb_fail(lf, mrc, "read next dataset id");
 	if (val.mv_size != 4)
 		return corrupt(e, "next_dataset_id");
-	id = le32_get(val.mv_data);
+	id = vec_le32_get(val.mv_data);
 	if (id == UINT32_MAX)
 		return err_set(e, ERR_STORE, "out_of_ids", "no dataset ids left");
-	le32_put(idv, id + 1);
+	vec_le32_put(idv, id + 1);
 	val = mval(idv, sizeof idv);
 	if ((mrc = mdb_put(txn, s->meta, &key, &val, 0)) != 0)
 		return lmdb_fail(lf, mrc, "write next dataset id");
@@ -1142,7 +1119,7 @@ static int put_space(struct store *s, MDB_txn *txn, struct put_ctx *c, unsigned 
 				               "dataset %u space %u block %llu has a bad size",
 				               (unsigned)c->ds, sp, (unsigned long long)block);
 			memcpy(buf, val.mv_data, bb);
-			mask = le64_get(buf);
+			mask = vec_le64_get(buf);
 			existed = 1;
 		} else if (mrc == MDB_NOTFOUND) {
 			memset(buf, 0, bb);
@@ -1165,7 +1142,7 @@ static int put_space(struct store *s, MDB_txn *txn, struct put_ctx *c, unsigned 
 		if (mask == 0) {
 			mrc = existed ? mdb_del(txn, s->vecs, &key, NULL) : 0;
 		} else {
-			le64_put(buf, mask);
+			vec_le64_put(buf, mask);
 			val = mval(buf, bb);
 			mrc = mdb_put(txn, s->vecs, &key, &val, 0);
 		}
@@ -1202,7 +1179,7 @@ static int put_chunk(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 
 		memcpy(idk + STORE_KEY_DS, r->id, r->id_len);
 		key = mval(idk, STORE_KEY_DS + r->id_len);
-		le64_put(rowv, next_row);
+		vec_le64_put(rowv, next_row);
 		val = mval(rowv, sizeof rowv);
 		/* One lookup for both cases: an existing id hands back its row (this txn's
 		 * own earlier writes included, so an in-chunk duplicate gets the same row). */
@@ -1212,7 +1189,7 @@ static int put_chunk(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 			records++;
 			is_new = 1;
 		} else if (mrc == MDB_KEYEXIST && val.mv_size == 8) {
-			row = le64_get(val.mv_data);
+			row = vec_le64_get(val.mv_data);
 			is_new = 0;
 		} else {
 			return mrc == MDB_KEYEXIST
@@ -1482,7 +1459,7 @@ static int row_of(struct store *s, MDB_txn *txn, uint32_t ds, const char *id, si
 		return lmdb_fail(lf, mrc, "read id");
 	if (val.mv_size != 8)
 		return corrupt(e, "an id entry");
-	*row = le64_get(val.mv_data);
+	*row = vec_le64_get(val.mv_data);
 	return 0;
 }
 
@@ -1533,7 +1510,7 @@ static int get_body(struct store *s, MDB_txn *txn, uint32_t ds, const char *id, 
 			return lmdb_fail(lf, mrc, "read vector block");
 		if (val.mv_size != STORE_MASK_BYTES + STORE_BLOCK_ROWS * vb)
 			return corrupt(e, "a vector block has a bad size");
-		if (!(le64_get(val.mv_data) >> slot & 1))
+		if (!(vec_le64_get(val.mv_data) >> slot & 1))
 			continue;
 		out->vec[sp] = malloc(vb);
 		if (out->vec[sp] == NULL)
@@ -1634,7 +1611,7 @@ static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *
 			return lmdb_fail(lf, mrc, "read vector block");
 		if (val.mv_size != bb)
 			return corrupt(e, "a vector block has a bad size");
-		mask = le64_get(val.mv_data);
+		mask = vec_le64_get(val.mv_data);
 		if (!(mask >> slot & 1))
 			continue;
 		mask &= ~((uint64_t)1 << slot);
@@ -1644,7 +1621,7 @@ static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *
 			if (buf_reserve(&c->buf, &c->cap, bb) != 0)
 				return nomem(e, "deleting a record");
 			memcpy(c->buf, val.mv_data, bb);
-			le64_put(c->buf, mask);
+			vec_le64_put(c->buf, mask);
 			memset(c->buf + STORE_MASK_BYTES + slot * vb, 0, vb);
 			val = mval(c->buf, bb);
 			mrc = mdb_put(txn, s->vecs, &key, &val, 0);
@@ -1765,7 +1742,7 @@ static int open_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 	key = mval("format_version", strlen("format_version"));
 	mrc = mdb_get(txn, s->meta, &key, &val);
 	if (mrc == MDB_NOTFOUND) {
-		le32_put(v4, STORE_FORMAT_VERSION);
+		vec_le32_put(v4, STORE_FORMAT_VERSION);
 		val = mval(v4, sizeof v4);
 		if ((mrc = mdb_put(txn, s->meta, &key, &val, 0)) != 0)
 			return lmdb_fail(lf, mrc, "write format version");
@@ -1776,7 +1753,7 @@ static int open_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 		return err_set(e, ERR_STORE, "storage_corrupt",
 		               "data directory %s: format_version is corrupt", c->dir);
 	} else {
-		version = le32_get(val.mv_data);
+		version = vec_le32_get(val.mv_data);
 	}
 	if (version > STORE_FORMAT_VERSION)
 		return err_set(e, ERR_VERSION, "version_mismatch",
@@ -1786,7 +1763,7 @@ static int open_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail 
 	key = mval("next_dataset_id", strlen("next_dataset_id"));
 	mrc = mdb_get(txn, s->meta, &key, &val);
 	if (mrc == MDB_NOTFOUND) {
-		le32_put(v4, 1); /* ids start at 1 so that 0 never names a dataset */
+		vec_le32_put(v4, 1); /* ids start at 1 so that 0 never names a dataset */
 		val = mval(v4, sizeof v4);
 		mrc = mdb_put(txn, s->meta, &key, &val, 0);
 	}
@@ -1833,7 +1810,7 @@ static int version_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fa
 
 	(void)arg;
 	(void)e;
-	le32_put(v4, STORE_FORMAT_VERSION);
+	vec_le32_put(v4, STORE_FORMAT_VERSION);
 	key = mval("format_version", strlen("format_version"));
 	val = mval(v4, sizeof v4);
 	mrc = mdb_put(txn, s->meta, &key, &val, 0);
@@ -2160,7 +2137,7 @@ int store_reader_block(struct store_reader *r, uint32_t ds_id, unsigned space, u
 		return corrupt(e, "a vector block has a bad size");
 	p = val.mv_data;
 	n = val.mv_size - STORE_MASK_BYTES;
-	*present = le64_get(p);
+	*present = vec_le64_get(p);
 	p += STORE_MASK_BYTES;
 	/* Large blocks sit on overflow pages and are 8-aligned; small ones inside a leaf
 	 * page may be only 2-aligned, and callers read them as float arrays. */
@@ -2512,10 +2489,10 @@ int store_txn_counter_next(struct store_txn *t, const char *name, uint64_t *out,
 	if (mrc == 0 && val.mv_size != 8)
 		return corrupt(e, "a counter"); /* restarting at 1 would reuse ids */
 	if (mrc == 0)
-		next = le64_get(val.mv_data);
+		next = vec_le64_get(val.mv_data);
 	else if (mrc != MDB_NOTFOUND)
 		return lmdb_fail(t->lf, mrc, "read counter");
-	le64_put(v8, next + 1);
+	vec_le64_put(v8, next + 1);
 	val = mval(v8, sizeof v8);
 	if ((mrc = mdb_put(t->txn, t->s->meta, &key, &val, 0)) != 0)
 		return lmdb_fail(t->lf, mrc, "write counter");

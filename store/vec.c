@@ -234,6 +234,30 @@ static void dot3_lanes(const float *a, const float *b, size_t n, double *ab, dou
 	*bb = dbb;
 }
 
+void vec_le32_put(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+void vec_le64_put(unsigned char *p, uint64_t v)
+{
+	vec_le32_put(p, (uint32_t)v);
+	vec_le32_put(p + 4, (uint32_t)(v >> 32));
+}
+
+uint32_t vec_le32_get(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint64_t vec_le64_get(const unsigned char *p)
+{
+	return (uint64_t)vec_le32_get(p) | (uint64_t)vec_le32_get(p + 4) << 32;
+}
+
 static double dot_lanes(const float *a, const float *b, size_t n)
 {
 	float s[VEC_GROUP] = {0};

@@ -23,6 +23,12 @@ void vec_f32_to_f16(const float *in, uint16_t *out, size_t n);
 int vec_f32_finite(const float *v, size_t n, size_t *bad);
 int vec_f16_finite(const uint16_t *v, size_t n, size_t *bad);
 
+/* Little-endian integers in byte buffers: the storage keys and the saved filter models. */
+void vec_le32_put(unsigned char *p, uint32_t v);
+void vec_le64_put(unsigned char *p, uint64_t v);
+uint32_t vec_le32_get(const unsigned char *p);
+uint64_t vec_le64_get(const unsigned char *p);
+
 /* Euclidean norm, accumulated in double. */
 double vec_f32_norm(const float *v, size_t n);
 
