@@ -90,7 +90,25 @@ uint16_t vec_f32_to_f16_one(float f)
 #define VEC_GROUP 16
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
+
+/* F16C, read once with CPUID (clang 14's __builtin_cpu_supports does not know "f16c", and
+ * the fuzz targets build with clang). */
+static int cpu_f16c(void)
+{
+	static atomic_int known = -1;
+	int v = atomic_load_explicit(&known, memory_order_relaxed);
+
+	if (v < 0) {
+		unsigned a, b, c = 0, d;
+
+		v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) ? 1 : 0;
+		atomic_store_explicit(&known, v, memory_order_relaxed);
+	}
+	return v;
+}
 
 /* F16C converts 8 halves per instruction, exactly (every binary16 is a binary32), except that
  * it quiets a signalling NaN where f16_to_f32 keeps the payload as is. A group of 8 that holds
@@ -122,7 +140,7 @@ void vec_f16_to_f32(const uint16_t *in, float *out, size_t n)
 	size_t i = 0;
 
 #if defined(__x86_64__) && defined(__GNUC__)
-	if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
+	if (cpu_f16c() && __builtin_cpu_supports("avx")) {
 		f16_to_f32_f16c(in, out, n);
 		return;
 	}
@@ -437,8 +455,7 @@ void vec_f16_dot3(const uint16_t *a, const uint16_t *b, size_t n, double *ab, do
 	double sab = 0, saa = 0, sbb = 0;
 
 #if defined(__x86_64__) && defined(__GNUC__)
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	    __builtin_cpu_supports("f16c")) {
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_f16c()) {
 		dot3_f16_avx2(a, b, n, ab, aa, bb);
 		return;
 	}
