@@ -496,7 +496,8 @@ def upserts_during_a_build_are_indexed():
         deadline = time.time() + 60 * wn.SLOW
         while time.time() < deadline:  # wait until every row has been read
             j = d.get_json("/v1/jobs/%s" % jid)[2]
-            if j["state"] != "running" or (j.get("total") and j.get("processed") == j["total"]):
+            if j["state"] not in ("queued", "running") or (
+                    j["state"] == "running" and j.get("total") and j.get("processed") == j["total"]):
                 break
             time.sleep(0.005)
         assert_eq((j["state"], j["processed"]), ("running", n), "the build still adding")
