@@ -22,6 +22,7 @@
 #include "daemon/err.h"
 #include "daemon/jobs.h"
 #include "index/catalog.h"
+#include "index/index.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "store/store.h"
@@ -169,8 +170,10 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "hash-key") == 0)
 		return auth_hash_key_main(argc - 1, argv + 1);
 
-	/* jansson seeds its hash tables on first use; do it before any thread exists. */
+	/* jansson seeds its hash tables on first use; do it before any thread exists. FAISS's
+	 * process-wide settings too, so that every FAISS call sees the same ones. */
 	json_object_seed(0);
+	index_faiss_setup();
 	memset(&cfg, 0, sizeof cfg);
 	rc = config_load(&cfg, argc, argv, &e);
 	if (rc > 0) { /* help printed */

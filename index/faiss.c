@@ -10,12 +10,12 @@
  *
  * Flat scans of a few queries: FAISS scans a Flat index for fewer than 20 queries with one
  * thread per query and, in Debian's build (no AVX2), a scalar distance loop: one query over
- * 200,000 x 768-d takes 70 ms on one core while the others idle. For up to 16 queries this
+ * 200,000 x 768-d takes 70 ms on one core while the others idle. For up to 8 queries this
  * file scans FAISS's flat storage itself (its vectors, in place, and its id map) with
  * winnow's vector kernels (store/vec: AVX2+FMA when the CPU has them), in row ranges on
  * several threads (index.threads, less the searches already running: index_scan_begin),
  * and merges the ranges' top k. The same neighbours, scores equal to float rounding (the
- * sums are added in another order). Larger batches are FAISS's (BLAS). */
+ * sums are added in another order). Larger batches are FAISS's, with BLAS (SCAN_MAX_QUERIES). */
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/Index_c.h>
@@ -24,7 +24,9 @@
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/utils/distances_c.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +110,24 @@ static int fx_remove(struct index *ix, size_t n, const int64_t *ids, size_t *rem
 	return 0;
 }
 
-enum { SCAN_MAX_QUERIES = 16 /* more: FAISS's search (BLAS from 20 queries) */ };
+/* Up to this many queries a Flat search is winnow's scan; from one more FAISS's search,
+ * which uses BLAS from there (its threshold is set to that once; FAISS's default of 20 left
+ * 17 to 19 queries to its scalar one-thread-per-query loop). Measured over HTTP, 200,000 x
+ * 768-d, ms per query: winnow's scan 15.8 (1 query), 6.8 (4), 6.1 (8), 5.9 (16); BLAS 14.3
+ * (4), 7.4 (8), 3.1 (16), 3.3 (17), 4.1 (20), 1.8 (64); FAISS's scalar loop 37.7 (17). */
+enum { SCAN_MAX_QUERIES = 8 };
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_after_scan(void)
+{
+	faiss_set_distance_compute_blas_threshold(SCAN_MAX_QUERIES + 1);
+}
+
+void index_faiss_setup(void)
+{
+	pthread_once(&blas_once, blas_after_scan);
+}
 
 /* One candidate: its score made higher-is-better (the negated distance for L2), and its
  * position in the flat storage. */
@@ -277,6 +296,7 @@ static int fx_search(const struct index *ix, size_t nq, const float *q, size_t k
 	int l2 = 0, flat = nq <= SCAN_MAX_QUERIES && flat_parts(f->ix, &xb, &idmap, &n, &l2), rc = 0;
 	unsigned t = index_scan_begin(ix->threads, flat ? n * ix->dim * nq : 0);
 
+	index_faiss_setup();
 	if (flat)
 		rc = flat_scan(xb, idmap, n, l2, ix->dim, t, nq, q, k, dist, ids, e);
 	else if (faiss_Index_search(f->ix, (idx_t)nq, q, (idx_t)k, dist, (idx_t *)ids) != 0)

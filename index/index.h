@@ -72,6 +72,11 @@ struct index {
 extern const struct index_ops index_faiss_ops;
 extern const struct index_ops index_flat_ops;
 
+/* FAISS's process-wide settings: BLAS for Flat searches from the first batch size that
+ * index/faiss.c does not scan itself (FAISS's own threshold is 20). Idempotent; winnowd
+ * calls it at start-up, before any thread, and every FAISS search calls it again. */
+void index_faiss_setup(void);
+
 /* Split scans: one search reading every vector (a Flat index, an exact scan of the stored
  * vectors) on several threads in row ranges, each range for all of the search's queries.
  * A search brackets itself with index_scan_begin() and index_scan_end(); the answer is the
