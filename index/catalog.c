@@ -619,6 +619,18 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* One build on the entry is over: the last one drops the noted rows. The caller holds
+ * en->lock for writing. */
+static void build_over(struct entry *en)
+{
+	if (--en->building == 0) {
+		free(en->pending);
+		en->pending = NULL;
+		en->npending = en->cap_pending = 0;
+		en->pending_lost = 0;
+	}
+}
+
 /* A build installs: add again the rows below `end` (what the build read) ingested while it
  * ran, from LMDB as they are now, in runs of consecutive rows; rows from `end` on come with
  * the catch-up. Ends this build's count on the entry. The caller holds en->lock for
@@ -648,26 +660,8 @@ static int readd_pending(struct daemon *d, struct entry *en, const struct store_
 		        "space=%s: out of memory while noting the rows ingested during the build; "
 		        "vectors upserted meanwhile may be missing until the index is rebuilt",
 		        en->space);
-	if (--en->building == 0) {
-		free(en->pending);
-		en->pending = NULL;
-		en->npending = en->cap_pending = 0;
-		en->pending_lost = 0;
-	}
+	build_over(en);
 	return rc;
-}
-
-/* A build that does not install ends its count on the entry. */
-static void build_abandoned(struct entry *en)
-{
-	pthread_rwlock_wrlock(&en->lock);
-	if (--en->building == 0) {
-		free(en->pending);
-		en->pending = NULL;
-		en->npending = en->cap_pending = 0;
-		en->pending_lost = 0;
-	}
-	pthread_rwlock_unlock(&en->lock);
 }
 
 int catalog_job_build(struct job *j, struct err *e)
@@ -763,8 +757,11 @@ int catalog_job_build(struct job *j, struct err *e)
 		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu readded=%llu",
 		        info.name, space, (unsigned long long)added, (unsigned long long)readded);
 done:
-	if (en != NULL)
-		build_abandoned(en);
+	if (en != NULL) { /* a build that does not install */
+		pthread_rwlock_wrlock(&en->lock);
+		build_over(en);
+		pthread_rwlock_unlock(&en->lock);
+	}
 	store_reader_close(r);
 	index_free(ix);
 	json_decref(doc);
