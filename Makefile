@@ -5,7 +5,7 @@
 #   make deps      install Debian packages, build the FAISS C API (build/faiss/libfaiss_c.a)
 #   make           build build/winnowd
 #   make run       start winnowd on 127.0.0.1:8080 with its data in ./var
-#   make test      unit and integration tests; ends with "N passed, N failed"
+#   make test      the layer check, unit and integration tests; ends with "N passed, N failed"
 #   make test SANITIZE=address,undefined
 #   make bench     the benchmarks in bench/ (not part of make test)
 
@@ -39,8 +39,9 @@ LIBS := -lmicrohttpd -ljansson -llmdb -lcurl \
         $(FAISS_C) -l:libfaiss.a -lopenblas -lgomp -lstdc++ -lpthread -lm
 
 # Every module but main.c goes into the library that the daemon, tests and benches link.
-LIB_SRC := $(sort $(wildcard daemon/*.c store/*.c filters/*.c index/*.c api/*.c))
-LIB_SRC := $(filter-out daemon/main.c,$(LIB_SRC))
+# The layers, lowest first (scripts/check-layers reads this line too).
+LAYERS  := lib store algo index filters core curate search ingest daemon api cmd
+LIB_SRC := $(sort $(wildcard $(addsuffix /*.c,$(filter-out cmd,$(LAYERS)))))
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/openapi.o
 LIB_A   := $(OUT)/libwinnow.a
 
@@ -53,7 +54,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 CLI_BIN := $(OUT)/winnow
 
-.PHONY: all deps run test unit bench fuzz lint format install clean
+.PHONY: all deps run test unit layers bench fuzz lint format install clean
 all: $(OUT)/winnowd $(CLI_BIN)
 
 deps:
@@ -91,11 +92,11 @@ $(OUT)/obj/gen/faiss_pad.o: Makefile | $(DEPS_STAMP)
 	printf '.text\n.p2align 6\n.skip $(FAISS_PAD)\n.section .note.GNU-stack,"",@progbits\n' | \
 	  $(CC) -c -x assembler -o $@ -
 
-$(OUT)/winnowd: $(OUT)/obj/daemon/main.o $(LIB_A) $(FAISS_C) $(OUT)/obj/gen/faiss_pad.o
+$(OUT)/winnowd: $(OUT)/obj/cmd/winnowd.o $(LIB_A) $(FAISS_C) $(OUT)/obj/gen/faiss_pad.o
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(OUT)/obj/gen/faiss_pad.o \
 	  -Wl,--whole-archive -l:libfaiss.a -Wl,--no-whole-archive $< $(LIB_A) $(LIBS)
 
-$(CLI_BIN): $(OUT)/obj/cli/winnow.o $(LIB_A) $(FAISS_C)
+$(CLI_BIN): $(OUT)/obj/cmd/winnow.o $(LIB_A) $(FAISS_C)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
 $(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIB_A) $(FAISS_C)
@@ -112,7 +113,11 @@ run: $(OUT)/winnowd
 
 unit: $(UNIT_BIN)
 
-test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN)
+# No file includes a header from a layer above its own (LAYERS, lowest first).
+layers:
+	scripts/check-layers
+
+test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN) layers
 	PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh $(OUT)
 
 bench: $(OUT)/winnowd $(BENCH_BIN)
@@ -120,7 +125,7 @@ bench: $(OUT)/winnowd $(BENCH_BIN)
 
 # libFuzzer drivers (clang): every parser of untrusted bytes. FUZZ_SECONDS per driver.
 FUZZ_SECONDS ?= 60
-FUZZ_SRC := api/codec.c api/b64.c store/vec.c store/store.c daemon/err.c
+FUZZ_SRC := api/codec.c lib/b64.c lib/vec.c store/store.c lib/err.c
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz
 	clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
@@ -130,10 +135,10 @@ fuzz: | $(DEPS_STAMP)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
-	  --suppress=missingIncludeSystem -I. daemon store filters index api cli
+	  --suppress=missingIncludeSystem -I. $(LAYERS)
 
 format:
-	clang-format -i $(wildcard daemon/*.[ch] store/*.[ch] filters/*.[ch] index/*.[ch] api/*.[ch] cli/*.[ch] tests/*.[ch] tests/unit/*/*.c bench/*.c)
+	clang-format -i $(wildcard $(addsuffix /*.[ch],$(LAYERS)) tests/*.[ch] tests/unit/*/*.c bench/*.c)
 
 install: $(OUT)/winnowd $(CLI_BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin

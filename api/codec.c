@@ -9,9 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/b64.h"
-#include "daemon/err.h"
-#include "store/vec.h"
+#include "lib/b64.h"
+#include "lib/err.h"
+#include "lib/vec.h"
 
 static const struct {
 	unsigned bit;

@@ -8,10 +8,10 @@
 #include "api/codec.h"
 #include "api/http.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/jobs.h"
-#include "index/catalog.h"
-#include "daemon/log.h"
+#include "lib/err.h"
+#include "core/jobs.h"
+#include "search/catalog.h"
+#include "lib/log.h"
 #include "store/store.h"
 
 /* The {name} parameter, checked; on a bad name fills res and returns NULL. */
@@ -35,7 +35,7 @@ int datasets_list(struct http_req *r, struct http_res *res)
 	json_t *arr;
 	int rc;
 
-	rc = store_dataset_list(r->d->store, &all, &n, &e);
+	rc = store_dataset_list(r->core->store, &all, &n, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	arr = json_array();
@@ -54,7 +54,7 @@ int datasets_get(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	rc = store_dataset_get(r->d->store, name, &ds, &e);
+	rc = store_dataset_get(r->core->store, name, &ds, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, codec_dataset_json(&ds));
@@ -81,9 +81,9 @@ int datasets_put(struct http_req *r, struct http_res *res)
 	rc = codec_parse_schema(body, &schema, &e);
 	json_decref(body);
 	if (rc == 0)
-		rc = store_dataset_create(r->d->store, name, &schema, &created, &e);
+		rc = store_dataset_create(r->core->store, name, &schema, &created, &e);
 	if (rc == 0)
-		rc = store_dataset_get(r->d->store, name, &ds, &e);
+		rc = store_dataset_get(r->core->store, name, &ds, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	if (created)
@@ -102,11 +102,11 @@ int datasets_delete(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	if (store_dataset_get(r->d->store, name, &ds, NULL) == 0) {
-		jobs_cancel_matching(r->d->jobs, ds.id, NULL, NULL, 0); /* before its data goes */
-		catalog_drop_dataset(r->d->catalog, ds.id);
+	if (store_dataset_get(r->core->store, name, &ds, NULL) == 0) {
+		jobs_cancel_matching(r->core->jobs, ds.id, NULL, NULL, 0); /* before its data goes */
+		catalog_drop_dataset(r->core->catalog, ds.id);
 	}
-	rc = store_dataset_delete(r->d->store, name, &e);
+	rc = store_dataset_delete(r->core->store, name, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	log_msg(LOG_INFO, "dataset_deleted", "dataset=%s", name);

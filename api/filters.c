@@ -12,10 +12,10 @@
 #include "api/http.h"
 #include "api/resource.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
+#include "lib/err.h"
+#include "lib/log.h"
 #include "filters/filter.h"
-#include "filters/instance.h"
+#include "curate/instance.h"
 #include "filters/registry.h"
 
 static const struct resource filter_resource = {
@@ -48,7 +48,7 @@ int filters_put(struct http_req *r, struct http_res *res)
 
 	if (name == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
-	rc = instance_put(r->d, ds, name, body, &view, &job, &created, &e);
+	rc = instance_put(r->core, ds, name, body, &view, &job, &created, &e);
 	json_decref(body);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
@@ -75,8 +75,8 @@ int filters_score(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	if ((rc = instance_rescore(r->d, ds, name, &job, &e)) != 0 ||
-	    (rc = instance_get_json(r->d, ds, name, &view, &e)) != 0)
+	if ((rc = instance_rescore(r->core, ds, name, &job, &e)) != 0 ||
+	    (rc = instance_get_json(r->core, ds, name, &view, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_accepted(res, job, "filter", view);
 }
@@ -110,7 +110,7 @@ int filters_stats(struct http_req *r, struct http_res *res)
 			return http_problem(res, r, ERR_INVALID, &e, NULL);
 		}
 	}
-	if ((rc = instance_stats_json(r->d, ds, name, (unsigned)bins, threshold, &v, &e)) != 0)
+	if ((rc = instance_stats_json(r->core, ds, name, (unsigned)bins, threshold, &v, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, v);
 }
@@ -146,7 +146,7 @@ int filters_record(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	rc = instance_record_json(r->d, ds, name, r->params[2], strlen(r->params[2]), &v, &e);
+	rc = instance_record_json(r->core, ds, name, r->params[2], strlen(r->params[2]), &v, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, v);
@@ -162,7 +162,7 @@ int filters_sweep(struct http_req *r, struct http_res *res)
 
 	if (name == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
-	rc = instance_sweep_json(r->d, ds, name, body, &v, &e);
+	rc = instance_sweep_json(r->core, ds, name, body, &v, &e);
 	json_decref(body);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);

@@ -15,6 +15,7 @@
 
 #include "daemon/auth.h"
 
+struct core;
 struct daemon;
 struct err;
 struct MHD_Connection;
@@ -24,6 +25,7 @@ typedef struct json_t json_t;
 
 struct http_req {
 	struct daemon *d;
+	struct core *core;                   /* &d->core: what handlers hand to the services */
 	struct MHD_Connection *conn;
 	const char *method;
 	const char *path;                    /* percent-decoded path, no query */

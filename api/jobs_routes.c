@@ -8,8 +8,8 @@
 
 #include "api/http.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/jobs.h"
+#include "lib/err.h"
+#include "core/jobs.h"
 #include "store/store.h"
 
 /* The {id} parameter as a job id; fills res with a 404 when it is not one. */
@@ -44,7 +44,7 @@ static int list(struct http_req *r, struct http_res *res, uint32_t ds)
 			return http_problem(res, r, ERR_INVALID, &e, NULL);
 		}
 	}
-	if ((rc = jobs_list_json(r->d->jobs, ds, limit, &arr, &e)) != 0)
+	if ((rc = jobs_list_json(r->core->jobs, ds, limit, &arr, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, json_pack("{s:o}", "jobs", arr));
 }
@@ -63,7 +63,7 @@ int jobs_routes_list_dataset(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	if ((rc = store_dataset_get(r->d->store, name, &ds, &e)) != 0)
+	if ((rc = store_dataset_get(r->core->store, name, &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return list(r, res, ds.id);
 }
@@ -77,7 +77,7 @@ int jobs_routes_get(struct http_req *r, struct http_res *res)
 
 	if (job_param(r, res, &id) != 0)
 		return 0;
-	if ((rc = jobs_get_json(r->d->jobs, id, &v, &e)) != 0)
+	if ((rc = jobs_get_json(r->core->jobs, id, &v, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, v);
 }
@@ -91,9 +91,9 @@ int jobs_routes_cancel(struct http_req *r, struct http_res *res)
 
 	if (job_param(r, res, &id) != 0)
 		return 0;
-	if ((rc = jobs_cancel(r->d->jobs, id, &e)) != 0)
+	if ((rc = jobs_cancel(r->core->jobs, id, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
-	if ((rc = jobs_get_json(r->d->jobs, id, &v, &e)) != 0)
+	if ((rc = jobs_get_json(r->core->jobs, id, &v, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 202, v);
 }

@@ -11,8 +11,9 @@
 #include "api/http.h"
 #include "api/openapi.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "index/catalog.h"
+#include "lib/clock.h"
+#include "lib/err.h"
+#include "search/catalog.h"
 #include "index/index.h"
 #include "daemon/metrics.h"
 #include "store/store.h"
@@ -27,7 +28,7 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 {
 	struct err e = {0};
 
-	if (atomic_load(&r->d->stopping)) {
+	if (atomic_load(&r->d->core.stopping)) {
 		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the server is shutting down");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
@@ -35,7 +36,7 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_UNAVAILABLE, "starting", "storage or indexes are still loading");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
-	if (r->d->catalog != NULL && !catalog_ready(r->d->catalog)) {
+	if (r->core->catalog != NULL && !catalog_ready(r->core->catalog)) {
 		err_set(&e, ERR_UNAVAILABLE, "indexes_loading",
 		        "indexes are being rebuilt from storage; search answers once they are");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
@@ -50,13 +51,13 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 	size_t len = 0;
 	char *text;
 
-	if (r->d->store != NULL && store_stats(r->d->store, &st) == 0) {
+	if (r->core->store != NULL && store_stats(r->core->store, &st) == 0) {
 		g.lmdb_used_bytes = st.used_bytes;
 		g.lmdb_map_size_bytes = st.map_size;
 		g.datasets = st.datasets;
 	}
 	g.ready = atomic_load(&r->d->ready);
-	g.uptime_s = daemon_now() - r->d->started;
+	g.uptime_s = clock_now() - r->d->started;
 	g.search_split_scans = index_split_scans();
 	text = metrics_render(r->d->metrics, &g, &len);
 	if (text == NULL)

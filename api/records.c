@@ -15,12 +15,12 @@
 #include "api/codec.h"
 #include "api/http.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
+#include "lib/err.h"
+#include "lib/log.h"
 #include "daemon/metrics.h"
-#include "filters/hubnorm.h"
-#include "filters/instance.h"
-#include "index/catalog.h"
+#include "search/normalizers.h"
+#include "curate/instance.h"
+#include "search/catalog.h"
 #include "store/store.h"
 
 /* At most this many rejections are listed; the counts are always complete. */
@@ -307,7 +307,7 @@ int records_post(struct http_req *r, struct http_res *res)
 		        mt[0] ? mt : "(none)");
 		return http_problem(res, r, ERR_MEDIA_TYPE, &e, NULL);
 	}
-	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	b.schema = &ds.schema;
 	b.errors = json_array();
@@ -339,8 +339,8 @@ int records_post(struct http_req *r, struct http_res *res)
 	}
 	for (size_t i = 0; i < b.n; i++)
 		recs[i] = b.recs[i].rec;
-	catalog_before_ingest(r->d, ds.id); /* a saved index stops counting as current */
-	rc = store_put_records(r->d->store, ds.id, recs, b.n, rows, &e);
+	catalog_before_ingest(r->core, ds.id); /* a saved index stops counting as current */
+	rc = store_put_records(r->core->store, ds.id, recs, b.n, rows, &e);
 	if (rc != 0)
 		goto fail;
 	/* The records are committed: the answer is 200 whatever happens next. Cheap filters
@@ -348,11 +348,11 @@ int records_post(struct http_req *r, struct http_res *res)
 	{
 		struct err e2 = {0};
 
-		if (instance_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n, &e2) != 0)
+		if (instance_on_ingest(r->core, ds.id, &ds.schema, recs, rows, b.n, &e2) != 0)
 			log_msg(LOG_WARN, "ingest_scoring", "dataset=%s records=%zu msg=\"%s\"",
 			        r->params[0], b.n, e2.detail[0] ? e2.detail : err_str(e2.code));
-		catalog_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n);
-		hubnorm_on_ingest(r->d, ds.id, &ds.schema, recs, rows, b.n);
+		catalog_on_ingest(r->core, ds.id, &ds.schema, recs, rows, b.n);
+		normalizers_on_ingest(r->core, ds.id, &ds.schema, recs, rows, b.n);
 	}
 	metrics_add(r->d->metrics, METRICS_RECORDS_INGESTED, b.n);
 	metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);
@@ -382,9 +382,9 @@ int records_get(struct http_req *r, struct http_res *res)
 	json_t *obj;
 	int rc;
 
-	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
-	rc = store_get_record(r->d->store, ds.id, id, strlen(id), with_vectors, &out, &e);
+	rc = store_get_record(r->core->store, ds.id, id, strlen(id), with_vectors, &out, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	obj = codec_record_json(&ds.schema, id, strlen(id), &out, with_vectors, &e);
@@ -401,9 +401,9 @@ int records_delete(struct http_req *r, struct http_res *res)
 	const char *id = r->params[1];
 	int rc;
 
-	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
-	rc = store_delete_record(r->d->store, ds.id, id, strlen(id), &e);
+	rc = store_delete_record(r->core->store, ds.id, id, strlen(id), &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	res->status = 204;

@@ -3,8 +3,8 @@
 #include "api/resource.h"
 
 #include "api/http.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
+#include "lib/err.h"
+#include "lib/log.h"
 
 int resource_list(struct http_req *r, struct http_res *res, const struct resource *k)
 {
@@ -15,7 +15,7 @@ int resource_list(struct http_req *r, struct http_res *res, const struct resourc
 
 	if (ds == NULL)
 		return 0;
-	if ((rc = k->list(r->d, ds, &arr, &e)) != 0)
+	if ((rc = k->list(r->core, ds, &arr, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, json_pack("{s:o}", k->plural, arr));
 }
@@ -30,7 +30,7 @@ int resource_get(struct http_req *r, struct http_res *res, const struct resource
 
 	if (name == NULL)
 		return 0;
-	if ((rc = k->get(r->d, ds, name, &v, &e)) != 0)
+	if ((rc = k->get(r->core, ds, name, &v, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, v);
 }
@@ -44,7 +44,7 @@ int resource_delete(struct http_req *r, struct http_res *res, const struct resou
 
 	if (name == NULL)
 		return 0;
-	if ((rc = k->del(r->d, ds, name, &e)) != 0)
+	if ((rc = k->del(r->core, ds, name, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	log_msg(LOG_INFO, k->deleted, "dataset=%s %s=%s", ds, k->param, name);
 	res->status = 204;

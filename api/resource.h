@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-struct daemon;
+struct core;
 struct err;
 struct http_req;
 struct http_res;
@@ -16,10 +16,10 @@ struct resource {
 	const char *param;    /* the path parameter after the dataset, as problems name it: "filter" */
 	const char *plural;   /* the member of a list answer: "filters" */
 	const char *deleted;  /* the log event of a delete: "filter_deleted" */
-	int (*list)(struct daemon *d, const char *dataset, json_t **out, struct err *e);
-	int (*get)(struct daemon *d, const char *dataset, const char *name, json_t **out,
+	int (*list)(struct core *core, const char *dataset, json_t **out, struct err *e);
+	int (*get)(struct core *core, const char *dataset, const char *name, json_t **out,
 	           struct err *e);
-	int (*del)(struct daemon *d, const char *dataset, const char *name, struct err *e);
+	int (*del)(struct core *core, const char *dataset, const char *name, struct err *e);
 };
 
 /* GET /v1/datasets/{name}/<plural>: {"<plural>": [...]}. */

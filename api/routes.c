@@ -4,17 +4,17 @@
 
 #include <string.h>
 
-#include "api/adapters.h"
+#include "api/adapters_routes.h"
 #include "api/datasets.h"
 #include "api/filters.h"
-#include "api/normalizers.h"
+#include "api/hubness_routes.h"
 #include "api/jobs_routes.h"
 #include "api/ops.h"
 #include "api/records.h"
 #include "api/search.h"
 #include "api/signals.h"
 #include "api/subsets.h"
-#include "daemon/err.h"
+#include "lib/err.h"
 
 /* Sorted by template, then method. Keep api/openapi.json in step (a test checks it). */
 static const struct route table[] = {
@@ -25,12 +25,12 @@ static const struct route table[] = {
 	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0},
 	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0},
 	{"PUT", "/v1/datasets/{name}", AUTH_ADMIN, datasets_put, 0},
-	{"GET", "/v1/datasets/{name}/adapters", AUTH_READ, adapters_list, 0},
-	{"DELETE", "/v1/datasets/{name}/adapters/{adapter}", AUTH_ADMIN, adapters_delete, 0},
-	{"GET", "/v1/datasets/{name}/adapters/{adapter}", AUTH_READ, adapters_get, 0},
-	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", AUTH_ADMIN, adapters_put, 0},
-	{"POST", "/v1/datasets/{name}/adapters/{adapter}/pairs", AUTH_ADMIN, adapters_pairs, 1},
-	{"POST", "/v1/datasets/{name}/adapters/{adapter}:train", AUTH_ADMIN, adapters_train, 0},
+	{"GET", "/v1/datasets/{name}/adapters", AUTH_READ, adapters_routes_list, 0},
+	{"DELETE", "/v1/datasets/{name}/adapters/{adapter}", AUTH_ADMIN, adapters_routes_delete, 0},
+	{"GET", "/v1/datasets/{name}/adapters/{adapter}", AUTH_READ, adapters_routes_get, 0},
+	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", AUTH_ADMIN, adapters_routes_put, 0},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}/pairs", AUTH_ADMIN, adapters_routes_pairs, 1},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}:train", AUTH_ADMIN, adapters_routes_train, 0},
 	{"GET", "/v1/datasets/{name}/filters", AUTH_READ, filters_list, 0},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", AUTH_ADMIN, filters_delete, 0},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", AUTH_READ, filters_get, 0},
@@ -39,11 +39,11 @@ static const struct route table[] = {
 	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", AUTH_READ, filters_stats, 1},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", AUTH_ADMIN, filters_score, 0},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:sweep", AUTH_READ, filters_sweep, 0},
-	{"GET", "/v1/datasets/{name}/hubness", AUTH_READ, normalizers_list, 0},
-	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, normalizers_delete, 0},
-	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_READ, normalizers_get, 0},
-	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, normalizers_put, 1},
-	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:report", AUTH_READ, normalizers_report, 1},
+	{"GET", "/v1/datasets/{name}/hubness", AUTH_READ, hubness_routes_list, 0},
+	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, hubness_routes_delete, 0},
+	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_READ, hubness_routes_get, 0},
+	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, hubness_routes_put, 1},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:report", AUTH_READ, hubness_routes_report, 1},
 	{"GET", "/v1/datasets/{name}/indexes", AUTH_READ, search_indexes_list, 0},
 	{"DELETE", "/v1/datasets/{name}/indexes/{space}", AUTH_ADMIN, search_index_delete, 0},
 	{"GET", "/v1/datasets/{name}/indexes/{space}", AUTH_READ, search_index_get, 0},

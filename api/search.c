@@ -12,9 +12,9 @@
 #include "api/http.h"
 #include "api/resource.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
-#include "index/catalog.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "search/catalog.h"
 
 static const struct resource index_resource = {
 	.param = "space",
@@ -46,7 +46,7 @@ int search_index_put(struct http_req *r, struct http_res *res)
 
 	if (space == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
-	rc = catalog_put(r->d, ds, space, body, &view, &job, &created, &e);
+	rc = catalog_put(r->core, ds, space, body, &view, &job, &created, &e);
 	json_decref(body);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
@@ -180,7 +180,7 @@ static int run(struct http_req *r, struct http_res *res, int count)
 	} else if (http_body_json(r, res, &body) != 0) {
 		return 0;
 	}
-	rc = catalog_search(r->d, ds, body, rows.data != NULL ? &rows : NULL, count, &out, &len,
+	rc = catalog_search(r->core, ds, body, rows.data != NULL ? &rows : NULL, count, &out, &len,
 	                    &e);
 	json_decref(body);
 	if (rc != 0)

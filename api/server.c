@@ -29,8 +29,9 @@
 #include "daemon/auth.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
+#include "lib/clock.h"
+#include "lib/err.h"
+#include "lib/log.h"
 #include "daemon/metrics.h"
 
 #define SERVER_MAX_WORKERS 16
@@ -171,7 +172,7 @@ static int queue(struct conn_state *cs, struct MHD_Connection *conn, struct http
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, res->allow);
 	if (res->www_authenticate)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-	if (atomic_load(&cs->srv->d->stopping))
+	if (atomic_load(&cs->srv->d->core.stopping))
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	cs->status = res->status;
 	ret = MHD_queue_response(conn, (unsigned)res->status, mr);
@@ -228,7 +229,7 @@ static void first_call(struct conn_state *cs)
 	}
 
 	if (cs->match.route->scope != AUTH_NONE) {
-		if (atomic_load(&d->stopping)) {
+		if (atomic_load(&d->core.stopping)) {
 			cs->pending_code = err_set(&cs->pending_err, ERR_UNAVAILABLE, "shutting_down",
 			                           "the server is shutting down");
 			return;
@@ -321,8 +322,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (cs == NULL)
 			return MHD_NO;
 		cs->srv = srv;
-		cs->t0 = daemon_now();
+		cs->t0 = clock_now();
 		cs->req.d = srv->d;
+		cs->req.core = &srv->d->core;
 		cs->req.conn = conn;
 		cs->req.method = method;
 		cs->req.route = "unmatched";
@@ -420,7 +422,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	if (cs == NULL)
 		return;
-	dur = daemon_now() - cs->t0;
+	dur = clock_now() - cs->t0;
 	if (cs->status == 0)
 		cs->status = 499; /* the client went away before an answer */
 	metrics_request(srv->d->metrics, cs->req.method, cs->req.route, cs->status, dur);
@@ -575,9 +577,9 @@ void server_stop(struct server *s, double grace_s)
 	 * drop the listening socket from their epoll sets themselves once they see the flag it
 	 * sets, and libmicrohttpd aborts the process when its own removal then fails (seen on a
 	 * SIGTERM a few milliseconds after start-up). New requests get 503 shutting_down
-	 * (d->stopping, set before this call) while the ones in flight finish. */
-	deadline = daemon_now() + grace_s;
-	while (atomic_load(&s->inflight) > 0 && daemon_now() < deadline) {
+	 * (d->core.stopping, set before this call) while the ones in flight finish. */
+	deadline = clock_now() + grace_s;
+	while (atomic_load(&s->inflight) > 0 && clock_now() < deadline) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);

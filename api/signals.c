@@ -25,9 +25,9 @@
 #include "api/codec.h"
 #include "api/http.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
-#include "filters/instance.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "curate/instance.h"
 #include "store/store.h"
 
 /* At most this many problems are listed; the count is always complete. */
@@ -246,7 +246,7 @@ static int apply(struct http_req *r, struct http_res *res, const struct store_da
 		http_problem(res, r, ERR_NOMEM, &e, NULL);
 		return ERR_NOMEM;
 	}
-	rc = store_write(r->d->store, patch_fn, p, &e);
+	rc = store_write(r->core->store, patch_fn, p, &e);
 	if (rc != 0) {
 		if (single && p->nerrors == 1) {
 			const char *code = json_string_value(
@@ -273,7 +273,7 @@ static int apply(struct http_req *r, struct http_res *res, const struct store_da
 	{
 		struct err e2 = {0};
 
-		if (instance_on_patch(r->d, ds->id, &ds->schema, p->rows, p->n, &e2) != 0)
+		if (instance_on_patch(r->core, ds->id, &ds->schema, p->rows, p->n, &e2) != 0)
 			log_msg(LOG_WARN, "patch_scoring", "dataset=%s records=%zu msg=\"%s\"",
 			        ds->name, p->n, e2.detail[0] ? e2.detail : err_str(e2.code));
 	}
@@ -299,7 +299,7 @@ int signals_patch_one(struct http_req *r, struct http_res *res)
 		        mt[0] ? mt : "(none)");
 		return http_problem(res, r, ERR_MEDIA_TYPE, &e, NULL);
 	}
-	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0)
+	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	if (http_body_json(r, res, &obj) != 0)
 		return 0;
@@ -317,7 +317,7 @@ int signals_patch_one(struct http_req *r, struct http_res *res)
 	free(p.rows);
 	if (rc != 0)
 		return 0;
-	rc = store_get_record(r->d->store, ds.id, id, strlen(id), 0, &out, &e);
+	rc = store_get_record(r->core->store, ds.id, id, strlen(id), 0, &out, &e);
 	if (rc != 0) /* deleted in between: the patch did commit */
 		return http_json(res, 200, json_pack("{s:s, s:b}", "id", id, "patched", 1));
 	view = codec_record_json(&ds.schema, id, strlen(id), &out, 0, &e);
@@ -347,7 +347,7 @@ int signals_patch_bulk(struct http_req *r, struct http_res *res)
 		http_problem(res, r, ERR_MEDIA_TYPE, &e, NULL);
 		goto out;
 	}
-	if ((rc = store_dataset_get(r->d->store, r->params[0], &ds, &e)) != 0) {
+	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0) {
 		http_problem(res, r, rc, &e, NULL);
 		goto out;
 	}

@@ -11,9 +11,9 @@
 #include "api/http.h"
 #include "api/resource.h"
 #include "daemon/daemon.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
-#include "filters/subset.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "curate/subset.h"
 
 static const struct resource subset_resource = {
 	.param = "subset",
@@ -45,7 +45,7 @@ int subsets_put(struct http_req *r, struct http_res *res)
 
 	if (name == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
-	rc = subset_put(r->d, ds, name, body, &view, &job, &created, &e);
+	rc = subset_put(r->core, ds, name, body, &view, &job, &created, &e);
 	json_decref(body);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
@@ -119,7 +119,7 @@ int subsets_export(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_INVALID, "bad_query", "fields applies to format=ndjson only");
 		return http_problem(res, r, ERR_INVALID, &e, NULL);
 	}
-	rc = subset_export_open(r->d, ds, name, fmt, fields, (unsigned)slices, (unsigned)slice_id,
+	rc = subset_export_open(r->core, ds, name, fmt, fields, (unsigned)slices, (unsigned)slice_id,
 	                        &x, &ctype, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
@@ -147,7 +147,7 @@ int subsets_decisions(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_INVALID, "bad_query", "?subset=NAME is required");
 		return http_problem(res, r, ERR_INVALID, &e, NULL);
 	}
-	rc = subset_decisions_json(r->d, ds, r->params[1], strlen(r->params[1]), subset, &v, &e);
+	rc = subset_decisions_json(r->core, ds, r->params[1], strlen(r->params[1]), subset, &v, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, v);

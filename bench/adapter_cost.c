@@ -3,14 +3,14 @@
  *
  * Per query, a search with "relevance" does: load the adapter's weights from their blob
  * (adapter_load; a copy of hidden x dim doubles), the network's forward pass and the inverse
- * bound (relevance_prepare, relevance_scan_bound), and one mapping per result
- * (relevance_score). This times exactly those calls for dim 768 and hidden 32 (the sizes of
+ * bound (adapters_prepare, adapters_scan_bound), and one mapping per result
+ * (adapters_score). This times exactly those calls for dim 768 and hidden 32 (the sizes of
  * bench/adapter.py), 100 results, and prints them next to the reference the same work is
  * compared with in docs/performance.md: the exact cosine of 100 candidates (the rescoring that
  * every search at limit 100 does) computed here with a plain loop. Ignores --daemon (bench/run.sh
  * passes it). Exit 0 when it ran. */
-#include "filters/adapter.h"
-#include "filters/relevance.h"
+#include "algo/adapter.h"
+#include "search/adapters.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -57,17 +57,17 @@ int main(void)
 	if (adapter_save(a, &blob, &len, NULL) != 0)
 		return 1;
 	for (int rep = 0; rep < REPS; rep++) {
-		struct relevance rl = {0};
-		struct relevance_query rq;
+		struct adapters_model rl = {0};
+		struct adapters_query rq;
 
 		t0 = now();
 		if (adapter_load(&rl.a, blob, len, NULL) != 0)
 			return 1;
 		t_load += now() - t0;
 		t0 = now();
-		if (relevance_prepare(&rl, q, DIM, 0.5, &rq, NULL) != 0)
+		if (adapters_prepare(&rl, q, DIM, 0.5, &rq, NULL) != 0)
 			return 1;
-		sink += relevance_scan_bound(&rq);
+		sink += adapters_scan_bound(&rq);
 		t_prep += now() - t0;
 		/* the reference: exact cosines of RESULTS candidates, as every search rescores them */
 		t0 = now();
@@ -84,7 +84,7 @@ int main(void)
 		t_ref += now() - t0;
 		t0 = now();
 		for (int i = 0; i < RESULTS; i++)
-			sink += relevance_score(&rl, &rq, cos[i]);
+			sink += adapters_score(&rl, &rq, cos[i]);
 		t_map += now() - t0;
 		adapter_free(rl.a);
 	}

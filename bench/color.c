@@ -28,9 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
-#include "filters/ngram.h"
+#include "algo/ngram.h"
 #include "filters/registry.h"
 #include "store/store.h"
 

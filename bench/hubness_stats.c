@@ -18,8 +18,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/err.h"
-#include "filters/hubness.h"
+#include "lib/err.h"
+#include "algo/hubness.h"
 
 #define BLOCK 256
 

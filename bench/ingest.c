@@ -13,7 +13,7 @@
  * Talks to the daemon only over HTTP and uses LMDB directly; links nothing of the daemon
  * but api/b64. Exit 0 when every measurement ran and every answer was right (whether the
  * targets were met or not: PASS/MISS is printed), 1 on a failure, 2 on a usage error. */
-#include "api/b64.h"
+#include "lib/b64.h"
 
 #include <curl/curl.h>
 #include <errno.h>

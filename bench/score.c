@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
-#include "filters/instance.h"
+#include "curate/instance.h"
 #include "filters/registry.h"
-#include "filters/select.h"
+#include "algo/select.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 #define TARGET_SEQ_RATIO 0.50   /* scoring rate / sequential read rate */
 #define TARGET_NUMPY_RATIO 1.0  /* numpy time / our time */

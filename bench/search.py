@@ -257,7 +257,7 @@ def workload(w, name, x, q, factory, metric, clients, k=10):
         ref.train(np.ascontiguousarray(xs, dtype=np.float32))
     ref.add(np.ascontiguousarray(xs, dtype=np.float32))
     ref_build = time.time() - t0
-    # the same search parameters as winnowd's defaults (index/catalog.c default_params), so
+    # the same search parameters as winnowd's defaults (search/catalog.c default_params), so
     # that both sides search the same index the same way
     for param, value in (("efSearch", 64), ("nprobe", 16)):
         try:

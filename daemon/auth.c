@@ -7,8 +7,8 @@
  * much of a stored hash matches. */
 #include "daemon/auth.h"
 
-#include "daemon/err.h"
-#include "daemon/sha256.h"
+#include "lib/err.h"
+#include "lib/sha256.h"
 
 #include <errno.h>
 #include <stdint.h>

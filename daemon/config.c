@@ -6,7 +6,7 @@
  * a value means the same thing wherever it comes from. */
 #include "daemon/config.h"
 
-#include "daemon/err.h"
+#include "lib/err.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "daemon/log.h"
+#include "lib/log.h"
 
 struct err;
 

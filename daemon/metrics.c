@@ -7,7 +7,7 @@
  * the mutex while it formats, which is cheap at the sizes the label guard allows. */
 #include "daemon/metrics.h"
 
-#include "daemon/err.h"
+#include "lib/err.h"
 
 #include <math.h>
 #include <pthread.h>

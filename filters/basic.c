@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "store/store.h"

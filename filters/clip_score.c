@@ -9,11 +9,11 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 struct clip_score {
 	struct filter base;

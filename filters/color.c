@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "store/store.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* color_ngram: CoLoR-Filter (spec section 2) entirely inside winnow, for text: the fit trains
- * word n-gram models (filters/ngram.c: interpolated modified Kneser-Ney) and every text record
+ * word n-gram models (algo/ngram.c: interpolated modified Kneser-Ney) and every text record
  * is scored by its conditional loss reduction, no signals needed.
  *
  * The prior. A record must never be scored by models fitted on its own text: an n-gram model
@@ -35,12 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
-#include "filters/ngram.h"
+#include "algo/ngram.h"
 #include "filters/registry.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 #define CNG_MAGIC 0x31474e43u /* "CNG1" */
 #define CNG_MAX_FOLDS 16

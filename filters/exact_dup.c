@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
-#include "daemon/sha256.h"
+#include "lib/err.h"
+#include "lib/sha256.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
 

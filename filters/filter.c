@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "store/store.h"
 
 int filter_create(struct filter **out, const struct filter_ops *ops, const json_t *params,

@@ -19,13 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/kmeans.h"
 #include "filters/prototypes.h"
 #include "filters/registry.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 #define PRO_MAGIC "WNPRO1\n"
 #define PRO_HDR 16 /* magic (7) + pad (1) + u32 k + u32 dim */

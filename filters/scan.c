@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 struct scan {
 	struct filter_scan_ext base; /* first: filter_fit pulls through it */

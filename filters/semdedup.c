@@ -30,15 +30,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/err.h"
-#include "daemon/log.h"
+#include "lib/err.h"
+#include "lib/log.h"
 #include "filters/filter.h"
 #include "filters/kmeans.h"
 #include "filters/prototypes.h"
 #include "filters/registry.h"
 #include "filters/semdedup.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 #define SDD_MAGIC "WNSDD1\n"
 #define SDD_HDR 24 /* magic (7) + pad (1) + u64 rows + u32 k + u32 clusters used */

@@ -31,10 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
-#include "daemon/par.h"
+#include "lib/err.h"
+#include "lib/par.h"
 #include "index/index.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 
 struct faiss {
 	struct index base;

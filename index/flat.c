@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "index/index.h"
 
 #define FLAT_MAGIC "WNFLAT1\n"

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 
 /* Sorted by name. */
 static const struct index_ops *const impls[] = {&index_faiss_ops, &index_flat_ops};

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "store/store.h"
 
 static int parse(const void *v, size_t len, json_t **out, struct err *e)

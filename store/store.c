@@ -27,8 +27,8 @@
  * arrays of a format 1 directory at open. */
 #include "store/store.h"
 
-#include "daemon/err.h"
-#include "store/vec.h"
+#include "lib/err.h"
+#include "lib/vec.h"
 
 #include <errno.h>
 #include <lmdb.h>

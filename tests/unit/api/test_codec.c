@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "api/codec.h"
-#include "daemon/err.h"
-#include "store/vec.h"
+#include "lib/err.h"
+#include "lib/vec.h"
 #include "tests/harness.h"
 
 static const struct store_schema schema = {

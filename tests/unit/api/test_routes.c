@@ -7,7 +7,7 @@
 
 #include "api/openapi.h"
 #include "api/routes.h"
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "tests/harness.h"
 
 static void test_sorted(void)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* test_auth: keys-file parsing and its errors, Bearer checks, the hash-key subcommand. */
 #include "daemon/auth.h"
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "tests/harness.h"
 
 #include <fcntl.h>

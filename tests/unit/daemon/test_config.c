@@ -3,8 +3,8 @@
  * sizes, usage and -n output; plus the log module (levels, logfmt quoting, line format),
  * which config depends on. */
 #include "daemon/config.h"
-#include "daemon/err.h"
-#include "daemon/log.h"
+#include "lib/err.h"
+#include "lib/log.h"
 #include "tests/harness.h"
 
 #include <fcntl.h>

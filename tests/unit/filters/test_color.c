@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
-#include "filters/select.h"
+#include "algo/select.h"
 #include "store/store.h"
 #include "tests/harness.h"
 

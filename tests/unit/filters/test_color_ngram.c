@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
-#include "filters/ngram.h"
+#include "algo/ngram.h"
 #include "filters/registry.h"
 #include "store/store.h"
 #include "tests/harness.h"

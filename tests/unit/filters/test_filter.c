@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/registry.h"
 #include "store/store.h"
-#include "store/vec.h"
+#include "lib/vec.h"
 #include "tests/harness.h"
 
 static struct store_schema schema2(uint32_t dim)

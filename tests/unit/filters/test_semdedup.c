@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "filters/filter.h"
 #include "filters/kmeans.h"
 #include "filters/registry.h"

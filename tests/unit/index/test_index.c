@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/err.h"
+#include "lib/err.h"
 #include "index/index.h"
 #include "tests/harness.h"
 

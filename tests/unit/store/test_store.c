@@ -6,8 +6,8 @@
  * directly to look at or tamper with the raw keys. */
 #include "store/store.h"
 
-#include "daemon/err.h"
-#include "store/vec.h"
+#include "lib/err.h"
+#include "lib/vec.h"
 #include "tests/harness.h"
 
 #include <ftw.h>

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+/* select: keep-top/bottom-fraction, threshold and top-k selection over score arrays.
+ *
+ * Owns only the temporary copy of the finite scores each call makes. No state, thread-safe.
+ * The threshold comes from an introselect, never a full sort: the benchmark runs it over
+ * 10^7 scores. Caveat: a tie-break by id sorts the rows tied at the threshold, so a column of
+ * millions of equal scores with ids costs O(m log m) in the tie count m. */
+#include "algo/select.h"
+
+#include "lib/err.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this size a range is finished by insertion sort. */
+#define SMALL_RANGE 16
+
+static void insertion_sort(float *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		float v = a[i];
+		size_t j = i;
+
+		while (j > 0 && a[j - 1] > v) {
+			a[j] = a[j - 1];
+			j--;
+		}
+		a[j] = v;
+	}
+}
+
+static float median3(float x, float y, float z)
+{
+	if (x > y) {
+		float t = x;
+
+		x = y;
+		y = t;
+	}
+	/* now x <= y */
+	if (z <= x)
+		return x;
+	if (z >= y)
+		return y;
+	return z;
+}
+
+static float kth_smallest(float *a, size_t n, size_t k);
+
+/* Median-of-medians pivot: guarantees that at most about 7/10 of the range lies strictly on
+ * either side, which is what keeps the whole selection linear after a bad median-of-3.
+ * Permutes a. */
+static float mom_pivot(float *a, size_t n)
+{
+	size_t groups = 0;
+
+	for (size_t i = 0; i < n; i += 5) {
+		size_t len = n - i < 5 ? n - i : 5;
+		float t;
+
+		insertion_sort(a + i, len);
+		t = a[groups];
+		a[groups] = a[i + len / 2];
+		a[i + len / 2] = t;
+		groups++;
+	}
+	return kth_smallest(a, groups, groups / 2);
+}
+
+/* The k-th smallest (0-based) of a[0..n), k < n, all finite. Permutes a. */
+static float kth_smallest(float *a, size_t n, size_t k)
+{
+	size_t lo = 0, hi = n;
+	int use_mom = 0;
+
+	while (hi - lo > SMALL_RANGE) {
+		size_t len = hi - lo, lt = lo, i = lo, gt = hi;
+		float p;
+
+		if (use_mom)
+			p = mom_pivot(a + lo, len);
+		else
+			p = median3(a[lo], a[lo + len / 2], a[hi - 1]);
+		/* 3-way partition: [lo,lt) < p, [lt,gt) == p, [gt,hi) > p. Equal keys all land in
+		 * the middle, so a column of duplicates ends the search in one pass. */
+		while (i < gt) {
+			float v = a[i];
+
+			if (v < p) {
+				a[i++] = a[lt];
+				a[lt++] = v;
+			} else if (v > p) {
+				a[i] = a[--gt];
+				a[gt] = v;
+			} else {
+				i++;
+			}
+		}
+		if (k < lt)
+			hi = lt;
+		else if (k >= gt)
+			lo = gt;
+		else
+			return p;
+		/* A partition that kept more than 3/4 of the range was a bad pivot: the next
+		 * one is a median of medians, so each bad step is paid for by a guaranteed
+		 * good one and the total stays O(n). */
+		use_mom = (hi - lo) > len - len / 4;
+	}
+	insertion_sort(a + lo, hi - lo);
+	return a[k];
+}
+
+/* Copy the finite scores into a new array. *out is new (free it), NULL when N == 0. */
+static int copy_finite(const float *scores, size_t n, float **out, size_t *n_finite)
+{
+	float *c = NULL;
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		m += isfinite(scores[i]) ? 1 : 0;
+	if (m > 0) {
+		c = malloc(m * sizeof(*c));
+		if (c == NULL)
+			return ERR_NOMEM;
+		m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (isfinite(scores[i]))
+				c[m++] = scores[i];
+	}
+	*out = c;
+	*n_finite = m;
+	return 0;
+}
+
+/* Write keep/kept for "finite and on the kept side of thr" (>= when top, <= otherwise). */
+static size_t mark_side(const float *scores, size_t n, float thr, int top, uint8_t *keep)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		float v = scores[i];
+		int in = isfinite(v) && (top ? v >= thr : v <= thr);
+
+		if (keep != NULL)
+			keep[i] = (uint8_t)in;
+		kept += (size_t)in;
+	}
+	return kept;
+}
+
+static int fraction(const float *scores, size_t n, double f, int top, float *thr_out,
+		    size_t *kept_out, uint8_t *keep)
+{
+	float *c = NULL;
+	size_t m = 0, k, kept;
+	float thr;
+	int rc;
+
+	if (isnan(f) || f <= 0.0 || f > 1.0 || (scores == NULL && n > 0))
+		return ERR_INVALID;
+	rc = copy_finite(scores, n, &c, &m);
+	if (rc != 0)
+		goto out;
+	if (m == 0) {
+		thr = NAN;
+	} else {
+		double kd = floor((double)m * f);
+
+		/* f = 1 (or rounding that reaches N) has no (k+1)-th score: keep all. */
+		k = kd >= (double)m ? m - 1 : (size_t)kd;
+		thr = kth_smallest(c, m, top ? m - 1 - k : k);
+	}
+	kept = m == 0 ? 0 : mark_side(scores, n, thr, top, keep);
+	if (m == 0 && keep != NULL)
+		memset(keep, 0, n);
+	if (thr_out != NULL)
+		*thr_out = thr;
+	if (kept_out != NULL)
+		*kept_out = kept;
+out:
+	free(c);
+	return rc;
+}
+
+int select_top_fraction(const float *scores, size_t n, double f, float *thr_out,
+			size_t *kept_out, uint8_t *keep)
+{
+	return fraction(scores, n, f, 1, thr_out, kept_out, keep);
+}
+
+int select_bottom_fraction(const float *scores, size_t n, double f, float *thr_out,
+			   size_t *kept_out, uint8_t *keep)
+{
+	return fraction(scores, n, f, 0, thr_out, kept_out, keep);
+}
+
+int select_threshold_count(const float *scores, size_t n, float t, size_t *kept_out,
+			   uint8_t *keep)
+{
+	size_t kept;
+
+	if (isnan(t) || (scores == NULL && n > 0))
+		return ERR_INVALID;
+	kept = mark_side(scores, n, t, 1, keep);
+	if (kept_out != NULL)
+		*kept_out = kept;
+	return 0;
+}
+
+struct tie {
+	const char *id;
+	size_t row;
+};
+
+static int tie_cmp(const void *pa, const void *pb)
+{
+	const struct tie *a = pa, *b = pb;
+	int c = strcmp(a->id, b->id);
+
+	if (c != 0)
+		return c;
+	return a->row < b->row ? -1 : a->row > b->row;
+}
+
+static int top_k(const float *scores, size_t n, size_t k, const char *const *ids, int top,
+		 size_t *kept_out, uint8_t *keep)
+{
+	float *c = NULL;
+	struct tie *ties = NULL;
+	size_t m = 0, strict = 0, n_ties = 0, want, kept = 0;
+	float thr = 0.0f;
+	int rc;
+
+	if (scores == NULL && n > 0)
+		return ERR_INVALID;
+	rc = copy_finite(scores, n, &c, &m);
+	if (rc != 0)
+		goto out;
+	want = k < m ? k : m;
+	if (want > 0 && want < m) {
+		thr = kth_smallest(c, m, top ? m - want : want - 1);
+		for (size_t i = 0; i < n; i++) {
+			float v = scores[i];
+
+			if (!isfinite(v))
+				continue;
+			if (top ? v > thr : v < thr)
+				strict++;
+			else if (v == thr)
+				n_ties++;
+		}
+	}
+	/* Rows strictly better than thr are all kept; want - strict of the ties are kept. */
+	if (ids != NULL && want > 0 && want < m) {
+		size_t j = 0;
+
+		ties = malloc(n_ties * sizeof(*ties));
+		if (ties == NULL) {
+			rc = ERR_NOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (isfinite(scores[i]) && scores[i] == thr) {
+				if (ids[i] == NULL) {
+					rc = ERR_INVALID;
+					goto out;
+				}
+				ties[j].id = ids[i];
+				ties[j].row = i;
+				j++;
+			}
+		}
+		qsort(ties, n_ties, sizeof(*ties), tie_cmp);
+	}
+	if (keep != NULL)
+		memset(keep, 0, n);
+	if (want == m) {
+		kept = mark_side(scores, n, top ? -INFINITY : INFINITY, top, keep);
+	} else if (want > 0) {
+		size_t tie_quota = want - strict;
+
+		for (size_t i = 0; i < n; i++) {
+			float v = scores[i];
+			int in;
+
+			if (!isfinite(v))
+				continue;
+			in = top ? v > thr : v < thr;
+			if (!in && v == thr && ties == NULL && tie_quota > 0) {
+				in = 1;
+				tie_quota--;
+			}
+			if (in && keep != NULL)
+				keep[i] = 1;
+			kept += (size_t)in;
+		}
+		for (size_t j = 0; ties != NULL && j < tie_quota; j++) {
+			if (keep != NULL)
+				keep[ties[j].row] = 1;
+			kept++;
+		}
+	}
+	if (kept_out != NULL)
+		*kept_out = kept;
+out:
+	free(ties);
+	free(c);
+	return rc;
+}
+
+int select_top_k(const float *scores, size_t n, size_t k, const char *const *ids,
+		 size_t *kept_out, uint8_t *keep)
+{
+	return top_k(scores, n, k, ids, 1, kept_out, keep);
+}
+
+int select_bottom_k(const float *scores, size_t n, size_t k, const char *const *ids,
+		    size_t *kept_out, uint8_t *keep)
+{
+	return top_k(scores, n, k, ids, 0, kept_out, keep);
+}
+
+int select_color_k(size_t n_finite, double tau, size_t *k_out)
+{
+	if (k_out == NULL || !isfinite(tau) || tau < 1.0)
+		return ERR_INVALID;
+	*k_out = (size_t)floor((double)n_finite / tau);
+	return 0;
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* winnowd: the daemon's main(): its job kinds, its start-up and shutdown order.
+ *
+ * Start-up: configuration, log level, metrics, API keys, storage, HTTP server, ready.
+ * SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every thread
+ * inherits the mask and main() alone receives them in sigwait(). Shutdown on the first
+ * SIGINT/SIGTERM: not ready, stop accepting, finish in-flight requests, close storage,
+ * exit 0. A second SIGINT/SIGTERM during shutdown exits at once. Foreground only. */
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/server.h"
+#include "core/jobs.h"
+#include "curate/instance.h"
+#include "curate/subset.h"
+#include "daemon/auth.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "daemon/metrics.h"
+#include "index/index.h"
+#include "lib/clock.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "search/adapters.h"
+#include "search/catalog.h"
+#include "search/normalizers.h"
+#include "store/store.h"
+
+#define SHUTDOWN_GRACE_S 30.0
+
+/* The kinds of background job winnowd runs, sorted by name: the job runner (core/jobs.c)
+ * knows none of them; a job's document names its kind, and a kind missing here fails. */
+static const struct job_kind job_kinds[] = {
+	{"adapter_train", adapters_job_train},
+	{"hubness", normalizers_job_run},
+	{"index", catalog_job_build},
+	{"score", instance_job_score},
+	{"subset", subset_job_run},
+};
+
+static pthread_t main_thread;
+
+/* Threads that libraries start before main() (OpenBLAS does, from a constructor) do not
+ * inherit the blocked mask, so the kernel may deliver SIGTERM to one of them. This handler
+ * runs only on such threads (main blocks the signals before installing it) and passes
+ * the signal on to main, where sigwait() takes it. Async-signal-safe. */
+static void forward_signal(int sig)
+{
+	pthread_kill(main_thread, sig);
+}
+
+/* During shutdown: a second signal ends the process at once. */
+static void *second_signal(void *arg)
+{
+	sigset_t *set = arg;
+	int sig = 0;
+
+	if (sigwait(set, &sig) == 0) {
+		log_msg(LOG_WARN, "shutdown", "signal=%d msg=\"second signal, exiting now\"", sig);
+		_exit(1);
+	}
+	return NULL;
+}
+
+static int run(const struct config *cfg)
+{
+	struct daemon d;
+	struct store_config sc = {0};
+	struct err e = {0};
+	sigset_t set;
+	pthread_t waiter;
+	int rc = 0, sig = 0;
+
+	struct jobs_config jc = {job_kinds, sizeof job_kinds / sizeof job_kinds[0],
+	                         cfg->job_threads, cfg->job_history};
+
+	memset(&d, 0, sizeof d);
+	d.cfg = cfg;
+	d.started = clock_now();
+	d.core.data_dir = cfg->data_dir;
+	d.core.job_chunk = cfg->job_chunk;
+	d.core.job_throttle_ms = cfg->job_throttle_ms;
+	d.core.search_threads = cfg->search_threads;
+	d.core.index_build_memory = cfg->index_build_memory;
+	atomic_init(&d.ready, 0);
+	atomic_init(&d.core.stopping, 0);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	main_thread = pthread_self();
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = forward_signal;
+		sigfillset(&sa.sa_mask);
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	if (metrics_open(&d.metrics) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"out of memory\"");
+		return 1;
+	}
+	if (cfg->api_keys != NULL) {
+		if ((rc = auth_load(&d.auth, cfg->api_keys, &e)) != 0) {
+			log_msg(LOG_ERROR, "startup", "msg=\"cannot load API keys: %s\"", e.detail);
+			goto out;
+		}
+		log_msg(LOG_INFO, "auth", "keys=%zu file=%s", auth_count(d.auth), cfg->api_keys);
+	} else if (!cfg->allow_remote) {
+		log_msg(LOG_INFO, "auth",
+		        "msg=\"no API keys file: only loopback clients are accepted\"");
+	}
+	sc.dir = cfg->data_dir;
+	sc.map_size = cfg->map_size;
+	sc.max_readers = 126 + cfg->threads * 2;
+	if ((rc = store_open(&d.core.store, &sc, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot open storage in %s: %s\"", cfg->data_dir,
+		        e.detail);
+		goto out;
+	}
+	/* Jobs left unfinished by an earlier process are queued again here, before the
+	 * server accepts requests that could create new ones. */
+	if ((rc = catalog_open(&d.core.catalog, &d.core, &e)) != 0 ||
+	    (rc = jobs_open(&d.core.jobs, &d.core, &jc, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot start the job runner: %s\"", e.detail);
+		goto out;
+	}
+	/* every defined index is rebuilt from LMDB before /readyz says yes */
+	if ((rc = catalog_start(d.core.catalog, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot queue the index builds: %s\"", e.detail);
+		goto out;
+	}
+	if ((rc = server_start(&d.server, &d, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
+		goto out;
+	}
+	atomic_store(&d.ready, 1);
+	log_msg(LOG_INFO, "listening", "addr=%s%s%s:%u data_dir=%s threads=%u",
+	        strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+	        strchr(cfg->listen_host, ':') ? "]" : "", (unsigned)server_port(d.server),
+	        cfg->data_dir, cfg->threads);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_msg(LOG_INFO, "signal", "signal=SIGHUP msg=\"ignored: restart to reload\"");
+			continue;
+		}
+		break;
+	}
+	log_msg(LOG_INFO, "shutdown", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	atomic_store(&d.ready, 0);
+	atomic_store(&d.core.stopping, 1);
+	pthread_create(&waiter, NULL, second_signal, &set);
+	pthread_detach(waiter);
+	server_stop(d.server, SHUTDOWN_GRACE_S);
+	d.server = NULL;
+out:
+	server_stop(d.server, 0);
+	jobs_close(d.core.jobs); /* running jobs stop at their next checkpoint and resume next start */
+	if (rc == 0)
+		catalog_save(d.core.catalog); /* no request runs any more: the indexes are current */
+	catalog_close(d.core.catalog);
+	store_close(d.core.store);
+	auth_free(d.auth);
+	metrics_free(d.metrics);
+	if (rc == 0)
+		log_msg(LOG_INFO, "stopped", NULL);
+	return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct config cfg;
+	struct err e = {0};
+	int rc;
+
+	if (argc > 1 && strcmp(argv[1], "hash-key") == 0)
+		return auth_hash_key_main(argc - 1, argv + 1);
+
+	/* jansson seeds its hash tables on first use; do it before any thread exists. FAISS's
+	 * process-wide settings too, so that every FAISS call sees the same ones. */
+	json_object_seed(0);
+	index_faiss_setup();
+	memset(&cfg, 0, sizeof cfg);
+	rc = config_load(&cfg, argc, argv, &e);
+	if (rc > 0) { /* help printed */
+		config_free(&cfg);
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "winnowd: %s\n", e.detail[0] ? e.detail : err_str(rc));
+		config_free(&cfg);
+		return 2;
+	}
+	log_set_level(cfg.log_level);
+	if (cfg.check_only) {
+		struct auth *a = NULL;
+
+		if (cfg.api_keys != NULL && auth_load(&a, cfg.api_keys, &e) != 0) {
+			fprintf(stderr, "winnowd: %s\n", e.detail);
+			config_free(&cfg);
+			return 2;
+		}
+		auth_free(a);
+		config_print(&cfg, stdout);
+		printf("# configuration ok\n");
+		config_free(&cfg);
+		return 0;
+	}
+	rc = run(&cfg);
+	config_free(&cfg);
+	return rc;
+}

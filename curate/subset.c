@@ -1,0 +1,1628 @@
+/* SPDX-License-Identifier: MIT */
+/* subset: step parsing, the materialisation job, provenance, decisions, and the export.
+ *
+ * Materialisation reads whole row arrays (the live flags, each step's scores and statuses)
+ * from one snapshot: 10 million rows cost 10 MB of flags and 50 MB per filter step. Record
+ * predicates (kind, meta) read the record bodies of the surviving rows. */
+#include "curate/subset.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/npy.h"
+#include "core/core.h"
+#include "lib/err.h"
+#include "core/jobs.h"
+#include "filters/filter.h"
+#include "curate/instance.h"
+#include "algo/select.h"
+#include "store/jdoc.h"
+#include "store/store.h"
+#include "lib/vec.h"
+
+enum rule {
+	RULE_TOP_FRACTION,
+	RULE_BOTTOM_FRACTION,
+	RULE_THRESHOLD,
+	RULE_TOP_K,
+	RULE_BOTTOM_K,
+	RULE_KEEP,
+	RULE_KIND,
+	RULE_META,
+};
+
+static const char *const rule_names[] = {
+	[RULE_TOP_FRACTION] = "top_fraction", [RULE_BOTTOM_FRACTION] = "bottom_fraction",
+	[RULE_THRESHOLD] = "threshold",       [RULE_TOP_K] = "top_k",
+	[RULE_BOTTOM_K] = "bottom_k",         [RULE_KEEP] = "keep",
+	[RULE_KIND] = "kind",                 [RULE_META] = "meta",
+};
+
+struct step {
+	enum rule rule;
+	char filter[STORE_NAME_MAX + 1];
+	double value;      /* fraction, threshold */
+	uint64_t k;        /* top_k, bottom_k */
+	double tau;        /* top_k {"tau": t}: k = floor(N / tau) at materialisation; 0 = k */
+	int keep;          /* keep: 1 keeps score 1, 0 keeps score 0 */
+	unsigned kinds;    /* kind: enum store_kind bits */
+	const json_t *meta; /* meta: borrowed from the steps JSON */
+	int per_cluster;    /* fractions: round(f * n_c) inside every label c of the filter */
+};
+
+static int64_t now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static unsigned kind_bit(const char *s)
+{
+	if (strcmp(s, "image-text") == 0)
+		return STORE_KIND_IMAGE_TEXT;
+	if (strcmp(s, "text") == 0)
+		return STORE_KIND_TEXT;
+	return 0;
+}
+
+static int meta_cond_valid(const char *key, const json_t *cond, size_t i, struct err *e)
+{
+	static const char *const ops[] = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "exists"};
+	const char *op;
+	json_t *v;
+
+	if (!json_is_object(cond))
+		return 0; /* a plain value: equality */
+	if (json_object_size(cond) != 1)
+		return err_set(e, ERR_INVALID, "bad_step",
+		               "step %zu: meta '%s' needs exactly one operator", i, key);
+	json_object_foreach((json_t *)cond, op, v) {
+		size_t k;
+
+		for (k = 0; k < sizeof ops / sizeof ops[0]; k++)
+			if (strcmp(op, ops[k]) == 0)
+				break;
+		if (k == sizeof ops / sizeof ops[0])
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: meta '%s': unknown operator '%s' (eq, ne, gt, gte, "
+			               "lt, lte, in, exists)",
+			               i, key, op);
+		if ((strcmp(op, "gt") == 0 || strcmp(op, "gte") == 0 || strcmp(op, "lt") == 0 ||
+		     strcmp(op, "lte") == 0) &&
+		    !json_is_number(v))
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: meta '%s': '%s' takes a number", i, key, op);
+		if (strcmp(op, "in") == 0 && !json_is_array(v))
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: meta '%s': 'in' takes an array", i, key);
+		if (strcmp(op, "exists") == 0 && !json_is_boolean(v))
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: meta '%s': 'exists' takes true or false", i, key);
+	}
+	return 0;
+}
+
+/* Parse steps (borrowed JSON array) into out (SUBSET_MAX_STEPS entries); *n their count. */
+static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct err *e)
+{
+	size_t i;
+	json_t *st;
+
+	if (!json_is_array(steps) || json_array_size(steps) == 0 ||
+	    json_array_size(steps) > SUBSET_MAX_STEPS)
+		return err_set(e, ERR_INVALID, "bad_steps",
+		               "\"steps\" must be an array of 1 to %d steps", SUBSET_MAX_STEPS);
+	json_array_foreach(steps, i, st) {
+		struct step *s = &out[i];
+		const json_t *f = json_object_get(st, "filter");
+		const char *key, *rule_key = NULL;
+		json_t *v, *rv = NULL;
+		size_t nrules = 0;
+
+		memset(s, 0, sizeof *s);
+		if (!json_is_object(st))
+			return err_set(e, ERR_INVALID, "bad_step", "step %zu is not an object", i);
+		json_object_foreach(st, key, v) {
+			if (strcmp(key, "filter") == 0)
+				continue;
+			if (strcmp(key, "per_cluster") == 0) {
+				if (!json_is_boolean(v))
+					return err_set(e, ERR_INVALID, "bad_step",
+					               "step %zu: per_cluster must be true or false", i);
+				s->per_cluster = json_is_true(v);
+				continue;
+			}
+			for (size_t r = 0; r < sizeof rule_names / sizeof rule_names[0]; r++) {
+				if (strcmp(key, rule_names[r]) == 0) {
+					s->rule = (enum rule)r;
+					rule_key = key;
+					rv = v;
+					nrules++;
+					goto next_key;
+				}
+			}
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: unknown field '%s' (top_fraction, bottom_fraction, "
+			               "threshold, top_k, bottom_k, keep, kind, meta, per_cluster)",
+			               i, key);
+next_key:;
+		}
+		if (nrules != 1)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu must have exactly one rule, it has %zu", i, nrules);
+		if (s->per_cluster && s->rule != RULE_TOP_FRACTION && s->rule != RULE_BOTTOM_FRACTION)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: per_cluster goes with top_fraction or bottom_fraction",
+			               i);
+		if (s->rule == RULE_KIND || s->rule == RULE_META) {
+			if (f != NULL)
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: '%s' takes no \"filter\"", i, rule_key);
+		} else {
+			if (!json_is_string(f) || !store_name_valid(json_string_value(f)))
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: '%s' needs \"filter\": the name of a filter", i,
+				               rule_key);
+			snprintf(s->filter, sizeof s->filter, "%s", json_string_value(f));
+		}
+		switch (s->rule) {
+		case RULE_TOP_FRACTION:
+		case RULE_BOTTOM_FRACTION:
+			s->value = json_number_value(rv);
+			if (!json_is_number(rv) || !(s->value > 0 && s->value <= 1))
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: %s must be a number in (0, 1]", i, rule_key);
+			break;
+		case RULE_THRESHOLD:
+			s->value = json_number_value(rv);
+			if (!json_is_number(rv) || !isfinite(s->value))
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: threshold must be a finite number", i);
+			break;
+		case RULE_TOP_K:
+		case RULE_BOTTOM_K:
+			if (json_is_object(rv)) {
+				/* CoLoR-Filter (spec 2.2): tau candidates per selected record */
+				const json_t *tv = json_object_get(rv, "tau");
+				size_t k0;
+
+				if (json_object_size(rv) != 1 || !json_is_number(tv) ||
+				    select_color_k(0, json_number_value(tv), &k0) != 0)
+					return err_set(e, ERR_INVALID, "bad_step",
+					               "step %zu: %s {\"tau\": t} needs exactly one finite "
+					               "number t >= 1 (k = floor(N / t))",
+					               i, rule_key);
+				s->tau = json_number_value(tv);
+				break;
+			}
+			if (!json_is_integer(rv) || json_integer_value(rv) < 0)
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: %s must be a non-negative integer", i, rule_key);
+			s->k = (uint64_t)json_integer_value(rv);
+			break;
+		case RULE_KEEP:
+			if (!json_is_boolean(rv))
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: keep must be true or false", i);
+			s->keep = json_is_true(rv);
+			break;
+		case RULE_KIND:
+			if (json_is_string(rv)) {
+				s->kinds = kind_bit(json_string_value(rv));
+			} else if (json_is_array(rv)) {
+				size_t k;
+				json_t *kv;
+
+				json_array_foreach(rv, k, kv) {
+					unsigned b = json_is_string(kv) ? kind_bit(json_string_value(kv)) : 0;
+
+					if (b == 0) {
+						s->kinds = 0;
+						break;
+					}
+					s->kinds |= b;
+				}
+			}
+			if (s->kinds == 0)
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: kind must be \"image-text\", \"text\" or a list "
+				               "of them",
+				               i);
+			break;
+		case RULE_META:
+			if (!json_is_object(rv) || json_object_size(rv) == 0)
+				return err_set(e, ERR_INVALID, "bad_step",
+				               "step %zu: meta must be an object of conditions", i);
+			json_object_foreach(rv, key, v) {
+				int rc = meta_cond_valid(key, v, i, e);
+
+				if (rc != 0)
+					return rc;
+			}
+			s->meta = rv;
+			break;
+		}
+	}
+	*n = json_array_size(steps);
+	return 0;
+}
+
+/* ---- documents ---- */
+
+static int not_found(int rc, const char *name, struct err *e)
+{
+	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "subset_not_found", "no subset '%s'",
+	                                     name)
+	                           : rc;
+}
+
+static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
+                       struct err *e)
+{
+	return not_found(jdoc_txn_get(t, ds, 's', name, out, e), name, e);
+}
+
+static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
+                       struct err *e)
+{
+	return jdoc_txn_put(t, ds, 's', name, doc, e);
+}
+
+static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
+                          struct err *e)
+{
+	return not_found(jdoc_reader_get(r, ds, 's', name, out, e), name, e);
+}
+
+static uint64_t doc_u64(const json_t *doc, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(doc, key));
+}
+
+static json_t *view_of(struct core *core, const json_t *doc)
+{
+	json_t *v = json_pack("{s:O, s:O}", "name", json_object_get(doc, "name"), "steps",
+	                      json_object_get(doc, "steps"));
+	json_t *job = NULL, *prov = json_object_get(doc, "provenance");
+	const char *state = prov != NULL && !json_is_null(prov) ? "ready" : "pending";
+
+	if (v == NULL)
+		return NULL;
+	if (doc_u64(doc, "job") != 0 && jobs_get_json(core->jobs, doc_u64(doc, "job"), &job, NULL) == 0) {
+		const char *js = json_string_value(json_object_get(job, "state"));
+
+		if (js != NULL && (strcmp(js, "queued") == 0 || strcmp(js, "running") == 0))
+			state = "materialising";
+		else if (js != NULL && (strcmp(js, "failed") == 0 || strcmp(js, "cancelled") == 0))
+			state = js;
+		json_object_set_new(v, "job", job);
+	} else {
+		json_object_set_new(v, "job", json_null());
+	}
+	json_object_set_new(v, "state", json_string(state));
+	json_object_set_new(v, "created", jdoc_time(json_object_get(doc, "created")));
+	json_object_set_new(v, "members", json_object_get(doc, "members") != NULL
+	                                          ? json_incref(json_object_get(doc, "members"))
+	                                          : json_null());
+	json_object_set(v, "provenance", prov != NULL ? prov : json_null());
+	return v;
+}
+
+/* ---- PUT, GET, list, DELETE ---- */
+
+struct put_ctx {
+	struct core *core;
+	const struct store_dataset_info *ds;
+	const char *name;
+	const json_t *steps;
+	int created;
+	uint64_t job;
+	json_t *doc;
+};
+
+static int put_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct put_ctx *c = ctx;
+	json_t *doc = NULL, *args;
+	int rc;
+
+	c->created = 0;
+	json_decref(c->doc);
+	c->doc = NULL;
+	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
+		return rc;
+	rc = txn_doc_get(t, c->ds->id, c->name, &doc, e);
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		c->created = 1;
+		doc = json_pack("{s:s, s:I, s:n, s:n, s:{s:I}}", "name", c->name, "created",
+		                (json_int_t)now_unix(), "provenance", "members", "arrays", "fate",
+		                (json_int_t)0);
+	} else if (rc != 0) {
+		return rc;
+	}
+	args = json_pack("{s:O}", "steps", (json_t *)c->steps);
+	if (doc == NULL || args == NULL) {
+		json_decref(doc);
+		json_decref(args);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	rc = jobs_txn_create(c->core->jobs, t, "subset", c->ds->id, c->ds->name, c->name, args,
+	                     &c->job, e);
+	json_decref(args);
+	if (rc == 0) {
+		json_object_set(doc, "steps", (json_t *)c->steps);
+		json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
+		rc = txn_doc_put(t, c->ds->id, c->name, doc, e);
+	}
+	if (rc == 0)
+		c->doc = doc;
+	else
+		json_decref(doc);
+	return rc;
+}
+
+/* Every filter a step names exists in the dataset. */
+static int steps_check_filters(struct core *core, uint32_t ds, const struct step *st, size_t n,
+                               struct err *e)
+{
+	struct store_reader *r = NULL;
+	int rc;
+
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct instance_ref ref;
+
+		if (st[i].filter[0] == '\0')
+			continue;
+		rc = instance_ref_read(r, ds, st[i].filter, &ref, e);
+		if (rc == ERR_NOT_FOUND) {
+			err_clear(e);
+			rc = err_set(e, ERR_INVALID, "unknown_filter",
+			             "step %zu names filter '%s', which dataset has not got", i,
+			             st[i].filter);
+		} else if (rc == 0 && st[i].per_cluster && ref.arr_label == 0) {
+			rc = err_set(e, ERR_INVALID, "bad_step",
+			             "step %zu: per_cluster needs a filter that labels records with a "
+			             "cluster (prototypes, semdedup); '%s' is %s",
+			             i, st[i].filter, ref.ops->name);
+		}
+	}
+	store_reader_close(r);
+	return rc;
+}
+
+int subset_put(struct core *core, const char *dataset, const char *name, const json_t *body,
+               json_t **view, uint64_t *job, int *created, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct step st[SUBSET_MAX_STEPS];
+	struct put_ctx c = {.core = core, .name = name};
+	const char *key;
+	json_t *v;
+	size_t n;
+	int rc;
+
+	if (!store_name_valid(name))
+		return err_set(e, ERR_INVALID, "bad_name",
+		               "a subset name is 1 to 64 characters of [A-Za-z0-9._-]");
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_subset", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, v) {
+		if (strcmp(key, "steps") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field",
+			               "unknown field '%s' (a subset has \"steps\")", key);
+	}
+	if ((rc = steps_parse(json_object_get(body, "steps"), st, &n, e)) != 0)
+		return rc;
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = steps_check_filters(core, ds.id, st, n, e)) != 0)
+		return rc;
+	c.ds = &ds;
+	c.steps = json_object_get(body, "steps");
+	if ((rc = store_write(core->store, put_fn, &c, e)) != 0)
+		return rc;
+	jobs_cancel_matching(core->jobs, ds.id, "subset", name, c.job);
+	jobs_submit(core->jobs, c.job);
+	*view = view_of(core, c.doc);
+	json_decref(c.doc);
+	*job = c.job;
+	*created = c.created;
+	return *view != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+int subset_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                    struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	rc = reader_doc_get(r, ds.id, name, &doc, e);
+	store_reader_close(r);
+	if (rc != 0)
+		return rc;
+	*out = view_of(core, doc);
+	json_decref(doc);
+	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+/* view_of for jdoc_list_views. */
+static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+{
+	(void)ds;
+	return view_of(ctx, doc);
+}
+
+int subset_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+{
+	return jdoc_list_views(core->store, dataset, 's', list_view, core, out, e);
+}
+
+struct del_ctx {
+	uint32_t ds;
+	const char *name;
+};
+
+static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct del_ctx *c = ctx;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
+		return rc;
+	rc = store_txn_array_drop(
+	        t, c->ds,
+	        (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate")),
+	        e);
+	if (rc == 0)
+		rc = store_txn_doc_del(t, c->ds, 's', c->name, strlen(c->name), e);
+	json_decref(doc);
+	return rc;
+}
+
+int subset_delete(struct core *core, const char *dataset, const char *name, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct del_ctx c = {.name = name};
+	int rc;
+
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	c.ds = ds.id;
+	jobs_cancel_matching(core->jobs, ds.id, "subset", name, 0);
+	return store_write(core->store, del_fn, &c, e);
+}
+
+/* ---- materialisation ---- */
+
+/* Does the record body satisfy every condition of a meta step? */
+static int num_cmp_ok(const char *op, double a, double b)
+{
+	if (strcmp(op, "gt") == 0)
+		return a > b;
+	if (strcmp(op, "gte") == 0)
+		return a >= b;
+	if (strcmp(op, "lt") == 0)
+		return a < b;
+	return a <= b; /* lte */
+}
+
+static int meta_match(const json_t *meta_step, const json_t *body)
+{
+	const json_t *meta = json_object_get(body, "meta");
+	const char *key;
+	json_t *cond;
+
+	json_object_foreach((json_t *)meta_step, key, cond) {
+		const json_t *v = json_is_object(meta) ? json_object_get(meta, key) : NULL;
+		const char *op;
+		json_t *arg;
+
+		if (!json_is_object(cond)) {
+			if (v == NULL || !json_equal((json_t *)v, cond))
+				return 0;
+			continue;
+		}
+		json_object_foreach(cond, op, arg) {
+			if (strcmp(op, "exists") == 0) {
+				if ((v != NULL) != json_is_true(arg))
+					return 0;
+			} else if (strcmp(op, "eq") == 0) {
+				if (v == NULL || !json_equal((json_t *)v, arg))
+					return 0;
+			} else if (strcmp(op, "ne") == 0) {
+				if (v != NULL && json_equal((json_t *)v, arg))
+					return 0;
+			} else if (strcmp(op, "in") == 0) {
+				size_t i;
+				json_t *x;
+				int hit = 0;
+
+				json_array_foreach(arg, i, x)
+					if (v != NULL && json_equal((json_t *)v, x))
+						hit = 1;
+				if (!hit)
+					return 0;
+			} else {
+				if (!json_is_number(v) ||
+				    !num_cmp_ok(op, json_number_value(v), json_number_value(arg)))
+					return 0;
+			}
+		}
+	}
+	return 1;
+}
+
+struct pred_ctx {
+	const struct step *st;
+	uint8_t *alive;
+	uint64_t n;
+	uint64_t out;
+};
+
+static int pred_fn(void *ctx, uint64_t row, unsigned kind, const char *id, size_t id_len,
+                   const char *body, size_t body_len)
+{
+	struct pred_ctx *c = ctx;
+	int keep;
+
+	(void)id;
+	(void)id_len;
+	if (row >= c->n)
+		return 1;
+	if (!c->alive[row])
+		return 0;
+	if (c->st->rule == RULE_KIND) {
+		keep = (kind & c->st->kinds) != 0;
+	} else {
+		json_t *b = json_loadb(body, body_len, 0, NULL);
+
+		keep = b != NULL && meta_match(c->st->meta, b);
+		json_decref(b);
+	}
+	if (keep)
+		c->out++;
+	else
+		c->alive[row] = 0;
+	return 0;
+}
+
+/* The rows among keep (n entries) tied at score t get their ids, for top_k / bottom_k. */
+static int tie_ids(struct store_reader *r, uint32_t ds, const float *cand, uint64_t n, float t,
+                   const char **ids, struct err *e)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		const char *id;
+		size_t len;
+		int rc;
+
+		ids[i] = NULL;
+		if (!(cand[i] == t))
+			continue;
+		if ((rc = store_reader_row(r, ds, i, NULL, &id, &len, NULL, NULL, e)) != 0)
+			return rc;
+		if ((ids[i] = strndup(id, len)) == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	return 0;
+}
+
+/* Keep exactly min(k, N) of cand (NaN = not a candidate), ties by id. */
+static int select_k(struct store_reader *r, uint32_t ds, const float *cand, uint64_t n,
+                    uint64_t k, int top, uint8_t *keep, size_t *kept, float *thr,
+                    struct err *e)
+{
+	const char **ids = NULL;
+	float t = NAN;
+	int rc;
+
+	/* first pass, ties by row: finds the k-th score */
+	rc = top ? select_top_k(cand, n, k, NULL, kept, keep)
+	         : select_bottom_k(cand, n, k, NULL, kept, keep);
+	if (rc != 0)
+		return err_set(e, rc, "select", "selection failed");
+	for (uint64_t i = 0; i < n; i++)
+		if (keep[i] && (isnan(t) || (top ? cand[i] < t : cand[i] > t)))
+			t = cand[i];
+	*thr = t;
+	if (*kept == 0)
+		return 0;
+	ids = calloc(n ? n : 1, sizeof *ids);
+	if (ids == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = tie_ids(r, ds, cand, n, t, ids, e)) == 0) {
+		rc = top ? select_top_k(cand, n, k, ids, kept, keep)
+		         : select_bottom_k(cand, n, k, ids, kept, keep);
+		if (rc != 0)
+			rc = err_set(e, rc, "select", "selection failed");
+	}
+	for (uint64_t i = 0; i < n; i++)
+		free((char *)ids[i]);
+	free(ids);
+	return rc;
+}
+
+/* ---- per-cluster selection and the clusters' provenance ---- */
+
+struct cand {
+	uint32_t label;
+	float score;
+	uint64_t row;
+};
+
+static int cand_cmp_top(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->label != y->label)
+		return x->label < y->label ? -1 : 1;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+static int cand_cmp_bottom(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->label != y->label)
+		return x->label < y->label ? -1 : 1;
+	if (x->score != y->score)
+		return x->score < y->score ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Keep round(f * n_c) (half up) of the finite scores inside every label c: the highest
+ * (top) or the lowest, ties by the smaller row. keep gets n entries. */
+static int select_per_label(const float *score, const uint32_t *lab, uint64_t n, double f,
+                            int top, uint8_t *keep, size_t *kept)
+{
+	struct cand *c;
+	size_t m = 0, k = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		m += !isnan(score[i]) && lab[i] != FILTER_NO_LABEL;
+	c = malloc((m ? m : 1) * sizeof *c);
+	if (c == NULL)
+		return ERR_NOMEM;
+	m = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		keep[i] = 0;
+		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL)
+			c[m++] = (struct cand){lab[i], score[i], i};
+	}
+	qsort(c, m, sizeof *c, top ? cand_cmp_top : cand_cmp_bottom);
+	for (size_t a = 0; a < m;) {
+		size_t end = a, want;
+
+		while (end < m && c[end].label == c[a].label)
+			end++;
+		want = (size_t)floor(f * (double)(end - a) + 0.5);
+		for (size_t j = a; j < a + want && j < end; j++) {
+			keep[c[j].row] = 1;
+			k++;
+		}
+		a = end;
+	}
+	free(c);
+	*kept = k;
+	return 0;
+}
+
+/* What a step did inside each label (cluster): the candidates (finite scores) and the kept
+ * rows per label, as arrays indexed by label, with the clusters it emptied and the smallest
+ * kept share: the trade-off of a global fraction made visible. NULL when out of memory. */
+static json_t *label_prov(const char *name, const float *score, const uint32_t *lab,
+                          const uint8_t *keep, uint64_t n)
+{
+	uint32_t maxl = 0;
+	uint64_t *in, *out, emptied = 0, count = 0;
+	double min_share = 1;
+	json_t *o, *ain, *aout;
+
+	for (uint64_t i = 0; i < n; i++)
+		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL && lab[i] + 1 > maxl)
+			maxl = lab[i] + 1;
+	in = calloc(maxl ? maxl : 1, sizeof *in);
+	out = calloc(maxl ? maxl : 1, sizeof *out);
+	ain = json_array();
+	aout = json_array();
+	o = json_pack("{s:s, s:o, s:o}", "label", name, "in", ain, "out", aout);
+	if (in == NULL || out == NULL || o == NULL) {
+		free(in);
+		free(out);
+		json_decref(o);
+		return NULL;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (isnan(score[i]) || lab[i] == FILTER_NO_LABEL)
+			continue;
+		in[lab[i]]++;
+		out[lab[i]] += keep[i] != 0;
+	}
+	for (uint32_t c = 0; c < maxl; c++) {
+		json_array_append_new(ain, json_integer((json_int_t)in[c]));
+		json_array_append_new(aout, json_integer((json_int_t)out[c]));
+		if (in[c] == 0)
+			continue;
+		count++;
+		emptied += out[c] == 0;
+		if ((double)out[c] / (double)in[c] < min_share)
+			min_share = (double)out[c] / (double)in[c];
+	}
+	json_object_set_new(o, "count", json_integer((json_int_t)count));
+	json_object_set_new(o, "emptied", json_integer((json_int_t)emptied));
+	json_object_set_new(o, "min_kept_share", count ? json_real(min_share) : json_null());
+	free(in);
+	free(out);
+	return o;
+}
+
+struct commit_ctx {
+	struct job *job;
+	uint32_t ds;
+	const char *name;
+	const uint8_t *fate;
+	uint64_t n;
+	json_t *prov;
+	uint64_t members;
+};
+
+static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct commit_ctx *c = ctx;
+	json_t *doc = NULL;
+	uint64_t arr;
+	uint32_t old;
+	int rc;
+
+	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
+		return rc;
+	if (doc_u64(doc, "job") != job_id(c->job)) {
+		json_decref(doc);
+		return err_set(e, ERR_CONFLICT, "superseded",
+		               "subset '%s' was redefined while this job ran", c->name);
+	}
+	old = (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate"));
+	if ((rc = store_txn_counter_next(t, "array", &arr, e)) != 0 ||
+	    (old != 0 && (rc = store_txn_array_drop(t, c->ds, old, e)) != 0) ||
+	    (c->n > 0 &&
+	     (rc = store_txn_array_put(t, c->ds, (uint32_t)arr, 1, 0, c->n, c->fate, e)) != 0))
+		goto out;
+	json_object_set_new(doc, "arrays", json_pack("{s:I}", "fate", (json_int_t)arr));
+	json_object_set(doc, "provenance", c->prov);
+	json_object_set_new(doc, "members", json_integer((json_int_t)c->members));
+	rc = txn_doc_put(t, c->ds, c->name, doc, e);
+out:
+	json_decref(doc);
+	return rc;
+}
+
+/* Wait until the scoring jobs created before this job for the step filters are done. */
+static int wait_for_scoring(struct job *j, const struct step *st, size_t n)
+{
+	struct core *core = job_core(j);
+
+	for (;;) {
+		unsigned open = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (st[i].filter[0] != '\0')
+				open += jobs_count_open(core->jobs, job_ds(j), "score", st[i].filter,
+				                        job_id(j));
+		if (open == 0)
+			return 0;
+		if (jobs_should_stop(j))
+			return ERR_CANCELLED;
+		usleep(100 * 1000);
+	}
+}
+
+static json_t *num_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+int subset_job_run(struct job *j, struct err *e)
+{
+	struct core *core = job_core(j);
+	const json_t *steps = json_object_get(job_args(j), "steps");
+	struct step st[SUBSET_MAX_STEPS];
+	struct store_reader *r = NULL;
+	struct store_dataset_info info;
+	uint8_t *fate = NULL, *alive = NULL, *status = NULL, *keep = NULL;
+	uint32_t *lab = NULL;
+	float *score = NULL;
+	json_t *prov = NULL, *psteps;
+	uint64_t n = 0, pool = 0, members;
+	size_t nsteps;
+	int rc;
+
+	if ((rc = steps_parse(steps, st, &nsteps, e)) != 0)
+		return rc;
+	if ((rc = wait_for_scoring(j, st, nsteps)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0)
+		goto out;
+	n = info.next_row;
+	fate = malloc(n ? n : 1);
+	alive = malloc(n ? n : 1);
+	keep = malloc(n ? n : 1);
+	status = malloc(n ? n : 1);
+	score = malloc((n ? n : 1) * sizeof *score);
+	psteps = json_array();
+	prov = json_pack("{s:o}", "steps", psteps);
+	if (fate == NULL || alive == NULL || keep == NULL || status == NULL || score == NULL ||
+	    prov == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = store_reader_array(r, info.id, STORE_ARRAY_LIVE, 1, 0, n, alive, e)) != 0)
+		goto out;
+	for (uint64_t i = 0; i < n; i++) {
+		fate[i] = alive[i] ? SUBSET_FATE_KEPT : SUBSET_FATE_OUT;
+		pool += alive[i] != 0;
+	}
+	jobs_progress(j, 0, nsteps);
+	members = pool;
+	for (size_t k = 0; k < nsteps; k++) {
+		const struct step *s = &st[k];
+		uint64_t in = members, unscorable = 0, pending = 0;
+		size_t kept = 0;
+		float thr = NAN;
+		json_t *ps;
+
+		if (jobs_should_stop(j)) {
+			rc = ERR_CANCELLED;
+			goto out;
+		}
+		ps = json_pack("{s:I, s:s}", "step", (json_int_t)k, "rule", rule_names[s->rule]);
+		json_array_append_new(psteps, ps);
+		if (s->rule == RULE_KIND || s->rule == RULE_META) {
+			struct pred_ctx pc = {.st = s, .alive = alive, .n = n};
+
+			if ((rc = store_reader_rows(r, info.id, 0, pred_fn, &pc, e)) != 0)
+				goto out;
+			kept = pc.out;
+			json_object_set(ps, "value", json_array_get(steps, k) != NULL
+			                                     ? json_object_get(json_array_get(steps, k),
+			                                                       rule_names[s->rule])
+			                                     : json_null());
+		} else {
+			struct instance_ref ref;
+
+			if ((rc = instance_ref_read(r, info.id, s->filter, &ref, e)) != 0) {
+				if (rc == ERR_NOT_FOUND)
+					rc = err_set(e, ERR_INVALID, "unknown_filter",
+					             "step %zu: filter '%s' no longer exists", k, s->filter);
+				goto out;
+			}
+			if ((rc = store_reader_array(r, info.id, ref.arr_score, 4, 0, n, score, e)) !=
+			            0 ||
+			    (rc = store_reader_array(r, info.id, ref.arr_status, 1, 0, n, status, e)) != 0)
+				goto out;
+			for (uint64_t i = 0; i < n; i++) {
+				if (!alive[i]) {
+					score[i] = NAN;
+				} else if (status[i] == FILTER_PENDING) {
+					pending++;
+					score[i] = NAN;
+				} else if (!filter_status_scored(status[i]) || !isfinite(score[i])) {
+					unscorable++;
+					score[i] = NAN;
+				}
+			}
+			if (pending > 0) {
+				rc = err_set(e, ERR_CONFLICT, "filter_not_scored",
+				             "step %zu: filter '%s' has %llu records not scored yet (they "
+				             "were ingested after its last scoring and it does not score on "
+				             "ingest): POST .../filters/%s:score, then PUT the subset again",
+				             k, s->filter, (unsigned long long)pending, s->filter);
+				goto out;
+			}
+			json_object_set_new(ps, "filter", json_string(s->filter));
+			json_object_set_new(ps, "type", json_string(ref.ops->name));
+			json_object_set_new(ps, "version", json_integer((json_int_t)ref.version));
+			if (ref.arr_label != 0 && ref.ops->label != NULL) {
+				if (lab == NULL && (lab = malloc((n ? n : 1) * sizeof *lab)) == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				if ((rc = store_reader_array(r, info.id, ref.arr_label, 4, 0, n, lab, e)) !=
+				    0)
+					goto out;
+			}
+			if (s->per_cluster) {
+				if (ref.arr_label == 0 || ref.ops->label == NULL) {
+					rc = err_set(e, ERR_INVALID, "bad_step",
+					             "step %zu: filter '%s' has no clusters", k, s->filter);
+					goto out;
+				}
+				json_object_set_new(ps, "per_cluster", json_true());
+			}
+			switch (s->rule) {
+			case RULE_TOP_FRACTION:
+				rc = s->per_cluster
+				             ? select_per_label(score, lab, n, s->value, 1, keep, &kept)
+				             : select_top_fraction(score, n, s->value, &thr, &kept, keep);
+				json_object_set_new(ps, "value", json_real(s->value));
+				break;
+			case RULE_BOTTOM_FRACTION:
+				rc = s->per_cluster
+				             ? select_per_label(score, lab, n, s->value, 0, keep, &kept)
+				             : select_bottom_fraction(score, n, s->value, &thr, &kept, keep);
+				json_object_set_new(ps, "value", json_real(s->value));
+				break;
+			case RULE_THRESHOLD:
+				thr = (float)s->value;
+				rc = select_threshold_count(score, n, thr, &kept, keep);
+				json_object_set_new(ps, "value", json_real(s->value));
+				break;
+			case RULE_TOP_K:
+			case RULE_BOTTOM_K: {
+				uint64_t k_use = s->k;
+
+				if (s->tau > 0) {
+					size_t nfin = 0, kc = 0;
+
+					for (uint64_t i = 0; i < n; i++)
+						nfin += !isnan(score[i]);
+					if ((rc = select_color_k(nfin, s->tau, &kc)) != 0)
+						break;
+					k_use = kc;
+				}
+				rc = select_k(r, info.id, score, n, k_use, s->rule == RULE_TOP_K, keep, &kept,
+				              &thr, e);
+				if (s->tau > 0)
+					json_object_set_new(ps, "value",
+					                    json_pack("{s:f, s:I}", "tau", s->tau, "k",
+					                              (json_int_t)k_use));
+				else
+					json_object_set_new(ps, "value", json_integer((json_int_t)s->k));
+				break;
+			}
+			case RULE_KEEP:
+				kept = 0;
+				for (uint64_t i = 0; i < n; i++) {
+					keep[i] = !isnan(score[i]) && ((score[i] >= 0.5f) == (s->keep != 0));
+					kept += keep[i];
+				}
+				thr = 0.5f;
+				json_object_set_new(ps, "value", json_boolean(s->keep));
+				break;
+			default:
+				break;
+			}
+			if (rc != 0) {
+				if (e == NULL || e->code == 0)
+					rc = err_set(e, rc, "select", "step %zu: selection failed", k);
+				goto out;
+			}
+			for (uint64_t i = 0; i < n; i++)
+				if (alive[i] && !keep[i])
+					alive[i] = 0;
+			json_object_set_new(ps, "threshold", num_or_null(thr));
+			json_object_set_new(ps, "unscorable", json_integer((json_int_t)unscorable));
+			if (ref.arr_label != 0 && ref.ops->label != NULL) {
+				json_t *lp = label_prov(ref.ops->label, score, lab, keep, n);
+
+				if (lp == NULL) {
+					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				json_object_set_new(ps, "clusters", lp);
+			}
+		}
+		for (uint64_t i = 0; i < n; i++)
+			if (fate[i] == SUBSET_FATE_KEPT && !alive[i])
+				fate[i] = (uint8_t)(k + 1);
+		members = kept;
+		json_object_set_new(ps, "in", json_integer((json_int_t)in));
+		json_object_set_new(ps, "out", json_integer((json_int_t)kept));
+		jobs_progress(j, k + 1, nsteps);
+	}
+	json_object_set_new(prov, "pool", json_integer((json_int_t)pool));
+	json_object_set_new(prov, "members", json_integer((json_int_t)members));
+	json_object_set_new(prov, "rows", json_integer((json_int_t)n));
+	{
+		json_t *now = json_integer(now_unix());
+
+		json_object_set_new(prov, "materialised", jdoc_time(now));
+		json_decref(now);
+	}
+	json_object_set_new(prov, "job", json_integer((json_int_t)job_id(j)));
+	store_reader_close(r);
+	r = NULL;
+	{
+		struct commit_ctx cc = {.job = j, .ds = info.id, .name = job_target(j), .fate = fate,
+		                        .n = n, .prov = prov, .members = members};
+
+		rc = store_write(core->store, commit_fn, &cc, e);
+	}
+out:
+	store_reader_close(r);
+	free(fate);
+	free(alive);
+	free(keep);
+	free(status);
+	free(score);
+	free(lab);
+	json_decref(prov);
+	return rc;
+}
+
+int subset_members(struct store_reader *r, uint32_t ds, const char *name, uint64_t nrows,
+                   uint8_t **out, struct err *e)
+{
+	json_t *doc = NULL;
+	uint8_t *m;
+	uint32_t fate;
+	int rc;
+
+	if ((rc = reader_doc_get(r, ds, name, &doc, e)) != 0)
+		return rc;
+	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
+		json_decref(doc);
+		return err_set(e, ERR_CONFLICT, "not_materialised",
+		               "subset '%s' has not been materialised yet", name);
+	}
+	fate = (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate"));
+	json_decref(doc);
+	if ((m = malloc(nrows ? nrows : 1)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = store_reader_array(r, ds, fate, 1, 0, nrows, m, e)) != 0) {
+		free(m);
+		return rc;
+	}
+	for (uint64_t i = 0; i < nrows; i++)
+		m[i] = m[i] == SUBSET_FATE_KEPT;
+	*out = m;
+	return 0;
+}
+
+/* ---- decisions ---- */
+
+int subset_decisions_json(struct core *core, const char *dataset, const char *id, size_t id_len,
+                          const char *subset, json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL, *prov, *psteps, *res = NULL, *arr, *ps;
+	uint64_t row;
+	uint8_t fate = 0;
+	uint32_t fate_arr;
+	size_t i;
+	int rc;
+
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = reader_doc_get(r, ds.id, subset, &doc, e)) != 0)
+		goto out;
+	if ((rc = store_reader_find(r, ds.id, id, id_len, &row, e)) != 0) {
+		if (rc == ERR_NOT_FOUND)
+			rc = err_set(e, ERR_NOT_FOUND, "record_not_found", "no record '%.*s'",
+			             (int)(id_len > 200 ? 200 : id_len), id);
+		goto out;
+	}
+	prov = json_object_get(doc, "provenance");
+	psteps = json_object_get(prov, "steps");
+	if (!json_is_array(psteps)) {
+		rc = err_set(e, ERR_CONFLICT, "not_materialised",
+		             "subset '%s' has not been materialised yet", subset);
+		goto out;
+	}
+	fate_arr = (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate"));
+	if ((rc = store_reader_array(r, ds.id, fate_arr, 1, row, 1, &fate, e)) != 0)
+		goto out;
+	arr = json_array();
+	res = json_pack("{s:s#, s:s, s:b, s:o}", "id", id, (int)id_len, "subset", subset, "member",
+	                fate == SUBSET_FATE_KEPT, "steps", arr);
+	if (res == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (fate == SUBSET_FATE_OUT)
+		json_object_set_new(res, "note",
+		                    json_string("the record was not in the pool when the subset was "
+		                                "materialised (ingested since, or re-created)"));
+	json_array_foreach(psteps, i, ps) {
+		json_t *o = json_pack("{s:I, s:O, s:O}", "step", (json_int_t)i, "rule",
+		                      json_object_get(ps, "rule"), "value",
+		                      json_object_get(ps, "value") ? json_object_get(ps, "value")
+		                                                   : json_null());
+		const char *fname = json_string_value(json_object_get(ps, "filter"));
+		const char *decision;
+
+		if (fate == SUBSET_FATE_OUT)
+			decision = "not_in_pool";
+		else if (fate == SUBSET_FATE_KEPT || i + 1 < fate)
+			decision = "kept";
+		else if (i + 1 == fate)
+			decision = "dropped";
+		else
+			decision = "not_reached";
+		json_object_set_new(o, "decision", json_string(decision));
+		if (fname != NULL) {
+			struct instance_ref ref;
+			float sc = NAN;
+			uint8_t st = 0;
+
+			json_object_set_new(o, "filter", json_string(fname));
+			json_object_set(o, "threshold", json_object_get(ps, "threshold"));
+			if (instance_ref_read(r, ds.id, fname, &ref, NULL) == 0 &&
+			    store_reader_array(r, ds.id, ref.arr_score, 4, row, 1, &sc, NULL) == 0 &&
+			    store_reader_array(r, ds.id, ref.arr_status, 1, row, 1, &st, NULL) == 0) {
+				json_object_set_new(o, "score", num_or_null(sc));
+				json_object_set_new(o, "status",
+				                    json_string(filter_status_name(ref.ops, st)));
+				instance_explain_row(r, ds.id, &ds.schema, &ref, row, o);
+				if (ref.version != (uint64_t)json_integer_value(json_object_get(ps, "version")))
+					json_object_set_new(o, "stale", json_true());
+			} else {
+				json_object_set_new(o, "score", json_null());
+				json_object_set_new(o, "stale", json_true());
+			}
+		}
+		json_array_append_new(arr, o);
+	}
+	*out = res;
+	res = NULL;
+out:
+	store_reader_close(r);
+	json_decref(doc);
+	json_decref(res);
+	return rc;
+}
+
+/* ---- export ---- */
+
+int subset_fields_parse(const char *s, unsigned *out, struct err *e)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} names[] = {
+		{"id", SUBSET_F_ID},       {"scores", SUBSET_F_SCORES},
+		{"text", SUBSET_F_TEXT},   {"meta", SUBSET_F_META},
+		{"image", SUBSET_F_IMAGE}, {"embeddings", SUBSET_F_EMBEDDINGS},
+		{"kind", SUBSET_F_KIND},
+	};
+	unsigned bits = 0;
+
+	while (*s != '\0') {
+		size_t len = strcspn(s, ","), i;
+
+		for (i = 0; i < sizeof names / sizeof names[0]; i++)
+			if (strlen(names[i].name) == len && strncmp(s, names[i].name, len) == 0)
+				break;
+		if (i == sizeof names / sizeof names[0])
+			return err_set(e, ERR_INVALID, "bad_fields",
+			               "unknown field '%.*s' in fields (id, kind, scores, text, meta, "
+			               "image, embeddings)",
+			               (int)(len > 64 ? 64 : len), s);
+		bits |= names[i].bit;
+		s += len;
+		if (*s == ',')
+			s++;
+	}
+	*out = bits | SUBSET_F_ID;
+	return 0;
+}
+
+struct score_cache {
+	struct instance_ref ref;
+	uint64_t blk;
+	int valid;
+	float sc[STORE_ARRAY_ROWS];
+	uint8_t st[STORE_ARRAY_ROWS];
+};
+
+struct subset_export {
+	struct store_reader *r;
+	struct store_dataset_info info;
+	char name[STORE_NAME_MAX + 1];
+	enum subset_format fmt;
+	unsigned fields, slices, slice_id;
+	uint64_t *rows; /* the slice's members, in row order */
+	size_t nrows, pos;
+	uint64_t skipped; /* members deleted since the materialisation */
+	char *buf;      /* pending output */
+	size_t len, off, cap;
+	int done, failed;
+	struct score_cache *caches;
+	size_t ncaches;
+	float *vtmp;
+};
+
+static int out_reserve(struct subset_export *x, size_t more)
+{
+	if (x->len + more <= x->cap)
+		return 0;
+	size_t ncap = x->cap ? x->cap : 65536;
+
+	while (ncap < x->len + more)
+		ncap *= 2;
+	char *p = realloc(x->buf, ncap);
+
+	if (p == NULL)
+		return ERR_NOMEM;
+	x->buf = p;
+	x->cap = ncap;
+	return 0;
+}
+
+static int out_put(struct subset_export *x, const char *s, size_t n)
+{
+	if (out_reserve(x, n) != 0)
+		return ERR_NOMEM;
+	memcpy(x->buf + x->len, s, n);
+	x->len += n;
+	return 0;
+}
+
+static int out_json(struct subset_export *x, const json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT);
+	int rc;
+
+	if (s == NULL)
+		return ERR_NOMEM;
+	rc = out_put(x, s, strlen(s));
+	if (rc == 0)
+		rc = out_put(x, "\n", 1);
+	free(s);
+	return rc;
+}
+
+static int caches_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
+{
+	struct subset_export *x = ctx;
+	struct score_cache *p;
+	char name[STORE_NAME_MAX + 1];
+
+	(void)val;
+	(void)len;
+	if (key_len > STORE_NAME_MAX)
+		return 0;
+	memcpy(name, key, key_len);
+	name[key_len] = '\0';
+	p = realloc(x->caches, (x->ncaches + 1) * sizeof *p);
+	if (p == NULL)
+		return ERR_NOMEM;
+	x->caches = p;
+	memset(&p[x->ncaches], 0, sizeof *p);
+	if (instance_ref_read(x->r, x->info.id, name, &p[x->ncaches].ref, NULL) == 0)
+		x->ncaches++;
+	return 0;
+}
+
+void subset_export_close(struct subset_export *x)
+{
+	if (x == NULL)
+		return;
+	store_reader_close(x->r);
+	free(x->rows);
+	free(x->buf);
+	free(x->caches);
+	free(x->vtmp);
+	free(x);
+}
+
+int subset_export_open(struct core *core, const char *dataset, const char *name,
+                       enum subset_format fmt, unsigned fields, unsigned slices,
+                       unsigned slice_id, struct subset_export **out,
+                       const char **content_type, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct subset_export *x = NULL;
+	json_t *doc = NULL;
+	uint8_t *fate = NULL, *live = NULL;
+	uint64_t members = 0, lo, hi, m = 0;
+	uint32_t fate_arr;
+	int rc;
+
+	if (slices == 0 || slice_id >= slices)
+		return err_set(e, ERR_INVALID, "bad_slice",
+		               "slice_id must be below slices (got slices=%u slice_id=%u)", slices,
+		               slice_id);
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	if ((x = calloc(1, sizeof *x)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	snprintf(x->name, sizeof x->name, "%s", name);
+	x->fmt = fmt;
+	x->fields = fields;
+	x->slices = slices;
+	x->slice_id = slice_id;
+	if ((rc = store_reader_open(core->store, &x->r, e)) != 0)
+		goto out;
+	if ((rc = store_reader_dataset(x->r, ds.id, &x->info, e)) != 0 ||
+	    (rc = reader_doc_get(x->r, ds.id, name, &doc, e)) != 0)
+		goto out;
+	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
+		rc = err_set(e, ERR_CONFLICT, "not_materialised",
+		             "subset '%s' has not been materialised yet (see its job)", name);
+		goto out;
+	}
+	fate_arr = (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate"));
+	fate = malloc(x->info.next_row ? x->info.next_row : 1);
+	live = malloc(x->info.next_row ? x->info.next_row : 1);
+	if (fate == NULL || live == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = store_reader_array(x->r, ds.id, fate_arr, 1, 0, x->info.next_row, fate, e)) !=
+	            0 ||
+	    (rc = store_reader_array(x->r, ds.id, STORE_ARRAY_LIVE, 1, 0, x->info.next_row, live,
+	                             e)) != 0)
+		goto out;
+	for (uint64_t i = 0; i < x->info.next_row; i++) {
+		if (fate[i] != SUBSET_FATE_KEPT)
+			continue;
+		if (live[i])
+			members++;
+		else
+			x->skipped++;
+	}
+	/* slice i: members [i*M/s, (i+1)*M/s) in row order */
+	lo = members * slice_id / slices;
+	hi = members * (slice_id + 1) / slices;
+	x->rows = malloc((hi - lo ? hi - lo : 1) * sizeof *x->rows);
+	if (x->rows == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (uint64_t i = 0; i < x->info.next_row; i++) {
+		if (fate[i] != SUBSET_FATE_KEPT || !live[i])
+			continue;
+		if (m >= lo && m < hi)
+			x->rows[x->nrows++] = i;
+		m++;
+	}
+	if (fmt == SUBSET_NPY) {
+		uint64_t(*pairs)[2] = malloc((x->nrows ? x->nrows : 1) * sizeof *pairs);
+		char hdr[NPY_HEADER_MAX];
+		size_t hl;
+
+		if (pairs == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < x->nrows; i++) {
+			const char *id;
+			size_t len;
+
+			if ((rc = store_reader_row(x->r, ds.id, x->rows[i], NULL, &id, &len, NULL, NULL,
+			                           e)) != 0)
+				break;
+			if (npy_uid_parse(id, len, &pairs[i][0], &pairs[i][1]) != 0) {
+				rc = err_set(e, ERR_INVALID, "not_a_uid",
+				             "record '%.*s' has an id that is not a DataComp uid (1 to 32 "
+				             "hex digits); use format=ids or format=ndjson",
+				             (int)(len > 64 ? 64 : len), id);
+				break;
+			}
+		}
+		if (rc == 0) {
+			npy_sort_uids(pairs, x->nrows);
+			hl = npy_header(hdr, sizeof hdr, x->nrows);
+			if (out_reserve(x, hl + x->nrows * NPY_RECORD_SIZE) != 0) {
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			} else {
+				memcpy(x->buf, hdr, hl);
+				x->len = hl + npy_encode_pairs((const uint64_t(*)[2])pairs, x->nrows,
+				                               (uint8_t *)x->buf + hl);
+			}
+		}
+		free(pairs);
+		if (rc != 0)
+			goto out;
+		x->pos = x->nrows;
+		x->done = 1;
+		*content_type = "application/octet-stream";
+	} else if (fmt == SUBSET_IDS) {
+		*content_type = "text/plain; charset=utf-8";
+	} else {
+		uint32_t maxdim = 1;
+
+		*content_type = "application/x-ndjson";
+		if ((fields & SUBSET_F_SCORES) &&
+		    (rc = store_reader_docs(x->r, ds.id, 'f', caches_fn, x, e)) != 0) {
+			if (rc == ERR_NOMEM)
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+		for (unsigned i = 0; i < x->info.schema.nspaces; i++)
+			if (x->info.schema.spaces[i].dim > maxdim)
+				maxdim = x->info.schema.spaces[i].dim;
+		if ((x->vtmp = malloc(maxdim * sizeof(float))) == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+	}
+out:
+	free(fate);
+	free(live);
+	json_decref(doc);
+	if (rc != 0) {
+		subset_export_close(x);
+		return rc;
+	}
+	*out = x;
+	return 0;
+}
+
+static int line_scores(struct subset_export *x, uint64_t row, json_t *obj)
+{
+	json_t *sc = json_object();
+
+	for (size_t i = 0; i < x->ncaches; i++) {
+		struct score_cache *c = &x->caches[i];
+		uint64_t blk = row / STORE_ARRAY_ROWS;
+		size_t at = (size_t)(row % STORE_ARRAY_ROWS);
+
+		if (!c->valid || c->blk != blk) {
+			if (store_reader_array(x->r, x->info.id, c->ref.arr_score, 4,
+			                       blk * STORE_ARRAY_ROWS, STORE_ARRAY_ROWS, c->sc, NULL) != 0 ||
+			    store_reader_array(x->r, x->info.id, c->ref.arr_status, 1,
+			                       blk * STORE_ARRAY_ROWS, STORE_ARRAY_ROWS, c->st, NULL) != 0) {
+				json_decref(sc);
+				return ERR_STORE;
+			}
+			c->blk = blk;
+			c->valid = 1;
+		}
+		json_object_set_new(sc, c->ref.name,
+		                    filter_status_scored(c->st[at]) && isfinite(c->sc[at])
+		                            ? json_real(c->sc[at])
+		                            : json_null());
+	}
+	return json_object_set_new(obj, "scores", sc) == 0 ? 0 : ERR_NOMEM;
+}
+
+static int line_embeddings(struct subset_export *x, uint64_t row, json_t *obj)
+{
+	json_t *emb = json_object();
+
+	for (unsigned s = 0; s < x->info.schema.nspaces; s++) {
+		const struct store_space *sp = &x->info.schema.spaces[s];
+		const void *data;
+		uint64_t present;
+		unsigned off = (unsigned)(row % STORE_BLOCK_ROWS);
+		json_t *arr;
+		int rc = store_reader_block(x->r, x->info.id, s, row / STORE_BLOCK_ROWS, &data,
+		                            &present, NULL);
+
+		if (rc == ERR_NOT_FOUND || (rc == 0 && !(present >> off & 1)))
+			continue;
+		if (rc != 0) {
+			json_decref(emb);
+			return rc;
+		}
+		if (sp->dtype == STORE_F16)
+			vec_f16_to_f32((const uint16_t *)((const char *)data + store_space_bytes(sp) * off),
+			               x->vtmp, sp->dim);
+		else
+			memcpy(x->vtmp, (const char *)data + store_space_bytes(sp) * off,
+			       store_space_bytes(sp));
+		arr = json_array();
+		for (uint32_t k = 0; k < sp->dim; k++)
+			json_array_append_new(arr, json_real(x->vtmp[k]));
+		json_object_set_new(emb, sp->name, arr);
+	}
+	return json_object_set_new(obj, "embeddings", emb) == 0 ? 0 : ERR_NOMEM;
+}
+
+static const char *kind_name(unsigned kind)
+{
+	return kind == STORE_KIND_TEXT ? "text" : "image-text";
+}
+
+/* Append the next member's line to the pending output. */
+static int next_line(struct subset_export *x)
+{
+	uint64_t row = x->rows[x->pos++];
+	const char *id, *body;
+	size_t id_len, body_len;
+	unsigned kind;
+	json_t *obj, *b = NULL;
+	int rc;
+
+	if ((rc = store_reader_row(x->r, x->info.id, row, &kind, &id, &id_len, &body, &body_len,
+	                           NULL)) != 0)
+		return rc;
+	if (x->fmt == SUBSET_IDS) {
+		if ((rc = out_put(x, id, id_len)) == 0)
+			rc = out_put(x, "\n", 1);
+		return rc;
+	}
+	obj = json_pack("{s:s#}", "id", id, (int)id_len);
+	if (obj == NULL)
+		return ERR_NOMEM;
+	if (x->fields & SUBSET_F_KIND)
+		json_object_set_new(obj, "kind", json_string(kind_name(kind)));
+	if (x->fields & (SUBSET_F_TEXT | SUBSET_F_META | SUBSET_F_IMAGE)) {
+		static const struct {
+			unsigned bit;
+			const char *key;
+		} pick[] = {{SUBSET_F_TEXT, "text"}, {SUBSET_F_META, "meta"}, {SUBSET_F_IMAGE, "image"}};
+
+		b = json_loadb(body, body_len, 0, NULL);
+		for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
+			json_t *v = b != NULL ? json_object_get(b, pick[i].key) : NULL;
+
+			if (x->fields & pick[i].bit)
+				json_object_set(obj, pick[i].key, v != NULL ? v : json_null());
+		}
+		json_decref(b);
+	}
+	if (rc == 0 && (x->fields & SUBSET_F_SCORES))
+		rc = line_scores(x, row, obj);
+	if (rc == 0 && (x->fields & SUBSET_F_EMBEDDINGS))
+		rc = line_embeddings(x, row, obj);
+	if (rc == 0)
+		rc = out_json(x, obj);
+	json_decref(obj);
+	return rc;
+}
+
+ssize_t subset_export_read(struct subset_export *x, char *buf, size_t max)
+{
+	size_t n;
+
+	if (x->off == x->len) {
+		x->off = x->len = 0;
+		if (x->failed || (x->done && x->pos >= x->nrows))
+			return x->failed ? -1 : 0;
+		while (x->len < 65536 && x->pos < x->nrows) {
+			if (next_line(x) != 0) {
+				x->failed = 1;
+				if (x->fmt == SUBSET_NDJSON) {
+					json_t *err = json_pack("{s:{s:s, s:s}}", "error", "code", "export_failed",
+					                        "detail", "the export failed while streaming");
+
+					if (err != NULL)
+						out_json(x, err);
+					json_decref(err);
+				}
+				break;
+			}
+		}
+		if (x->pos >= x->nrows && !x->done && !x->failed) {
+			x->done = 1;
+			if (x->fmt == SUBSET_NDJSON) {
+				json_t *sum = json_pack(
+				        "{s:{s:s, s:I, s:I, s:I, s:I}}", "summary", "subset", x->name,
+				        "count", (json_int_t)x->nrows, "slices", (json_int_t)x->slices,
+				        "slice_id", (json_int_t)x->slice_id, "skipped_deleted",
+				        (json_int_t)x->skipped);
+
+				if (sum != NULL)
+					out_json(x, sum);
+				json_decref(sum);
+			}
+		}
+		if (x->len == 0)
+			return x->failed ? -1 : 0;
+	}
+	n = x->len - x->off < max ? x->len - x->off : max;
+	memcpy(buf, x->buf + x->off, n);
+	x->off += n;
+	return (ssize_t)n;
+}

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* par: one function over the parts of a split piece of work, on threads. The calling
+ * thread runs part 0 and every other part gets a thread of its own; a part whose thread
+ * cannot be started runs on the calling thread once the others are under way, so the work
+ * is always done. Used by the scoring passes (curate/instance.c) and the full scans of
+ * search (index/faiss.c, search/catalog.c). */
+#ifndef WINNOW_PAR_H
+#define WINNOW_PAR_H
+
+#include <stddef.h>
+
+/* fn(parts + i * size) for i in [0, n), returning when all have. Thread-safe. */
+void par_run(void *(*fn)(void *), void *parts, size_t size, unsigned n);
+
+#endif

@@ -1,0 +1,1604 @@
+/* SPDX-License-Identifier: MIT */
+/* normalizers: hubness normalisers in the store, their statistics job, statistics on ingest,
+ * query-time rescoring and the hubness report. See normalizers.h for the model.
+ *
+ * The job works in chunks of rows (the configured job chunk): it reads the chunk's vectors
+ * from a snapshot, computes their statistics against both banks with one matrix product per
+ * bank and block (algo/hubness.c), and commits the chunk's stats, the top-k state and
+ * its checkpoint in one transaction. The activation flags need every row's similarities, so
+ * they are written by the last commit, which also marks the normaliser ready; if records
+ * arrived meanwhile, the job goes on with them first. */
+#include "search/normalizers.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "lib/err.h"
+#include "core/jobs.h"
+#include "lib/log.h"
+#include "algo/hubness.h"
+#include "curate/subset.h"
+#include "store/jdoc.h"
+#include "store/store.h"
+#include "lib/vec.h"
+
+#define BLOB_MAGIC 0x31425548u  /* "HUB1" */
+#define BLOCK 256               /* gallery vectors per matrix product */
+#define CHUNK_DEFAULT ((uint64_t)STORE_ARRAY_ROWS * 32)
+#define CANDIDATES_DEFAULT 100
+#define CANDIDATES_MAX 100000
+
+/* ---- small helpers ---- */
+
+static int64_t now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int not_found(int rc, const char *name, struct err *e)
+{
+	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "normalizer_not_found",
+	                                     "no hubness normalizer '%s'", name)
+	                           : rc;
+}
+
+static uint64_t doc_u64(const json_t *doc, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(doc, key));
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static void normalise(float *v, uint32_t dim, int *zero)
+{
+	double n = vec_f32_norm(v, dim);
+
+	*zero = !(n > 0);
+	for (uint32_t i = 0; i < dim && !*zero; i++)
+		v[i] = (float)(v[i] / n);
+}
+
+/* A bank in memory: vectors (new, n * dim, L2-normalised) and gallery rows (new). */
+struct bank {
+	size_t n;
+	uint32_t dim;
+	float *vecs;
+	uint64_t *rows;
+};
+
+static void bank_clear(struct bank *b)
+{
+	free(b->vecs);
+	free(b->rows);
+	memset(b, 0, sizeof *b);
+}
+
+static struct hubness_bank bank_view(const struct bank *b)
+{
+	return (struct hubness_bank){b->n, b->dim, b->vecs, b->rows};
+}
+
+/* Vector of row (live, present in space sp) into x as f32: 0, or 1 when absent. */
+static int read_row(struct store_reader *r, uint32_t ds, unsigned sp,
+                    const struct store_space *space, uint64_t row, float *x)
+{
+	const void *data;
+	uint64_t present;
+	uint8_t live = 0;
+	size_t at = row % STORE_BLOCK_ROWS;
+
+	if (store_reader_array(r, ds, STORE_ARRAY_LIVE, 1, row, 1, &live, NULL) != 0 || !live)
+		return 1;
+	if (store_reader_block(r, ds, sp, row / STORE_BLOCK_ROWS, &data, &present, NULL) != 0 ||
+	    !(present >> at & 1))
+		return 1;
+	if (space->dtype == STORE_F16)
+		vec_f16_to_f32((const uint16_t *)data + (size_t)space->dim * at, x, space->dim);
+	else
+		memcpy(x, (const float *)data + (size_t)space->dim * at, space->dim * sizeof *x);
+	return 0;
+}
+
+/* Rows [lo, hi) of ds that are live and have a vector in sp (and are members, when members
+ * is not NULL): *rows new, *n. */
+static int eligible_rows(struct store_reader *r, uint32_t ds, unsigned sp, uint64_t lo,
+                         uint64_t hi, const uint8_t *members, uint64_t **rows, size_t *n,
+                         struct err *e)
+{
+	size_t cap = 1024, m = 0;
+	uint64_t *v = malloc(cap * sizeof *v);
+
+	if (v == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (uint64_t blk = lo / STORE_BLOCK_ROWS; blk * STORE_BLOCK_ROWS < hi; blk++) {
+		const void *data;
+		uint64_t present;
+		uint8_t live[STORE_BLOCK_ROWS];
+		int rc = store_reader_block(r, ds, sp, blk, &data, &present, e);
+
+		if (rc == ERR_NOT_FOUND) {
+			err_clear(e);
+			continue;
+		}
+		if (rc != 0 ||
+		    (rc = store_reader_array(r, ds, STORE_ARRAY_LIVE, 1, blk * STORE_BLOCK_ROWS,
+		                             STORE_BLOCK_ROWS, live, e)) != 0) {
+			free(v);
+			return rc;
+		}
+		for (unsigned i = 0; i < STORE_BLOCK_ROWS; i++) {
+			uint64_t row = blk * STORE_BLOCK_ROWS + i;
+
+			if (row < lo || row >= hi || !(present >> i & 1) || !live[i] ||
+			    (members != NULL && !members[row]))
+				continue;
+			if (m == cap) {
+				uint64_t *g = realloc(v, (cap *= 2) * sizeof *v);
+
+				if (g == NULL) {
+					free(v);
+					return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				}
+				v = g;
+			}
+			v[m++] = row;
+		}
+	}
+	*rows = v;
+	*n = m;
+	return 0;
+}
+
+/* ---- banks ---- */
+
+/* The bank given by spec (borrowed) for a gallery of (ds, sp, dim), read through r (a
+ * snapshot of core->store). spec NULL: the default gallery bank, a sample of the gallery.
+ * def gets a JSON definition to store (new; the vectors of an inline bank left out). */
+static int bank_resolve(struct core *core, struct store_reader *r, const char *what,
+                        const json_t *spec, uint32_t ds, unsigned sp, uint32_t dim,
+                        struct bank *b, json_t **def, struct err *e)
+{
+	const json_t *vecs = spec != NULL ? json_object_get(spec, "vectors") : NULL;
+	const char *key;
+	json_t *val;
+	int rc = 0;
+
+	memset(b, 0, sizeof *b);
+	b->dim = dim;
+	if (spec != NULL && !json_is_object(spec))
+		return err_set(e, ERR_INVALID, "bad_bank",
+		               "%s must be {\"vectors\": [[...]]} or {\"dataset\", \"space\", "
+		               "\"subset\", \"sample\"}",
+		               what);
+	if (spec != NULL)
+		json_object_foreach((json_t *)spec, key, val) {
+			if (strcmp(key, vecs != NULL ? "vectors" : "dataset") != 0 &&
+			    (vecs != NULL || (strcmp(key, "space") != 0 && strcmp(key, "subset") != 0 &&
+			                      strcmp(key, "sample") != 0)))
+				return err_set(e, ERR_INVALID, "bad_bank", "%s: unknown field '%s'", what,
+				               key);
+		}
+	if (vecs != NULL) {
+		size_t i, nv = json_array_size(vecs);
+		json_t *one;
+
+		if (!json_is_array(vecs) || nv == 0 || nv > HUBNORM_BANK_MAX)
+			return err_set(e, ERR_INVALID, "bad_bank",
+			               "%s.vectors must be an array of 1 to %d vectors", what,
+			               HUBNORM_BANK_MAX);
+		b->vecs = malloc(nv * dim * sizeof *b->vecs);
+		b->rows = malloc(nv * sizeof *b->rows);
+		if (b->vecs == NULL || b->rows == NULL) {
+			bank_clear(b);
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		}
+		json_array_foreach(vecs, i, one) {
+			float *x = b->vecs + i * dim;
+			int zero;
+
+			if (!json_is_array(one) || json_array_size(one) != dim) {
+				bank_clear(b);
+				return err_set(e, ERR_INVALID, "dimension_mismatch",
+				               "%s.vectors[%zu] must have %u numbers", what, i, (unsigned)dim);
+			}
+			for (uint32_t k = 0; k < dim; k++) {
+				json_t *xv = json_array_get(one, k);
+
+				if (!json_is_number(xv) || !isfinite(json_number_value(xv))) {
+					bank_clear(b);
+					return err_set(e, ERR_INVALID, "non_finite",
+					               "%s.vectors[%zu][%u] is not a finite number", what, i,
+					               (unsigned)k);
+				}
+				x[k] = (float)json_number_value(xv);
+			}
+			normalise(x, dim, &zero);
+			if (zero) {
+				bank_clear(b);
+				return err_set(e, ERR_INVALID, "zero_vector",
+				               "%s.vectors[%zu] is a zero vector (no cosine)", what, i);
+			}
+			b->rows[i] = UINT64_MAX;
+		}
+		b->n = nv;
+		*def = json_pack("{s:I}", "vectors", (json_int_t)nv);
+		return *def ? 0 : ERR_NOMEM;
+	}
+	{
+		const char *bds = spec != NULL ? json_string_value(json_object_get(spec, "dataset"))
+		                               : NULL;
+		const char *bsp = spec != NULL ? json_string_value(json_object_get(spec, "space"))
+		                               : NULL;
+		const json_t *sub = spec != NULL ? json_object_get(spec, "subset") : NULL;
+		const json_t *smp = spec != NULL ? json_object_get(spec, "sample") : NULL;
+		struct store_dataset_info info;
+		uint8_t *members = NULL;
+		uint64_t *all = NULL;
+		size_t nall = 0, want;
+		float *x = NULL;
+		int bsi;
+
+		if (spec != NULL && bds == NULL)
+			return err_set(e, ERR_INVALID, "bad_bank", "%s.dataset must be a dataset name",
+			               what);
+		if (bds != NULL) {
+			if ((rc = store_dataset_get(core->store, bds, &info, e)) != 0)
+				return rc;
+		} else if ((rc = store_reader_dataset(r, ds, &info, e)) != 0) {
+			return rc;
+		}
+		bsi = bsp != NULL ? store_schema_find(&info.schema, bsp)
+		                  : (bds == NULL ? (int)sp
+		                                 : (info.schema.nspaces == 1 ? 0 : -1));
+		if (bsi < 0)
+			return err_set(e, ERR_INVALID, "bad_bank", "%s.space must name a space of '%s'",
+			               what, info.name);
+		if (info.schema.spaces[bsi].dim != dim)
+			return err_set(e, ERR_INVALID, "dimension_mismatch",
+			               "%s: space '%s' has dim %u, the gallery space %u", what,
+			               info.schema.spaces[bsi].name, (unsigned)info.schema.spaces[bsi].dim,
+			               (unsigned)dim);
+		want = spec == NULL ? HUBNORM_DEFAULT_SAMPLE : HUBNORM_BANK_MAX;
+		if (smp != NULL) {
+			if (!json_is_integer(smp) || json_integer_value(smp) < 1 ||
+			    json_integer_value(smp) > HUBNORM_BANK_MAX)
+				return err_set(e, ERR_INVALID, "bad_bank", "%s.sample must be 1 to %d", what,
+				               HUBNORM_BANK_MAX);
+			want = (size_t)json_integer_value(smp);
+		}
+		if (sub != NULL &&
+		    (!json_is_string(sub) ||
+		     (rc = subset_members(r, info.id, json_string_value(sub), info.next_row, &members,
+		                          e)) != 0))
+			return rc != 0 ? rc
+			               : err_set(e, ERR_INVALID, "bad_bank", "%s.subset must be a name",
+			                         what);
+		rc = eligible_rows(r, info.id, (unsigned)bsi, 0, info.next_row, members, &all, &nall, e);
+		free(members);
+		if (rc != 0)
+			return rc;
+		if (nall == 0) {
+			free(all);
+			return err_set(e, ERR_INVALID, "empty_bank", "%s: no vectors in '%s' space '%s'",
+			               what, info.name, info.schema.spaces[bsi].name);
+		}
+		if (nall > want) {
+			/* an even sample: deterministic, spread over the whole row range */
+			for (size_t i = 0; i < want; i++)
+				all[i] = all[(size_t)((double)i * nall / want)];
+			nall = want;
+		}
+		b->vecs = malloc(nall * dim * sizeof *b->vecs);
+		b->rows = malloc(nall * sizeof *b->rows);
+		x = malloc(dim * sizeof *x);
+		if (b->vecs == NULL || b->rows == NULL || x == NULL) {
+			free(all);
+			free(x);
+			bank_clear(b);
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		}
+		for (size_t i = 0; i < nall; i++) {
+			int zero = 1;
+
+			if (read_row(r, info.id, (unsigned)bsi, &info.schema.spaces[bsi], all[i], x) == 0)
+				normalise(x, dim, &zero);
+			if (zero)
+				continue;
+			memcpy(b->vecs + b->n * dim, x, dim * sizeof *x);
+			/* a bank item from the gallery itself: its self-pair is excluded (5.4 d) */
+			b->rows[b->n++] = info.id == ds && (unsigned)bsi == sp ? all[i] : UINT64_MAX;
+		}
+		free(all);
+		free(x);
+		if (b->n == 0) {
+			bank_clear(b);
+			return err_set(e, ERR_INVALID, "empty_bank", "%s: only zero vectors", what);
+		}
+		*def = json_pack("{s:s, s:s, s:I}", "dataset", info.name, "space",
+		                 info.schema.spaces[bsi].name, "items", (json_int_t)b->n);
+		if (*def != NULL && sub != NULL)
+			json_object_set(*def, "subset", (json_t *)sub);
+		if (*def != NULL && spec == NULL)
+			json_object_set_new(*def, "default", json_true());
+		return *def ? 0 : ERR_NOMEM;
+	}
+}
+
+/* Blob 'H': u32 magic, u32 dim, u64 nq, u64 ng, then each bank's vectors and rows. */
+static int banks_pack(const struct bank *q, const struct bank *g, void **out, size_t *len)
+{
+	size_t n = 24 + (q->n + g->n) * ((size_t)q->dim * 4 + 8);
+	unsigned char *p = malloc(n), *at = p;
+	uint32_t hdr[2] = {BLOB_MAGIC, q->dim};
+	uint64_t cnt[2] = {q->n, g->n};
+
+	if (p == NULL)
+		return ERR_NOMEM;
+	memcpy(at, hdr, 8);
+	memcpy(at + 8, cnt, 16);
+	at += 24;
+	memcpy(at, q->vecs, q->n * q->dim * 4);
+	at += q->n * q->dim * 4;
+	memcpy(at, q->rows, q->n * 8);
+	at += q->n * 8;
+	memcpy(at, g->vecs, g->n * g->dim * 4);
+	at += g->n * g->dim * 4;
+	memcpy(at, g->rows, g->n * 8);
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+/* The banks from blob (borrowed): copies, so they outlive the reader. */
+static int banks_unpack(const void *blob, size_t len, struct bank *q, struct bank *g,
+                        struct err *e)
+{
+	const unsigned char *p = blob;
+	uint32_t hdr[2];
+	uint64_t cnt[2];
+	struct bank *bs[2] = {q, g};
+
+	memset(q, 0, sizeof *q);
+	memset(g, 0, sizeof *g);
+	if (len < 24)
+		goto bad;
+	memcpy(hdr, p, 8);
+	memcpy(cnt, p + 8, 16);
+	if (hdr[0] != BLOB_MAGIC || cnt[0] > HUBNORM_BANK_MAX || cnt[1] > HUBNORM_BANK_MAX ||
+	    len != 24 + (cnt[0] + cnt[1]) * ((size_t)hdr[1] * 4 + 8))
+		goto bad;
+	p += 24;
+	for (int i = 0; i < 2; i++) {
+		struct bank *b = bs[i];
+
+		b->n = cnt[i];
+		b->dim = hdr[1];
+		b->vecs = malloc(b->n * b->dim * 4 + 4);
+		b->rows = malloc(b->n * 8 + 8);
+		if (b->vecs == NULL || b->rows == NULL) {
+			bank_clear(q);
+			bank_clear(g);
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		}
+		memcpy(b->vecs, p, b->n * b->dim * 4);
+		p += b->n * b->dim * 4;
+		memcpy(b->rows, p, b->n * 8);
+		p += b->n * 8;
+	}
+	return 0;
+bad:
+	return err_set(e, ERR_INTERNAL, "bad_bank_blob", "the stored banks do not parse");
+}
+
+/* Blob 'T': u64 n, u32 k, then scores (n * k f32) and rows (n * k u64); q then g. */
+static int topk_pack(const struct hubness_topk *q, const struct hubness_topk *g, void **out,
+                     size_t *len)
+{
+	const struct hubness_topk *ts[2] = {q, g};
+	size_t n = 0;
+	unsigned char *p, *at;
+
+	for (int i = 0; i < 2; i++)
+		n += 12 + ts[i]->n * ts[i]->k * 12;
+	if ((p = malloc(n)) == NULL)
+		return ERR_NOMEM;
+	at = p;
+	for (int i = 0; i < 2; i++) {
+		uint64_t nn = ts[i]->n;
+		uint32_t k = ts[i]->k;
+
+		memcpy(at, &nn, 8);
+		memcpy(at + 8, &k, 4);
+		at += 12;
+		memcpy(at, ts[i]->score, nn * k * 4);
+		at += nn * k * 4;
+		memcpy(at, ts[i]->row, nn * k * 8);
+		at += nn * k * 8;
+	}
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+static int topk_unpack(const void *blob, size_t len, struct hubness_topk *q,
+                       struct hubness_topk *g, struct err *e)
+{
+	const unsigned char *p = blob, *end = p + len;
+	struct hubness_topk *ts[2] = {q, g};
+
+	for (int i = 0; i < 2; i++) {
+		uint64_t nn;
+		uint32_t k;
+
+		if (end - p < 12)
+			goto bad;
+		memcpy(&nn, p, 8);
+		memcpy(&k, p + 8, 4);
+		p += 12;
+		if (nn != ts[i]->n || k != ts[i]->k || (size_t)(end - p) < nn * k * 12)
+			goto bad;
+		memcpy(ts[i]->score, p, nn * k * 4);
+		p += nn * k * 4;
+		memcpy(ts[i]->row, p, nn * k * 8);
+		p += nn * k * 8;
+	}
+	return 0;
+bad:
+	return err_set(e, ERR_INTERNAL, "bad_topk_blob", "the stored top-k state does not parse");
+}
+
+/* ---- parameters ---- */
+
+static int params_of(const json_t *doc, struct hubness_params *p)
+{
+	const char *mode = json_string_value(json_object_get(doc, "dualdis_mode"));
+
+	p->beta1 = json_number_value(json_object_get(doc, "beta1"));
+	p->beta2 = json_number_value(json_object_get(doc, "beta2"));
+	p->k = (unsigned)json_integer_value(json_object_get(doc, "k"));
+	p->csls_k = (unsigned)json_integer_value(json_object_get(doc, "csls_k"));
+	p->dualdis_mode = mode != NULL && strcmp(mode, "monotone") == 0 ? HUBNESS_MONOTONE
+	                                                                 : HUBNESS_REFERENCE;
+	return p->k >= 1 && p->csls_k >= 1 ? 0 : -1;
+}
+
+static int num_param(const json_t *body, const char *key, double dflt, double lo, double hi,
+                     int integer, double *out, struct err *e)
+{
+	const json_t *v = json_object_get(body, key);
+
+	*out = dflt;
+	if (v == NULL)
+		return 0;
+	if (!json_is_number(v) || (integer && !json_is_integer(v)) || !(json_number_value(v) >= lo) ||
+	    !(json_number_value(v) <= hi))
+		return err_set(e, ERR_INVALID, "bad_param", "\"%s\" must be %s from %g to %g", key,
+		               integer ? "an integer" : "a number", lo, hi);
+	*out = json_number_value(v);
+	return 0;
+}
+
+/* ---- PUT ---- */
+
+struct put_ctx {
+	struct core *core;
+	const struct store_dataset_info *ds;
+	const char *name;
+	json_t *def;      /* the definition to store (borrowed) */
+	const void *blob; /* the banks */
+	size_t len;
+	uint64_t hash;
+	/* out */
+	json_t *doc;
+	uint64_t job;
+	int created, unchanged;
+};
+
+static int put_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct put_ctx *c = ctx;
+	json_t *old = NULL, *doc = NULL, *args = NULL;
+	uint64_t arr, version = 1;
+	int64_t created = now_unix();
+	int rc;
+
+	c->unchanged = c->created = 0;
+	c->job = 0;
+	json_decref(c->doc);
+	c->doc = NULL;
+	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
+		return rc;
+	rc = jdoc_txn_get(t, c->ds->id, 'h', c->name, &old, e);
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		c->created = 1;
+	} else if (rc != 0) {
+		return rc;
+	} else {
+		if (doc_u64(old, "hash") == c->hash) {
+			c->unchanged = 1;
+			c->doc = old;
+			return 0;
+		}
+		version = doc_u64(old, "version") + 1;
+		created = json_integer_value(json_object_get(old, "created"));
+		if ((rc = store_txn_array_drop(t, c->ds->id, (uint32_t)doc_u64(old, "array"), e)) != 0)
+			goto out;
+	}
+	rc = store_txn_doc_del(t, c->ds->id, 'T', c->name, strlen(c->name), e);
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		rc = 0;
+	}
+	if (rc != 0 || (rc = store_txn_counter_next(t, "array", &arr, e)) != 0 ||
+	    (rc = store_txn_doc_put(t, c->ds->id, 'H', c->name, strlen(c->name), c->blob, c->len,
+	                            e)) != 0)
+		goto out;
+	args = json_pack("{s:I}", "array", (json_int_t)arr);
+	if (args == NULL || (rc = jobs_txn_create(c->core->jobs, t, "hubness", c->ds->id, c->ds->name,
+	                                          c->name, args, &c->job, e)) != 0) {
+		rc = rc ? rc : ERR_NOMEM;
+		goto out;
+	}
+	doc = json_deep_copy(c->def);
+	if (doc == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	json_object_set_new(doc, "name", json_string(c->name));
+	json_object_set_new(doc, "version", json_integer((json_int_t)version));
+	json_object_set_new(doc, "array", json_integer((json_int_t)arr));
+	json_object_set_new(doc, "hash", json_integer((json_int_t)c->hash));
+	json_object_set_new(doc, "ready", json_false());
+	json_object_set_new(doc, "created", json_integer(created));
+	json_object_set_new(doc, "updated", json_integer(now_unix()));
+	json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
+	if ((rc = jdoc_txn_put(t, c->ds->id, 'h', c->name, doc, e)) != 0)
+		goto out;
+	c->doc = doc;
+	doc = NULL;
+out:
+	json_decref(args);
+	json_decref(old);
+	json_decref(doc);
+	return rc;
+}
+
+static json_t *view_of(struct core *core, const json_t *doc)
+{
+	static const char *const keys[] = {"name", "space", "beta1", "beta2", "k", "csls_k",
+	                                   "dualdis_mode", "query_bank", "gallery_bank",
+	                                   "version", "ready", NULL};
+	json_t *v = json_object(), *job = NULL;
+
+	if (v == NULL)
+		return NULL;
+	for (int i = 0; keys[i] != NULL; i++) {
+		json_t *x = json_object_get(doc, keys[i]);
+
+		json_object_set(v, keys[i], x != NULL ? x : json_null());
+	}
+	json_object_set_new(v, "created", jdoc_time(json_object_get(doc, "created")));
+	json_object_set_new(v, "updated", jdoc_time(json_object_get(doc, "updated")));
+	if (doc_u64(doc, "job") != 0 && jobs_get_json(core->jobs, doc_u64(doc, "job"), &job, NULL) == 0)
+		json_object_set_new(v, "computing", job);
+	else
+		json_object_set_new(v, "computing", json_null());
+	return v;
+}
+
+int normalizers_put(struct core *core, const char *dataset, const char *name, const json_t *body,
+                json_t **view, uint64_t *job, int *created, struct err *e)
+{
+	static const char *const known[] = {"space", "query_bank", "gallery_bank", "beta1",
+	                                    "beta2", "k", "csls_k", "dualdis_mode", NULL};
+	struct store_dataset_info ds;
+	struct put_ctx c = {.core = core, .name = name};
+	struct store_reader *r = NULL;
+	struct bank qb = {0}, gb = {0};
+	json_t *qdef = NULL, *gdef = NULL, *val;
+	const char *key, *space, *mode;
+	double b1, b2, k, ck;
+	void *blob = NULL;
+	char *canon = NULL;
+	int rc, sp;
+
+	if (!store_name_valid(name))
+		return err_set(e, ERR_INVALID, "bad_name",
+		               "a normalizer name is 1 to 64 characters of [A-Za-z0-9._-]");
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_normalizer", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, val) {
+		int i;
+
+		for (i = 0; known[i] != NULL && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i] == NULL)
+			return err_set(e, ERR_INVALID, "unknown_field", "unknown field '%s'", key);
+	}
+	if ((rc = num_param(body, "beta1", 20, 1e-6, 1000, 0, &b1, e)) != 0 ||
+	    (rc = num_param(body, "beta2", 20, 1e-6, 1000, 0, &b2, e)) != 0 ||
+	    (rc = num_param(body, "k", 1, 1, 100, 1, &k, e)) != 0 ||
+	    (rc = num_param(body, "csls_k", 10, 1, 64, 1, &ck, e)) != 0)
+		return rc;
+	mode = json_string_value(json_object_get(body, "dualdis_mode"));
+	if (json_object_get(body, "dualdis_mode") != NULL &&
+	    (mode == NULL || (strcmp(mode, "reference") != 0 && strcmp(mode, "monotone") != 0)))
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"dualdis_mode\" must be \"reference\" or \"monotone\"");
+	if (json_object_get(body, "query_bank") == NULL)
+		return err_set(e, ERR_INVALID, "bad_bank", "\"query_bank\" is required");
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	space = json_string_value(json_object_get(body, "space"));
+	if (space == NULL && ds.schema.nspaces == 1)
+		space = ds.schema.spaces[0].name;
+	if (space == NULL || (sp = store_schema_find(&ds.schema, space)) < 0)
+		return err_set(e, ERR_INVALID, "bad_param", "\"space\" must name a space of '%s'",
+		               dataset);
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	rc = bank_resolve(core, r, "query_bank", json_object_get(body, "query_bank"), ds.id,
+	                  (unsigned)sp, ds.schema.spaces[sp].dim, &qb, &qdef, e);
+	if (rc == 0)
+		rc = bank_resolve(core, r, "gallery_bank", json_object_get(body, "gallery_bank"), ds.id,
+		                  (unsigned)sp, ds.schema.spaces[sp].dim, &gb, &gdef, e);
+	store_reader_close(r);
+	if (rc != 0)
+		goto out;
+	c.def = json_pack("{s:s, s:f, s:f, s:i, s:i, s:s, s:O, s:O}", "space", space, "beta1", b1,
+	                  "beta2", b2, "k", (int)k, "csls_k", (int)ck, "dualdis_mode",
+	                  mode != NULL ? mode : "reference", "query_bank", qdef, "gallery_bank",
+	                  gdef);
+	canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	if (c.def == NULL || canon == NULL || banks_pack(&qb, &gb, &blob, &c.len) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	/* the same request again changes nothing (a bank read from a dataset is not read
+	 * again: DELETE and PUT to resample it) */
+	c.hash = fnv1a(canon) & 0x7fffffffffffffffull;
+	c.blob = blob;
+	c.ds = &ds;
+	rc = store_write(core->store, put_fn, &c, e);
+	if (rc == 0 && !c.unchanged) {
+		jobs_cancel_matching(core->jobs, ds.id, "hubness", name, c.job);
+		jobs_submit(core->jobs, c.job);
+	}
+	if (rc == 0) {
+		*view = view_of(core, c.doc);
+		*job = c.job;
+		*created = c.created;
+		rc = *view != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+out:
+	json_decref(c.doc);
+	json_decref(c.def);
+	json_decref(qdef);
+	json_decref(gdef);
+	free(canon);
+	free(blob);
+	bank_clear(&qb);
+	bank_clear(&gb);
+	return rc;
+}
+
+int normalizers_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                     struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	rc = not_found(jdoc_reader_get(r, ds.id, 'h', name, &doc, e), name, e);
+	store_reader_close(r);
+	if (rc != 0)
+		return rc;
+	*out = view_of(core, doc);
+	json_decref(doc);
+	return *out ? 0 : ERR_NOMEM;
+}
+
+/* view_of for jdoc_list_views. */
+static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+{
+	(void)ds;
+	return view_of(ctx, doc);
+}
+
+int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+{
+	return jdoc_list_views(core->store, dataset, 'h', list_view, core, out, e);
+}
+
+struct del_ctx {
+	uint32_t ds;
+	const char *name;
+};
+
+static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct del_ctx *c = ctx;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = not_found(jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e), c->name, e)) != 0)
+		return rc;
+	rc = store_txn_array_drop(t, c->ds, (uint32_t)doc_u64(doc, "array"), e);
+	json_decref(doc);
+	if (rc == 0)
+		rc = store_txn_doc_del(t, c->ds, 'h', c->name, strlen(c->name), e);
+	for (int i = 0; rc == 0 && i < 2; i++) {
+		rc = store_txn_doc_del(t, c->ds, i ? 'T' : 'H', c->name, strlen(c->name), e);
+		if (rc == ERR_NOT_FOUND) {
+			err_clear(e);
+			rc = 0;
+		}
+	}
+	return rc;
+}
+
+int normalizers_delete(struct core *core, const char *dataset, const char *name, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct del_ctx c = {.name = name};
+	int rc;
+
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
+		return rc;
+	c.ds = ds.id;
+	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+		return rc;
+	jobs_cancel_matching(core->jobs, ds.id, "hubness", name, 0);
+	return 0;
+}
+
+/* ---- the statistics job ---- */
+
+/* What a job or an ingest needs of a normaliser: its doc, params, banks, top-k state. */
+struct loaded {
+	json_t *doc;
+	struct hubness_params p;
+	unsigned space;
+	uint32_t arr;
+	struct bank qb, gb;
+	struct hubness_topk *tq, *tg;
+};
+
+static void loaded_free(struct loaded *l)
+{
+	json_decref(l->doc);
+	bank_clear(&l->qb);
+	bank_clear(&l->gb);
+	hubness_topk_free(l->tq);
+	hubness_topk_free(l->tg);
+	memset(l, 0, sizeof *l);
+}
+
+/* Load normaliser name of ds through r; with_topk: the stored top-k state too (an empty one
+ * when there is none yet). */
+static int load(struct store_reader *r, uint32_t ds, const struct store_schema *schema,
+                const char *name, int with_topk, struct loaded *l, struct err *e)
+{
+	const void *blob;
+	size_t len;
+	int rc, sp;
+
+	memset(l, 0, sizeof *l);
+	if ((rc = not_found(jdoc_reader_get(r, ds, 'h', name, &l->doc, e), name, e)) != 0)
+		return rc;
+	sp = store_schema_find(schema, json_string_value(json_object_get(l->doc, "space")));
+	if (sp < 0 || params_of(l->doc, &l->p) != 0) {
+		rc = err_set(e, ERR_INTERNAL, "bad_normalizer", "normalizer '%s' is damaged", name);
+		goto fail;
+	}
+	l->space = (unsigned)sp;
+	l->arr = (uint32_t)doc_u64(l->doc, "array");
+	if ((rc = store_reader_doc_get(r, ds, 'H', name, strlen(name), &blob, &len, e)) != 0 ||
+	    (rc = banks_unpack(blob, len, &l->qb, &l->gb, e)) != 0)
+		goto fail;
+	if (l->qb.dim != schema->spaces[sp].dim) {
+		rc = err_set(e, ERR_INTERNAL, "bad_normalizer", "normalizer '%s': bank dim", name);
+		goto fail;
+	}
+	if (!with_topk)
+		return 0;
+	if (hubness_topk_new(&l->tq, l->qb.n, l->p.k) != 0 ||
+	    hubness_topk_new(&l->tg, l->gb.n, l->p.k) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto fail;
+	}
+	rc = store_reader_doc_get(r, ds, 'T', name, strlen(name), &blob, &len, e);
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		return 0;
+	}
+	if (rc == 0 && (rc = topk_unpack(blob, len, l->tq, l->tg, e)) == 0)
+		return 0;
+fail:
+	loaded_free(l);
+	return rc;
+}
+
+/* Statistics of rows (n, borrowed) read through r: st (n) and offers to the trackers.
+ * Rows without a vector get zeroed stats (flags 0: not computed). */
+static int compute_rows(struct store_reader *r, uint32_t ds, const struct store_schema *schema,
+                        const struct loaded *l, const uint64_t *rows, size_t n,
+                        struct hubness_stats *st, struct hubness_topk *tq,
+                        struct hubness_topk *tg, struct err *e)
+{
+	const struct store_space *space = &schema->spaces[l->space];
+	uint32_t dim = space->dim;
+	float *x = malloc((size_t)BLOCK * dim * sizeof *x);
+	uint64_t brow[BLOCK];
+	size_t bat[BLOCK];
+	struct hubness_bank qv = bank_view(&l->qb), gv = bank_view(&l->gb);
+	struct hubness_stats bst[BLOCK];
+	int rc = 0;
+
+	if (x == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	memset(st, 0, n * sizeof *st);
+	for (size_t at = 0; at < n && rc == 0;) {
+		size_t c = 0;
+
+		for (; at < n && c < BLOCK; at++) {
+			int zero = 1;
+
+			if (read_row(r, ds, l->space, space, rows[at], x + c * dim) == 0)
+				normalise(x + c * dim, dim, &zero);
+			if (zero)
+				continue;
+			brow[c] = rows[at];
+			bat[c++] = at;
+		}
+		if (c > 0 && (rc = hubness_compute(&l->p, &qv, &gv, c, x, brow, bst, tq, tg, e)) == 0)
+			for (size_t i = 0; i < c; i++)
+				st[bat[i]] = bst[i];
+	}
+	free(x);
+	return rc;
+}
+
+struct chunk_ctx {
+	struct job *job;
+	uint32_t ds;
+	const char *name;
+	uint32_t arr;
+	uint64_t lo, hi, total;
+	const struct hubness_stats *st;
+	const void *tblob;
+	size_t tlen;
+	json_t *checkpoint;
+	const struct hubness_topk *tq, *tg; /* final: the activation sets */
+	int final;
+	int grew; /* out (final): records arrived, not finished yet */
+};
+
+/* Flags of every row in the sets (the stats elements read, or-ed, written back). */
+static int txn_set_flags(struct store_txn *t, uint32_t ds, uint32_t arr,
+                         const struct hubness_topk *tk, uint32_t bit, struct err *e)
+{
+	uint64_t *rows = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (hubness_topk_rows(tk, &rows, &n) != 0)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct hubness_stats s;
+
+		if ((rc = store_txn_array_get(t, ds, arr, sizeof s, rows[i], 1, &s, e)) != 0 ||
+		    (s.flags |= bit,
+		     rc = store_txn_array_put(t, ds, arr, sizeof s, rows[i], 1, &s, e)) != 0) {
+			free(rows);
+			return rc;
+		}
+	}
+	free(rows);
+	return 0;
+}
+
+static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct chunk_ctx *c = ctx;
+	struct store_dataset_info info;
+	json_t *doc = NULL;
+	int rc;
+
+	c->grew = 0;
+	if ((rc = store_txn_dataset(t, c->ds, &info, e)) != 0 ||
+	    (rc = not_found(jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e), c->name, e)) != 0)
+		return rc;
+	if (doc_u64(doc, "array") != c->arr) {
+		json_decref(doc);
+		return err_set(e, ERR_CONFLICT, "superseded",
+		               "normalizer '%s' was replaced while this job ran", c->name);
+	}
+	if (c->hi > c->lo &&
+	    (rc = store_txn_array_put(t, c->ds, c->arr, sizeof *c->st, c->lo, (size_t)(c->hi - c->lo),
+	                              c->st, e)) != 0)
+		goto out;
+	if ((rc = store_txn_doc_put(t, c->ds, 'T', c->name, strlen(c->name), c->tblob, c->tlen,
+	                            e)) != 0)
+		goto out;
+	if (c->final && info.next_row > c->hi) {
+		c->grew = 1; /* records arrived while the job ran: they come first */
+	} else if (c->final) {
+		if ((rc = txn_set_flags(t, c->ds, c->arr, c->tq, HUBNESS_IN_AQ, e)) != 0 ||
+		    (rc = txn_set_flags(t, c->ds, c->arr, c->tg, HUBNESS_IN_AG, e)) != 0)
+			goto out;
+		json_object_set_new(doc, "ready", json_true());
+		json_object_set_new(doc, "updated", json_integer(now_unix()));
+		if ((rc = jdoc_txn_put(t, c->ds, 'h', c->name, doc, e)) != 0)
+			goto out;
+	}
+	rc = jobs_txn_checkpoint(c->job, t, c->checkpoint, c->hi, c->total, e);
+out:
+	json_decref(doc);
+	return rc;
+}
+
+int normalizers_job_run(struct job *j, struct err *e)
+{
+	struct core *core = job_core(j);
+	const char *name = job_target(j);
+	uint32_t arr = (uint32_t)json_integer_value(json_object_get(job_args(j), "array"));
+	const json_t *cp = job_checkpoint(j);
+	uint64_t next = cp ? (uint64_t)json_integer_value(json_object_get(cp, "next")) : 0;
+	uint64_t chunk = core_chunk_rows(core, CHUNK_DEFAULT);
+	struct store_dataset_info info;
+	struct store_reader *r = NULL;
+	struct loaded l = {0};
+	struct hubness_stats *st = NULL;
+	uint64_t *rows = NULL;
+	int rc;
+
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
+	    (rc = load(r, info.id, &info.schema, name, next > 0, &l, e)) != 0)
+		goto out;
+	if (l.arr != arr) {
+		rc = err_set(e, ERR_CONFLICT, "superseded",
+		             "normalizer '%s' was replaced before this job ran", name);
+		goto out;
+	}
+	if (l.tq == NULL && (hubness_topk_new(&l.tq, l.qb.n, l.p.k) != 0 ||
+	                     hubness_topk_new(&l.tg, l.gb.n, l.p.k) != 0)) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	st = malloc(chunk * sizeof *st);
+	rows = malloc(chunk * sizeof *rows);
+	if (st == NULL || rows == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (;;) {
+		uint64_t hi = next + chunk;
+		struct chunk_ctx cc = {.job = j, .ds = info.id, .name = name, .arr = arr, .lo = next};
+		void *tblob = NULL;
+
+		if (jobs_should_stop(j)) {
+			rc = ERR_CANCELLED;
+			goto out;
+		}
+		/* a fresh snapshot per chunk: rows ingested meanwhile are seen */
+		store_reader_close(r);
+		if ((rc = store_reader_open(core->store, &r, e)) != 0 ||
+		    (rc = store_reader_dataset(r, info.id, &info, e)) != 0)
+			goto out;
+		if (hi > info.next_row)
+			hi = info.next_row;
+		if (hi < next)
+			hi = next;
+		for (uint64_t i = next; i < hi; i++)
+			rows[i - next] = i;
+		jobs_progress(j, next, info.next_row);
+		if (hi > next && (rc = compute_rows(r, info.id, &info.schema, &l, rows,
+		                                    (size_t)(hi - next), st, l.tq, l.tg, e)) != 0)
+			goto out;
+		store_reader_close(r);
+		r = NULL;
+		if (topk_pack(l.tq, l.tg, &tblob, &cc.tlen) != 0) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+		cc.hi = hi;
+		cc.total = info.next_row;
+		cc.st = st;
+		cc.tblob = tblob;
+		cc.tq = l.tq;
+		cc.tg = l.tg;
+		cc.final = hi >= info.next_row;
+		cc.checkpoint = json_pack("{s:I}", "next", (json_int_t)hi);
+		rc = cc.checkpoint ? store_write(core->store, chunk_fn, &cc, e) : ERR_NOMEM;
+		json_decref(cc.checkpoint);
+		free(tblob);
+		if (rc != 0)
+			goto out;
+		jobs_progress(j, hi, info.next_row); /* committed: now it may be shown */
+		next = hi;
+		if (cc.final && !cc.grew)
+			break;
+		core_throttle(core);
+	}
+out:
+	store_reader_close(r);
+	loaded_free(&l);
+	free(st);
+	free(rows);
+	return rc;
+}
+
+/* ---- statistics on ingest ---- */
+
+struct ingest_ctx {
+	uint32_t ds;
+	const char *name;
+	uint32_t arr;
+	const uint64_t *rows;
+	size_t n;
+	struct hubness_stats *st;        /* n, the new rows' stats (flags set here) */
+	const struct hubness_topk *nq, *ng; /* the batch's own top-k */
+	unsigned k;
+	size_t nbq, nbg;
+};
+
+/* Flags of row under the sets. */
+static uint32_t flags_of(const struct hubness_topk *tq, const struct hubness_topk *tg,
+                         uint64_t row)
+{
+	return (hubness_topk_contains(tq, row) ? HUBNESS_IN_AQ : 0) |
+	       (hubness_topk_contains(tg, row) ? HUBNESS_IN_AG : 0);
+}
+
+static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct ingest_ctx *c = ctx;
+	struct hubness_topk *oq = NULL, *og = NULL, *mq = NULL, *mg = NULL;
+	json_t *doc = NULL;
+	const void *blob;
+	size_t len;
+	void *tblob = NULL;
+	size_t tlen;
+	uint64_t *rq = NULL, *rg = NULL;
+	size_t nrq = 0, nrg = 0;
+	int rc;
+
+	if ((rc = jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e)) != 0)
+		return rc;
+	if (doc_u64(doc, "array") != c->arr || !json_is_true(json_object_get(doc, "ready"))) {
+		json_decref(doc);
+		return 0; /* replaced meanwhile: its job covers these rows */
+	}
+	json_decref(doc);
+	if (hubness_topk_new(&oq, c->nbq, c->k) != 0 || hubness_topk_new(&og, c->nbg, c->k) != 0 ||
+	    hubness_topk_new(&mq, c->nbq, c->k) != 0 || hubness_topk_new(&mg, c->nbg, c->k) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = store_txn_doc_get(t, c->ds, 'T', c->name, strlen(c->name), &blob, &len, e)) != 0 ||
+	    (rc = topk_unpack(blob, len, oq, og, e)) != 0 ||
+	    (rc = topk_unpack(blob, len, mq, mg, e)) != 0)
+		goto out;
+	hubness_topk_merge(mq, c->nq);
+	hubness_topk_merge(mg, c->ng);
+	/* rows that entered or left a set get their flags rewritten */
+	if (hubness_topk_rows(oq, &rq, &nrq) != 0 || hubness_topk_rows(og, &rg, &nrg) != 0) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	for (int pass = 0; pass < 2 && rc == 0; pass++) {
+		const uint64_t *v = pass ? rg : rq;
+		size_t nv = pass ? nrg : nrq;
+
+		for (size_t i = 0; i < nv && rc == 0; i++) {
+			struct hubness_stats s;
+			uint32_t f = flags_of(mq, mg, v[i]);
+
+			if ((rc = store_txn_array_get(t, c->ds, c->arr, sizeof s, v[i], 1, &s, e)) != 0)
+				break;
+			if ((s.flags & (HUBNESS_IN_AQ | HUBNESS_IN_AG)) != f) {
+				s.flags = (s.flags & ~(HUBNESS_IN_AQ | HUBNESS_IN_AG)) | f;
+				rc = store_txn_array_put(t, c->ds, c->arr, sizeof s, v[i], 1, &s, e);
+			}
+		}
+	}
+	for (size_t i = 0; i < c->n && rc == 0; i++) {
+		struct hubness_stats s = c->st[i];
+
+		if (s.flags & HUBNESS_COMPUTED)
+			s.flags |= flags_of(mq, mg, c->rows[i]);
+		rc = store_txn_array_put(t, c->ds, c->arr, sizeof s, c->rows[i], 1, &s, e);
+	}
+	if (rc == 0 && topk_pack(mq, mg, &tblob, &tlen) != 0)
+		rc = ERR_NOMEM;
+	if (rc == 0)
+		rc = store_txn_doc_put(t, c->ds, 'T', c->name, strlen(c->name), tblob, tlen, e);
+out:
+	free(tblob);
+	free(rq);
+	free(rg);
+	hubness_topk_free(oq);
+	hubness_topk_free(og);
+	hubness_topk_free(mq);
+	hubness_topk_free(mg);
+	return rc;
+}
+
+struct names {
+	char (*v)[STORE_NAME_MAX + 1];
+	size_t n;
+};
+
+static int list_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
+{
+	struct names *ns = ctx;
+	void *g;
+
+	(void)val;
+	(void)len;
+	if (key_len > STORE_NAME_MAX)
+		return 0;
+	if ((g = realloc(ns->v, (ns->n + 1) * sizeof *ns->v)) == NULL)
+		return ERR_NOMEM;
+	ns->v = g;
+	memcpy(ns->v[ns->n], key, key_len);
+	ns->v[ns->n++][key_len] = '\0';
+	return 0;
+}
+
+void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       const struct store_record *recs, const uint64_t *rows, size_t n)
+{
+	struct store_reader *r = NULL;
+	struct names ns = {0};
+	struct err e = {0};
+
+	if (n == 0 || store_reader_open(core->store, &r, &e) != 0)
+		return;
+	if (store_reader_docs(r, ds_id, 'h', list_fn, &ns, &e) != 0 || ns.n == 0) {
+		store_reader_close(r);
+		free(ns.v);
+		return;
+	}
+	for (size_t i = 0; i < ns.n; i++) {
+		struct loaded l = {0};
+		struct hubness_topk *bq = NULL, *bg = NULL;
+		struct hubness_stats *st = NULL;
+		uint64_t *mine = NULL;
+		size_t m = 0;
+		int rc;
+
+		err_clear(&e);
+		if (load(r, ds_id, schema, ns.v[i], 0, &l, &e) != 0)
+			continue;
+		if (!json_is_true(json_object_get(l.doc, "ready"))) {
+			loaded_free(&l);
+			continue; /* its job reaches these rows */
+		}
+		mine = malloc(n * sizeof *mine);
+		st = malloc(n * sizeof *st);
+		rc = mine && st ? 0 : ERR_NOMEM;
+		for (size_t k = 0; rc == 0 && k < n; k++)
+			if (recs[k].vec[l.space] != NULL)
+				mine[m++] = rows[k];
+		if (rc == 0 && m > 0 &&
+		    (rc = hubness_topk_new(&bq, l.qb.n, l.p.k)) == 0 &&
+		    (rc = hubness_topk_new(&bg, l.gb.n, l.p.k)) == 0 &&
+		    (rc = compute_rows(r, ds_id, schema, &l, mine, m, st, bq, bg, &e)) == 0) {
+			struct ingest_ctx c = {.ds = ds_id, .name = ns.v[i], .arr = l.arr, .rows = mine,
+			                       .n = m, .st = st, .nq = bq, .ng = bg, .k = l.p.k,
+			                       .nbq = l.qb.n, .nbg = l.gb.n};
+
+			/* the reader must be closed before writing (a map resize waits for it) */
+			store_reader_close(r);
+			r = NULL;
+			rc = store_write(core->store, ingest_fn, &c, &e);
+			if (store_reader_open(core->store, &r, &e) != 0)
+				r = NULL;
+		}
+		if (rc != 0)
+			log_msg(LOG_WARN, "hubness_ingest", "normalizer=%s error=%s detail=\"%s\"",
+			        ns.v[i], err_str(rc), e.detail);
+		hubness_topk_free(bq);
+		hubness_topk_free(bg);
+		free(mine);
+		free(st);
+		loaded_free(&l);
+		if (r == NULL)
+			break;
+	}
+	store_reader_close(r);
+	free(ns.v);
+}
+
+/* ---- search ---- */
+
+struct normalizers_query {
+	struct hubness_params p;
+	enum hubness_method m;
+	uint32_t ds, arr;
+	size_t candidates;
+};
+
+int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
+                       const char *space_name, const json_t *spec, struct normalizers_query **out,
+                       struct err *e)
+{
+	const char *name = json_string_value(json_object_get(spec, "normalizer"));
+	const char *method = json_string_value(json_object_get(spec, "method"));
+	const json_t *cand = json_object_get(spec, "candidates");
+	struct normalizers_query *q;
+	const char *key;
+	json_t *doc = NULL, *val;
+	int rc;
+
+	(void)space;
+	if (!json_is_object(spec) || name == NULL)
+		return err_set(e, ERR_INVALID, "bad_query",
+		               "\"hubness\" is {\"normalizer\": name, \"method\": \"dualis\", "
+		               "\"candidates\": n}");
+	json_object_foreach((json_t *)spec, key, val) {
+		if (strcmp(key, "normalizer") != 0 && strcmp(key, "method") != 0 &&
+		    strcmp(key, "candidates") != 0 && strcmp(key, "dualdis_mode") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field", "hubness: unknown field '%s'", key);
+	}
+	if ((q = calloc(1, sizeof *q)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	q->m = HUBNESS_DUALIS;
+	q->candidates = CANDIDATES_DEFAULT;
+	if (json_object_get(spec, "method") != NULL &&
+	    (hubness_method_parse(method, &q->m) != 0 || q->m == HUBNESS_RAW)) {
+		rc = err_set(e, ERR_INVALID, "bad_query",
+		             "hubness.method must be is, dis, dualis, dualdis or csls");
+		goto fail;
+	}
+	if (cand != NULL) {
+		if (!json_is_integer(cand) || json_integer_value(cand) < 1 ||
+		    json_integer_value(cand) > CANDIDATES_MAX) {
+			rc = err_set(e, ERR_INVALID, "bad_query", "hubness.candidates must be 1 to %d",
+			             CANDIDATES_MAX);
+			goto fail;
+		}
+		q->candidates = (size_t)json_integer_value(cand);
+	}
+	if ((rc = not_found(jdoc_reader_get(r, ds_id, 'h', name, &doc, e), name, e)) != 0)
+		goto fail;
+	if (strcmp(json_string_value(json_object_get(doc, "space")), space_name) != 0) {
+		rc = err_set(e, ERR_INVALID, "bad_query", "normalizer '%s' is for space '%s'", name,
+		             json_string_value(json_object_get(doc, "space")));
+		goto fail;
+	}
+	if (!json_is_true(json_object_get(doc, "ready"))) {
+		rc = err_set(e, ERR_CONFLICT, "normalizer_not_ready",
+		             "normalizer '%s' is still computing its statistics (see its job)", name);
+		goto fail;
+	}
+	params_of(doc, &q->p);
+	if (json_object_get(spec, "dualdis_mode") != NULL) { /* the request's wins */
+		const char *mode = json_string_value(json_object_get(spec, "dualdis_mode"));
+
+		if (mode == NULL || (strcmp(mode, "reference") != 0 && strcmp(mode, "monotone") != 0)) {
+			rc = err_set(e, ERR_INVALID, "bad_query",
+			             "hubness.dualdis_mode must be \"reference\" or \"monotone\"");
+			goto fail;
+		}
+		q->p.dualdis_mode = strcmp(mode, "monotone") == 0 ? HUBNESS_MONOTONE : HUBNESS_REFERENCE;
+	}
+	q->ds = ds_id;
+	q->arr = (uint32_t)doc_u64(doc, "array");
+	json_decref(doc);
+	*out = q;
+	return 0;
+fail:
+	json_decref(doc);
+	free(q);
+	return rc;
+}
+
+void normalizers_query_free(struct normalizers_query *q)
+{
+	free(q);
+}
+
+size_t normalizers_query_candidates(const struct normalizers_query *q)
+{
+	return q->candidates;
+}
+
+int normalizers_rescore(const struct normalizers_query *q, struct store_reader *r, size_t n,
+                    const uint64_t *rows, const float *raw, double *out, struct err *e)
+{
+	struct hubness_stats *st = malloc((n + 1) * sizeof *st);
+	size_t top1 = 0;
+	int rc = 0;
+
+	if (st == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = store_reader_array(r, q->ds, q->arr, sizeof *st, rows[i], 1, &st[i], e);
+		if (raw[i] > raw[top1])
+			top1 = i;
+	}
+	if (rc == 0) {
+		hubness_rescore(&q->p, q->m, n, raw, st, top1, hubness_topk_mean(raw, n, q->p.csls_k),
+		                out);
+		/* a row without statistics (no vector when computed) cannot be normalised */
+		for (size_t i = 0; i < n; i++)
+			if (!(st[i].flags & HUBNESS_COMPUTED) || !isfinite(out[i]))
+				out[i] = -INFINITY;
+	}
+	free(st);
+	return rc;
+}
+
+/* ---- report ---- */
+
+struct scored {
+	double s;
+	uint64_t row;
+};
+
+static int scored_cmp(const void *a, const void *b)
+{
+	const struct scored *x = a, *y = b;
+
+	if (x->s != y->s)
+		return x->s > y->s ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* N_k summary: skewness with and without zeros, the top hubs. */
+static json_t *nk_json(struct store_reader *r, uint32_t ds, const uint32_t *counts,
+                       const uint64_t *grows, size_t ng, size_t top)
+{
+	struct scored *v = malloc((ng + 1) * sizeof *v);
+	json_t *hubs = json_array(), *o;
+	size_t never = 0;
+	uint32_t mx = 0;
+
+	if (v == NULL || hubs == NULL) {
+		free(v);
+		json_decref(hubs);
+		return NULL;
+	}
+	for (size_t i = 0; i < ng; i++) {
+		v[i] = (struct scored){counts[i], grows[i]};
+		never += counts[i] == 0;
+		mx = counts[i] > mx ? counts[i] : mx;
+	}
+	qsort(v, ng, sizeof *v, scored_cmp);
+	for (size_t i = 0; i < top && i < ng && v[i].s > 0; i++) {
+		const char *id;
+		size_t id_len;
+
+		if (store_reader_row(r, ds, v[i].row, NULL, &id, &id_len, NULL, NULL, NULL) == 0)
+			json_array_append_new(hubs, json_pack("{s:s#, s:i}", "id", id, (int)id_len, "n_k",
+			                                      (int)v[i].s));
+	}
+	free(v);
+	o = json_pack("{s:f, s:f, s:I, s:I, s:o}", "skewness", hubness_skewness(counts, ng, 1),
+	              "skewness_retrieved_only", hubness_skewness(counts, ng, 0), "never_retrieved",
+	              (json_int_t)never, "max_n_k", (json_int_t)mx, "top_hubs", hubs);
+	return o;
+}
+
+int normalizers_report(struct core *core, const char *dataset, const char *name, const json_t *body,
+                   json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct loaded l = {0};
+	struct normalizers_query hq = {0};
+	struct bank qs = {0};
+	json_t *qdef = NULL, *val;
+	uint64_t *grows = NULL, *top_raw = NULL, *top_norm = NULL;
+	float *g = NULL;
+	struct hubness_stats *st = NULL;
+	uint32_t *cnt = NULL;
+	size_t ng = 0;
+	double kk, cand, topn;
+	const char *key, *method;
+	int rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_report", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, val) {
+		if (strcmp(key, "queries") != 0 && strcmp(key, "k") != 0 &&
+		    strcmp(key, "candidates") != 0 && strcmp(key, "method") != 0 &&
+		    strcmp(key, "top") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field", "unknown field '%s'", key);
+	}
+	if ((rc = num_param(body, "k", 10, 1, 1000, 1, &kk, e)) != 0 ||
+	    (rc = num_param(body, "candidates", CANDIDATES_DEFAULT, 1, CANDIDATES_MAX, 1, &cand, e)) !=
+	            0 ||
+	    (rc = num_param(body, "top", 10, 0, 1000, 1, &topn, e)) != 0)
+		return rc;
+	hq.m = HUBNESS_DUALIS;
+	method = json_string_value(json_object_get(body, "method"));
+	if (json_object_get(body, "method") != NULL &&
+	    (hubness_method_parse(method, &hq.m) != 0 || hq.m == HUBNESS_RAW))
+		return err_set(e, ERR_INVALID, "bad_report",
+		               "\"method\" must be is, dis, dualis, dualdis or csls");
+	if (json_object_get(body, "queries") == NULL)
+		return err_set(e, ERR_INVALID, "bad_report", "\"queries\" is required");
+	if (cand < kk)
+		cand = kk;
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = load(r, ds.id, &ds.schema, name, 0, &l, e)) != 0)
+		goto out;
+	if (!json_is_true(json_object_get(l.doc, "ready"))) {
+		rc = err_set(e, ERR_CONFLICT, "normalizer_not_ready",
+		             "normalizer '%s' is still computing its statistics", name);
+		goto out;
+	}
+	hq.p = l.p;
+	hq.ds = ds.id;
+	hq.arr = l.arr;
+	if ((rc = bank_resolve(core, r, "queries", json_object_get(body, "queries"), ds.id, l.space,
+	                       l.qb.dim, &qs, &qdef, e)) != 0)
+		goto out;
+	/* the gallery in memory, normalised: the report is exact (brute force), so the
+	 * measure does not depend on an index's recall */
+	if ((rc = eligible_rows(r, ds.id, l.space, 0, ds.next_row, NULL, &grows, &ng, e)) != 0)
+		goto out;
+	if (ng == 0) {
+		rc = err_set(e, ERR_INVALID, "empty_gallery", "the gallery space has no vectors");
+		goto out;
+	}
+	if (kk > ng)
+		kk = (double)ng;
+	if (cand > ng)
+		cand = (double)ng;
+	g = malloc(ng * l.qb.dim * sizeof *g);
+	st = malloc(ng * sizeof *st);
+	cnt = calloc(2 * ng, sizeof *cnt);
+	top_raw = malloc(qs.n * (size_t)kk * sizeof *top_raw);
+	top_norm = malloc(qs.n * (size_t)kk * sizeof *top_norm);
+	if (g == NULL || st == NULL || cnt == NULL || top_raw == NULL ||
+	    top_norm == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < ng; i++) {
+		int zero = 1;
+
+		if (read_row(r, ds.id, l.space, &ds.schema.spaces[l.space], grows[i],
+		             g + i * l.qb.dim) == 0)
+			normalise(g + i * l.qb.dim, l.qb.dim, &zero);
+		if (zero)
+			memset(g + i * l.qb.dim, 0, l.qb.dim * sizeof *g);
+		if ((rc = store_reader_array(r, ds.id, l.arr, sizeof *st, grows[i], 1, &st[i], e)) != 0)
+			goto out;
+	}
+	{
+		size_t nc = (size_t)cand, k = (size_t)kk;
+		struct scored *sc = malloc(ng * sizeof *sc);
+		float *cs = malloc(nc * sizeof *cs);
+		struct hubness_stats *cst = malloc(nc * sizeof *cst);
+		double *outs = malloc(nc * sizeof *outs);
+		uint64_t *crow = malloc(nc * sizeof *crow);
+		struct scored *rr = malloc(nc * sizeof *rr);
+
+		if (sc == NULL || cs == NULL || cst == NULL || outs == NULL || crow == NULL ||
+		    rr == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		}
+		for (size_t qi = 0; rc == 0 && qi < qs.n; qi++) {
+			const float *q = qs.vecs + qi * qs.dim;
+
+			for (size_t i = 0; i < ng; i++)
+				sc[i] = (struct scored){vec_f32_dot(g + i * qs.dim, q, qs.dim), grows[i]};
+			qsort(sc, ng, sizeof *sc, scored_cmp);
+			for (size_t i = 0; i < k; i++)
+				top_raw[qi * k + i] = (uint64_t)(sc[i].row);
+			for (size_t i = 0; i < nc; i++) {
+				size_t gi;
+
+				cs[i] = (float)sc[i].s;
+				crow[i] = sc[i].row;
+				/* grows is sorted: find the stats of the row */
+				{
+					size_t lo = 0, hi = ng;
+
+					while (lo < hi) {
+						size_t mid = (lo + hi) / 2;
+
+						if (grows[mid] < crow[i])
+							lo = mid + 1;
+						else
+							hi = mid;
+					}
+					gi = lo;
+				}
+				cst[i] = st[gi];
+			}
+			hubness_rescore(&hq.p, hq.m, nc, cs, cst, 0, hubness_topk_mean(cs, nc, hq.p.csls_k),
+			                outs);
+			for (size_t i = 0; i < nc; i++)
+				rr[i] = (struct scored){(cst[i].flags & HUBNESS_COMPUTED) && isfinite(outs[i])
+				                                ? outs[i]
+				                                : -INFINITY,
+				                        crow[i]};
+			qsort(rr, nc, sizeof *rr, scored_cmp);
+			for (size_t i = 0; i < k; i++)
+				top_norm[qi * k + i] = rr[i].row;
+		}
+		free(sc);
+		free(cs);
+		free(cst);
+		free(outs);
+		free(crow);
+		free(rr);
+		if (rc != 0)
+			goto out;
+	}
+	{
+		/* map rows to gallery indexes for the counts */
+		size_t k = (size_t)kk;
+		json_t *before, *after;
+
+		for (int pass = 0; pass < 2; pass++) {
+			uint64_t *tp = pass ? top_norm : top_raw;
+			uint32_t *c = cnt + (size_t)pass * ng;
+
+			for (size_t i = 0; i < qs.n * k; i++) {
+				size_t lo = 0, hi = ng;
+
+				while (lo < hi) {
+					size_t mid = (lo + hi) / 2;
+
+					if (grows[mid] < tp[i])
+						lo = mid + 1;
+					else
+						hi = mid;
+				}
+				if (lo < ng && grows[lo] == tp[i])
+					c[lo]++;
+			}
+		}
+		before = nk_json(r, ds.id, cnt, grows, ng, (size_t)topn);
+		after = nk_json(r, ds.id, cnt + ng, grows, ng, (size_t)topn);
+		*out = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "normalizer", name,
+		                 "method", hubness_method_name(hq.m), "k", (json_int_t)k, "candidates",
+		                 (json_int_t)cand, "queries", (json_int_t)qs.n, "gallery",
+		                 (json_int_t)ng, "before", before ? before : json_null(), "after",
+		                 after ? after : json_null());
+		if (*out == NULL)
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+out:
+	store_reader_close(r);
+	loaded_free(&l);
+	bank_clear(&qs);
+	json_decref(qdef);
+	free(grows);
+	free(top_raw);
+	free(top_norm);
+	free(g);
+	free(st);
+	free(cnt);
+	return rc;
+}

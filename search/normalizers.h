@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/* normalizers: named hubness normalisers of a dataset space (spec 5.4): their banks, the per-row
+ * statistics in the store, the statistics job, statistics on ingest, query-time rescoring
+ * and the hubness report. The arithmetic is algo/hubness.c.
+ *
+ * A normaliser is a document (namespace 'h', key = its name: space, betas, k, the banks'
+ * definitions, version, ready, the id of its row array) plus two binary documents: the bank
+ * vectors, L2-normalised (namespace 'H'), and the top-k of every bank item over the gallery
+ * (namespace 'T', the activation sets). Its row array holds one struct hubness_stats per
+ * gallery row (16 bytes: log Z_q, log Z_g, r_B, flags).
+ *
+ * A PUT resolves the banks at once (vectors given inline, or read from a dataset space,
+ * optionally a subset, sampled evenly), stores them, allocates a fresh row array and starts
+ * a job ("hubness") that computes every row's statistics; the normaliser is "ready" when
+ * that job commits its last chunk, and searches refuse it before (409). Records ingested
+ * into a ready normaliser's space get their statistics in the ingest request; the top-k
+ * sets are merged and the flags of rows that enter or leave them rewritten.
+ *
+ * Caveats: a deleted record stays in the activation sets it was in until the next PUT; an
+ * upsert that changes a vector keeps its old top-k entries. Threading: every function may
+ * be called from any thread; the store serialises writes. */
+#ifndef WINNOW_HUBNORM_H
+#define WINNOW_HUBNORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct core;
+struct err;
+struct job;
+struct store_reader;
+struct store_record;
+struct store_schema;
+typedef struct json_t json_t;
+
+#define HUBNORM_DEFAULT_SAMPLE 10000 /* default gallery bank: this many gallery records */
+#define HUBNORM_BANK_MAX 200000      /* items per bank */
+
+/* PUT .../hubness/{name} with body (borrowed). Same definition as now: *job = 0, nothing
+ * changes. Otherwise the banks are resolved and a statistics job created (*job).
+ * *view new. ERR_NOT_FOUND (dataset, bank dataset or subset), ERR_INVALID (with detail). */
+int normalizers_put(struct core *core, const char *dataset, const char *name, const json_t *body,
+                json_t **view, uint64_t *job, int *created, struct err *e);
+int normalizers_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                     struct err *e);
+int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e);
+int normalizers_delete(struct core *core, const char *dataset, const char *name, struct err *e);
+
+/* The job kind "hubness". */
+int normalizers_job_run(struct job *j, struct err *e);
+
+/* After ingest committed recs at rows (borrowed, n each) into dataset ds_id: statistics of
+ * the new vectors for every ready normaliser of their space. Errors are logged, never fail
+ * the ingest (the rows then keep no statistics and rank by their raw score). */
+void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       const struct store_record *recs, const uint64_t *rows, size_t n);
+
+/* ---- Search ---- */
+struct normalizers_query;
+
+/* Parse a search request's "hubness" object (borrowed) for space (schema index) of ds_id,
+ * reading through r: *out new (normalizers_query_free). ERR_INVALID, ERR_NOT_FOUND,
+ * ERR_CONFLICT (not ready). */
+int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
+                       const char *space_name, const json_t *spec, struct normalizers_query **out,
+                       struct err *e);
+void normalizers_query_free(struct normalizers_query *q);
+
+/* Candidates the query wants rescored (at least 100 by default). */
+size_t normalizers_query_candidates(const struct normalizers_query *q);
+
+/* Rescore n candidates of one query: rows and raw cosines (borrowed, n), out (n) gets the
+ * normalised scores, higher is better. Rows without statistics keep their raw score's rank
+ * under CSLS and get -inf under the ratio methods. r: a reader of the dataset. */
+int normalizers_rescore(const struct normalizers_query *q, struct store_reader *r, size_t n,
+                    const uint64_t *rows, const float *raw, double *out, struct err *e);
+
+/* ---- Report ---- */
+
+/* POST .../hubness/{name}:report with {"queries": bank-like spec, "k": 10, "candidates":
+ * 100, "method": "dualis", "top": 10} (borrowed): N_k and its skewness before and after the
+ * normaliser, over exact brute-force top candidates. *out new. */
+int normalizers_report(struct core *core, const char *dataset, const char *name, const json_t *body,
+                   json_t **out, struct err *e);
+
+#endif
