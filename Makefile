@@ -107,7 +107,7 @@ $(OUT)/bench/%: $(OUT)/obj/bench/%.o $(LIB_A) $(FAISS_C)
 	@mkdir -p $(@D)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
-run: $(OUT)/winnowd
+run: $(OUT)/winnowd $(CLI_BIN)
 	mkdir -p var
 	$(OUT)/winnowd --listen 127.0.0.1:8080 --data-dir ./var
 
