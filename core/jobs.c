@@ -22,6 +22,10 @@
 #include "store/store.h"
 
 
+/* A job that was running when the process died this many times in a row fails with
+ * "crash_loop" at the next start instead of running again. */
+enum { CRASH_LOOP_STARTS = 2 };
+
 struct job {
 	uint64_t id;
 	const struct job_kind *kind;
@@ -203,6 +207,27 @@ static int begin_fn(void *ctx, struct store_txn *t, struct err *e)
 		c->skip = 1;
 		return txn_put(t, c->j->id, c->doc, e);
 	}
+	if (strcmp(doc_state(c->doc), "running") == 0 &&
+	    json_integer_value(json_object_get(c->doc, "unclean_starts")) >= CRASH_LOOP_STARTS) {
+		/* it was running when the process died, twice in a row: a third run would most
+		 * likely take the daemon down again (a crash inside a library, say) */
+		json_object_set_new(c->doc, "state", json_string("failed"));
+		json_object_set_new(c->doc, "finished", json_integer(now_unix()));
+		json_object_set_new(
+		        c->doc, "error",
+		        json_pack("{s:s, s:s}", "code", "crash_loop", "detail",
+		                  "the daemon stopped abnormally twice in a row while this job ran; it "
+		                  "is not resumed again (the daemon's log tells what it was doing)"));
+		c->skip = 1;
+		log_msg(LOG_WARN, "job_crash_loop", "id=%llu kind=%s", (unsigned long long)c->j->id,
+		        kname);
+		return txn_put(t, c->j->id, c->doc, e);
+	}
+	/* counted up at every start, back to 0 when a shutdown interrupts it cleanly (end_fn):
+	 * what stays is the number of starts in a row that ended with the process dying */
+	json_object_set_new(
+	        c->doc, "unclean_starts",
+	        json_integer(json_integer_value(json_object_get(c->doc, "unclean_starts")) + 1));
 	if (strcmp(doc_state(c->doc), "running") == 0) {
 		/* an earlier process ran it and stopped: say so, and where it resumes */
 		json_object_set_new(c->doc, "resumes",
@@ -230,9 +255,15 @@ static int end_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	if ((rc = txn_doc(t, c->j->id, &doc, e)) != 0)
 		return rc;
-	if (!state_open(doc_state(doc)) || c->state == NULL) {
+	if (!state_open(doc_state(doc))) {
 		json_decref(doc);
 		return 0;
+	}
+	if (c->state == NULL) { /* a clean shutdown: this start did not end in a crash */
+		json_object_set_new(doc, "unclean_starts", json_integer(0));
+		rc = txn_put(t, c->j->id, doc, e);
+		json_decref(doc);
+		return rc;
 	}
 	json_object_set_new(doc, "state", json_string(c->state));
 	json_object_set_new(doc, "finished", json_integer(now_unix()));
