@@ -41,6 +41,13 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		        "indexes are being rebuilt from storage; search answers once they are");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
+	if (r->core->store != NULL && store_full(r->core->store))
+		/* reads and searches still answer; writes get 507 until one commits again */
+		return http_json(res, 200,
+		                 json_pack("{s:s, s:[s], s:s}", "status", "degraded", "reasons",
+		                           "storage_full", "detail",
+		                           "the last write failed because the disk is full: reads and "
+		                           "searches answer, writes get 507 until space is freed"));
 	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
 }
 
@@ -57,6 +64,7 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 		g.datasets = st.datasets;
 	}
 	g.ready = atomic_load(&r->d->ready);
+	g.storage_full = r->core->store != NULL && store_full(r->core->store);
 	g.uptime_s = clock_now() - r->d->started;
 	g.search_split_scans = index_split_scans();
 	text = metrics_render(r->d->metrics, &g, &len);

@@ -416,6 +416,9 @@ static void render_gauges(struct mbuf *b, const struct metrics_gauges *g)
 
 	family(b, "winnow_lmdb_used_bytes", "gauge", "Bytes of the LMDB map in use.");
 	mbuf_printf(b, "winnow_lmdb_used_bytes %llu\n", (unsigned long long)g->lmdb_used_bytes);
+	family(b, "winnow_storage_full", "gauge",
+	       "1 while the last write failed because the disk is full (writes answer 507).");
+	mbuf_printf(b, "winnow_storage_full %d\n", g->storage_full);
 	family(b, "winnow_lmdb_map_size_bytes", "gauge", "Current LMDB map size in bytes.");
 	mbuf_printf(b, "winnow_lmdb_map_size_bytes %llu\n",
 	            (unsigned long long)g->lmdb_map_size_bytes);

@@ -21,6 +21,7 @@ struct metrics_gauges {
 	uint64_t lmdb_used_bytes, lmdb_map_size_bytes;
 	unsigned datasets;
 	int ready;
+	int storage_full;            /* store_full(): the last write failed for space */
 	double uptime_s;
 	uint64_t search_split_scans; /* index_split_scans(): rendered as a counter */
 };
