@@ -10,6 +10,7 @@
 
 #include "api/http.h"
 #include "api/openapi.h"
+#include "core/jobs.h"
 #include "daemon/daemon.h"
 #include "lib/clock.h"
 #include "lib/err.h"
@@ -55,6 +56,7 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 {
 	struct store_stats st = {0};
 	struct metrics_gauges g = {0};
+	struct jobs_stat jobs[16];
 	size_t len = 0;
 	char *text;
 
@@ -67,6 +69,10 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 	g.storage_full = r->core->store != NULL && store_full(r->core->store);
 	g.uptime_s = clock_now() - r->d->started;
 	g.search_split_scans = index_split_scans();
+	if (r->core->jobs != NULL) {
+		g.njobs = jobs_stats(r->core->jobs, jobs, sizeof jobs / sizeof jobs[0]);
+		g.jobs = jobs;
+	}
 	text = metrics_render(r->d->metrics, &g, &len);
 	if (text == NULL)
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);

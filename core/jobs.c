@@ -53,6 +53,7 @@ struct jobs {
 	unsigned nthreads;
 	atomic_int quit;
 	atomic_uint finished; /* finished jobs in the store, as last counted */
+	_Atomic uint64_t *processed; /* per kind (the kinds table's order): units processed */
 };
 
 /* Finished jobs kept in the store (--job-history; their records answer GET /v1/jobs/{id});
@@ -499,6 +500,10 @@ int jobs_open(struct jobs **out, struct core *core, const struct jobs_config *cf
 	js->cfg = *cfg;
 	pthread_mutex_init(&js->mu, NULL);
 	pthread_cond_init(&js->cv, NULL);
+	if ((js->processed = calloc(cfg->nkinds + 1, sizeof *js->processed)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto out;
 	rc = store_reader_docs(r, 0, 'j', collect_jobs, &sc, e);
@@ -558,6 +563,7 @@ void jobs_close(struct jobs *js)
 	}
 	pthread_mutex_destroy(&js->mu);
 	pthread_cond_destroy(&js->cv);
+	free(js->processed);
 	free(js);
 }
 
@@ -830,6 +836,58 @@ fail:
 	return rc;
 }
 
+static const char *const state_names[JOBS_NSTATES] = {"queued", "running", "succeeded",
+                                                      "failed", "cancelled"};
+
+const char *jobs_state_name(enum jobs_state st)
+{
+	return (unsigned)st < JOBS_NSTATES ? state_names[st] : "unknown";
+}
+
+struct stats_ctx {
+	const struct jobs *js;
+	struct jobs_stat *out;
+	size_t n;
+};
+
+static int stats_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
+{
+	struct stats_ctx *c = ctx;
+	json_t *doc = json_loadb(val, len, 0, NULL);
+	const char *kind = json_string_value(json_object_get(doc, "kind"));
+	const char *state = doc_state(doc);
+
+	(void)key;
+	(void)key_len;
+	for (size_t k = 0; kind != NULL && k < c->n; k++) {
+		if (strcmp(c->out[k].kind, kind) != 0)
+			continue;
+		for (size_t st = 0; st < JOBS_NSTATES; st++)
+			if (strcmp(state, state_names[st]) == 0)
+				c->out[k].count[st]++;
+		break;
+	}
+	json_decref(doc);
+	return 0;
+}
+
+size_t jobs_stats(struct jobs *js, struct jobs_stat *out, size_t max)
+{
+	struct stats_ctx c = {js, out, js->cfg.nkinds < max ? js->cfg.nkinds : max};
+	struct store_reader *r = NULL;
+
+	for (size_t k = 0; k < c.n; k++) {
+		memset(&out[k], 0, sizeof out[k]);
+		out[k].kind = js->cfg.kinds[k].name;
+		out[k].processed_total = atomic_load(&js->processed[k]);
+	}
+	if (store_reader_open(js->core->store, &r, NULL) == 0) {
+		store_reader_docs(r, 0, 'j', stats_fn, &c, NULL);
+		store_reader_close(r);
+	}
+	return c.n;
+}
+
 /* ---- for run functions ---- */
 
 uint64_t job_id(const struct job *j)
@@ -875,6 +933,8 @@ int jobs_should_stop(const struct job *j)
 void jobs_progress(struct job *j, uint64_t processed, uint64_t total)
 {
 	pthread_mutex_lock(&j->js->mu);
+	if (processed > j->processed && j->kind != NULL)
+		atomic_fetch_add(&j->js->processed[j->kind - j->js->cfg.kinds], processed - j->processed);
 	j->processed = processed;
 	j->total = total;
 	pthread_mutex_unlock(&j->js->mu);
