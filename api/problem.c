@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/jsonnum.h"
 #include "store/store.h"
 
 static const struct {
@@ -120,7 +121,7 @@ int http_json(struct http_res *res, int status, json_t *obj)
 		res->len = res->body ? 2 : 0;
 		return 0;
 	}
-	res->len = strlen(s);
+	res->len = jsonnum_shorten(s, strlen(s));
 	res->body = s;
 	return 0;
 }
