@@ -35,9 +35,9 @@ struct search_wire {
 	const json_t *vector, *vectors; /* the JSON query vectors, borrowed from the body */
 	const void *rows;               /* raw query rows (rows_len bytes), borrowed */
 	size_t rows_len;
-	int f16;                        /* the rows are f16 (the query's dtype=f16) */
-	const char **names;             /* req.with_scores (new) */
-	float *q;                       /* req.vectors (new) */
+	int f16;            /* the rows are f16 (the query's dtype=f16) */
+	const char **names; /* req.with_scores (new) */
+	float *q;           /* req.vectors (new) */
 };
 
 /* Start decoding a request for dataset (borrowed), a search:count when count. */

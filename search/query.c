@@ -399,7 +399,8 @@ static int index_candidates(struct core *core, const struct query *qr,
 			if (!stale)
 				break;
 		}
-		if (h->keep == 0 || h->n >= h->keep || k >= catalog_index_count(core->catalog, qr->ds, space_name(qr)))
+		if (h->keep == 0 || h->n >= h->keep ||
+		    k >= catalog_index_count(core->catalog, qr->ds, space_name(qr)))
 			break;
 		k *= 4;
 		ids = NULL;
@@ -719,8 +720,42 @@ out:
 	return rc;
 }
 
-/* One query: hits, stats, page token. */
-/* The entry whose index serves this request, or NULL: the index serves plain top-k;
+/* Rescore the hits of query q with the request's filter (it sees the query normalised):
+ * .raw keeps the exact score, .score becomes the filter's. */
+static int rescore_apply(const struct query *qr, const float *q, struct hits *h, struct err *e)
+{
+	float *raw = malloc(h->n * sizeof *raw), *nq = malloc(qr->dim * sizeof *nq);
+	float *outs = malloc(h->n * sizeof *outs);
+	uint64_t *rows = malloc(h->n * sizeof *rows);
+	double qq = 0;
+	int rc;
+
+	for (uint32_t k = 0; k < qr->dim; k++)
+		qq += (double)q[k] * q[k];
+	if (raw == NULL || nq == NULL || outs == NULL || rows == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (uint32_t k = 0; k < qr->dim; k++)
+		nq[k] = qq > 0 ? (float)(q[k] / sqrt(qq)) : 0;
+	for (size_t i = 0; i < h->n; i++) {
+		raw[i] = h->v[i].score;
+		rows[i] = h->v[i].row;
+	}
+	rc = filter_rescore(qr->rescore, nq, qr->dim, h->n, rows, raw, outs, e);
+	for (size_t i = 0; rc == 0 && i < h->n; i++) {
+		h->v[i].raw = raw[i];
+		h->v[i].score = outs[i];
+	}
+out:
+	free(raw);
+	free(nq);
+	free(outs);
+	free(rows);
+	return rc;
+}
+
+/* 1 when the space's index serves this request: it serves plain top-k of its own metric;
  * thresholds, pages, subsets and exact requests are answered by the exact scan, which is
  * complete. factory gets its factory string, *exact_scores index_exact_scores(). */
 static int usable_index(struct core *core, const struct query *qr, int count,
@@ -735,8 +770,8 @@ static int usable_index(struct core *core, const struct query *qr, int count,
 	       metric == qr->metric;
 }
 
-/* One query (pre_sc, pre_ids: its index candidates when the caller searched a batch at
- * once; NULL otherwise). */
+/* One query: hits, stats, page token (pre_sc, pre_ids: its index candidates when the
+ * caller searched a batch at once; NULL otherwise). */
 static int run_query(struct core *core, const struct query *qr, const float *q, int count,
                      const float *pre_sc, const int64_t *pre_ids, json_t **out, struct err *e)
 {
@@ -767,36 +802,8 @@ static int run_query(struct core *core, const struct query *qr, const float *q, 
 	               : exact_scan(core, qr, q, &h, &scanned, e);
 	if (rc != 0)
 		goto out;
-	if (qr->rescore != NULL && h.n > 0 && !count) {
-		float *raw = malloc(h.n * sizeof *raw), *nq = malloc(qr->dim * sizeof *nq);
-		float *outs = malloc(h.n * sizeof *outs);
-		uint64_t *rows = malloc(h.n * sizeof *rows);
-		double qq = 0;
-
-		for (uint32_t k = 0; k < qr->dim; k++)
-			qq += (double)q[k] * q[k];
-		if (raw == NULL || nq == NULL || outs == NULL || rows == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		} else {
-			for (uint32_t k = 0; k < qr->dim; k++)
-				nq[k] = qq > 0 ? (float)(q[k] / sqrt(qq)) : 0;
-			for (size_t i = 0; i < h.n; i++) {
-				raw[i] = h.v[i].score;
-				rows[i] = h.v[i].row;
-			}
-			rc = filter_rescore(qr->rescore, nq, qr->dim, h.n, rows, raw, outs, e);
-			for (size_t i = 0; rc == 0 && i < h.n; i++) {
-				h.v[i].raw = raw[i];
-				h.v[i].score = outs[i];
-			}
-		}
-		free(raw);
-		free(nq);
-		free(outs);
-		free(rows);
-		if (rc != 0)
-			goto out;
-	}
+	if (qr->rescore != NULL && h.n > 0 && !count && (rc = rescore_apply(qr, q, &h, e)) != 0)
+		goto out;
 	if (qr->rel != NULL)
 		rel_keep(qr, &h);
 	if (qr->hub != NULL && h.n > 0 && (rc = hubness_apply(core, qr, &h, e)) != 0)

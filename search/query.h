@@ -31,21 +31,26 @@
 struct core;
 struct err;
 
-#define QUERY_BATCH_MAX 1024  /* query vectors of one request at most */
-#define QUERY_LIMIT_MAX 1000  /* results per query at most */
-#define QUERY_LIMIT_DEFAULT 10
+#define QUERY_BATCH_MAX                  1024 /* query vectors of one request at most */
+#define QUERY_LIMIT_MAX                  1000 /* results per query at most */
+#define QUERY_LIMIT_DEFAULT              10
 #define QUERY_RESCORE_CANDIDATES_DEFAULT 100
-#define QUERY_RESCORE_CANDIDATES_MAX 100000
+#define QUERY_RESCORE_CANDIDATES_MAX     100000
 
 /* What results carry besides id and score (search_request.with). */
-enum query_with { QUERY_WITH_TEXT = 1, QUERY_WITH_META = 2, QUERY_WITH_IMAGE = 4, QUERY_WITH_KIND = 8 };
+enum query_with {
+	QUERY_WITH_TEXT = 1,
+	QUERY_WITH_META = 2,
+	QUERY_WITH_IMAGE = 4,
+	QUERY_WITH_KIND = 8
+};
 
 /* Hubness normalisation of the results (search/normalizers.h): normalizer NULL for none. */
 struct query_hubness {
 	const char *normalizer;
-	enum hubness_method method;  /* HUBNESS_DUALIS by default; never HUBNESS_RAW */
-	size_t candidates;           /* 1 to NORMALIZERS_CANDIDATES_MAX */
-	int dualdis_mode;            /* -1: the normaliser's; else enum hubness_dualdis_mode */
+	enum hubness_method method; /* HUBNESS_DUALIS by default; never HUBNESS_RAW */
+	size_t candidates;          /* 1 to NORMALIZERS_CANDIDATES_MAX */
+	int dualdis_mode;           /* -1: the normaliser's; else enum hubness_dualdis_mode */
 };
 
 /* One search request, as the wire formats decode it: every value is checked for its type
@@ -54,34 +59,34 @@ struct query_hubness {
  * query_request_init gives the defaults. */
 struct search_request {
 	const char *dataset;
-	const char *space;        /* NULL: the dataset's only space */
+	const char *space; /* NULL: the dataset's only space */
 	/* The query: nq vectors of dim finite floats each (query_space_dim tells dim), or the
 	 * vector of record record_id in query_space (NULL: space); vectors NULL then. */
 	const float *vectors;
-	size_t nq;                /* 1 to QUERY_BATCH_MAX */
+	size_t nq; /* 1 to QUERY_BATCH_MAX */
 	uint32_t dim;
 	const char *record_id;
 	const char *query_space;
-	int batch;                /* answer as a batch, {"queries": [...]}, even of one query */
-	int count;                /* search:count: the number of matches only */
-	size_t limit;             /* 1 to QUERY_LIMIT_MAX */
+	int batch;    /* answer as a batch, {"queries": [...]}, even of one query */
+	int count;    /* search:count: the number of matches only */
+	size_t limit; /* 1 to QUERY_LIMIT_MAX */
 	int has_threshold;
-	double score_threshold;   /* finite */
-	int has_metric;           /* else the space's index decides (cosine without one) */
+	double score_threshold; /* finite */
+	int has_metric;         /* else the space's index decides (cosine without one) */
 	enum index_metric metric;
-	int exact;                /* params.exact: score every record, never the index */
-	long long ef_search;      /* params.ef_search, >= 1; 0: the index's default */
-	long long nprobe;         /* params.nprobe, >= 1; 0: the index's default */
-	unsigned with;            /* enum query_with bits */
+	int exact;                      /* params.exact: score every record, never the index */
+	long long ef_search;            /* params.ef_search, >= 1; 0: the index's default */
+	long long nprobe;               /* params.nprobe, >= 1; 0: the index's default */
+	unsigned with;                  /* enum query_with bits */
 	const char *const *with_scores; /* names of filters whose scores results carry */
 	size_t nwith_scores;
-	const char *subset;       /* NULL, or only the subset's members are searched */
-	const char *rescore;      /* NULL, or the filter that rescores the candidates */
+	const char *subset;        /* NULL, or only the subset's members are searched */
+	const char *rescore;       /* NULL, or the filter that rescores the candidates */
 	size_t rescore_candidates; /* 1 to QUERY_RESCORE_CANDIDATES_MAX */
-	const char *relevance;    /* NULL, or the Cosine Adapter whose relevance results carry */
-	double relevance_min;     /* NAN: annotate only; else in [0, 1): a threshold search */
+	const char *relevance;     /* NULL, or the Cosine Adapter whose relevance results carry */
+	double relevance_min;      /* NAN: annotate only; else in [0, 1): a threshold search */
 	struct query_hubness hubness;
-	const char *page_token;   /* NULL, or the opaque token of the previous page */
+	const char *page_token; /* NULL, or the opaque token of the previous page */
 };
 
 /* Fill req with the defaults: no query, limit 10, no threshold, no options. */
