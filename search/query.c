@@ -48,6 +48,8 @@ static int hit_cmp(const void *a, const void *b)
 	return x->row < y->row ? -1 : x->row > y->row;
 }
 
+/* A search_request resolved against its dataset (query_open): what every query of the
+ * request shares. Read-only once open, so a batch's threads share it. */
 struct query {
 	uint32_t ds;
 	struct store_dataset_info info;
@@ -981,7 +983,6 @@ static int search_batch(struct core *core, const struct query *qr, const float *
 	free(csc);
 	return rc;
 }
-
 
 /* ---- the request ---- */
 
