@@ -858,12 +858,22 @@ struct queue_ctx {
 	uint64_t job;
 };
 
+/* Queue the rebuild and make it the definition's job, so that the index's `build` names
+ * the job that builds (and then built) what is served. */
 static int queue_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct queue_ctx *q = ctx;
+	json_t *doc = NULL;
+	int rc;
 
-	return jobs_txn_create(q->core->jobs, t, "index", q->ds, q->dataset, q->space, q->args,
-	                       &q->job, e);
+	if ((rc = jobs_txn_create(q->core->jobs, t, "index", q->ds, q->dataset, q->space, q->args,
+	                          &q->job, e)) != 0 ||
+	    (rc = jdoc_txn_get(t, q->ds, 'x', q->space, &doc, e)) != 0)
+		return rc;
+	json_object_set_new(doc, "job", json_integer((json_int_t)q->job));
+	rc = jdoc_txn_put(t, q->ds, 'x', q->space, doc, e);
+	json_decref(doc);
+	return rc;
 }
 
 /* Queue a rebuild of every defined index of every dataset; remember the jobs for /readyz. */
@@ -952,27 +962,30 @@ void catalog_close(struct catalog *c)
 	free(c);
 }
 
-int catalog_ready(struct catalog *c)
+size_t catalog_building(struct catalog *c)
 {
+	size_t open = 0;
+
 	pthread_mutex_lock(&c->mu);
-	while (c->nstartup > 0) {
+	for (size_t i = 0; i < c->nstartup;) {
 		json_t *j = NULL;
 		const char *st;
-		int open;
+		int running = 0;
 
-		if (jobs_get_json(c->core->jobs, c->startup[c->nstartup - 1], &j, NULL) != 0) {
-			c->nstartup--; /* gone (pruned): finished long ago */
-			continue;
+		if (jobs_get_json(c->core->jobs, c->startup[i], &j, NULL) == 0) {
+			st = json_string_value(json_object_get(j, "state"));
+			running = st != NULL && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0);
+			json_decref(j);
 		}
-		st = json_string_value(json_object_get(j, "state"));
-		open = st != NULL && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0);
-		json_decref(j);
-		if (open)
-			break;
-		c->nstartup--;
+		if (running) {
+			open++;
+			i++;
+		} else { /* finished (or pruned long ago): forget it */
+			c->startup[i] = c->startup[--c->nstartup];
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
-	return c->nstartup == 0;
+	return open;
 }
 
 /* ---- the built indexes, for the query engine ---- */
