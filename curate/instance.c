@@ -46,19 +46,19 @@ static int not_found(int rc, const char *name, struct err *e)
 static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
                        struct err *e)
 {
-	return not_found(jdoc_txn_get(t, ds, 'f', name, out, e), name, e);
+	return not_found(jdoc_txn_get(t, ds, STORE_NS_FILTER, name, out, e), name, e);
 }
 
 static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
                        struct err *e)
 {
-	return jdoc_txn_put(t, ds, 'f', name, doc, e);
+	return jdoc_txn_put(t, ds, STORE_NS_FILTER, name, doc, e);
 }
 
 static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
                           struct err *e)
 {
-	return not_found(jdoc_reader_get(r, ds, 'f', name, out, e), name, e);
+	return not_found(jdoc_reader_get(r, ds, STORE_NS_FILTER, name, out, e), name, e);
 }
 
 static uint32_t doc_arr(const json_t *doc, const char *which)
@@ -153,7 +153,8 @@ int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_sch
 	rc = make_filter(doc, schema, &f, e);
 	json_decref(doc);
 	if (rc == 0 && f->ops->fit != NULL &&
-	    store_reader_doc_get(r, ds_id, 'b', name, strlen(name), &blob, &len, NULL) == 0)
+	    store_reader_doc_get(r, ds_id, STORE_NS_FITTED, name, strlen(name), &blob, &len,
+	                         NULL) == 0)
 		rc = filter_load(f, blob, len, e);
 	if (rc != 0) {
 		filter_free(f);
@@ -377,7 +378,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 		    (doc_arr(old, "label") != 0 &&
 		     (rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "label"), e)) != 0))
 			goto out;
-		rc = store_txn_doc_del(t, c->ds->id, 'b', c->name, strlen(c->name), e);
+		rc = store_txn_doc_del(t, c->ds->id, STORE_NS_FITTED, c->name, strlen(c->name), e);
 		if (rc == ERR_NOT_FOUND) {
 			err_clear(e);
 			rc = 0;
@@ -545,7 +546,7 @@ static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
 
 int instance_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 'f', list_view, core, out, e);
+	return jdoc_list_views(core->store, dataset, STORE_NS_FILTER, list_view, core, out, e);
 }
 
 struct del_ctx {
@@ -565,8 +566,8 @@ static int del_fn(void *ctx, struct store_txn *t, struct err *e)
 	    (rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "status"), e)) == 0 &&
 	    (doc_arr(doc, "label") == 0 ||
 	     (rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "label"), e)) == 0) &&
-	    (rc = store_txn_doc_del(t, c->ds, 'f', c->name, strlen(c->name), e)) == 0) {
-		rc = store_txn_doc_del(t, c->ds, 'b', c->name, strlen(c->name), e);
+	    (rc = store_txn_doc_del(t, c->ds, STORE_NS_FILTER, c->name, strlen(c->name), e)) == 0) {
+		rc = store_txn_doc_del(t, c->ds, STORE_NS_FITTED, c->name, strlen(c->name), e);
 		if (rc == ERR_NOT_FOUND) {
 			err_clear(e);
 			rc = 0;
@@ -834,8 +835,8 @@ static int fit_commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "fitted", json_true());
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
 	json_object_set_new(c->checkpoint, "fitted_version", json_integer((json_int_t)c->version));
-	if ((rc = store_txn_doc_put(t, c->ds, 'b', c->name, strlen(c->name), c->blob, c->len,
-	                            e)) == 0 &&
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_FITTED, c->name, strlen(c->name), c->blob,
+	                            c->len, e)) == 0 &&
 	    (rc = txn_doc_put(t, c->ds, c->name, doc, e)) == 0)
 		rc = jobs_txn_checkpoint(c->job, t, c->checkpoint, 0, 0, e);
 	json_decref(doc);
@@ -953,8 +954,8 @@ int instance_job_score(struct job *j, struct err *e)
 		size_t len;
 
 		/* resuming after the fit was committed: load that state */
-		if ((rc = store_reader_doc_get(r, job_ds(j), 'b', name, strlen(name), &blob, &len,
-		                               e)) != 0 ||
+		if ((rc = store_reader_doc_get(r, job_ds(j), STORE_NS_FITTED, name, strlen(name),
+		                               &blob, &len, e)) != 0 ||
 		    (rc = filter_load(f, blob, len, e)) != 0)
 			goto out;
 	}

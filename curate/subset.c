@@ -262,19 +262,19 @@ static int not_found(int rc, const char *name, struct err *e)
 static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
                        struct err *e)
 {
-	return not_found(jdoc_txn_get(t, ds, 's', name, out, e), name, e);
+	return not_found(jdoc_txn_get(t, ds, STORE_NS_SUBSET, name, out, e), name, e);
 }
 
 static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
                        struct err *e)
 {
-	return jdoc_txn_put(t, ds, 's', name, doc, e);
+	return jdoc_txn_put(t, ds, STORE_NS_SUBSET, name, doc, e);
 }
 
 static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
                           struct err *e)
 {
-	return not_found(jdoc_reader_get(r, ds, 's', name, out, e), name, e);
+	return not_found(jdoc_reader_get(r, ds, STORE_NS_SUBSET, name, out, e), name, e);
 }
 
 static uint64_t doc_u64(const json_t *doc, const char *key)
@@ -466,7 +466,7 @@ static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
 
 int subset_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 's', list_view, core, out, e);
+	return jdoc_list_views(core->store, dataset, STORE_NS_SUBSET, list_view, core, out, e);
 }
 
 struct del_ctx {
@@ -487,7 +487,7 @@ static int del_fn(void *ctx, struct store_txn *t, struct err *e)
 	        (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate")),
 	        e);
 	if (rc == 0)
-		rc = store_txn_doc_del(t, c->ds, 's', c->name, strlen(c->name), e);
+		rc = store_txn_doc_del(t, c->ds, STORE_NS_SUBSET, c->name, strlen(c->name), e);
 	json_decref(doc);
 	return rc;
 }
@@ -1443,7 +1443,7 @@ int subset_export_open(struct core *core, const char *dataset, const char *name,
 
 		*content_type = "application/x-ndjson";
 		if ((fields & SUBSET_F_SCORES) &&
-		    (rc = store_reader_docs(x->r, ds.id, 'f', caches_fn, x, e)) != 0) {
+		    (rc = store_reader_docs(x->r, ds.id, STORE_NS_FILTER, caches_fn, x, e)) != 0) {
 			if (rc == ERR_NOMEM)
 				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 			goto out;

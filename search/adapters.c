@@ -19,9 +19,6 @@
 #include "store/store.h"
 #include "lib/vec.h"
 
-#define NS_DOC 'a'
-#define NS_WEIGHTS 'w'
-#define NS_PAIRS 'q'
 #define PAIRS_MAGIC 0x31514e57u /* "WNQ1" */
 #define MAX_LISTED_ERRORS 1000
 #define KEY_MAX (STORE_NAME_MAX + 16)
@@ -92,7 +89,7 @@ static int drop_pairs(struct store_txn *t, uint32_t ds, const char *name, const 
 
 	for (uint64_t s = 1; rc == 0 && s <= doc_u64(doc, "batches"); s++) {
 		batch_key(name, s, key);
-		rc = doc_del(t, ds, NS_PAIRS, key, e);
+		rc = doc_del(t, ds, STORE_NS_ADAPTER_PAIRS, key, e);
 	}
 	return rc;
 }
@@ -255,7 +252,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->created = c->unchanged = 0;
 	json_decref(c->doc);
 	c->doc = NULL;
-	rc = jdoc_txn_get(t, c->ds, NS_DOC, c->name, &old, e);
+	rc = jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &old, e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		c->created = 1;
@@ -286,7 +283,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 			json_object_set_new(doc, "queries", json_integer(0));
 			json_object_set_new(doc, "batches", json_integer(0));
 		}
-		if ((rc = doc_del(t, c->ds, NS_WEIGHTS, c->name, e)) != 0)
+		if ((rc = doc_del(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, e)) != 0)
 			goto out;
 		json_object_del(doc, "training");
 		json_object_del(doc, "threshold");
@@ -296,7 +293,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	}
 	if (doc == NULL)
 		goto nomem;
-	if ((rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e)) != 0)
+	if ((rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -346,7 +343,7 @@ static int reader_doc(struct core *core, const char *dataset, const char *name,
 	if ((rc = store_dataset_get(core->store, dataset, ds, e)) != 0 ||
 	    (rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
-	rc = not_found(jdoc_reader_get(r, ds->id, NS_DOC, name, doc, e), name, e);
+	rc = not_found(jdoc_reader_get(r, ds->id, STORE_NS_ADAPTER, name, doc, e), name, e);
 	store_reader_close(r);
 	return rc;
 }
@@ -374,7 +371,7 @@ static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
 
 int adapters_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, NS_DOC, list_view, core, out, e);
+	return jdoc_list_views(core->store, dataset, STORE_NS_ADAPTER, list_view, core, out, e);
 }
 
 struct del_ctx {
@@ -388,11 +385,12 @@ static int del_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
+	                    e)) != 0)
 		return rc;
 	if ((rc = drop_pairs(t, c->ds, c->name, doc, e)) == 0 &&
-	    (rc = doc_del(t, c->ds, NS_WEIGHTS, c->name, e)) == 0)
-		rc = store_txn_doc_del(t, c->ds, NS_DOC, c->name, strlen(c->name), e);
+	    (rc = doc_del(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, e)) == 0)
+		rc = store_txn_doc_del(t, c->ds, STORE_NS_ADAPTER, c->name, strlen(c->name), e);
 	json_decref(doc);
 	return rc;
 }
@@ -519,7 +517,8 @@ static int pairs_fn(void *ctx, struct store_txn *t, struct err *e)
 	uint64_t seq;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
+	                    e)) != 0)
 		return rc;
 	sp = json_string_value(json_object_get(json_object_get(doc, "definition"), "space"));
 	if (sp == NULL || strcmp(sp, c->space) != 0) {
@@ -535,9 +534,9 @@ static int pairs_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "pairs", json_integer((json_int_t)c->pairs));
 	json_object_set_new(doc, "queries", json_integer((json_int_t)c->queries));
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
-	if ((rc = store_txn_doc_put(t, c->ds, NS_PAIRS, key, strlen(key), c->blob, c->blob_len,
-	                            e)) == 0)
-		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_ADAPTER_PAIRS, key, strlen(key), c->blob,
+	                            c->blob_len, e)) == 0)
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e);
 	json_decref(doc);
 	return rc;
 }
@@ -759,7 +758,8 @@ static int train_fn(void *ctx, struct store_txn *t, struct err *e)
 	int rc;
 
 	c->job = 0;
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
+	                    e)) != 0)
 		return rc;
 	if (doc_u64(doc, "pairs") == 0) {
 		json_decref(doc);
@@ -773,7 +773,7 @@ static int train_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_decref(args);
 	if (rc == 0) {
 		json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e);
 	}
 	json_decref(doc);
 	return rc;
@@ -835,7 +835,8 @@ static int gather(struct store_reader *r, const struct store_dataset_info *ds, u
 		uint32_t hdr[4];
 
 		batch_key(name, s, key);
-		if (store_reader_doc_get(r, ds->id, NS_PAIRS, key, strlen(key), &val, &len, NULL) != 0)
+		if (store_reader_doc_get(r, ds->id, STORE_NS_ADAPTER_PAIRS, key, strlen(key), &val,
+		                         &len, NULL) != 0)
 			continue;
 		b = val;
 		if (len < sizeof hdr)
@@ -1033,7 +1034,8 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
+	                    e)) != 0)
 		return rc;
 	if (!json_equal(json_object_get(doc, "definition"), (json_t *)c->def)) {
 		json_decref(doc);
@@ -1056,9 +1058,9 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 		         json_string_value(json_object_get(c->def, "space")));
 		memcpy(c->blob, &wp, sizeof wp);
 	}
-	if ((rc = store_txn_doc_put(t, c->ds, NS_WEIGHTS, c->name, strlen(c->name), c->blob, c->len,
-	                            e)) == 0)
-		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, strlen(c->name),
+	                            c->blob, c->len, e)) == 0)
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e);
 	json_decref(doc);
 	return rc;
 }
@@ -1098,7 +1100,8 @@ int adapters_job_train(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
 	if ((rc = store_reader_dataset(r, job_ds(j), &ds, e)) != 0 ||
-	    (rc = not_found(jdoc_reader_get(r, ds.id, NS_DOC, name, &doc, e), name, e)) != 0)
+	    (rc = not_found(jdoc_reader_get(r, ds.id, STORE_NS_ADAPTER, name, &doc, e), name, e)) !=
+	        0)
 		goto out;
 	if (!json_equal(json_object_get(doc, "definition"), (json_t *)def)) {
 		rc = err_set(e, ERR_CONFLICT, "adapter_changed", "the adapter's definition changed");
@@ -1283,12 +1286,14 @@ int adapters_open(struct store_reader *r, uint32_t ds_id, const char *name, cons
 
 	if (!store_name_valid(name))
 		return err_set(e, ERR_INVALID, "bad_query", "relevance.adapter must be an adapter name");
-	if (store_reader_doc_get(r, ds_id, NS_WEIGHTS, name, strlen(name), &val, &len, NULL) != 0 ||
+	if (store_reader_doc_get(r, ds_id, STORE_NS_ADAPTER_WEIGHTS, name, strlen(name), &val, &len,
+	                         NULL) != 0 ||
 	    len < sizeof wp) {
 		/* no weights: say whether the adapter is missing or untrained */
 		json_t *doc = NULL;
 
-		if ((rc = not_found(jdoc_reader_get(r, ds_id, NS_DOC, name, &doc, e), name, e)) != 0)
+		if ((rc = not_found(jdoc_reader_get(r, ds_id, STORE_NS_ADAPTER, name, &doc, e),
+		                    name, e)) != 0)
 			return rc;
 		json_decref(doc);
 		return err_set(e, ERR_INVALID, "adapter_untrained",

@@ -135,13 +135,13 @@ static int mark_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = jdoc_txn_get(t, m->ds, 'x', m->space, &doc, e)) != 0)
+	if ((rc = jdoc_txn_get(t, m->ds, STORE_NS_INDEX, m->space, &doc, e)) != 0)
 		return rc == ERR_NOT_FOUND ? 0 : rc; /* deleted meanwhile: nothing to mark */
 	if (m->saved != NULL)
 		json_object_set(doc, "saved", (json_t *)m->saved);
 	else
 		json_object_del(doc, "saved");
-	rc = jdoc_txn_put(t, m->ds, 'x', m->space, doc, e);
+	rc = jdoc_txn_put(t, m->ds, STORE_NS_INDEX, m->space, doc, e);
 	json_decref(doc);
 	return rc;
 }
@@ -319,7 +319,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = jdoc_txn_get(t, c->ds->id, 'x', c->space, &old, e);
+	rc = jdoc_txn_get(t, c->ds->id, STORE_NS_INDEX, c->space, &old, e);
 	if (rc == ERR_NOT_FOUND) {
 		c->created = 1;
 	} else if (rc != 0) {
@@ -348,7 +348,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	                   (json_int_t)c->job);
 	if (c->doc == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	return jdoc_txn_put(t, c->ds->id, 'x', c->space, c->doc, e);
+	return jdoc_txn_put(t, c->ds->id, STORE_NS_INDEX, c->space, c->doc, e);
 }
 
 int catalog_put(struct core *core, const char *dataset, const char *space, const json_t *body,
@@ -414,7 +414,7 @@ int catalog_get_json(struct core *core, const char *dataset, const char *space, 
 	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
 	    (rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
-	rc = not_found(jdoc_reader_get(r, ds.id, 'x', space, &doc, e), space, e);
+	rc = not_found(jdoc_reader_get(r, ds.id, STORE_NS_INDEX, space, &doc, e), space, e);
 	store_reader_close(r);
 	if (rc != 0)
 		return rc;
@@ -431,7 +431,7 @@ static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
 
 int catalog_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 'x', list_view, core, out, e);
+	return jdoc_list_views(core->store, dataset, STORE_NS_INDEX, list_view, core, out, e);
 }
 
 struct del_ctx {
@@ -443,8 +443,8 @@ static int del_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct del_ctx *c = ctx;
 
-	return not_found(store_txn_doc_del(t, c->ds, 'x', c->space, strlen(c->space), e), c->space,
-	                 e);
+	return not_found(store_txn_doc_del(t, c->ds, STORE_NS_INDEX, c->space, strlen(c->space), e),
+	                 c->space, e);
 }
 
 int catalog_delete(struct core *core, const char *dataset, const char *space, struct err *e)
@@ -681,7 +681,8 @@ int catalog_job_build(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto done;
 	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
-	    (rc = not_found(jdoc_reader_get(r, job_ds(j), 'x', space, &doc, e), space, e)) != 0)
+	    (rc = not_found(jdoc_reader_get(r, job_ds(j), STORE_NS_INDEX, space, &doc, e), space,
+	                    e)) != 0)
 		goto done;
 	store_reader_close(r);
 	r = NULL;
@@ -862,7 +863,7 @@ static int queue_rebuilds(struct catalog *c, struct err *e)
 
 		if ((rc = store_reader_open(c->core->store, &r, e)) != 0)
 			break;
-		rc = jdoc_reader_list(r, all[i].id, 'x', &docs, e);
+		rc = jdoc_reader_list(r, all[i].id, STORE_NS_INDEX, &docs, e);
 		store_reader_close(r);
 		json_array_foreach(docs, k, doc) {
 			json_t *args;

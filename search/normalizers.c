@@ -521,7 +521,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = jdoc_txn_get(t, c->ds->id, 'h', c->name, &old, e);
+	rc = jdoc_txn_get(t, c->ds->id, STORE_NS_NORMALIZER, c->name, &old, e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		c->created = 1;
@@ -538,14 +538,14 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 		if ((rc = store_txn_array_drop(t, c->ds->id, (uint32_t)doc_u64(old, "array"), e)) != 0)
 			goto out;
 	}
-	rc = store_txn_doc_del(t, c->ds->id, 'T', c->name, strlen(c->name), e);
+	rc = store_txn_doc_del(t, c->ds->id, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name), e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		rc = 0;
 	}
 	if (rc != 0 || (rc = store_txn_counter_next(t, "array", &arr, e)) != 0 ||
-	    (rc = store_txn_doc_put(t, c->ds->id, 'H', c->name, strlen(c->name), c->blob, c->len,
-	                            e)) != 0)
+	    (rc = store_txn_doc_put(t, c->ds->id, STORE_NS_NORMALIZER_BANKS, c->name,
+	                            strlen(c->name), c->blob, c->len, e)) != 0)
 		goto out;
 	args = json_pack("{s:I}", "array", (json_int_t)arr);
 	if (args == NULL || (rc = jobs_txn_create(c->core->jobs, t, "hubness", c->ds->id, c->ds->name,
@@ -566,7 +566,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "created", json_integer(created));
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
 	json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-	if ((rc = jdoc_txn_put(t, c->ds->id, 'h', c->name, doc, e)) != 0)
+	if ((rc = jdoc_txn_put(t, c->ds->id, STORE_NS_NORMALIZER, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -707,7 +707,7 @@ int normalizers_get_json(struct core *core, const char *dataset, const char *nam
 	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
 	    (rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
-	rc = not_found(jdoc_reader_get(r, ds.id, 'h', name, &doc, e), name, e);
+	rc = not_found(jdoc_reader_get(r, ds.id, STORE_NS_NORMALIZER, name, &doc, e), name, e);
 	store_reader_close(r);
 	if (rc != 0)
 		return rc;
@@ -725,7 +725,7 @@ static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
 
 int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 'h', list_view, core, out, e);
+	return jdoc_list_views(core->store, dataset, STORE_NS_NORMALIZER, list_view, core, out, e);
 }
 
 struct del_ctx {
@@ -739,14 +739,17 @@ static int del_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, c->name, &doc, e), c->name,
+	                    e)) != 0)
 		return rc;
 	rc = store_txn_array_drop(t, c->ds, (uint32_t)doc_u64(doc, "array"), e);
 	json_decref(doc);
 	if (rc == 0)
-		rc = store_txn_doc_del(t, c->ds, 'h', c->name, strlen(c->name), e);
+		rc = store_txn_doc_del(t, c->ds, STORE_NS_NORMALIZER, c->name, strlen(c->name), e);
 	for (int i = 0; rc == 0 && i < 2; i++) {
-		rc = store_txn_doc_del(t, c->ds, i ? 'T' : 'H', c->name, strlen(c->name), e);
+		rc = store_txn_doc_del(t, c->ds,
+		                       i ? STORE_NS_NORMALIZER_TOPK : STORE_NS_NORMALIZER_BANKS,
+		                       c->name, strlen(c->name), e);
 		if (rc == ERR_NOT_FOUND) {
 			err_clear(e);
 			rc = 0;
@@ -802,7 +805,8 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 	int rc, sp;
 
 	memset(l, 0, sizeof *l);
-	if ((rc = not_found(jdoc_reader_get(r, ds, 'h', name, &l->doc, e), name, e)) != 0)
+	if ((rc = not_found(jdoc_reader_get(r, ds, STORE_NS_NORMALIZER, name, &l->doc, e), name,
+	                    e)) != 0)
 		return rc;
 	sp = store_schema_find(schema, json_string_value(json_object_get(l->doc, "space")));
 	if (sp < 0 || params_of(l->doc, &l->p) != 0) {
@@ -811,7 +815,8 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 	}
 	l->space = (unsigned)sp;
 	l->arr = (uint32_t)doc_u64(l->doc, "array");
-	if ((rc = store_reader_doc_get(r, ds, 'H', name, strlen(name), &blob, &len, e)) != 0 ||
+	if ((rc = store_reader_doc_get(r, ds, STORE_NS_NORMALIZER_BANKS, name, strlen(name), &blob,
+	                               &len, e)) != 0 ||
 	    (rc = banks_unpack(blob, len, &l->qb, &l->gb, e)) != 0)
 		goto fail;
 	if (l->qb.dim != schema->spaces[sp].dim) {
@@ -825,7 +830,8 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto fail;
 	}
-	rc = store_reader_doc_get(r, ds, 'T', name, strlen(name), &blob, &len, e);
+	rc = store_reader_doc_get(r, ds, STORE_NS_NORMALIZER_TOPK, name, strlen(name), &blob, &len,
+	                          e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		return 0;
@@ -925,7 +931,8 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	c->grew = 0;
 	if ((rc = store_txn_dataset(t, c->ds, &info, e)) != 0 ||
-	    (rc = not_found(jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e), c->name, e)) != 0)
+	    (rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, c->name, &doc, e), c->name,
+	                    e)) != 0)
 		return rc;
 	if (doc_u64(doc, "array") != c->arr) {
 		json_decref(doc);
@@ -936,8 +943,8 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 	    (rc = store_txn_array_put(t, c->ds, c->arr, sizeof *c->st, c->lo, (size_t)(c->hi - c->lo),
 	                              c->st, e)) != 0)
 		goto out;
-	if ((rc = store_txn_doc_put(t, c->ds, 'T', c->name, strlen(c->name), c->tblob, c->tlen,
-	                            e)) != 0)
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+	                            c->tblob, c->tlen, e)) != 0)
 		goto out;
 	if (c->final && info.next_row > c->hi) {
 		c->grew = 1; /* records arrived while the job ran: they come first */
@@ -947,7 +954,7 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 			goto out;
 		json_object_set_new(doc, "ready", json_true());
 		json_object_set_new(doc, "updated", json_integer(now_unix()));
-		if ((rc = jdoc_txn_put(t, c->ds, 'h', c->name, doc, e)) != 0)
+		if ((rc = jdoc_txn_put(t, c->ds, STORE_NS_NORMALIZER, c->name, doc, e)) != 0)
 			goto out;
 	}
 	rc = jobs_txn_checkpoint(c->job, t, c->checkpoint, c->hi, c->total, e);
@@ -1084,7 +1091,7 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 	size_t nrq = 0, nrg = 0;
 	int rc;
 
-	if ((rc = jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e)) != 0)
+	if ((rc = jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "array") != c->arr || !json_is_true(json_object_get(doc, "ready"))) {
 		json_decref(doc);
@@ -1096,7 +1103,8 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	if ((rc = store_txn_doc_get(t, c->ds, 'T', c->name, strlen(c->name), &blob, &len, e)) != 0 ||
+	if ((rc = store_txn_doc_get(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+	                            &blob, &len, e)) != 0 ||
 	    (rc = topk_unpack(blob, len, oq, og, e)) != 0 ||
 	    (rc = topk_unpack(blob, len, mq, mg, e)) != 0)
 		goto out;
@@ -1133,7 +1141,8 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 	if (rc == 0 && topk_pack(mq, mg, &tblob, &tlen) != 0)
 		rc = ERR_NOMEM;
 	if (rc == 0)
-		rc = store_txn_doc_put(t, c->ds, 'T', c->name, strlen(c->name), tblob, tlen, e);
+		rc = store_txn_doc_put(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+		                       tblob, tlen, e);
 out:
 	free(tblob);
 	free(rq);
@@ -1176,7 +1185,7 @@ void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store
 
 	if (n == 0 || store_reader_open(core->store, &r, &e) != 0)
 		return;
-	if (store_reader_docs(r, ds_id, 'h', list_fn, &ns, &e) != 0 || ns.n == 0) {
+	if (store_reader_docs(r, ds_id, STORE_NS_NORMALIZER, list_fn, &ns, &e) != 0 || ns.n == 0) {
 		store_reader_close(r);
 		free(ns.v);
 		return;
@@ -1282,7 +1291,8 @@ int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned spac
 		}
 		q->candidates = (size_t)json_integer_value(cand);
 	}
-	if ((rc = not_found(jdoc_reader_get(r, ds_id, 'h', name, &doc, e), name, e)) != 0)
+	if ((rc = not_found(jdoc_reader_get(r, ds_id, STORE_NS_NORMALIZER, name, &doc, e), name,
+	                    e)) != 0)
 		goto fail;
 	if (strcmp(json_string_value(json_object_get(doc, "space")), space_name) != 0) {
 		rc = err_set(e, ERR_INVALID, "bad_query", "normalizer '%s' is for space '%s'", name,
