@@ -252,30 +252,7 @@ next_key:;
 
 /* ---- documents ---- */
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "subset_not_found", "no subset '%s'",
-	                                     name)
-	                           : rc;
-}
-
-static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
-                       struct err *e)
-{
-	return not_found(jdoc_txn_get(t, ds, STORE_NS_SUBSET, name, out, e), name, e);
-}
-
-static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
-                       struct err *e)
-{
-	return jdoc_txn_put(t, ds, STORE_NS_SUBSET, name, doc, e);
-}
-
-static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
-                          struct err *e)
-{
-	return not_found(jdoc_reader_get(r, ds, STORE_NS_SUBSET, name, out, e), name, e);
-}
+static const struct jdoc_kind subset_docs = {STORE_NS_SUBSET, "subset_not_found", "subset"};
 
 static uint64_t doc_u64(const json_t *doc, const char *key)
 {
@@ -334,7 +311,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = txn_doc_get(t, c->ds->id, c->name, &doc, e);
+	rc = jdoc_named_txn_get(t, &subset_docs, c->ds->id, c->name, &doc, e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		c->created = 1;
@@ -356,7 +333,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	if (rc == 0) {
 		json_object_set(doc, "steps", (json_t *)c->steps);
 		json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-		rc = txn_doc_put(t, c->ds->id, c->name, doc, e);
+		rc = jdoc_named_txn_put(t, &subset_docs, c->ds->id, c->name, doc, e);
 	}
 	if (rc == 0)
 		c->doc = doc;
@@ -436,73 +413,45 @@ int subset_put(struct core *core, const char *dataset, const char *name, const j
 	return *view != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-int subset_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                    struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	if ((rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = reader_doc_get(r, ds.id, name, &doc, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int subset_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int subset_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                    struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, STORE_NS_SUBSET, list_view, core, out, e);
+	return jdoc_named_view(core->store, &subset_docs, dataset, name, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int subset_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
-	int rc;
+	return jdoc_named_list(core->store, &subset_docs, dataset, named_view, core, out, e);
+}
 
-	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
-		return rc;
-	rc = store_txn_array_drop(
-	        t, c->ds,
-	        (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate")),
-	        e);
-	if (rc == 0)
-		rc = store_txn_doc_del(t, c->ds, STORE_NS_SUBSET, c->name, strlen(c->name), e);
-	json_decref(doc);
-	return rc;
+/* A subset's membership (its fate array) goes with it (jdoc_cleanup_fn). */
+static int drop_fate(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                     const json_t *doc, struct err *e)
+{
+	(void)ctx;
+	(void)name;
+	return store_txn_array_drop(
+	    t, ds,
+	    (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate")),
+	    e);
 }
 
 int subset_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
 	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
 		return rc;
-	c.ds = ds.id;
 	jobs_cancel_matching(core->jobs, ds.id, "subset", name, 0);
-	return store_write(core->store, del_fn, &c, e);
+	return jdoc_named_delete(core->store, &subset_docs, ds.id, name, drop_fate, NULL, e);
 }
 
 /* ---- materialisation ---- */
@@ -788,7 +737,7 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	uint32_t old;
 	int rc;
 
-	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &subset_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "job") != job_id(c->job)) {
 		json_decref(doc);
@@ -804,7 +753,7 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "arrays", json_pack("{s:I}", "fate", (json_int_t)arr));
 	json_object_set(doc, "provenance", c->prov);
 	json_object_set_new(doc, "members", json_integer((json_int_t)c->members));
-	rc = txn_doc_put(t, c->ds, c->name, doc, e);
+	rc = jdoc_named_txn_put(t, &subset_docs, c->ds, c->name, doc, e);
 out:
 	json_decref(doc);
 	return rc;
@@ -1073,7 +1022,7 @@ int subset_members(struct store_reader *r, uint32_t ds, const char *name, uint64
 	uint32_t fate;
 	int rc;
 
-	if ((rc = reader_doc_get(r, ds, name, &doc, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &subset_docs, ds, name, &doc, e)) != 0)
 		return rc;
 	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
 		json_decref(doc);
@@ -1112,7 +1061,7 @@ int subset_decisions_json(struct core *core, const char *dataset, const char *id
 		return rc;
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
-	if ((rc = reader_doc_get(r, ds.id, subset, &doc, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &subset_docs, ds.id, subset, &doc, e)) != 0)
 		goto out;
 	if ((rc = store_reader_find(r, ds.id, id, id_len, &row, e)) != 0) {
 		if (rc == ERR_NOT_FOUND)
@@ -1353,7 +1302,7 @@ int subset_export_open(struct core *core, const char *dataset, const char *name,
 	if ((rc = store_reader_open(core->store, &x->r, e)) != 0)
 		goto out;
 	if ((rc = store_reader_dataset(x->r, ds.id, &x->info, e)) != 0 ||
-	    (rc = reader_doc_get(x->r, ds.id, name, &doc, e)) != 0)
+	    (rc = jdoc_named_reader_get(x->r, &subset_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
 	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
 		rc = err_set(e, ERR_CONFLICT, "not_materialised",

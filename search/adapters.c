@@ -43,12 +43,7 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "adapter_not_found",
-	                                     "no adapter '%s'", name)
-	                           : rc;
-}
+static const struct jdoc_kind adapter_docs = {STORE_NS_ADAPTER, "adapter_not_found", "adapter"};
 
 static int name_check(const char *name, struct err *e)
 {
@@ -68,18 +63,6 @@ static void batch_key(const char *name, uint64_t seq, char key[KEY_MAX])
 	snprintf(key, KEY_MAX, "%s/%010llu", name, (unsigned long long)seq);
 }
 
-/* Delete a document that may be absent. */
-static int doc_del(struct store_txn *t, uint32_t ds, char ns, const char *key, struct err *e)
-{
-	int rc = store_txn_doc_del(t, ds, ns, key, strlen(key), e);
-
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		return 0;
-	}
-	return rc;
-}
-
 /* Delete the pair batches 1..doc.batches of adapter name. */
 static int drop_pairs(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
                       struct err *e)
@@ -89,7 +72,7 @@ static int drop_pairs(struct store_txn *t, uint32_t ds, const char *name, const 
 
 	for (uint64_t s = 1; rc == 0 && s <= doc_u64(doc, "batches"); s++) {
 		batch_key(name, s, key);
-		rc = doc_del(t, ds, STORE_NS_ADAPTER_PAIRS, key, e);
+		rc = jdoc_txn_drop(t, ds, STORE_NS_ADAPTER_PAIRS, key, e);
 	}
 	return rc;
 }
@@ -247,22 +230,22 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct put_ctx *c = ctx;
 	json_t *old = NULL, *doc = NULL;
+	uint64_t version;
 	int rc;
 
 	c->created = c->unchanged = 0;
 	json_decref(c->doc);
 	c->doc = NULL;
-	rc = jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
+	rc = jdoc_named_txn_previous(t, &adapter_docs, c->ds, c->name, &old, &version, e);
+	if (rc != 0)
+		return rc;
+	if (old == NULL) {
 		c->created = 1;
 		doc = json_pack("{s:s, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", c->name,
-		                "definition", (json_t *)c->def, "version", (json_int_t)1, "pairs",
-		                (json_int_t)0, "queries", (json_int_t)0, "batches", (json_int_t)0,
-		                "job", (json_int_t)0, "created", (json_int_t)now_unix(), "updated",
-		                (json_int_t)now_unix());
-	} else if (rc != 0) {
-		return rc;
+		                "definition", (json_t *)c->def, "version", (json_int_t)version,
+		                "pairs", (json_int_t)0, "queries", (json_int_t)0, "batches",
+		                (json_int_t)0, "job", (json_int_t)0, "created",
+		                (json_int_t)now_unix(), "updated", (json_int_t)now_unix());
 	} else if (json_equal(json_object_get(old, "definition"), (json_t *)c->def)) {
 		c->unchanged = 1;
 		c->doc = old;
@@ -283,17 +266,17 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 			json_object_set_new(doc, "queries", json_integer(0));
 			json_object_set_new(doc, "batches", json_integer(0));
 		}
-		if ((rc = doc_del(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, e)) != 0)
+		if ((rc = jdoc_txn_drop(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, e)) != 0)
 			goto out;
 		json_object_del(doc, "training");
 		json_object_del(doc, "threshold");
 		json_object_set(doc, "definition", (json_t *)c->def);
-		json_object_set_new(doc, "version", json_integer((json_int_t)doc_u64(old, "version") + 1));
+		json_object_set_new(doc, "version", json_integer((json_int_t)version));
 		json_object_set_new(doc, "updated", json_integer(now_unix()));
 	}
 	if (doc == NULL)
 		goto nomem;
-	if ((rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e)) != 0)
+	if ((rc = jdoc_named_txn_put(t, &adapter_docs, c->ds, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -334,77 +317,44 @@ int adapters_put(struct core *core, const char *dataset, const char *name, const
 	return *view != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-static int reader_doc(struct core *core, const char *dataset, const char *name,
-                      struct store_dataset_info *ds, json_t **doc, struct err *e)
-{
-	struct store_reader *r = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, ds, e)) != 0 ||
-	    (rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = not_found(jdoc_reader_get(r, ds->id, STORE_NS_ADAPTER, name, doc, e), name, e);
-	store_reader_close(r);
-	return rc;
-}
-
-int adapters_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                       struct err *e)
-{
-	struct store_dataset_info ds;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = reader_doc(core, dataset, name, &ds, &doc, e)) != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int adapters_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int adapters_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                      struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, STORE_NS_ADAPTER, list_view, core, out, e);
+	return jdoc_named_view(core->store, &adapter_docs, dataset, name, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int adapters_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
+	return jdoc_named_list(core->store, &adapter_docs, dataset, named_view, core, out, e);
+}
+
+/* An adapter's pair batches and weights go with it (jdoc_cleanup_fn). */
+static int drop_derived(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                        const json_t *doc, struct err *e)
+{
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
-	                    e)) != 0)
+	(void)ctx;
+	if ((rc = drop_pairs(t, ds, name, doc, e)) != 0)
 		return rc;
-	if ((rc = drop_pairs(t, c->ds, c->name, doc, e)) == 0 &&
-	    (rc = doc_del(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, e)) == 0)
-		rc = store_txn_doc_del(t, c->ds, STORE_NS_ADAPTER, c->name, strlen(c->name), e);
-	json_decref(doc);
-	return rc;
+	return jdoc_txn_drop(t, ds, STORE_NS_ADAPTER_WEIGHTS, name, e);
 }
 
 int adapters_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &adapter_docs, ds.id, name, drop_derived, NULL,
+	                            e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "adapter_train", name, 0);
 	return 0;
@@ -517,8 +467,7 @@ static int pairs_fn(void *ctx, struct store_txn *t, struct err *e)
 	uint64_t seq;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
-	                    e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &adapter_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	sp = json_string_value(json_object_get(json_object_get(doc, "definition"), "space"));
 	if (sp == NULL || strcmp(sp, c->space) != 0) {
@@ -643,7 +592,7 @@ int adapters_pairs_add(struct core *core, const char *dataset, const char *name,
 
 	if (errors == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	if ((rc = reader_doc(core, dataset, name, &ds, &doc, e)) != 0)
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
 		goto out;
 	space = json_string_value(json_object_get(json_object_get(doc, "definition"), "space"));
 	if (space == NULL || (sp = store_schema_find(&ds.schema, space)) < 0) {
@@ -758,8 +707,7 @@ static int train_fn(void *ctx, struct store_txn *t, struct err *e)
 	int rc;
 
 	c->job = 0;
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
-	                    e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &adapter_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "pairs") == 0) {
 		json_decref(doc);
@@ -1034,8 +982,7 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_ADAPTER, c->name, &doc, e), c->name,
-	                    e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &adapter_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (!json_equal(json_object_get(doc, "definition"), (json_t *)c->def)) {
 		json_decref(doc);
@@ -1100,8 +1047,7 @@ int adapters_job_train(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
 	if ((rc = store_reader_dataset(r, job_ds(j), &ds, e)) != 0 ||
-	    (rc = not_found(jdoc_reader_get(r, ds.id, STORE_NS_ADAPTER, name, &doc, e), name, e)) !=
-	        0)
+	    (rc = jdoc_named_reader_get(r, &adapter_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
 	if (!json_equal(json_object_get(doc, "definition"), (json_t *)def)) {
 		rc = err_set(e, ERR_CONFLICT, "adapter_changed", "the adapter's definition changed");
@@ -1292,8 +1238,7 @@ int adapters_open(struct store_reader *r, uint32_t ds_id, const char *name, cons
 		/* no weights: say whether the adapter is missing or untrained */
 		json_t *doc = NULL;
 
-		if ((rc = not_found(jdoc_reader_get(r, ds_id, STORE_NS_ADAPTER, name, &doc, e),
-		                    name, e)) != 0)
+		if ((rc = jdoc_named_reader_get(r, &adapter_docs, ds_id, name, &doc, e)) != 0)
 			return rc;
 		json_decref(doc);
 		return err_set(e, ERR_INVALID, "adapter_untrained",

@@ -253,12 +253,7 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 
 /* ---- definitions ---- */
 
-static int not_found(int rc, const char *space, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "index_not_found",
-	                                     "no index on space '%s'", space)
-	                           : rc;
-}
+static const struct jdoc_kind index_docs = {STORE_NS_INDEX, "index_not_found", "index on space"};
 
 static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)
 {
@@ -311,7 +306,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct put_ctx *c = ctx;
 	json_t *old = NULL, *args;
-	uint64_t version = 1;
+	uint64_t version;
 	int rc;
 
 	c->unchanged = c->created = 0;
@@ -319,11 +314,11 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = jdoc_txn_get(t, c->ds->id, STORE_NS_INDEX, c->space, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		c->created = 1;
-	} else if (rc != 0) {
+	rc = jdoc_named_txn_previous(t, &index_docs, c->ds->id, c->space, &old, &version, e);
+	if (rc != 0)
 		return rc;
+	if (old == NULL) {
+		c->created = 1;
 	} else {
 		const char *f = json_string_value(json_object_get(old, "factory"));
 		const char *m = json_string_value(json_object_get(old, "metric"));
@@ -333,7 +328,6 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 			c->doc = old;
 			return 0;
 		}
-		version = (uint64_t)json_integer_value(json_object_get(old, "version")) + 1;
 		json_decref(old);
 	}
 	args = json_pack("{s:I}", "version", (json_int_t)version);
@@ -348,7 +342,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	                   (json_int_t)c->job);
 	if (c->doc == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	return jdoc_txn_put(t, c->ds->id, STORE_NS_INDEX, c->space, c->doc, e);
+	return jdoc_named_txn_put(t, &index_docs, c->ds->id, c->space, c->doc, e);
 }
 
 int catalog_put(struct core *core, const char *dataset, const char *space, const json_t *body,
@@ -403,61 +397,32 @@ int catalog_put(struct core *core, const char *dataset, const char *space, const
 	return *view ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-int catalog_get_json(struct core *core, const char *dataset, const char *space, json_t **out,
-                     struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
-	    (rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = not_found(jdoc_reader_get(r, ds.id, STORE_NS_INDEX, space, &doc, e), space, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, ds.id, doc);
-	json_decref(doc);
-	return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	return view_of(ctx, ds, doc);
 }
 
-int catalog_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int catalog_get_json(struct core *core, const char *dataset, const char *space, json_t **out,
+                     struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, STORE_NS_INDEX, list_view, core, out, e);
+	return jdoc_named_view(core->store, &index_docs, dataset, space, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *space;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int catalog_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-
-	return not_found(store_txn_doc_del(t, c->ds, STORE_NS_INDEX, c->space, strlen(c->space), e),
-	                 c->space, e);
+	return jdoc_named_list(core->store, &index_docs, dataset, named_view, core, out, e);
 }
 
 int catalog_delete(struct core *core, const char *dataset, const char *space, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.space = space};
 	struct entry *en;
 	int rc;
 
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	/* the built index is not in the store: it goes below, once the definition is gone */
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &index_docs, ds.id, space, NULL, NULL, e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "index", space, 0);
 	if ((en = entry_find(core->catalog, ds.id, space, 0)) != NULL) {
@@ -681,8 +646,7 @@ int catalog_job_build(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto done;
 	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
-	    (rc = not_found(jdoc_reader_get(r, job_ds(j), STORE_NS_INDEX, space, &doc, e), space,
-	                    e)) != 0)
+	    (rc = jdoc_named_reader_get(r, &index_docs, job_ds(j), space, &doc, e)) != 0)
 		goto done;
 	store_reader_close(r);
 	r = NULL;

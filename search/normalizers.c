@@ -41,12 +41,8 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "normalizer_not_found",
-	                                     "no hubness normalizer '%s'", name)
-	                           : rc;
-}
+static const struct jdoc_kind normalizer_docs = {STORE_NS_NORMALIZER, "normalizer_not_found",
+                                                 "hubness normalizer"};
 
 static uint64_t doc_u64(const json_t *doc, const char *key)
 {
@@ -521,28 +517,22 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = jdoc_txn_get(t, c->ds->id, STORE_NS_NORMALIZER, c->name, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		c->created = 1;
-	} else if (rc != 0) {
+	rc = jdoc_named_txn_previous(t, &normalizer_docs, c->ds->id, c->name, &old, &version, e);
+	if (rc != 0)
 		return rc;
+	if (old == NULL) {
+		c->created = 1;
 	} else {
 		if (doc_u64(old, "hash") == c->hash) {
 			c->unchanged = 1;
 			c->doc = old;
 			return 0;
 		}
-		version = doc_u64(old, "version") + 1;
 		created = json_integer_value(json_object_get(old, "created"));
 		if ((rc = store_txn_array_drop(t, c->ds->id, (uint32_t)doc_u64(old, "array"), e)) != 0)
 			goto out;
 	}
-	rc = store_txn_doc_del(t, c->ds->id, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name), e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		rc = 0;
-	}
+	rc = jdoc_txn_drop(t, c->ds->id, STORE_NS_NORMALIZER_TOPK, c->name, e);
 	if (rc != 0 || (rc = store_txn_counter_next(t, "array", &arr, e)) != 0 ||
 	    (rc = store_txn_doc_put(t, c->ds->id, STORE_NS_NORMALIZER_BANKS, c->name,
 	                            strlen(c->name), c->blob, c->len, e)) != 0)
@@ -566,7 +556,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "created", json_integer(created));
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
 	json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-	if ((rc = jdoc_txn_put(t, c->ds->id, STORE_NS_NORMALIZER, c->name, doc, e)) != 0)
+	if ((rc = jdoc_named_txn_put(t, &normalizer_docs, c->ds->id, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -696,78 +686,46 @@ out:
 	return rc;
 }
 
-int normalizers_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                     struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
-	    (rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = not_found(jdoc_reader_get(r, ds.id, STORE_NS_NORMALIZER, name, &doc, e), name, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out ? 0 : ERR_NOMEM;
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int normalizers_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                         struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, STORE_NS_NORMALIZER, list_view, core, out, e);
+	return jdoc_named_view(core->store, &normalizer_docs, dataset, name, named_view, core, out,
+	                       e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
+	return jdoc_named_list(core->store, &normalizer_docs, dataset, named_view, core, out, e);
+}
+
+/* A normaliser's row array, banks and top-k state go with it (jdoc_cleanup_fn). */
+static int drop_derived(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                        const json_t *doc, struct err *e)
+{
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, c->name, &doc, e), c->name,
-	                    e)) != 0)
+	(void)ctx;
+	if ((rc = store_txn_array_drop(t, ds, (uint32_t)doc_u64(doc, "array"), e)) != 0 ||
+	    (rc = jdoc_txn_drop(t, ds, STORE_NS_NORMALIZER_BANKS, name, e)) != 0)
 		return rc;
-	rc = store_txn_array_drop(t, c->ds, (uint32_t)doc_u64(doc, "array"), e);
-	json_decref(doc);
-	if (rc == 0)
-		rc = store_txn_doc_del(t, c->ds, STORE_NS_NORMALIZER, c->name, strlen(c->name), e);
-	for (int i = 0; rc == 0 && i < 2; i++) {
-		rc = store_txn_doc_del(t, c->ds,
-		                       i ? STORE_NS_NORMALIZER_TOPK : STORE_NS_NORMALIZER_BANKS,
-		                       c->name, strlen(c->name), e);
-		if (rc == ERR_NOT_FOUND) {
-			err_clear(e);
-			rc = 0;
-		}
-	}
-	return rc;
+	return jdoc_txn_drop(t, ds, STORE_NS_NORMALIZER_TOPK, name, e);
 }
 
 int normalizers_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &normalizer_docs, ds.id, name, drop_derived, NULL,
+	                            e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "hubness", name, 0);
 	return 0;
@@ -805,8 +763,7 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 	int rc, sp;
 
 	memset(l, 0, sizeof *l);
-	if ((rc = not_found(jdoc_reader_get(r, ds, STORE_NS_NORMALIZER, name, &l->doc, e), name,
-	                    e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &normalizer_docs, ds, name, &l->doc, e)) != 0)
 		return rc;
 	sp = store_schema_find(schema, json_string_value(json_object_get(l->doc, "space")));
 	if (sp < 0 || params_of(l->doc, &l->p) != 0) {
@@ -931,8 +888,7 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	c->grew = 0;
 	if ((rc = store_txn_dataset(t, c->ds, &info, e)) != 0 ||
-	    (rc = not_found(jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, c->name, &doc, e), c->name,
-	                    e)) != 0)
+	    (rc = jdoc_named_txn_get(t, &normalizer_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "array") != c->arr) {
 		json_decref(doc);
@@ -1291,8 +1247,7 @@ int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned spac
 		}
 		q->candidates = (size_t)json_integer_value(cand);
 	}
-	if ((rc = not_found(jdoc_reader_get(r, ds_id, STORE_NS_NORMALIZER, name, &doc, e), name,
-	                    e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &normalizer_docs, ds_id, name, &doc, e)) != 0)
 		goto fail;
 	if (strcmp(json_string_value(json_object_get(doc, "space")), space_name) != 0) {
 		rc = err_set(e, ERR_INVALID, "bad_query", "normalizer '%s' is for space '%s'", name,
