@@ -1012,6 +1012,148 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	return rc;
 }
 
+/* The held-out queries of a training: *out new (nq bytes, 1 = held out), a seeded permutation
+ * of the definition's val_fraction of them (at least 1, at most nq - 1), so that a split is
+ * reproducible. nq >= 2. */
+static int pick_held_out(const json_t *def, size_t nq, uint8_t **out, struct err *e)
+{
+	uint64_t st =
+	    (uint64_t)json_integer_value(json_object_get(def, "seed")) ^ 0x5eedf00dcafe1234ull;
+	size_t nval =
+	    (size_t)ceil(json_number_value(json_object_get(def, "val_fraction")) * (double)nq);
+	uint8_t *in_val = calloc(nq, 1);
+	size_t *perm = malloc(nq * sizeof *perm);
+
+	if (in_val == NULL || perm == NULL) {
+		free(in_val);
+		free(perm);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	if (nval < 1)
+		nval = 1;
+	if (nval > nq - 1)
+		nval = nq - 1;
+	for (size_t i = 0; i < nq; i++)
+		perm[i] = i;
+	for (size_t i = nq; i > 1; i--) {
+		uint64_t z = (st += 0x9e3779b97f4a7c15ull);
+		size_t k, tmp;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		k = (size_t)(z % i);
+		tmp = perm[i - 1];
+		perm[i - 1] = perm[k];
+		perm[k] = tmp;
+	}
+	for (size_t i = 0; i < nval; i++)
+		in_val[perm[i]] = 1;
+	free(perm);
+	*out = in_val;
+	return 0;
+}
+
+/* The optimiser's options from the definition; stop (borrowed for the training) lets a
+ * cancel or shutdown end it between epochs. */
+static struct adapter_train_opts train_opts(const json_t *def, enum adapter_loss loss,
+                                            struct stop_ctx *stop)
+{
+	return (struct adapter_train_opts){
+	    .seed = (uint64_t)json_integer_value(json_object_get(def, "seed")),
+	    .loss = loss,
+	    .learning_rate = json_number_value(json_object_get(def, "learning_rate")),
+	    .weight_decay = json_number_value(json_object_get(def, "weight_decay")),
+	    .max_epochs = (unsigned)json_integer_value(json_object_get(def, "max_epochs")),
+	    .patience = (unsigned)json_integer_value(json_object_get(def, "patience")),
+	    .batch_queries = (unsigned)json_integer_value(json_object_get(def, "batch_queries")),
+	    .stop = job_stop,
+	    .stop_ctx = stop};
+}
+
+/* The held-out report: the trained adapter a at the definition's target (*pa, whose threshold
+ * is the adapter's), a raw cosine cutoff with the same recall (*pc), and top-k by cosine
+ * (*pk). */
+static int held_out_report(const struct adapter *a, const json_t *def, const struct split *va,
+                           struct adapter_prf *pa, struct adapter_prf *pc, struct adapter_prf *pk,
+                           struct err *e)
+{
+	const json_t *tg = json_object_get(def, "target");
+	enum adapter_target tk = json_object_get(tg, "precision") ? ADAPTER_PRECISION
+	                         : json_object_get(tg, "recall")  ? ADAPTER_RECALL
+	                                                          : ADAPTER_MAX_F1;
+	double tv = tk == ADAPTER_PRECISION ? json_number_value(json_object_get(tg, "precision"))
+	            : tk == ADAPTER_RECALL  ? json_number_value(json_object_get(tg, "recall"))
+	                                    : 0;
+	size_t nv = va->qstart[va->d.nq];
+	float *sc = malloc(nv * sizeof *sc);
+	int rc;
+
+	if (sc == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	adapter_score_pairs(a, &va->d, sc);
+	if ((rc = adapter_choose(sc, va->label, nv, tk, tv, pa, e)) == 0 &&
+	    (rc = adapter_choose(va->cos, va->label, nv, ADAPTER_RECALL, pa->recall, pc, e)) == 0)
+		rc = adapter_prf_top_k(
+		    &va->d, (size_t)json_integer_value(json_object_get(def, "top_k")), pk, e);
+	free(sc);
+	return rc;
+}
+
+/* The weights document of a: room for a struct wprefix (commit_fn fills it in), then
+ * adapter_save's blob. *blob new (free), *len its bytes. */
+static int weights_blob(const struct adapter *a, void **blob, size_t *len, struct err *e)
+{
+	void *ab = NULL;
+	size_t al = 0;
+	int rc;
+
+	if ((rc = adapter_save(a, &ab, &al, e)) != 0)
+		return rc;
+	*len = sizeof(struct wprefix) + al;
+	*blob = malloc(*len);
+	if (*blob != NULL)
+		memcpy((unsigned char *)*blob + sizeof(struct wprefix), ab, al);
+	free(ab);
+	return *blob != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+/* The "training" report of the adapter's document (new, NULL when out of memory). */
+static json_t *training_json(struct job *j, const struct adapter_train_result *res,
+                             const struct timespec *t0, const struct split *tr,
+                             const struct split *va, const struct gathered *g,
+                             const struct adapter_prf *pa, const struct adapter_prf *pc,
+                             const struct adapter_prf *pk)
+{
+	struct timespec t1;
+	size_t ptr = 0, pva = 0;
+	json_t *training;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	for (size_t i = 0; i < tr->qstart[tr->d.nq]; i++)
+		ptr += tr->label[i];
+	for (size_t i = 0; i < va->qstart[va->d.nq]; i++)
+		pva += va->label[i];
+	training =
+	    json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:{s:I, s:I}, s:{s:I, s:I, s:I}, "
+	              "s:{s:I, s:I}}",
+	              "job", (json_int_t)job_id(j), "epochs", (json_int_t)res->epochs, "best_epoch",
+	              (json_int_t)res->best_epoch, "initial_held_out_loss", res->init_val_loss,
+	              "train_loss", res->train_loss, "held_out_loss", res->val_loss, "seconds",
+	              (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9,
+	              "queries", "train", (json_int_t)tr->d.nq, "held_out", (json_int_t)va->d.nq,
+	              "pairs", "train", (json_int_t)tr->qstart[tr->d.nq], "held_out",
+	              (json_int_t)va->qstart[va->d.nq], "skipped", (json_int_t)g->skipped,
+	              "relevant", "train", (json_int_t)ptr, "held_out", (json_int_t)pva);
+	if (training != NULL)
+		json_object_set_new(training, "held_out",
+		                    json_pack("{s:o, s:o, s:o}", "adapter",
+		                              prf_json(pa, "threshold", 0), "raw_cosine",
+		                              prf_json(pc, "threshold", 0), "top_k",
+		                              prf_json(pk, "k", 1)));
+	return training;
+}
+
 int adapters_job_train(struct job *j, struct err *e)
 {
 	struct core *core = job_core(j);
@@ -1024,7 +1166,6 @@ int adapters_job_train(struct job *j, struct err *e)
 	struct adapter *a = NULL;
 	json_t *doc = NULL, *training = NULL;
 	uint8_t *in_val = NULL;
-	float *sc = NULL;
 	void *blob = NULL;
 	size_t blen = 0;
 	enum adapter_family fam;
@@ -1033,7 +1174,7 @@ int adapters_job_train(struct job *j, struct err *e)
 	struct adapter_train_result res;
 	struct adapter_prf pa, pc, pk;
 	struct stop_ctx stop = {0};
-	struct timespec t0, t1;
+	struct timespec t0;
 	int sp, rc;
 
 	memset(&g, 0, sizeof g);
@@ -1058,8 +1199,8 @@ int adapters_job_train(struct job *j, struct err *e)
 		rc = err_set(e, ERR_INVALID, "bad_adapter", "the adapter's space is gone");
 		goto out;
 	}
-	rc = gather(r, &ds, (unsigned)sp, name, doc, json_number_value(json_object_get(def, "label_cut")),
-	            &g, e);
+	rc = gather(r, &ds, (unsigned)sp, name, doc,
+	            json_number_value(json_object_get(def, "label_cut")), &g, e);
 	store_reader_close(r); /* the rest needs no snapshot; never write while holding a reader */
 	r = NULL;
 	if (rc != 0)
@@ -1069,45 +1210,8 @@ int adapters_job_train(struct job *j, struct err *e)
 		             "training needs pairs of at least 2 distinct queries (one held out)");
 		goto out;
 	}
-	/* the held-out queries: a seeded permutation, so a split is reproducible */
-	in_val = calloc(g.qs.n, 1);
-	if (in_val == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = pick_held_out(def, g.qs.n, &in_val, e)) != 0)
 		goto out;
-	}
-	{
-		uint64_t st = (uint64_t)json_integer_value(json_object_get(def, "seed")) ^
-		              0x5eedf00dcafe1234ull;
-		size_t nval = (size_t)ceil(json_number_value(json_object_get(def, "val_fraction")) *
-		                           (double)g.qs.n);
-		size_t *perm = malloc(g.qs.n * sizeof *perm);
-
-		if (perm == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
-		}
-		if (nval < 1)
-			nval = 1;
-		if (nval > g.qs.n - 1)
-			nval = g.qs.n - 1;
-		for (size_t i = 0; i < g.qs.n; i++)
-			perm[i] = i;
-		for (size_t i = g.qs.n; i > 1; i--) {
-			uint64_t z = (st += 0x9e3779b97f4a7c15ull);
-			size_t k, tmp;
-
-			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-			z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-			z ^= z >> 31;
-			k = (size_t)(z % i);
-			tmp = perm[i - 1];
-			perm[i - 1] = perm[k];
-			perm[k] = tmp;
-		}
-		for (size_t i = 0; i < nval; i++)
-			in_val[perm[i]] = 1;
-		free(perm);
-	}
 	if (split_make(&g, in_val, 0, &tr) != 0 || split_make(&g, in_val, 1, &va) != 0) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
@@ -1115,91 +1219,21 @@ int adapters_job_train(struct job *j, struct err *e)
 	if ((rc = adapter_new(&a, fam, g.qs.dim,
 	                      (uint32_t)json_integer_value(json_object_get(def, "hidden")), e)) != 0)
 		goto out;
-	o = (struct adapter_train_opts){
-	        .seed = (uint64_t)json_integer_value(json_object_get(def, "seed")),
-	        .loss = loss,
-	        .learning_rate = json_number_value(json_object_get(def, "learning_rate")),
-	        .weight_decay = json_number_value(json_object_get(def, "weight_decay")),
-	        .max_epochs = (unsigned)json_integer_value(json_object_get(def, "max_epochs")),
-	        .patience = (unsigned)json_integer_value(json_object_get(def, "patience")),
-	        .batch_queries = (unsigned)json_integer_value(json_object_get(def, "batch_queries")),
-	        .stop = job_stop,
-	        .stop_ctx = &stop};
+	o = train_opts(def, loss, &stop);
 	stop.j = j;
 	stop.max = o.max_epochs;
 	jobs_progress(j, 0, o.max_epochs);
 	if ((rc = adapter_train(a, &tr.d, &va.d, &o, &res, e)) != 0)
 		goto out;
 	jobs_progress(j, o.max_epochs, o.max_epochs);
-	/* the held-out report: the adapter at its threshold, a raw cosine cutoff with the same
-	 * recall, and top-k by cosine */
-	sc = malloc(va.qstart[va.d.nq] * sizeof *sc);
-	if (sc == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = held_out_report(a, def, &va, &pa, &pc, &pk, e)) != 0 ||
+	    (rc = weights_blob(a, &blob, &blen, e)) != 0)
 		goto out;
-	}
-	adapter_score_pairs(a, &va.d, sc);
-	{
-		const json_t *tg = json_object_get(def, "target");
-		enum adapter_target tk = json_object_get(tg, "precision") ? ADAPTER_PRECISION
-		                         : json_object_get(tg, "recall") ? ADAPTER_RECALL
-		                                                         : ADAPTER_MAX_F1;
-		double tv = tk == ADAPTER_PRECISION ? json_number_value(json_object_get(tg, "precision"))
-		            : tk == ADAPTER_RECALL  ? json_number_value(json_object_get(tg, "recall"))
-		                                    : 0;
-		size_t nv = va.qstart[va.d.nq];
-
-		if ((rc = adapter_choose(sc, va.label, nv, tk, tv, &pa, e)) != 0 ||
-		    (rc = adapter_choose(va.cos, va.label, nv, ADAPTER_RECALL, pa.recall, &pc, e)) != 0 ||
-		    (rc = adapter_prf_top_k(&va.d,
-		                            (size_t)json_integer_value(json_object_get(def, "top_k")),
-		                            &pk, e)) != 0)
-			goto out;
-	}
-	{
-		void *ab = NULL;
-		size_t al = 0;
-
-		if ((rc = adapter_save(a, &ab, &al, e)) != 0)
-			goto out;
-		blen = sizeof(struct wprefix) + al;
-		blob = malloc(blen);
-		if (blob != NULL)
-			memcpy((unsigned char *)blob + sizeof(struct wprefix), ab, al);
-		free(ab);
-		if (blob == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	{
-		size_t ptr = 0, pva = 0;
-
-		for (size_t i = 0; i < tr.qstart[tr.d.nq]; i++)
-			ptr += tr.label[i];
-		for (size_t i = 0; i < va.qstart[va.d.nq]; i++)
-			pva += va.label[i];
-		training = json_pack(
-		        "{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:{s:I, s:I}, s:{s:I, s:I, s:I}, "
-		        "s:{s:I, s:I}}",
-		        "job", (json_int_t)job_id(j), "epochs", (json_int_t)res.epochs, "best_epoch",
-		        (json_int_t)res.best_epoch, "initial_held_out_loss", res.init_val_loss,
-		        "train_loss", res.train_loss, "held_out_loss", res.val_loss, "seconds",
-		        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-		        "queries", "train", (json_int_t)tr.d.nq, "held_out", (json_int_t)va.d.nq,
-		        "pairs", "train", (json_int_t)tr.qstart[tr.d.nq], "held_out",
-		        (json_int_t)va.qstart[va.d.nq], "skipped", (json_int_t)g.skipped, "relevant",
-		        "train", (json_int_t)ptr, "held_out", (json_int_t)pva);
-	}
+	training = training_json(j, &res, &t0, &tr, &va, &g, &pa, &pc, &pk);
 	if (training == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	json_object_set_new(training, "held_out",
-	                    json_pack("{s:o, s:o, s:o}", "adapter", prf_json(&pa, "threshold", 0),
-	                              "raw_cosine", prf_json(&pc, "threshold", 0), "top_k",
-	                              prf_json(&pk, "k", 1)));
 	{
 		struct commit_ctx cc = {ds.id, name, def, blob, blen, training, pa.threshold};
 
@@ -1214,7 +1248,6 @@ out:
 	split_free(&va);
 	adapter_free(a);
 	free(in_val);
-	free(sc);
 	free(blob);
 	return rc;
 }
