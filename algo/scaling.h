@@ -93,8 +93,9 @@ struct scaling_fit_result {
  * obs (borrowed, nobs entries, 1..SCALING_MAX_OBSERVATIONS) must cover every bucket
  * 0..nbuckets-1, with samples_seen >= 0, samples_seen / bucket_size <= SCALING_MAX_OBS_REPEATS
  * (small-scale runs; the bound keeps the fit's cost at about nobs * 100 * repeats exp2 plus
- * two exp per observation and evaluation) and a finite error. *out (borrowed) gets the result. Returns 0, ERR_INVALID (an argument
- * out of range, a bucket without observations; *out untouched), ERR_NOMEM. */
+ * two exp per observation and evaluation) and a finite error. *out (borrowed) gets the
+ * result. Returns 0, ERR_INVALID (an argument out of range, a bucket without observations;
+ * *out untouched), ERR_NOMEM. */
 int scaling_fit(const struct scaling_obs *obs, size_t nobs, size_t nbuckets, double bucket_size,
                 const struct scaling_fit_opts *o, struct scaling_fit_result *out);
 
