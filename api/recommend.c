@@ -25,6 +25,7 @@
 #define DEFAULT_SEED 1
 
 struct rq {
+	const char *prefix; /* before every field name: "" or "steps[2].recommend." */
 	double n;
 	size_t nb; /* the layout: bucket_count */
 	double pool;
@@ -47,13 +48,14 @@ static void bad(struct rq *q, const char *field, const char *code, const char *f
 
 static void bad(struct rq *q, const char *field, const char *code, const char *fmt, ...)
 {
-	char detail[256];
+	char detail[256], full[160];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
-	json_array_append_new(q->errors, json_pack("{s:s, s:s, s:s}", "field", field, "code",
+	snprintf(full, sizeof full, "%s%s", q->prefix, field);
+	json_array_append_new(q->errors, json_pack("{s:s, s:s, s:s}", "field", full, "code",
 	                                           code, "detail", detail));
 }
 
@@ -256,7 +258,7 @@ static void parse(struct rq *q, const json_t *body)
 	q->seed = DEFAULT_SEED;
 	q->max_eval = SCALING_MAX_EVALUATIONS;
 	if (!json_is_object(body)) {
-		bad(q, "", "not_an_object", "the body must be a JSON object");
+		bad(q, "", "not_an_object", "the recommendation request must be a JSON object");
 		return;
 	}
 	unknown_keys(q, body, known, "");
@@ -384,46 +386,42 @@ static json_t *warnings(const struct rq *q, const struct scaling_params *p)
 	return w;
 }
 
-int recommend_post(struct http_req *r, struct http_res *res)
+/* The answer to body (borrowed) for filter name of dataset. ERR_INVALID with *errors (new,
+ * non-empty) when fields are bad; other codes with e set; *out new on success. */
+static int compute(struct core *core, const char *dataset, const char *name, const json_t *body,
+                   const char *prefix, json_t **out_json, json_t **errors, struct err *e)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
-	struct err e = {0};
 	struct rq q;
 	struct scaling_params p;
 	struct scaling_fit_result fr;
-	json_t *body = NULL, *out = NULL, *bj, *curve;
+	json_t *out = NULL, *bj, *curve;
 	float *vals = NULL;
 	size_t nv = 0, best = 1;
 	uint64_t version = 0;
 	double S, y[SCALING_MAX_BUCKETS];
 	int rc;
 
-	if (name == NULL || http_body_json(r, res, &body) != 0)
-		return 0;
 	memset(&q, 0, sizeof q);
+	q.prefix = prefix;
 	q.errors = json_array();
-	if (q.errors == NULL) {
-		json_decref(body);
-		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
-	}
+	if (q.errors == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	parse(&q, body);
-	json_decref(body);
 	if (q.fitted && q.obs == NULL && json_array_size(q.errors) == 0) {
-		rc = ERR_NOMEM;
-		goto fail;
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
 	}
 	if (json_array_size(q.errors) > 0)
 		goto invalid;
-	if ((rc = instance_scores(r->core, ds, name, &vals, &nv, &version, &e)) != 0)
-		goto fail;
+	if ((rc = instance_scores(core, dataset, name, &vals, &nv, &version, e)) != 0)
+		goto out;
 	if (!q.pool_given) {
 		if (nv == 0) {
-			rc = err_set(&e, ERR_CONFLICT, "no_scores",
+			rc = err_set(e, ERR_CONFLICT, "no_scores",
 			             "filter '%s' has no scores yet: wait for its scoring job, or give "
 			             "pool_size",
 			             name);
-			goto fail;
+			goto out;
 		}
 		q.pool = (double)nv;
 	}
@@ -437,9 +435,9 @@ int recommend_post(struct http_req *r, struct http_res *res)
 		                             .seed = q.seed, .max_evaluations = q.max_eval};
 
 		if ((rc = scaling_fit(q.obs, q.nobs, q.fit_buckets, S, &o, &fr)) != 0) {
-			err_set(&e, rc, rc == ERR_NOMEM ? "out_of_memory" : "internal",
+			err_set(e, rc, rc == ERR_NOMEM ? "out_of_memory" : "internal",
 			        "the fit failed");
-			goto fail;
+			goto out;
 		}
 		p = fr.params;
 	} else {
@@ -448,8 +446,8 @@ int recommend_post(struct http_req *r, struct http_res *res)
 		p.d = q.d;
 	}
 	if ((rc = scaling_curve(&p, S, q.n, q.scale_c, y, &best)) != 0) {
-		err_set(&e, rc, "internal", "the curve could not be computed");
-		goto fail;
+		err_set(e, rc, "internal", "the curve could not be computed");
+		goto out;
 	}
 
 	curve = json_array();
@@ -468,8 +466,8 @@ int recommend_post(struct http_req *r, struct http_res *res)
 	                q.fitted ? "fitted" : "given", "a", p.a, "d", p.d, "buckets", bj,
 	                "curve", curve);
 	if (out == NULL) {
-		rc = err_set(&e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto fail;
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
 	}
 	{
 		json_t *bp = json_array_get(curve, best - 1);
@@ -500,22 +498,71 @@ int recommend_post(struct http_req *r, struct http_res *res)
 			                    json_real(q.a_upper));
 	}
 	json_object_set_new(out, "warnings", warnings(&q, &p));
-	free(vals);
-	free(q.obs);
-	json_decref(q.errors);
-	return http_json(res, 200, out);
+	*out_json = out;
+	rc = 0;
+	goto out;
 
 invalid:
-	err_set(&e, ERR_INVALID, "invalid_recommend_request",
-	        "%zu invalid field(s) (see errors), the first: %s", json_array_size(q.errors),
+	err_set(e, ERR_INVALID, "invalid_recommend_request",
+	        "%zu invalid field(s) (see errors), the first: %s: %s", json_array_size(q.errors),
+	        json_string_value(json_object_get(json_array_get(q.errors, 0), "field")),
 	        json_string_value(json_object_get(json_array_get(q.errors, 0), "detail")));
-	free(vals);
-	free(q.obs);
-	http_problem(res, r, ERR_INVALID, &e, json_pack("{s:o}", "errors", q.errors));
-	return 0;
-fail:
+	*errors = q.errors;
+	q.errors = NULL;
+	rc = ERR_INVALID;
+out:
 	free(vals);
 	free(q.obs);
 	json_decref(q.errors);
-	return http_problem(res, r, rc, &e, NULL);
+	return rc;
+}
+
+int recommend_post(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
+	struct err e = {0};
+	json_t *body = NULL, *out = NULL, *errors = NULL;
+	int rc;
+
+	if (name == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = compute(r->core, ds, name, body, "", &out, &errors, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e,
+		                    errors != NULL ? json_pack("{s:o}", "errors", errors) : NULL);
+	return http_json(res, 200, out);
+}
+
+int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body,
+                            json_t **errors, struct err *e)
+{
+	json_t *steps = json_object_get(body, "steps"), *st;
+	size_t i;
+
+	if (!json_is_array(steps))
+		return 0; /* subset_put says what is wrong */
+	json_array_foreach(steps, i, st) {
+		json_t *req = json_object_get(st, "recommend"), *f, *ans = NULL;
+		char prefix[48];
+		int rc;
+
+		if (req == NULL || !json_is_object(st))
+			continue;
+		f = json_object_get(st, "filter");
+		if (!json_is_string(f))
+			return 0; /* subset_put: "recommend" is not a rule it knows, nor a filter */
+		snprintf(prefix, sizeof prefix, "steps[%zu].recommend.", i);
+		if ((rc = compute(core, dataset, json_string_value(f), req, prefix, &ans, errors,
+		                  e)) != 0)
+			return rc;
+		/* the step becomes the top fraction it recommends; the inputs and the curve stay
+		 * in the definition and the materialisation's provenance */
+		json_object_set_new(ans, "request", json_incref(req));
+		json_object_set(st, "top_fraction", json_object_get(ans, "keep_fraction"));
+		json_object_set_new(st, "recommendation", ans);
+		json_object_del(st, "recommend");
+	}
+	return 0;
 }

@@ -7,9 +7,22 @@
 #ifndef WINNOW_API_RECOMMEND_H
 #define WINNOW_API_RECOMMEND_H
 
+struct core;
+struct err;
 struct http_req;
 struct http_res;
+typedef struct json_t json_t;
 
 int recommend_post(struct http_req *r, struct http_res *res);
+
+/* Before a subset PUT: every step {"filter": f, "recommend": {...}} of body's "steps"
+ * (body borrowed, changed in place) becomes {"filter": f, "top_fraction": keep_fraction,
+ * "recommendation": answer}, where answer is what :recommend answers for {...} plus
+ * "request", the {...} itself. Steps without "recommend", or without a string "filter", are
+ * left to subset_put to judge. Returns 0, ERR_INVALID with *errors (new: {field, code,
+ * detail}, fields prefixed "steps[i].recommend."), or another code of :recommend (404, 409)
+ * with e set; body may then be partly rewritten (the caller drops it). */
+int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body,
+                            json_t **errors, struct err *e);
 
 #endif

@@ -350,5 +350,46 @@ def no_scores_needs_a_pool_size():
     assert_eq((st, r["best_m"], r["scored"], r["threshold"], r["kept"]), (200, 2, 0, None, 0))
 
 
+@test
+def subset_takes_its_fraction_from_a_recommendation():
+    d, p = pool_ds()
+    clip = p.clip()
+    rec = published(128e6)
+    curate.wait_job(d, curate.put_subset(d, "r", "rec", [{"filter": "clip", "recommend": rec}]))
+    st, _, sub = d.get_json("/v1/datasets/r/subsets/rec")
+    assert_eq(st, 200, sub)
+    # the definition: the step became the top fraction it recommends, with its record
+    sd = sub["steps"][0]
+    assert "recommend" not in sd, sd
+    assert_eq((sd["filter"], sd["top_fraction"]), ("clip", 0.2))
+    assert_eq(sd["recommendation"]["request"], rec)
+    assert_eq((sd["recommendation"]["best_m"], sd["recommendation"]["keep_fraction"]), (2, 0.2))
+    # the provenance: the usual top_fraction record plus the inputs and the predicted curve
+    ps = sub["provenance"]["steps"][0]
+    assert_eq(ps["rule"], "top_fraction")
+    ys = [pt["predicted_error"] for pt in ps["recommendation"]["curve"]]
+    assert np.allclose(ys, spec_curve(PUB_A, PUB_D, PUB_B, PUB_C, 12.8e6, 128e6), rtol=1e-10,
+                       atol=0), ys
+    assert_eq(ps["recommendation"]["request"], rec)
+    keep, thr = curate.top_fraction(clip, 0.2)
+    assert abs(ps["threshold"] - float(thr)) < 1e-6, (ps, float(thr))
+    assert_eq(sub["members"], int(keep.sum()))
+    assert_eq(ps["threshold"], sd["recommendation"]["threshold"], "the endpoint's threshold")
+    # a bad recommendation is a 422 naming the field inside the step; nothing is created
+    bad = dict(rec, buckets=[{"b": 0.1, "c": 2}])
+    p422 = assert_problem(d.json("PUT", "/v1/datasets/r/subsets/rec2",
+                                 {"steps": [{"kind": "image-text"},
+                                            {"filter": "clip", "recommend": bad}]}),
+                          422, "invalid_recommend_request")
+    assert_eq([(e["field"], e["code"]) for e in p422["errors"]],
+              [("steps[1].recommend.buckets[0].b", "out_of_range")])
+    assert_problem(d.json("PUT", "/v1/datasets/r/subsets/rec2",
+                          {"steps": [{"filter": "nope", "recommend": rec}]}), 404)
+    assert_problem(d.json("PUT", "/v1/datasets/r/subsets/rec2",
+                          {"steps": [{"filter": "clip", "recommend": rec, "top_k": 3}]}),
+                   422, "bad_step")
+    assert_eq(d.get_json("/v1/datasets/r/subsets/rec2")[0], 404, "nothing created")
+
+
 if __name__ == "__main__":
     wn.main()
