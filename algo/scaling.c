@@ -23,8 +23,8 @@ static int bad(double v)
 	return !isfinite(v);
 }
 
-int scaling_mix_error(double a, double d, const double *b, const double *c, size_t k,
-                      double c_mult, double s_tot, double n, double *y_out)
+int scaling_mix_error(double a, double d, const double *b, const double *c, size_t k, double c_mult,
+                      double s_tot, double n, double *y_out)
 {
 	double r[SCALING_MAX_BUCKETS], t[SCALING_MAX_BUCKETS];
 	double b0 = 0, logy, reps;
@@ -142,7 +142,8 @@ int scaling_fit(const struct scaling_obs *obs, size_t nobs, size_t nbuckets, dou
 	for (size_t j = 0; j < nobs; j++) {
 		if (obs[j].bucket >= nbuckets || bad(obs[j].samples_seen) ||
 		    obs[j].samples_seen < 0 ||
-		    !(obs[j].samples_seen / bucket_size <= SCALING_MAX_OBS_REPEATS) || bad(obs[j].error))
+		    !(obs[j].samples_seen / bucket_size <= SCALING_MAX_OBS_REPEATS) ||
+		    bad(obs[j].error))
 			return ERR_INVALID;
 		have[obs[j].bucket]++;
 	}

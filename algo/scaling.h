@@ -22,18 +22,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SCALING_N0 100000.0          /* the reference's sample normaliser */
-#define SCALING_MAX_BUCKETS 100      /* buckets in a layout */
-#define SCALING_MAX_REPEATS 1000000.0 /* bound on n / S (spec 6.3), keeps the loop bounded */
-#define SCALING_GRID 100             /* points per axis of the fit's grid (spec 6.2) */
-#define SCALING_MAX_EVALUATIONS 100000 /* the reference's evaluation cap (spec 6.2) */
-#define SCALING_MAX_OBSERVATIONS 200   /* observations given to a fit */
-#define SCALING_MAX_OBS_REPEATS 1000.0 /* samples_seen / bucket_size of one observation */
-#define SCALING_B_HI (-0.005)        /* b grid: linspace(-0.005, -0.5, 100) */
-#define SCALING_B_LO (-0.5)
-#define SCALING_C_LO 1.0             /* c grid: linspace(1, 10, 100) */
-#define SCALING_C_HI 10.0
-#define SCALING_A_LO 1e-4            /* a grid: linspace(1e-4, a_upper, 100) */
+#define SCALING_N0               100000.0  /* the reference's sample normaliser */
+#define SCALING_MAX_BUCKETS      100       /* buckets in a layout */
+#define SCALING_MAX_REPEATS      1000000.0 /* bound on n / S (spec 6.3), keeps the loop bounded */
+#define SCALING_GRID             100       /* points per axis of the fit's grid (spec 6.2) */
+#define SCALING_MAX_EVALUATIONS  100000    /* the reference's evaluation cap (spec 6.2) */
+#define SCALING_MAX_OBSERVATIONS 200       /* observations given to a fit */
+#define SCALING_MAX_OBS_REPEATS  1000.0    /* samples_seen / bucket_size of one observation */
+#define SCALING_B_HI             (-0.005)  /* b grid: linspace(-0.005, -0.5, 100) */
+#define SCALING_B_LO             (-0.5)
+#define SCALING_C_LO             1.0 /* c grid: linspace(1, 10, 100) */
+#define SCALING_C_HI             10.0
+#define SCALING_A_LO             1e-4 /* a grid: linspace(1e-4, a_upper, 100) */
 
 /* Utility parameters: a and d shared, (b, c) per bucket, buckets in ranking order. */
 struct scaling_params {
@@ -48,8 +48,8 @@ struct scaling_params {
  * entries each), scale a > 0 and offset d >= 0. *y_out (borrowed) gets the error.
  * Returns 0, or ERR_INVALID (a parameter out of its range or not finite, k == 0,
  * s_tot < 1, n < 0, n / s_tot > SCALING_MAX_REPEATS; *y_out untouched). */
-int scaling_mix_error(double a, double d, const double *b, const double *c, size_t k,
-                      double c_mult, double s_tot, double n, double *y_out);
+int scaling_mix_error(double a, double d, const double *b, const double *c, size_t k, double c_mult,
+                      double s_tot, double n, double *y_out);
 
 /* The curve of spec 6.2 steps 4-5 for p (borrowed): y[m-1] (borrowed, p->nbuckets entries)
  * gets the predicted error of keeping the top m buckets of bucket_size samples each (pool
@@ -77,10 +77,10 @@ struct scaling_fit_opts {
 
 struct scaling_fit_result {
 	struct scaling_params params;
-	double residual;          /* sum over observations of (y_pred - y_obs)^2 */
+	double residual; /* sum over observations of (y_pred - y_obs)^2 */
 	double bucket_residual[SCALING_MAX_BUCKETS];
-	uint64_t evaluations;     /* grid points evaluated */
-	uint64_t grid_points;     /* points in the whole grid: 100^2, or 100^3 when a is searched */
+	uint64_t evaluations; /* grid points evaluated */
+	uint64_t grid_points; /* points in the whole grid: 100^2, or 100^3 when a is searched */
 };
 
 /* Fit (b_i, c_i) for buckets 0..nbuckets-1 and, unless fixed, a, by the grid search of spec

@@ -22,7 +22,7 @@
 
 #define DEFAULT_BUCKETS 10
 #define DEFAULT_A_UPPER 0.1
-#define DEFAULT_SEED 1
+#define DEFAULT_SEED    1
 
 struct rq {
 	const char *prefix; /* before every field name: "" or "steps[2].recommend." */
@@ -44,7 +44,7 @@ struct rq {
 };
 
 static void bad(struct rq *q, const char *field, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void bad(struct rq *q, const char *field, const char *code, const char *fmt, ...)
 {
@@ -55,8 +55,8 @@ static void bad(struct rq *q, const char *field, const char *code, const char *f
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
 	snprintf(full, sizeof full, "%s%s", q->prefix, field);
-	json_array_append_new(q->errors, json_pack("{s:s, s:s, s:s}", "field", full, "code",
-	                                           code, "detail", detail));
+	json_array_append_new(
+	    q->errors, json_pack("{s:s, s:s, s:s}", "field", full, "code", code, "detail", detail));
 }
 
 /* A finite number at key of o, or NaN with an error naming field when it is there but not
@@ -76,14 +76,13 @@ static double number(struct rq *q, const json_t *o, const char *key, const char 
 	return json_number_value(v);
 }
 
-static int unknown_keys(struct rq *q, const json_t *o, const char *const *known,
-                        const char *prefix)
+static void unknown_keys(struct rq *q, const json_t *o, const char *const *known,
+                         const char *prefix)
 {
 	const char *k;
 	json_t *v;
-	int n = 0;
 
-	json_object_foreach((json_t *)o, k, v) {
+	json_object_foreach ((json_t *)o, k, v) {
 		size_t i;
 		char field[96];
 
@@ -93,9 +92,7 @@ static int unknown_keys(struct rq *q, const json_t *o, const char *const *known,
 			continue;
 		snprintf(field, sizeof field, "%s%s", prefix, k);
 		bad(q, field, "unknown_field", "unknown field '%s'", field);
-		n++;
 	}
-	return n;
 }
 
 static void parse_buckets(struct rq *q, const json_t *arr)
@@ -103,15 +100,15 @@ static void parse_buckets(struct rq *q, const json_t *arr)
 	size_t i;
 	json_t *v;
 
-	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
-	    json_array_size(arr) > q->nb) {
+	if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > q->nb) {
 		bad(q, "buckets", "bad_bucket_count",
 		    "buckets must be an array of 1 to bucket_count (%zu) objects {b, c}, the top "
-		    "buckets of the ranking first", q->nb);
+		    "buckets of the ranking first",
+		    q->nb);
 		return;
 	}
 	q->given.nbuckets = json_array_size(arr);
-	json_array_foreach(arr, i, v) {
+	json_array_foreach (arr, i, v) {
 		static const char *const known[] = {"b", "c", NULL};
 		char prefix[32], fb[40], fc[40];
 		int has_b, has_c;
@@ -131,7 +128,8 @@ static void parse_buckets(struct rq *q, const json_t *arr)
 		if (!has_b)
 			bad(q, fb, "missing_field", "%s is required", fb);
 		else if (b >= 0)
-			bad(q, fb, "out_of_range", "%s must be < 0 (a bucket's utility), got %g", fb, b);
+			bad(q, fb, "out_of_range", "%s must be < 0 (a bucket's utility), got %g",
+			    fb, b);
 		if (!has_c)
 			bad(q, fc, "missing_field", "%s is required", fc);
 		else if (c <= 0)
@@ -151,7 +149,8 @@ static void parse_observations(struct rq *q, const json_t *arr)
 	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
 	    json_array_size(arr) > SCALING_MAX_OBSERVATIONS) {
 		bad(q, "observations", "bad_observation_count",
-		    "observations must be an array of 1 to %d objects {bucket, samples_seen, error}",
+		    "observations must be an array of 1 to %d objects {bucket, samples_seen, "
+		    "error}",
 		    SCALING_MAX_OBSERVATIONS);
 		return;
 	}
@@ -159,7 +158,7 @@ static void parse_observations(struct rq *q, const json_t *arr)
 	if (q->obs == NULL)
 		return; /* the caller answers 500 */
 	q->nobs = json_array_size(arr);
-	json_array_foreach(arr, i, v) {
+	json_array_foreach (arr, i, v) {
 		static const char *const known[] = {"bucket", "samples_seen", "error", NULL};
 		const json_t *bk = json_object_get(v, "bucket");
 		char prefix[40], f[64];
@@ -168,8 +167,8 @@ static void parse_observations(struct rq *q, const json_t *arr)
 		snprintf(prefix, sizeof prefix, "observations[%zu].", i);
 		if (!json_is_object(v)) {
 			snprintf(f, sizeof f, "observations[%zu]", i);
-			bad(q, f, "not_an_object", "%s must be an object {bucket, samples_seen, error}",
-			    f);
+			bad(q, f, "not_an_object",
+			    "%s must be an object {bucket, samples_seen, error}", f);
 			continue;
 		}
 		unknown_keys(q, v, known, prefix);
@@ -177,7 +176,8 @@ static void parse_observations(struct rq *q, const json_t *arr)
 		if (!json_is_integer(bk) || json_integer_value(bk) < 0 ||
 		    (size_t)json_integer_value(bk) >= q->nb) {
 			bad(q, f, "out_of_range",
-			    "%s must be an integer from 0 (the top bucket) to bucket_count - 1 (%zu)",
+			    "%s must be an integer from 0 (the top bucket) to bucket_count - 1 "
+			    "(%zu)",
 			    f, q->nb - 1);
 		} else {
 			q->obs[i].bucket = (size_t)json_integer_value(bk);
@@ -200,7 +200,8 @@ static void parse_observations(struct rq *q, const json_t *arr)
 	for (size_t b = 0; b < q->fit_buckets; b++)
 		if (!seen[b]) {
 			bad(q, "observations", "bucket_gap",
-			    "bucket %zu has no observations but bucket %zu has: observe every bucket "
+			    "bucket %zu has no observations but bucket %zu has: observe every "
+			    "bucket "
 			    "from the top one down",
 			    b, q->fit_buckets - 1);
 			break;
@@ -216,7 +217,8 @@ static void parse_fit(struct rq *q, const json_t *fit)
 	if (fit == NULL)
 		return;
 	if (!json_is_object(fit)) {
-		bad(q, "fit", "not_an_object", "fit must be an object {a_upper, seed, max_evaluations}");
+		bad(q, "fit", "not_an_object",
+		    "fit must be an object {a_upper, seed, max_evaluations}");
 		return;
 	}
 	if (!q->fitted)
@@ -226,8 +228,8 @@ static void parse_fit(struct rq *q, const json_t *fit)
 	if (!has)
 		q->a_upper = DEFAULT_A_UPPER;
 	else if (!(q->a_upper > SCALING_A_LO))
-		bad(q, "fit.a_upper", "out_of_range", "fit.a_upper must be > %g (the a grid's start)",
-		    SCALING_A_LO);
+		bad(q, "fit.a_upper", "out_of_range",
+		    "fit.a_upper must be > %g (the a grid's start)", SCALING_A_LO);
 	v = json_object_get(fit, "seed");
 	if (v != NULL && (!json_is_integer(v) || json_integer_value(v) < 0))
 		bad(q, "fit.seed", "out_of_range", "fit.seed must be an integer >= 0");
@@ -245,9 +247,9 @@ static void parse_fit(struct rq *q, const json_t *fit)
 /* Everything that does not need the dataset. */
 static void parse(struct rq *q, const json_t *body)
 {
-	static const char *const known[] = {"budget_samples", "bucket_count", "pool_size",
-	                                    "scale_c", "a", "d", "buckets", "observations",
-	                                    "fit", NULL};
+	static const char *const known[] = {
+	    "budget_samples", "bucket_count", "pool_size", "scale_c", "a", "d",
+	    "buckets",        "observations", "fit",       NULL};
 	const json_t *v, *bk, *ob;
 	int has;
 
@@ -283,11 +285,12 @@ static void parse(struct rq *q, const json_t *body)
 		q->scale_c = json_is_true(v);
 	q->d = number(q, body, "d", "d", &has);
 	if (!has)
-		bad(q, "d", "missing_field", "d (the error offset) is required; the fit holds it fixed");
-	else if (!(q->d >= 0 && q->d < 1))
+		bad(q, "d", "missing_field",
+		    "d (the error offset) is required; the fit holds it fixed");
+	else if (!isnan(q->d) && !(q->d >= 0 && q->d < 1))
 		bad(q, "d", "out_of_range", "d must be in [0, 1), got %g", q->d);
 	q->a = number(q, body, "a", "a", &has);
-	if (has && !(q->a > 0))
+	if (has && !isnan(q->a) && !(q->a > 0))
 		bad(q, "a", "out_of_range", "a must be > 0, got %g", q->a);
 	bk = json_object_get(body, "buckets");
 	ob = json_object_get(body, "observations");
@@ -361,11 +364,12 @@ static json_t *warnings(const struct rq *q, const struct scaling_params *p)
 
 	for (size_t i = 1; i < p->nbuckets; i++)
 		if (p->b[i] < p->b[i - 1]) {
-			snprintf(s, sizeof s,
-			         "bucket %zu has a better utility (b %g) than bucket %zu (b %g): the "
-			         "filter's ranking does not order these buckets by utility; the curve "
-			         "still keeps a prefix of the ranking",
-			         i, p->b[i], i - 1, p->b[i - 1]);
+			snprintf(
+			    s, sizeof s,
+			    "bucket %zu has a better utility (b %g) than bucket %zu (b %g): the "
+			    "filter's ranking does not order these buckets by utility; the curve "
+			    "still keeps a prefix of the ranking",
+			    i, p->b[i], i - 1, p->b[i - 1]);
 			json_array_append_new(w, json_string(s));
 		}
 	for (size_t i = 0; q->fitted && i < p->nbuckets; i++)
@@ -417,10 +421,11 @@ static int compute(struct core *core, const char *dataset, const char *name, con
 		goto out;
 	if (!q.pool_given) {
 		if (nv == 0) {
-			rc = err_set(e, ERR_CONFLICT, "no_scores",
-			             "filter '%s' has no scores yet: wait for its scoring job, or give "
-			             "pool_size",
-			             name);
+			rc = err_set(
+			    e, ERR_CONFLICT, "no_scores",
+			    "filter '%s' has no scores yet: wait for its scoring job, or give "
+			    "pool_size",
+			    name);
 			goto out;
 		}
 		q.pool = (double)nv;
@@ -431,8 +436,11 @@ static int compute(struct core *core, const char *dataset, const char *name, con
 		goto invalid;
 
 	if (q.fitted) {
-		struct scaling_fit_opts o = {.d = q.d, .a = q.a, .a_upper = q.a_upper,
-		                             .seed = q.seed, .max_evaluations = q.max_eval};
+		struct scaling_fit_opts o = {.d = q.d,
+		                             .a = q.a,
+		                             .a_upper = q.a_upper,
+		                             .seed = q.seed,
+		                             .max_evaluations = q.max_eval};
 
 		if ((rc = scaling_fit(q.obs, q.nobs, q.fit_buckets, S, &o, &fr)) != 0) {
 			err_set(e, rc, rc == ERR_NOMEM ? "out_of_memory" : "internal",
@@ -455,16 +463,16 @@ static int compute(struct core *core, const char *dataset, const char *name, con
 		json_array_append_new(curve, point(m, q.nb, y[m - 1], vals, nv));
 	bj = json_array();
 	for (size_t i = 0; i < p.nbuckets; i++)
-		json_array_append_new(bj, json_pack("{s:I, s:f, s:f}", "bucket", (json_int_t)i,
-		                                    "b", p.b[i], "c", p.c[i]));
-	out = json_pack("{s:s, s:I, s:f, s:I, s:f, s:s, s:f, s:I, s:b, "
-	                "s:{s:s, s:f, s:f, s:o}, s:o}",
-	                "filter", name, "version", (json_int_t)version, "budget_samples", q.n,
-	                "bucket_count", (json_int_t)q.nb, "pool_size", q.pool,
-	                "pool_size_source", q.pool_given ? "given" : "scores", "bucket_size", S,
-	                "scored", (json_int_t)nv, "scale_c", q.scale_c, "parameters", "source",
-	                q.fitted ? "fitted" : "given", "a", p.a, "d", p.d, "buckets", bj,
-	                "curve", curve);
+		json_array_append_new(bj, json_pack("{s:I, s:f, s:f}", "bucket", (json_int_t)i, "b",
+		                                    p.b[i], "c", p.c[i]));
+	out =
+	    json_pack("{s:s, s:I, s:f, s:I, s:f, s:s, s:f, s:I, s:b, "
+	              "s:{s:s, s:f, s:f, s:o}, s:o}",
+	              "filter", name, "version", (json_int_t)version, "budget_samples", q.n,
+	              "bucket_count", (json_int_t)q.nb, "pool_size", q.pool, "pool_size_source",
+	              q.pool_given ? "given" : "scores", "bucket_size", S, "scored", (json_int_t)nv,
+	              "scale_c", q.scale_c, "parameters", "source", q.fitted ? "fitted" : "given",
+	              "a", p.a, "d", p.d, "buckets", bj, "curve", curve);
 	if (out == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
@@ -486,13 +494,12 @@ static int compute(struct core *core, const char *dataset, const char *name, con
 		for (size_t i = 0; i < p.nbuckets; i++)
 			json_array_append_new(br, json_real(fr.bucket_residual[i]));
 		json_object_set_new(
-		        out, "fit",
-		        json_pack("{s:f, s:f, s:I, s:I, s:I, s:I, s:s, s:o}", "residual",
-		                  fr.residual, "rmse", sqrt(fr.residual / (double)q.nobs),
-		                  "observations", (json_int_t)q.nobs, "evaluations",
-		                  (json_int_t)fr.evaluations, "grid_points",
-		                  (json_int_t)fr.grid_points, "seed", (json_int_t)q.seed, "a",
-		                  isnan(q.a) ? "searched" : "fixed", "bucket_residuals", br));
+		    out, "fit",
+		    json_pack("{s:f, s:f, s:I, s:I, s:I, s:I, s:s, s:o}", "residual", fr.residual,
+		              "rmse", sqrt(fr.residual / (double)q.nobs), "observations",
+		              (json_int_t)q.nobs, "evaluations", (json_int_t)fr.evaluations,
+		              "grid_points", (json_int_t)fr.grid_points, "seed", (json_int_t)q.seed,
+		              "a", isnan(q.a) ? "searched" : "fixed", "bucket_residuals", br));
 		if (isnan(q.a))
 			json_object_set_new(json_object_get(out, "fit"), "a_upper",
 			                    json_real(q.a_upper));
@@ -535,15 +542,15 @@ int recommend_post(struct http_req *r, struct http_res *res)
 	return http_json(res, 200, out);
 }
 
-int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body,
-                            json_t **errors, struct err *e)
+int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body, json_t **errors,
+                            struct err *e)
 {
 	json_t *steps = json_object_get(body, "steps"), *st;
 	size_t i;
 
 	if (!json_is_array(steps))
 		return 0; /* subset_put says what is wrong */
-	json_array_foreach(steps, i, st) {
+	json_array_foreach (steps, i, st) {
 		json_t *req = json_object_get(st, "recommend"), *f, *ans = NULL;
 		char prefix[48];
 		int rc;
@@ -553,6 +560,11 @@ int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body
 		f = json_object_get(st, "filter");
 		if (!json_is_string(f))
 			return 0; /* subset_put: "recommend" is not a rule it knows, nor a filter */
+		if (json_object_get(st, "top_fraction") != NULL)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu must have exactly one rule: recommend gives the "
+			               "top_fraction",
+			               i);
 		snprintf(prefix, sizeof prefix, "steps[%zu].recommend.", i);
 		if ((rc = compute(core, dataset, json_string_value(f), req, prefix, &ans, errors,
 		                  e)) != 0)

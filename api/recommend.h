@@ -22,7 +22,7 @@ int recommend_post(struct http_req *r, struct http_res *res);
  * left to subset_put to judge. Returns 0, ERR_INVALID with *errors (new: {field, code,
  * detail}, fields prefixed "steps[i].recommend."), or another code of :recommend (404, 409)
  * with e set; body may then be partly rewritten (the caller drops it). */
-int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body,
-                            json_t **errors, struct err *e);
+int recommend_resolve_steps(struct core *core, const char *dataset, json_t *body, json_t **errors,
+                            struct err *e);
 
 #endif

@@ -308,6 +308,8 @@ def bad_parameters_are_422_naming_the_field():
     nod = dict(base)
     del nod["d"], nod["a"]
     assert_eq(fields(recommend(d, nod)), {"d": "missing_field", "a": "missing_field"})
+    assert_eq(fields(recommend(d, dict(base, d="x", a=None))),
+              {"d": "not_a_number", "a": "not_a_number"})
     assert_eq(fields(recommend(d, {"budget_samples": 1, "d": 0.1})), {"buckets": "one_of"})
     obs = [{"bucket": 0, "samples_seen": 2e7, "error": 0.9}]
     assert_eq(fields(recommend(d, dict(base, observations=obs))), {"observations": "one_of"})
@@ -387,6 +389,9 @@ def subset_takes_its_fraction_from_a_recommendation():
                           {"steps": [{"filter": "nope", "recommend": rec}]}), 404)
     assert_problem(d.json("PUT", "/v1/datasets/r/subsets/rec2",
                           {"steps": [{"filter": "clip", "recommend": rec, "top_k": 3}]}),
+                   422, "bad_step")
+    assert_problem(d.json("PUT", "/v1/datasets/r/subsets/rec2",
+                          {"steps": [{"filter": "clip", "recommend": rec, "top_fraction": 0.5}]}),
                    422, "bad_step")
     assert_eq(d.get_json("/v1/datasets/r/subsets/rec2")[0], 404, "nothing created")
 

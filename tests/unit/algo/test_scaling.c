@@ -33,8 +33,8 @@ static struct scaling_params published(void)
 }
 
 /* The spec's pseudo-code as written (6.1), in plain products. */
-static double oracle(double a, double d, const double *b, const double *c, size_t k,
-                     double c_mult, double S, double n)
+static double oracle(double a, double d, const double *b, const double *c, size_t k, double c_mult,
+                     double S, double n)
 {
 	double y, b0 = 0;
 	uint64_t K = (uint64_t)floor(n / S);
@@ -89,10 +89,10 @@ static void test_spec_recommendation_table(void)
 {
 	static const double n[4] = {32e6, 64e6, 128e6, 640e6};
 	static const double want[4][4] = {
-		{0.81753, 0.84164, 0.86578, 0.88323},
-		{0.75379, 0.76699, 0.79602, 0.82011},
-		{0.71271, 0.70400, 0.73234, 0.75872},
-		{0.68824, 0.61448, 0.62435, 0.64864},
+	    {0.81753, 0.84164, 0.86578, 0.88323},
+	    {0.75379, 0.76699, 0.79602, 0.82011},
+	    {0.71271, 0.70400, 0.73234, 0.75872},
+	    {0.68824, 0.61448, 0.62435, 0.64864},
 	};
 	static const size_t best_scaled[4] = {1, 1, 2, 2};
 	struct scaling_params p = published();
@@ -212,8 +212,8 @@ static void test_fit_fixed_a_exact(void)
 {
 	struct scaling_params p = published();
 	struct scaling_obs obs[20];
-	struct scaling_fit_opts o = {.d = 0.1, .a = 0.025, .seed = 7,
-	                             .max_evaluations = SCALING_MAX_EVALUATIONS};
+	struct scaling_fit_opts o = {
+	    .d = 0.1, .a = 0.025, .seed = 7, .max_evaluations = SCALING_MAX_EVALUATIONS};
 	struct scaling_fit_result r;
 	size_t n = synth(&p, obs);
 
@@ -235,7 +235,10 @@ static void test_fit_searched_a(void)
 {
 	struct scaling_params p = published(), q;
 	struct scaling_obs obs[20];
-	struct scaling_fit_opts o = {.d = 0.1, .a = NAN, .a_upper = 0.0496, .seed = 42,
+	struct scaling_fit_opts o = {.d = 0.1,
+	                             .a = NAN,
+	                             .a_upper = 0.0496,
+	                             .seed = 42,
 	                             .max_evaluations = SCALING_MAX_EVALUATIONS};
 	struct scaling_fit_result r, r2;
 	size_t n;
@@ -252,8 +255,8 @@ static void test_fit_searched_a(void)
 	CHECK_INT(scaling_fit(obs, n, 4, 12.8e6, &o, &r), 0);
 	CHECK_INT(r.evaluations, SCALING_MAX_EVALUATIONS);
 	CHECK_INT(r.grid_points, 1000000);
-	printf("  fit (a searched): a %.5f (true %.5f) residual %.3g rmse %.3g\n", r.params.a,
-	       p.a, r.residual, sqrt(r.residual / (double)n));
+	printf("  fit (a searched): a %.5f (true %.5f) residual %.3g rmse %.3g\n", r.params.a, p.a,
+	       r.residual, sqrt(r.residual / (double)n));
 	for (int i = 0; i < 4; i++)
 		printf("    bucket %d: b %.3f (%.3f) c %.3f (%.3f)\n", i, r.params.b[i], p.b[i],
 		       r.params.c[i], p.c[i]);
