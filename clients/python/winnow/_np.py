@@ -49,15 +49,28 @@ def b64_vector(vec):
     return {"dtype": dt, "b64": base64.b64encode(le_rows(vec, dt).tobytes()).decode("ascii")}
 
 
-def b64_rows(arr):
-    """The {"dtype", "b64"} objects of every row of a 2-D array, converted once."""
+def b64_text_rows(arr):
+    """(dtype, [base64 text of each row]) of a 2-D array, converted once. When a row is a
+    multiple of 3 bytes (768-d f16 or f32 rows are), the whole array is encoded in one call and
+    cut into rows, which is exact (base64 maps 3 bytes to 4 characters) and several times
+    faster than a call per row."""
     dt = wire_dtype(arr)
     a = le_rows(arr, dt)
     raw = a.tobytes()
-    step = a.shape[1] * a.itemsize
+    n = a.shape[0]
+    step = a.shape[1] * a.itemsize if n else 0
+    if step % 3 == 0:
+        text = base64.b64encode(raw).decode("ascii")
+        w = step // 3 * 4
+        return dt, [text[i * w:(i + 1) * w] for i in range(n)]
     enc = base64.b64encode
-    return [{"dtype": dt, "b64": enc(raw[i * step:(i + 1) * step]).decode("ascii")}
-            for i in range(a.shape[0])]
+    return dt, [enc(raw[i * step:(i + 1) * step]).decode("ascii") for i in range(n)]
+
+
+def b64_rows(arr):
+    """The {"dtype", "b64"} objects of every row of a 2-D array."""
+    dt, rows = b64_text_rows(arr)
+    return [{"dtype": dt, "b64": r} for r in rows]
 
 
 def load_npy(data):

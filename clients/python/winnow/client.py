@@ -36,7 +36,9 @@ def _q(segment):
 
 
 def _dumps(obj):
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # ensure_ascii (the default) is about 3 times faster than ensure_ascii=False on long
+    # strings, and the daemon reads \u escapes back to the same text
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
 def _jsonable_embeddings(rec):
@@ -309,10 +311,14 @@ class Client:
         if meta is not None and len(meta) != n:
             raise ValueError("winnow: meta has %d entries for %d ids" % (len(meta), n))
 
+        keys = {s: _dumps(s) for s in vectors}
+
         def gen():
+            # Lines are written as text around the base64 (which needs no escaping), so
+            # json.dumps never walks the long vector strings.
             for a in range(0, n, batch):
                 b = min(n, a + batch)
-                enc = {s: _np.b64_rows(arr[a:b]) for s, arr in vectors.items()}
+                enc = {s: _np.b64_text_rows(arr[a:b]) for s, arr in vectors.items()}
                 for i in range(a, b):
                     rec = {"id": str(ids[i])}
                     if meta is not None and meta[i]:
@@ -328,8 +334,9 @@ class Client:
                                 extra[k] = v
                         if extra:
                             rec["meta"] = dict(rec.get("meta") or {}, **extra)
-                    rec["embeddings"] = {s: e[i - a] for s, e in enc.items()}
-                    yield rec
+                    emb = ",".join('%s:{"dtype":"%s","b64":"%s"}' % (keys[s], dt, rows[i - a])
+                                   for s, (dt, rows) in enc.items())
+                    yield ('%s,"embeddings":{%s}}' % (_dumps(rec)[:-1], emb)).encode("ascii")
         return self.ingest(dataset, gen(), batch_bytes=1 << 62, batch_count=batch,
                            progress=progress)
 
