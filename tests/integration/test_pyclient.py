@@ -138,6 +138,14 @@ def keep_alive_reconnect_keys_and_body_limit():
         time.sleep(2.5)  # the daemon closes connections idle for 1 s
         assert_eq(admin.get_dataset("k")["name"], "k")
         assert_eq(admin.connections_opened, 2, "a new connection after the idle close")
+        # the same without the idle check: the request fails on the dead connection before
+        # any answer, and is sent once more on a new one
+        blind = winnow.Client(url, key="py-admin-key-1")
+        blind._t._stale = lambda: False
+        assert_eq(blind.get_dataset("k")["name"], "k")
+        time.sleep(2.5)
+        assert_eq(blind.get_dataset("k")["name"], "k")
+        assert_eq(blind.connections_opened, 2, "resent on a new connection")
         # the key from WINNOW_KEY; a read key cannot write; no key is a 401
         os.environ["WINNOW_KEY"] = "py-read-key-2"
         try:
