@@ -161,9 +161,7 @@ class Transport:
                 data = raw.read()
             except (OSError, http.client.HTTPException) as exc:
                 self.drop()
-                raise WinnowError(status=raw.status, code="unreachable", title="connection lost",
-                                  detail="%s %s: the answer was cut off (%s)"
-                                         % (method, path, exc)) from None
+                raise cut_off(method, path, exc, raw.status) from None
             if raw.will_close:
                 self.drop()
             if raw.status >= 400:
@@ -173,6 +171,16 @@ class Transport:
 
     def close(self):
         self.drop()
+
+
+def cut_off(method, path, exc, status=None):
+    """The WinnowError for an answer whose body stopped arriving: "timeout" when the read
+    timed out, else "unreachable" (the connection was lost)."""
+    if isinstance(exc, socket.timeout):
+        return WinnowError(status=status, code="timeout", title="request timed out",
+                           detail="%s %s: the answer stopped arriving (%s)" % (method, path, exc))
+    return WinnowError(status=status, code="unreachable", title="connection lost",
+                       detail="%s %s: the answer was cut off (%s)" % (method, path, exc))
 
 
 def _problem(status, headers, data):

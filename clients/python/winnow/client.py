@@ -10,13 +10,14 @@ Caveats: numpy is imported only by the methods that take or return arrays.
 """
 
 import base64
+import http.client
 import json
 import os
 import time
 import urllib.parse
 
 from . import _np
-from ._http import Transport
+from ._http import Transport, cut_off
 from .errors import WinnowError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -81,7 +82,12 @@ class Export:
             raise StopIteration
         raw = self._resp.raw
         while True:
-            line = raw.readline() if raw is not None else b""
+            try:
+                line = raw.readline() if raw is not None else b""
+            except (OSError, http.client.HTTPException) as exc:
+                self._done = True
+                self._resp.close(complete=False)
+                raise cut_off("GET", "export", exc, 200) from None
             if not line:
                 self._done = True
                 self._resp.close(complete=True)
@@ -269,7 +275,7 @@ class Client:
                 total["errors"].append(err)
             total["batches"] += 1
             if progress is not None:
-                progress(dict(total))
+                progress(dict(total, errors=list(total["errors"])))
 
         for pos, rec in enumerate(records, 1):
             if isinstance(rec, str):
