@@ -134,7 +134,13 @@ class Transport:
             reused = self.used
             self.used = True
             try:
-                self.conn.request(method, target, body=body, headers=hdrs)
+                try:
+                    self.conn.request(method, target, body=body, headers=hdrs)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The daemon may have answered and closed before taking the whole body
+                    # (413 for a Content-Length over --body-limit): read that answer if it
+                    # is there; if not, getresponse() raises and the connection is dead.
+                    pass
                 raw = self.conn.getresponse()
             except ConnectionRefusedError as exc:
                 self.drop()
