@@ -115,6 +115,15 @@ def unreachable_names_the_url():
             os.environ["WINNOW_URL"] = saved
 
 
+@test
+def operations():
+    c = client()
+    assert c.livez() is True and c.readyz() is True
+    assert "winnow_http_requests_total{" in c.metrics()
+    doc = c.openapi()
+    assert "/v1/datasets/{name}/search" in doc["paths"], sorted(doc["paths"])[:5]
+
+
 # ---- the connection: keep-alive, reconnect, keys, body limit ------------------------------
 @test
 def keep_alive_reconnect_keys_and_body_limit():
@@ -363,7 +372,7 @@ def search_equals_numpy_brute_force():
     assert_eq(c.put_index("s", "v", "Flat", "cosine"), None)
     ix = c.get_index("s", "v")
     assert_eq((ix["state"], ix["vectors"]), ("ready", n))
-    assert_eq([i["space"] if "space" in i else i.get("name") for i in c.list_indexes("s")], ["v"])
+    assert_eq([i["space"] for i in c.list_indexes("s")], ["v"])
     xn = unit(x)
     q = rng.standard_normal((6, dim)).astype(np.float32)
     sims = unit(q) @ xn.T

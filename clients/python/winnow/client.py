@@ -168,7 +168,7 @@ class Client:
         r = self._t.request(method, path, data, "application/json" if data is not None else None,
                             query)
         loc = r.headers.get("location", "")
-        job = loc.rsplit("/", 1)[-1] if loc.startswith("/v1/jobs/") else None
+        job = loc.rsplit("/", 1)[-1] if "/v1/jobs/" in loc else None
         if job is None:
             j = _job_of(r.json())
             if j is not None and j.get("state") not in _TERMINAL:
