@@ -14,7 +14,8 @@ Flat cosine index, then times against that one daemon:
      a small dataset (--gallery records, Flat) so that the wire, not the scan, is what differs.
 
 Each figure is the mean and p50 over --requests requests (batches: --batches) in one
-sequential client, after a warm-up. Prints one line per measurement and PASS/MISS for the
+sequential client, after a warm-up; the ways compared are timed in turns, request by request,
+so that other load on the machine weighs on each alike. Prints one line per measurement and PASS/MISS for the
 claims docs/python.md makes: keep-alive is cheaper than a new connection per request, and
 raw rows are cheaper than JSON for a batch. Exit 0 when everything ran."""
 
@@ -69,6 +70,11 @@ class Winnowd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def stats(ts):
+    ts = sorted(ts)
+    return sum(ts) / len(ts), ts[len(ts) // 2]
+
+
 def timed(fn, n, fresh=None):
     """Mean and p50 seconds of n calls of fn (fresh() runs before each, untimed)."""
     ts = []
@@ -78,8 +84,22 @@ def timed(fn, n, fresh=None):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    ts.sort()
-    return sum(ts) / n, ts[n // 2]
+    return stats(ts)
+
+
+def interleaved(n, *ways):
+    """(mean, p50) of each way, timed in turns (way 1, way 2, ..., way 1, ...) so that a
+    machine whose load swings (other jobs on the cores) weighs on every way alike. A way is
+    (fn, fresh): fresh() runs untimed before each call of fn."""
+    ts = [[] for _ in ways]
+    for _ in range(n):
+        for k, (fn, fresh) in enumerate(ways):
+            if fresh is not None:
+                fresh()
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
+    return [stats(t) for t in ts]
 
 
 def line(what, mean, p50, per=""):
@@ -121,13 +141,11 @@ def main():
         small = lambda: c.get_dataset("b")  # noqa: E731
         one = lambda: c.search("b", q1, limit=10)  # noqa: E731
         timed(small, 200)
-        ka = timed(small, a.requests)
-        nc = timed(small, a.requests, fresh=drop)
+        ka, nc = interleaved(a.requests, (small, None), (small, drop))
         line("GET keep-alive", *ka)
         line("GET new connection", *nc)
         timed(one, 50)
-        ska = timed(one, a.requests // 4)
-        snc = timed(one, a.requests // 4, fresh=drop)
+        ska, snc = interleaved(a.requests // 4, (one, None), (one, drop))
         line("search 1 query keep-alive", *ska)
         line("search 1 query new connection", *snc)
         extra = nc[0] - ka[0]
@@ -147,17 +165,19 @@ def main():
         as_b64 = lambda: c._json("POST", path, {"vectors": b64, "limit": 10})  # noqa: E731
         as_raw = lambda: c.search_batch("w", qb, limit=10)  # noqa: E731
         assert as_raw() == as_b64()["queries"] == as_lists()["queries"]
-        results = {}
-        for name, fn in (("JSON lists", as_lists), ("JSON base64", as_b64), ("raw rows", as_raw)):
+        forms = (("JSON lists", as_lists), ("JSON base64", as_b64), ("raw rows", as_raw))
+        for _, fn in forms:
             timed(fn, 5)
-            results[name] = timed(fn, a.batches)
+        results = dict(zip([f[0] for f in forms],
+                           interleaved(a.batches, *[(fn, None) for _, fn in forms])))
+        for name, _ in forms:
             line("batch of 64 %s" % name, *results[name],
                  per=", %.3f ms a query" % (results[name][0] / 64 * 1e3))
         good = results["raw rows"][0] < results["JSON base64"][0] < results["JSON lists"][0]
         ok &= good
         print("pyclient raw rows < JSON base64 < JSON lists for a batch: %s"
               % ("PASS" if good else "MISS"))
-        assert c.connections_opened >= a.requests, c.connections_opened
+        assert c.connections_opened >= a.requests, c.connections_opened  # drop() took effect
         c.close()
     finally:
         d.close()
