@@ -306,9 +306,9 @@ class Client:
         """Ingest records from numpy arrays: ids (a sequence of N str), vectors ({space: array
         of shape (N, dim)}, float16 sent as f16, anything else as f32, base64 little-endian)
         and meta (None, or N dicts: "kind", "text", "image", "meta", "signals" are taken as
-        the record's fields, any other key goes into the record's "meta"; a row whose vector
-        should be absent can use a space missing from the dict, not NaN). batch: records per
-        request. Returns what ingest() returns."""
+        the record's fields, any other key goes into the record's "meta"). Every record gets a
+        vector in every space given: records that lack one go in another call without that
+        space. batch: records per request. Returns what ingest() returns."""
         n = len(ids)
         for space, arr in vectors.items():
             if not _np.is_array(arr) or arr.ndim != 2 or arr.shape[0] != n:
