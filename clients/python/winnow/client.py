@@ -24,8 +24,8 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 # Record fields of the ingest format; ingest_arrays moves any other metadata key into "meta".
 _RECORD_FIELDS = ("kind", "text", "image", "meta", "signals")
-# Search options the raw-rows form carries in its query string.
-_RAW_OPTS = ("space", "limit", "score_threshold", "metric", "subset")
+# Search params the raw-rows form carries in its query string (with space, limit,
+# score_threshold, metric, subset and plain "with" names).
 _RAW_PARAMS = ("ef_search", "nprobe", "exact")
 _BATCH_MAX = 1024           # query rows per search request (the daemon's bound)
 _TERMINAL = ("succeeded", "failed", "cancelled")
@@ -496,6 +496,8 @@ class Client:
     def _search_body(space, limit, score_threshold, metric, with_, params, subset, rescore,
                      relevance, hubness, query_space=None, page_token=None):
         body = {}
+        if isinstance(with_, str):
+            with_ = [with_]
         for k, v in (("space", space), ("limit", limit), ("score_threshold", score_threshold),
                      ("metric", metric), ("with", with_), ("params", params),
                      ("subset", subset), ("rescore", rescore), ("relevance", relevance),
@@ -541,6 +543,8 @@ class Client:
         n = len(vectors)
         if n == 0:
             return []
+        if isinstance(with_, str):
+            with_ = [with_]
         raw = (_np.is_array(vectors) and vectors.ndim == 2 and rescore is None and
                relevance is None and hubness is None and
                all(isinstance(w, str) for w in (with_ or ())) and
