@@ -191,7 +191,13 @@ def datasets_and_ingest_from_dicts():
     assert_eq(ds["spaces"], {"a": {"dim": 3, "dtype": "f16"}, "b": {"dim": 3, "dtype": "f32"}})
     assert_eq(c.create_dataset("d", {"a": {"dim": 3, "dtype": "f16"}, "b": 3},
                                kinds=["text"])["name"], "d")
-    assert "d" in [x["name"] for x in c.list_datasets()]
+    c.create_dataset("d2", {})
+    c.create_dataset("d3", {})
+    names = [x["name"] for x in c.list_datasets()]
+    assert {"d", "d2", "d3"} <= set(names) and names == sorted(names), names
+    assert_eq([x["name"] for x in c.list_datasets(page_size=1)], names, "pages followed")
+    c.drop_dataset("d2")
+    c.drop_dataset("d3")
     rng = np.random.default_rng(3)
     b = rng.standard_normal((25, 3)).astype(np.float32)
     recs = []

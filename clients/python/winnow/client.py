@@ -222,16 +222,17 @@ class Client:
         """The dataset object (schema, live records, rows, created_at)."""
         return self._json("GET", self._ds(name))
 
-    def list_datasets(self):
-        """Every dataset, sorted by name (pages followed when the daemon pages the list)."""
-        out, query = [], None
+    def list_datasets(self, page_size=None):
+        """Every dataset, sorted by name. A daemon that pages the list answers page_size
+        (or its default) at a time with a next_page_token; the pages are followed."""
+        out, query = [], {"page_size": page_size}
         while True:
             page = self._json("GET", "/v1/datasets", query=query)
             out.extend(page.get("datasets", []))
-            token = page.get("next_page_token") or page.get("page_token")
+            token = page.get("next_page_token")
             if not token:
                 return out
-            query = {"page_token": token}
+            query = {"page_size": page_size, "page_token": token}
 
     def drop_dataset(self, name):
         """DELETE a dataset with all its records."""
