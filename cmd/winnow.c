@@ -721,19 +721,24 @@ static double job_num(json_t *j, const char *k)
 	return json_is_number(v) ? json_number_value(v) : -1;
 }
 
-static void job_draw(struct cli *s, json_t *j)
+/* The bar of job j. A finished job has no rate any more (null): last_rate, the last one
+ * seen while it ran, stands in. */
+static void job_draw(struct cli *s, json_t *j, double last_rate)
 {
 	double done = job_num(j, "processed"), total = job_num(j, "total");
-	char rate[32], eta[32], text[256];
+	double rate_v = job_num(j, "rate_per_s");
+	char rate[32], eta[32], text[256], st[24] = "";
 	const char *state = job_str(j, "state");
 
-	fmt_rate(rate, sizeof rate, job_num(j, "rate_per_s"), "rec");
+	fmt_rate(rate, sizeof rate, rate_v >= 0 ? rate_v : last_rate, "rec");
 	fmt_eta(eta, sizeof eta, job_num(j, "eta_s"));
 	if (strcmp(state, "succeeded") == 0)
 		snprintf(eta, sizeof eta, "done");
-	snprintf(text, sizeof text, "%.0f/%.0f  %s  %s  %s %s %s/%s", done < 0 ? 0 : done,
-	         total < 0 ? 0 : total, rate, eta, strcmp(state, "running") == 0 ? "" : state,
-	         job_str(j, "kind"), job_str(j, "dataset"), job_str(j, "target"));
+	else if (strcmp(state, "running") != 0)
+		snprintf(st, sizeof st, "%s ", state);
+	snprintf(text, sizeof text, "%.0f/%.0f  %s  %s  %s%s %s/%s", done < 0 ? 0 : done,
+	         total < 0 ? 0 : total, rate, eta, st, job_str(j, "kind"), job_str(j, "dataset"),
+	         job_str(j, "target"));
 	bar_draw(s, total > 0 ? done / total : (strcmp(state, "succeeded") == 0 ? 1 : 0), text);
 }
 
@@ -743,7 +748,7 @@ static void job_draw(struct cli *s, json_t *j)
 static int job_wait(struct cli *s, const char *id, double timeout, json_t **out)
 {
 	char *path = upath("/v1/jobs/%s", id);
-	double t0 = now_s();
+	double t0 = now_s(), last_rate = -1;
 	json_t *j = NULL;
 	const char *state;
 	int rc;
@@ -754,10 +759,12 @@ static int job_wait(struct cli *s, const char *id, double timeout, json_t **out)
 		if (rc != 0)
 			goto out;
 		state = job_str(j, "state");
+		if (job_num(j, "rate_per_s") >= 0)
+			last_rate = job_num(j, "rate_per_s");
 		if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)
 			break;
 		if (s->tty && !s->quiet)
-			job_draw(s, j);
+			job_draw(s, j, last_rate);
 		if (timeout > 0 && now_s() - t0 >= timeout) {
 			bar_done(s);
 			fprintf(stderr, "winnow: job %s is still %s after %g s (it goes on: winnow wait %s)\n",
@@ -768,15 +775,15 @@ static int job_wait(struct cli *s, const char *id, double timeout, json_t **out)
 		usleep(s->tty ? 150000 : 200000);
 	}
 	if (s->tty && !s->quiet) {
-		job_draw(s, j);
+		job_draw(s, j, last_rate);
 		bar_done(s);
 	} else if (!s->quiet) {
 		char rate[32] = "";
 
-		if (job_num(j, "rate_per_s") >= 0) {
+		if (last_rate >= 0) {
 			rate[0] = ',';
 			rate[1] = ' ';
-			fmt_rate(rate + 2, sizeof rate - 2, job_num(j, "rate_per_s"), "rec");
+			fmt_rate(rate + 2, sizeof rate - 2, last_rate, "rec");
 		}
 		fprintf(stderr, "winnow: job %s %s: %.0f/%.0f processed%s\n", id, state,
 		        job_num(j, "processed"), job_num(j, "total"), rate);
