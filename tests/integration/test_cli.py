@@ -276,6 +276,34 @@ def datacomp_pipeline_with_the_cli_only():
 
 
 @test
+def ingest_stops_at_a_refused_batch_and_resumes():
+    """A daemon with a 64 KiB body limit: small batches pass; a line larger than the limit
+    is refused (413), the ingest stops there and names the line to resume from; the lines
+    before it are stored, and --from-line after it finishes the file."""
+    pool = curate.Pool(600, seed=9)
+    tmp = tempfile.mkdtemp(prefix="winnow-cli-")
+    try:
+        src = os.path.join(tmp, "p.ndjson")
+        big = dict(pool.record(400), meta={"pad": "x" * 70000})
+        pool_file(pool, src, {400: json.dumps(big)})
+        with wn.Daemon(extra_args=["--body-limit", "64K"], log_level="info") as d:
+            ok(d, "create", "p", json.dumps(SCHEMA))
+            rc, out, err = run(d, "ingest", "p", src, "--batch-bytes", "32K")
+            assert_eq(rc, 1, "a refused batch exits 1: " + err[-800:])
+            assert "HTTP 413 body_too_large" in err, err
+            assert "resume with --from-line 401" in err, err
+            s = json.loads(out)
+            assert_eq((s["accepted"], s["rejected"], s["resume_from_line"]), (400, 0, 401))
+            assert_eq(ok(d, "dataset", "p")["records"], 400)
+            s = ok(d, "ingest", "p", src, "--batch-bytes", "32K", "--from-line", "402")
+            assert_eq((s["accepted"], s["from_line"], s["lines"]), (199, 402, 600))
+            assert_eq(ok(d, "dataset", "p")["records"], 599)
+            assert_eq(run(d, "get", "p", pool.ids[400])[0], 1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
 def wait_reports_failed_jobs():
     """A subset over a filter with pending records fails its job: --wait exits 4 with the
     job's error code; wait on an unknown job is the daemon's 404 (exit 1)."""
@@ -299,6 +327,60 @@ def wait_reports_failed_jobs():
     assert_eq(rc, 1)
     assert "HTTP 404 job_not_found" in err, err
     ok(d, "drop", "w")
+
+
+@test
+def adapters_and_hubness_verbs():
+    """An adapter trained from a pairs file (--wait), used in a search; a hubness
+    normaliser computed (--wait), listed, reported and deleted."""
+    d = shared()
+    rng = np.random.default_rng(5)
+    n, dim = 400, 8
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    ok(d, "create", "ah", json.dumps({"spaces": {"v": {"dim": dim}}}))
+    ok(d, "ingest", "ah", "-", stdin=wn.ndjson(
+        {"id": "r%d" % i, "kind": "text", "embeddings": {"v": curate.emb(vecs[i])}}
+        for i in range(n)))
+    tmp = tempfile.mkdtemp(prefix="winnow-cli-")
+    try:
+        # 40 queries; a record is relevant to a query when their cosine is above 0.3
+        qs = rng.standard_normal((40, dim)).astype(np.float32)
+        cos = (qs / np.linalg.norm(qs, axis=1, keepdims=True)) @ \
+              (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).T
+        pairs = os.path.join(tmp, "pairs.ndjson")
+        with open(pairs, "w") as f:
+            for qi in range(40):
+                for ri in rng.choice(n, 20, replace=False):
+                    f.write(json.dumps({"query": qs[qi].tolist(), "id": "r%d" % ri,
+                                        "label": int(cos[qi, ri] > 0.3)}) + "\n")
+        a = ok(d, "adapter", "put", "ah", "rel", '{"space": "v", "hidden": 8, "max_epochs": 30}')
+        assert_eq(a["name"], "rel")
+        s = ok(d, "adapter", "pairs", "ah", "rel", pairs)
+        assert_eq((s["accepted"], s["rejected"], s["queries"]), (800, 0, 40))
+        a = ok(d, "adapter", "train", "ah", "rel", "--wait")
+        assert_eq(a["state"], "trained")
+        assert_eq(a["training"]["pairs"]["train"] + a["training"]["pairs"]["held_out"], 800)
+        assert_eq([x["name"] for x in ok(d, "adapter", "list", "ah")["adapters"]], ["rel"])
+        assert_eq(ok(d, "adapter", "get", "ah", "rel")["version"], a["version"])
+        rc, out, err = run(d, "search", "ah", "--space", "v", "--record", "r0", "--limit", "3")
+        assert_eq(rc, 0)
+        assert_eq(len(json.loads(out)["results"]), 3)
+        assert_eq(run(d, "adapter", "delete", "ah", "rel")[0], 0)
+        assert_eq(run(d, "adapter", "get", "ah", "rel")[0], 1)
+        # hubness: a query bank inline, computed by a job
+        body = os.path.join(tmp, "hub.json")
+        with open(body, "w") as f:
+            json.dump({"space": "v", "query_bank": {"vectors": qs.tolist()}}, f)
+        h = ok(d, "hubness", "put", "ah", "dbn", "@" + body, "--wait")
+        assert_eq((h["name"], h["ready"]), ("dbn", True))
+        assert_eq([x["name"] for x in ok(d, "hubness", "list", "ah")["normalizers"]], ["dbn"])
+        r = ok(d, "hubness", "report", "ah", "dbn",
+               json.dumps({"queries": {"vectors": qs[:10].tolist()}, "k": 5}))
+        assert_eq((r["queries"], r["k"], r["gallery"]), (10, 5, n))
+        assert_eq(run(d, "hubness", "delete", "ah", "dbn")[0], 0)
+        ok(d, "drop", "ah")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- under a terminal ---------------------------------------------------------------------
