@@ -137,6 +137,7 @@ struct call {
 	long status;
 	struct buf ans;
 	size_t sunk;      /* bytes written to sink */
+	size_t newlines;  /* '\n' bytes written to sink */
 	char tail[4096];  /* the last bytes written to sink (for a trailing NDJSON error line) */
 	size_t tail_len;
 	int sink_error;
@@ -163,6 +164,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 				return 0;
 			}
 			c->sunk += n;
+			for (const char *q = ptr; (q = memchr(q, '\n', (size_t)(ptr + n - q))) != NULL; q++)
+				c->newlines++;
 			if (n >= sizeof c->tail) {
 				memcpy(c->tail, ptr + n - sizeof c->tail, sizeof c->tail);
 				c->tail_len = sizeof c->tail;
@@ -1461,6 +1464,8 @@ static int v_export(struct cli *s, char **a, const struct opts *o)
 	}
 	if (rc == 0 && strcmp(fmt, "npy") == 0 && c.sunk >= 128)
 		count = (long long)(c.sunk - 128) / 16;
+	if (rc == 0 && strcmp(fmt, "ids") == 0)
+		count = (long long)c.newlines;
 	if (!to_stdout) {
 		if (fclose(c.sink) != 0 && rc == 0) {
 			fprintf(stderr, "winnow: cannot write %s: %s\n", part, strerror(errno));

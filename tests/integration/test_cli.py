@@ -198,9 +198,12 @@ def datacomp_pipeline_with_the_cli_only():
             assert_eq(lines[-1]["summary"]["count"], s["count"])
             ids += [l["id"] for l in lines[:-1]]
         assert_eq(ids, list(np.array(pool.ids)[keep]), "slices")
-        # ids to stdout
+        # ids to stdout, and to a file
         rc, out, err = run(d, "export", "dc", "top30", "--format", "ids")
         assert_eq((rc, out.split()), (0, ids))
+        p = os.path.join(tmp, "top30.ids")
+        s = ok(d, "export", "dc", "top30", "--format", "ids", "-o", p)
+        assert_eq((s["count"], open(p).read().split()), (len(ids), ids))
         # why: a member and a record below the cut
         out_i = int(np.flatnonzero(np.isfinite(clip) & ~keep)[0])
         w = ok(d, "why", "dc", pool.ids[out_i], "--subset", "top30")
