@@ -560,6 +560,18 @@ static char *json_arg(const char *arg, json_t **parsed)
 	return t;
 }
 
+/* {"key": v} as compact JSON text (v borrowed). Returns a new string or NULL. */
+static char *dump_wrapped(const char *key, json_t *v)
+{
+	json_t *o = json_object();
+	char *t = NULL;
+
+	if (o != NULL && json_object_set(o, key, v) == 0)
+		t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+	json_decref(o);
+	return t;
+}
+
 /* The same JSON value the daemon makes of a query-string number (api/search.c qs_number),
  * so that a page token of a raw-rows search continues as a JSON search. */
 static json_t *qs_number(const char *v)
@@ -1318,7 +1330,8 @@ static int v_filter_sweep(struct cli *s, char **a, const struct opts *o)
 		json_array_append_new(eps, json_real(x));
 		q += n + (q[n] == ',');
 	}
-	body = json_dumps(json_pack("{s:o}", "eps", eps), JSON_COMPACT);
+	body = dump_wrapped("eps", eps);
+	json_decref(eps);
 	rc = body ? simple(s, "POST", p, body, "application/json") : EXIT_USAGE;
 	free(body);
 	free(p);
@@ -1336,7 +1349,7 @@ static int v_subset_put(struct cli *s, char **a, const struct opts *o)
 	/* a bare list of steps is the common case: wrap it */
 	if (body != NULL && json_is_array(v)) {
 		free(body);
-		body = json_dumps(json_pack("{s:O}", "steps", v), JSON_COMPACT);
+		body = dump_wrapped("steps", v);
 	}
 	if (body != NULL)
 		rc = start_job(s, o, "PUT", p, body, p);
@@ -1686,9 +1699,9 @@ static int search_or_count(struct cli *s, char **a, const struct opts *o, int co
 	if (o->v[O_VECTOR] != NULL) {
 		char *t = json_arg(o->v[O_VECTOR], &qv);
 
-		free(t);
 		if (t == NULL)
 			goto out;
+		free(t);
 		vecs = json_is_array(qv) && json_is_array(json_array_get(qv, 0)) ? qv : NULL;
 		json_object_set(params, vecs ? "vectors" : "vector", qv);
 	} else {
@@ -1833,7 +1846,7 @@ static int v_signal(struct cli *s, char **a, const struct opts *o)
 	/* {"clip_b32": 0.3} is the signals themselves; {"signals": {...}} the whole patch */
 	if (body != NULL && json_is_object(v) && json_object_get(v, "signals") == NULL) {
 		free(body);
-		body = json_dumps(json_pack("{s:O}", "signals", v), JSON_COMPACT);
+		body = dump_wrapped("signals", v);
 	}
 	if (body != NULL)
 		rc = simple(s, "PATCH", p, body, "application/merge-patch+json");
