@@ -40,6 +40,8 @@ def run(d, *args, stdin=None, env=None, timeout=120):
                        env=e, timeout=timeout * wn.SLOW)
     out, err = p.stdout.decode(), p.stderr.decode()
     assert not CONTROL.search(err), "control characters on stderr: %r" % err[:500]
+    bad = wn.sanitizer_text(err.splitlines())
+    assert not bad, "sanitizer report from the CLI:\n" + err[-3000:]
     return p.returncode, out, err
 
 
