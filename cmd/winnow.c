@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "lib/b64.h"
+#include "lib/jsonnum.h"
 
 #define WINNOW_DEFAULT_URL "http://127.0.0.1:8080"
 #define DEFAULT_BATCH_BYTES (64ull << 20)
@@ -388,6 +389,9 @@ static int print_json(json_t *v)
 		fprintf(stderr, "winnow: out of memory\n");
 		return EXIT_USAGE;
 	}
+	/* answers the CLI puts together print reals as the daemon does: 0.3, not jansson's
+	 * 0.29999999999999999 */
+	jsonnum_shorten(t, strlen(t));
 	rc = puts(t) < 0 || fflush(stdout) != 0 ? EXIT_USAGE : 0;
 	free(t);
 	return rc;
@@ -905,11 +909,38 @@ static int start_job(struct cli *s, const struct opts *o, const char *method, co
 
 typedef int (*verb_fn)(struct cli *s, char **a, const struct opts *o);
 
+/* Every page of the list, as one {"datasets": [...]}. */
 static int v_datasets(struct cli *s, char **a, const struct opts *o)
 {
+	json_t *all = json_array(), *page = NULL;
+	const char *tok = NULL;
+	int rc = 0;
 	(void)a;
-	(void)o;
-	return simple(s, "GET", "/v1/datasets", NULL, NULL);
+
+	do {
+		char *p = upath("/v1/datasets");
+
+		qadd(&p, "page_size", o->v[O_LIMIT]);
+		qadd(&p, "page_token", tok);
+		json_decref(page);
+		page = NULL;
+		rc = get_json(s, "GET", p, NULL, &page);
+		free(p);
+		if (rc != 0)
+			break;
+		json_array_extend(all, json_object_get(page, "datasets"));
+		tok = json_string_value(json_object_get(page, "next_page_token"));
+	} while (tok != NULL);
+	if (rc == 0) {
+		json_t *out = json_object();
+
+		json_object_set(out, "datasets", all);
+		rc = print_json(out);
+		json_decref(out);
+	}
+	json_decref(page);
+	json_decref(all);
+	return rc;
 }
 
 static int v_health(struct cli *s, char **a, const struct opts *o)
@@ -1910,7 +1941,8 @@ static const struct verb {
 	const char *synopsis, *help;
 } verbs[] = {
 	{"health", NULL, 0, 0, 0, v_health, "health", "is the daemon ready (GET /readyz)"},
-	{"datasets", NULL, 0, 0, 0, v_datasets, "datasets", "list the datasets"},
+	{"datasets", NULL, 0, 0, B(O_LIMIT), v_datasets, "datasets [--limit PAGE_SIZE]",
+	 "list every dataset (all pages)"},
 	{"dataset", NULL, 1, 1, 0, v_dataset, "dataset DS", "one dataset: schema and counts"},
 	{"create", NULL, 2, 2, 0, v_create, "create DS SCHEMA", "create a dataset (JSON or @FILE)"},
 	{"drop", NULL, 1, 1, 0, v_drop, "drop DS", "delete a dataset and everything in it"},

@@ -80,7 +80,13 @@ def basics_without_a_terminal():
     assert_eq(ok(d, "get", "b", "x")["embeddings"]["t"], [1.0, 0.0])
     assert "embeddings" not in ok(d, "get", "b", "x", "--no-embeddings")
     assert_eq(ok(d, "dataset", "b")["records"], 1)
-    assert_eq([x["name"] for x in ok(d, "datasets")["datasets"] if x["name"] == "b"], ["b"])
+    ok(d, "create", "b2", json.dumps({"spaces": {"t": {"dim": 2}}}))
+    want = [x["name"] for x in d.get_json("/v1/datasets?page_size=1000")[2]["datasets"]]
+    assert "b" in want and "b2" in want, want
+    assert_eq([x["name"] for x in ok(d, "datasets")["datasets"]], want)
+    assert_eq([x["name"] for x in ok(d, "datasets", "--limit", "1")["datasets"]], want,
+              "every page of one dataset")
+    ok(d, "drop", "b2")
     rc, out, err = run(d, "get", "b", "nope")
     assert_eq(rc, 1)
     assert "HTTP 404 record_not_found" in err, err
