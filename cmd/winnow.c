@@ -2022,10 +2022,13 @@ static void usage(FILE *f)
 	fprintf(f, "usage: winnow [--url URL] [--key KEY] [--quiet] VERB [ARG...] [OPTION...]\n\n");
 	for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
 		const char *syn = verbs[i].synopsis;
-		const char *nl = strrchr(syn, '\n');
-		int lastlen = (int)strlen(nl ? nl + 1 : syn);
+		int len = (int)strlen(syn);
 
-		fprintf(f, "  %s%*s %s\n", syn, lastlen < 50 ? 50 - lastlen : 1, "", verbs[i].help);
+		/* a long synopsis gets its description on a line of its own */
+		if (strchr(syn, '\n') != NULL || len > 49)
+			fprintf(f, "  %s\n  %50s %s\n", syn, "", verbs[i].help);
+		else
+			fprintf(f, "  %s%*s %s\n", syn, 50 - len, "", verbs[i].help);
 	}
 	fprintf(f,
 	        "\n"
