@@ -77,6 +77,16 @@ def basics_without_a_terminal():
     assert_eq([(e["line"], e["id"], e["code"]) for e in s["errors"]],
               [(3, "y", "dimension_mismatch")], "the blank line counts in the file's numbering")
     assert "line 3 id y dimension_mismatch" in err, err
+    # a batch whose every line is rejected (the daemon's 422) is reported the same way and
+    # the ingest goes on with the next batch
+    rc, out, err = run(d, "ingest", "b", "-", "--batch-bytes", "40",
+                       stdin=b'{"id": "z1", "embeddings": {"t": [1]}}\n'
+                       b'{"id": "z2", "embeddings": {"t": [1, 1]}}\n')
+    s = json.loads(out)
+    assert_eq((rc, s["accepted"], s["rejected"], s["batches"]), (6, 1, 1, 2))
+    assert_eq([(e["line"], e["id"]) for e in s["errors"]], [(1, "z1")])
+    assert "winnow: batch 1, lines 1-1: 0 accepted, 1 rejected" in err, err
+    assert_eq(run(d, "delete", "b", "z2")[0], 0)
     assert_eq(ok(d, "get", "b", "x")["embeddings"]["t"], [1.0, 0.0])
     assert "embeddings" not in ok(d, "get", "b", "x", "--no-embeddings")
     assert_eq(ok(d, "dataset", "b")["records"], 1)
