@@ -47,7 +47,7 @@ enum opt {
 	O_WAIT, O_TIMEOUT, O_BINS, O_THRESHOLD, O_METRIC, O_FORMAT, O_OUTPUT, O_FIELDS,
 	O_SLICES, O_SLICE, O_SUBSET, O_SPACE, O_VFILE, O_VECTOR, O_RECORD, O_QSPACE, O_LIMIT,
 	O_ALL, O_DATASET, O_BATCH, O_FROM, O_WITH, O_EXACT, O_EPS, O_NOEMB, O_DTYPE,
-	O_COUNT_
+	O_TABLE, O_COUNT_
 };
 
 #define B(o) (1u << (o))
@@ -70,7 +70,7 @@ static const struct optdef {
 	{"--batch-bytes", O_BATCH, 1},   {"--from-line", O_FROM, 1},
 	{"--with", O_WITH, 1},           {"--exact", O_EXACT, 0},
 	{"--eps", O_EPS, 1},             {"--no-embeddings", O_NOEMB, 0},
-	{"--dtype", O_DTYPE, 1},
+	{"--dtype", O_DTYPE, 1},         {"--table", O_TABLE, 0},
 };
 
 struct opts {
@@ -1369,6 +1369,60 @@ static int v_filter_sweep(struct cli *s, char **a, const struct opts *o)
 	return rc;
 }
 
+/* The :recommend answer as a table: one row a number of top buckets kept, the best marked. */
+static void print_recommend_table(const json_t *a)
+{
+	const json_t *curve = json_object_get(a, "curve"), *pt;
+	json_int_t best = json_integer_value(json_object_get(a, "best_m"));
+	size_t i;
+
+	printf("budget %.6g samples seen, pool %.6g, bucket size %.6g, scale_c %s\n",
+	       json_number_value(json_object_get(a, "budget_samples")),
+	       json_number_value(json_object_get(a, "pool_size")),
+	       json_number_value(json_object_get(a, "bucket_size")),
+	       json_is_true(json_object_get(a, "scale_c")) ? "on" : "off");
+	printf("   %3s  %6s  %12s  %10s  %9s  %9s\n", "m", "keep", "threshold", "kept", "error",
+	       "accuracy");
+	json_array_foreach(curve, i, pt) {
+		json_int_t m = json_integer_value(json_object_get(pt, "m"));
+		const json_t *thr = json_object_get(pt, "threshold");
+		char t[32] = "-";
+
+		if (json_is_number(thr))
+			snprintf(t, sizeof t, "%.6g", json_number_value(thr));
+		printf(" %s %3lld  %6.3f  %12s  %10lld  %9.5f  %9.5f\n", m == best ? "*" : " ",
+		       (long long)m, json_number_value(json_object_get(pt, "keep_fraction")), t,
+		       (long long)json_integer_value(json_object_get(pt, "kept")),
+		       json_number_value(json_object_get(pt, "predicted_error")),
+		       json_number_value(json_object_get(pt, "predicted_accuracy")));
+	}
+	if (json_object_get(a, "fit") != NULL)
+		printf("fitted: residual %.6g, rmse %.6g\n",
+		       json_number_value(json_object_get(json_object_get(a, "fit"), "residual")),
+		       json_number_value(json_object_get(json_object_get(a, "fit"), "rmse")));
+}
+
+static int v_recommend(struct cli *s, char **a, const struct opts *o)
+{
+	char *p = upath("/v1/datasets/%s/filters/%s:recommend", a[0], a[1]), *body;
+	json_t *ans = NULL;
+	int rc;
+
+	if (o->v[O_TABLE] == NULL)
+		return put_json(s, "POST", p, a[2]);
+	if ((body = json_arg(a[2], NULL)) == NULL) {
+		free(p);
+		return EXIT_USAGE;
+	}
+	rc = get_json(s, "POST", p, body, &ans);
+	if (rc == 0)
+		print_recommend_table(ans);
+	json_decref(ans);
+	free(body);
+	free(p);
+	return rc;
+}
+
 /* ---- subsets ---- */
 
 static int v_subset_put(struct cli *s, char **a, const struct opts *o)
@@ -1965,6 +2019,9 @@ static const struct verb {
 	 "records kept per eps (semdedup)"},
 	{"filter", "score", 2, 2, WAIT_OPTS, v_filter_score, "filter score DS NAME [--wait]",
 	 "score every record again"},
+	{"filter", "recommend", 3, 3, B(O_TABLE), v_recommend,
+	 "filter recommend DS NAME JSON [--table]",
+	 "the compute-aware keep fraction for a budget (--table: one row per m)"},
 	{"filter", "record", 3, 3, 0, v_filter_record, "filter record DS NAME ID",
 	 "one record's score and explanation"},
 	{"filter", "delete", 2, 2, 0, v_filter_delete, "filter delete DS NAME",

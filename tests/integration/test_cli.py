@@ -351,6 +351,40 @@ def wait_reports_failed_jobs():
 
 
 @test
+def recommend_prints_the_table():
+    """filter recommend: the JSON answer by default, with --table one row per number of top
+    buckets kept (the daemon's own figures) and the best one marked."""
+    d = shared()
+    rng = np.random.default_rng(4)
+    ok(d, "create", "rc", json.dumps({"spaces": {"image": {"dim": 4}, "text": {"dim": 4}}}))
+    lines = "".join(json.dumps({"id": "r%d" % i, "embeddings": {
+        "image": rng.standard_normal(4).tolist(), "text": rng.standard_normal(4).tolist()}}) + "\n"
+        for i in range(300))
+    ok(d, "ingest", "rc", "-", stdin=lines.encode())
+    ok(d, "filter", "put", "rc", "clip",
+       '{"type": "clip_score", "params": {"image_space": "image", "text_space": "text"}}', "--wait")
+    body = json.dumps({"budget_samples": 128000000, "pool_size": 128000000, "a": 0.025, "d": 0.1,
+                       "buckets": [{"b": -0.16, "c": 6.727}, {"b": -0.125, "c": 8.545}]})
+    ans = ok(d, "filter", "recommend", "rc", "clip", body)
+    assert_eq(ans["best_m"], 2, "best m")
+    rc, out, err = run(d, "filter", "recommend", "rc", "clip", body, "--table")
+    assert_eq(rc, 0, err)
+    rows = [l.split() for l in out.splitlines()[2:] if l.strip() and l.split()[0] in ("*", "1", "2")]
+    assert_eq(len(rows), 2, out)
+    for pt, row in zip(ans["curve"], rows):
+        best = row[0] == "*"
+        cols = row[1:] if best else row
+        assert_eq((int(cols[0]), best), (pt["m"], pt["m"] == ans["best_m"]), out)
+        assert_eq(int(cols[3]), pt["kept"], "kept")
+        assert abs(float(cols[4]) - pt["predicted_error"]) < 5e-6, (cols, pt)
+        assert abs(float(cols[5]) - pt["predicted_accuracy"]) < 5e-6, (cols, pt)
+    rc, out, err = run(d, "filter", "recommend", "rc", "clip", '{"budget_samples": 10}', "--table")
+    assert_eq(rc, 1, err)
+    assert "invalid_recommend_request" in err and "missing_field" in err, err
+    ok(d, "drop", "rc")
+
+
+@test
 def adapters_and_hubness_verbs():
     """An adapter trained from a pairs file (--wait), used in a search; a hubness
     normaliser computed (--wait), listed, reported and deleted."""
