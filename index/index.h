@@ -116,6 +116,12 @@ int index_add(struct index *ix, size_t n, const float *x, const int64_t *ids, st
 int index_remove(struct index *ix, size_t n, const int64_t *ids, size_t *removed,
                  struct err *e);
 
+/* 1 when index_remove can succeed on ix: the flat implementation, and FAISS factories
+ * without a graph over the vectors themselves ("Flat", "IVF1024,Flat", "IVF1024_HNSW32,Flat",
+ * PQ, ...); 0 for "HNSW32", NSG and NNDescent, whose FAISS remove fails (and prints the
+ * exception on stderr: ask first). */
+int index_can_remove(const struct index *ix);
+
 /* The k best of every query (nq * dim floats, normalised here for cosine), as scores
  * (higher is better, see the metric table above) and ids, each nq * k entries (borrowed),
  * best first; slots without a result get id -1 and score -inf. */
