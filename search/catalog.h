@@ -69,6 +69,15 @@ void catalog_drop_dataset(struct catalog *c, uint32_t ds_id);
 void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
                        const struct store_record *recs, const uint64_t *rows, size_t n);
 
+/* After the delete of the record at row of dataset ds_id committed: its vectors leave the
+ * built indexes that can remove (index_can_remove: Flat, IVF; their "vectors" count drops).
+ * An HNSW index keeps them, as it keeps an upserted row's old vector; search never answers
+ * them (it checks every candidate against the store). Call catalog_before_ingest before the
+ * delete commits, as for an ingest: a saved index file would hold the vector. A build running
+ * meanwhile may add the row's vector if it read it before the delete. */
+void catalog_on_delete(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       uint64_t row);
+
 /* The most query vectors of one search request (a batch). */
 #define CATALOG_BATCH_MAX 1024
 
