@@ -14,8 +14,8 @@
  * was patched and the patch is durable.
  *
  * The transaction runs through ingest_patch(): after the commit, the cheap filters that read
- * bodies score the patched records again, as ingest does. Threading: one request per thread; the store
- * serialises the writes. */
+ * bodies score the patched records again, as ingest does. Threading: one request per thread;
+ * the store serialises the writes. */
 #include "api/signals.h"
 
 #include <jansson.h>
