@@ -31,8 +31,8 @@
 #define BLOB_MAGIC 0x31425548u  /* "HUB1" */
 #define BLOCK 256               /* gallery vectors per matrix product */
 #define CHUNK_DEFAULT ((uint64_t)STORE_ARRAY_ROWS * 32)
-#define CANDIDATES_DEFAULT 100
-#define CANDIDATES_MAX 100000
+#define CANDIDATES_DEFAULT NORMALIZERS_CANDIDATES_DEFAULT
+#define CANDIDATES_MAX NORMALIZERS_CANDIDATES_MAX
 
 /* ---- small helpers ---- */
 
@@ -1354,47 +1354,18 @@ struct normalizers_query {
 	size_t candidates;
 };
 
-int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
-                       const char *space_name, const json_t *spec, struct normalizers_query **out,
-                       struct err *e)
+int normalizers_query_open(struct store_reader *r, uint32_t ds_id, const char *space_name,
+                           const char *name, enum hubness_method method, size_t candidates,
+                           int dualdis_mode, struct normalizers_query **out, struct err *e)
 {
-	const char *name = json_string_value(json_object_get(spec, "normalizer"));
-	const char *method = json_string_value(json_object_get(spec, "method"));
-	const json_t *cand = json_object_get(spec, "candidates");
 	struct normalizers_query *q;
-	const char *key;
-	json_t *doc = NULL, *val;
+	json_t *doc = NULL;
 	int rc;
 
-	(void)space;
-	if (!json_is_object(spec) || name == NULL)
-		return err_set(e, ERR_INVALID, "bad_query",
-		               "\"hubness\" is {\"normalizer\": name, \"method\": \"dualis\", "
-		               "\"candidates\": n}");
-	json_object_foreach((json_t *)spec, key, val) {
-		if (strcmp(key, "normalizer") != 0 && strcmp(key, "method") != 0 &&
-		    strcmp(key, "candidates") != 0 && strcmp(key, "dualdis_mode") != 0)
-			return err_set(e, ERR_INVALID, "unknown_field", "hubness: unknown field '%s'", key);
-	}
 	if ((q = calloc(1, sizeof *q)) == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	q->m = HUBNESS_DUALIS;
-	q->candidates = CANDIDATES_DEFAULT;
-	if (json_object_get(spec, "method") != NULL &&
-	    (hubness_method_parse(method, &q->m) != 0 || q->m == HUBNESS_RAW)) {
-		rc = err_set(e, ERR_INVALID, "bad_query",
-		             "hubness.method must be is, dis, dualis, dualdis or csls");
-		goto fail;
-	}
-	if (cand != NULL) {
-		if (!json_is_integer(cand) || json_integer_value(cand) < 1 ||
-		    json_integer_value(cand) > CANDIDATES_MAX) {
-			rc = err_set(e, ERR_INVALID, "bad_query", "hubness.candidates must be 1 to %d",
-			             CANDIDATES_MAX);
-			goto fail;
-		}
-		q->candidates = (size_t)json_integer_value(cand);
-	}
+	q->m = method;
+	q->candidates = candidates;
 	if ((rc = not_found(jdoc_reader_get(r, ds_id, 'h', name, &doc, e), name, e)) != 0)
 		goto fail;
 	if (strcmp(json_string_value(json_object_get(doc, "space")), space_name) != 0) {
@@ -1408,16 +1379,8 @@ int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned spac
 		goto fail;
 	}
 	params_of(doc, &q->p);
-	if (json_object_get(spec, "dualdis_mode") != NULL) { /* the request's wins */
-		const char *mode = json_string_value(json_object_get(spec, "dualdis_mode"));
-
-		if (mode == NULL || (strcmp(mode, "reference") != 0 && strcmp(mode, "monotone") != 0)) {
-			rc = err_set(e, ERR_INVALID, "bad_query",
-			             "hubness.dualdis_mode must be \"reference\" or \"monotone\"");
-			goto fail;
-		}
-		q->p.dualdis_mode = strcmp(mode, "monotone") == 0 ? HUBNESS_MONOTONE : HUBNESS_REFERENCE;
-	}
+	if (dualdis_mode >= 0) /* the request's wins */
+		q->p.dualdis_mode = (enum hubness_dualdis_mode)dualdis_mode;
 	q->ds = ds_id;
 	q->arr = (uint32_t)doc_u64(doc, "array");
 	json_decref(doc);

@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "algo/hubness.h"
+
 struct core;
 struct err;
 struct job;
@@ -67,12 +69,19 @@ void normalizers_on_delete(struct core *core, uint32_t ds_id, uint64_t row);
 /* ---- Search ---- */
 struct normalizers_query;
 
-/* Parse a search request's "hubness" object (borrowed) for space (schema index) of ds_id,
- * reading through r: *out new (normalizers_query_free). ERR_INVALID, ERR_NOT_FOUND,
- * ERR_CONFLICT (not ready). */
-int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
-                       const char *space_name, const json_t *spec, struct normalizers_query **out,
-                       struct err *e);
+/* Query-time options: the candidates a search rescores by default and at most. */
+#define NORMALIZERS_CANDIDATES_DEFAULT 100
+#define NORMALIZERS_CANDIDATES_MAX 100000
+
+/* Open normaliser name (borrowed) of ds_id, over the space named space_name, for a search
+ * that rescores candidates (1 to NORMALIZERS_CANDIDATES_MAX) by method (not HUBNESS_RAW),
+ * DualDIS in dualdis_mode (an enum hubness_dualdis_mode, or -1 for the normaliser's own),
+ * reading through r: *out new (normalizers_query_free). ERR_NOT_FOUND, ERR_INVALID (a
+ * normaliser of another space), ERR_CONFLICT (not ready). The request's options are
+ * checked by the wire format that decodes them (api/search.c). */
+int normalizers_query_open(struct store_reader *r, uint32_t ds_id, const char *space_name,
+                           const char *name, enum hubness_method method, size_t candidates,
+                           int dualdis_mode, struct normalizers_query **out, struct err *e);
 void normalizers_query_free(struct normalizers_query *q);
 
 /* Candidates the query wants rescored (at least 100 by default). */
