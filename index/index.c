@@ -92,9 +92,13 @@ int index_can_remove(const struct index *ix)
 		return 1;
 	snprintf(buf, sizeof buf, "%s", ix->factory);
 	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-		/* an IVF's HNSW quantiser holds the centroids, not the vectors: IVF removes */
+		/* A graph cannot remove. An IVF can, but not under the IDMap2 that index/faiss.c
+		 * puts around every index: IDMap compacts its id map as if the inner index renumbered
+		 * its vectors, which only the flat storages do, so from the second remove on it
+		 * translates ids wrongly (another vector goes, or FAISS asserts and aborts). */
 		if (strncmp(tok, "HNSW", 4) == 0 || strncmp(tok, "NSG", 3) == 0 ||
-		    strncmp(tok, "NNDescent", 9) == 0)
+		    strncmp(tok, "NNDescent", 9) == 0 || strstr(tok, "IVF") != NULL ||
+		    strncmp(tok, "IMI", 3) == 0)
 			return 0;
 	}
 	return 1;

@@ -71,8 +71,8 @@ void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_sch
                        const struct store_record *recs, const uint64_t *rows, size_t n);
 
 /* After the delete of the record at row of dataset ds_id committed: its vectors leave the
- * built indexes that can remove (index_can_remove: Flat, IVF; their "vectors" count drops).
- * An HNSW index keeps them, as it keeps an upserted row's old vector; search never answers
+ * built indexes that can remove (index_can_remove: Flat, SQ, PQ; their "vectors" count drops).
+ * HNSW and IVF indexes keep them, as they keep an upserted row's old vector; search never answers
  * them (it checks every candidate against the store). Call catalog_before_ingest before the
  * delete commits, as for an ingest: a saved index file would hold the vector. A build running
  * meanwhile may add the row's vector if it read it before the delete. */
