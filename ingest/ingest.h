@@ -37,10 +37,10 @@ int ingest_commit(struct core *core, const struct store_dataset_info *ds,
 /* Delete record id (id_len bytes) of dataset ds and, once the delete is committed, its state in
  * every hook: its scores, statuses and labels are reset (the filters' stats count it no more),
  * its vectors leave the indexes that can remove them (Flat, SQ, PQ: their "vectors" drops; an
- * HNSW or IVF index keeps them and search skips them), and the normalisers zero its statistics and drop it
- * from their activation sets. row_out (may be NULL) gets the row it had. Returns 0 once the
- * delete is committed (hook failures are logged); ERR_NOT_FOUND (record_not_found) when there
- * is no such record. */
+ * HNSW or IVF index keeps them and search skips them), and the normalisers zero its
+ * statistics and drop it from their activation sets. row_out (may be NULL) gets the row it had.
+ * Returns 0 once the delete is committed (hook failures are logged); ERR_NOT_FOUND
+ * (record_not_found) when there is no such record. */
 int ingest_delete(struct core *core, const struct store_dataset_info *ds, const char *id,
                   size_t id_len, uint64_t *row_out, struct err *e);
 
