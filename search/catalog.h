@@ -2,8 +2,8 @@
 /* catalog: the indexes of the datasets (one per dataset space); similarity search over them
  * is search/query.h.
  *
- * An index is defined by a document (namespace 'x', key = the space name: factory, metric,
- * version) and built by a job ("index") from the vectors in LMDB; the built index lives in
+ * An index is defined by a document (namespace STORE_NS_INDEX, key = the space name: factory,
+ * metric, version) and built by a job ("index") from the vectors in LMDB; the built index lives in
  * memory, guarded by a read-write lock (searches read, ingest adds). Records ingested later
  * are added as they are committed.
  *
