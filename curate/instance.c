@@ -1504,7 +1504,7 @@ static int delete_fn(void *ctx, struct store_txn *t, struct err *e)
 			continue;
 		/* the arrays as they are now: an instance replaced since the listing has new ones,
 		 * and one deleted since has none to write into */
-		rc = txn_doc_get(t, c->ds, json_string_value(name), &doc, e);
+		rc = jdoc_txn_get(t, c->ds, STORE_NS_FILTER, json_string_value(name), &doc, e);
 		if (rc == ERR_NOT_FOUND) {
 			err_clear(e);
 			rc = 0;
@@ -1541,7 +1541,7 @@ int instance_on_delete(struct core *core, uint32_t ds_id, uint64_t row, struct e
 
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
-	rc = jdoc_reader_list(r, ds_id, 'f', &docs, e);
+	rc = jdoc_reader_list(r, ds_id, STORE_NS_FILTER, &docs, e);
 	store_reader_close(r);
 	if (rc != 0)
 		return rc;

@@ -1230,7 +1230,7 @@ static int delete_topk(struct store_txn *t, uint32_t ds, const char *name, uint6
 	uint32_t kq, kg;
 	int rc;
 
-	rc = store_txn_doc_get(t, ds, 'T', name, strlen(name), &blob, &len, e);
+	rc = store_txn_doc_get(t, ds, STORE_NS_NORMALIZER_TOPK, name, strlen(name), &blob, &len, e);
 	if (rc == ERR_NOT_FOUND) { /* its job has not committed a chunk yet */
 		err_clear(e);
 		return 0;
@@ -1262,7 +1262,7 @@ static int delete_topk(struct store_txn *t, uint32_t ds, const char *name, uint6
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	rc = store_txn_doc_put(t, ds, 'T', name, strlen(name), nb, len, e);
+	rc = store_txn_doc_put(t, ds, STORE_NS_NORMALIZER_TOPK, name, strlen(name), nb, len, e);
 out:
 	free(nb);
 	hubness_topk_free(tq);
@@ -1281,7 +1281,7 @@ static int delete_fn(void *ctx, struct store_txn *t, struct err *e)
 		json_t *doc = NULL;
 		uint32_t arr;
 
-		rc = jdoc_txn_get(t, c->ds, 'h', name, &doc, e);
+		rc = jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, name, &doc, e);
 		if (rc == ERR_NOT_FOUND) { /* deleted since the listing */
 			err_clear(e);
 			rc = 0;
@@ -1308,7 +1308,7 @@ void normalizers_on_delete(struct core *core, uint32_t ds_id, uint64_t row)
 
 	if (store_reader_open(core->store, &r, &e) != 0)
 		return;
-	rc = store_reader_docs(r, ds_id, 'h', list_fn, &ns, &e);
+	rc = store_reader_docs(r, ds_id, STORE_NS_NORMALIZER, list_fn, &ns, &e);
 	store_reader_close(r);
 	if (rc == 0 && ns.n > 0) {
 		struct delete_ctx c = {.ds = ds_id, .row = row, .ns = &ns};
