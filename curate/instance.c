@@ -1017,7 +1017,7 @@ static int ingest_list_fn(void *ctx, const char *key, size_t key_len, const void
 		const void *blob;
 		size_t blen;
 
-		if (store_reader_doc_get(c->r, c->ds, 'b', key, key_len, &blob, &blen, NULL) != 0 ||
+		if (store_reader_doc_get(c->r, c->ds, STORE_NS_FITTED, key, key_len, &blob, &blen, NULL) != 0 ||
 		    filter_load(ii->f, blob, blen, NULL) != 0) {
 			filter_free(ii->f);
 			ii->f = NULL;
@@ -1089,7 +1089,7 @@ static int ingest_list(struct core *core, struct ingest_ctx *ic, struct err *e)
 
 	if ((rc = store_reader_open(core->store, &ic->r, e)) != 0)
 		return rc;
-	rc = store_reader_docs(ic->r, ic->ds, 'f', ingest_list_fn, ic, e);
+	rc = store_reader_docs(ic->r, ic->ds, STORE_NS_FILTER, ingest_list_fn, ic, e);
 	store_reader_close(ic->r);
 	ic->r = NULL;
 	if (rc == 0 && ic->rc != 0)
@@ -1318,7 +1318,7 @@ static int patch_list_fn(void *ctx, const char *key, size_t key_len, const void 
 		const void *blob;
 		size_t blen;
 
-		if (store_reader_doc_get(c->r, c->ds, 'b', key, key_len, &blob, &blen, NULL) == 0 &&
+		if (store_reader_doc_get(c->r, c->ds, STORE_NS_FITTED, key, key_len, &blob, &blen, NULL) == 0 &&
 		    filter_load(f, blob, blen, NULL) != 0)
 			mode = 2; /* a state that does not load: better pending than wrong */
 	}
@@ -1383,7 +1383,7 @@ int instance_on_patch(struct core *core, uint32_t ds_id, const struct store_sche
 		return 0;
 	if ((rc = store_reader_open(core->store, &ic.r, e)) != 0)
 		return rc;
-	rc = store_reader_docs(ic.r, ds_id, 'f', patch_list_fn, &pl, e);
+	rc = store_reader_docs(ic.r, ds_id, STORE_NS_FILTER, patch_list_fn, &pl, e);
 	store_reader_close(ic.r);
 	ic.r = NULL;
 	if (rc == 0 && ic.rc != 0)
