@@ -10,6 +10,7 @@
 
 #include "api/http.h"
 #include "api/openapi.h"
+#include "core/jobs.h"
 #include "daemon/daemon.h"
 #include "lib/clock.h"
 #include "lib/err.h"
@@ -27,6 +28,7 @@ int ops_livez(struct http_req *r, struct http_res *res)
 int ops_readyz(struct http_req *r, struct http_res *res)
 {
 	struct err e = {0};
+	size_t building;
 
 	if (atomic_load(&r->d->core.stopping)) {
 		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the server is shutting down");
@@ -36,11 +38,17 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_UNAVAILABLE, "starting", "storage or indexes are still loading");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
-	if (r->core->catalog != NULL && !catalog_ready(r->core->catalog)) {
-		err_set(&e, ERR_UNAVAILABLE, "indexes_loading",
-		        "indexes are being rebuilt from storage; search answers once they are");
-		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
-	}
+	if (r->core->store != NULL && store_full(r->core->store))
+		/* reads and searches still answer; writes get 507 until one commits again */
+		return http_json(res, 200,
+		                 json_pack("{s:s, s:[s], s:s}", "status", "degraded", "reasons",
+		                           "storage_full", "detail",
+		                           "the last write failed because the disk is full: reads and "
+		                           "searches answer, writes get 507 until space is freed"));
+	building = r->core->catalog != NULL ? catalog_building(r->core->catalog) : 0;
+	if (building > 0) /* searches of those spaces are exact scans meanwhile */
+		return http_json(res, 200, json_pack("{s:s, s:I}", "status", "ready", "indexes_building",
+		                                     (json_int_t)building));
 	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
 }
 
@@ -48,6 +56,7 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 {
 	struct store_stats st = {0};
 	struct metrics_gauges g = {0};
+	struct jobs_stat jobs[16];
 	size_t len = 0;
 	char *text;
 
@@ -57,8 +66,13 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 		g.datasets = st.datasets;
 	}
 	g.ready = atomic_load(&r->d->ready);
+	g.storage_full = r->core->store != NULL && store_full(r->core->store);
 	g.uptime_s = clock_now() - r->d->started;
 	g.search_split_scans = index_split_scans();
+	if (r->core->jobs != NULL) {
+		g.njobs = jobs_stats(r->core->jobs, jobs, sizeof jobs / sizeof jobs[0]);
+		g.jobs = jobs;
+	}
 	text = metrics_render(r->d->metrics, &g, &len);
 	if (text == NULL)
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);

@@ -209,6 +209,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(cfg.log_level);
+	{
+		enum log_format lf = LOG_LOGFMT;
+
+		log_format_parse(cfg.log_format, &lf); /* config_load checked it */
+		log_set_format(lf);
+	}
 	if (cfg.check_only) {
 		struct auth *a = NULL;
 

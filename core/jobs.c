@@ -24,6 +24,10 @@
 #include "store/store.h"
 
 
+/* A job that was running when the process died this many times in a row fails with
+ * "crash_loop" at the next start instead of running again. */
+enum { CRASH_LOOP_STARTS = 2 };
+
 struct job {
 	uint64_t id;
 	const struct job_kind *kind;
@@ -52,6 +56,7 @@ struct jobs {
 	unsigned nthreads;
 	atomic_int quit;
 	atomic_uint finished; /* finished jobs in the store, as last counted */
+	_Atomic uint64_t *processed; /* per kind (the kinds table's order): units processed */
 };
 
 /* Finished jobs kept in the store (--job-history; their records answer GET /v1/jobs/{id});
@@ -98,7 +103,7 @@ static int txn_doc(struct store_txn *t, uint64_t id, json_t **out, struct err *e
 	char k[8];
 
 	key_of(id, k);
-	return jdoc_txn_getb(t, 0, 'j', k, sizeof k, out, e);
+	return jdoc_txn_getb(t, 0, STORE_NS_JOB, k, sizeof k, out, e);
 }
 
 static int txn_put(struct store_txn *t, uint64_t id, const json_t *doc, struct err *e)
@@ -106,7 +111,7 @@ static int txn_put(struct store_txn *t, uint64_t id, const json_t *doc, struct e
 	char k[8];
 
 	key_of(id, k);
-	return jdoc_txn_putb(t, 0, 'j', k, sizeof k, doc, e);
+	return jdoc_txn_putb(t, 0, STORE_NS_JOB, k, sizeof k, doc, e);
 }
 
 static const char *str_or_empty(const char *s)
@@ -207,6 +212,27 @@ static int begin_fn(void *ctx, struct store_txn *t, struct err *e)
 		c->skip = 1;
 		return txn_put(t, c->j->id, c->doc, e);
 	}
+	if (strcmp(doc_state(c->doc), "running") == 0 &&
+	    json_integer_value(json_object_get(c->doc, "unclean_starts")) >= CRASH_LOOP_STARTS) {
+		/* it was running when the process died, twice in a row: a third run would most
+		 * likely take the daemon down again (a crash inside a library, say) */
+		json_object_set_new(c->doc, "state", json_string("failed"));
+		json_object_set_new(c->doc, "finished", json_integer(now_unix()));
+		json_object_set_new(
+		        c->doc, "error",
+		        json_pack("{s:s, s:s}", "code", "crash_loop", "detail",
+		                  "the daemon stopped abnormally twice in a row while this job ran; it "
+		                  "is not resumed again (the daemon's log tells what it was doing)"));
+		c->skip = 1;
+		log_msg(LOG_WARN, "job_crash_loop", "id=%llu kind=%s", (unsigned long long)c->j->id,
+		        kname);
+		return txn_put(t, c->j->id, c->doc, e);
+	}
+	/* counted up at every start, back to 0 when a shutdown interrupts it cleanly (end_fn):
+	 * what stays is the number of starts in a row that ended with the process dying */
+	json_object_set_new(
+	        c->doc, "unclean_starts",
+	        json_integer(json_integer_value(json_object_get(c->doc, "unclean_starts")) + 1));
 	if (strcmp(doc_state(c->doc), "running") == 0) {
 		/* an earlier process ran it and stopped: say so, and where it resumes */
 		json_object_set_new(c->doc, "resumes",
@@ -234,9 +260,15 @@ static int end_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	if ((rc = txn_doc(t, c->j->id, &doc, e)) != 0)
 		return rc;
-	if (!state_open(doc_state(doc)) || c->state == NULL) {
+	if (!state_open(doc_state(doc))) {
 		json_decref(doc);
 		return 0;
+	}
+	if (c->state == NULL) { /* a clean shutdown: this start did not end in a crash */
+		json_object_set_new(doc, "unclean_starts", json_integer(0));
+		rc = txn_put(t, c->j->id, doc, e);
+		json_decref(doc);
+		return rc;
 	}
 	json_object_set_new(doc, "state", json_string(c->state));
 	json_object_set_new(doc, "finished", json_integer(now_unix()));
@@ -428,7 +460,7 @@ static int prune_fn(void *ctx, struct store_txn *t, struct err *e)
 		int rc;
 
 		key_of(c->ids[i], k);
-		rc = store_txn_doc_del(t, 0, 'j', k, sizeof k, e);
+		rc = store_txn_doc_del(t, 0, STORE_NS_JOB, k, sizeof k, e);
 		if (rc != 0 && rc != ERR_NOT_FOUND)
 			return rc;
 	}
@@ -444,7 +476,7 @@ static void prune(struct jobs *js)
 
 	if (store_reader_open(js->core->store, &r, NULL) != 0)
 		return;
-	store_reader_docs(r, 0, 'j', collect_jobs, &c, NULL);
+	store_reader_docs(r, 0, STORE_NS_JOB, collect_jobs, &c, NULL);
 	store_reader_close(r);
 	drop = !c.nomem && c.n > keep_finished(js) ? c.n - keep_finished(js) : 0;
 	while (at < drop) {
@@ -474,9 +506,13 @@ int jobs_open(struct jobs **out, struct core *core, const struct jobs_config *cf
 	js->cfg = *cfg;
 	pthread_mutex_init(&js->mu, NULL);
 	pthread_cond_init(&js->cv, NULL);
+	if ((js->processed = calloc(cfg->nkinds + 1, sizeof *js->processed)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto out;
-	rc = store_reader_docs(r, 0, 'j', collect_jobs, &sc, e);
+	rc = store_reader_docs(r, 0, STORE_NS_JOB, collect_jobs, &sc, e);
 	store_reader_close(r);
 	if (rc != 0)
 		goto out;
@@ -533,6 +569,7 @@ void jobs_close(struct jobs *js)
 	}
 	pthread_mutex_destroy(&js->mu);
 	pthread_cond_destroy(&js->cv);
+	free(js->processed);
 	free(js);
 }
 
@@ -650,7 +687,7 @@ unsigned jobs_cancel_matching(struct jobs *js, uint32_t ds_id, const char *kind,
 
 	if (store_reader_open(js->core->store, &r, NULL) != 0)
 		return 0;
-	store_reader_docs(r, 0, 'j', match_jobs, &c, NULL);
+	store_reader_docs(r, 0, STORE_NS_JOB, match_jobs, &c, NULL);
 	store_reader_close(r);
 	for (size_t i = 0; i < c.n; i++)
 		if (jobs_cancel(js, c.ids[i], NULL) == 0)
@@ -667,7 +704,7 @@ unsigned jobs_count_open(struct jobs *js, uint32_t ds_id, const char *kind, cons
 
 	if (store_reader_open(js->core->store, &r, NULL) != 0)
 		return 0;
-	store_reader_docs(r, 0, 'j', match_jobs, &c, NULL);
+	store_reader_docs(r, 0, STORE_NS_JOB, match_jobs, &c, NULL);
 	store_reader_close(r);
 	free(c.ids);
 	return (unsigned)c.n;
@@ -745,7 +782,7 @@ int jobs_get_json(struct jobs *js, uint64_t id, json_t **out, struct err *e)
 	if ((rc = store_reader_open(js->core->store, &r, e)) != 0)
 		return rc;
 	key_of(id, k);
-	rc = jdoc_reader_getb(r, 0, 'j', k, sizeof k, &doc, e);
+	rc = jdoc_reader_getb(r, 0, STORE_NS_JOB, k, sizeof k, &doc, e);
 	store_reader_close(r);
 	if (rc != 0)
 		return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "job_not_found",
@@ -792,7 +829,7 @@ int jobs_list_json(struct jobs *js, uint32_t ds_id, size_t limit, json_t **out, 
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if ((rc = store_reader_open(js->core->store, &r, e)) != 0)
 		goto fail;
-	rc = store_reader_docs(r, 0, 'j', list_fn, &c, e);
+	rc = store_reader_docs(r, 0, STORE_NS_JOB, list_fn, &c, e);
 	store_reader_close(r);
 	if (rc != 0)
 		goto fail;
@@ -807,6 +844,58 @@ int jobs_list_json(struct jobs *js, uint32_t ds_id, size_t limit, json_t **out, 
 fail:
 	json_decref(c.arr);
 	return rc;
+}
+
+static const char *const state_names[JOBS_NSTATES] = {"queued", "running", "succeeded",
+                                                      "failed", "cancelled"};
+
+const char *jobs_state_name(enum jobs_state st)
+{
+	return (unsigned)st < JOBS_NSTATES ? state_names[st] : "unknown";
+}
+
+struct stats_ctx {
+	const struct jobs *js;
+	struct jobs_stat *out;
+	size_t n;
+};
+
+static int stats_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
+{
+	struct stats_ctx *c = ctx;
+	json_t *doc = json_loadb(val, len, 0, NULL);
+	const char *kind = json_string_value(json_object_get(doc, "kind"));
+	const char *state = doc_state(doc);
+
+	(void)key;
+	(void)key_len;
+	for (size_t k = 0; kind != NULL && k < c->n; k++) {
+		if (strcmp(c->out[k].kind, kind) != 0)
+			continue;
+		for (size_t st = 0; st < JOBS_NSTATES; st++)
+			if (strcmp(state, state_names[st]) == 0)
+				c->out[k].count[st]++;
+		break;
+	}
+	json_decref(doc);
+	return 0;
+}
+
+size_t jobs_stats(struct jobs *js, struct jobs_stat *out, size_t max)
+{
+	struct stats_ctx c = {js, out, js->cfg.nkinds < max ? js->cfg.nkinds : max};
+	struct store_reader *r = NULL;
+
+	for (size_t k = 0; k < c.n; k++) {
+		memset(&out[k], 0, sizeof out[k]);
+		out[k].kind = js->cfg.kinds[k].name;
+		out[k].processed_total = atomic_load(&js->processed[k]);
+	}
+	if (store_reader_open(js->core->store, &r, NULL) == 0) {
+		store_reader_docs(r, 0, STORE_NS_JOB, stats_fn, &c, NULL);
+		store_reader_close(r);
+	}
+	return c.n;
 }
 
 /* ---- for run functions ---- */
@@ -854,6 +943,8 @@ int jobs_should_stop(const struct job *j)
 void jobs_progress(struct job *j, uint64_t processed, uint64_t total)
 {
 	pthread_mutex_lock(&j->js->mu);
+	if (processed > j->processed && j->kind != NULL)
+		atomic_fetch_add(&j->js->processed[j->kind - j->js->cfg.kinds], processed - j->processed);
 	j->processed = processed;
 	j->total = total;
 	pthread_mutex_unlock(&j->js->mu);

@@ -31,6 +31,7 @@ struct config {
 	unsigned max_connections; /* default 1024; 1..1000000 */
 	unsigned timeout_s;       /* default 60; 0 = connections never time out */
 	enum log_level log_level; /* default LOG_INFO */
+	char *log_format;         /* "logfmt" (default) or "json" (log_format_parse) */
 	char *api_keys;           /* NULL = no keys file */
 	int allow_remote;         /* default 0 */
 	char *config_file;        /* NULL = none */
