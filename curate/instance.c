@@ -405,6 +405,41 @@ out:
 	return rc;
 }
 
+/* The warnings of the instance's last fit (fit_commit_fn): a new array, empty when none. */
+static json_t *doc_warnings(const json_t *doc)
+{
+	const json_t *w = json_object_get(doc, "warnings");
+
+	return json_is_array(w) ? json_incref((json_t *)w) : json_array();
+}
+
+int instance_check(struct core *core, const char *dataset, const json_t *body, struct err *e)
+{
+	const json_t *type = json_object_get(body, "type"), *params = json_object_get(body, "params");
+	const struct filter_ops *ops = json_is_string(type) ? registry_find(json_string_value(type))
+	                                                   : NULL;
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct filter *f = NULL;
+	struct scan *sc = NULL;
+	struct err ignored = {0};
+	int rc;
+
+	if (ops == NULL || ops->check == NULL || (params != NULL && !json_is_object(params)))
+		return 0;
+	if (dataset_get(core, dataset, &ds, &ignored) != 0 ||
+	    filter_create(&f, ops, params, &ds.schema, &ignored) != 0)
+		return 0;
+	if ((rc = store_reader_open(core->store, &r, e)) == 0 &&
+	    (rc = store_reader_dataset(r, ds.id, &ds, e)) == 0 &&
+	    (rc = scan_open(&sc, r, ds.id, &ds.schema, f, 0, ds.next_row, NULL, NULL, e)) == 0)
+		rc = filter_check(f, scan_base(sc), e);
+	scan_close(sc);
+	store_reader_close(r);
+	filter_free(f);
+	return rc;
+}
+
 static json_t *view_of(struct core *core, const json_t *doc)
 {
 	json_t *v = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", json_object_get(doc, "name"),
@@ -434,6 +469,7 @@ static json_t *view_of(struct core *core, const json_t *doc)
 		json_object_set_new(v, "scoring", job);
 	else
 		json_object_set_new(v, "scoring", json_null());
+	json_object_set_new(v, "warnings", doc_warnings(doc));
 	return v;
 }
 
@@ -754,6 +790,7 @@ struct fit_ctx {
 	uint32_t arr_score, arr_status;
 	const void *blob;
 	size_t len;
+	const json_t *warnings; /* the fit's (filter_warn), or NULL */
 	uint64_t version; /* out: the new version */
 	json_t *checkpoint;
 };
@@ -770,6 +807,10 @@ static int fit_commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "version", json_integer((json_int_t)c->version));
 	json_object_set_new(doc, "fitted", json_true());
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
+	if (c->warnings != NULL)
+		json_object_set(doc, "warnings", (json_t *)c->warnings);
+	else
+		json_object_del(doc, "warnings");
 	json_object_set_new(c->checkpoint, "fitted_version", json_integer((json_int_t)c->version));
 	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_FITTED, c->name, strlen(c->name), c->blob,
 	                            c->len, e)) == 0 &&
@@ -840,6 +881,15 @@ static int job_fit(struct job *j, struct filter *f, const struct store_dataset_i
 		rc = filter_save(f, &blob, &len, e);
 	if (rc != 0)
 		return rc;
+	{
+		size_t i;
+		json_t *w;
+
+		json_array_foreach(f->warnings, i, w)
+			jobs_warn(j, json_string_value(json_object_get(w, "code")), "%s",
+			          json_string_value(json_object_get(w, "detail")));
+	}
+	fc.warnings = f->warnings;
 	fc.blob = blob != NULL ? blob : "";
 	fc.len = len;
 	fc.checkpoint = json_pack("{s:I}", "next", (json_int_t)0);
@@ -1625,7 +1675,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	size_t nv = 0;
 	uint64_t live_n = 0, at_or_above = 0;
 	double sum = 0;
-	json_t *res = NULL, *unscorable, *reasons, *quant, *hist;
+	json_t *res = NULL, *unscorable, *reasons, *quant, *hist, *doc = NULL;
 	int rc;
 
 	if ((rc = dataset_get(core, dataset, &ds, e)) != 0)
@@ -1633,7 +1683,8 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
 	if ((rc = store_reader_dataset(r, ds.id, &info, e)) != 0 ||
-	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0 ||
+	    (rc = jdoc_named_reader_get(r, &filter_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
 	vals = malloc((info.next_row ? info.next_row : 1) * sizeof *vals);
 	sc = malloc(CHUNK_ROWS * sizeof *sc);
@@ -1740,6 +1791,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	}
 	json_object_set_new(res, "quantiles", quant);
 	json_object_set_new(res, "histogram", hist);
+	json_object_set_new(res, "warnings", doc_warnings(doc));
 	if (!isnan(threshold)) {
 		json_object_set_new(res, "threshold", json_real(threshold));
 		json_object_set_new(res, "at_or_above", json_integer((json_int_t)at_or_above));
@@ -1749,6 +1801,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 out:
 	store_reader_close(r);
 	json_decref(res);
+	json_decref(doc);
 	free(vals);
 	free(sc);
 	free(st);
