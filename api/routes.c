@@ -8,6 +8,7 @@
 #include "api/datasets.h"
 #include "api/filters.h"
 #include "api/hubness_routes.h"
+#include "api/import.h"
 #include "api/jobs_routes.h"
 #include "api/ops.h"
 #include "api/recommend.h"
@@ -56,6 +57,7 @@ static const struct route table[] = {
 	{"GET", "/v1/datasets/{name}/records/{id*}", AUTH_READ, records_get, 0},
 	{"PATCH", "/v1/datasets/{name}/records/{id*}", AUTH_ADMIN, signals_patch_one, 0},
 	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", AUTH_READ, subsets_decisions, 0},
+	{"POST", "/v1/datasets/{name}/records:import", AUTH_ADMIN, import_post, 1},
 	{"POST", "/v1/datasets/{name}/records:signals", AUTH_ADMIN, signals_patch_bulk, 1},
 	{"POST", "/v1/datasets/{name}/search", AUTH_READ, search_post, 1},
 	{"POST", "/v1/datasets/{name}/search:count", AUTH_READ, search_count, 1},
