@@ -19,16 +19,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "api/import.h"
 #include "lib/b64.h"
+#include "lib/err.h"
 #include "lib/jsonnum.h"
 
 #define WINNOW_DEFAULT_URL "http://127.0.0.1:8080"
 #define DEFAULT_BATCH_BYTES (64ull << 20)
+#define IMPORT_BATCH_BYTES (32ull << 20) /* import: well under the default 256M body limit */
+#define IMPORT_MAX_SPACES 8
 #define MAX_SUMMARY_ERRORS 1000 /* per-line errors kept in ingest's stdout summary */
 #define MAX_PRINTED_ERRORS 20   /* per batch, on stderr */
 
@@ -47,7 +53,7 @@ enum opt {
 	O_WAIT, O_TIMEOUT, O_BINS, O_THRESHOLD, O_METRIC, O_FORMAT, O_OUTPUT, O_FIELDS,
 	O_SLICES, O_SLICE, O_SUBSET, O_SPACE, O_VFILE, O_VECTOR, O_RECORD, O_QSPACE, O_LIMIT,
 	O_ALL, O_DATASET, O_BATCH, O_FROM, O_WITH, O_EXACT, O_EPS, O_NOEMB, O_DTYPE,
-	O_TABLE, O_COUNT_
+	O_TABLE, O_META, O_BATCHN, O_COUNT_
 };
 
 #define B(o) (1u << (o))
@@ -71,10 +77,13 @@ static const struct optdef {
 	{"--with", O_WITH, 1},           {"--exact", O_EXACT, 0},
 	{"--eps", O_EPS, 1},             {"--no-embeddings", O_NOEMB, 0},
 	{"--dtype", O_DTYPE, 1},         {"--table", O_TABLE, 0},
+	{"--metadata", O_META, 1},       {"--batch", O_BATCHN, 1},
 };
 
 struct opts {
 	const char *v[O_COUNT_]; /* value, or "" for a flag given; NULL when absent */
+	const char *spaces[IMPORT_MAX_SPACES]; /* every --space value in order (import) */
+	int nspaces;
 };
 
 /* ---- the session --------------------------------------------------------------------- */
@@ -1047,6 +1056,7 @@ struct ingest {
 	double batch_bytes;   /* bytes of the file the batch in flight covers */
 	size_t lines_sent;    /* records sent before the batch in flight */
 	size_t batch_lines;
+	const char *ctype;    /* of the batches: NULL for NDJSON */
 };
 
 static void ingest_draw(struct ingest *g, double up_frac)
@@ -1101,7 +1111,7 @@ static int ingest_batch(struct ingest *g, const char *path, struct buf *batch, c
 {
 	struct cli *s = g->s;
 	struct call c = {.method = "POST", .path = path, .body = batch->p, .body_len = batch->len,
-	                 .ctype = "application/x-ndjson"};
+	                 .ctype = g->ctype ? g->ctype : "application/x-ndjson"};
 	json_t *ans, *errs, *e;
 	long long acc, rej;
 	size_t i, last = 0;
@@ -1271,6 +1281,310 @@ out:
 		fclose(f);
 	json_decref(t.errors);
 	free(batch.p);
+	free(map);
+	free(line);
+	free(path);
+	return rc;
+}
+
+/* ---- import ---- */
+
+/* One --space NAME=FILE.npy: the mapped file and its parsed header. */
+struct imp_space {
+	char name[80];
+	const char *file;
+	void *map;
+	size_t map_len;
+	struct import_npy npy;
+};
+
+/* Write into buf (room for 192 bytes) the v1.0 header numpy writes for a C-order (rows, cols)
+ * array of elt-byte little-endian floats: magic, version, u16 length, the dict padded with
+ * spaces and a final '\n' to a multiple of 64 bytes. Returns its length. */
+static size_t imp_npy_header(char *buf, unsigned elt, size_t rows, size_t cols)
+{
+	char dict[128];
+	int n = snprintf(dict, sizeof dict,
+	                 "{'descr': '<f%u', 'fortran_order': False, 'shape': (%zu, %zu), }", elt,
+	                 rows, cols);
+	size_t total = (10 + (size_t)n + 1 + 63) & ~(size_t)63, hlen = total - 10;
+
+	memcpy(buf, "\x93NUMPY\x01\x00", 8);
+	buf[8] = (char)(hlen & 0xff);
+	buf[9] = (char)(hlen >> 8);
+	memcpy(buf + 10, dict, (size_t)n);
+	memset(buf + 10 + n, ' ', hlen - (size_t)n - 1);
+	buf[total - 1] = '\n';
+	return total;
+}
+
+/* The multipart body of one batch: the metadata lines, then rows [first, first + n) of
+ * every array as an .npy of its own. */
+static int imp_body(struct buf *body, const char *boundary, const struct buf *meta,
+                    const struct imp_space *sp, int nsp, size_t first, size_t n)
+{
+	char hdr[256], npy[192];
+	int len;
+
+	body->len = 0;
+	len = snprintf(hdr, sizeof hdr,
+	               "--%s\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+	               "Content-Type: application/x-ndjson\r\n\r\n", boundary);
+	if (buf_add(body, hdr, (size_t)len) != 0 || buf_add(body, meta->p, meta->len) != 0 ||
+	    buf_add(body, "\r\n", 2) != 0)
+		return -1;
+	for (int k = 0; k < nsp; k++) {
+		size_t rowb = (size_t)sp[k].npy.cols * sp[k].npy.elt;
+		size_t hl = imp_npy_header(npy, sp[k].npy.elt, n, (size_t)sp[k].npy.cols);
+
+		len = snprintf(hdr, sizeof hdr,
+		               "--%s\r\nContent-Disposition: form-data; name=\"space.%s\"\r\n"
+		               "Content-Type: application/octet-stream\r\n\r\n", boundary, sp[k].name);
+		if (buf_add(body, hdr, (size_t)len) != 0 || buf_add(body, npy, hl) != 0 ||
+		    buf_add(body, (const char *)sp[k].npy.data + first * rowb, n * rowb) != 0 ||
+		    buf_add(body, "\r\n", 2) != 0)
+			return -1;
+	}
+	len = snprintf(hdr, sizeof hdr, "--%s--\r\n", boundary);
+	return buf_add(body, hdr, (size_t)len);
+}
+
+/* Map every --space NAME=FILE and check that the arrays have one row count. */
+static int imp_open_spaces(const struct opts *o, struct imp_space *sp, int *nsp,
+                           uint64_t *rows, size_t *rowbytes)
+{
+	*nsp = 0;
+	*rowbytes = 0;
+	for (int k = 0; k < o->nspaces; k++) {
+		const char *v = o->spaces[k], *eq = strchr(v, '=');
+		struct imp_space *p = &sp[k];
+		struct err e = {0};
+		struct stat st;
+		int fd;
+
+		if (eq == NULL || eq == v || (size_t)(eq - v) >= sizeof p->name || eq[1] == '\0') {
+			fprintf(stderr, "winnow: --space takes NAME=FILE.npy (got '%s')\n", v);
+			return EXIT_USAGE;
+		}
+		memcpy(p->name, v, (size_t)(eq - v));
+		p->name[eq - v] = '\0';
+		p->file = eq + 1;
+		if ((fd = open(p->file, O_RDONLY)) < 0 || fstat(fd, &st) != 0) {
+			fprintf(stderr, "winnow: cannot open %s: %s\n", p->file, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return EXIT_USAGE;
+		}
+		p->map_len = (size_t)st.st_size;
+		p->map = p->map_len ? mmap(NULL, p->map_len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+		close(fd);
+		(*nsp)++;
+		if (p->map == MAP_FAILED) {
+			p->map = NULL;
+			fprintf(stderr, "winnow: cannot map %s: %s\n", p->file, strerror(errno));
+			return EXIT_USAGE;
+		}
+		if (import_npy_parse(p->map ? p->map : "", p->map_len, &p->npy, &e) != 0) {
+			fprintf(stderr, "winnow: %s: %s\n", p->file, e.detail);
+			return EXIT_USAGE;
+		}
+		if (k > 0 && p->npy.rows != *rows) {
+			fprintf(stderr, "winnow: %s has %llu rows, %s has %llu\n", p->file,
+			        (unsigned long long)p->npy.rows, sp[0].file, (unsigned long long)*rows);
+			return EXIT_USAGE;
+		}
+		*rows = p->npy.rows;
+		*rowbytes += (size_t)(p->npy.cols * p->npy.elt);
+	}
+	return 0;
+}
+
+/* Non-blank lines of f (a regular file), which is rewound. */
+static long long imp_count(FILE *f)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	long long n = 0;
+
+	while ((len = getline(&line, &cap, f)) >= 0)
+		n += !is_blank(line, (size_t)len);
+	free(line);
+	if (ferror(f) || fseeko(f, 0, SEEK_SET) != 0)
+		return -1;
+	return n;
+}
+
+static int v_import(struct cli *s, char **a, const struct opts *o)
+{
+	struct imp_space sp[IMPORT_MAX_SPACES];
+	const char *file = o->v[O_META];
+	FILE *f = NULL;
+	unsigned long long limit = IMPORT_BATCH_BYTES;
+	double from = 1, batchn = 1e9;
+	char boundary[48], ctype[96];
+	struct ingest g = {.s = s, .t0 = now_s(), .file_size = -1, .ctype = ctype};
+	struct totals t = {.errors = json_array()};
+	struct buf meta = {0}, body = {0};
+	size_t *map = NULL, nmap = 0, capmap = 0, lineno = 0, cap = 0, first_unsent = 0;
+	size_t rec = 0, batch_first = 0, rowbytes = 0;
+	uint64_t rows = 0;
+	char *line = NULL, *path = upath("/v1/datasets/%s/records:import", a[0]);
+	ssize_t len;
+	struct stat st;
+	double consumed = 0, batch_start = 0;
+	int rc = 0, nsp = 0;
+
+	memset(sp, 0, sizeof sp);
+	/* a boundary the data cannot plausibly hold: 128 bits from the clock and the pid */
+	snprintf(boundary, sizeof boundary, "winnow-%016llx%08lx%08x",
+	         (unsigned long long)(now_s() * 1e9), (unsigned long)getpid(),
+	         (unsigned)rand() ^ (unsigned)time(NULL));
+	snprintf(ctype, sizeof ctype, "multipart/form-data; boundary=%s", boundary);
+	if (file == NULL || o->nspaces == 0) {
+		fprintf(stderr, "winnow: import needs --metadata FILE.ndjson and at least one --space "
+		        "NAME=FILE.npy (records without arrays: winnow ingest)\n");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if ((o->v[O_BATCH] && parse_size("--batch-bytes", o->v[O_BATCH], &limit) != 0) ||
+	    (o->v[O_FROM] && parse_num("--from-line", o->v[O_FROM], 1, 1e15, &from) != 0) ||
+	    (o->v[O_BATCHN] && parse_num("--batch", o->v[O_BATCHN], 1, 1e9, &batchn) != 0) ||
+	    (rc = imp_open_spaces(o, sp, &nsp, &rows, &rowbytes)) != 0) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	batchn = floor(batchn);
+	if ((f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb")) == NULL) {
+		fprintf(stderr, "winnow: cannot open %s: %s\n", file, strerror(errno));
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+		/* a count mismatch is found before anything is sent */
+		long long n = imp_count(f);
+
+		if (n >= 0 && (uint64_t)n != rows) {
+			fprintf(stderr, "winnow: %s has %lld records, the arrays have %llu rows\n", file, n,
+			        (unsigned long long)rows);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		g.file_size = (double)st.st_size + (double)rows * (double)rowbytes;
+	}
+	for (;;) {
+		len = getline(&line, &cap, f);
+		/* send what is gathered: at the end, at --batch records, or before a record that
+		 * would take the body past --batch-bytes (1 KiB for the part headers) */
+		if (len < 0 || (nmap > 0 && ((double)nmap >= batchn ||
+		                             meta.len + (size_t)len + (nmap + 1) * rowbytes + 1024 > limit))) {
+			if (nmap > 0) {
+				if (imp_body(&body, boundary, &meta, sp, nsp, batch_first, nmap) != 0)
+					goto nomem;
+				g.done_bytes = batch_start;
+				g.batch_bytes = consumed - batch_start;
+				g.lines_sent = (size_t)(t.accepted + t.rejected);
+				g.batch_lines = nmap;
+				rc = ingest_batch(&g, path, &body, map, nmap, &t);
+				if (rc != 0) {
+					first_unsent = map[0];
+					break;
+				}
+				meta.len = 0;
+				nmap = 0;
+				batch_start = consumed;
+				if (s->tty && !s->quiet) {
+					g.done_bytes = consumed;
+					g.batch_bytes = 0;
+					g.lines_sent = (size_t)(t.accepted + t.rejected);
+					ingest_draw(&g, 0);
+				}
+			}
+			if (len < 0)
+				break;
+		}
+		lineno++;
+		consumed += (double)len;
+		if (is_blank(line, (size_t)len)) {
+			if (nmap == 0)
+				batch_start = consumed;
+			continue;
+		}
+		if (rec >= rows) {
+			fprintf(stderr, "winnow: %s line %zu: more records than the arrays' %llu rows\n",
+			        file, lineno, (unsigned long long)rows);
+			rc = EXIT_USAGE;
+			first_unsent = nmap > 0 ? map[0] : lineno;
+			break;
+		}
+		consumed += (double)rowbytes;
+		if ((double)lineno < from) {
+			rec++;
+			if (nmap == 0)
+				batch_start = consumed;
+			continue;
+		}
+		if (nmap == capmap) {
+			size_t nc = capmap ? capmap * 2 : 4096;
+			size_t *m = realloc(map, nc * sizeof *map);
+
+			if (m == NULL)
+				goto nomem;
+			map = m;
+			capmap = nc;
+		}
+		if (nmap == 0)
+			batch_first = rec;
+		map[nmap++] = lineno;
+		rec++;
+		if (buf_add(&meta, line, (size_t)len) != 0 ||
+		    (line[len - 1] != '\n' && buf_add(&meta, "\n", 1) != 0))
+			goto nomem;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "winnow: cannot read %s: %s\n", file, strerror(errno));
+		rc = EXIT_USAGE;
+		first_unsent = first_unsent ? first_unsent : lineno + 1;
+	} else if (rc == 0 && rec < rows) {
+		fprintf(stderr, "winnow: %s has %zu records, the arrays have %llu rows\n", file, rec,
+		        (unsigned long long)rows);
+		rc = EXIT_USAGE;
+	}
+	bar_done(s);
+	if (rc == 0 && t.batches == 0) {
+		fprintf(stderr, "winnow: %s has no records%s\n", file,
+		        from > 1 ? " at or after --from-line" : "");
+		rc = EXIT_USAGE;
+	}
+	if (rc != 0 && first_unsent > 0)
+		fprintf(stderr, "winnow: stopped; lines before %zu are sent (resume with --from-line "
+		        "%zu)\n", first_unsent, first_unsent);
+	{
+		json_t *sum = json_pack("{s:I, s:I, s:I, s:I, s:I, s:O}", "accepted",
+		                        (json_int_t)t.accepted, "rejected", (json_int_t)t.rejected,
+		                        "batches", (json_int_t)t.batches, "lines", (json_int_t)lineno,
+		                        "from_line", (json_int_t)from, "errors", t.errors);
+		if (first_unsent > 0)
+			json_object_set_new(sum, "resume_from_line", json_integer((json_int_t)first_unsent));
+		if (sum != NULL && print_json(sum) != 0 && rc == 0)
+			rc = EXIT_USAGE;
+		json_decref(sum);
+	}
+	if (rc == 0 && t.rejected > 0)
+		rc = EXIT_REJECTED;
+	goto out;
+nomem:
+	fprintf(stderr, "winnow: out of memory\n");
+	rc = EXIT_USAGE;
+out:
+	if (f != NULL && f != stdin)
+		fclose(f);
+	for (int k = 0; k < nsp; k++)
+		if (sp[k].map != NULL)
+			munmap(sp[k].map, sp[k].map_len);
+	json_decref(t.errors);
+	free(meta.p);
+	free(body.p);
 	free(map);
 	free(line);
 	free(path);
@@ -2003,6 +2317,11 @@ static const struct verb {
 	{"ingest", NULL, 2, 2, B(O_BATCH) | B(O_FROM), v_ingest,
 	 "ingest DS FILE.ndjson [--batch-bytes N] [--from-line N]",
 	 "upsert records, in batches (- for stdin)"},
+	{"import", NULL, 1, 1, B(O_META) | B(O_SPACE) | B(O_BATCHN) | B(O_BATCH) | B(O_FROM),
+	 v_import,
+	 "import DS --metadata FILE.ndjson --space NAME=FILE.npy [--space ...]\n"
+	 "         [--batch N] [--batch-bytes N] [--from-line N]",
+	 "upsert records from NDJSON metadata and one .npy array per space"},
 	{"get", NULL, 2, 2, B(O_NOEMB), v_get, "get DS ID [--no-embeddings]", "one record"},
 	{"delete", NULL, 2, 2, 0, v_delete, "delete DS ID", "delete one record"},
 	{"signals", NULL, 2, 2, 0, v_signals, "signals DS FILE.ndjson",
@@ -2106,7 +2425,7 @@ static void usage(FILE *f)
 	        "  3  the daemon is not reachable (or the connection broke)\n"
 	        "  4  the job ended failed or cancelled (wait, --wait)\n"
 	        "  5  --timeout passed before the job ended (the job goes on)\n"
-	        "  6  ingest: some lines were rejected (the others are stored)\n");
+	        "  6  ingest, import: some lines were rejected (the others are stored)\n");
 }
 
 static const struct optdef *find_opt(const char *a, const char **inline_val)
@@ -2131,13 +2450,14 @@ int main(int argc, char **argv)
 {
 	const char *url = getenv("WINNOW_URL"), *key = getenv("WINNOW_KEY");
 	struct cli s = {0};
-	struct opts o = {{0}};
+	struct opts o;
 	char *pos[16];
 	int npos = 0, rc, only_pos = 0;
 	const struct verb *v = NULL;
 	unsigned given = 0;
 	size_t n;
 
+	memset(&o, 0, sizeof o);
 	if (url == NULL || url[0] == '\0')
 		url = WINNOW_DEFAULT_URL;
 	if (key != NULL && key[0] == '\0')
@@ -2172,6 +2492,8 @@ int main(int argc, char **argv)
 				key = argv[++i];
 		} else if ((d = find_opt(a, &iv)) != NULL && (!d->value || iv || i + 1 < argc)) {
 			o.v[d->id] = d->value ? (iv ? iv : argv[++i]) : "";
+			if (d->id == O_SPACE && o.nspaces < IMPORT_MAX_SPACES)
+				o.spaces[o.nspaces++] = o.v[d->id];
 			given |= B(d->id);
 		} else {
 			fprintf(stderr, "winnow: unknown or incomplete option '%s' (winnow --help)\n", a);

@@ -255,5 +255,76 @@ def _npy_version(arr, ver):
     return buf.getvalue()
 
 
+def cli(d, *args):
+    env = dict(os.environ, WINNOW_URL="http://%s:%d" % (d.host, d.port))
+    env.pop("WINNOW_KEY", None)
+    return subprocess.run([CLI] + list(args), capture_output=True, timeout=120 * wn.SLOW,
+                          env=env)
+
+
+@test
+def cli_import_in_batches_with_file_line_numbers():
+    d = daemon()
+    fresh(d, "impcli")
+    metas, img, txt = make_records(250, "c")
+    lines = [json.dumps(m) for m in metas]
+    lines[100] = json.dumps({"id": "c-100", "kind": "video"})  # rejected: bad kind
+    tmp = tempfile.mkdtemp(prefix="winnow-imp-")
+    meta_path = os.path.join(tmp, "meta.ndjson")
+    with open(meta_path, "w") as f:
+        # a blank line first: file lines are one more than record numbers from here on
+        f.write("\n" + "\n".join(lines) + "\n")
+    np.save(os.path.join(tmp, "img.npy"), img.astype(np.float32))  # f32 into the f16 space
+    np.save(os.path.join(tmp, "txt.npy"), txt)
+    p = cli(d, "import", "impcli", "--metadata", meta_path,
+            "--space", "image=" + os.path.join(tmp, "img.npy"),
+            "--space", "text=" + os.path.join(tmp, "txt.npy"), "--batch", "60")
+    assert_eq(p.returncode, 6, p.stderr)  # some lines rejected
+    summary = json.loads(p.stdout)
+    assert_eq((summary["accepted"], summary["rejected"], summary["batches"]), (249, 1, 5))
+    assert_eq((summary["errors"][0]["line"], summary["errors"][0]["code"]), (102, "invalid_kind"))
+    err = p.stderr.decode()
+    assert "batch 1, lines 2-61: 60 accepted, 0 rejected" in err, err
+    assert "batch 2, lines 62-121: 59 accepted, 1 rejected" in err, err
+    assert "line 102 id c-100 invalid_kind" in err, err
+    kept = [m for i, m in enumerate(metas) if i != 100]
+    idx = [i for i in range(250) if i != 100]
+    check_back(d, "impcli", kept, img[idx], txt[idx])
+    # --from-line resumes: the rows follow the records
+    fresh(d, "impcli")
+    p = cli(d, "import", "impcli", "--metadata", meta_path, "-q",
+            "--space", "image=" + os.path.join(tmp, "img.npy"),
+            "--space", "text=" + os.path.join(tmp, "txt.npy"), "--from-line", "200")
+    assert_eq(p.returncode, 0, p.stderr)
+    assert_eq(p.stderr, b"")
+    assert_eq(json.loads(p.stdout)["accepted"], 52)
+    check_back(d, "impcli", metas[198:], img[198:], txt[198:])
+    assert_eq(d.get_record("impcli", "c-197")[0], 404)
+    # mismatched row counts are found before anything is sent
+    np.save(os.path.join(tmp, "short.npy"), txt[:249])
+    p = cli(d, "import", "impcli", "--metadata", meta_path,
+            "--space", "text=" + os.path.join(tmp, "short.npy"))
+    assert_eq(p.returncode, 2, p.stderr)
+    assert b"250 records, the arrays have 249 rows" in p.stderr, p.stderr
+    p = cli(d, "import", "impcli", "--metadata", meta_path,
+            "--space", "image=" + os.path.join(tmp, "img.npy"),
+            "--space", "text=" + os.path.join(tmp, "short.npy"))
+    assert_eq(p.returncode, 2, p.stderr)
+    assert b"249 rows" in p.stderr and b"250" in p.stderr, p.stderr
+    with open(os.path.join(tmp, "bad.npy"), "wb") as f:
+        f.write(npy_bytes(np.asfortranarray(txt)))
+    p = cli(d, "import", "impcli", "--metadata", meta_path,
+            "--space", "text=" + os.path.join(tmp, "bad.npy"))
+    assert_eq(p.returncode, 2, p.stderr)
+    assert b"fortran_order" in p.stderr, p.stderr
+    # the daemon's whole-request problem: exit 1 with its code
+    p = cli(d, "import", "impcli", "--metadata", meta_path,
+            "--space", "audio=" + os.path.join(tmp, "txt.npy"))
+    assert_eq(p.returncode, 1, p.stderr)
+    assert b"unknown_space" in p.stderr, p.stderr
+    assert_eq(d.get_json("/v1/datasets/impcli")[2]["records"], 52, "nothing more stored")
+    subprocess.run(["rm", "-rf", tmp])
+
+
 if __name__ == "__main__":
     wn.main()
