@@ -326,5 +326,55 @@ def cli_import_in_batches_with_file_line_numbers():
     subprocess.run(["rm", "-rf", tmp])
 
 
+@test
+def python_client_import_npy_arrays_and_paths():
+    import winnow
+    d = daemon()
+    fresh(d, "imppy")
+    metas, img, txt = make_records(90, "p")
+    metas[10]["text"] = 7  # rejected: text not a string
+    c = winnow.Client("http://%s:%d" % (d.host, d.port))
+    seen = []
+    res = c.import_npy("imppy", metas, {"image": img, "text": txt}, batch=40,
+                       progress=lambda r: seen.append(r["accepted"]))
+    assert_eq((res["accepted"], res["rejected"], res["batches"]), (89, 1, 3))
+    assert_eq(seen, [39, 79, 89])
+    assert_eq((res["errors"][0]["line"], res["errors"][0]["code"]), (11, "invalid_field"))
+    keep = [i for i in range(90) if i != 10]
+    check_back(d, "imppy", [metas[i] for i in keep], img[keep], txt[keep])
+    # paths: NDJSON file and .npy files read without numpy (f32 into the f16 space, and a
+    # version 2.0 file)
+    fresh(d, "imppy")
+    tmp = tempfile.mkdtemp(prefix="winnow-imppy-")
+    metas[10]["text"] = "ok"
+    meta_path = os.path.join(tmp, "m.ndjson")
+    with open(meta_path, "w") as f:
+        f.write("".join(json.dumps(m) + "\n\n" for m in metas))  # blank lines between
+    img32 = rng.standard_normal((90, IMG)).astype(np.float32)
+    np.save(os.path.join(tmp, "img.npy"), img32)
+    with open(os.path.join(tmp, "txt.npy"), "wb") as f:
+        f.write(_npy_version(txt, (2, 0)))
+    res = c.import_npy("imppy", meta_path, {"image": os.path.join(tmp, "img.npy"),
+                                             "text": os.path.join(tmp, "txt.npy")},
+                       batch_bytes=8 << 10)
+    assert_eq((res["accepted"], res["rejected"]), (90, 0))
+    assert res["batches"] >= 3, res["batches"]  # about 21 KiB in batches under 8 KiB
+    check_back(d, "imppy", metas, img32.astype(np.float16), txt)
+    # a row count mismatch is found before anything is sent
+    try:
+        c.import_npy("imppy", metas[:5], {"text": txt})
+        raise AssertionError("no ValueError")
+    except ValueError as e:
+        assert "5 records" in str(e) and "90 rows" in str(e), e
+    # the daemon's problems raise WinnowError with its code
+    try:
+        c.import_npy("imppy", metas, {"audio": txt})
+        raise AssertionError("no WinnowError")
+    except winnow.WinnowError as e:
+        assert_eq((e.status, e.code), (422, "unknown_space"))
+    c.close()
+    subprocess.run(["rm", "-rf", tmp])
+
+
 if __name__ == "__main__":
     wn.main()

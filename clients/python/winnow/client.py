@@ -64,6 +64,64 @@ def _job_of(view):
     return None
 
 
+def _npy_header(elt, rows, cols):
+    """The .npy v1.0 preamble np.save writes for a C-order (rows, cols) <f2/<f4 array."""
+    d = "{'descr': '<f%d', 'fortran_order': False, 'shape': (%d, %d), }" % (elt, rows, cols)
+    total = (10 + len(d) + 1 + 63) // 64 * 64
+    hlen = total - 10
+    return (b"\x93NUMPY\x01\x00" + bytes((hlen & 0xFF, hlen >> 8)) + d.encode("ascii")
+            + b" " * (hlen - len(d) - 1) + b"\n")
+
+
+class _ArraySource:
+    """The rows of one space for import_npy: a numpy array (converted to <f2 or <f4), or an
+    .npy file read by slices without numpy (its header parsed here, as the daemon does)."""
+
+    def __init__(self, arr):
+        self.f = None
+        if _np.is_array(arr):
+            if arr.ndim != 2:
+                raise ValueError("winnow: an array to import must be 2-D, got shape %r"
+                                 % (arr.shape,))
+            self.arr = _np.le_rows(arr)
+            self.rows, self.cols = self.arr.shape
+            self.elt = self.arr.dtype.itemsize
+        else:
+            import ast
+            self.arr = None
+            self.f = open(arr, "rb")
+            pre = self.f.read(12)
+            if pre[:6] != b"\x93NUMPY" or pre[6] not in (1, 2, 3) or len(pre) < 12:
+                raise ValueError("winnow: %s is not an .npy file of version 1, 2 or 3" % arr)
+            if pre[6] == 1:
+                hlen, start = int.from_bytes(pre[8:10], "little"), 10
+            else:
+                hlen, start = int.from_bytes(pre[8:12], "little"), 12
+            self.f.seek(start)
+            hdr = ast.literal_eval(self.f.read(hlen).decode("latin-1"))
+            if hdr.get("descr") not in ("<f2", "<f4") or hdr.get("fortran_order") is not False \
+                    or len(hdr.get("shape", ())) != 2:
+                raise ValueError("winnow: %s must be a C-order 2-D <f2 or <f4 array, got %r"
+                                 % (arr, hdr))
+            self.rows, self.cols = hdr["shape"]
+            self.elt = 2 if hdr["descr"] == "<f2" else 4
+            self.start = start + hlen
+        self.row_bytes = self.cols * self.elt
+
+    def rows_bytes(self, a, b):
+        if self.arr is not None:
+            return self.arr[a:b].tobytes()
+        self.f.seek(self.start + a * self.row_bytes)
+        data = self.f.read((b - a) * self.row_bytes)
+        if len(data) != (b - a) * self.row_bytes:
+            raise ValueError("winnow: %s is truncated" % self.f.name)
+        return data
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+
+
 class Export:
     """An iterator over a subset's NDJSON export, one dict per member. The summary line (and
     only it) is kept in .summary, not yielded; an error line raises WinnowError. Stopping
@@ -346,6 +404,124 @@ class Client:
                     yield ('%s,"embeddings":{%s}}' % (_dumps(rec)[:-1], emb)).encode("ascii")
         return self.ingest(dataset, gen(), batch_bytes=1 << 62, batch_count=batch,
                            progress=progress)
+
+    def import_npy(self, dataset, metadata, spaces, batch=None, batch_bytes=32 << 20,
+                   progress=None):
+        """Bulk import (POST .../records:import): records from NDJSON metadata plus one
+        embedding array per space, sent as multipart batches with the arrays' raw bytes (no
+        base64). metadata: a path to an NDJSON file, or an iterable of dicts (or of NDJSON
+        lines as str/bytes); record i (blank lines skipped) is row i of every array. spaces:
+        {space: a 2-D numpy array (float16 sent as f16, other types as f32) or a path to an
+        .npy file (<f2 or <f4, C order, read without numpy)}. batch: records per request
+        (default: as many as fit in batch_bytes).
+
+        Returns {"accepted", "rejected", "errors", "batches"} like ingest(): each error's
+        "line" is the record's 1-based line in the file (a path) or position in the iterable.
+        progress(result_so_far) is called after each batch. Raises ValueError, before
+        anything is sent when it can tell (a path, a list), when the metadata and the arrays
+        do not have one record count, and WinnowError as ingest() does."""
+        srcs = {name: _ArraySource(arr) for name, arr in spaces.items()}
+        if not srcs:
+            raise ValueError("winnow: import_npy needs at least one array in spaces")
+        rows = {s.rows for s in srcs.values()}
+        if len(rows) != 1:
+            raise ValueError("winnow: the arrays have different row counts: %s"
+                             % {k: s.rows for k, s in srcs.items()})
+        rows = rows.pop()
+        row_bytes = sum(s.row_bytes for s in srcs.values())
+        own = isinstance(metadata, (str, bytes, os.PathLike))
+        if own:
+            with open(metadata, "rb") as f:
+                n = sum(1 for ln in f if ln.strip())
+            if n != rows:
+                raise ValueError("winnow: %s has %d records, the arrays have %d rows"
+                                 % (metadata, n, rows))
+        elif hasattr(metadata, "__len__") and len(metadata) != rows:
+            raise ValueError("winnow: metadata has %d records, the arrays have %d rows"
+                             % (len(metadata), rows))
+        total = {"accepted": 0, "rejected": 0, "errors": [], "batches": 0}
+        path = self._ds(dataset) + "/records:import"
+        boundary = "winnow-" + os.urandom(16).hex()
+        ctype = "multipart/form-data; boundary=" + boundary
+        last = None
+        lines, positions = [], []
+        state = {"first": 0, "size": 0}
+
+        def flush():
+            nonlocal last
+            a, b = state["first"], state["first"] + len(lines)
+            parts = [b"--%s\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+                     b"Content-Type: application/x-ndjson\r\n\r\n" % boundary.encode(),
+                     b"\n".join(lines), b"\n\r\n"]
+            for name, src in srcs.items():
+                parts.append(b"--%s\r\nContent-Disposition: form-data; name=\"space.%s\"\r\n"
+                             b"Content-Type: application/octet-stream\r\n\r\n"
+                             % (boundary.encode(), name.encode("utf-8")))
+                parts.append(_npy_header(src.elt, b - a, src.cols))
+                parts.append(src.rows_bytes(a, b))
+                parts.append(b"\r\n")
+            parts.append(b"--%s--\r\n" % boundary.encode())
+            try:
+                res = self._t.request("POST", path, b"".join(parts), ctype).json()
+            except WinnowError as e:
+                if e.code != "no_records_accepted":
+                    raise
+                last = e
+                res = {"accepted": 0, "rejected": e.problem.get("rejected", len(lines)),
+                       "errors": e.errors}
+            total["accepted"] += res.get("accepted", 0)
+            total["rejected"] += res.get("rejected", 0)
+            for err in res.get("errors", []):
+                err = dict(err)
+                ln = err.get("line")
+                if isinstance(ln, int) and 1 <= ln <= len(positions):
+                    err["line"] = positions[ln - 1]
+                total["errors"].append(err)
+            total["batches"] += 1
+            if progress is not None:
+                progress(dict(total, errors=list(total["errors"])))
+
+        f = open(metadata, "rb") if own else None
+        try:
+            rec_no = 0
+            for pos, rec in enumerate(f if own else metadata, 1):
+                if isinstance(rec, str):
+                    rec = rec.encode("utf-8")
+                if isinstance(rec, bytes):
+                    line = rec.strip(b"\r\n")
+                    if not line.strip():
+                        continue
+                else:
+                    line = _dumps(_jsonable_embeddings(rec)).encode("utf-8")
+                if rec_no >= rows:
+                    raise ValueError("winnow: metadata record %d (line %d) has no row: the "
+                                     "arrays have %d rows" % (rec_no + 1, pos, rows))
+                if lines and ((batch is not None and len(lines) >= batch) or
+                              state["size"] + len(line) + 1 + row_bytes + 1024 > batch_bytes):
+                    flush()
+                    lines, positions = [], []
+                    state["first"], state["size"] = rec_no, 0
+                lines.append(line)
+                positions.append(pos)
+                state["size"] += len(line) + 1 + row_bytes
+                rec_no += 1
+            if lines:
+                flush()
+            if rec_no != rows:
+                raise ValueError("winnow: metadata has %d records, the arrays have %d rows"
+                                 % (rec_no, rows))
+        finally:
+            if f is not None:
+                f.close()
+            for src in srcs.values():
+                src.close()
+        if total["accepted"] == 0 and total["rejected"] > 0 and last is not None:
+            raise WinnowError(status=422, code="no_records_accepted", title=last.title,
+                              detail="none of the %d records was accepted; see errors"
+                                     % total["rejected"],
+                              errors=total["errors"], type=last.type,
+                              request_id=last.request_id, problem=dict(last.problem, **total))
+        return total
 
     def get_record(self, dataset, record_id, embeddings=True):
         """One record as stored (with "row"; embeddings as number lists unless
