@@ -366,6 +366,13 @@ def python_client_import_npy_arrays_and_paths():
         raise AssertionError("no ValueError")
     except ValueError as e:
         assert "5 records" in str(e) and "90 rows" in str(e), e
+    bad = os.path.join(tmp, "fortran.npy")
+    np.save(bad, np.asfortranarray(txt))
+    try:
+        c.import_npy("imppy", metas, {"text": bad})
+        raise AssertionError("no ValueError")
+    except ValueError as e:
+        assert "C-order" in str(e) and "fortran_order" in str(e), e
     # the daemon's problems raise WinnowError with its code
     try:
         c.import_npy("imppy", metas, {"audio": txt})

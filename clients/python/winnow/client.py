@@ -87,26 +87,36 @@ class _ArraySource:
             self.rows, self.cols = self.arr.shape
             self.elt = self.arr.dtype.itemsize
         else:
-            import ast
             self.arr = None
             self.f = open(arr, "rb")
-            pre = self.f.read(12)
-            if pre[:6] != b"\x93NUMPY" or pre[6] not in (1, 2, 3) or len(pre) < 12:
-                raise ValueError("winnow: %s is not an .npy file of version 1, 2 or 3" % arr)
-            if pre[6] == 1:
-                hlen, start = int.from_bytes(pre[8:10], "little"), 10
-            else:
-                hlen, start = int.from_bytes(pre[8:12], "little"), 12
-            self.f.seek(start)
-            hdr = ast.literal_eval(self.f.read(hlen).decode("latin-1"))
-            if hdr.get("descr") not in ("<f2", "<f4") or hdr.get("fortran_order") is not False \
-                    or len(hdr.get("shape", ())) != 2:
-                raise ValueError("winnow: %s must be a C-order 2-D <f2 or <f4 array, got %r"
-                                 % (arr, hdr))
-            self.rows, self.cols = hdr["shape"]
-            self.elt = 2 if hdr["descr"] == "<f2" else 4
-            self.start = start + hlen
+            try:
+                self._header(arr)
+            except BaseException:
+                self.f.close()
+                raise
         self.row_bytes = self.cols * self.elt
+
+    def _header(self, path):
+        import ast
+        pre = self.f.read(12)
+        if len(pre) < 12 or pre[:6] != b"\x93NUMPY" or pre[6] not in (1, 2, 3):
+            raise ValueError("winnow: %s is not an .npy file of version 1, 2 or 3" % path)
+        if pre[6] == 1:
+            hlen, start = int.from_bytes(pre[8:10], "little"), 10
+        else:
+            hlen, start = int.from_bytes(pre[8:12], "little"), 12
+        self.f.seek(start)
+        try:
+            hdr = ast.literal_eval(self.f.read(hlen).decode("latin-1"))
+        except (ValueError, SyntaxError):
+            hdr = None
+        if not isinstance(hdr, dict) or hdr.get("descr") not in ("<f2", "<f4") \
+                or hdr.get("fortran_order") is not False or len(hdr.get("shape", ())) != 2:
+            raise ValueError("winnow: %s must be a C-order 2-D <f2 or <f4 array, got %r"
+                             % (path, hdr))
+        self.rows, self.cols = hdr["shape"]
+        self.elt = 2 if hdr["descr"] == "<f2" else 4
+        self.start = start + hlen
 
     def rows_bytes(self, a, b):
         if self.arr is not None:
