@@ -383,5 +383,49 @@ def python_client_import_npy_arrays_and_paths():
     subprocess.run(["rm", "-rf", tmp])
 
 
+@test
+def cli_import_progress_bar_on_a_terminal():
+    """stderr on a pseudo-terminal: a redrawn bar that ends at 100%, with the batch lines."""
+    import pty
+    import threading
+    d = daemon()
+    fresh(d, "imptty")
+    metas, img, _ = make_records(600, "t")
+    tmp = tempfile.mkdtemp(prefix="winnow-imptty-")
+    with open(os.path.join(tmp, "m.ndjson"), "w") as f:
+        f.write("".join(json.dumps(m) + "\n" for m in metas))
+    np.save(os.path.join(tmp, "img.npy"), img)
+    master, slave = pty.openpty()
+    env = dict(os.environ, WINNOW_URL="http://%s:%d" % (d.host, d.port))
+    p = subprocess.Popen([CLI, "import", "imptty", "--metadata", os.path.join(tmp, "m.ndjson"),
+                          "--space", "image=" + os.path.join(tmp, "img.npy"), "--batch", "200"],
+                         stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    out, _ = p.communicate(timeout=60 * wn.SLOW)
+    t.join(10)
+    os.close(master)
+    err = b"".join(chunks).decode(errors="replace")
+    assert_eq(p.returncode, 0, err)
+    assert_eq(json.loads(out)["accepted"], 600)
+    assert "\r[####################] 100%" in err, err
+    assert "\x1b[K" in err, err
+    for k, (a, b) in enumerate(((1, 200), (201, 400), (401, 600)), 1):
+        assert "winnow: batch %d, lines %d-%d: 200 accepted, 0 rejected" % (k, a, b) in err, err
+    subprocess.run(["rm", "-rf", tmp])
+
+
 if __name__ == "__main__":
     wn.main()
