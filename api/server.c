@@ -50,6 +50,8 @@ struct server {
 	int quit;
 	unsigned nworkers;
 	pthread_t workers[SERVER_MAX_WORKERS];
+	char start_msg[256];    /* libmicrohttpd's last message while starting (under mu) */
+	int starting;
 };
 
 struct conn_state {
@@ -474,14 +476,19 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct server *srv = cls;
 	char buf[512], q[600];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	n = strlen(buf);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
 		buf[--n] = '\0';
+	/* kept for the start-up error: "Failed to bind to port 8080: Address already in use" */
+	pthread_mutex_lock(&srv->mu);
+	if (srv->starting)
+		snprintf(srv->start_msg, sizeof srv->start_msg, "%s", buf);
+	pthread_mutex_unlock(&srv->mu);
 	log_msg(LOG_WARN, "http", "msg=%s", log_quote(buf, q, sizeof q));
 }
 
@@ -501,6 +508,7 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 	srv->d = d;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->cv, NULL);
+	srv->starting = 1;
 	if (getrandom(&srv->id_seed, sizeof srv->id_seed, 0) != (ssize_t)sizeof srv->id_seed)
 		srv->id_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 
@@ -530,11 +538,17 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)d->cfg->timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 		MHD_OPTION_END);
+	pthread_mutex_lock(&srv->mu);
+	srv->starting = 0;
+	pthread_mutex_unlock(&srv->mu);
 	if (srv->mhd == NULL) {
-		rc = err_set(e, ERR_IO, "listen_failed", "cannot listen on %s:%u (address in use?)",
-		             d->cfg->listen_host, (unsigned)d->cfg->listen_port);
+		int v6 = strchr(d->cfg->listen_host, ':') != NULL;
+
+		rc = err_set(e, ERR_IO, "listen_failed", "cannot listen on %s%s%s:%u: %s",
+		             v6 ? "[" : "", d->cfg->listen_host, v6 ? "]" : "",
+		             (unsigned)d->cfg->listen_port,
+		             srv->start_msg[0] ? srv->start_msg : "libmicrohttpd refused to start");
 		goto out;
 	}
 	/* Two pool threads per HTTP thread: requests parse on all cores already, but a request

@@ -22,6 +22,7 @@
 #include "daemon/auth.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/dirlock.h"
 #include "daemon/metrics.h"
 #include "index/index.h"
 #include "lib/clock.h"
@@ -75,7 +76,7 @@ static int run(const struct config *cfg)
 	struct err e = {0};
 	sigset_t set;
 	pthread_t waiter;
-	int rc = 0, sig = 0;
+	int rc = 0, sig = 0, lock_fd = -1;
 
 	struct jobs_config jc = {job_kinds, sizeof job_kinds / sizeof job_kinds[0],
 	                         cfg->job_threads, cfg->job_history};
@@ -123,6 +124,11 @@ static int run(const struct config *cfg)
 	} else if (!cfg->allow_remote) {
 		log_msg(LOG_INFO, "auth",
 		        "msg=\"no API keys file: only loopback clients are accepted\"");
+	}
+	/* Before anything touches the directory: a second daemon must leave it alone. */
+	if ((rc = dirlock_acquire(cfg->data_dir, &lock_fd, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
+		goto out;
 	}
 	sc.dir = cfg->data_dir;
 	sc.map_size = cfg->map_size;
@@ -179,6 +185,7 @@ out:
 	store_close(d.core.store);
 	auth_free(d.auth);
 	metrics_free(d.metrics);
+	dirlock_release(lock_fd); /* last: the store is closed */
 	if (rc == 0)
 		log_msg(LOG_INFO, "stopped", NULL);
 	return rc == 0 ? 0 : 1;
