@@ -10,6 +10,7 @@
 
 #include "api/http.h"
 #include "api/openapi.h"
+#include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "lib/clock.h"
 #include "lib/err.h"
@@ -22,6 +23,14 @@ int ops_livez(struct http_req *r, struct http_res *res)
 {
 	(void)r;
 	return http_json(res, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* "?verbose" comes without a value, which http_query() cannot tell from no parameter. */
+static int is_verbose(void *ctx, const char *name, const char *value)
+{
+	(void)ctx;
+	(void)value;
+	return strcmp(name, "verbose") == 0;
 }
 
 int ops_readyz(struct http_req *r, struct http_res *res)
@@ -40,6 +49,15 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_UNAVAILABLE, "indexes_loading",
 		        "indexes are being rebuilt from storage; search answers once they are");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
+	}
+	if (http_query_each(r, is_verbose, NULL) != 0) {
+		/* what an operator should know about a daemon that is otherwise ready */
+		json_t *warnings = json_array();
+
+		if (r->d->auth == NULL && r->d->cfg->insecure_no_auth)
+			json_array_append_new(warnings, json_string("insecure_no_auth"));
+		return http_json(res, 200, json_pack("{s:s, s:o}", "status", "ready", "warnings",
+		                                     warnings));
 	}
 	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* winnowd: the daemon's main(): its job kinds, its start-up and shutdown order.
  *
- * Start-up: configuration, log level, metrics, API keys, storage, HTTP server, ready.
- * SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every thread
+ * Start-up: configuration, log level, metrics, API keys, data directory lock, storage,
+ * HTTP server, ready. SIGHUP reloads the TLS certificate and key. SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every thread
  * inherits the mask and main() alone receives them in sigwait(). Shutdown on the first
  * SIGINT/SIGTERM: not ready, stop accepting, finish in-flight requests, close storage,
  * exit 0. A second SIGINT/SIGTERM during shutdown exits at once. Foreground only. */
@@ -121,9 +121,13 @@ static int run(const struct config *cfg)
 			goto out;
 		}
 		log_msg(LOG_INFO, "auth", "keys=%zu file=%s", auth_count(d.auth), cfg->api_keys);
-	} else if (!cfg->allow_remote) {
+	} else if (!cfg->insecure_no_auth) {
 		log_msg(LOG_INFO, "auth",
 		        "msg=\"no API keys file: only loopback clients are accepted\"");
+	} else {
+		log_msg(LOG_WARN, "insecure_no_auth",
+		        "msg=\"no API keys file and --insecure-no-auth: every client that reaches "
+		        "the listening address has the admin scope\"");
 	}
 	/* Before anything touches the directory: a second daemon must leave it alone. */
 	if ((rc = dirlock_acquire(cfg->data_dir, &lock_fd, &e)) != 0) {
@@ -164,7 +168,17 @@ static int run(const struct config *cfg)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_msg(LOG_INFO, "signal", "signal=SIGHUP msg=\"ignored: restart to reload\"");
+			struct err he = {0};
+
+			if (cfg->tls_cert == NULL)
+				log_msg(LOG_INFO, "signal",
+				        "signal=SIGHUP msg=\"nothing to reload: restart to change settings\"");
+			else if (server_reload_tls(d.server, &he) != 0)
+				log_msg(LOG_ERROR, "tls_reload",
+				        "msg=\"kept the old certificate: %s\"", he.detail);
+			else
+				log_msg(LOG_INFO, "tls_reload", "cert=%s key=%s", cfg->tls_cert,
+				        cfg->tls_key);
 			continue;
 		}
 		break;
@@ -216,6 +230,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(cfg.log_level);
+	if ((cfg.tls_cert == NULL) != (cfg.tls_key == NULL)) {
+		fprintf(stderr, "winnowd: --tls-cert and --tls-key go together\n");
+		config_free(&cfg);
+		return 2;
+	}
+	/* An address others can reach serves the admin API to them: keys, or an explicit yes. */
+	if (cfg.api_keys == NULL && !cfg.insecure_no_auth &&
+	    !server_listen_is_loopback(cfg.listen_host)) {
+		fprintf(stderr,
+		        "winnowd: --listen %s is not a loopback address: give --api-keys FILE, or "
+		        "--insecure-no-auth to let every client that reaches it be admin\n",
+		        cfg.listen_host);
+		config_free(&cfg);
+		return 2;
+	}
 	if (cfg.check_only) {
 		struct auth *a = NULL;
 
