@@ -359,5 +359,91 @@ def slowloris_is_capped_per_address_and_cut_at_the_deadline():
         assert d.events("request_timeout"), "no request_timeout log line"
 
 
+# ---- TLS ---------------------------------------------------------------------------------------
+
+
+def make_cert(tmp, name):
+    """A self-signed certificate for 127.0.0.1 and its key: (cert path, key path)."""
+    cert, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=" + name,
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       capture_output=True, timeout=60)
+    assert_eq(r.returncode, 0, "openssl req: %r" % r.stderr[-300:])
+    return cert, key
+
+
+def curl(url, ca):
+    """(curl exit code, HTTP status, body) for GET url trusting only the CA file ca."""
+    r = subprocess.run(["curl", "-sS", "--max-time", str(10 * wn.SLOW), "--cacert", ca,
+                        "-w", "\n%{http_code}", url], capture_output=True, timeout=60 * wn.SLOW)
+    out = r.stdout.decode()
+    body, _, code = out.rpartition("\n")
+    return r.returncode, code, body
+
+
+def install(src_cert, src_key, cert, key):
+    """Replace the served files the way a certificate renewal does (rename into place)."""
+    for src, dst in ((src_cert, cert), (src_key, key)):
+        with open(src, "rb") as f:
+            data = f.read()
+        with open(dst + ".new", "wb") as f:
+            f.write(data)
+        os.replace(dst + ".new", dst)
+
+
+@test
+def https_with_a_certificate_reloaded_on_sighup():
+    import shutil
+    import signal
+    tmp = tempfile.mkdtemp(prefix="winnow-tls-")
+    try:
+        c1, k1 = make_cert(tmp, "first")
+        c2, k2 = make_cert(tmp, "second")
+        cert, key = os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")
+        install(c1, k1, cert, key)
+        with wn.Daemon(extra_args=["--tls-cert", cert, "--tls-key", key], tls_ca=c1) as d:
+            url = "https://127.0.0.1:%d/livez" % d.port
+            assert_eq(curl(url, c1), (0, "200", '{"status":"ok"}'), "curl over HTTPS")
+            code, _, _ = curl(url, c2)
+            assert_eq(code, 60, "curl trusting only the second certificate, before the reload")
+            r = subprocess.run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:%d/livez"
+                                % d.port], capture_output=True, timeout=30)
+            assert r.returncode != 0, "plain HTTP answered on the TLS port"
+            kept = d.connection()  # a connection from before the reload keeps its session
+            kept.request("GET", "/livez")
+            assert_eq(kept.getresponse().read(), b'{"status":"ok"}', "first request on kept")
+
+            install(c2, k2, cert, key)
+            d.proc.send_signal(signal.SIGHUP)
+            assert d.wait_for_line(lambda l: "event=tls_reload" in l), d.tail()
+            assert_eq(curl(url, c2), (0, "200", '{"status":"ok"}'), "curl after the reload")
+            code, _, _ = curl(url, c1)
+            assert_eq(code, 60, "the first certificate is no longer served")
+            kept.request("GET", "/livez")
+            assert_eq(kept.getresponse().read(), b'{"status":"ok"}', "kept connection")
+            kept.close()
+
+            # a broken file: logged, and the certificate in use stays
+            with open(cert, "w") as f:
+                f.write("not a certificate\n")
+            d.proc.send_signal(signal.SIGHUP)
+            line = d.wait_for_line(lambda l: "event=tls_reload" in l and "level=error" in l)
+            assert line is not None and "kept the old certificate" in line, d.tail()
+            assert_eq(curl(url, c2)[:2], (0, "200"), "still the second certificate")
+        # start-up errors: exit non-zero with the reason
+        for args, what in ((["--tls-cert", c1], "--tls-key"),
+                           (["--tls-cert", c1, "--tls-key", k2], "does not belong"),
+                           (["--tls-cert", os.path.join(tmp, "none"), "--tls-key", k1],
+                            "cannot read TLS certificate")):
+            code, err = run_second([wn.WINNOWD, "--listen", "127.0.0.1:0", "--data-dir",
+                                    os.path.join(tmp, "data")] + args)
+            assert code != 0, "started with %r" % args
+            assert what in err, err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     wn.main()
