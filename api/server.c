@@ -8,9 +8,8 @@
  * commit at the same time.
  *
  * Bodies are accumulated up to their route's limit; errors found before the body ends
- * (400, 401, 403, 404, 405, 503) are answered once the body is consumed, except a declared
- * Content-Length over the limit (413) or over the memory budget (503 overloaded), which are
- * answered at once. The memory budget (--memory-limit) is charged with each body's buffer
+ * (400, 401, 403, 404, 405, 503 overloaded) are answered once the body is consumed (and
+ * dropped), except a declared Content-Length over the limit, which is answered at once (413). The memory budget (--memory-limit) is charged with each body's buffer
  * plus an estimate of what parsing it costs (JSON trees take many times the text), for as
  * long as the request runs; a request that does not fit waits for nothing: it is refused
  * with Retry-After. A watchdog closes connections that have not delivered a whole request
@@ -613,8 +612,11 @@ static enum MHD_Result request_start(struct server *srv, struct conn_state *cs,
 		/* the whole cost up front, so that a body the budget cannot take is refused before
 		 * it is read; the buffer is allocated at its exact size */
 		if (mem_charge(cs, (n + 1) * (1 + (uint64_t)cs->parse_factor)) != 0) {
-			cs->pending_code = overloaded(cs, &e);
-			return (enum MHD_Result)answer_problem(cs, conn, ERR_UNAVAILABLE, &e);
+			/* Answered once the body is read and dropped (it is within the route's
+			 * limit): answered now, the client would still be writing when the
+			 * connection closes and would see a reset instead of the 503. */
+			cs->pending_code = overloaded(cs, &cs->pending_err);
+			return MHD_YES;
 		}
 		cs->parse_charged = 1;
 		cs->body = malloc(n + 1);
