@@ -346,6 +346,8 @@ def slowloris_is_capped_per_address_and_cut_at_the_deadline():
         assert len(probes) >= 2 * deadline, probes
         slow = [p for p in probes if p[1] != 200 or p[2] > 0.1 * wn.SLOW]
         assert not slow, "probes not answered within 100 ms: %r" % slow[:10]
+        print("note: %d probes during the run, slowest %.1f ms"
+              % (len(probes), 1e3 * max(p[2] for p in probes)))
         # per address: beyond 64, closed at once; the 64 admitted are cut at the deadline
         for source, n in plan:
             mine = [v for v in socks.values() if v[0] == source]
