@@ -54,7 +54,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 CLI_BIN := $(OUT)/winnow
 
-.PHONY: all deps run test unit layers bench fuzz lint format install clean
+.PHONY: all deps run test unit layers bench fuzz fuzz-build lint format install clean
 all: $(OUT)/winnowd $(CLI_BIN)
 
 deps:
@@ -107,7 +107,7 @@ $(OUT)/bench/%: $(OUT)/obj/bench/%.o $(LIB_A) $(FAISS_C)
 	@mkdir -p $(@D)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
-run: $(OUT)/winnowd
+run: $(OUT)/winnowd $(CLI_BIN)
 	mkdir -p var
 	$(OUT)/winnowd --listen 127.0.0.1:8080 --data-dir ./var
 
@@ -123,15 +123,41 @@ test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN) layers
 bench: $(OUT)/winnowd $(BENCH_BIN)
 	PYTHON=$(PYTHON) bench/run.sh $(OUT)
 
-# libFuzzer drivers (clang): every parser of untrusted bytes. FUZZ_SECONDS per driver.
+# libFuzzer drivers (clang): every parser of untrusted bytes, one program each
+# (tests/fuzz/fuzz_*.c), over the whole library built again with clang, ASan and UBSan.
+# `make fuzz` runs each for FUZZ_SECONDS (CI: 30) from its committed corpus
+# tests/fuzz/corpus/NAME/ (a crash fails the target and leaves the input in build/fuzz/).
 FUZZ_SECONDS ?= 60
-FUZZ_SRC := api/codec.c lib/b64.c lib/vec.c store/store.c lib/err.c
-fuzz: | $(DEPS_STAMP)
-	@mkdir -p $(BUILD)/fuzz
-	clang -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
-	  tests/fuzz/fuzz_record.c $(FUZZ_SRC) -ljansson -llmdb -lpthread -lm -o $(BUILD)/fuzz/fuzz_record
-	mkdir -p $(BUILD)/fuzz/corpus && cp -n tests/fuzz/corpus/record/* $(BUILD)/fuzz/corpus/ 2>/dev/null || true
-	$(BUILD)/fuzz/fuzz_record -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz/corpus tests/fuzz/corpus/record
+FUZZ_OUT   := $(BUILD)/fuzz
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -I. -g -O1 -fno-omit-frame-pointer \
+              -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_OUT)/obj/%.o) $(FUZZ_OUT)/obj/gen/openapi.o
+FUZZ_DRIVERS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN     := $(FUZZ_DRIVERS:tests/fuzz/%.c=$(FUZZ_OUT)/%)
+
+$(FUZZ_OUT)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_OUT)/obj/gen/openapi.o: $(OUT)/gen/openapi.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -c $< -o $@
+$(FUZZ_OUT)/libwinnow.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OUT)/libwinnow.a $(FAISS_C)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OUT)/libwinnow.a $(LIBS) -o $@
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for b in $(FUZZ_BIN); do \
+	  name=$${b##*/fuzz_}; corpus=tests/fuzz/corpus/$$name; work=$(FUZZ_OUT)/corpus/$$name; \
+	  mkdir -p $$corpus $$work; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
+	  (cd $(FUZZ_OUT) && ASAN_OPTIONS=detect_leaks=1 ./fuzz_$$name -max_total_time=$(FUZZ_SECONDS) \
+	     -print_final_stats=0 -close_fd_mask=3 ../../$$work ../../$$corpus) >$(FUZZ_OUT)/$$name.log 2>&1 || \
+	  { tail -n 40 $(FUZZ_OUT)/$$name.log; echo "fuzz: $$name FAILED (log $(FUZZ_OUT)/$$name.log)"; exit 1; }; \
+	  grep -E "^#[0-9]+.*DONE" $(FUZZ_OUT)/$$name.log | tail -n 1 | sed "s/^/fuzz: $$name /"; \
+	done
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
@@ -149,4 +175,4 @@ clean:
 
 .SECONDARY:
 
--include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(OUT)/obj $(FUZZ_OUT)/obj -name '*.d' 2>/dev/null)

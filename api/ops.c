@@ -10,6 +10,7 @@
 
 #include "api/http.h"
 #include "api/openapi.h"
+#include "core/jobs.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "lib/clock.h"
@@ -36,6 +37,7 @@ static int is_verbose(void *ctx, const char *name, const char *value)
 int ops_readyz(struct http_req *r, struct http_res *res)
 {
 	struct err e = {0};
+	json_t *out;
 
 	if (atomic_load(&r->d->core.stopping)) {
 		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the server is shutting down");
@@ -50,22 +52,30 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		        "indexes are being rebuilt from storage; search answers once they are");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
-	if (http_query_each(r, is_verbose, NULL) != 0) {
+	if (r->core->store != NULL && store_full(r->core->store))
+		/* reads and searches still answer; writes get 507 until one commits again */
+		out = json_pack("{s:s, s:[s], s:s}", "status", "degraded", "reasons", "storage_full",
+		                "detail",
+		                "the last write failed because the disk is full: reads and searches "
+		                "answer, writes get 507 until space is freed");
+	else
+		out = json_pack("{s:s}", "status", "ready");
+	if (out != NULL && http_query_each(r, is_verbose, NULL) != 0) {
 		/* what an operator should know about a daemon that is otherwise ready */
 		json_t *warnings = json_array();
 
 		if (r->d->auth == NULL && r->d->cfg->insecure_no_auth)
 			json_array_append_new(warnings, json_string("insecure_no_auth"));
-		return http_json(res, 200, json_pack("{s:s, s:o}", "status", "ready", "warnings",
-		                                     warnings));
+		json_object_set_new(out, "warnings", warnings);
 	}
-	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
+	return http_json(res, 200, out);
 }
 
 int ops_metrics(struct http_req *r, struct http_res *res)
 {
 	struct store_stats st = {0};
 	struct metrics_gauges g = {0};
+	struct jobs_stat jobs[16];
 	size_t len = 0;
 	char *text;
 
@@ -75,8 +85,13 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 		g.datasets = st.datasets;
 	}
 	g.ready = atomic_load(&r->d->ready);
+	g.storage_full = r->core->store != NULL && store_full(r->core->store);
 	g.uptime_s = clock_now() - r->d->started;
 	g.search_split_scans = index_split_scans();
+	if (r->core->jobs != NULL) {
+		g.njobs = jobs_stats(r->core->jobs, jobs, sizeof jobs / sizeof jobs[0]);
+		g.jobs = jobs;
+	}
 	text = metrics_render(r->d->metrics, &g, &len);
 	if (text == NULL)
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/jsonnum.h"
 #include "store/store.h"
 
 static const struct {
@@ -34,6 +35,7 @@ static const struct {
 	{ERR_METHOD, 405, "Method not allowed"},
 	{ERR_INTERNAL, 500, "Internal error"},
 	{ERR_CANCELLED, 409, "Cancelled"},
+	{ERR_NOSPACE, 507, "Insufficient storage"},
 };
 
 static size_t status_index(int code)
@@ -119,7 +121,7 @@ int http_json(struct http_res *res, int status, json_t *obj)
 		res->len = res->body ? 2 : 0;
 		return 0;
 	}
-	res->len = strlen(s);
+	res->len = jsonnum_shorten(s, strlen(s));
 	res->body = s;
 	return 0;
 }
@@ -127,15 +129,20 @@ int http_json(struct http_res *res, int status, json_t *obj)
 int http_problem(struct http_res *res, const struct http_req *r, int code, const struct err *e,
                  json_t *extra)
 {
-	size_t i = status_index(code);
-	int status = http_status_for(code);
-	const char *title = i < sizeof status_table / sizeof status_table[0] ? status_table[i].title
-	                                                                       : "Error";
-	const char *slug = e != NULL && e->code != 0 && e->slug[0] ? e->slug : err_str(code);
-	const char *detail = e != NULL && e->code != 0 && e->detail[0] ? e->detail : title;
+	size_t i;
+	int status;
+	const char *title, *slug, *detail;
 	char type[96];
 	json_t *p;
 
+	/* a full disk is the store's to know: whatever a service made of the code, say 507 */
+	if (e != NULL && e->code == ERR_NOSPACE)
+		code = ERR_NOSPACE;
+	i = status_index(code);
+	status = http_status_for(code);
+	title = i < sizeof status_table / sizeof status_table[0] ? status_table[i].title : "Error";
+	slug = e != NULL && e->code != 0 && e->slug[0] ? e->slug : err_str(code);
+	detail = e != NULL && e->code != 0 && e->detail[0] ? e->detail : title;
 	snprintf(type, sizeof type, "urn:winnow:problem:%s", slug);
 	p = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type, "title", title, "status",
 	              status, "detail", detail, "code", slug, "request_id",

@@ -245,6 +245,12 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
+	{
+		enum log_format lf = LOG_LOGFMT;
+
+		log_format_parse(cfg.log_format, &lf); /* config_load checked it */
+		log_set_format(lf);
+	}
 	if (cfg.check_only) {
 		struct auth *a = NULL;
 

@@ -22,6 +22,10 @@
 #include "store/store.h"
 
 
+/* A job that was running when the process died this many times in a row fails with
+ * "crash_loop" at the next start instead of running again. */
+enum { CRASH_LOOP_STARTS = 2 };
+
 struct job {
 	uint64_t id;
 	const struct job_kind *kind;
@@ -49,6 +53,7 @@ struct jobs {
 	unsigned nthreads;
 	atomic_int quit;
 	atomic_uint finished; /* finished jobs in the store, as last counted */
+	_Atomic uint64_t *processed; /* per kind (the kinds table's order): units processed */
 };
 
 /* Finished jobs kept in the store (--job-history; their records answer GET /v1/jobs/{id});
@@ -203,6 +208,27 @@ static int begin_fn(void *ctx, struct store_txn *t, struct err *e)
 		c->skip = 1;
 		return txn_put(t, c->j->id, c->doc, e);
 	}
+	if (strcmp(doc_state(c->doc), "running") == 0 &&
+	    json_integer_value(json_object_get(c->doc, "unclean_starts")) >= CRASH_LOOP_STARTS) {
+		/* it was running when the process died, twice in a row: a third run would most
+		 * likely take the daemon down again (a crash inside a library, say) */
+		json_object_set_new(c->doc, "state", json_string("failed"));
+		json_object_set_new(c->doc, "finished", json_integer(now_unix()));
+		json_object_set_new(
+		        c->doc, "error",
+		        json_pack("{s:s, s:s}", "code", "crash_loop", "detail",
+		                  "the daemon stopped abnormally twice in a row while this job ran; it "
+		                  "is not resumed again (the daemon's log tells what it was doing)"));
+		c->skip = 1;
+		log_msg(LOG_WARN, "job_crash_loop", "id=%llu kind=%s", (unsigned long long)c->j->id,
+		        kname);
+		return txn_put(t, c->j->id, c->doc, e);
+	}
+	/* counted up at every start, back to 0 when a shutdown interrupts it cleanly (end_fn):
+	 * what stays is the number of starts in a row that ended with the process dying */
+	json_object_set_new(
+	        c->doc, "unclean_starts",
+	        json_integer(json_integer_value(json_object_get(c->doc, "unclean_starts")) + 1));
 	if (strcmp(doc_state(c->doc), "running") == 0) {
 		/* an earlier process ran it and stopped: say so, and where it resumes */
 		json_object_set_new(c->doc, "resumes",
@@ -230,9 +256,15 @@ static int end_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	if ((rc = txn_doc(t, c->j->id, &doc, e)) != 0)
 		return rc;
-	if (!state_open(doc_state(doc)) || c->state == NULL) {
+	if (!state_open(doc_state(doc))) {
 		json_decref(doc);
 		return 0;
+	}
+	if (c->state == NULL) { /* a clean shutdown: this start did not end in a crash */
+		json_object_set_new(doc, "unclean_starts", json_integer(0));
+		rc = txn_put(t, c->j->id, doc, e);
+		json_decref(doc);
+		return rc;
 	}
 	json_object_set_new(doc, "state", json_string(c->state));
 	json_object_set_new(doc, "finished", json_integer(now_unix()));
@@ -468,6 +500,10 @@ int jobs_open(struct jobs **out, struct core *core, const struct jobs_config *cf
 	js->cfg = *cfg;
 	pthread_mutex_init(&js->mu, NULL);
 	pthread_cond_init(&js->cv, NULL);
+	if ((js->processed = calloc(cfg->nkinds + 1, sizeof *js->processed)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto out;
 	rc = store_reader_docs(r, 0, 'j', collect_jobs, &sc, e);
@@ -527,6 +563,7 @@ void jobs_close(struct jobs *js)
 	}
 	pthread_mutex_destroy(&js->mu);
 	pthread_cond_destroy(&js->cv);
+	free(js->processed);
 	free(js);
 }
 
@@ -799,6 +836,58 @@ fail:
 	return rc;
 }
 
+static const char *const state_names[JOBS_NSTATES] = {"queued", "running", "succeeded",
+                                                      "failed", "cancelled"};
+
+const char *jobs_state_name(enum jobs_state st)
+{
+	return (unsigned)st < JOBS_NSTATES ? state_names[st] : "unknown";
+}
+
+struct stats_ctx {
+	const struct jobs *js;
+	struct jobs_stat *out;
+	size_t n;
+};
+
+static int stats_fn(void *ctx, const char *key, size_t key_len, const void *val, size_t len)
+{
+	struct stats_ctx *c = ctx;
+	json_t *doc = json_loadb(val, len, 0, NULL);
+	const char *kind = json_string_value(json_object_get(doc, "kind"));
+	const char *state = doc_state(doc);
+
+	(void)key;
+	(void)key_len;
+	for (size_t k = 0; kind != NULL && k < c->n; k++) {
+		if (strcmp(c->out[k].kind, kind) != 0)
+			continue;
+		for (size_t st = 0; st < JOBS_NSTATES; st++)
+			if (strcmp(state, state_names[st]) == 0)
+				c->out[k].count[st]++;
+		break;
+	}
+	json_decref(doc);
+	return 0;
+}
+
+size_t jobs_stats(struct jobs *js, struct jobs_stat *out, size_t max)
+{
+	struct stats_ctx c = {js, out, js->cfg.nkinds < max ? js->cfg.nkinds : max};
+	struct store_reader *r = NULL;
+
+	for (size_t k = 0; k < c.n; k++) {
+		memset(&out[k], 0, sizeof out[k]);
+		out[k].kind = js->cfg.kinds[k].name;
+		out[k].processed_total = atomic_load(&js->processed[k]);
+	}
+	if (store_reader_open(js->core->store, &r, NULL) == 0) {
+		store_reader_docs(r, 0, 'j', stats_fn, &c, NULL);
+		store_reader_close(r);
+	}
+	return c.n;
+}
+
 /* ---- for run functions ---- */
 
 uint64_t job_id(const struct job *j)
@@ -844,6 +933,8 @@ int jobs_should_stop(const struct job *j)
 void jobs_progress(struct job *j, uint64_t processed, uint64_t total)
 {
 	pthread_mutex_lock(&j->js->mu);
+	if (processed > j->processed && j->kind != NULL)
+		atomic_fetch_add(&j->js->processed[j->kind - j->js->cfg.kinds], processed - j->processed);
 	j->processed = processed;
 	j->total = total;
 	pthread_mutex_unlock(&j->js->mu);

@@ -95,6 +95,25 @@ int jobs_get_json(struct jobs *js, uint64_t id, json_t **out, struct err *e);
  * (0 = every dataset). *out new: a JSON array. */
 int jobs_list_json(struct jobs *js, uint32_t ds_id, size_t limit, json_t **out, struct err *e);
 
+/* The states of a job, in the order of struct jobs_stat's counts. */
+enum jobs_state { JOBS_QUEUED, JOBS_RUNNING, JOBS_SUCCEEDED, JOBS_FAILED, JOBS_CANCELLED,
+                  JOBS_NSTATES };
+
+/* The jobs of one kind, for /metrics. */
+struct jobs_stat {
+	const char *kind;              /* borrowed from the kinds table */
+	uint64_t count[JOBS_NSTATES];  /* jobs in the store in each state (finished ones as kept
+	                                  by --job-history) */
+	uint64_t processed_total;      /* units (rows, pairs) processed by this process */
+};
+
+/* "queued", "running", ... for a state. */
+const char *jobs_state_name(enum jobs_state s);
+
+/* One entry a kind of the kinds table (at most max, in the table's order) into out; returns
+ * how many. Reads the job documents once (a scan of a few thousand at most). */
+size_t jobs_stats(struct jobs *js, struct jobs_stat *out, size_t max);
+
 /* ---- For run functions ---- */
 
 uint64_t job_id(const struct job *j);

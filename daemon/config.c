@@ -100,6 +100,8 @@ static const struct opt opts[] = {
 	 .def_help = "none", .arg = "FILE", .help = "PEM private key of --tls-cert"},
 	{.name = "log-level", .type = OPT_LEVEL, .off = OFF(log_level), .def = "info",
 	 .arg = "LEVEL", .help = "debug, info, warn or error"},
+	{.name = "log-format", .type = OPT_STRING, .off = OFF(log_format), .def = "logfmt",
+	 .arg = "FORMAT", .help = "logfmt (key=value lines) or json (one object a line)"},
 	{.name = "api-keys", .type = OPT_STRING, .flags = OPT_OPTIONAL, .off = OFF(api_keys),
 	 .def_help = "none", .arg = "FILE",
 	 .help = "keys file of `SCOPE SHA256HEX [NAME]` lines (see hash-key)"},
@@ -604,6 +606,7 @@ static int load_env(struct config *c, struct err *e)
 int config_load(struct config *c, int argc, char **argv, struct err *e)
 {
 	const char *v;
+	enum log_format fmt;
 	int rc;
 
 	rc = apply_defaults(c, e);
@@ -625,7 +628,12 @@ int config_load(struct config *c, int argc, char **argv, struct err *e)
 	rc = load_env(c, e);
 	if (rc != 0)
 		return rc;
-	return parse_argv(c, argc, argv, 2, e);
+	if ((rc = parse_argv(c, argc, argv, 2, e)) != 0)
+		return rc;
+	if (log_format_parse(c->log_format, &fmt) != 0)
+		return err_set(e, ERR_INVALID, CONFIG_SLUG,
+		               "--log-format: expected logfmt or json, got '%s'", c->log_format);
+	return 0;
 }
 
 void config_free(struct config *c)
@@ -637,6 +645,7 @@ void config_free(struct config *c)
 	free(c->api_keys);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->log_format);
 	free(c->config_file);
 	memset(c, 0, sizeof *c);
 }

@@ -38,6 +38,7 @@ struct config {
 	char *tls_cert;           /* PEM file; NULL = plain HTTP */
 	char *tls_key;            /* PEM file; set exactly when tls_cert is */
 	enum log_level log_level; /* default LOG_INFO */
+	char *log_format;         /* "logfmt" (default) or "json" (log_format_parse) */
 	char *api_keys;           /* NULL = no keys file */
 	int insecure_no_auth;     /* default 0; --allow-remote is its old name */
 	char *config_file;        /* NULL = none */

@@ -7,6 +7,8 @@
  * the mutex while it formats, which is cheap at the sizes the label guard allows. */
 #include "daemon/metrics.h"
 
+#include "core/jobs.h"
+
 #include "lib/err.h"
 
 #include <math.h>
@@ -410,12 +412,35 @@ static void render_requests(struct mbuf *b, const struct metrics *m)
 	}
 }
 
+/* Jobs by kind: how many are in each state (finished ones as --job-history keeps them),
+ * and the units (rows, pairs) each kind processed since start. */
+static void render_jobs(struct mbuf *b, const struct metrics_gauges *g)
+{
+	if (g->njobs == 0)
+		return;
+	family(b, "winnow_jobs", "gauge",
+	       "Jobs in the store by kind and state (finished ones as --job-history keeps them).");
+	for (size_t k = 0; k < g->njobs; k++)
+		for (int st = 0; st < JOBS_NSTATES; st++)
+			mbuf_printf(b, "winnow_jobs{kind=\"%s\",state=\"%s\"} %llu\n", g->jobs[k].kind,
+			            jobs_state_name((enum jobs_state)st),
+			            (unsigned long long)g->jobs[k].count[st]);
+	family(b, "winnow_job_units_processed_total", "counter",
+	       "Rows (or pairs) the jobs of each kind processed since the daemon started.");
+	for (size_t k = 0; k < g->njobs; k++)
+		mbuf_printf(b, "winnow_job_units_processed_total{kind=\"%s\"} %llu\n", g->jobs[k].kind,
+		            (unsigned long long)g->jobs[k].processed_total);
+}
+
 static void render_gauges(struct mbuf *b, const struct metrics_gauges *g)
 {
 	char num[32];
 
 	family(b, "winnow_lmdb_used_bytes", "gauge", "Bytes of the LMDB map in use.");
 	mbuf_printf(b, "winnow_lmdb_used_bytes %llu\n", (unsigned long long)g->lmdb_used_bytes);
+	family(b, "winnow_storage_full", "gauge",
+	       "1 while the last write failed because the disk is full (writes answer 507).");
+	mbuf_printf(b, "winnow_storage_full %d\n", g->storage_full);
 	family(b, "winnow_lmdb_map_size_bytes", "gauge", "Current LMDB map size in bytes.");
 	mbuf_printf(b, "winnow_lmdb_map_size_bytes %llu\n",
 	            (unsigned long long)g->lmdb_map_size_bytes);
@@ -430,6 +455,7 @@ static void render_gauges(struct mbuf *b, const struct metrics_gauges *g)
 	       "Searches that scanned every vector on several threads (--search-threads).");
 	mbuf_printf(b, "winnow_search_split_scans_total %llu\n",
 	            (unsigned long long)g->search_split_scans);
+	render_jobs(b, g);
 }
 
 char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *len)

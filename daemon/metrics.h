@@ -17,12 +17,17 @@ struct metrics;
 enum metrics_counter { METRICS_RECORDS_INGESTED, METRICS_RECORDS_REJECTED, METRICS_COUNTER_COUNT };
 
 /* Values the caller samples at render time. */
+struct jobs_stat;
+
 struct metrics_gauges {
 	uint64_t lmdb_used_bytes, lmdb_map_size_bytes;
 	unsigned datasets;
 	int ready;
+	int storage_full;            /* store_full(): the last write failed for space */
 	double uptime_s;
 	uint64_t search_split_scans; /* index_split_scans(): rendered as a counter */
+	const struct jobs_stat *jobs; /* borrowed: jobs_stats() by kind */
+	size_t njobs;
 };
 
 /* Most (method, route, status) label sets kept; a guard against unbounded labels. */

@@ -25,11 +25,17 @@
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/utils/distances_c.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/par.h"
@@ -67,12 +73,172 @@ static int fx_create(struct index **out, uint32_t dim, enum index_metric metric,
 	return 0;
 }
 
+/* Training runs in a child process. FAISS does not survive every factory string it accepts:
+ * "PQ1x64" divides by zero in its random generator (SIGFPE), and an assertion inside a
+ * k-means aborts; in the daemon that would kill the process and, the build job resuming at
+ * every start, every restart after it. The child trains its copy of the index and sends it
+ * back through a pipe ('K' and the index in FAISS's own format) or FAISS's message ('E' and
+ * the text); the parent reads the trained index and replaces its own. A child killed by a
+ * signal fails the training with the signal's name, and the daemon goes on.
+ *
+ * The child runs OpenMP with one thread: GNU libgomp's thread pool does not survive fork()
+ * (a parallel region in the child waits for the parent's workers forever), a team of one
+ * never asks it. The heavy part of FAISS's k-means is BLAS, whose threads OpenBLAS restarts
+ * after a fork by itself. The child calls nothing but FAISS and _exit(). */
+static int train_child(FaissIndex *ix, size_t n, const float *x, int fd)
+{
+	FILE *out = fdopen(fd, "wb");
+	int ok;
+
+	static const int deadly[] = {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT};
+
+	if (out == NULL)
+		return 1;
+	/* die by the signal itself (a sanitizer's handler would report and exit 1 instead) */
+	for (size_t i = 0; i < sizeof deadly / sizeof deadly[0]; i++)
+		signal(deadly[i], SIG_DFL);
+	omp_set_num_threads(1);
+	if (faiss_Index_train(ix, (idx_t)n, x) != 0) {
+		const char *m = faiss_get_last_error();
+
+		fputc('E', out);
+		fputs(m != NULL ? m : "FAISS failed", out);
+		ok = fflush(out) == 0;
+	} else {
+		ok = fputc('K', out) != EOF && faiss_write_index(ix, out) == 0 && fflush(out) == 0;
+	}
+	fclose(out);
+	return ok ? 0 : 1;
+}
+
+/* The parent's side: read what the child sent, then reap it. */
+static int train_read(struct faiss *f, FILE *in, pid_t pid, struct err *e)
+{
+	FaissIndex *trained = NULL;
+	char msg[512];
+	int tag = fgetc(in), status = 0, rc = 0;
+	size_t n;
+
+	if (tag == 'K') {
+		if (faiss_read_index(in, 0, &trained) != 0)
+			trained = NULL;
+	} else if (tag == 'E') {
+		n = fread(msg, 1, sizeof msg - 1, in);
+		msg[n] = '\0';
+		rc = err_set(e, ERR_INVALID, "train_failed", "training failed: %s", msg);
+	}
+	fclose(in);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (rc != 0) {
+		faiss_Index_free(trained);
+		return rc;
+	}
+	if (WIFSIGNALED(status)) {
+		faiss_Index_free(trained);
+		return err_set(e, ERR_INVALID, "train_crashed",
+		               "FAISS crashed while training this index (signal %d, %s): the factory "
+		               "string or the training data is one FAISS cannot train; the daemon "
+		               "is unaffected",
+		               WTERMSIG(status), strsignal(WTERMSIG(status)));
+	}
+	if (trained == NULL || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		faiss_Index_free(trained);
+		return err_set(e, ERR_INTERNAL, "train_failed",
+		               "training failed: the training process ended without an index");
+	}
+	faiss_Index_free(f->ix);
+	f->ix = trained;
+	return 0;
+}
+
 static int fx_train(struct index *ix, size_t n, const float *x, struct err *e)
 {
 	struct faiss *f = (struct faiss *)ix;
+	int fds[2];
+	pid_t pid;
+	FILE *in;
 
-	if (faiss_Index_train(f->ix, (idx_t)n, x) != 0)
-		return faiss_fail(e, ERR_INVALID, "train_failed", "training failed");
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return err_set(e, ERR_IO, "train_failed", "pipe: %s", strerror(errno));
+	fflush(NULL);
+	if ((pid = fork()) < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return err_set(e, ERR_NOMEM, "train_failed", "fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		_exit(train_child(f->ix, n, x, fds[1]));
+	}
+	close(fds[1]);
+	if ((in = fdopen(fds[0], "rb")) == NULL) {
+		close(fds[0]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	return train_read(f, in, pid, e);
+}
+
+/* The number after a prefix at p ("IVF1024" -> 1024), or -1 when there is none; *end after it. */
+static long long factory_number(const char *p, const char **end)
+{
+	long long v = 0;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	while (*p >= '0' && *p <= '9') {
+		if (v > 100000000LL)
+			return -2; /* too large for any index */
+		v = v * 10 + (*p++ - '0');
+	}
+	*end = p;
+	return v;
+}
+
+enum { PQ_NBITS_MAX = 16, IVF_NLIST_MAX = 1 << 20 };
+
+int index_faiss_train_rows(const char *factory, uint64_t *rows, struct err *e)
+{
+	uint64_t need = 0;
+	const char *p = factory;
+
+	while (p != NULL && *p != '\0') {
+		const char *end = p;
+		long long v;
+
+		/* every component starts after a comma or at the beginning */
+		if (strncmp(p, "IVF", 3) == 0 && (v = factory_number(p + 3, &end)) != -1) {
+			if (v < 1 || v > IVF_NLIST_MAX)
+				return err_set(e, ERR_INVALID, "bad_factory",
+				               "'%s': an IVF index takes 1 to %d lists", factory,
+				               IVF_NLIST_MAX);
+			need = need > (uint64_t)v ? need : (uint64_t)v;
+		} else if ((strncmp(p, "PQ", 2) == 0 || strncmp(p, "OPQ", 3) == 0) &&
+		           (v = factory_number(p + (p[0] == 'O' ? 3 : 2), &end)) != -1) {
+			long long nbits = 8;
+
+			if (v < 1)
+				return err_set(e, ERR_INVALID, "bad_factory",
+				               "'%s': a PQ needs at least one sub-quantizer", factory);
+			if (p[0] == 'P' && *end == 'x' && (nbits = factory_number(end + 1, &end)) < 1)
+				return err_set(e, ERR_INVALID, "bad_factory",
+				               "'%s': PQ<M>x<bits> takes 1 to %d bits", factory,
+				               PQ_NBITS_MAX);
+			if (nbits > PQ_NBITS_MAX)
+				return err_set(e, ERR_INVALID, "bad_factory",
+				               "'%s': PQ codes of %lld bits a sub-quantizer; FAISS trains "
+				               "1 to %d (2^bits centroids each)",
+				               factory, nbits, PQ_NBITS_MAX);
+			if (p[0] == 'P')
+				need = need > (1ull << nbits) ? need : 1ull << nbits;
+		}
+		p = strchr(p, ',');
+		if (p != NULL)
+			p++;
+	}
+	*rows = need;
 	return 0;
 }
 

@@ -77,6 +77,14 @@ extern const struct index_ops index_flat_ops;
  * calls it at start-up, before any thread, and every FAISS search calls it again. */
 void index_faiss_setup(void);
 
+/* The training a FAISS index-factory string needs, judged from the string alone, before
+ * FAISS sees any data: *rows gets the fewest training vectors that train it (0 when the
+ * type needs no training; otherwise the most of: an IVF's nlist, a PQ's 2^nbits per
+ * sub-quantizer, 1). ERR_INVALID (slug "bad_factory") for what FAISS would accept and then
+ * fail or crash on: PQ codes of more than 16 bits, more than 2^20 IVF lists, numbers that
+ * do not fit. factory is borrowed. */
+int index_faiss_train_rows(const char *factory, uint64_t *rows, struct err *e);
+
 /* Split scans: one search reading every vector (a Flat index, an exact scan of the stored
  * vectors) on several threads in row ranges, each range for all of the search's queries.
  * A search brackets itself with index_scan_begin() and index_scan_end(); the answer is the

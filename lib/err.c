@@ -26,6 +26,7 @@ const char *err_str(int code)
 	case ERR_METHOD: return "method_not_allowed";
 	case ERR_INTERNAL: return "internal";
 	case ERR_CANCELLED: return "cancelled";
+	case ERR_NOSPACE: return "insufficient_storage";
 	}
 	return "unknown_error";
 }

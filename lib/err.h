@@ -27,6 +27,7 @@ enum err_code {
 	ERR_METHOD = -14,      /* route exists, method does not (405) */
 	ERR_INTERNAL = -15,    /* a bug: an invariant did not hold (500) */
 	ERR_CANCELLED = -16,   /* the work was cancelled on request (499-like, 409 to callers) */
+	ERR_NOSPACE = -17,     /* the disk holding the data is full (507) */
 };
 
 /* Detail for whoever asked: a stable machine code string and a human sentence. */

@@ -20,6 +20,24 @@
 #include <unistd.h>
 
 static atomic_int log_level_cur = LOG_INFO;
+static atomic_int log_format_cur = LOG_LOGFMT;
+
+void log_set_format(enum log_format f)
+{
+	atomic_store_explicit(&log_format_cur, f == LOG_JSON ? LOG_JSON : LOG_LOGFMT,
+	                      memory_order_relaxed);
+}
+
+int log_format_parse(const char *s, enum log_format *out)
+{
+	if (s != NULL && strcasecmp(s, "logfmt") == 0)
+		*out = LOG_LOGFMT;
+	else if (s != NULL && strcasecmp(s, "json") == 0)
+		*out = LOG_JSON;
+	else
+		return ERR_INVALID;
+	return 0;
+}
 
 void log_set_level(enum log_level level)
 {
@@ -149,6 +167,137 @@ static void write_all(const char *p, size_t n)
 	}
 }
 
+/* JSON string content of p[0..n) (a logfmt value already unquoted or not) into out. */
+static size_t json_chars(char *out, const char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(out + o, "\\u00", 4);
+			out[o + 4] = hex[c >> 4];
+			out[o + 5] = hex[c & 15];
+			o += 6;
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	return o;
+}
+
+/* A token that JSON takes as a number as it is: -?digits[.digits][e[+-]digits], no
+ * leading zero before more digits. */
+static int json_number(const char *p, size_t n)
+{
+	size_t i = 0, d;
+
+	if (i < n && p[i] == '-')
+		i++;
+	for (d = i; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+		;
+	if (i == d || (p[d] == '0' && i - d > 1))
+		return 0;
+	if (i < n && p[i] == '.') {
+		for (d = ++i; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+		if (++i < n && (p[i] == '+' || p[i] == '-'))
+			i++;
+		for (d = i; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	return i == n;
+}
+
+/* Write the logfmt line p[0..n) (no newline) as one JSON object: key=value and
+ * key="quoted \"value\"" pairs become members, in order. A value with escapes is
+ * unescaped first (\n, \t, \r, \", \\, \u00XX) and escaped again for JSON. */
+static void write_json(const char *p, size_t n)
+{
+	char *out = malloc(n * 6 + 8), *val = malloc(n + 1);
+	size_t o = 0, i = 0;
+
+	if (out == NULL || val == NULL) {
+		free(out);
+		free(val);
+		write_all(p, n);
+		write_all("\n", 1);
+		return;
+	}
+	out[o++] = '{';
+	while (i < n) {
+		size_t k0, k1, v = 0;
+		int quoted = 0;
+
+		while (i < n && p[i] == ' ')
+			i++;
+		k0 = i;
+		while (i < n && p[i] != '=' && p[i] != ' ')
+			i++;
+		k1 = i;
+		if (k1 == k0)
+			break;
+		if (i < n && p[i] == '=')
+			i++;
+		if (i < n && p[i] == '"') {
+			quoted = 1;
+			for (i++; i < n && p[i] != '"'; i++) {
+				if (p[i] == '\\' && i + 1 < n) {
+					char c = p[++i];
+
+					if (c == 'n')
+						val[v++] = '\n';
+					else if (c == 't')
+						val[v++] = '\t';
+					else if (c == 'r')
+						val[v++] = '\r';
+					else if (c == 'u' && i + 4 < n) {
+						val[v++] = (char)strtol((char[]){p[i + 3], p[i + 4], 0}, NULL, 16);
+						i += 4;
+					} else
+						val[v++] = c;
+				} else {
+					val[v++] = p[i];
+				}
+			}
+			i++; /* the closing quote */
+		} else {
+			while (i < n && p[i] != ' ')
+				val[v++] = p[i++];
+		}
+		if (out[o - 1] != '{')
+			out[o++] = ',';
+		out[o++] = '"';
+		o += json_chars(out + o, p + k0, k1 - k0);
+		out[o++] = '"';
+		out[o++] = ':';
+		if (!quoted && json_number(val, v)) {
+			memcpy(out + o, val, v);
+			o += v;
+		} else {
+			out[o++] = '"';
+			o += json_chars(out + o, val, v);
+			out[o++] = '"';
+		}
+	}
+	out[o++] = '}';
+	out[o++] = '\n';
+	write_all(out, o);
+	free(out);
+	free(val);
+}
+
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 {
 	char stack[1024], *line = stack, *heap = NULL, ev[128];
@@ -203,6 +352,9 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 		}
 	}
 	line[head++] = '\n';
-	write_all(line, head);
+	if (atomic_load_explicit(&log_format_cur, memory_order_relaxed) == LOG_JSON)
+		write_json(line, head - 1);
+	else
+		write_all(line, head);
 	free(heap);
 }

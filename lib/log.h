@@ -15,6 +15,17 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 /* Longest line written, newline included. */
 #define LOG_LINE_MAX 65536
 
+/* How lines are written: logfmt (the default) or one JSON object a line with the same keys
+ * ({"ts": ..., "level": ..., "event": ..., "status": 200, ...}; values that are JSON
+ * numbers stay numbers, everything else is a string). */
+enum log_format { LOG_LOGFMT = 0, LOG_JSON = 1 };
+
+/* Set the process-wide format. */
+void log_set_format(enum log_format f);
+
+/* "logfmt" or "json": 0 and *out; ERR_INVALID otherwise (NULL included). */
+int log_format_parse(const char *s, enum log_format *out);
+
 /* Set the process-wide level; messages below it are dropped. Default LOG_INFO.
  * Out-of-range values are clamped into debug..error. */
 void log_set_level(enum log_level level);

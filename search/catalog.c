@@ -351,6 +351,23 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	return jdoc_txn_put(t, c->ds->id, 'x', c->space, c->doc, e);
 }
 
+/* An index that needs training needs `need` vectors at least (index_faiss_train_rows); with
+ * fewer FAISS fails or, for some types, crashes. ERR_INVALID "too_few_rows" naming both. */
+static int check_train_rows(const char *factory, int trained, uint64_t need, uint64_t have,
+                            struct err *e)
+{
+	if (trained)
+		return 0;
+	need = need > 0 ? need : 1;
+	if (have >= need)
+		return 0;
+	return err_set(e, ERR_INVALID, "too_few_rows",
+	               "the index '%s' is trained on the space's vectors and needs at least %llu; "
+	               "there are %llu (ingest more records first, or choose a factory that "
+	               "needs no training, such as \"Flat\" or \"HNSW32\")",
+	               factory, (unsigned long long)need, (unsigned long long)have);
+}
+
 int catalog_put(struct core *core, const char *dataset, const char *space, const json_t *body,
                 json_t **view, uint64_t *job, int *created, struct err *e)
 {
@@ -360,7 +377,8 @@ int catalog_put(struct core *core, const char *dataset, const char *space, const
 	struct index *probe = NULL;
 	const char *key;
 	json_t *v;
-	int sp, rc;
+	uint64_t need = 0;
+	int sp, rc, trained;
 
 	if (!json_is_object(body))
 		return err_set(e, ERR_INVALID, "bad_index", "the body must be a JSON object");
@@ -382,11 +400,16 @@ int catalog_put(struct core *core, const char *dataset, const char *space, const
 	if ((sp = store_schema_find(&ds.schema, space)) < 0)
 		return err_set(e, ERR_NOT_FOUND, "space_not_found", "dataset '%s' has no space '%s'",
 		               dataset, space);
-	/* FAISS judges the factory string now, so that a bad one is a 422, not a failed job */
-	if ((rc = index_create(&probe, &index_faiss_ops, ds.schema.spaces[sp].dim, m, c.factory,
+	/* FAISS judges the factory string now, so that a bad one is a 422, not a failed job;
+	 * what it would accept and then crash on, or cannot train on this many rows, too */
+	if ((rc = index_faiss_train_rows(c.factory, &need, e)) != 0 ||
+	    (rc = index_create(&probe, &index_faiss_ops, ds.schema.spaces[sp].dim, m, c.factory,
 	                       e)) != 0)
 		return rc;
+	trained = index_is_trained(probe);
 	index_free(probe);
+	if ((rc = check_train_rows(c.factory, trained, need, ds.records, e)) != 0)
+		return rc;
 	c.ds = &ds;
 	if ((rc = store_write(core->store, put_fn, &c, e)) != 0) {
 		json_decref(c.doc);
@@ -708,7 +731,9 @@ int catalog_job_build(struct job *j, struct err *e)
 		goto done;
 	if (!index_is_trained(ix)) {
 		float *sample = malloc((size_t)TRAIN_MAX * info.schema.spaces[sp].dim * sizeof(float));
+		const char *factory = json_string_value(json_object_get(doc, "factory"));
 		size_t ns = 0;
+		uint64_t need = 0;
 
 		if (sample == NULL) {
 			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
@@ -716,6 +741,9 @@ int catalog_job_build(struct job *j, struct err *e)
 		}
 		rc = feed(core, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, NULL, sample,
 		          &ns, &added, e);
+		/* the rows may have gone since the PUT judged them (deletes, or an old definition) */
+		if (rc == 0 && (rc = index_faiss_train_rows(factory, &need, e)) == 0)
+			rc = check_train_rows(factory, 0, need, ns, e);
 		if (rc == 0)
 			rc = index_train(ix, ns < TRAIN_MAX ? ns : TRAIN_MAX, sample, e);
 		free(sample);

@@ -31,12 +31,14 @@
 #include "lib/vec.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +82,8 @@ struct store {
 	pthread_cond_t gcv;
 	struct put_req *ghead, *gtail;
 	int gleader;
+	char *dir;          /* the data directory, for statvfs when a commit fails */
+	atomic_int full;    /* the last write failed for want of space (store_full) */
 };
 
 struct store_reader {
@@ -241,8 +245,29 @@ static int lmdb_fail(struct lmdb_fail *lf, int rc, const char *what)
 	return ERR_STORE;
 }
 
+/* A failure that says the disk is full (or the map cannot grow for it). */
+static int space_failure(int rc)
+{
+	return rc == ENOSPC || rc == EDQUOT || rc == EFBIG || rc == MDB_MAP_FULL;
+}
+
+/* A commit that failed with EIO on a disk with next to no room left failed for space: some
+ * file systems report a full disk at write-back as an I/O error. */
+static int nearly_full(const struct store *s)
+{
+	struct statvfs v;
+
+	return s->dir != NULL && statvfs(s->dir, &v) == 0 &&
+	       (uint64_t)v.f_bavail * v.f_frsize < STORE_FULL_MARGIN;
+}
+
 static int lmdb_err(struct err *e, const char *op, const struct lmdb_fail *lf)
 {
+	if (space_failure(lf->rc))
+		return err_set(e, ERR_NOSPACE, "insufficient_storage",
+		               "%s: the disk holding the data directory is full (%s): nothing was "
+		               "written; free space or grow the volume, then retry",
+		               op, mdb_strerror(lf->rc));
 	return err_set(e, ERR_STORE, "storage_error", "%s: %s: %s", op,
 	               lf->what ? lf->what : "lmdb", mdb_strerror(lf->rc));
 }
@@ -347,8 +372,11 @@ static int txn_write_raw(struct store *s, txn_body body, void *arg, struct lmdb_
 			rc = body(s, txn, arg, lf, e);
 			if (rc == 0) {
 				mrc = mdb_txn_commit(txn);
+				if (mrc == EIO && nearly_full(s))
+					mrc = ENOSPC;
 				if (mrc != 0)
 					rc = lmdb_fail(lf, mrc, "commit");
+				atomic_store(&s->full, space_failure(mrc));
 			} else {
 				mdb_txn_abort(txn);
 			}
@@ -369,7 +397,7 @@ static int txn_write(struct store *s, const char *op, txn_body body, void *arg, 
 	int rc = txn_write_raw(s, body, arg, &lf, e);
 
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, op, &lf);
+		rc = lmdb_err(e, op, &lf);
 	return rc;
 }
 
@@ -681,7 +709,7 @@ int store_dataset_get(struct store *s, const char *name, struct store_dataset_in
 out:
 	txn_read_end(s, txn);
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, "get dataset", &lf);
+		rc = lmdb_err(e, "get dataset", &lf);
 	return rc;
 }
 
@@ -728,7 +756,7 @@ out:
 	if (rc != 0) {
 		free(arr);
 		if (rc == ERR_STORE && lf.rc != 0)
-			lmdb_err(e, "list datasets", &lf);
+			rc = lmdb_err(e, "list datasets", &lf);
 		return rc;
 	}
 	*out = arr;
@@ -1261,7 +1289,7 @@ static int ds_info(struct store *s, uint32_t ds, struct store_dataset_info *info
 	rc = ds_load(s, txn, ds, info, &lf, e);
 	txn_read_end(s, txn);
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, op, &lf);
+		rc = lmdb_err(e, op, &lf);
 	return rc;
 }
 
@@ -1282,7 +1310,7 @@ static int put_single(struct store *s, struct put_ctx *c, struct err *e)
 		}
 		if (rc != 0) {
 			if (rc == ERR_STORE && lf.rc != 0)
-				lmdb_err(e, "write records", &lf);
+				rc = lmdb_err(e, "write records", &lf);
 			return rc;
 		}
 		c->start += c->done;
@@ -1538,7 +1566,7 @@ int store_get_record(struct store *s, uint32_t ds_id, const char *id, size_t id_
 	if (rc != 0) {
 		store_record_out_free(&r);
 		if (rc == ERR_STORE && lf.rc != 0)
-			lmdb_err(e, "read record", &lf);
+			rc = lmdb_err(e, "read record", &lf);
 		return rc;
 	}
 	*out = r;
@@ -1967,9 +1995,12 @@ int store_open(struct store **out, const struct store_config *cfg, struct err *e
 	if (rc != 0)
 		return rc;
 	s = calloc(1, sizeof *s);
-	if (s == NULL)
+	if (s == NULL || (s->dir = strdup(cfg->dir)) == NULL) {
+		free(s);
 		return nomem(e, "opening the store");
+	}
 	if (pthread_condattr_init(&ca) != 0) {
+		free(s->dir);
 		free(s);
 		return err_set(e, ERR_NOMEM, NULL, "cannot initialise a condition variable");
 	}
@@ -1977,6 +2008,7 @@ int store_open(struct store **out, const struct store_config *cfg, struct err *e
 	if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->cv, &ca) != 0 ||
 	    pthread_cond_init(&s->gcv, NULL) != 0) {
 		pthread_condattr_destroy(&ca);
+		free(s->dir);
 		free(s); /* a half-initialised pair: nothing worth destroying on Linux */
 		return err_set(e, ERR_NOMEM, NULL, "cannot initialise the store's lock");
 	}
@@ -2040,6 +2072,7 @@ void store_close(struct store *s)
 		pthread_cond_destroy(&s->gcv);
 		pthread_mutex_destroy(&s->mu);
 	}
+	free(s->dir);
 	free(s);
 }
 
@@ -2158,7 +2191,7 @@ int store_reader_dataset(struct store_reader *r, uint32_t ds_id, struct store_da
 	int rc = ds_load(r->s, r->txn, ds_id, out, &lf, e);
 
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, "read dataset", &lf);
+		rc = lmdb_err(e, "read dataset", &lf);
 	return rc;
 }
 
@@ -2180,7 +2213,7 @@ int store_reader_dataset_named(struct store_reader *r, const char *name,
 		return lmdb_err_rc(e, "read dataset", "read dataset", mrc);
 	rc = info_by_name(r->s, r->txn, &nkey, &hdr, out, &lf, e);
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, "read dataset", &lf);
+		rc = lmdb_err(e, "read dataset", &lf);
 	return rc;
 }
 
@@ -2194,7 +2227,7 @@ int store_reader_find(struct store_reader *r, uint32_t ds_id, const char *id, si
 		return ERR_NOT_FOUND;
 	rc = row_of(r->s, r->txn, ds_id, id, id_len, row, &lf, e);
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, "find record", &lf);
+		rc = lmdb_err(e, "find record", &lf);
 	return rc;
 }
 
@@ -2279,7 +2312,7 @@ int store_write(struct store *s, store_txn_fn fn, void *ctx, struct err *e)
 		return nomem(e, "a write");
 	rc = txn_write_raw(s, write_body, &c, &lf, e);
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, "write", &lf);
+		rc = lmdb_err(e, "write", &lf);
 	else if (rc != 0 && c.sub.code != 0)
 		err_set(e, c.sub.code, c.sub.slug, "%s", c.sub.detail);
 	free(c.buf);
@@ -2510,7 +2543,7 @@ int store_reader_array(struct store_reader *r, uint32_t ds_id, uint32_t arr, siz
 		return rc;
 	rc = array_get_txn(r->s, r->txn, ds_id, arr, elem_size, first, n, out, &lf, e);
 	if (rc == ERR_STORE && lf.rc != 0)
-		lmdb_err(e, "read row array", &lf);
+		rc = lmdb_err(e, "read row array", &lf);
 	return rc;
 }
 
@@ -2563,4 +2596,9 @@ int store_reader_docs(struct store_reader *r, uint32_t ds_id, char ns, store_doc
 		rc = lmdb_err_rc(e, "list documents", "iterate", mrc);
 	mdb_cursor_close(cur);
 	return rc;
+}
+
+int store_full(const struct store *s)
+{
+	return atomic_load(&((struct store *)s)->full);
 }

@@ -325,4 +325,14 @@ typedef int (*store_doc_fn)(void *ctx, const char *key, size_t key_len, const vo
 int store_reader_docs(struct store_reader *r, uint32_t ds_id, char ns, store_doc_fn fn,
                       void *ctx, struct err *e);
 
+/* A commit that fails with EIO is taken for a full disk when the volume has less than this
+ * left (some file systems report ENOSPC at write-back as EIO). */
+#define STORE_FULL_MARGIN (64u << 20)
+
+/* 1 when the last write transaction failed because the disk is full (ENOSPC, EDQUOT, EFBIG,
+ * or EIO with under STORE_FULL_MARGIN left), until a write commits again. Such a write
+ * returns ERR_NOSPACE ("insufficient_storage", HTTP 507) and changes nothing. /readyz
+ * reports it. Thread-safe. */
+int store_full(const struct store *s);
+
 #endif

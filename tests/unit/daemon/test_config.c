@@ -242,6 +242,8 @@ static void test_flag_errors(void)
 	                 "--allow-remote: not a boolean: 'maybe' (true, false, yes, no, 1, 0)"));
 	CHECK(load_fails((const char *const[]){"--log-level", "loud", NULL},
 	                 "--log-level: not a log level: 'loud' (debug, info, warn, error)"));
+	CHECK(load_fails((const char *const[]){"--log-format", "xml", NULL},
+	                 "--log-format: expected logfmt or json, got 'xml'"));
 	CHECK(load_fails((const char *const[]){"--map-size", "12Q", NULL},
 	                 "--map-size: not a size: '12Q' (bytes, or with K, M, G, T)"));
 	CHECK(load_fails((const char *const[]){"--map-size", "1K", NULL},
@@ -501,6 +503,7 @@ static void test_print_round_trip(void)
 	                "tls-cert = /c.pem\n"
 	                "tls-key = /k.pem\n"
 	                "log-level = warn\n"
+	                "log-format = logfmt\n"
 	                "api-keys = /k\n"
 	                "insecure-no-auth = true\n") != 0) {
 		printf("%s", out);
@@ -733,6 +736,42 @@ static void test_log_lines(void)
 	free(out);
 }
 
+/* The same events as JSON objects: keys in order, numbers stay numbers, quoted values are
+ * unescaped and escaped again for JSON. */
+static void emit_json_lines(void)
+{
+	log_set_format(LOG_JSON);
+	log_msg(LOG_INFO, "request", "status=200 duration_ms=3.25 route=/v1/x msg=\"a \\\"b\\\" c\"");
+	log_msg(LOG_WARN, "odd", "n=007 v=1e5 neg=-2 t=\"x\\ty\"");
+	log_set_format(LOG_LOGFMT);
+}
+
+static void test_log_json(void)
+{
+	char *out = capture_stderr(emit_json_lines), *line, *save = NULL, *rest;
+	enum log_format f;
+
+	CHECK(out != NULL);
+	line = strtok_r(out, "\n", &save);
+	CHECK(line != NULL && strncmp(line, "{\"ts\":\"", 7) == 0);
+	rest = line != NULL ? strstr(line, "\"level\"") : NULL;
+	CHECK(rest != NULL);
+	CHECK_STR(rest, "\"level\":\"info\",\"event\":\"request\",\"status\":200,"
+	                "\"duration_ms\":3.25,\"route\":\"/v1/x\",\"msg\":\"a \\\"b\\\" c\"}");
+	line = strtok_r(NULL, "\n", &save);
+	rest = line != NULL ? strstr(line, "\"level\"") : NULL;
+	CHECK(rest != NULL);
+	CHECK_STR(rest, "\"level\":\"warn\",\"event\":\"odd\",\"n\":\"007\",\"v\":1e5,"
+	                "\"neg\":-2,\"t\":\"x\\u0009y\"}");
+	free(out);
+	CHECK_INT(log_format_parse("JSON", &f), 0);
+	CHECK_INT(f, LOG_JSON);
+	CHECK_INT(log_format_parse("logfmt", &f), 0);
+	CHECK_INT(f, LOG_LOGFMT);
+	CHECK_INT(log_format_parse("yaml", &f), ERR_INVALID);
+	CHECK_INT(log_format_parse(NULL, &f), ERR_INVALID);
+}
+
 int main(void)
 {
 	char path[128];
@@ -758,6 +797,7 @@ int main(void)
 	HARNESS_RUN(test_log_levels);
 	HARNESS_RUN(test_log_quote);
 	HARNESS_RUN(test_log_lines);
+	HARNESS_RUN(test_log_json);
 	{
 		static const char *const files[] = {
 			"prec.conf", "a.conf",    "b.conf",   "syntax.conf", "empty.conf",

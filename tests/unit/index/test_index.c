@@ -412,6 +412,59 @@ static void test_split_scan(void)
 	free(io);
 }
 
+/* Training runs in a child process: FAISS's SIGFPE on PQ1x64 (2^64 centroids) fails the
+ * training with the signal, and this process goes on; a good IVF trains in the child and
+ * comes back trained; index_faiss_train_rows judges factory strings before FAISS does. */
+static void test_train_isolated(void)
+{
+	float x[2 * 4] = {1, 0, 0, 0, 0, 1, 0, 0};
+	float y[64 * 4];
+	struct index *ix = NULL;
+	struct err e = {0};
+	uint64_t rows = 99;
+	float dist[1];
+	int64_t id[1];
+	int64_t ids[64];
+
+	CHECK_INT(index_create(&ix, &index_faiss_ops, 4, INDEX_L2, "PQ1x64", &e), 0);
+	CHECK(!index_is_trained(ix));
+	CHECK_INT(index_train(ix, 2, x, &e), ERR_INVALID);
+	CHECK_STR(e.slug, "train_crashed");
+	CHECK(strstr(e.detail, "signal 8") != NULL);
+	CHECK(!index_is_trained(ix));
+	index_free(ix);
+	ix = NULL;
+
+	for (int i = 0; i < 64; i++) {
+		for (int k = 0; k < 4; k++)
+			y[i * 4 + k] = (float)((i * 7 + k * 13) % 17) - 8.0f;
+		ids[i] = 1000 + i;
+	}
+	CHECK_INT(index_create(&ix, &index_faiss_ops, 4, INDEX_L2, "IVF4,Flat", &e), 0);
+	CHECK_INT(index_train(ix, 64, y, &e), 0);
+	CHECK(index_is_trained(ix));
+	CHECK_INT(index_add(ix, 64, y, ids, &e), 0);
+	CHECK_INT(index_set_param(ix, "nprobe", 4, &e), 0);
+	CHECK_INT(index_search(ix, 1, y + 5 * 4, 1, dist, id, &e), 0);
+	CHECK_INT(id[0], 1005);
+	index_free(ix);
+
+	CHECK_INT(index_faiss_train_rows("HNSW32", &rows, &e), 0);
+	CHECK_INT(rows, 0);
+	CHECK_INT(index_faiss_train_rows("IVF1024,PQ16x8", &rows, &e), 0);
+	CHECK_INT(rows, 1024);
+	CHECK_INT(index_faiss_train_rows("OPQ16,IVF64,PQ16x12", &rows, &e), 0);
+	CHECK_INT(rows, 4096);
+	CHECK_INT(index_faiss_train_rows("PQ8", &rows, &e), 0);
+	CHECK_INT(rows, 256);
+	memset(&e, 0, sizeof e); /* the first error set stays: start afresh */
+	CHECK_INT(index_faiss_train_rows("PQ1x64", &rows, &e), ERR_INVALID);
+	CHECK_STR(e.slug, "bad_factory");
+	CHECK_INT(index_faiss_train_rows("PQ1x17", &rows, &e), ERR_INVALID);
+	CHECK_INT(index_faiss_train_rows("IVF0,Flat", &rows, &e), ERR_INVALID);
+	CHECK_INT(index_faiss_train_rows("IVF99999999999999999999,Flat", &rows, &e), ERR_INVALID);
+}
+
 int main(void)
 {
 	HARNESS_RUN(test_flat_equals_oracle);
@@ -420,5 +473,6 @@ int main(void)
 	HARNESS_RUN(test_wrappers);
 	HARNESS_RUN(test_exact_scores);
 	HARNESS_RUN(test_split_scan);
+	HARNESS_RUN(test_train_isolated);
 	return harness_done();
 }

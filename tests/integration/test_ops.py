@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: MIT
+"""Operations a user trips on (issue 17, item 6): JSON log lines (--log-format json), job
+metrics by kind and state in /metrics, and the paged dataset list."""
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import curate
+import wn
+from curate import CLIP, SCHEMA
+from wn import assert_eq, assert_problem, test
+
+
+@test
+def log_format_json_writes_one_object_a_line():
+    data = tempfile.mkdtemp(prefix="winnow-it-")
+    p = subprocess.Popen([wn.WINNOWD, "--listen", "127.0.0.1:0", "--data-dir", data,
+                          "--log-format", "json", "--log-level", "info"],
+                         stderr=subprocess.PIPE, env=wn.child_env())
+    lines = []
+    try:
+        deadline = time.time() + wn.START_TIMEOUT
+        while time.time() < deadline:
+            line = p.stderr.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            if '"event":"listening"' in line:
+                break
+        p.terminate()
+        _, rest = p.communicate(timeout=30 * wn.SLOW)
+        lines += rest.decode().splitlines(True)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert_eq(p.returncode, 0, "exit")
+    objs = [json.loads(l) for l in lines if not l.startswith("WARNING")]
+    assert len(objs) >= 3, lines
+    for o in objs:
+        assert set(("ts", "level", "event")) <= set(o), o
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", o["ts"]), o
+    listening = [o for o in objs if o["event"] == "listening"][0]
+    assert isinstance(listening["threads"], int) and listening["data_dir"] == data, listening
+    assert [o for o in objs if o["event"] == "stopped"], objs
+    # a value with spaces and quotes stays one string
+    auth = [o for o in objs if o["event"] == "auth"][0]
+    assert auth["msg"].startswith("no API keys file"), auth
+    # a bad format is a start-up error
+    r = subprocess.run([wn.WINNOWD, "--log-format", "xml", "-n"], capture_output=True,
+                       env=wn.child_env())
+    assert r.returncode == 2 and b"--log-format" in r.stderr, r
+
+
+def metric(text, name, labels):
+    want = "%s{%s}" % (name, ",".join('%s="%s"' % kv for kv in labels.items()))
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    raise AssertionError("no %s in /metrics" % want)
+
+
+@test
+def job_metrics_count_by_kind_and_state():
+    pool = curate.Pool(5000, seed=3)
+    with wn.Daemon(log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        _, text = d.metrics()
+        assert_eq(metric(text, "winnow_jobs", {"kind": "score", "state": "succeeded"}), 0, "before")
+        curate.wait_job(d, curate.put_filter(d, "p", "clip", CLIP))
+        curate.wait_job(d, curate.put_subset(d, "p", "top", [{"filter": "clip", "top_fraction": 0.5}]))
+        _, text = d.metrics()
+        assert_eq(metric(text, "winnow_jobs", {"kind": "score", "state": "succeeded"}), 1, "score")
+        assert_eq(metric(text, "winnow_jobs", {"kind": "subset", "state": "succeeded"}), 1, "subset")
+        assert_eq(metric(text, "winnow_jobs", {"kind": "index", "state": "running"}), 0, "index")
+        assert_eq(metric(text, "winnow_job_units_processed_total", {"kind": "score"}), 5000, "rows")
+        assert "# TYPE winnow_jobs gauge" in text and "# TYPE winnow_job_units_processed_total counter" in text
+
+
+@test
+def the_dataset_list_pages_by_name():
+    with wn.Daemon(log_level="info") as d:
+        names = ["e", "a", "d", "c", "b"]
+        for n in names:
+            d.put_dataset(n, {"spaces": {"v": {"dim": 2}}})
+        st, _, body = d.get_json("/v1/datasets")
+        assert_eq(([x["name"] for x in body["datasets"]], "next_page_token" in body),
+                  (sorted(names), False), "one page")
+        seen, token, pages = [], None, 0
+        while True:
+            q = "?page_size=2" + ("&page_token=" + token if token else "")
+            st, _, body = d.get_json("/v1/datasets" + q)
+            assert_eq(st, 200, "page")
+            seen += [x["name"] for x in body["datasets"]]
+            pages += 1
+            token = body.get("next_page_token")
+            if token is None:
+                break
+            if pages == 1:
+                d.put_dataset("aa", {"spaces": {"v": {"dim": 2}}})  # before the cursor: not shown
+        assert_eq((seen, pages), (["a", "b", "c", "d", "e"], 3), "pages")
+        assert_problem(d.request("GET", "/v1/datasets?page_size=0"), 400, "bad_page_size")
+        assert_problem(d.request("GET", "/v1/datasets?page_size=-1"), 400, "bad_page_size")
+        assert_problem(d.request("GET", "/v1/datasets?page_size=1001"), 400, "bad_page_size")
+        assert_problem(d.request("GET", "/v1/datasets?page_token=zz"), 400, "bad_page_token")
+
+
+if __name__ == "__main__":
+    wn.main()
