@@ -593,12 +593,13 @@ static enum MHD_Result request_start(struct server *srv, struct conn_state *cs,
 	set_limit(cs);
 	cs->parse_factor = parse_factor(&cs->req);
 	cl = http_header(&cs->req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl == NULL || cs->pending_code != 0)
-		return MHD_YES; /* a chunked body is charged as it grows; a refused one never */
+	if (cl == NULL)
+		return MHD_YES; /* a chunked body is charged as it grows */
 	{
 		char *end;
 		unsigned long long n;
 
+		/* before any other error: a body too large to drop is answered at once */
 		errno = 0;
 		n = strtoull(cl, &end, 10);
 		if (errno != 0 || end == cl || n > cs->limit) {
@@ -607,8 +608,8 @@ static enum MHD_Result request_start(struct server *srv, struct conn_state *cs,
 			        "route (%s)", cl, (unsigned long long)cs->limit, cs->limit_flag);
 			return (enum MHD_Result)answer_problem(cs, conn, ERR_TOO_LARGE, &e);
 		}
-		if (n == 0)
-			return MHD_YES;
+		if (n == 0 || cs->pending_code != 0)
+			return MHD_YES; /* a refused body is dropped, never charged */
 		/* the whole cost up front, so that a body the budget cannot take is refused before
 		 * it is read; the buffer is allocated at its exact size */
 		if (mem_charge(cs, (n + 1) * (1 + (uint64_t)cs->parse_factor)) != 0) {

@@ -146,6 +146,13 @@ def route_body_limits_name_their_flag():
             s.close()
         p = assert_problem((st, hdrs, data), 413, "body_too_large")
         assert "1048576" in p["detail"] and "--definition-body-limit" in p["detail"], p
+        # an unknown route with a body over the limit: 413 at once too, not a read-and-drop 404
+        s = hold_request(d, "/v1/no/such/route", 1 << 30, "application/json")
+        try:
+            st, hdrs, data = read_response(s)
+        finally:
+            s.close()
+        assert_problem((st, hdrs, data), 413, "body_too_large")
     # the flags move them; --body-limit stays the ceiling of every route
     with wn.Daemon(extra_args=["--search-body-limit", "4K", "--definition-body-limit", "1K",
                                "--body-limit", "2K"]) as d:
