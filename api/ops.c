@@ -37,6 +37,7 @@ static int is_verbose(void *ctx, const char *name, const char *value)
 int ops_readyz(struct http_req *r, struct http_res *res)
 {
 	struct err e = {0};
+	size_t building;
 	json_t *out;
 
 	if (atomic_load(&r->d->core.stopping)) {
@@ -47,17 +48,16 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_UNAVAILABLE, "starting", "storage or indexes are still loading");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
-	if (r->core->catalog != NULL && !catalog_ready(r->core->catalog)) {
-		err_set(&e, ERR_UNAVAILABLE, "indexes_loading",
-		        "indexes are being rebuilt from storage; search answers once they are");
-		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
-	}
 	if (r->core->store != NULL && store_full(r->core->store))
 		/* reads and searches still answer; writes get 507 until one commits again */
 		out = json_pack("{s:s, s:[s], s:s}", "status", "degraded", "reasons", "storage_full",
 		                "detail",
 		                "the last write failed because the disk is full: reads and searches "
 		                "answer, writes get 507 until space is freed");
+	else if ((building = r->core->catalog != NULL ? catalog_building(r->core->catalog) : 0) > 0)
+		/* searches of those spaces are exact scans meanwhile */
+		out = json_pack("{s:s, s:I}", "status", "ready", "indexes_building",
+		                (json_int_t)building);
 	else
 		out = json_pack("{s:s}", "status", "ready");
 	if (out != NULL && http_query_each(r, is_verbose, NULL) != 0) {

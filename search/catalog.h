@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* catalog: the indexes of the datasets (one per dataset space) and similarity search.
+/* catalog: the indexes of the datasets (one per dataset space); similarity search over them
+ * is search/query.h.
  *
- * An index is defined by a document (namespace 'x', key = the space name: factory, metric,
- * version) and built by a job ("index") from the vectors in LMDB; the built index lives in
+ * An index is defined by a document (namespace STORE_NS_INDEX, key = the space name: factory,
+ * metric, version) and built by a job ("index") from the vectors in LMDB; the built index lives in
  * memory, guarded by a read-write lock (searches read, ingest adds). Records ingested later
  * are added as they are committed.
  *
@@ -12,16 +13,14 @@
  * is loaded from its file; every other defined index is rebuilt from LMDB by a job, and /readyz
  * answers 503 until all are ready. So an index is never served stale, a crash between a
  * commit and an index update included.
- *
- * Search is exact-scored: candidates from the index (or every record, for an exact search,
- * a threshold search, or a space without an index) are scored from the vectors in LMDB, so
- * scores are the true ones whatever the index type, and a threshold search is complete.
  * Threading: every function is thread-safe. */
 #ifndef WINNOW_CATALOG_H
 #define WINNOW_CATALOG_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "index/index.h"
 
 struct core;
 struct err;
@@ -41,8 +40,10 @@ int catalog_open(struct catalog **out, struct core *core, struct err *e);
 int catalog_start(struct catalog *c, struct err *e);
 void catalog_close(struct catalog *c);
 
-/* 1 when every defined index is built (for /readyz). */
-int catalog_ready(struct catalog *c);
+/* How many of the rebuilds queued at start-up are still queued or running (for /readyz,
+ * which stays ready meanwhile: a space without a built index is searched by the exact
+ * scan, complete and only slower). */
+size_t catalog_building(struct catalog *c);
 
 /* PUT .../indexes/{space} with {"factory": "HNSW32", "metric": "cosine"} (borrowed): 202 with
  * a build job (*job), or *job = 0 when the same definition exists. *view new. */
@@ -69,27 +70,28 @@ void catalog_drop_dataset(struct catalog *c, uint32_t ds_id);
 void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
                        const struct store_record *recs, const uint64_t *rows, size_t n);
 
-/* The most query vectors of one search request (a batch). */
-#define CATALOG_BATCH_MAX 1024
+/* ---- The built indexes, for the query engine (search/query.c) ----
+ * An index is found by (dataset id, space name) each time: entries outlive every request,
+ * and the index inside may be swapped (a rebuild) or dropped between two calls. */
 
-/* Query vectors sent as raw rows (POST .../search with application/octet-stream): len bytes
- * of little-endian f32 (f16 = 0) or f16 (f16 = 1) values, dim of them per row. */
-struct catalog_rows {
-	const void *data;
-	size_t len;
-	int f16;
-};
+/* 1 when the index of space (a name) of dataset ds_id is built, with its metric, factory
+ * string (INDEX_FACTORY_MAX + 1 bytes) and index_exact_scores(); each out may be NULL.
+ * 0 when it is not (never defined, building, or dropped). */
+int catalog_index_built(struct catalog *c, uint32_t ds_id, const char *space,
+                        enum index_metric *metric, char factory[INDEX_FACTORY_MAX + 1],
+                        int *exact_scores);
 
-/* POST .../search (count = 0) or .../search:count (count = 1) with body (borrowed): the query
- * is the body's "vector", "vectors" or "record_id", or rows (NULL for a JSON request; then
- * the body holds the other parameters only, and the answer is a batch's).
- * *out new, the answer as JSON text (*len bytes, NUL-terminated): {"results": [...],
- * "stats": {...}, "page_token"} or {"count": n, ...}, or for a batch {"queries": [one of
- * those per query]}.
- * ERR_MALFORMED for a bad page token, ERR_INVALID for a bad request (with a detail). */
-int catalog_search(struct core *core, const char *dataset, const json_t *body,
-                   const struct catalog_rows *rows, int count, char **out, size_t *len,
-                   struct err *e);
+/* Search that index for nq queries q (borrowed, nq * dim floats, any norm: the index
+ * handles its metric) for k candidates each into sc and ids (nq * k each; ids -1 for none),
+ * with efSearch ef_search and nprobe nprobe when > 0 (for this search only: the index
+ * returns to its defaults). ERR_INVALID "bad_param" when the index type has no such
+ * parameter, ERR_UNAVAILABLE "index_gone" when the index is not built (any more). */
+int catalog_index_search(struct catalog *c, uint32_t ds_id, const char *space, size_t nq,
+                         const float *q, size_t k, double ef_search, double nprobe, float *sc,
+                         int64_t *ids, struct err *e);
+
+/* Vectors in that index (deleted and replaced ones included); 0 when it is not built. */
+size_t catalog_index_count(struct catalog *c, uint32_t ds_id, const char *space);
 
 /* The job kind "index". */
 int catalog_job_build(struct job *j, struct err *e);

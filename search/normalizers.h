@@ -3,11 +3,11 @@
  * statistics in the store, the statistics job, statistics on ingest, query-time rescoring
  * and the hubness report. The arithmetic is algo/hubness.c.
  *
- * A normaliser is a document (namespace 'h', key = its name: space, betas, k, the banks'
- * definitions, version, ready, the id of its row array) plus two binary documents: the bank
- * vectors, L2-normalised (namespace 'H'), and the top-k of every bank item over the gallery
- * (namespace 'T', the activation sets). Its row array holds one struct hubness_stats per
- * gallery row (16 bytes: log Z_q, log Z_g, r_B, flags).
+ * A normaliser is a document (namespace STORE_NS_NORMALIZER, key = its name: space, betas, k, the
+ * banks' definitions, version, ready, the id of its row array) plus two binary documents: the bank
+ * vectors, L2-normalised (namespace STORE_NS_NORMALIZER_BANKS), and the top-k of every bank item
+ * over the gallery (namespace STORE_NS_NORMALIZER_TOPK, the activation sets). Its row array holds
+ * one struct hubness_stats per gallery row (16 bytes: log Z_q, log Z_g, r_B, flags).
  *
  * A PUT resolves the banks at once (vectors given inline, or read from a dataset space,
  * optionally a subset, sampled evenly), stores them, allocates a fresh row array and starts
@@ -24,6 +24,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "algo/hubness.h"
 
 struct core;
 struct err;
@@ -58,12 +60,19 @@ void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store
 /* ---- Search ---- */
 struct normalizers_query;
 
-/* Parse a search request's "hubness" object (borrowed) for space (schema index) of ds_id,
- * reading through r: *out new (normalizers_query_free). ERR_INVALID, ERR_NOT_FOUND,
- * ERR_CONFLICT (not ready). */
-int normalizers_query_open(struct store_reader *r, uint32_t ds_id, unsigned space,
-                       const char *space_name, const json_t *spec, struct normalizers_query **out,
-                       struct err *e);
+/* Query-time options: the candidates a search rescores by default and at most. */
+#define NORMALIZERS_CANDIDATES_DEFAULT 100
+#define NORMALIZERS_CANDIDATES_MAX 100000
+
+/* Open normaliser name (borrowed) of ds_id, over the space named space_name, for a search
+ * that rescores candidates (1 to NORMALIZERS_CANDIDATES_MAX) by method (not HUBNESS_RAW),
+ * DualDIS in dualdis_mode (an enum hubness_dualdis_mode, or -1 for the normaliser's own),
+ * reading through r: *out new (normalizers_query_free). ERR_NOT_FOUND, ERR_INVALID (a
+ * normaliser of another space), ERR_CONFLICT (not ready). The request's options are
+ * checked by the wire format that decodes them (api/search.c). */
+int normalizers_query_open(struct store_reader *r, uint32_t ds_id, const char *space_name,
+                           const char *name, enum hubness_method method, size_t candidates,
+                           int dualdis_mode, struct normalizers_query **out, struct err *e);
 void normalizers_query_free(struct normalizers_query *q);
 
 /* Candidates the query wants rescored (at least 100 by default). */

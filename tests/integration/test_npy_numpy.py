@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Integration test of api/npy against numpy itself: the .npy bytes that the C module writes
+"""Integration test of lib/npy against numpy itself: the .npy bytes that the C module writes
 (through the `test_npy --emit N SEED` / `--header N` modes of the unit-test binary) must equal
 what np.save writes for the same uids, byte for byte, and np.load must read them back as a
 sorted [('f0','<u8'),('f1','<u8')] array. Needs no daemon; the binary is
