@@ -10,6 +10,7 @@
 #include "api/hubness_routes.h"
 #include "api/jobs_routes.h"
 #include "api/ops.h"
+#include "api/recommend.h"
 #include "api/records.h"
 #include "api/search.h"
 #include "api/signals.h"
@@ -37,6 +38,7 @@ static const struct route table[] = {
 	{"PUT", "/v1/datasets/{name}/filters/{filter}", AUTH_ADMIN, filters_put, 0},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/records/{id*}", AUTH_READ, filters_record, 0},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", AUTH_READ, filters_stats, 1},
+	{"POST", "/v1/datasets/{name}/filters/{filter}:recommend", AUTH_READ, recommend_post, 1},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", AUTH_ADMIN, filters_score, 0},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:sweep", AUTH_READ, filters_sweep, 0},
 	{"GET", "/v1/datasets/{name}/hubness", AUTH_READ, hubness_routes_list, 0},

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/recommend.h"
 #include "api/resource.h"
 #include "daemon/daemon.h"
 #include "lib/err.h"
@@ -39,12 +40,18 @@ int subsets_put(struct http_req *r, struct http_res *res)
 	const char *ds = http_name_param(r, res, 0, "dataset");
 	const char *name = ds ? http_name_param(r, res, 1, "subset") : NULL;
 	struct err e = {0};
-	json_t *body = NULL, *view = NULL;
+	json_t *body = NULL, *view = NULL, *errors = NULL;
 	uint64_t job = 0;
 	int rc, created = 0;
 
 	if (name == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
+	/* steps {"filter": f, "recommend": {...}} become the top fraction they recommend */
+	if ((rc = recommend_resolve_steps(r->core, ds, body, &errors, &e)) != 0) {
+		json_decref(body);
+		return http_problem(res, r, rc, &e,
+		                    errors != NULL ? json_pack("{s:o}", "errors", errors) : NULL);
+	}
 	rc = subset_put(r->core, ds, name, body, &view, &job, &created, &e);
 	json_decref(body);
 	if (rc != 0)

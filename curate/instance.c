@@ -1697,3 +1697,55 @@ out:
 	free(live);
 	return rc;
 }
+
+int instance_scores(struct core *core, const char *dataset, const char *name, float **vals_out,
+                    size_t *n_out, uint64_t *version, struct err *e)
+{
+	struct store_dataset_info ds, info;
+	struct store_reader *r = NULL;
+	struct instance_ref ref;
+	float *vals = NULL, *sc = NULL;
+	uint8_t *st = NULL, *live = NULL;
+	size_t nv = 0;
+	int rc;
+
+	if ((rc = dataset_get(core, dataset, &ds, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = store_reader_dataset(r, ds.id, &info, e)) != 0 ||
+	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+		goto out;
+	vals = malloc((info.next_row ? info.next_row : 1) * sizeof *vals);
+	sc = malloc(CHUNK_ROWS * sizeof *sc);
+	st = malloc(CHUNK_ROWS);
+	live = malloc(CHUNK_ROWS);
+	if (vals == NULL || sc == NULL || st == NULL || live == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	/* the rows instance_stats_json counts: live, scored, finite */
+	for (uint64_t lo = 0; lo < info.next_row; lo += CHUNK_ROWS) {
+		size_t n = (size_t)(info.next_row - lo < CHUNK_ROWS ? info.next_row - lo : CHUNK_ROWS);
+
+		if ((rc = store_reader_array(r, ds.id, STORE_ARRAY_LIVE, 1, lo, n, live, e)) != 0 ||
+		    (rc = store_reader_array(r, ds.id, ref.arr_score, 4, lo, n, sc, e)) != 0 ||
+		    (rc = store_reader_array(r, ds.id, ref.arr_status, 1, lo, n, st, e)) != 0)
+			goto out;
+		for (size_t i = 0; i < n; i++)
+			if (live[i] && filter_status_scored(st[i]) && isfinite(sc[i]))
+				vals[nv++] = sc[i];
+	}
+	*vals_out = vals;
+	vals = NULL;
+	*n_out = nv;
+	if (version != NULL)
+		*version = ref.version;
+out:
+	store_reader_close(r);
+	free(vals);
+	free(sc);
+	free(st);
+	free(live);
+	return rc;
+}

@@ -138,4 +138,12 @@ unsigned instance_score_threads(void);
 /* The job kind "score" (see core/jobs.h). */
 int instance_job_score(struct job *j, struct err *e);
 
+/* The current scores of filter name of dataset that a selection can keep: the finite scores
+ * of live, scored rows (the "count" of instance_stats_json), in row order. *vals_out new
+ * (free; not NULL on success, even when *n_out is 0), *n_out their number, *version
+ * (borrowed, may be NULL) the instance's version. ERR_NOT_FOUND (dataset, filter),
+ * ERR_NOMEM, ERR_STORE; outputs untouched on an error. */
+int instance_scores(struct core *core, const char *dataset, const char *name, float **vals_out,
+                    size_t *n_out, uint64_t *version, struct err *e);
+
 #endif

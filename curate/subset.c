@@ -135,6 +135,8 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 				s->per_cluster = json_is_true(v);
 				continue;
 			}
+			if (strcmp(key, "recommendation") == 0 && json_is_object(v))
+				continue; /* api/recommend.c's record of where top_fraction came from */
 			for (size_t r = 0; r < sizeof rule_names / sizeof rule_names[0]; r++) {
 				if (strcmp(key, rule_names[r]) == 0) {
 					s->rule = (enum rule)r;
@@ -892,6 +894,9 @@ int subset_job_run(struct job *j, struct err *e)
 		}
 		ps = json_pack("{s:I, s:s}", "step", (json_int_t)k, "rule", rule_names[s->rule]);
 		json_array_append_new(psteps, ps);
+		if (json_object_get(json_array_get(steps, k), "recommendation") != NULL)
+			json_object_set(ps, "recommendation",
+			                json_object_get(json_array_get(steps, k), "recommendation"));
 		if (s->rule == RULE_KIND || s->rule == RULE_META) {
 			struct pred_ctx pc = {.st = s, .alive = alive, .n = n};
 
