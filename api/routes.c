@@ -15,6 +15,7 @@
 #include "api/search.h"
 #include "api/signals.h"
 #include "api/subsets.h"
+#include "api/ui.h"
 #include "lib/err.h"
 
 /* Sorted by template, then method. Keep api/openapi.json in step (a test checks it). */
@@ -22,6 +23,7 @@ static const struct route table[] = {
 	{"GET", "/livez", AUTH_NONE, ops_livez, 0},
 	{"GET", "/metrics", AUTH_READ, ops_metrics, 0},
 	{"GET", "/readyz", AUTH_NONE, ops_readyz, 0},
+	{"GET", "/ui/", AUTH_NONE, ui_get, 0}, {"GET", "/ui/{file}", AUTH_NONE, ui_get, 0},
 	{"GET", "/v1/datasets", AUTH_READ, datasets_list, 0},
 	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0},
 	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0},
