@@ -22,7 +22,7 @@ function el(tag, attrs, ...kids) {
     else if (k in e && typeof v !== 'string') e[k] = v;
     else e.setAttribute(k, v);
   }
-  for (const k of kids.flat()) {
+  for (const k of kids.flat(Infinity)) {
     if (k === null || k === undefined || k === false) continue;
     e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   }
@@ -36,7 +36,7 @@ function sv(tag, attrs, ...kids) {
     if (k === 'text') e.textContent = v;
     else e.setAttribute(k, String(v));
   }
-  for (const k of kids.flat()) if (k) e.append(k);
+  for (const k of kids.flat(Infinity)) if (k) e.append(k);
   return e;
 }
 
@@ -143,6 +143,7 @@ async function render() {
   const seq = ++renderSeq;
   const {path, params} = parseHash();
   const main = document.getElementById('main');
+  document.body.dataset.route = location.hash; // for tests: the address as the page left it
   document.getElementById('auth').hidden = true;
   for (const a of document.querySelectorAll('header nav a'))
     a.classList.toggle('active', a.getAttribute('href') === '#' + path);
@@ -155,11 +156,9 @@ async function render() {
     try {
       const nodes = await fn(ctx, ...m.slice(1).map(decodeURIComponent));
       if (!ctx.live()) return;
-      main.replaceChildren(...nodes);
+      main.replaceChildren(...nodes.flat(3).filter(n => n !== null && n !== undefined));
       main.dataset.view = fn.name;
       if (ctx.after) ctx.after();
-      const focus = params.get('focus') && document.getElementById('sec-' + params.get('focus'));
-      if (focus) focus.scrollIntoView();
     } catch (err) {
       if (!ctx.live()) return;
       main.replaceChildren(el('h1', {}, 'Could not load this view'), problemBox(err));
@@ -347,10 +346,12 @@ async function viewFilter(ctx, ds, name) {
     num('st-records', st.records), ' records, ', num('st-count', st.count), ' scored, ',
     num('st-unscorable', st.unscorable), ' unscorable, ', num('st-pending', st.pending), ' pending; scores from ',
     num('st-min', st.min), ' to ', num('st-max', st.max), ', mean ', num('st-mean', st.mean), '.'));
-  if (st.count > 0 && st.histogram) out.push(...histogramPanel(ctx, base, st));
-  else out.push(el('p', {class: 'muted'}, 'No scores yet.'));
-  if (f.type === 'semdedup') out.push(...sweepPanel(ctx, base));
-  out.push(...recommendPanel(ctx, base, st));
+  // ?focus=sweep or ?focus=recommend shows that panel alone (a screen-sized view of it)
+  const focus = ctx.params.get('focus');
+  if (!focus && st.count > 0 && st.histogram) out.push(...histogramPanel(ctx, base, st));
+  else if (!focus) out.push(el('p', {class: 'muted'}, 'No scores yet.'));
+  if (f.type === 'semdedup' && (!focus || focus === 'sweep')) out.push(...sweepPanel(ctx, base));
+  if (!focus || focus === 'recommend') out.push(...recommendPanel(ctx, base, st));
   return out;
 }
 
@@ -403,7 +404,9 @@ function histogramPanel(ctx, base, st) {
     frac.textContent = pct(st.count ? k / st.count : 0);
     frac.dataset.value = String(st.count ? k / st.count : 0);
     note.textContent = source === 'daemon' ? 'exact (stats?threshold)' : source === 'estimate' ? 'from the histogram…' : 'from the histogram (exact at a bin edge)';
-    for (const r of bars.children) r.classList.toggle('off', Number(r.dataset.hi) <= tv && Number(r.dataset.lo) < tv);
+    // a bar wholly below the threshold is dropped (the last bin is closed: it holds max)
+    Array.from(bars.children).forEach((r, i) => r.classList.toggle('off',
+      i === counts.length - 1 ? tv > edges[i + 1] : edges[i + 1] <= tv));
     const x = f.X(Math.min(hi, Math.max(lo, tv)));
     cut.setAttribute('x1', x); cut.setAttribute('x2', x);
     shade.setAttribute('width', Math.max(0, x - f.m.l));
@@ -595,8 +598,12 @@ async function viewAdapter(ctx, ds, name) {
 async function viewHubness(ctx, ds, name) {
   const base = '/v1/datasets/' + enc(ds) + '/hubness/' + enc(name);
   const n = await api('GET', base);
-  const def = n.definition || n;
-  const qb = def.query_bank && def.query_bank.dataset ? Object.assign({}, def.query_bank) : {dataset: ds, space: def.space || n.space, sample: 500};
+  // the normalizer's own query bank when it was read from a dataset (its view adds "items",
+  // which a request does not take), else an even sample of the gallery space
+  const b = n.query_bank || {};
+  const qb = b.dataset ? {dataset: b.dataset, space: b.space, sample: Math.min(b.items || 500, 1000)}
+                       : {dataset: ds, space: n.space, sample: 500};
+  if (b.dataset && b.subset) qb.subset = b.subset;
   const area = el('textarea', {id: 'report-body', rows: 3, spellcheck: false});
   area.value = ctx.params.get('report') || JSON.stringify({queries: qb, k: 10, method: 'dualis'});
   const box = el('div', {id: 'hubness-report'});
@@ -629,7 +636,7 @@ async function viewHubness(ctx, ds, name) {
   ctx.after = run;
   return [crumbs([ds, ds]), el('h1', {}, 'Hubness normalizer ', el('code', {}, name), ' ',
                                el('span', {class: 'tag'}, n.ready ? 'ready' : 'not ready')),
-    el('p', {}, 'space ', el('code', {}, String(def.space || n.space)), ', version ', fmt(n.version), '.'),
+    el('p', {}, 'space ', el('code', {}, String(n.space)), ', version ', fmt(n.version), '.'),
     el('h2', {}, 'k-occurrence N_k before and after'),
     el('div', {class: 'form'}, el('label', {for: 'report-body'}, 'report request (POST :report)'), area,
        el('button', {type: 'button', onclick: run}, 'Report')),
