@@ -28,6 +28,7 @@ int ops_livez(struct http_req *r, struct http_res *res)
 int ops_readyz(struct http_req *r, struct http_res *res)
 {
 	struct err e = {0};
+	size_t building;
 
 	if (atomic_load(&r->d->core.stopping)) {
 		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the server is shutting down");
@@ -37,11 +38,6 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_UNAVAILABLE, "starting", "storage or indexes are still loading");
 		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
-	if (r->core->catalog != NULL && !catalog_ready(r->core->catalog)) {
-		err_set(&e, ERR_UNAVAILABLE, "indexes_loading",
-		        "indexes are being rebuilt from storage; search answers once they are");
-		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
-	}
 	if (r->core->store != NULL && store_full(r->core->store))
 		/* reads and searches still answer; writes get 507 until one commits again */
 		return http_json(res, 200,
@@ -49,6 +45,10 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		                           "storage_full", "detail",
 		                           "the last write failed because the disk is full: reads and "
 		                           "searches answer, writes get 507 until space is freed"));
+	building = r->core->catalog != NULL ? catalog_building(r->core->catalog) : 0;
+	if (building > 0) /* searches of those spaces are exact scans meanwhile */
+		return http_json(res, 200, json_pack("{s:s, s:I}", "status", "ready", "indexes_building",
+		                                     (json_int_t)building));
 	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
 }
 

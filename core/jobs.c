@@ -99,7 +99,7 @@ static int txn_doc(struct store_txn *t, uint64_t id, json_t **out, struct err *e
 	char k[8];
 
 	key_of(id, k);
-	return jdoc_txn_getb(t, 0, 'j', k, sizeof k, out, e);
+	return jdoc_txn_getb(t, 0, STORE_NS_JOB, k, sizeof k, out, e);
 }
 
 static int txn_put(struct store_txn *t, uint64_t id, const json_t *doc, struct err *e)
@@ -107,7 +107,7 @@ static int txn_put(struct store_txn *t, uint64_t id, const json_t *doc, struct e
 	char k[8];
 
 	key_of(id, k);
-	return jdoc_txn_putb(t, 0, 'j', k, sizeof k, doc, e);
+	return jdoc_txn_putb(t, 0, STORE_NS_JOB, k, sizeof k, doc, e);
 }
 
 static const char *str_or_empty(const char *s)
@@ -454,7 +454,7 @@ static int prune_fn(void *ctx, struct store_txn *t, struct err *e)
 		int rc;
 
 		key_of(c->ids[i], k);
-		rc = store_txn_doc_del(t, 0, 'j', k, sizeof k, e);
+		rc = store_txn_doc_del(t, 0, STORE_NS_JOB, k, sizeof k, e);
 		if (rc != 0 && rc != ERR_NOT_FOUND)
 			return rc;
 	}
@@ -470,7 +470,7 @@ static void prune(struct jobs *js)
 
 	if (store_reader_open(js->core->store, &r, NULL) != 0)
 		return;
-	store_reader_docs(r, 0, 'j', collect_jobs, &c, NULL);
+	store_reader_docs(r, 0, STORE_NS_JOB, collect_jobs, &c, NULL);
 	store_reader_close(r);
 	drop = !c.nomem && c.n > keep_finished(js) ? c.n - keep_finished(js) : 0;
 	while (at < drop) {
@@ -506,7 +506,7 @@ int jobs_open(struct jobs **out, struct core *core, const struct jobs_config *cf
 	}
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto out;
-	rc = store_reader_docs(r, 0, 'j', collect_jobs, &sc, e);
+	rc = store_reader_docs(r, 0, STORE_NS_JOB, collect_jobs, &sc, e);
 	store_reader_close(r);
 	if (rc != 0)
 		goto out;
@@ -681,7 +681,7 @@ unsigned jobs_cancel_matching(struct jobs *js, uint32_t ds_id, const char *kind,
 
 	if (store_reader_open(js->core->store, &r, NULL) != 0)
 		return 0;
-	store_reader_docs(r, 0, 'j', match_jobs, &c, NULL);
+	store_reader_docs(r, 0, STORE_NS_JOB, match_jobs, &c, NULL);
 	store_reader_close(r);
 	for (size_t i = 0; i < c.n; i++)
 		if (jobs_cancel(js, c.ids[i], NULL) == 0)
@@ -698,7 +698,7 @@ unsigned jobs_count_open(struct jobs *js, uint32_t ds_id, const char *kind, cons
 
 	if (store_reader_open(js->core->store, &r, NULL) != 0)
 		return 0;
-	store_reader_docs(r, 0, 'j', match_jobs, &c, NULL);
+	store_reader_docs(r, 0, STORE_NS_JOB, match_jobs, &c, NULL);
 	store_reader_close(r);
 	free(c.ids);
 	return (unsigned)c.n;
@@ -772,7 +772,7 @@ int jobs_get_json(struct jobs *js, uint64_t id, json_t **out, struct err *e)
 	if ((rc = store_reader_open(js->core->store, &r, e)) != 0)
 		return rc;
 	key_of(id, k);
-	rc = jdoc_reader_getb(r, 0, 'j', k, sizeof k, &doc, e);
+	rc = jdoc_reader_getb(r, 0, STORE_NS_JOB, k, sizeof k, &doc, e);
 	store_reader_close(r);
 	if (rc != 0)
 		return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "job_not_found",
@@ -819,7 +819,7 @@ int jobs_list_json(struct jobs *js, uint32_t ds_id, size_t limit, json_t **out, 
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if ((rc = store_reader_open(js->core->store, &r, e)) != 0)
 		goto fail;
-	rc = store_reader_docs(r, 0, 'j', list_fn, &c, e);
+	rc = store_reader_docs(r, 0, STORE_NS_JOB, list_fn, &c, e);
 	store_reader_close(r);
 	if (rc != 0)
 		goto fail;
@@ -882,7 +882,7 @@ size_t jobs_stats(struct jobs *js, struct jobs_stat *out, size_t max)
 		out[k].processed_total = atomic_load(&js->processed[k]);
 	}
 	if (store_reader_open(js->core->store, &r, NULL) == 0) {
-		store_reader_docs(r, 0, 'j', stats_fn, &c, NULL);
+		store_reader_docs(r, 0, STORE_NS_JOB, stats_fn, &c, NULL);
 		store_reader_close(r);
 	}
 	return c.n;

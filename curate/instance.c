@@ -36,30 +36,7 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "filter_not_found", "no filter '%s'",
-	                                     name)
-	                           : rc;
-}
-
-static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
-                       struct err *e)
-{
-	return not_found(jdoc_txn_get(t, ds, 'f', name, out, e), name, e);
-}
-
-static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
-                       struct err *e)
-{
-	return jdoc_txn_put(t, ds, 'f', name, doc, e);
-}
-
-static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
-                          struct err *e)
-{
-	return not_found(jdoc_reader_get(r, ds, 'f', name, out, e), name, e);
-}
+static const struct jdoc_kind filter_docs = {STORE_NS_FILTER, "filter_not_found", "filter"};
 
 static uint32_t doc_arr(const json_t *doc, const char *which)
 {
@@ -96,7 +73,7 @@ int instance_ref_read(struct store_reader *r, uint32_t ds_id, const char *name,
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = reader_doc_get(r, ds_id, name, &doc, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &filter_docs, ds_id, name, &doc, e)) != 0)
 		return rc;
 	rc = ref_from_doc(doc, name, out, e);
 	json_decref(doc);
@@ -148,12 +125,13 @@ int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_sch
 	size_t len;
 	int rc;
 
-	if ((rc = reader_doc_get(r, ds_id, name, &doc, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &filter_docs, ds_id, name, &doc, e)) != 0)
 		return rc;
 	rc = make_filter(doc, schema, &f, e);
 	json_decref(doc);
 	if (rc == 0 && f->ops->fit != NULL &&
-	    store_reader_doc_get(r, ds_id, 'b', name, strlen(name), &blob, &len, NULL) == 0)
+	    store_reader_doc_get(r, ds_id, STORE_NS_FITTED, name, strlen(name), &blob, &len,
+	                         NULL) == 0)
 		rc = filter_load(f, blob, len, e);
 	if (rc != 0) {
 		filter_free(f);
@@ -328,6 +306,22 @@ out:
 
 /* ---- PUT ---- */
 
+/* What an instance derives from its document: its row arrays and its fitted state. Dropped by
+ * a delete (jdoc_cleanup_fn) and by a PUT that changes the type or params. */
+static int drop_derived(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                        const json_t *doc, struct err *e)
+{
+	int rc;
+
+	(void)ctx;
+	if ((rc = store_txn_array_drop(t, ds, doc_arr(doc, "score"), e)) != 0 ||
+	    (rc = store_txn_array_drop(t, ds, doc_arr(doc, "status"), e)) != 0 ||
+	    (doc_arr(doc, "label") != 0 &&
+	     (rc = store_txn_array_drop(t, ds, doc_arr(doc, "label"), e)) != 0))
+		return rc;
+	return jdoc_txn_drop(t, ds, STORE_NS_FITTED, name, e);
+}
+
 struct put_ctx {
 	struct core *core;
 	const struct store_dataset_info *ds;
@@ -355,12 +349,11 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = txn_doc_get(t, c->ds->id, c->name, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		c->created = 1;
-	} else if (rc != 0) {
+	rc = jdoc_named_txn_previous(t, &filter_docs, c->ds->id, c->name, &old, &version, e);
+	if (rc != 0)
 		return rc;
+	if (old == NULL) {
+		c->created = 1;
 	} else {
 		const char *otype = json_string_value(json_object_get(old, "type"));
 
@@ -370,20 +363,9 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 			c->doc = old;
 			return 0;
 		}
-		version = doc_u64(old, "version") + 1;
 		created = json_integer_value(json_object_get(old, "created"));
-		if ((rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "score"), e)) != 0 ||
-		    (rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "status"), e)) != 0 ||
-		    (doc_arr(old, "label") != 0 &&
-		     (rc = store_txn_array_drop(t, c->ds->id, doc_arr(old, "label"), e)) != 0))
+		if ((rc = drop_derived(NULL, t, c->ds->id, c->name, old, e)) != 0)
 			goto out;
-		rc = store_txn_doc_del(t, c->ds->id, 'b', c->name, strlen(c->name), e);
-		if (rc == ERR_NOT_FOUND) {
-			err_clear(e);
-			rc = 0;
-		} else if (rc != 0) {
-			goto out;
-		}
 	}
 	if ((rc = store_txn_counter_next(t, "array", &a1, e)) != 0 ||
 	    (rc = store_txn_counter_next(t, "array", &a2, e)) != 0 ||
@@ -413,7 +395,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	if (a3 != 0)
 		json_object_set_new(json_object_get(doc, "arrays"), "label",
 		                    json_integer((json_int_t)a3));
-	if ((rc = txn_doc_put(t, c->ds->id, c->name, doc, e)) != 0)
+	if ((rc = jdoc_named_txn_put(t, &filter_docs, c->ds->id, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -515,77 +497,32 @@ int instance_put(struct core *core, const char *dataset, const char *name, const
 
 /* ---- GET, list, DELETE, rescore ---- */
 
-int instance_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                      struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = dataset_get(core, dataset, &ds, e)) != 0)
-		return rc;
-	if ((rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = reader_doc_get(r, ds.id, name, &doc, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int instance_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int instance_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                      struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 'f', list_view, core, out, e);
+	return jdoc_named_view(core->store, &filter_docs, dataset, name, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int instance_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
-		return rc;
-	if ((rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "score"), e)) == 0 &&
-	    (rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "status"), e)) == 0 &&
-	    (doc_arr(doc, "label") == 0 ||
-	     (rc = store_txn_array_drop(t, c->ds, doc_arr(doc, "label"), e)) == 0) &&
-	    (rc = store_txn_doc_del(t, c->ds, 'f', c->name, strlen(c->name), e)) == 0) {
-		rc = store_txn_doc_del(t, c->ds, 'b', c->name, strlen(c->name), e);
-		if (rc == ERR_NOT_FOUND) {
-			err_clear(e);
-			rc = 0;
-		}
-	}
-	json_decref(doc);
-	return rc;
+	return jdoc_named_list(core->store, &filter_docs, dataset, named_view, core, out, e);
 }
 
 int instance_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
-	if ((rc = dataset_get(core, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	if ((rc = dataset_get(core, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &filter_docs, ds.id, name, drop_derived, NULL,
+	                            e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "score", name, 0);
 	return 0;
@@ -604,7 +541,7 @@ static int rescore_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL, *args;
 	int rc;
 
-	if ((rc = txn_doc_get(t, c->ds->id, c->name, &doc, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &filter_docs, c->ds->id, c->name, &doc, e)) != 0)
 		return rc;
 	args = json_pack("{s:I, s:I, s:I}", "arr_score", (json_int_t)doc_arr(doc, "score"),
 	                 "arr_status", (json_int_t)doc_arr(doc, "status"), "arr_label",
@@ -615,7 +552,7 @@ static int rescore_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_decref(args);
 	if (rc == 0) {
 		json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-		rc = txn_doc_put(t, c->ds->id, c->name, doc, e);
+		rc = jdoc_named_txn_put(t, &filter_docs, c->ds->id, c->name, doc, e);
 	}
 	json_decref(doc);
 	return rc;
@@ -779,7 +716,7 @@ static int txn_current(struct store_txn *t, uint32_t ds, const char *name, uint3
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = txn_doc_get(t, ds, name, &doc, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &filter_docs, ds, name, &doc, e)) != 0)
 		return rc;
 	if (doc_arr(doc, "score") != a1 || doc_arr(doc, "status") != a2) {
 		json_decref(doc);
@@ -834,9 +771,9 @@ static int fit_commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "fitted", json_true());
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
 	json_object_set_new(c->checkpoint, "fitted_version", json_integer((json_int_t)c->version));
-	if ((rc = store_txn_doc_put(t, c->ds, 'b', c->name, strlen(c->name), c->blob, c->len,
-	                            e)) == 0 &&
-	    (rc = txn_doc_put(t, c->ds, c->name, doc, e)) == 0)
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_FITTED, c->name, strlen(c->name), c->blob,
+	                            c->len, e)) == 0 &&
+	    (rc = jdoc_named_txn_put(t, &filter_docs, c->ds, c->name, doc, e)) == 0)
 		rc = jobs_txn_checkpoint(c->job, t, c->checkpoint, 0, 0, e);
 	json_decref(doc);
 	return rc;
@@ -938,7 +875,7 @@ int instance_job_score(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
 	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
-	    (rc = reader_doc_get(r, job_ds(j), name, &doc, e)) != 0)
+	    (rc = jdoc_named_reader_get(r, &filter_docs, job_ds(j), name, &doc, e)) != 0)
 		goto out;
 	if (doc_arr(doc, "score") != a1 || doc_arr(doc, "status") != a2) {
 		rc = err_set(e, ERR_CONFLICT, "superseded",
@@ -953,8 +890,8 @@ int instance_job_score(struct job *j, struct err *e)
 		size_t len;
 
 		/* resuming after the fit was committed: load that state */
-		if ((rc = store_reader_doc_get(r, job_ds(j), 'b', name, strlen(name), &blob, &len,
-		                               e)) != 0 ||
+		if ((rc = store_reader_doc_get(r, job_ds(j), STORE_NS_FITTED, name, strlen(name),
+		                               &blob, &len, e)) != 0 ||
 		    (rc = filter_load(f, blob, len, e)) != 0)
 			goto out;
 	}
@@ -971,7 +908,7 @@ int instance_job_score(struct job *j, struct err *e)
 		json_t *d2 = NULL;
 
 		if ((rc = store_reader_open(core->store, &r, e)) != 0 ||
-		    (rc = reader_doc_get(r, job_ds(j), name, &d2, e)) != 0)
+		    (rc = jdoc_named_reader_get(r, &filter_docs, job_ds(j), name, &d2, e)) != 0)
 			goto out;
 		fitted_version = doc_u64(d2, "version");
 		json_decref(d2);

@@ -2,12 +2,12 @@
 /* instance: filter instances of a dataset, persisted in the store, their score arrays,
  * the scoring job, scoring on ingest, and score statistics.
  *
- * An instance is a document (namespace 'f', key = its name) holding its type, params,
+ * An instance is a document (namespace STORE_NS_FILTER, key = its name) holding its type, params,
  * version, and the ids of its two row arrays: `score` (f32 per row, NaN when there is no
  * finite score) and `status` (u8 per row, enum filter_status or a type's reason), and a
  * third, `label` (u32 per row), for a type with a label (ops->label: prototypes' and
- * semdedup's cluster). Fitted state is a blob (namespace 'b', key = the name). The version
- * starts at 1 and grows when the params change (PUT with other params) or a fit changes the
+ * semdedup's cluster). Fitted state is a blob (namespace STORE_NS_FITTED, key = the name). The
+ * version starts at 1 and grows when the params change (PUT with other params) or a fit changes the
  * fitted state.
  *
  * A PUT with new params allocates fresh arrays (the old ones are dropped in the same

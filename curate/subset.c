@@ -254,30 +254,7 @@ next_key:;
 
 /* ---- documents ---- */
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "subset_not_found", "no subset '%s'",
-	                                     name)
-	                           : rc;
-}
-
-static int txn_doc_get(struct store_txn *t, uint32_t ds, const char *name, json_t **out,
-                       struct err *e)
-{
-	return not_found(jdoc_txn_get(t, ds, 's', name, out, e), name, e);
-}
-
-static int txn_doc_put(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
-                       struct err *e)
-{
-	return jdoc_txn_put(t, ds, 's', name, doc, e);
-}
-
-static int reader_doc_get(struct store_reader *r, uint32_t ds, const char *name, json_t **out,
-                          struct err *e)
-{
-	return not_found(jdoc_reader_get(r, ds, 's', name, out, e), name, e);
-}
+static const struct jdoc_kind subset_docs = {STORE_NS_SUBSET, "subset_not_found", "subset"};
 
 static uint64_t doc_u64(const json_t *doc, const char *key)
 {
@@ -336,7 +313,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = txn_doc_get(t, c->ds->id, c->name, &doc, e);
+	rc = jdoc_named_txn_get(t, &subset_docs, c->ds->id, c->name, &doc, e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		c->created = 1;
@@ -358,7 +335,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	if (rc == 0) {
 		json_object_set(doc, "steps", (json_t *)c->steps);
 		json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-		rc = txn_doc_put(t, c->ds->id, c->name, doc, e);
+		rc = jdoc_named_txn_put(t, &subset_docs, c->ds->id, c->name, doc, e);
 	}
 	if (rc == 0)
 		c->doc = doc;
@@ -438,73 +415,45 @@ int subset_put(struct core *core, const char *dataset, const char *name, const j
 	return *view != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-int subset_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                    struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	if ((rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = reader_doc_get(r, ds.id, name, &doc, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int subset_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int subset_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                    struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 's', list_view, core, out, e);
+	return jdoc_named_view(core->store, &subset_docs, dataset, name, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int subset_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
-	int rc;
+	return jdoc_named_list(core->store, &subset_docs, dataset, named_view, core, out, e);
+}
 
-	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
-		return rc;
-	rc = store_txn_array_drop(
-	        t, c->ds,
-	        (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate")),
-	        e);
-	if (rc == 0)
-		rc = store_txn_doc_del(t, c->ds, 's', c->name, strlen(c->name), e);
-	json_decref(doc);
-	return rc;
+/* A subset's membership (its fate array) goes with it (jdoc_cleanup_fn). */
+static int drop_fate(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                     const json_t *doc, struct err *e)
+{
+	(void)ctx;
+	(void)name;
+	return store_txn_array_drop(
+	    t, ds,
+	    (uint32_t)json_integer_value(json_object_get(json_object_get(doc, "arrays"), "fate")),
+	    e);
 }
 
 int subset_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
 	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
 		return rc;
-	c.ds = ds.id;
 	jobs_cancel_matching(core->jobs, ds.id, "subset", name, 0);
-	return store_write(core->store, del_fn, &c, e);
+	return jdoc_named_delete(core->store, &subset_docs, ds.id, name, drop_fate, NULL, e);
 }
 
 /* ---- materialisation ---- */
@@ -790,7 +739,7 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	uint32_t old;
 	int rc;
 
-	if ((rc = txn_doc_get(t, c->ds, c->name, &doc, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &subset_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "job") != job_id(c->job)) {
 		json_decref(doc);
@@ -806,7 +755,7 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "arrays", json_pack("{s:I}", "fate", (json_int_t)arr));
 	json_object_set(doc, "provenance", c->prov);
 	json_object_set_new(doc, "members", json_integer((json_int_t)c->members));
-	rc = txn_doc_put(t, c->ds, c->name, doc, e);
+	rc = jdoc_named_txn_put(t, &subset_docs, c->ds, c->name, doc, e);
 out:
 	json_decref(doc);
 	return rc;
@@ -837,16 +786,221 @@ static json_t *num_or_null(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* One materialisation's arrays, shared by its steps (every array has n entries). */
+struct run {
+	struct store_reader *r;
+	uint32_t ds;
+	uint64_t n;      /* rows of the dataset */
+	uint8_t *alive;  /* 1 while the row is still in the subset */
+	uint8_t *keep;   /* the current step's selection */
+	uint8_t *status; /* the current step's filter statuses */
+	float *score;    /* its scores; NAN for rows out of the running */
+	uint32_t *lab;   /* its cluster labels (read when it has them), or NULL */
+};
+
+/* Read step k's filter into x: its instance (*ref), scores and statuses, with every row that
+ * is out, unscored or unscorable set to NAN (*unscorable counts the last), and its labels when
+ * it has them. A row still pending (ingested since the last scoring) is an ERR_CONFLICT. */
+static int step_scores(struct run *x, size_t k, const struct step *s, struct instance_ref *ref,
+                       uint64_t *unscorable, struct err *e)
+{
+	uint64_t pending = 0;
+	int rc;
+
+	if ((rc = instance_ref_read(x->r, x->ds, s->filter, ref, e)) != 0) {
+		if (rc == ERR_NOT_FOUND)
+			rc = err_set(e, ERR_INVALID, "unknown_filter",
+			             "step %zu: filter '%s' no longer exists", k, s->filter);
+		return rc;
+	}
+	if ((rc = store_reader_array(x->r, x->ds, ref->arr_score, 4, 0, x->n, x->score, e)) != 0 ||
+	    (rc = store_reader_array(x->r, x->ds, ref->arr_status, 1, 0, x->n, x->status, e)) != 0)
+		return rc;
+	*unscorable = 0;
+	for (uint64_t i = 0; i < x->n; i++) {
+		if (!x->alive[i]) {
+			x->score[i] = NAN;
+		} else if (x->status[i] == FILTER_PENDING) {
+			pending++;
+			x->score[i] = NAN;
+		} else if (!filter_status_scored(x->status[i]) || !isfinite(x->score[i])) {
+			(*unscorable)++;
+			x->score[i] = NAN;
+		}
+	}
+	if (pending > 0)
+		return err_set(e, ERR_CONFLICT, "filter_not_scored",
+		               "step %zu: filter '%s' has %llu records not scored yet (they "
+		               "were ingested after its last scoring and it does not score on "
+		               "ingest): POST .../filters/%s:score, then PUT the subset again",
+		               k, s->filter, (unsigned long long)pending, s->filter);
+	if (ref->arr_label != 0 && ref->ops->label != NULL) {
+		if (x->lab == NULL && (x->lab = malloc((x->n ? x->n : 1) * sizeof *x->lab)) == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		return store_reader_array(x->r, x->ds, ref->arr_label, 4, 0, x->n, x->lab, e);
+	}
+	return 0;
+}
+
+/* Apply step s's rule to the scores in x: x->keep and *kept the selection, *thr the threshold
+ * it came to (NAN: none), and the step's "value" in ps. Returns 0 or the selection's code
+ * (e may be left unset). */
+static int step_select(struct run *x, const struct step *s, json_t *ps, float *thr, size_t *kept,
+                       struct err *e)
+{
+	uint64_t n = x->n;
+	float *score = x->score;
+	int rc = 0;
+
+	switch (s->rule) {
+	case RULE_TOP_FRACTION:
+		rc = s->per_cluster ? select_per_label(score, x->lab, n, s->value, 1, x->keep, kept)
+		                    : select_top_fraction(score, n, s->value, thr, kept, x->keep);
+		json_object_set_new(ps, "value", json_real(s->value));
+		break;
+	case RULE_BOTTOM_FRACTION:
+		rc = s->per_cluster
+		         ? select_per_label(score, x->lab, n, s->value, 0, x->keep, kept)
+		         : select_bottom_fraction(score, n, s->value, thr, kept, x->keep);
+		json_object_set_new(ps, "value", json_real(s->value));
+		break;
+	case RULE_THRESHOLD:
+		*thr = (float)s->value;
+		rc = select_threshold_count(score, n, *thr, kept, x->keep);
+		json_object_set_new(ps, "value", json_real(s->value));
+		break;
+	case RULE_TOP_K:
+	case RULE_BOTTOM_K: {
+		uint64_t k_use = s->k;
+
+		if (s->tau > 0) {
+			size_t nfin = 0, kc = 0;
+
+			for (uint64_t i = 0; i < n; i++)
+				nfin += !isnan(score[i]);
+			if ((rc = select_color_k(nfin, s->tau, &kc)) != 0)
+				break;
+			k_use = kc;
+		}
+		rc = select_k(x->r, x->ds, score, n, k_use, s->rule == RULE_TOP_K, x->keep, kept,
+		              thr, e);
+		if (s->tau > 0)
+			json_object_set_new(
+			    ps, "value",
+			    json_pack("{s:f, s:I}", "tau", s->tau, "k", (json_int_t)k_use));
+		else
+			json_object_set_new(ps, "value", json_integer((json_int_t)s->k));
+		break;
+	}
+	case RULE_KEEP:
+		*kept = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			x->keep[i] = !isnan(score[i]) && ((score[i] >= 0.5f) == (s->keep != 0));
+			*kept += x->keep[i];
+		}
+		*thr = 0.5f;
+		json_object_set_new(ps, "value", json_boolean(s->keep));
+		break;
+	default:
+		break;
+	}
+	return rc;
+}
+
+/* Step k (a filter rule): select among the rows still alive, take the others out of x->alive,
+ * and record the step's provenance in ps. *kept: the rows it keeps. */
+static int step_filter(struct run *x, size_t k, const struct step *s, json_t *ps, size_t *kept,
+                       struct err *e)
+{
+	struct instance_ref ref;
+	uint64_t unscorable = 0;
+	float thr = NAN;
+	int rc;
+
+	if ((rc = step_scores(x, k, s, &ref, &unscorable, e)) != 0)
+		return rc;
+	json_object_set_new(ps, "filter", json_string(s->filter));
+	json_object_set_new(ps, "type", json_string(ref.ops->name));
+	json_object_set_new(ps, "version", json_integer((json_int_t)ref.version));
+	if (s->per_cluster) {
+		if (ref.arr_label == 0 || ref.ops->label == NULL)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: filter '%s' has no clusters", k, s->filter);
+		json_object_set_new(ps, "per_cluster", json_true());
+	}
+	if ((rc = step_select(x, s, ps, &thr, kept, e)) != 0) {
+		if (e == NULL || e->code == 0)
+			rc = err_set(e, rc, "select", "step %zu: selection failed", k);
+		return rc;
+	}
+	for (uint64_t i = 0; i < x->n; i++)
+		if (x->alive[i] && !x->keep[i])
+			x->alive[i] = 0;
+	json_object_set_new(ps, "threshold", num_or_null(thr));
+	json_object_set_new(ps, "unscorable", json_integer((json_int_t)unscorable));
+	if (ref.arr_label != 0 && ref.ops->label != NULL) {
+		json_t *lp = label_prov(ref.ops->label, x->score, x->lab, x->keep, x->n);
+
+		if (lp == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		json_object_set_new(ps, "clusters", lp);
+	}
+	return 0;
+}
+
+/* Run the steps over x in order: fate[row] becomes the number of the step that took the row
+ * out (rows kept stay SUBSET_FATE_KEPT), and each step's provenance goes into psteps.
+ * *members: the rows the last step kept (pool when there are no steps). */
+static int run_steps(struct job *j, struct run *x, const json_t *steps, const struct step *st,
+                     size_t nsteps, uint8_t *fate, json_t *psteps, uint64_t *members, struct err *e)
+{
+	int rc;
+
+	for (size_t k = 0; k < nsteps; k++) {
+		const struct step *s = &st[k];
+		uint64_t in = *members;
+		size_t kept = 0;
+		json_t *ps;
+
+		if (jobs_should_stop(j))
+			return ERR_CANCELLED;
+		ps = json_pack("{s:I, s:s}", "step", (json_int_t)k, "rule", rule_names[s->rule]);
+		json_array_append_new(psteps, ps);
+		if (json_object_get(json_array_get(steps, k), "recommendation") != NULL)
+			json_object_set(ps, "recommendation",
+			                json_object_get(json_array_get(steps, k), "recommendation"));
+		if (s->rule == RULE_KIND || s->rule == RULE_META) {
+			struct pred_ctx pc = {.st = s, .alive = x->alive, .n = x->n};
+
+			if ((rc = store_reader_rows(x->r, x->ds, 0, pred_fn, &pc, e)) != 0)
+				return rc;
+			kept = pc.out;
+			json_object_set(ps, "value", json_array_get(steps, k) != NULL
+			                                     ? json_object_get(json_array_get(steps, k),
+			                                                       rule_names[s->rule])
+			                                     : json_null());
+		} else if ((rc = step_filter(x, k, s, ps, &kept, e)) != 0) {
+			return rc;
+		}
+		for (uint64_t i = 0; i < x->n; i++)
+			if (fate[i] == SUBSET_FATE_KEPT && !x->alive[i])
+				fate[i] = (uint8_t)(k + 1);
+		*members = kept;
+		json_object_set_new(ps, "in", json_integer((json_int_t)in));
+		json_object_set_new(ps, "out", json_integer((json_int_t)kept));
+		jobs_progress(j, k + 1, nsteps);
+	}
+	return 0;
+}
+
 int subset_job_run(struct job *j, struct err *e)
 {
 	struct core *core = job_core(j);
 	const json_t *steps = json_object_get(job_args(j), "steps");
 	struct step st[SUBSET_MAX_STEPS];
-	struct store_reader *r = NULL;
 	struct store_dataset_info info;
-	uint8_t *fate = NULL, *alive = NULL, *status = NULL, *keep = NULL;
-	uint32_t *lab = NULL;
-	float *score = NULL;
+	struct run x = {0};
+	uint8_t *fate = NULL;
 	json_t *prov = NULL, *psteps;
 	uint64_t n = 0, pool = 0, members;
 	size_t nsteps;
@@ -856,190 +1010,34 @@ int subset_job_run(struct job *j, struct err *e)
 		return rc;
 	if ((rc = wait_for_scoring(j, st, nsteps)) != 0)
 		return rc;
-	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+	if ((rc = store_reader_open(core->store, &x.r, e)) != 0)
 		return rc;
-	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0)
+	if ((rc = store_reader_dataset(x.r, job_ds(j), &info, e)) != 0)
 		goto out;
-	n = info.next_row;
+	n = x.n = info.next_row;
+	x.ds = info.id;
 	fate = malloc(n ? n : 1);
-	alive = malloc(n ? n : 1);
-	keep = malloc(n ? n : 1);
-	status = malloc(n ? n : 1);
-	score = malloc((n ? n : 1) * sizeof *score);
+	x.alive = malloc(n ? n : 1);
+	x.keep = malloc(n ? n : 1);
+	x.status = malloc(n ? n : 1);
+	x.score = malloc((n ? n : 1) * sizeof *x.score);
 	psteps = json_array();
 	prov = json_pack("{s:o}", "steps", psteps);
-	if (fate == NULL || alive == NULL || keep == NULL || status == NULL || score == NULL ||
-	    prov == NULL) {
+	if (fate == NULL || x.alive == NULL || x.keep == NULL || x.status == NULL ||
+	    x.score == NULL || prov == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	if ((rc = store_reader_array(r, info.id, STORE_ARRAY_LIVE, 1, 0, n, alive, e)) != 0)
+	if ((rc = store_reader_array(x.r, info.id, STORE_ARRAY_LIVE, 1, 0, n, x.alive, e)) != 0)
 		goto out;
 	for (uint64_t i = 0; i < n; i++) {
-		fate[i] = alive[i] ? SUBSET_FATE_KEPT : SUBSET_FATE_OUT;
-		pool += alive[i] != 0;
+		fate[i] = x.alive[i] ? SUBSET_FATE_KEPT : SUBSET_FATE_OUT;
+		pool += x.alive[i] != 0;
 	}
 	jobs_progress(j, 0, nsteps);
 	members = pool;
-	for (size_t k = 0; k < nsteps; k++) {
-		const struct step *s = &st[k];
-		uint64_t in = members, unscorable = 0, pending = 0;
-		size_t kept = 0;
-		float thr = NAN;
-		json_t *ps;
-
-		if (jobs_should_stop(j)) {
-			rc = ERR_CANCELLED;
-			goto out;
-		}
-		ps = json_pack("{s:I, s:s}", "step", (json_int_t)k, "rule", rule_names[s->rule]);
-		json_array_append_new(psteps, ps);
-		if (json_object_get(json_array_get(steps, k), "recommendation") != NULL)
-			json_object_set(ps, "recommendation",
-			                json_object_get(json_array_get(steps, k), "recommendation"));
-		if (s->rule == RULE_KIND || s->rule == RULE_META) {
-			struct pred_ctx pc = {.st = s, .alive = alive, .n = n};
-
-			if ((rc = store_reader_rows(r, info.id, 0, pred_fn, &pc, e)) != 0)
-				goto out;
-			kept = pc.out;
-			json_object_set(ps, "value", json_array_get(steps, k) != NULL
-			                                     ? json_object_get(json_array_get(steps, k),
-			                                                       rule_names[s->rule])
-			                                     : json_null());
-		} else {
-			struct instance_ref ref;
-
-			if ((rc = instance_ref_read(r, info.id, s->filter, &ref, e)) != 0) {
-				if (rc == ERR_NOT_FOUND)
-					rc = err_set(e, ERR_INVALID, "unknown_filter",
-					             "step %zu: filter '%s' no longer exists", k, s->filter);
-				goto out;
-			}
-			if ((rc = store_reader_array(r, info.id, ref.arr_score, 4, 0, n, score, e)) !=
-			            0 ||
-			    (rc = store_reader_array(r, info.id, ref.arr_status, 1, 0, n, status, e)) != 0)
-				goto out;
-			for (uint64_t i = 0; i < n; i++) {
-				if (!alive[i]) {
-					score[i] = NAN;
-				} else if (status[i] == FILTER_PENDING) {
-					pending++;
-					score[i] = NAN;
-				} else if (!filter_status_scored(status[i]) || !isfinite(score[i])) {
-					unscorable++;
-					score[i] = NAN;
-				}
-			}
-			if (pending > 0) {
-				rc = err_set(e, ERR_CONFLICT, "filter_not_scored",
-				             "step %zu: filter '%s' has %llu records not scored yet (they "
-				             "were ingested after its last scoring and it does not score on "
-				             "ingest): POST .../filters/%s:score, then PUT the subset again",
-				             k, s->filter, (unsigned long long)pending, s->filter);
-				goto out;
-			}
-			json_object_set_new(ps, "filter", json_string(s->filter));
-			json_object_set_new(ps, "type", json_string(ref.ops->name));
-			json_object_set_new(ps, "version", json_integer((json_int_t)ref.version));
-			if (ref.arr_label != 0 && ref.ops->label != NULL) {
-				if (lab == NULL && (lab = malloc((n ? n : 1) * sizeof *lab)) == NULL) {
-					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-					goto out;
-				}
-				if ((rc = store_reader_array(r, info.id, ref.arr_label, 4, 0, n, lab, e)) !=
-				    0)
-					goto out;
-			}
-			if (s->per_cluster) {
-				if (ref.arr_label == 0 || ref.ops->label == NULL) {
-					rc = err_set(e, ERR_INVALID, "bad_step",
-					             "step %zu: filter '%s' has no clusters", k, s->filter);
-					goto out;
-				}
-				json_object_set_new(ps, "per_cluster", json_true());
-			}
-			switch (s->rule) {
-			case RULE_TOP_FRACTION:
-				rc = s->per_cluster
-				             ? select_per_label(score, lab, n, s->value, 1, keep, &kept)
-				             : select_top_fraction(score, n, s->value, &thr, &kept, keep);
-				json_object_set_new(ps, "value", json_real(s->value));
-				break;
-			case RULE_BOTTOM_FRACTION:
-				rc = s->per_cluster
-				             ? select_per_label(score, lab, n, s->value, 0, keep, &kept)
-				             : select_bottom_fraction(score, n, s->value, &thr, &kept, keep);
-				json_object_set_new(ps, "value", json_real(s->value));
-				break;
-			case RULE_THRESHOLD:
-				thr = (float)s->value;
-				rc = select_threshold_count(score, n, thr, &kept, keep);
-				json_object_set_new(ps, "value", json_real(s->value));
-				break;
-			case RULE_TOP_K:
-			case RULE_BOTTOM_K: {
-				uint64_t k_use = s->k;
-
-				if (s->tau > 0) {
-					size_t nfin = 0, kc = 0;
-
-					for (uint64_t i = 0; i < n; i++)
-						nfin += !isnan(score[i]);
-					if ((rc = select_color_k(nfin, s->tau, &kc)) != 0)
-						break;
-					k_use = kc;
-				}
-				rc = select_k(r, info.id, score, n, k_use, s->rule == RULE_TOP_K, keep, &kept,
-				              &thr, e);
-				if (s->tau > 0)
-					json_object_set_new(ps, "value",
-					                    json_pack("{s:f, s:I}", "tau", s->tau, "k",
-					                              (json_int_t)k_use));
-				else
-					json_object_set_new(ps, "value", json_integer((json_int_t)s->k));
-				break;
-			}
-			case RULE_KEEP:
-				kept = 0;
-				for (uint64_t i = 0; i < n; i++) {
-					keep[i] = !isnan(score[i]) && ((score[i] >= 0.5f) == (s->keep != 0));
-					kept += keep[i];
-				}
-				thr = 0.5f;
-				json_object_set_new(ps, "value", json_boolean(s->keep));
-				break;
-			default:
-				break;
-			}
-			if (rc != 0) {
-				if (e == NULL || e->code == 0)
-					rc = err_set(e, rc, "select", "step %zu: selection failed", k);
-				goto out;
-			}
-			for (uint64_t i = 0; i < n; i++)
-				if (alive[i] && !keep[i])
-					alive[i] = 0;
-			json_object_set_new(ps, "threshold", num_or_null(thr));
-			json_object_set_new(ps, "unscorable", json_integer((json_int_t)unscorable));
-			if (ref.arr_label != 0 && ref.ops->label != NULL) {
-				json_t *lp = label_prov(ref.ops->label, score, lab, keep, n);
-
-				if (lp == NULL) {
-					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-					goto out;
-				}
-				json_object_set_new(ps, "clusters", lp);
-			}
-		}
-		for (uint64_t i = 0; i < n; i++)
-			if (fate[i] == SUBSET_FATE_KEPT && !alive[i])
-				fate[i] = (uint8_t)(k + 1);
-		members = kept;
-		json_object_set_new(ps, "in", json_integer((json_int_t)in));
-		json_object_set_new(ps, "out", json_integer((json_int_t)kept));
-		jobs_progress(j, k + 1, nsteps);
-	}
+	if ((rc = run_steps(j, &x, steps, st, nsteps, fate, psteps, &members, e)) != 0)
+		goto out;
 	json_object_set_new(prov, "pool", json_integer((json_int_t)pool));
 	json_object_set_new(prov, "members", json_integer((json_int_t)members));
 	json_object_set_new(prov, "rows", json_integer((json_int_t)n));
@@ -1050,8 +1048,8 @@ int subset_job_run(struct job *j, struct err *e)
 		json_decref(now);
 	}
 	json_object_set_new(prov, "job", json_integer((json_int_t)job_id(j)));
-	store_reader_close(r);
-	r = NULL;
+	store_reader_close(x.r);
+	x.r = NULL;
 	{
 		struct commit_ctx cc = {.job = j, .ds = info.id, .name = job_target(j), .fate = fate,
 		                        .n = n, .prov = prov, .members = members};
@@ -1059,13 +1057,13 @@ int subset_job_run(struct job *j, struct err *e)
 		rc = store_write(core->store, commit_fn, &cc, e);
 	}
 out:
-	store_reader_close(r);
+	store_reader_close(x.r);
 	free(fate);
-	free(alive);
-	free(keep);
-	free(status);
-	free(score);
-	free(lab);
+	free(x.alive);
+	free(x.keep);
+	free(x.status);
+	free(x.score);
+	free(x.lab);
 	json_decref(prov);
 	return rc;
 }
@@ -1078,7 +1076,7 @@ int subset_members(struct store_reader *r, uint32_t ds, const char *name, uint64
 	uint32_t fate;
 	int rc;
 
-	if ((rc = reader_doc_get(r, ds, name, &doc, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &subset_docs, ds, name, &doc, e)) != 0)
 		return rc;
 	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
 		json_decref(doc);
@@ -1117,7 +1115,7 @@ int subset_decisions_json(struct core *core, const char *dataset, const char *id
 		return rc;
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
-	if ((rc = reader_doc_get(r, ds.id, subset, &doc, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &subset_docs, ds.id, subset, &doc, e)) != 0)
 		goto out;
 	if ((rc = store_reader_find(r, ds.id, id, id_len, &row, e)) != 0) {
 		if (rc == ERR_NOT_FOUND)
@@ -1358,7 +1356,7 @@ int subset_export_open(struct core *core, const char *dataset, const char *name,
 	if ((rc = store_reader_open(core->store, &x->r, e)) != 0)
 		goto out;
 	if ((rc = store_reader_dataset(x->r, ds.id, &x->info, e)) != 0 ||
-	    (rc = reader_doc_get(x->r, ds.id, name, &doc, e)) != 0)
+	    (rc = jdoc_named_reader_get(x->r, &subset_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
 	if (!json_is_array(json_object_get(json_object_get(doc, "provenance"), "steps"))) {
 		rc = err_set(e, ERR_CONFLICT, "not_materialised",
@@ -1448,7 +1446,7 @@ int subset_export_open(struct core *core, const char *dataset, const char *name,
 
 		*content_type = "application/x-ndjson";
 		if ((fields & SUBSET_F_SCORES) &&
-		    (rc = store_reader_docs(x->r, ds.id, 'f', caches_fn, x, e)) != 0) {
+		    (rc = store_reader_docs(x->r, ds.id, STORE_NS_FILTER, caches_fn, x, e)) != 0) {
 			if (rc == ERR_NOMEM)
 				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 			goto out;

@@ -2,7 +2,7 @@
 /* subset: materialised selections over filter scores and record fields, their provenance,
  * per-record decisions, and the snapshot export (NDJSON, ids, DataComp .npy).
  *
- * A subset is a document (namespace 's', key = its name) with the steps as given, the
+ * A subset is a document (namespace STORE_NS_SUBSET, key = its name) with the steps as given, the
  * provenance of its last materialisation, and the id of its `fate` row array (u8 per row):
  * SUBSET_FATE_OUT (0) for a row that was not a live record then, k (1..SUBSET_MAX_STEPS)
  * for a record dropped at step k, SUBSET_FATE_KEPT for a member. A materialisation job

@@ -240,87 +240,66 @@ static int item_cmp(const void *a, const void *b)
 	return x->tie < y->tie ? -1 : x->tie > y->tie;
 }
 
-static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
+/* The fit's pool: every scanned record with a non-zero vector, normalised, in scan order. */
+struct pool {
+	float *x;       /* n vectors of dim floats */
+	uint64_t *rows; /* their rows */
+	size_t n, cap;
+	uint64_t nrows; /* 1 + the highest row scanned (with a vector or not) */
+};
+
+static void pool_free(struct pool *p)
 {
-	struct semdedup *s = (struct semdedup *)f;
+	free(p->x);
+	free(p->rows);
+}
+
+/* Read the scan into p (zeroed by the caller). */
+static int pool_read(const struct semdedup *s, struct filter_scan *scan, struct pool *p,
+                     struct err *e)
+{
 	const struct filter_batch *b;
-	float *x = NULL, *sim = NULL, *cent = NULL, *z = NULL, *ms = NULL;
-	uint64_t *rows = NULL, nrows = 0;
-	uint32_t *lab = NULL, *arg = NULL, *cl = NULL, nclusters = 0;
-	float *msr = NULL;
-	uint64_t *er = NULL;
-	struct item *it = NULL;
-	struct kmeans_index *ix = NULL;
-	size_t n = 0, cap = 0, zcap = 0;
-	uint32_t k = s->k;
-	double t0 = now_s(), t_read, t_kmeans, t_assign;
-	size_t largest = 0, chunks = 0;
 	int rc;
 
 	while ((rc = filter_scan_next(scan, &b, e)) == 1) {
 		for (size_t i = 0; i < b->n; i++) {
-			if (b->rows[i] + 1 > nrows)
-				nrows = b->rows[i] + 1;
+			if (b->rows[i] + 1 > p->nrows)
+				p->nrows = b->rows[i] + 1;
 			if (!b->has_vec[0][i])
 				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 4096;
-				float *nx = realloc(x, ncap * s->dim * sizeof *nx);
-				uint64_t *nr = nx ? realloc(rows, ncap * sizeof *nr) : NULL;
+			if (p->n == p->cap) {
+				size_t ncap = p->cap ? p->cap * 2 : 4096;
+				float *nx = realloc(p->x, ncap * s->dim * sizeof *nx);
+				uint64_t *nr = nx ? realloc(p->rows, ncap * sizeof *nr) : NULL;
 
 				if (nx != NULL)
-					x = nx;
-				if (nr == NULL) {
-					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-					goto out;
-				}
-				rows = nr;
-				cap = ncap;
+					p->x = nx;
+				if (nr == NULL)
+					return err_set(e, ERR_NOMEM, "out_of_memory",
+					               "out of memory");
+				p->rows = nr;
+				p->cap = ncap;
 			}
-			memcpy(x + n * s->dim, b->vecs[0] + i * s->dim, s->dim * sizeof *x);
-			if (kmeans_normalise(x + n * s->dim, s->dim))
-				rows[n++] = b->rows[i];
+			memcpy(p->x + p->n * s->dim, b->vecs[0] + i * s->dim,
+			       s->dim * sizeof *p->x);
+			if (kmeans_normalise(p->x + p->n * s->dim, s->dim))
+				p->rows[p->n++] = b->rows[i];
 		}
 	}
-	if (rc < 0)
-		goto out;
-	t_read = now_s();
-	/* the centroids: given, used, or fitted here on the whole pool */
-	if (s->centroids == NULL) {
-		k = s->kp.k;
-		if ((cent = malloc((size_t)k * s->dim * sizeof *cent)) == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
-		}
-		if ((rc = kmeans_train(&s->kp, s->dim, n, x, cent, e)) != 0)
-			goto out;
-	}
-	lab = malloc((n ? n : 1) * sizeof *lab);
-	sim = malloc((n ? n : 1) * sizeof *sim);
-	it = malloc((n ? n : 1) * sizeof *it);
-	cl = malloc((nrows ? nrows : 1) * sizeof *cl);
-	msr = malloc((nrows ? nrows : 1) * sizeof *msr);
-	er = malloc((nrows ? nrows : 1) * sizeof *er);
-	if (lab == NULL || sim == NULL || it == NULL || cl == NULL || msr == NULL || er == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto out;
-	}
-	t_kmeans = now_s();
-	if (n > 0 && ((rc = kmeans_index_open(&ix, cent ? cent : s->centroids, k, s->dim, e)) != 0 ||
-	              (rc = kmeans_assign(ix, n, x, lab, sim, e)) != 0))
-		goto out;
-	t_assign = now_s(); /* the dedup stage below: ordering, then the Gram products */
-	for (uint64_t r = 0; r < nrows; r++) {
-		cl[r] = FILTER_NO_LABEL;
-		msr[r] = 0;
-		er[r] = SDD_NO_ROW;
-	}
-	for (size_t i = 0; i < n; i++) {
+	return rc < 0 ? rc : 0;
+}
+
+/* it[i] for pool item i of cluster lab[i] at cosine sim[i] to its centroid, sorted into the
+ * order the dedup visits them: by cluster, then the configured order inside it. */
+static void items_order(const struct semdedup *s, const struct pool *p, const uint32_t *lab,
+                        const float *sim, struct item *it)
+{
+	for (size_t i = 0; i < p->n; i++) {
 		float d = 1.0f - sim[i];
 
 		it[i].cluster = lab[i];
 		it[i].idx = i;
-		it[i].tie = rows[i];
+		it[i].tie = p->rows[i];
 		switch (s->order) {
 		case SDD_HARD:
 			it[i].key = -d;
@@ -338,23 +317,44 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 		 * batching (not python's random.shuffle: its stream cannot be reproduced here) */
 		uint64_t st = (uint64_t)s->kp.seed;
 
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < p->n; i++)
 			it[i].tie = kmeans_rand(&st);
 	}
-	qsort(it, n, sizeof *it, item_cmp);
+	qsort(it, p->n, sizeof *it, item_cmp);
+}
+
+/* What the dedup stage found, per row (nrows entries each) and in all. */
+struct dedup_out {
+	uint32_t *cl; /* cluster, FILTER_NO_LABEL for rows outside the pool */
+	float *msr;   /* the highest cosine to an earlier item of its cluster (0: none) */
+	uint64_t *er; /* that earlier item's row, SDD_NO_ROW for none */
+	uint32_t nclusters;
+	size_t largest, chunks;
+};
+
+/* The dedup stage over the ordered items: each cluster in chunks of at most max_cluster
+ * consecutive items, the Gram products of each chunk giving every item's most similar
+ * earlier item. */
+static int dedup_clusters(const struct semdedup *s, const struct pool *p, const struct item *it,
+                          struct dedup_out *o, struct err *e)
+{
+	float *z = NULL, *ms = NULL;
+	uint32_t *arg = NULL;
+	size_t zcap = 0, n = p->n;
+	int rc = 0;
+
 	for (size_t a = 0; a < n;) {
 		size_t end = a;
 
 		while (end < n && it[end].cluster == it[a].cluster)
 			end++;
-		nclusters++;
-		if (end - a > largest)
-			largest = end - a;
-		/* chunks of at most max_cluster consecutive items of the cluster's order */
+		o->nclusters++;
+		if (end - a > o->largest)
+			o->largest = end - a;
 		for (size_t c0 = a; c0 < end; c0 += s->max_cluster) {
 			size_t m = end - c0 < s->max_cluster ? end - c0 : (size_t)s->max_cluster;
 
-			chunks++;
+			o->chunks++;
 			if (m > zcap) {
 				float *nz = realloc(z, m * s->dim * sizeof *nz);
 				float *nm = nz ? realloc(ms, m * sizeof *nm) : NULL;
@@ -372,60 +372,120 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 				zcap = m;
 			}
 			for (size_t j = 0; j < m; j++)
-				memcpy(z + j * s->dim, x + it[c0 + j].idx * s->dim, s->dim * sizeof *z);
+				memcpy(z + j * s->dim, p->x + it[c0 + j].idx * s->dim,
+				       s->dim * sizeof *z);
 			if ((rc = semdedup_earlier_max(z, m, s->dim, ms, arg, e)) != 0)
 				goto out;
 			for (size_t j = 0; j < m; j++) {
-				uint64_t r = rows[it[c0 + j].idx];
+				uint64_t r = p->rows[it[c0 + j].idx];
 
-				cl[r] = it[c0 + j].cluster;
-				msr[r] = ms[j];
-				er[r] = arg[j] == SEMDEDUP_NONE ? SDD_NO_ROW : rows[it[c0 + arg[j]].idx];
+				o->cl[r] = it[c0 + j].cluster;
+				o->msr[r] = ms[j];
+				o->er[r] = arg[j] == SEMDEDUP_NONE ? SDD_NO_ROW
+				                                   : p->rows[it[c0 + arg[j]].idx];
 			}
 		}
 		a = end;
 	}
+out:
+	free(z);
+	free(ms);
+	free(arg);
+	return rc;
+}
+
+static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
+{
+	struct semdedup *s = (struct semdedup *)f;
+	struct pool p = {0};
+	struct dedup_out o = {0};
+	float *sim = NULL, *cent = NULL;
+	uint32_t *lab = NULL;
+	struct item *it = NULL;
+	struct kmeans_index *ix = NULL;
+	uint64_t nrows;
+	size_t n;
+	uint32_t k = s->k;
+	double t0 = now_s(), t_read, t_kmeans, t_assign;
+	int rc;
+
+	if ((rc = pool_read(s, scan, &p, e)) != 0)
+		goto out;
+	n = p.n;
+	nrows = p.nrows;
+	t_read = now_s();
+	/* the centroids: given, used, or fitted here on the whole pool */
+	if (s->centroids == NULL) {
+		k = s->kp.k;
+		if ((cent = malloc((size_t)k * s->dim * sizeof *cent)) == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+		if ((rc = kmeans_train(&s->kp, s->dim, n, p.x, cent, e)) != 0)
+			goto out;
+	}
+	lab = malloc((n ? n : 1) * sizeof *lab);
+	sim = malloc((n ? n : 1) * sizeof *sim);
+	it = malloc((n ? n : 1) * sizeof *it);
+	o.cl = malloc((nrows ? nrows : 1) * sizeof *o.cl);
+	o.msr = malloc((nrows ? nrows : 1) * sizeof *o.msr);
+	o.er = malloc((nrows ? nrows : 1) * sizeof *o.er);
+	if (lab == NULL || sim == NULL || it == NULL || o.cl == NULL || o.msr == NULL ||
+	    o.er == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	t_kmeans = now_s();
+	if (n > 0 &&
+	    ((rc = kmeans_index_open(&ix, cent ? cent : s->centroids, k, s->dim, e)) != 0 ||
+	     (rc = kmeans_assign(ix, n, p.x, lab, sim, e)) != 0))
+		goto out;
+	t_assign = now_s(); /* the dedup stage below: ordering, then the Gram products */
+	for (uint64_t r = 0; r < nrows; r++) {
+		o.cl[r] = FILTER_NO_LABEL;
+		o.msr[r] = 0;
+		o.er[r] = SDD_NO_ROW;
+	}
+	items_order(s, &p, lab, sim, it);
+	if ((rc = dedup_clusters(s, &p, it, &o, e)) != 0)
+		goto out;
 	{
 		double t_end = now_s();
 		uint64_t dups = 0;
 
 		for (size_t i = 0; i < n; i++)
-			dups += is_dup_m(msr[rows[i]], s->eps);
+			dups += is_dup_m(o.msr[p.rows[i]], s->eps);
 		/* the stage times, for operators and bench/dedup.py */
 		log_msg(LOG_INFO, "semdedup_fit",
 		        "records=%zu k=%u clusters=%u largest=%zu chunks=%zu removed=%llu "
 		        "read_s=%.3f kmeans_s=%.3f assign_s=%.3f dedup_s=%.3f",
-		        n, k, nclusters, largest, chunks, (unsigned long long)dups, t_read - t0,
-		        t_kmeans - t_read, t_assign - t_kmeans, t_end - t_assign);
+		        n, k, o.nclusters, o.largest, o.chunks, (unsigned long long)dups,
+		        t_read - t0, t_kmeans - t_read, t_assign - t_kmeans, t_end - t_assign);
 	}
 	/* success: the new state replaces the old one */
 	free(s->cluster);
 	free(s->maxsim);
 	free(s->earlier);
-	s->cluster = cl;
-	s->maxsim = msr;
-	s->earlier = er;
+	s->cluster = o.cl;
+	s->maxsim = o.msr;
+	s->earlier = o.er;
 	s->nrows = nrows;
-	s->nclusters = nclusters;
+	s->nclusters = o.nclusters;
 	s->k = k;
-	cl = NULL;
-	msr = NULL;
-	er = NULL;
+	o.cl = NULL;
+	o.msr = NULL;
+	o.er = NULL;
 	rc = 0;
 out:
 	kmeans_index_free(ix);
-	free(x);
-	free(rows);
+	pool_free(&p);
 	free(cent);
 	free(lab);
 	free(sim);
 	free(it);
-	free(cl);
-	free(msr);
-	free(er);
-	free(z);
-	free(ms);
-	free(arg);
+	free(o.cl);
+	free(o.msr);
+	free(o.er);
 	return rc;
 }
 

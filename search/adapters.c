@@ -19,9 +19,6 @@
 #include "store/store.h"
 #include "lib/vec.h"
 
-#define NS_DOC 'a'
-#define NS_WEIGHTS 'w'
-#define NS_PAIRS 'q'
 #define PAIRS_MAGIC 0x31514e57u /* "WNQ1" */
 #define MAX_LISTED_ERRORS 1000
 #define KEY_MAX (STORE_NAME_MAX + 16)
@@ -46,12 +43,7 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "adapter_not_found",
-	                                     "no adapter '%s'", name)
-	                           : rc;
-}
+static const struct jdoc_kind adapter_docs = {STORE_NS_ADAPTER, "adapter_not_found", "adapter"};
 
 static int name_check(const char *name, struct err *e)
 {
@@ -71,18 +63,6 @@ static void batch_key(const char *name, uint64_t seq, char key[KEY_MAX])
 	snprintf(key, KEY_MAX, "%s/%010llu", name, (unsigned long long)seq);
 }
 
-/* Delete a document that may be absent. */
-static int doc_del(struct store_txn *t, uint32_t ds, char ns, const char *key, struct err *e)
-{
-	int rc = store_txn_doc_del(t, ds, ns, key, strlen(key), e);
-
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		return 0;
-	}
-	return rc;
-}
-
 /* Delete the pair batches 1..doc.batches of adapter name. */
 static int drop_pairs(struct store_txn *t, uint32_t ds, const char *name, const json_t *doc,
                       struct err *e)
@@ -92,7 +72,7 @@ static int drop_pairs(struct store_txn *t, uint32_t ds, const char *name, const 
 
 	for (uint64_t s = 1; rc == 0 && s <= doc_u64(doc, "batches"); s++) {
 		batch_key(name, s, key);
-		rc = doc_del(t, ds, NS_PAIRS, key, e);
+		rc = jdoc_txn_drop(t, ds, STORE_NS_ADAPTER_PAIRS, key, e);
 	}
 	return rc;
 }
@@ -250,22 +230,22 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct put_ctx *c = ctx;
 	json_t *old = NULL, *doc = NULL;
+	uint64_t version;
 	int rc;
 
 	c->created = c->unchanged = 0;
 	json_decref(c->doc);
 	c->doc = NULL;
-	rc = jdoc_txn_get(t, c->ds, NS_DOC, c->name, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
+	rc = jdoc_named_txn_previous(t, &adapter_docs, c->ds, c->name, &old, &version, e);
+	if (rc != 0)
+		return rc;
+	if (old == NULL) {
 		c->created = 1;
 		doc = json_pack("{s:s, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", c->name,
-		                "definition", (json_t *)c->def, "version", (json_int_t)1, "pairs",
-		                (json_int_t)0, "queries", (json_int_t)0, "batches", (json_int_t)0,
-		                "job", (json_int_t)0, "created", (json_int_t)now_unix(), "updated",
-		                (json_int_t)now_unix());
-	} else if (rc != 0) {
-		return rc;
+		                "definition", (json_t *)c->def, "version", (json_int_t)version,
+		                "pairs", (json_int_t)0, "queries", (json_int_t)0, "batches",
+		                (json_int_t)0, "job", (json_int_t)0, "created",
+		                (json_int_t)now_unix(), "updated", (json_int_t)now_unix());
 	} else if (json_equal(json_object_get(old, "definition"), (json_t *)c->def)) {
 		c->unchanged = 1;
 		c->doc = old;
@@ -286,17 +266,17 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 			json_object_set_new(doc, "queries", json_integer(0));
 			json_object_set_new(doc, "batches", json_integer(0));
 		}
-		if ((rc = doc_del(t, c->ds, NS_WEIGHTS, c->name, e)) != 0)
+		if ((rc = jdoc_txn_drop(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, e)) != 0)
 			goto out;
 		json_object_del(doc, "training");
 		json_object_del(doc, "threshold");
 		json_object_set(doc, "definition", (json_t *)c->def);
-		json_object_set_new(doc, "version", json_integer((json_int_t)doc_u64(old, "version") + 1));
+		json_object_set_new(doc, "version", json_integer((json_int_t)version));
 		json_object_set_new(doc, "updated", json_integer(now_unix()));
 	}
 	if (doc == NULL)
 		goto nomem;
-	if ((rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e)) != 0)
+	if ((rc = jdoc_named_txn_put(t, &adapter_docs, c->ds, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -337,76 +317,44 @@ int adapters_put(struct core *core, const char *dataset, const char *name, const
 	return *view != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-static int reader_doc(struct core *core, const char *dataset, const char *name,
-                      struct store_dataset_info *ds, json_t **doc, struct err *e)
-{
-	struct store_reader *r = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, ds, e)) != 0 ||
-	    (rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = not_found(jdoc_reader_get(r, ds->id, NS_DOC, name, doc, e), name, e);
-	store_reader_close(r);
-	return rc;
-}
-
-int adapters_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                       struct err *e)
-{
-	struct store_dataset_info ds;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = reader_doc(core, dataset, name, &ds, &doc, e)) != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int adapters_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int adapters_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                      struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, NS_DOC, list_view, core, out, e);
+	return jdoc_named_view(core->store, &adapter_docs, dataset, name, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int adapters_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
+	return jdoc_named_list(core->store, &adapter_docs, dataset, named_view, core, out, e);
+}
+
+/* An adapter's pair batches and weights go with it (jdoc_cleanup_fn). */
+static int drop_derived(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                        const json_t *doc, struct err *e)
+{
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	(void)ctx;
+	if ((rc = drop_pairs(t, ds, name, doc, e)) != 0)
 		return rc;
-	if ((rc = drop_pairs(t, c->ds, c->name, doc, e)) == 0 &&
-	    (rc = doc_del(t, c->ds, NS_WEIGHTS, c->name, e)) == 0)
-		rc = store_txn_doc_del(t, c->ds, NS_DOC, c->name, strlen(c->name), e);
-	json_decref(doc);
-	return rc;
+	return jdoc_txn_drop(t, ds, STORE_NS_ADAPTER_WEIGHTS, name, e);
 }
 
 int adapters_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &adapter_docs, ds.id, name, drop_derived, NULL,
+	                            e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "adapter_train", name, 0);
 	return 0;
@@ -519,7 +467,7 @@ static int pairs_fn(void *ctx, struct store_txn *t, struct err *e)
 	uint64_t seq;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &adapter_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	sp = json_string_value(json_object_get(json_object_get(doc, "definition"), "space"));
 	if (sp == NULL || strcmp(sp, c->space) != 0) {
@@ -535,9 +483,9 @@ static int pairs_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "pairs", json_integer((json_int_t)c->pairs));
 	json_object_set_new(doc, "queries", json_integer((json_int_t)c->queries));
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
-	if ((rc = store_txn_doc_put(t, c->ds, NS_PAIRS, key, strlen(key), c->blob, c->blob_len,
-	                            e)) == 0)
-		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_ADAPTER_PAIRS, key, strlen(key), c->blob,
+	                            c->blob_len, e)) == 0)
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e);
 	json_decref(doc);
 	return rc;
 }
@@ -644,7 +592,7 @@ int adapters_pairs_add(struct core *core, const char *dataset, const char *name,
 
 	if (errors == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	if ((rc = reader_doc(core, dataset, name, &ds, &doc, e)) != 0)
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
 		goto out;
 	space = json_string_value(json_object_get(json_object_get(doc, "definition"), "space"));
 	if (space == NULL || (sp = store_schema_find(&ds.schema, space)) < 0) {
@@ -759,7 +707,7 @@ static int train_fn(void *ctx, struct store_txn *t, struct err *e)
 	int rc;
 
 	c->job = 0;
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &adapter_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "pairs") == 0) {
 		json_decref(doc);
@@ -773,7 +721,7 @@ static int train_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_decref(args);
 	if (rc == 0) {
 		json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e);
 	}
 	json_decref(doc);
 	return rc;
@@ -835,7 +783,8 @@ static int gather(struct store_reader *r, const struct store_dataset_info *ds, u
 		uint32_t hdr[4];
 
 		batch_key(name, s, key);
-		if (store_reader_doc_get(r, ds->id, NS_PAIRS, key, strlen(key), &val, &len, NULL) != 0)
+		if (store_reader_doc_get(r, ds->id, STORE_NS_ADAPTER_PAIRS, key, strlen(key), &val,
+		                         &len, NULL) != 0)
 			continue;
 		b = val;
 		if (len < sizeof hdr)
@@ -1033,7 +982,7 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, NS_DOC, c->name, &doc, e), c->name, e)) != 0)
+	if ((rc = jdoc_named_txn_get(t, &adapter_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (!json_equal(json_object_get(doc, "definition"), (json_t *)c->def)) {
 		json_decref(doc);
@@ -1056,11 +1005,153 @@ static int commit_fn(void *ctx, struct store_txn *t, struct err *e)
 		         json_string_value(json_object_get(c->def, "space")));
 		memcpy(c->blob, &wp, sizeof wp);
 	}
-	if ((rc = store_txn_doc_put(t, c->ds, NS_WEIGHTS, c->name, strlen(c->name), c->blob, c->len,
-	                            e)) == 0)
-		rc = jdoc_txn_put(t, c->ds, NS_DOC, c->name, doc, e);
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_ADAPTER_WEIGHTS, c->name, strlen(c->name),
+	                            c->blob, c->len, e)) == 0)
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_ADAPTER, c->name, doc, e);
 	json_decref(doc);
 	return rc;
+}
+
+/* The held-out queries of a training: *out new (nq bytes, 1 = held out), a seeded permutation
+ * of the definition's val_fraction of them (at least 1, at most nq - 1), so that a split is
+ * reproducible. nq >= 2. */
+static int pick_held_out(const json_t *def, size_t nq, uint8_t **out, struct err *e)
+{
+	uint64_t st =
+	    (uint64_t)json_integer_value(json_object_get(def, "seed")) ^ 0x5eedf00dcafe1234ull;
+	size_t nval =
+	    (size_t)ceil(json_number_value(json_object_get(def, "val_fraction")) * (double)nq);
+	uint8_t *in_val = calloc(nq, 1);
+	size_t *perm = malloc(nq * sizeof *perm);
+
+	if (in_val == NULL || perm == NULL) {
+		free(in_val);
+		free(perm);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	if (nval < 1)
+		nval = 1;
+	if (nval > nq - 1)
+		nval = nq - 1;
+	for (size_t i = 0; i < nq; i++)
+		perm[i] = i;
+	for (size_t i = nq; i > 1; i--) {
+		uint64_t z = (st += 0x9e3779b97f4a7c15ull);
+		size_t k, tmp;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		k = (size_t)(z % i);
+		tmp = perm[i - 1];
+		perm[i - 1] = perm[k];
+		perm[k] = tmp;
+	}
+	for (size_t i = 0; i < nval; i++)
+		in_val[perm[i]] = 1;
+	free(perm);
+	*out = in_val;
+	return 0;
+}
+
+/* The optimiser's options from the definition; stop (borrowed for the training) lets a
+ * cancel or shutdown end it between epochs. */
+static struct adapter_train_opts train_opts(const json_t *def, enum adapter_loss loss,
+                                            struct stop_ctx *stop)
+{
+	return (struct adapter_train_opts){
+	    .seed = (uint64_t)json_integer_value(json_object_get(def, "seed")),
+	    .loss = loss,
+	    .learning_rate = json_number_value(json_object_get(def, "learning_rate")),
+	    .weight_decay = json_number_value(json_object_get(def, "weight_decay")),
+	    .max_epochs = (unsigned)json_integer_value(json_object_get(def, "max_epochs")),
+	    .patience = (unsigned)json_integer_value(json_object_get(def, "patience")),
+	    .batch_queries = (unsigned)json_integer_value(json_object_get(def, "batch_queries")),
+	    .stop = job_stop,
+	    .stop_ctx = stop};
+}
+
+/* The held-out report: the trained adapter a at the definition's target (*pa, whose threshold
+ * is the adapter's), a raw cosine cutoff with the same recall (*pc), and top-k by cosine
+ * (*pk). */
+static int held_out_report(const struct adapter *a, const json_t *def, const struct split *va,
+                           struct adapter_prf *pa, struct adapter_prf *pc, struct adapter_prf *pk,
+                           struct err *e)
+{
+	const json_t *tg = json_object_get(def, "target");
+	enum adapter_target tk = json_object_get(tg, "precision") ? ADAPTER_PRECISION
+	                         : json_object_get(tg, "recall")  ? ADAPTER_RECALL
+	                                                          : ADAPTER_MAX_F1;
+	double tv = tk == ADAPTER_PRECISION ? json_number_value(json_object_get(tg, "precision"))
+	            : tk == ADAPTER_RECALL  ? json_number_value(json_object_get(tg, "recall"))
+	                                    : 0;
+	size_t nv = va->qstart[va->d.nq];
+	float *sc = malloc(nv * sizeof *sc);
+	int rc;
+
+	if (sc == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	adapter_score_pairs(a, &va->d, sc);
+	if ((rc = adapter_choose(sc, va->label, nv, tk, tv, pa, e)) == 0 &&
+	    (rc = adapter_choose(va->cos, va->label, nv, ADAPTER_RECALL, pa->recall, pc, e)) == 0)
+		rc = adapter_prf_top_k(
+		    &va->d, (size_t)json_integer_value(json_object_get(def, "top_k")), pk, e);
+	free(sc);
+	return rc;
+}
+
+/* The weights document of a: room for a struct wprefix (commit_fn fills it in), then
+ * adapter_save's blob. *blob new (free), *len its bytes. */
+static int weights_blob(const struct adapter *a, void **blob, size_t *len, struct err *e)
+{
+	void *ab = NULL;
+	size_t al = 0;
+	int rc;
+
+	if ((rc = adapter_save(a, &ab, &al, e)) != 0)
+		return rc;
+	*len = sizeof(struct wprefix) + al;
+	*blob = malloc(*len);
+	if (*blob != NULL)
+		memcpy((unsigned char *)*blob + sizeof(struct wprefix), ab, al);
+	free(ab);
+	return *blob != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+/* The "training" report of the adapter's document (new, NULL when out of memory). */
+static json_t *training_json(struct job *j, const struct adapter_train_result *res,
+                             const struct timespec *t0, const struct split *tr,
+                             const struct split *va, const struct gathered *g,
+                             const struct adapter_prf *pa, const struct adapter_prf *pc,
+                             const struct adapter_prf *pk)
+{
+	struct timespec t1;
+	size_t ptr = 0, pva = 0;
+	json_t *training;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	for (size_t i = 0; i < tr->qstart[tr->d.nq]; i++)
+		ptr += tr->label[i];
+	for (size_t i = 0; i < va->qstart[va->d.nq]; i++)
+		pva += va->label[i];
+	training =
+	    json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:{s:I, s:I}, s:{s:I, s:I, s:I}, "
+	              "s:{s:I, s:I}}",
+	              "job", (json_int_t)job_id(j), "epochs", (json_int_t)res->epochs, "best_epoch",
+	              (json_int_t)res->best_epoch, "initial_held_out_loss", res->init_val_loss,
+	              "train_loss", res->train_loss, "held_out_loss", res->val_loss, "seconds",
+	              (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9,
+	              "queries", "train", (json_int_t)tr->d.nq, "held_out", (json_int_t)va->d.nq,
+	              "pairs", "train", (json_int_t)tr->qstart[tr->d.nq], "held_out",
+	              (json_int_t)va->qstart[va->d.nq], "skipped", (json_int_t)g->skipped,
+	              "relevant", "train", (json_int_t)ptr, "held_out", (json_int_t)pva);
+	if (training != NULL)
+		json_object_set_new(training, "held_out",
+		                    json_pack("{s:o, s:o, s:o}", "adapter",
+		                              prf_json(pa, "threshold", 0), "raw_cosine",
+		                              prf_json(pc, "threshold", 0), "top_k",
+		                              prf_json(pk, "k", 1)));
+	return training;
 }
 
 int adapters_job_train(struct job *j, struct err *e)
@@ -1075,7 +1166,6 @@ int adapters_job_train(struct job *j, struct err *e)
 	struct adapter *a = NULL;
 	json_t *doc = NULL, *training = NULL;
 	uint8_t *in_val = NULL;
-	float *sc = NULL;
 	void *blob = NULL;
 	size_t blen = 0;
 	enum adapter_family fam;
@@ -1084,7 +1174,7 @@ int adapters_job_train(struct job *j, struct err *e)
 	struct adapter_train_result res;
 	struct adapter_prf pa, pc, pk;
 	struct stop_ctx stop = {0};
-	struct timespec t0, t1;
+	struct timespec t0;
 	int sp, rc;
 
 	memset(&g, 0, sizeof g);
@@ -1098,7 +1188,7 @@ int adapters_job_train(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
 	if ((rc = store_reader_dataset(r, job_ds(j), &ds, e)) != 0 ||
-	    (rc = not_found(jdoc_reader_get(r, ds.id, NS_DOC, name, &doc, e), name, e)) != 0)
+	    (rc = jdoc_named_reader_get(r, &adapter_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
 	if (!json_equal(json_object_get(doc, "definition"), (json_t *)def)) {
 		rc = err_set(e, ERR_CONFLICT, "adapter_changed", "the adapter's definition changed");
@@ -1109,8 +1199,8 @@ int adapters_job_train(struct job *j, struct err *e)
 		rc = err_set(e, ERR_INVALID, "bad_adapter", "the adapter's space is gone");
 		goto out;
 	}
-	rc = gather(r, &ds, (unsigned)sp, name, doc, json_number_value(json_object_get(def, "label_cut")),
-	            &g, e);
+	rc = gather(r, &ds, (unsigned)sp, name, doc,
+	            json_number_value(json_object_get(def, "label_cut")), &g, e);
 	store_reader_close(r); /* the rest needs no snapshot; never write while holding a reader */
 	r = NULL;
 	if (rc != 0)
@@ -1120,45 +1210,8 @@ int adapters_job_train(struct job *j, struct err *e)
 		             "training needs pairs of at least 2 distinct queries (one held out)");
 		goto out;
 	}
-	/* the held-out queries: a seeded permutation, so a split is reproducible */
-	in_val = calloc(g.qs.n, 1);
-	if (in_val == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = pick_held_out(def, g.qs.n, &in_val, e)) != 0)
 		goto out;
-	}
-	{
-		uint64_t st = (uint64_t)json_integer_value(json_object_get(def, "seed")) ^
-		              0x5eedf00dcafe1234ull;
-		size_t nval = (size_t)ceil(json_number_value(json_object_get(def, "val_fraction")) *
-		                           (double)g.qs.n);
-		size_t *perm = malloc(g.qs.n * sizeof *perm);
-
-		if (perm == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
-		}
-		if (nval < 1)
-			nval = 1;
-		if (nval > g.qs.n - 1)
-			nval = g.qs.n - 1;
-		for (size_t i = 0; i < g.qs.n; i++)
-			perm[i] = i;
-		for (size_t i = g.qs.n; i > 1; i--) {
-			uint64_t z = (st += 0x9e3779b97f4a7c15ull);
-			size_t k, tmp;
-
-			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-			z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-			z ^= z >> 31;
-			k = (size_t)(z % i);
-			tmp = perm[i - 1];
-			perm[i - 1] = perm[k];
-			perm[k] = tmp;
-		}
-		for (size_t i = 0; i < nval; i++)
-			in_val[perm[i]] = 1;
-		free(perm);
-	}
 	if (split_make(&g, in_val, 0, &tr) != 0 || split_make(&g, in_val, 1, &va) != 0) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
@@ -1166,91 +1219,21 @@ int adapters_job_train(struct job *j, struct err *e)
 	if ((rc = adapter_new(&a, fam, g.qs.dim,
 	                      (uint32_t)json_integer_value(json_object_get(def, "hidden")), e)) != 0)
 		goto out;
-	o = (struct adapter_train_opts){
-	        .seed = (uint64_t)json_integer_value(json_object_get(def, "seed")),
-	        .loss = loss,
-	        .learning_rate = json_number_value(json_object_get(def, "learning_rate")),
-	        .weight_decay = json_number_value(json_object_get(def, "weight_decay")),
-	        .max_epochs = (unsigned)json_integer_value(json_object_get(def, "max_epochs")),
-	        .patience = (unsigned)json_integer_value(json_object_get(def, "patience")),
-	        .batch_queries = (unsigned)json_integer_value(json_object_get(def, "batch_queries")),
-	        .stop = job_stop,
-	        .stop_ctx = &stop};
+	o = train_opts(def, loss, &stop);
 	stop.j = j;
 	stop.max = o.max_epochs;
 	jobs_progress(j, 0, o.max_epochs);
 	if ((rc = adapter_train(a, &tr.d, &va.d, &o, &res, e)) != 0)
 		goto out;
 	jobs_progress(j, o.max_epochs, o.max_epochs);
-	/* the held-out report: the adapter at its threshold, a raw cosine cutoff with the same
-	 * recall, and top-k by cosine */
-	sc = malloc(va.qstart[va.d.nq] * sizeof *sc);
-	if (sc == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = held_out_report(a, def, &va, &pa, &pc, &pk, e)) != 0 ||
+	    (rc = weights_blob(a, &blob, &blen, e)) != 0)
 		goto out;
-	}
-	adapter_score_pairs(a, &va.d, sc);
-	{
-		const json_t *tg = json_object_get(def, "target");
-		enum adapter_target tk = json_object_get(tg, "precision") ? ADAPTER_PRECISION
-		                         : json_object_get(tg, "recall") ? ADAPTER_RECALL
-		                                                         : ADAPTER_MAX_F1;
-		double tv = tk == ADAPTER_PRECISION ? json_number_value(json_object_get(tg, "precision"))
-		            : tk == ADAPTER_RECALL  ? json_number_value(json_object_get(tg, "recall"))
-		                                    : 0;
-		size_t nv = va.qstart[va.d.nq];
-
-		if ((rc = adapter_choose(sc, va.label, nv, tk, tv, &pa, e)) != 0 ||
-		    (rc = adapter_choose(va.cos, va.label, nv, ADAPTER_RECALL, pa.recall, &pc, e)) != 0 ||
-		    (rc = adapter_prf_top_k(&va.d,
-		                            (size_t)json_integer_value(json_object_get(def, "top_k")),
-		                            &pk, e)) != 0)
-			goto out;
-	}
-	{
-		void *ab = NULL;
-		size_t al = 0;
-
-		if ((rc = adapter_save(a, &ab, &al, e)) != 0)
-			goto out;
-		blen = sizeof(struct wprefix) + al;
-		blob = malloc(blen);
-		if (blob != NULL)
-			memcpy((unsigned char *)blob + sizeof(struct wprefix), ab, al);
-		free(ab);
-		if (blob == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	{
-		size_t ptr = 0, pva = 0;
-
-		for (size_t i = 0; i < tr.qstart[tr.d.nq]; i++)
-			ptr += tr.label[i];
-		for (size_t i = 0; i < va.qstart[va.d.nq]; i++)
-			pva += va.label[i];
-		training = json_pack(
-		        "{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:{s:I, s:I}, s:{s:I, s:I, s:I}, "
-		        "s:{s:I, s:I}}",
-		        "job", (json_int_t)job_id(j), "epochs", (json_int_t)res.epochs, "best_epoch",
-		        (json_int_t)res.best_epoch, "initial_held_out_loss", res.init_val_loss,
-		        "train_loss", res.train_loss, "held_out_loss", res.val_loss, "seconds",
-		        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-		        "queries", "train", (json_int_t)tr.d.nq, "held_out", (json_int_t)va.d.nq,
-		        "pairs", "train", (json_int_t)tr.qstart[tr.d.nq], "held_out",
-		        (json_int_t)va.qstart[va.d.nq], "skipped", (json_int_t)g.skipped, "relevant",
-		        "train", (json_int_t)ptr, "held_out", (json_int_t)pva);
-	}
+	training = training_json(j, &res, &t0, &tr, &va, &g, &pa, &pc, &pk);
 	if (training == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	json_object_set_new(training, "held_out",
-	                    json_pack("{s:o, s:o, s:o}", "adapter", prf_json(&pa, "threshold", 0),
-	                              "raw_cosine", prf_json(&pc, "threshold", 0), "top_k",
-	                              prf_json(&pk, "k", 1)));
 	{
 		struct commit_ctx cc = {ds.id, name, def, blob, blen, training, pa.threshold};
 
@@ -1265,7 +1248,6 @@ out:
 	split_free(&va);
 	adapter_free(a);
 	free(in_val);
-	free(sc);
 	free(blob);
 	return rc;
 }
@@ -1283,12 +1265,13 @@ int adapters_open(struct store_reader *r, uint32_t ds_id, const char *name, cons
 
 	if (!store_name_valid(name))
 		return err_set(e, ERR_INVALID, "bad_query", "relevance.adapter must be an adapter name");
-	if (store_reader_doc_get(r, ds_id, NS_WEIGHTS, name, strlen(name), &val, &len, NULL) != 0 ||
+	if (store_reader_doc_get(r, ds_id, STORE_NS_ADAPTER_WEIGHTS, name, strlen(name), &val, &len,
+	                         NULL) != 0 ||
 	    len < sizeof wp) {
 		/* no weights: say whether the adapter is missing or untrained */
 		json_t *doc = NULL;
 
-		if ((rc = not_found(jdoc_reader_get(r, ds_id, NS_DOC, name, &doc, e), name, e)) != 0)
+		if ((rc = jdoc_named_reader_get(r, &adapter_docs, ds_id, name, &doc, e)) != 0)
 			return rc;
 		json_decref(doc);
 		return err_set(e, ERR_INVALID, "adapter_untrained",

@@ -2,13 +2,14 @@
 /* adapters: Cosine Adapters of a dataset in the store (several per dataset), their labelled
  * pairs, the training job, and what search needs to map raw cosines to relevance.
  *
- * An adapter is a document (namespace 'a', key = its name) holding its definition (space,
- * family, hidden, training options), its version, its pair counts and, once trained, the
+ * An adapter is a document (namespace STORE_NS_ADAPTER, key = its name) holding its definition
+ * (space, family, hidden, training options), its version, its pair counts and, once trained, the
  * training report and the chosen global threshold. Its trained weights are a blob (namespace
- * 'w', key = the name): the version, threshold and space that search needs, then
- * algo/adapter.c's layout, so that a search opens an adapter without parsing JSON. Labelled pairs arrive in batches, one
- * blob per batch (namespace 'q', key = "<name>/<batch number, 10 digits>"): the batch's
- * distinct query vectors (f32) and its pairs (query index, document row, label as given).
+ * STORE_NS_ADAPTER_WEIGHTS, key = the name): the version, threshold and space that search needs,
+ * then algo/adapter.c's layout, so that a search opens an adapter without parsing JSON. Labelled
+ * pairs arrive in batches, one blob per batch (namespace STORE_NS_ADAPTER_PAIRS, key =
+ * "<name>/<batch number, 10 digits>"): the batch's distinct query vectors (f32) and its pairs
+ * (query index, document row, label as given).
  *
  * The version starts at 1 and grows when the definition changes (the weights are dropped;
  * the pairs too when the space changes) and when a training job commits new weights. A

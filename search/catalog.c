@@ -125,13 +125,13 @@ static int mark_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_t *doc = NULL;
 	int rc;
 
-	if ((rc = jdoc_txn_get(t, m->ds, 'x', m->space, &doc, e)) != 0)
+	if ((rc = jdoc_txn_get(t, m->ds, STORE_NS_INDEX, m->space, &doc, e)) != 0)
 		return rc == ERR_NOT_FOUND ? 0 : rc; /* deleted meanwhile: nothing to mark */
 	if (m->saved != NULL)
 		json_object_set(doc, "saved", (json_t *)m->saved);
 	else
 		json_object_del(doc, "saved");
-	rc = jdoc_txn_put(t, m->ds, 'x', m->space, doc, e);
+	rc = jdoc_txn_put(t, m->ds, STORE_NS_INDEX, m->space, doc, e);
 	json_decref(doc);
 	return rc;
 }
@@ -243,12 +243,7 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 
 /* ---- definitions ---- */
 
-static int not_found(int rc, const char *space, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "index_not_found",
-	                                     "no index on space '%s'", space)
-	                           : rc;
-}
+static const struct jdoc_kind index_docs = {STORE_NS_INDEX, "index_not_found", "index on space"};
 
 static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)
 {
@@ -301,7 +296,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct put_ctx *c = ctx;
 	json_t *old = NULL, *args;
-	uint64_t version = 1;
+	uint64_t version;
 	int rc;
 
 	c->unchanged = c->created = 0;
@@ -309,11 +304,11 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = jdoc_txn_get(t, c->ds->id, 'x', c->space, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		c->created = 1;
-	} else if (rc != 0) {
+	rc = jdoc_named_txn_previous(t, &index_docs, c->ds->id, c->space, &old, &version, e);
+	if (rc != 0)
 		return rc;
+	if (old == NULL) {
+		c->created = 1;
 	} else {
 		const char *f = json_string_value(json_object_get(old, "factory"));
 		const char *m = json_string_value(json_object_get(old, "metric"));
@@ -323,7 +318,6 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 			c->doc = old;
 			return 0;
 		}
-		version = (uint64_t)json_integer_value(json_object_get(old, "version")) + 1;
 		json_decref(old);
 	}
 	args = json_pack("{s:I}", "version", (json_int_t)version);
@@ -338,7 +332,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	                   (json_int_t)c->job);
 	if (c->doc == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	return jdoc_txn_put(t, c->ds->id, 'x', c->space, c->doc, e);
+	return jdoc_named_txn_put(t, &index_docs, c->ds->id, c->space, c->doc, e);
 }
 
 /* An index that needs training needs `need` vectors at least (index_faiss_train_rows); with
@@ -416,61 +410,32 @@ int catalog_put(struct core *core, const char *dataset, const char *space, const
 	return *view ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 }
 
-int catalog_get_json(struct core *core, const char *dataset, const char *space, json_t **out,
-                     struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
-	    (rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = not_found(jdoc_reader_get(r, ds.id, 'x', space, &doc, e), space, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, ds.id, doc);
-	json_decref(doc);
-	return *out ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	return view_of(ctx, ds, doc);
 }
 
-int catalog_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int catalog_get_json(struct core *core, const char *dataset, const char *space, json_t **out,
+                     struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 'x', list_view, core, out, e);
+	return jdoc_named_view(core->store, &index_docs, dataset, space, named_view, core, out, e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *space;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int catalog_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-
-	return not_found(store_txn_doc_del(t, c->ds, 'x', c->space, strlen(c->space), e), c->space,
-	                 e);
+	return jdoc_named_list(core->store, &index_docs, dataset, named_view, core, out, e);
 }
 
 int catalog_delete(struct core *core, const char *dataset, const char *space, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.space = space};
 	struct entry *en;
 	int rc;
 
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	/* the built index is not in the store: it goes below, once the definition is gone */
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &index_docs, ds.id, space, NULL, NULL, e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "index", space, 0);
 	if ((en = entry_find(core->catalog, ds.id, space, 0)) != NULL) {
@@ -694,7 +659,7 @@ int catalog_job_build(struct job *j, struct err *e)
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		goto done;
 	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
-	    (rc = not_found(jdoc_reader_get(r, job_ds(j), 'x', space, &doc, e), space, e)) != 0)
+	    (rc = jdoc_named_reader_get(r, &index_docs, job_ds(j), space, &doc, e)) != 0)
 		goto done;
 	store_reader_close(r);
 	r = NULL;
@@ -858,12 +823,22 @@ struct queue_ctx {
 	uint64_t job;
 };
 
+/* Queue the rebuild and make it the definition's job, so that the index's `build` names
+ * the job that builds (and then built) what is served. */
 static int queue_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct queue_ctx *q = ctx;
+	json_t *doc = NULL;
+	int rc;
 
-	return jobs_txn_create(q->core->jobs, t, "index", q->ds, q->dataset, q->space, q->args,
-	                       &q->job, e);
+	if ((rc = jobs_txn_create(q->core->jobs, t, "index", q->ds, q->dataset, q->space, q->args,
+	                          &q->job, e)) != 0 ||
+	    (rc = jdoc_txn_get(t, q->ds, STORE_NS_INDEX, q->space, &doc, e)) != 0)
+		return rc;
+	json_object_set_new(doc, "job", json_integer((json_int_t)q->job));
+	rc = jdoc_txn_put(t, q->ds, STORE_NS_INDEX, q->space, doc, e);
+	json_decref(doc);
+	return rc;
 }
 
 /* Queue a rebuild of every defined index of every dataset; remember the jobs for /readyz. */
@@ -880,7 +855,7 @@ static int queue_rebuilds(struct catalog *c, struct err *e)
 
 		if ((rc = store_reader_open(c->core->store, &r, e)) != 0)
 			break;
-		rc = jdoc_reader_list(r, all[i].id, 'x', &docs, e);
+		rc = jdoc_reader_list(r, all[i].id, STORE_NS_INDEX, &docs, e);
 		store_reader_close(r);
 		json_array_foreach(docs, k, doc) {
 			json_t *args;
@@ -952,27 +927,30 @@ void catalog_close(struct catalog *c)
 	free(c);
 }
 
-int catalog_ready(struct catalog *c)
+size_t catalog_building(struct catalog *c)
 {
+	size_t open = 0;
+
 	pthread_mutex_lock(&c->mu);
-	while (c->nstartup > 0) {
+	for (size_t i = 0; i < c->nstartup;) {
 		json_t *j = NULL;
 		const char *st;
-		int open;
+		int running = 0;
 
-		if (jobs_get_json(c->core->jobs, c->startup[c->nstartup - 1], &j, NULL) != 0) {
-			c->nstartup--; /* gone (pruned): finished long ago */
-			continue;
+		if (jobs_get_json(c->core->jobs, c->startup[i], &j, NULL) == 0) {
+			st = json_string_value(json_object_get(j, "state"));
+			running = st != NULL && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0);
+			json_decref(j);
 		}
-		st = json_string_value(json_object_get(j, "state"));
-		open = st != NULL && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0);
-		json_decref(j);
-		if (open)
-			break;
-		c->nstartup--;
+		if (running) {
+			open++;
+			i++;
+		} else { /* finished (or pruned long ago): forget it */
+			c->startup[i] = c->startup[--c->nstartup];
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
-	return c->nstartup == 0;
+	return open;
 }
 
 /* ---- the built indexes, for the query engine ---- */

@@ -2,8 +2,8 @@
 /* catalog: the indexes of the datasets (one per dataset space); similarity search over them
  * is search/query.h.
  *
- * An index is defined by a document (namespace 'x', key = the space name: factory, metric,
- * version) and built by a job ("index") from the vectors in LMDB; the built index lives in
+ * An index is defined by a document (namespace STORE_NS_INDEX, key = the space name: factory,
+ * metric, version) and built by a job ("index") from the vectors in LMDB; the built index lives in
  * memory, guarded by a read-write lock (searches read, ingest adds). Records ingested later
  * are added as they are committed.
  *
@@ -40,8 +40,10 @@ int catalog_open(struct catalog **out, struct core *core, struct err *e);
 int catalog_start(struct catalog *c, struct err *e);
 void catalog_close(struct catalog *c);
 
-/* 1 when every defined index is built (for /readyz). */
-int catalog_ready(struct catalog *c);
+/* How many of the rebuilds queued at start-up are still queued or running (for /readyz,
+ * which stays ready meanwhile: a space without a built index is searched by the exact
+ * scan, complete and only slower). */
+size_t catalog_building(struct catalog *c);
 
 /* PUT .../indexes/{space} with {"factory": "HNSW32", "metric": "cosine"} (borrowed): 202 with
  * a build job (*job), or *job = 0 when the same definition exists. *view new. */

@@ -41,12 +41,8 @@ static int64_t now_unix(void)
 	return (int64_t)time(NULL);
 }
 
-static int not_found(int rc, const char *name, struct err *e)
-{
-	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, "normalizer_not_found",
-	                                     "no hubness normalizer '%s'", name)
-	                           : rc;
-}
+static const struct jdoc_kind normalizer_docs = {STORE_NS_NORMALIZER, "normalizer_not_found",
+                                                 "hubness normalizer"};
 
 static uint64_t doc_u64(const json_t *doc, const char *key)
 {
@@ -164,6 +160,159 @@ static int eligible_rows(struct store_reader *r, uint32_t ds, unsigned sp, uint6
 
 /* ---- banks ---- */
 
+/* A bank given as vectors (vecs, already known to be present): each must have dim finite
+ * numbers and not be zero; normalised into b, none from the gallery. *def new: {"vectors": n}. */
+static int bank_from_vectors(const char *what, const json_t *vecs, uint32_t dim, struct bank *b,
+                             json_t **def, struct err *e)
+{
+	size_t i, nv = json_array_size(vecs);
+	json_t *one;
+
+	if (!json_is_array(vecs) || nv == 0 || nv > HUBNORM_BANK_MAX)
+		return err_set(e, ERR_INVALID, "bad_bank",
+		               "%s.vectors must be an array of 1 to %d vectors", what,
+		               HUBNORM_BANK_MAX);
+	b->vecs = malloc(nv * dim * sizeof *b->vecs);
+	b->rows = malloc(nv * sizeof *b->rows);
+	if (b->vecs == NULL || b->rows == NULL) {
+		bank_clear(b);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	json_array_foreach (vecs, i, one) {
+		float *x = b->vecs + i * dim;
+		int zero;
+
+		if (!json_is_array(one) || json_array_size(one) != dim) {
+			bank_clear(b);
+			return err_set(e, ERR_INVALID, "dimension_mismatch",
+			               "%s.vectors[%zu] must have %u numbers", what, i,
+			               (unsigned)dim);
+		}
+		for (uint32_t k = 0; k < dim; k++) {
+			json_t *xv = json_array_get(one, k);
+
+			if (!json_is_number(xv) || !isfinite(json_number_value(xv))) {
+				bank_clear(b);
+				return err_set(e, ERR_INVALID, "non_finite",
+				               "%s.vectors[%zu][%u] is not a finite number", what,
+				               i, (unsigned)k);
+			}
+			x[k] = (float)json_number_value(xv);
+		}
+		normalise(x, dim, &zero);
+		if (zero) {
+			bank_clear(b);
+			return err_set(e, ERR_INVALID, "zero_vector",
+			               "%s.vectors[%zu] is a zero vector (no cosine)", what, i);
+		}
+		b->rows[i] = UINT64_MAX;
+	}
+	b->n = nv;
+	*def = json_pack("{s:I}", "vectors", (json_int_t)nv);
+	return *def ? 0 : ERR_NOMEM;
+}
+
+/* A bank sampled from a dataset (spec: dataset, space, subset, sample; NULL: the default,
+ * a sample of the gallery space sp of ds itself): its live vectors, evenly sampled down,
+ * normalised, zero vectors left out. *def new: where they came from and how many. */
+static int bank_from_dataset(struct core *core, struct store_reader *r, const char *what,
+                             const json_t *spec, uint32_t ds, unsigned sp, uint32_t dim,
+                             struct bank *b, json_t **def, struct err *e)
+{
+	const char *bds = spec != NULL ? json_string_value(json_object_get(spec, "dataset")) : NULL;
+	const char *bsp = spec != NULL ? json_string_value(json_object_get(spec, "space")) : NULL;
+	const json_t *sub = spec != NULL ? json_object_get(spec, "subset") : NULL;
+	const json_t *smp = spec != NULL ? json_object_get(spec, "sample") : NULL;
+	struct store_dataset_info info;
+	uint8_t *members = NULL;
+	uint64_t *all = NULL;
+	size_t nall = 0, want;
+	float *x = NULL;
+	int bsi, rc = 0;
+
+	if (spec != NULL && bds == NULL)
+		return err_set(e, ERR_INVALID, "bad_bank", "%s.dataset must be a dataset name",
+		               what);
+	if (bds != NULL) {
+		if ((rc = store_dataset_get(core->store, bds, &info, e)) != 0)
+			return rc;
+	} else if ((rc = store_reader_dataset(r, ds, &info, e)) != 0) {
+		return rc;
+	}
+	bsi = bsp != NULL ? store_schema_find(&info.schema, bsp)
+	                  : (bds == NULL ? (int)sp : (info.schema.nspaces == 1 ? 0 : -1));
+	if (bsi < 0)
+		return err_set(e, ERR_INVALID, "bad_bank", "%s.space must name a space of '%s'",
+		               what, info.name);
+	if (info.schema.spaces[bsi].dim != dim)
+		return err_set(e, ERR_INVALID, "dimension_mismatch",
+		               "%s: space '%s' has dim %u, the gallery space %u", what,
+		               info.schema.spaces[bsi].name, (unsigned)info.schema.spaces[bsi].dim,
+		               (unsigned)dim);
+	want = spec == NULL ? HUBNORM_DEFAULT_SAMPLE : HUBNORM_BANK_MAX;
+	if (smp != NULL) {
+		if (!json_is_integer(smp) || json_integer_value(smp) < 1 ||
+		    json_integer_value(smp) > HUBNORM_BANK_MAX)
+			return err_set(e, ERR_INVALID, "bad_bank", "%s.sample must be 1 to %d",
+			               what, HUBNORM_BANK_MAX);
+		want = (size_t)json_integer_value(smp);
+	}
+	if (sub != NULL &&
+	    (!json_is_string(sub) || (rc = subset_members(r, info.id, json_string_value(sub),
+	                                                  info.next_row, &members, e)) != 0))
+		return rc != 0
+		           ? rc
+		           : err_set(e, ERR_INVALID, "bad_bank", "%s.subset must be a name", what);
+	rc = eligible_rows(r, info.id, (unsigned)bsi, 0, info.next_row, members, &all, &nall, e);
+	free(members);
+	if (rc != 0)
+		return rc;
+	if (nall == 0) {
+		free(all);
+		return err_set(e, ERR_INVALID, "empty_bank", "%s: no vectors in '%s' space '%s'",
+		               what, info.name, info.schema.spaces[bsi].name);
+	}
+	if (nall > want) {
+		/* an even sample: deterministic, spread over the whole row range */
+		for (size_t i = 0; i < want; i++)
+			all[i] = all[(size_t)((double)i * nall / want)];
+		nall = want;
+	}
+	b->vecs = malloc(nall * dim * sizeof *b->vecs);
+	b->rows = malloc(nall * sizeof *b->rows);
+	x = malloc(dim * sizeof *x);
+	if (b->vecs == NULL || b->rows == NULL || x == NULL) {
+		free(all);
+		free(x);
+		bank_clear(b);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	for (size_t i = 0; i < nall; i++) {
+		int zero = 1;
+
+		if (read_row(r, info.id, (unsigned)bsi, &info.schema.spaces[bsi], all[i], x) == 0)
+			normalise(x, dim, &zero);
+		if (zero)
+			continue;
+		memcpy(b->vecs + b->n * dim, x, dim * sizeof *x);
+		/* a bank item from the gallery itself: its self-pair is excluded (5.4 d) */
+		b->rows[b->n++] = info.id == ds && (unsigned)bsi == sp ? all[i] : UINT64_MAX;
+	}
+	free(all);
+	free(x);
+	if (b->n == 0) {
+		bank_clear(b);
+		return err_set(e, ERR_INVALID, "empty_bank", "%s: only zero vectors", what);
+	}
+	*def = json_pack("{s:s, s:s, s:I}", "dataset", info.name, "space",
+	                 info.schema.spaces[bsi].name, "items", (json_int_t)b->n);
+	if (*def != NULL && sub != NULL)
+		json_object_set(*def, "subset", (json_t *)sub);
+	if (*def != NULL && spec == NULL)
+		json_object_set_new(*def, "default", json_true());
+	return *def ? 0 : ERR_NOMEM;
+}
+
 /* The bank given by spec (borrowed) for a gallery of (ds, sp, dim), read through r (a
  * snapshot of core->store). spec NULL: the default gallery bank, a sample of the gallery.
  * def gets a JSON definition to store (new; the vectors of an inline bank left out). */
@@ -174,7 +323,6 @@ static int bank_resolve(struct core *core, struct store_reader *r, const char *w
 	const json_t *vecs = spec != NULL ? json_object_get(spec, "vectors") : NULL;
 	const char *key;
 	json_t *val;
-	int rc = 0;
 
 	memset(b, 0, sizeof *b);
 	b->dim = dim;
@@ -191,150 +339,9 @@ static int bank_resolve(struct core *core, struct store_reader *r, const char *w
 				return err_set(e, ERR_INVALID, "bad_bank", "%s: unknown field '%s'", what,
 				               key);
 		}
-	if (vecs != NULL) {
-		size_t i, nv = json_array_size(vecs);
-		json_t *one;
-
-		if (!json_is_array(vecs) || nv == 0 || nv > HUBNORM_BANK_MAX)
-			return err_set(e, ERR_INVALID, "bad_bank",
-			               "%s.vectors must be an array of 1 to %d vectors", what,
-			               HUBNORM_BANK_MAX);
-		b->vecs = malloc(nv * dim * sizeof *b->vecs);
-		b->rows = malloc(nv * sizeof *b->rows);
-		if (b->vecs == NULL || b->rows == NULL) {
-			bank_clear(b);
-			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		}
-		json_array_foreach(vecs, i, one) {
-			float *x = b->vecs + i * dim;
-			int zero;
-
-			if (!json_is_array(one) || json_array_size(one) != dim) {
-				bank_clear(b);
-				return err_set(e, ERR_INVALID, "dimension_mismatch",
-				               "%s.vectors[%zu] must have %u numbers", what, i, (unsigned)dim);
-			}
-			for (uint32_t k = 0; k < dim; k++) {
-				json_t *xv = json_array_get(one, k);
-
-				if (!json_is_number(xv) || !isfinite(json_number_value(xv))) {
-					bank_clear(b);
-					return err_set(e, ERR_INVALID, "non_finite",
-					               "%s.vectors[%zu][%u] is not a finite number", what, i,
-					               (unsigned)k);
-				}
-				x[k] = (float)json_number_value(xv);
-			}
-			normalise(x, dim, &zero);
-			if (zero) {
-				bank_clear(b);
-				return err_set(e, ERR_INVALID, "zero_vector",
-				               "%s.vectors[%zu] is a zero vector (no cosine)", what, i);
-			}
-			b->rows[i] = UINT64_MAX;
-		}
-		b->n = nv;
-		*def = json_pack("{s:I}", "vectors", (json_int_t)nv);
-		return *def ? 0 : ERR_NOMEM;
-	}
-	{
-		const char *bds = spec != NULL ? json_string_value(json_object_get(spec, "dataset"))
-		                               : NULL;
-		const char *bsp = spec != NULL ? json_string_value(json_object_get(spec, "space"))
-		                               : NULL;
-		const json_t *sub = spec != NULL ? json_object_get(spec, "subset") : NULL;
-		const json_t *smp = spec != NULL ? json_object_get(spec, "sample") : NULL;
-		struct store_dataset_info info;
-		uint8_t *members = NULL;
-		uint64_t *all = NULL;
-		size_t nall = 0, want;
-		float *x = NULL;
-		int bsi;
-
-		if (spec != NULL && bds == NULL)
-			return err_set(e, ERR_INVALID, "bad_bank", "%s.dataset must be a dataset name",
-			               what);
-		if (bds != NULL) {
-			if ((rc = store_dataset_get(core->store, bds, &info, e)) != 0)
-				return rc;
-		} else if ((rc = store_reader_dataset(r, ds, &info, e)) != 0) {
-			return rc;
-		}
-		bsi = bsp != NULL ? store_schema_find(&info.schema, bsp)
-		                  : (bds == NULL ? (int)sp
-		                                 : (info.schema.nspaces == 1 ? 0 : -1));
-		if (bsi < 0)
-			return err_set(e, ERR_INVALID, "bad_bank", "%s.space must name a space of '%s'",
-			               what, info.name);
-		if (info.schema.spaces[bsi].dim != dim)
-			return err_set(e, ERR_INVALID, "dimension_mismatch",
-			               "%s: space '%s' has dim %u, the gallery space %u", what,
-			               info.schema.spaces[bsi].name, (unsigned)info.schema.spaces[bsi].dim,
-			               (unsigned)dim);
-		want = spec == NULL ? HUBNORM_DEFAULT_SAMPLE : HUBNORM_BANK_MAX;
-		if (smp != NULL) {
-			if (!json_is_integer(smp) || json_integer_value(smp) < 1 ||
-			    json_integer_value(smp) > HUBNORM_BANK_MAX)
-				return err_set(e, ERR_INVALID, "bad_bank", "%s.sample must be 1 to %d", what,
-				               HUBNORM_BANK_MAX);
-			want = (size_t)json_integer_value(smp);
-		}
-		if (sub != NULL &&
-		    (!json_is_string(sub) ||
-		     (rc = subset_members(r, info.id, json_string_value(sub), info.next_row, &members,
-		                          e)) != 0))
-			return rc != 0 ? rc
-			               : err_set(e, ERR_INVALID, "bad_bank", "%s.subset must be a name",
-			                         what);
-		rc = eligible_rows(r, info.id, (unsigned)bsi, 0, info.next_row, members, &all, &nall, e);
-		free(members);
-		if (rc != 0)
-			return rc;
-		if (nall == 0) {
-			free(all);
-			return err_set(e, ERR_INVALID, "empty_bank", "%s: no vectors in '%s' space '%s'",
-			               what, info.name, info.schema.spaces[bsi].name);
-		}
-		if (nall > want) {
-			/* an even sample: deterministic, spread over the whole row range */
-			for (size_t i = 0; i < want; i++)
-				all[i] = all[(size_t)((double)i * nall / want)];
-			nall = want;
-		}
-		b->vecs = malloc(nall * dim * sizeof *b->vecs);
-		b->rows = malloc(nall * sizeof *b->rows);
-		x = malloc(dim * sizeof *x);
-		if (b->vecs == NULL || b->rows == NULL || x == NULL) {
-			free(all);
-			free(x);
-			bank_clear(b);
-			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		}
-		for (size_t i = 0; i < nall; i++) {
-			int zero = 1;
-
-			if (read_row(r, info.id, (unsigned)bsi, &info.schema.spaces[bsi], all[i], x) == 0)
-				normalise(x, dim, &zero);
-			if (zero)
-				continue;
-			memcpy(b->vecs + b->n * dim, x, dim * sizeof *x);
-			/* a bank item from the gallery itself: its self-pair is excluded (5.4 d) */
-			b->rows[b->n++] = info.id == ds && (unsigned)bsi == sp ? all[i] : UINT64_MAX;
-		}
-		free(all);
-		free(x);
-		if (b->n == 0) {
-			bank_clear(b);
-			return err_set(e, ERR_INVALID, "empty_bank", "%s: only zero vectors", what);
-		}
-		*def = json_pack("{s:s, s:s, s:I}", "dataset", info.name, "space",
-		                 info.schema.spaces[bsi].name, "items", (json_int_t)b->n);
-		if (*def != NULL && sub != NULL)
-			json_object_set(*def, "subset", (json_t *)sub);
-		if (*def != NULL && spec == NULL)
-			json_object_set_new(*def, "default", json_true());
-		return *def ? 0 : ERR_NOMEM;
-	}
+	if (vecs != NULL)
+		return bank_from_vectors(what, vecs, dim, b, def, e);
+	return bank_from_dataset(core, r, what, spec, ds, sp, dim, b, def, e);
 }
 
 /* Blob 'H': u32 magic, u32 dim, u64 nq, u64 ng, then each bank's vectors and rows. */
@@ -521,31 +528,25 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = NULL;
 	if ((rc = store_txn_dataset(t, c->ds->id, NULL, e)) != 0)
 		return rc;
-	rc = jdoc_txn_get(t, c->ds->id, 'h', c->name, &old, e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		c->created = 1;
-	} else if (rc != 0) {
+	rc = jdoc_named_txn_previous(t, &normalizer_docs, c->ds->id, c->name, &old, &version, e);
+	if (rc != 0)
 		return rc;
+	if (old == NULL) {
+		c->created = 1;
 	} else {
 		if (doc_u64(old, "hash") == c->hash) {
 			c->unchanged = 1;
 			c->doc = old;
 			return 0;
 		}
-		version = doc_u64(old, "version") + 1;
 		created = json_integer_value(json_object_get(old, "created"));
 		if ((rc = store_txn_array_drop(t, c->ds->id, (uint32_t)doc_u64(old, "array"), e)) != 0)
 			goto out;
 	}
-	rc = store_txn_doc_del(t, c->ds->id, 'T', c->name, strlen(c->name), e);
-	if (rc == ERR_NOT_FOUND) {
-		err_clear(e);
-		rc = 0;
-	}
+	rc = jdoc_txn_drop(t, c->ds->id, STORE_NS_NORMALIZER_TOPK, c->name, e);
 	if (rc != 0 || (rc = store_txn_counter_next(t, "array", &arr, e)) != 0 ||
-	    (rc = store_txn_doc_put(t, c->ds->id, 'H', c->name, strlen(c->name), c->blob, c->len,
-	                            e)) != 0)
+	    (rc = store_txn_doc_put(t, c->ds->id, STORE_NS_NORMALIZER_BANKS, c->name,
+	                            strlen(c->name), c->blob, c->len, e)) != 0)
 		goto out;
 	args = json_pack("{s:I}", "array", (json_int_t)arr);
 	if (args == NULL || (rc = jobs_txn_create(c->core->jobs, t, "hubness", c->ds->id, c->ds->name,
@@ -566,7 +567,7 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "created", json_integer(created));
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
 	json_object_set_new(doc, "job", json_integer((json_int_t)c->job));
-	if ((rc = jdoc_txn_put(t, c->ds->id, 'h', c->name, doc, e)) != 0)
+	if ((rc = jdoc_named_txn_put(t, &normalizer_docs, c->ds->id, c->name, doc, e)) != 0)
 		goto out;
 	c->doc = doc;
 	doc = NULL;
@@ -696,75 +697,46 @@ out:
 	return rc;
 }
 
-int normalizers_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
-                     struct err *e)
-{
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	json_t *doc = NULL;
-	int rc;
-
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
-	    (rc = store_reader_open(core->store, &r, e)) != 0)
-		return rc;
-	rc = not_found(jdoc_reader_get(r, ds.id, 'h', name, &doc, e), name, e);
-	store_reader_close(r);
-	if (rc != 0)
-		return rc;
-	*out = view_of(core, doc);
-	json_decref(doc);
-	return *out ? 0 : ERR_NOMEM;
-}
-
-/* view_of for jdoc_list_views. */
-static json_t *list_view(void *ctx, uint32_t ds, const json_t *doc)
+/* view_of as a jdoc_view_fn. */
+static json_t *named_view(void *ctx, uint32_t ds, const json_t *doc)
 {
 	(void)ds;
 	return view_of(ctx, doc);
 }
 
-int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
+int normalizers_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                         struct err *e)
 {
-	return jdoc_list_views(core->store, dataset, 'h', list_view, core, out, e);
+	return jdoc_named_view(core->store, &normalizer_docs, dataset, name, named_view, core, out,
+	                       e);
 }
 
-struct del_ctx {
-	uint32_t ds;
-	const char *name;
-};
-
-static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+int normalizers_list_json(struct core *core, const char *dataset, json_t **out, struct err *e)
 {
-	struct del_ctx *c = ctx;
-	json_t *doc = NULL;
+	return jdoc_named_list(core->store, &normalizer_docs, dataset, named_view, core, out, e);
+}
+
+/* A normaliser's row array, banks and top-k state go with it (jdoc_cleanup_fn). */
+static int drop_derived(void *ctx, struct store_txn *t, uint32_t ds, const char *name,
+                        const json_t *doc, struct err *e)
+{
 	int rc;
 
-	if ((rc = not_found(jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e), c->name, e)) != 0)
+	(void)ctx;
+	if ((rc = store_txn_array_drop(t, ds, (uint32_t)doc_u64(doc, "array"), e)) != 0 ||
+	    (rc = jdoc_txn_drop(t, ds, STORE_NS_NORMALIZER_BANKS, name, e)) != 0)
 		return rc;
-	rc = store_txn_array_drop(t, c->ds, (uint32_t)doc_u64(doc, "array"), e);
-	json_decref(doc);
-	if (rc == 0)
-		rc = store_txn_doc_del(t, c->ds, 'h', c->name, strlen(c->name), e);
-	for (int i = 0; rc == 0 && i < 2; i++) {
-		rc = store_txn_doc_del(t, c->ds, i ? 'T' : 'H', c->name, strlen(c->name), e);
-		if (rc == ERR_NOT_FOUND) {
-			err_clear(e);
-			rc = 0;
-		}
-	}
-	return rc;
+	return jdoc_txn_drop(t, ds, STORE_NS_NORMALIZER_TOPK, name, e);
 }
 
 int normalizers_delete(struct core *core, const char *dataset, const char *name, struct err *e)
 {
 	struct store_dataset_info ds;
-	struct del_ctx c = {.name = name};
 	int rc;
 
-	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
-		return rc;
-	c.ds = ds.id;
-	if ((rc = store_write(core->store, del_fn, &c, e)) != 0)
+	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
+	    (rc = jdoc_named_delete(core->store, &normalizer_docs, ds.id, name, drop_derived, NULL,
+	                            e)) != 0)
 		return rc;
 	jobs_cancel_matching(core->jobs, ds.id, "hubness", name, 0);
 	return 0;
@@ -802,7 +774,7 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 	int rc, sp;
 
 	memset(l, 0, sizeof *l);
-	if ((rc = not_found(jdoc_reader_get(r, ds, 'h', name, &l->doc, e), name, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &normalizer_docs, ds, name, &l->doc, e)) != 0)
 		return rc;
 	sp = store_schema_find(schema, json_string_value(json_object_get(l->doc, "space")));
 	if (sp < 0 || params_of(l->doc, &l->p) != 0) {
@@ -811,7 +783,8 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 	}
 	l->space = (unsigned)sp;
 	l->arr = (uint32_t)doc_u64(l->doc, "array");
-	if ((rc = store_reader_doc_get(r, ds, 'H', name, strlen(name), &blob, &len, e)) != 0 ||
+	if ((rc = store_reader_doc_get(r, ds, STORE_NS_NORMALIZER_BANKS, name, strlen(name), &blob,
+	                               &len, e)) != 0 ||
 	    (rc = banks_unpack(blob, len, &l->qb, &l->gb, e)) != 0)
 		goto fail;
 	if (l->qb.dim != schema->spaces[sp].dim) {
@@ -825,7 +798,8 @@ static int load(struct store_reader *r, uint32_t ds, const struct store_schema *
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto fail;
 	}
-	rc = store_reader_doc_get(r, ds, 'T', name, strlen(name), &blob, &len, e);
+	rc = store_reader_doc_get(r, ds, STORE_NS_NORMALIZER_TOPK, name, strlen(name), &blob, &len,
+	                          e);
 	if (rc == ERR_NOT_FOUND) {
 		err_clear(e);
 		return 0;
@@ -925,7 +899,7 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 
 	c->grew = 0;
 	if ((rc = store_txn_dataset(t, c->ds, &info, e)) != 0 ||
-	    (rc = not_found(jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e), c->name, e)) != 0)
+	    (rc = jdoc_named_txn_get(t, &normalizer_docs, c->ds, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "array") != c->arr) {
 		json_decref(doc);
@@ -936,8 +910,8 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 	    (rc = store_txn_array_put(t, c->ds, c->arr, sizeof *c->st, c->lo, (size_t)(c->hi - c->lo),
 	                              c->st, e)) != 0)
 		goto out;
-	if ((rc = store_txn_doc_put(t, c->ds, 'T', c->name, strlen(c->name), c->tblob, c->tlen,
-	                            e)) != 0)
+	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+	                            c->tblob, c->tlen, e)) != 0)
 		goto out;
 	if (c->final && info.next_row > c->hi) {
 		c->grew = 1; /* records arrived while the job ran: they come first */
@@ -947,7 +921,7 @@ static int chunk_fn(void *ctx, struct store_txn *t, struct err *e)
 			goto out;
 		json_object_set_new(doc, "ready", json_true());
 		json_object_set_new(doc, "updated", json_integer(now_unix()));
-		if ((rc = jdoc_txn_put(t, c->ds, 'h', c->name, doc, e)) != 0)
+		if ((rc = jdoc_txn_put(t, c->ds, STORE_NS_NORMALIZER, c->name, doc, e)) != 0)
 			goto out;
 	}
 	rc = jobs_txn_checkpoint(c->job, t, c->checkpoint, c->hi, c->total, e);
@@ -1084,7 +1058,7 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 	size_t nrq = 0, nrg = 0;
 	int rc;
 
-	if ((rc = jdoc_txn_get(t, c->ds, 'h', c->name, &doc, e)) != 0)
+	if ((rc = jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, c->name, &doc, e)) != 0)
 		return rc;
 	if (doc_u64(doc, "array") != c->arr || !json_is_true(json_object_get(doc, "ready"))) {
 		json_decref(doc);
@@ -1096,7 +1070,8 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	if ((rc = store_txn_doc_get(t, c->ds, 'T', c->name, strlen(c->name), &blob, &len, e)) != 0 ||
+	if ((rc = store_txn_doc_get(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+	                            &blob, &len, e)) != 0 ||
 	    (rc = topk_unpack(blob, len, oq, og, e)) != 0 ||
 	    (rc = topk_unpack(blob, len, mq, mg, e)) != 0)
 		goto out;
@@ -1133,7 +1108,8 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 	if (rc == 0 && topk_pack(mq, mg, &tblob, &tlen) != 0)
 		rc = ERR_NOMEM;
 	if (rc == 0)
-		rc = store_txn_doc_put(t, c->ds, 'T', c->name, strlen(c->name), tblob, tlen, e);
+		rc = store_txn_doc_put(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+		                       tblob, tlen, e);
 out:
 	free(tblob);
 	free(rq);
@@ -1176,7 +1152,7 @@ void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store
 
 	if (n == 0 || store_reader_open(core->store, &r, &e) != 0)
 		return;
-	if (store_reader_docs(r, ds_id, 'h', list_fn, &ns, &e) != 0 || ns.n == 0) {
+	if (store_reader_docs(r, ds_id, STORE_NS_NORMALIZER, list_fn, &ns, &e) != 0 || ns.n == 0) {
 		store_reader_close(r);
 		free(ns.v);
 		return;
@@ -1253,7 +1229,7 @@ int normalizers_query_open(struct store_reader *r, uint32_t ds_id, const char *s
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	q->m = method;
 	q->candidates = candidates;
-	if ((rc = not_found(jdoc_reader_get(r, ds_id, 'h', name, &doc, e), name, e)) != 0)
+	if ((rc = jdoc_named_reader_get(r, &normalizer_docs, ds_id, name, &doc, e)) != 0)
 		goto fail;
 	if (strcmp(json_string_value(json_object_get(doc, "space")), space_name) != 0) {
 		rc = err_set(e, ERR_INVALID, "bad_query", "normalizer '%s' is for space '%s'", name,
@@ -1366,22 +1342,13 @@ static json_t *nk_json(struct store_reader *r, uint32_t ds, const uint32_t *coun
 	return o;
 }
 
-int normalizers_report(struct core *core, const char *dataset, const char *name, const json_t *body,
-                   json_t **out, struct err *e)
+/* The body of a report request: k (neighbours), candidates (at least k), top (hubs listed)
+ * and the method (*m; not raw). "queries" must be there; bank_resolve reads it. */
+static int report_args(const json_t *body, double *kk, double *cand, double *topn,
+                       enum hubness_method *m, struct err *e)
 {
-	struct store_dataset_info ds;
-	struct store_reader *r = NULL;
-	struct loaded l = {0};
-	struct normalizers_query hq = {0};
-	struct bank qs = {0};
-	json_t *qdef = NULL, *val;
-	uint64_t *grows = NULL, *top_raw = NULL, *top_norm = NULL;
-	float *g = NULL;
-	struct hubness_stats *st = NULL;
-	uint32_t *cnt = NULL;
-	size_t ng = 0;
-	double kk, cand, topn;
 	const char *key, *method;
+	json_t *val;
 	int rc;
 
 	if (!json_is_object(body))
@@ -1392,21 +1359,149 @@ int normalizers_report(struct core *core, const char *dataset, const char *name,
 		    strcmp(key, "top") != 0)
 			return err_set(e, ERR_INVALID, "unknown_field", "unknown field '%s'", key);
 	}
-	if ((rc = num_param(body, "k", 10, 1, 1000, 1, &kk, e)) != 0 ||
-	    (rc = num_param(body, "candidates", CANDIDATES_DEFAULT, 1, CANDIDATES_MAX, 1, &cand, e)) !=
-	            0 ||
-	    (rc = num_param(body, "top", 10, 0, 1000, 1, &topn, e)) != 0)
+	if ((rc = num_param(body, "k", 10, 1, 1000, 1, kk, e)) != 0 ||
+	    (rc = num_param(body, "candidates", CANDIDATES_DEFAULT, 1, CANDIDATES_MAX, 1, cand,
+	                    e)) != 0 ||
+	    (rc = num_param(body, "top", 10, 0, 1000, 1, topn, e)) != 0)
 		return rc;
-	hq.m = HUBNESS_DUALIS;
+	*m = HUBNESS_DUALIS;
 	method = json_string_value(json_object_get(body, "method"));
 	if (json_object_get(body, "method") != NULL &&
-	    (hubness_method_parse(method, &hq.m) != 0 || hq.m == HUBNESS_RAW))
+	    (hubness_method_parse(method, m) != 0 || *m == HUBNESS_RAW))
 		return err_set(e, ERR_INVALID, "bad_report",
 		               "\"method\" must be is, dis, dualis, dualdis or csls");
 	if (json_object_get(body, "queries") == NULL)
 		return err_set(e, ERR_INVALID, "bad_report", "\"queries\" is required");
-	if (cand < kk)
-		cand = kk;
+	if (*cand < *kk)
+		*cand = *kk;
+	return 0;
+}
+
+/* The index of row in grows (sorted, ng entries): the first entry not below it. */
+static size_t gallery_index(const uint64_t *grows, size_t ng, uint64_t row)
+{
+	size_t lo = 0, hi = ng;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (grows[mid] < row)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A report's gallery in memory, and each query's top k before and after normalisation. */
+struct report {
+	const struct normalizers_query *hq;
+	const struct bank *qs;          /* the queries */
+	size_t ng, k, nc;               /* gallery size, neighbours, candidates (k <= nc <= ng) */
+	const uint64_t *grows;          /* the gallery's rows, sorted */
+	const float *g;                 /* their vectors, normalised (zero: none) */
+	const struct hubness_stats *st; /* their statistics */
+	uint64_t *top_raw, *top_norm;   /* qs->n * k rows each (out) */
+};
+
+/* Fill x->top_raw and x->top_norm: for each query, the k nearest gallery rows by cosine, and
+ * the k best of its nc nearest once rescored with the normaliser's statistics. */
+static int report_rank(struct report *x, struct err *e)
+{
+	size_t ng = x->ng, nc = x->nc, k = x->k;
+	const struct bank *qs = x->qs;
+	struct scored *sc = malloc(ng * sizeof *sc);
+	float *cs = malloc(nc * sizeof *cs);
+	struct hubness_stats *cst = malloc(nc * sizeof *cst);
+	double *outs = malloc(nc * sizeof *outs);
+	uint64_t *crow = malloc(nc * sizeof *crow);
+	struct scored *rr = malloc(nc * sizeof *rr);
+	int rc = 0;
+
+	if (sc == NULL || cs == NULL || cst == NULL || outs == NULL || crow == NULL || rr == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t qi = 0; rc == 0 && qi < qs->n; qi++) {
+		const float *q = qs->vecs + qi * qs->dim;
+
+		for (size_t i = 0; i < ng; i++)
+			sc[i] = (struct scored){vec_f32_dot(x->g + i * qs->dim, q, qs->dim),
+			                        x->grows[i]};
+		qsort(sc, ng, sizeof *sc, scored_cmp);
+		for (size_t i = 0; i < k; i++)
+			x->top_raw[qi * k + i] = (uint64_t)(sc[i].row);
+		for (size_t i = 0; i < nc; i++) {
+			cs[i] = (float)sc[i].s;
+			crow[i] = sc[i].row;
+			cst[i] = x->st[gallery_index(x->grows, ng, crow[i])];
+		}
+		hubness_rescore(&x->hq->p, x->hq->m, nc, cs, cst, 0,
+		                hubness_topk_mean(cs, nc, x->hq->p.csls_k), outs);
+		for (size_t i = 0; i < nc; i++)
+			rr[i] = (struct scored){
+			    (cst[i].flags & HUBNESS_COMPUTED) && isfinite(outs[i]) ? outs[i]
+			                                                           : -INFINITY,
+			    crow[i]};
+		qsort(rr, nc, sizeof *rr, scored_cmp);
+		for (size_t i = 0; i < k; i++)
+			x->top_norm[qi * k + i] = rr[i].row;
+	}
+	free(sc);
+	free(cs);
+	free(cst);
+	free(outs);
+	free(crow);
+	free(rr);
+	return rc;
+}
+
+/* The report of x: how often each gallery item is among the queries' k nearest before and
+ * after (cnt: 2 * ng counters, zeroed), with the top hubs of each. New, NULL when out of
+ * memory. */
+static json_t *report_json(struct store_reader *r, const char *name, const struct report *x,
+                           double cand, size_t topn, uint32_t *cnt)
+{
+	json_t *before, *after;
+
+	for (int pass = 0; pass < 2; pass++) {
+		const uint64_t *tp = pass ? x->top_norm : x->top_raw;
+		uint32_t *c = cnt + (size_t)pass * x->ng;
+
+		for (size_t i = 0; i < x->qs->n * x->k; i++) {
+			size_t lo = gallery_index(x->grows, x->ng, tp[i]);
+
+			if (lo < x->ng && x->grows[lo] == tp[i])
+				c[lo]++;
+		}
+	}
+	before = nk_json(r, x->hq->ds, cnt, x->grows, x->ng, topn);
+	after = nk_json(r, x->hq->ds, cnt + x->ng, x->grows, x->ng, topn);
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "normalizer", name, "method",
+	                 hubness_method_name(x->hq->m), "k", (json_int_t)x->k, "candidates",
+	                 (json_int_t)cand, "queries", (json_int_t)x->qs->n, "gallery",
+	                 (json_int_t)x->ng, "before", before ? before : json_null(), "after",
+	                 after ? after : json_null());
+}
+
+int normalizers_report(struct core *core, const char *dataset, const char *name, const json_t *body,
+                       json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct loaded l = {0};
+	struct normalizers_query hq = {0};
+	struct bank qs = {0};
+	struct report x = {.hq = &hq, .qs = &qs};
+	json_t *qdef = NULL;
+	uint64_t *grows = NULL, *top_raw = NULL, *top_norm = NULL;
+	float *g = NULL;
+	struct hubness_stats *st = NULL;
+	uint32_t *cnt = NULL;
+	size_t ng = 0;
+	double kk, cand, topn;
+	int rc;
+
+	if ((rc = report_args(body, &kk, &cand, &topn, &hq.m, e)) != 0)
+		return rc;
 	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0 ||
 	    (rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
@@ -1440,8 +1535,7 @@ int normalizers_report(struct core *core, const char *dataset, const char *name,
 	cnt = calloc(2 * ng, sizeof *cnt);
 	top_raw = malloc(qs.n * (size_t)kk * sizeof *top_raw);
 	top_norm = malloc(qs.n * (size_t)kk * sizeof *top_norm);
-	if (g == NULL || st == NULL || cnt == NULL || top_raw == NULL ||
-	    top_norm == NULL) {
+	if (g == NULL || st == NULL || cnt == NULL || top_raw == NULL || top_norm == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
@@ -1456,102 +1550,18 @@ int normalizers_report(struct core *core, const char *dataset, const char *name,
 		if ((rc = store_reader_array(r, ds.id, l.arr, sizeof *st, grows[i], 1, &st[i], e)) != 0)
 			goto out;
 	}
-	{
-		size_t nc = (size_t)cand, k = (size_t)kk;
-		struct scored *sc = malloc(ng * sizeof *sc);
-		float *cs = malloc(nc * sizeof *cs);
-		struct hubness_stats *cst = malloc(nc * sizeof *cst);
-		double *outs = malloc(nc * sizeof *outs);
-		uint64_t *crow = malloc(nc * sizeof *crow);
-		struct scored *rr = malloc(nc * sizeof *rr);
-
-		if (sc == NULL || cs == NULL || cst == NULL || outs == NULL || crow == NULL ||
-		    rr == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		}
-		for (size_t qi = 0; rc == 0 && qi < qs.n; qi++) {
-			const float *q = qs.vecs + qi * qs.dim;
-
-			for (size_t i = 0; i < ng; i++)
-				sc[i] = (struct scored){vec_f32_dot(g + i * qs.dim, q, qs.dim), grows[i]};
-			qsort(sc, ng, sizeof *sc, scored_cmp);
-			for (size_t i = 0; i < k; i++)
-				top_raw[qi * k + i] = (uint64_t)(sc[i].row);
-			for (size_t i = 0; i < nc; i++) {
-				size_t gi;
-
-				cs[i] = (float)sc[i].s;
-				crow[i] = sc[i].row;
-				/* grows is sorted: find the stats of the row */
-				{
-					size_t lo = 0, hi = ng;
-
-					while (lo < hi) {
-						size_t mid = (lo + hi) / 2;
-
-						if (grows[mid] < crow[i])
-							lo = mid + 1;
-						else
-							hi = mid;
-					}
-					gi = lo;
-				}
-				cst[i] = st[gi];
-			}
-			hubness_rescore(&hq.p, hq.m, nc, cs, cst, 0, hubness_topk_mean(cs, nc, hq.p.csls_k),
-			                outs);
-			for (size_t i = 0; i < nc; i++)
-				rr[i] = (struct scored){(cst[i].flags & HUBNESS_COMPUTED) && isfinite(outs[i])
-				                                ? outs[i]
-				                                : -INFINITY,
-				                        crow[i]};
-			qsort(rr, nc, sizeof *rr, scored_cmp);
-			for (size_t i = 0; i < k; i++)
-				top_norm[qi * k + i] = rr[i].row;
-		}
-		free(sc);
-		free(cs);
-		free(cst);
-		free(outs);
-		free(crow);
-		free(rr);
-		if (rc != 0)
-			goto out;
-	}
-	{
-		/* map rows to gallery indexes for the counts */
-		size_t k = (size_t)kk;
-		json_t *before, *after;
-
-		for (int pass = 0; pass < 2; pass++) {
-			uint64_t *tp = pass ? top_norm : top_raw;
-			uint32_t *c = cnt + (size_t)pass * ng;
-
-			for (size_t i = 0; i < qs.n * k; i++) {
-				size_t lo = 0, hi = ng;
-
-				while (lo < hi) {
-					size_t mid = (lo + hi) / 2;
-
-					if (grows[mid] < tp[i])
-						lo = mid + 1;
-					else
-						hi = mid;
-				}
-				if (lo < ng && grows[lo] == tp[i])
-					c[lo]++;
-			}
-		}
-		before = nk_json(r, ds.id, cnt, grows, ng, (size_t)topn);
-		after = nk_json(r, ds.id, cnt + ng, grows, ng, (size_t)topn);
-		*out = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "normalizer", name,
-		                 "method", hubness_method_name(hq.m), "k", (json_int_t)k, "candidates",
-		                 (json_int_t)cand, "queries", (json_int_t)qs.n, "gallery",
-		                 (json_int_t)ng, "before", before ? before : json_null(), "after",
-		                 after ? after : json_null());
-		if (*out == NULL)
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	}
+	x.ng = ng;
+	x.k = (size_t)kk;
+	x.nc = (size_t)cand;
+	x.grows = grows;
+	x.g = g;
+	x.st = st;
+	x.top_raw = top_raw;
+	x.top_norm = top_norm;
+	if ((rc = report_rank(&x, e)) != 0)
+		goto out;
+	if ((*out = report_json(r, name, &x, cand, (size_t)topn, cnt)) == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 out:
 	store_reader_close(r);
 	loaded_free(&l);

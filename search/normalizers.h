@@ -3,11 +3,11 @@
  * statistics in the store, the statistics job, statistics on ingest, query-time rescoring
  * and the hubness report. The arithmetic is algo/hubness.c.
  *
- * A normaliser is a document (namespace 'h', key = its name: space, betas, k, the banks'
- * definitions, version, ready, the id of its row array) plus two binary documents: the bank
- * vectors, L2-normalised (namespace 'H'), and the top-k of every bank item over the gallery
- * (namespace 'T', the activation sets). Its row array holds one struct hubness_stats per
- * gallery row (16 bytes: log Z_q, log Z_g, r_B, flags).
+ * A normaliser is a document (namespace STORE_NS_NORMALIZER, key = its name: space, betas, k, the
+ * banks' definitions, version, ready, the id of its row array) plus two binary documents: the bank
+ * vectors, L2-normalised (namespace STORE_NS_NORMALIZER_BANKS), and the top-k of every bank item
+ * over the gallery (namespace STORE_NS_NORMALIZER_TOPK, the activation sets). Its row array holds
+ * one struct hubness_stats per gallery row (16 bytes: log Z_q, log Z_g, r_B, flags).
  *
  * A PUT resolves the banks at once (vectors given inline, or read from a dataset space,
  * optionally a subset, sampled evenly), stores them, allocates a fresh row array and starts

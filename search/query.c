@@ -818,7 +818,8 @@ static int run_query(struct core *core, const struct query *qr, const float *q, 
 			                    rel_stats(qr));
 		goto out;
 	}
-	qsort(h.v, h.n, sizeof *h.v, hit_cmp);
+	if (h.n > 1) /* h.v is NULL when nothing was kept (qsort wants a pointer) */
+		qsort(h.v, h.n, sizeof *h.v, hit_cmp);
 	shown = h.n < qr->limit ? h.n : qr->limit;
 	arr = json_array();
 	if ((rc = store_reader_open(core->store, &r, e)) != 0) {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* jdoc: JSON documents over store documents. */
+/* jdoc: JSON documents over store documents, and the named documents of the services. */
 #include "store/jdoc.h"
 
 #include <jansson.h>
@@ -100,9 +100,70 @@ int jdoc_reader_list(struct store_reader *r, uint32_t ds, char ns, json_t **out,
 	return 0;
 }
 
-int jdoc_list_views(struct store *s, const char *dataset, char ns,
-                    json_t *(*view)(void *ctx, uint32_t ds, const json_t *doc), void *ctx,
-                    json_t **out, struct err *e)
+int jdoc_txn_drop(struct store_txn *t, uint32_t ds, char ns, const char *key, struct err *e)
+{
+	int rc = store_txn_doc_del(t, ds, ns, key, strlen(key), e);
+
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		rc = 0;
+	}
+	return rc;
+}
+
+/* ---- named documents ---- */
+
+static int named_missing(int rc, const struct jdoc_kind *k, const char *name, struct err *e)
+{
+	return rc == ERR_NOT_FOUND ? err_set(e, ERR_NOT_FOUND, k->code, "no %s '%s'", k->what, name)
+	                           : rc;
+}
+
+int jdoc_named_txn_get(struct store_txn *t, const struct jdoc_kind *k, uint32_t ds,
+                       const char *name, json_t **out, struct err *e)
+{
+	return named_missing(jdoc_txn_get(t, ds, k->ns, name, out, e), k, name, e);
+}
+
+int jdoc_named_reader_get(struct store_reader *r, const struct jdoc_kind *k, uint32_t ds,
+                          const char *name, json_t **out, struct err *e)
+{
+	return named_missing(jdoc_reader_get(r, ds, k->ns, name, out, e), k, name, e);
+}
+
+int jdoc_named_get(struct store *s, const struct jdoc_kind *k, const char *dataset,
+                   const char *name, struct store_dataset_info *info, json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	int rc;
+
+	if ((rc = store_dataset_get(s, dataset, &ds, e)) != 0 ||
+	    (rc = store_reader_open(s, &r, e)) != 0)
+		return rc;
+	rc = jdoc_named_reader_get(r, k, ds.id, name, out, e);
+	store_reader_close(r);
+	if (rc == 0 && info != NULL)
+		*info = ds;
+	return rc;
+}
+
+int jdoc_named_view(struct store *s, const struct jdoc_kind *k, const char *dataset,
+                    const char *name, jdoc_view_fn view, void *ctx, json_t **out, struct err *e)
+{
+	struct store_dataset_info ds;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = jdoc_named_get(s, k, dataset, name, &ds, &doc, e)) != 0)
+		return rc;
+	*out = view(ctx, ds.id, doc);
+	json_decref(doc);
+	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+int jdoc_named_list(struct store *s, const struct jdoc_kind *k, const char *dataset,
+                    jdoc_view_fn view, void *ctx, json_t **out, struct err *e)
 {
 	struct store_dataset_info info;
 	struct store_reader *r = NULL;
@@ -113,7 +174,7 @@ int jdoc_list_views(struct store *s, const char *dataset, char ns,
 	if ((rc = store_dataset_get(s, dataset, &info, e)) != 0 ||
 	    (rc = store_reader_open(s, &r, e)) != 0)
 		return rc;
-	rc = jdoc_reader_list(r, info.id, ns, &docs, e);
+	rc = jdoc_reader_list(r, info.id, k->ns, &docs, e);
 	store_reader_close(r);
 	if (rc != 0)
 		return rc;
@@ -126,6 +187,59 @@ int jdoc_list_views(struct store *s, const char *dataset, char ns,
 	json_decref(docs);
 	*out = arr;
 	return 0;
+}
+
+int jdoc_named_txn_previous(struct store_txn *t, const struct jdoc_kind *k, uint32_t ds,
+                            const char *name, json_t **old, uint64_t *version, struct err *e)
+{
+	int rc = jdoc_named_txn_get(t, k, ds, name, old, e);
+
+	*version = 1;
+	if (rc == ERR_NOT_FOUND) {
+		err_clear(e);
+		*old = NULL;
+		return 0;
+	}
+	if (rc != 0)
+		return rc;
+	*version = (uint64_t)json_integer_value(json_object_get(*old, "version")) + 1;
+	return 0;
+}
+
+int jdoc_named_txn_put(struct store_txn *t, const struct jdoc_kind *k, uint32_t ds,
+                       const char *name, const json_t *doc, struct err *e)
+{
+	return jdoc_txn_put(t, ds, k->ns, name, doc, e);
+}
+
+struct del_ctx {
+	const struct jdoc_kind *k;
+	uint32_t ds;
+	const char *name;
+	jdoc_cleanup_fn cleanup;
+	void *ctx;
+};
+
+static int del_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct del_ctx *c = ctx;
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = jdoc_named_txn_get(t, c->k, c->ds, c->name, &doc, e)) != 0)
+		return rc;
+	if (c->cleanup == NULL || (rc = c->cleanup(c->ctx, t, c->ds, c->name, doc, e)) == 0)
+		rc = store_txn_doc_del(t, c->ds, c->k->ns, c->name, strlen(c->name), e);
+	json_decref(doc);
+	return rc;
+}
+
+int jdoc_named_delete(struct store *s, const struct jdoc_kind *k, uint32_t ds, const char *name,
+                      jdoc_cleanup_fn cleanup, void *ctx, struct err *e)
+{
+	struct del_ctx c = {.k = k, .ds = ds, .name = name, .cleanup = cleanup, .ctx = ctx};
+
+	return store_write(s, del_fn, &c, e);
 }
 
 json_t *jdoc_time(const json_t *v)

@@ -229,13 +229,50 @@ int store_reader_row(struct store_reader *r, uint32_t ds_id, uint64_t row, unsig
  * read it. Other ids come from store_txn_counter_next(t, "array", ...).
  *
  * A document is a byte string (JSON for definitions, binary for fitted state) keyed by
- * (dataset id, namespace byte, key bytes); dataset id 0 is global (jobs). Namespaces used:
- * 'f' filter instances, 's' subsets, 'b' fitted-state blobs, 'j' jobs.
+ * (dataset id, namespace byte, key bytes); dataset id 0 is global (jobs). enum store_ns
+ * below lists every namespace (docs/storage.md has the same table).
  *
  * Deleting a dataset reclaims its arrays and documents with the rest of its data. */
 #define STORE_ARRAY_ROWS 4096
 #define STORE_ARRAY_LIVE 0u
 #define STORE_DOC_KEY_MAX 256
+
+/* Every document namespace: the byte after the dataset id in a document key. The store only
+ * walks and reclaims them; the owner named here is the one module that reads or writes it.
+ * A new namespace gets a byte no other uses, a line here and one in docs/storage.md. */
+enum store_ns {
+	/* global (dataset 0): jobs, JSON; key: the job id, u64 big-endian (8 bytes); core/jobs.c */
+	STORE_NS_JOB = 'j',
+	/* filter instances, JSON (type, params, version, array ids); key: the name;
+	 * curate/instance.c */
+	STORE_NS_FILTER = 'f',
+	/* a filter instance's fitted state, binary (the filter's own blob); key: the instance's
+	 * name; curate/instance.c */
+	STORE_NS_FITTED = 'b',
+	/* subsets, JSON (steps, provenance, fate array id); key: the name; curate/subset.c */
+	STORE_NS_SUBSET = 's',
+	/* index definitions, JSON (factory, metric, version); key: the space name;
+	 * search/catalog.c */
+	STORE_NS_INDEX = 'x',
+	/* hubness normalisers, JSON (space, betas, k, banks, version, array id); key: the name;
+	 * search/normalizers.c */
+	STORE_NS_NORMALIZER = 'h',
+	/* a normaliser's banks, binary ("HUB1" vectors and gallery rows); key: its name;
+	 * search/normalizers.c */
+	STORE_NS_NORMALIZER_BANKS = 'H',
+	/* a normaliser's top-k of every bank item over the gallery, binary; key: its name;
+	 * search/normalizers.c */
+	STORE_NS_NORMALIZER_TOPK = 'T',
+	/* Cosine Adapters, JSON (definition, version, pair counts, training); key: the name;
+	 * search/adapters.c */
+	STORE_NS_ADAPTER = 'a',
+	/* an adapter's trained weights, binary (version, threshold, space, then algo/adapter's
+	 * blob); key: its name; search/adapters.c */
+	STORE_NS_ADAPTER_WEIGHTS = 'w',
+	/* an adapter's labelled pairs, binary ("WNQ1" batch); key: "<name>/<batch, 10 digits>";
+	 * search/adapters.c */
+	STORE_NS_ADAPTER_PAIRS = 'q',
+};
 
 /* One write transaction, handed to a store_write callback; valid only inside it. */
 struct store_txn;

@@ -139,5 +139,46 @@ def a_clean_shutdown_between_crashes_resets_the_count():
         assert_eq(j["resumes"], 3, "three resumes")
 
 
+@test
+def searches_answer_exactly_while_an_index_rebuilds_and_readyz_stays_ready():
+    """After a kill -9 the index is rebuilt by a job; with one job thread held by a resumed
+    scoring job the rebuild waits, and meanwhile /readyz is 200 and searches are exact."""
+    slow = ["--job-chunk", "4096", "--job-throttle-ms", "80", "--job-threads", "1"]
+    pool = curate.Pool(60000, seed=9)
+    with wn.Daemon(extra_args=slow, log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        st, h, _ = d.json("PUT", "/v1/datasets/p/indexes/image", {"factory": "Flat", "metric": "cosine"})
+        first = h["location"].rsplit("/", 1)[1]
+        curate.wait_job(d, first)
+        jid = curate.put_filter(d, "p", "clip", CLIP)
+        wait_running(d, jid, 4096)
+        d.kill9()                       # the index was never saved: it is rebuilt at start
+        d.start()
+        st, _, rz = d.get_json("/readyz")
+        assert_eq((st, rz["status"], rz["indexes_building"]), (200, "ready", 1), "readyz")
+        st, _, ix = d.get_json("/v1/datasets/p/indexes/image")
+        assert_eq(ix["state"], "building", "index state")
+        rebuild = str(ix["build"]["id"])
+        assert rebuild != first, ix     # build names the rebuild, not the first build
+        img = pool.img.astype(np.float64)
+        img /= np.linalg.norm(img, axis=1, keepdims=True)
+        for k in range(3):
+            q = img[k * 7]
+            st, _, res = d.json("POST", "/v1/datasets/p/search",
+                                {"vector": q.tolist(), "space": "image", "limit": 5})
+            assert_eq(st, 200, "search while building")
+            assert_eq((res["stats"]["exact"], res["stats"]["index"]), (True, None), "exact")
+            want = [pool.ids[i] for i in np.argsort(-(img @ q), kind="stable")[:5]]
+            assert_eq([r["id"] for r in res["results"]], want, "results vs numpy")
+        # the scoring job ends, the rebuild runs, the index serves again
+        curate.wait_job(d, jid, timeout=120)
+        curate.wait_job(d, rebuild, timeout=120)
+        st, _, ix = d.get_json("/v1/datasets/p/indexes/image")
+        assert_eq((ix["state"], str(ix["build"]["id"])), ("ready", rebuild), "after")
+        st, _, rz = d.get_json("/readyz")
+        assert_eq(rz, {"status": "ready"}, "readyz after")
+
+
 if __name__ == "__main__":
     wn.main()

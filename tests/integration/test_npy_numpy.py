@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Integration test of api/npy against numpy itself: the .npy bytes that the C module writes
+"""Integration test of lib/npy against numpy itself: the .npy bytes that the C module writes
 (through the `test_npy --emit N SEED` / `--header N` modes of the unit-test binary) must equal
 what np.save writes for the same uids, byte for byte, and np.load must read them back as a
 sorted [('f0','<u8'),('f1','<u8')] array. Needs no daemon; the binary is
-build/tests/api/test_npy (build/san/tests/api/test_npy when WINNOW_TEST_SANITIZE is set)."""
+build/tests/lib/test_npy (build/san/tests/lib/test_npy when WINNOW_TEST_SANITIZE is set)."""
 
 import io
 import os
@@ -15,7 +15,7 @@ import wn
 from wn import assert_eq, test
 
 BIN = os.path.join(wn.REPO, "build", "san" if os.environ.get("WINNOW_TEST_SANITIZE") else "",
-                   "tests", "api", "test_npy")
+                   "tests", "lib", "test_npy")
 TIMEOUT = 60 * wn.SLOW
 M64 = (1 << 64) - 1
 DTYPE = np.dtype([("f0", "<u8"), ("f1", "<u8")])
