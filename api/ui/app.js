@@ -260,7 +260,9 @@ function lineChart(series, opts) {
   const ys = series.flatMap(s => s.points.map(p => p[1]));
   let ylo = opts.y ? opts.y[0] : Math.min(...ys), yhi = opts.y ? opts.y[1] : Math.max(...ys);
   if (!opts.y) { const pad = (yhi - ylo) * 0.08 || 0.01; ylo -= pad; yhi += pad; }
-  const f = frame(Object.assign({}, opts, {x: opts.x || [Math.min(...xs), Math.max(...xs)], y: [ylo, yhi]}));
+  const [xa, xb] = [Math.min(...xs), Math.max(...xs)], xpad = (xb - xa) * 0.03;
+  const f = frame(Object.assign({}, opts, {x: opts.x || [xa - xpad, xb + xpad], y: [ylo, yhi],
+                                           xticks: opts.xticks || (opts.x ? undefined : [...new Set(xs)].sort((a, b) => a - b))}));
   series.forEach((s, i) => {
     const color = s.color || COLORS[i % COLORS.length];
     const d = s.points.map((p, k) => (k ? 'L' : 'M') + f.X(p[0]).toFixed(1) + ' ' + f.Y(p[1]).toFixed(1)).join(' ');
@@ -302,7 +304,7 @@ async function viewDatasets() {
     el('td', {}, el('a', {href: '#/datasets/' + enc(d.name)}, d.name)),
     el('td', {class: 'r'}, num(null, d.records !== undefined ? d.records : (d.stats || {}).records)),
     el('td', {}, Object.keys((d.schema || {}).spaces || d.spaces || {}).join(', ')),
-    el('td', {}, d.created || '')));
+    el('td', {}, d.created_at || d.created || '')));
   return [el('h1', {}, 'Datasets'),
           list.length ? table(['name', 'records', 'spaces', 'created'], rows, {id: 'datasets'})
                       : el('p', {class: 'muted', id: 'datasets'}, 'No datasets yet.')];

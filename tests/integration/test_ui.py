@@ -29,6 +29,7 @@ import wn
 from wn import assert_eq, test
 
 N = 2000
+NH = 1200  # gallery of the hubness dataset
 W, H = 1280, 900
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # scripts/deps.sh installs it
 KEY_ADMIN, KEY_READ = "ui-admin-key-0123456789", "ui-read-key-0123456789"
@@ -106,8 +107,21 @@ def setup():
                         headers=auth(), content_type="application/x-ndjson")
     assert_eq((st, res["rejected"]), (200, 0), res)
     wait(d, j(d, "POST", "/v1/datasets/p/adapters/rel:train", status=202)["job"])
-    wait(d, j(d, "PUT", "/v1/datasets/p/hubness/hn", {
-        "space": "image", "query_bank": {"dataset": "p", "space": "text", "sample": 300}},
+    # hubness on planted hubs (as test_hubness.py): 20 gallery vectors share the direction every
+    # query is offset along, so raw cosine retrieves them for many queries
+    u = rng.standard_normal(16)
+    u /= np.linalg.norm(u)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    gal = unit(rng.standard_normal((NH, 16)) / 4 + 0.5 * u)
+    gal[::NH // 20] = unit(rng.standard_normal((20, 16)) / 4 + 2 * u)
+    qv = unit(gal[1:NH:3] + 0.7 * rng.standard_normal((len(gal[1:NH:3]), 16)) / 4 + u)
+    j(d, "PUT", "/v1/datasets/h", {"spaces": {"v": {"dim": 16}, "q": {"dim": 16}}}, status=201)
+    recs = [{"id": "g%04d" % i, "embeddings": {"v": curate.emb(gal[i])}} for i in range(NH)]
+    for n, i in enumerate(range(1, NH, 3)):
+        recs[i]["embeddings"]["q"] = curate.emb(qv[n])
+    assert_eq(d.ingest("h", recs, headers=auth())[0], 200)
+    wait(d, j(d, "PUT", "/v1/datasets/h/hubness/hn", {
+        "space": "v", "query_bank": {"dataset": "h", "space": "q", "sample": 200}},
         status=202)["job"])
     _g.update(pool=pool, dup_clip=dup_clip)
     return d, _g
@@ -192,11 +206,12 @@ def k(fragment, key=KEY_ADMIN):
 # Every view the test looks at: name -> URL fragment. The key rides in the fragment only in
 # this test; the page moves it to sessionStorage and out of the address at once.
 SWEEP_EPS = [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.2, 0.3]
-BUDGETS = [32e6, 128e6, 640e6, 1.28e9]
+BUDGET_TEXT = ["32e6", "128e6", "640e6", "1.28e9"]  # as a user types them
+BUDGETS = [float(b) for b in BUDGET_TEXT]
 RECOMMEND = {"pool_size": 128000000, "a": 0.025, "d": 0.1,
              "buckets": [{"b": -0.16, "c": 6.727}, {"b": -0.125, "c": 8.545},
                          {"b": -0.10, "c": 5.273}, {"b": -0.085, "c": 2.273}]}
-REPORT = {"queries": {"dataset": "p", "space": "text", "sample": 300}, "k": 10, "method": "dualis"}
+REPORT = {"queries": {"dataset": "h", "space": "q", "sample": 400}, "k": 10, "method": "dualis"}
 THRESHOLD = 0.5
 
 
@@ -207,10 +222,10 @@ def views():
         "filter": k("/datasets/p/filters/clip?bins=40&t=%r" % THRESHOLD),
         "sweep": k("/datasets/p/filters/dd?focus=sweep&eps=" + ",".join(map(repr, SWEEP_EPS))),
         "recommend": k("/datasets/p/filters/clip?focus=recommend&budgets=%s&recommend=%s" % (
-            q(",".join("%g" % b for b in BUDGETS)), q(json.dumps(RECOMMEND)))),
+            q(", ".join(BUDGET_TEXT)), q(json.dumps(RECOMMEND)))),
         "subset": k("/datasets/p/subsets/s"),
         "adapter": k("/datasets/p/adapters/rel"),
-        "hubness": k("/datasets/p/hubness/hn?report=" + q(json.dumps(REPORT))),
+        "hubness": k("/datasets/h/hubness/hn?report=" + q(json.dumps(REPORT))),
         "jobs": k("/jobs"),
         "api": k("/api"),
         "nokey": "/",
@@ -336,10 +351,11 @@ def datasets_and_dataset_views_show_the_api_counts():
     dom = g["dom"]["datasets"]
     got = rows(dom, 'id="datasets"', "data-dataset")
     assert_eq(got, {x["name"]: [float(x["records"])] for x in ds})
+    assert_eq(sorted(got), ["h", "p"])
     dom = g["dom"]["dataset"]
     assert_eq(float(attr(by_id(dom, "ds-records")[0], "data-value")),
               float(j(d, "GET", "/v1/datasets/p")["records"]))
-    for name in ("clip", "dd", "s", "rel", "hn"):
+    for name in ("clip", "dd", "s", "rel"):
         assert '>%s</a>' % name in dom, name
 
 
@@ -444,7 +460,8 @@ def adapter_precision_and_recall_match():
 @test
 def hubness_before_and_after_match_the_report():
     d, g = rendered()
-    r = j(d, "POST", "/v1/datasets/p/hubness/hn:report", REPORT)
+    r = j(d, "POST", "/v1/datasets/h/hubness/hn:report", REPORT)
+    assert r["after"]["skewness"] < r["before"]["skewness"], r  # the planted hubs are tamed
     got = rows(g["dom"]["hubness"], 'id="hubness-table"', "data-key")
     for key in ("skewness", "skewness_retrieved_only", "never_retrieved", "max_n_k"):
         close(got[key][0], r["before"][key], "before " + key)
