@@ -86,6 +86,14 @@ int instance_on_ingest(struct core *core, uint32_t ds_id, const struct store_sch
 int instance_on_patch(struct core *core, uint32_t ds_id, const struct store_schema *schema,
                       const uint64_t *rows, size_t n, struct err *e);
 
+/* After the record at row of dataset ds_id was deleted and committed: every instance's score,
+ * status and label at row are reset to what a row never scored reads (NaN, FILTER_PENDING,
+ * FILTER_NO_LABEL), in one transaction, so no array keeps a gone record's result (the stats
+ * count live rows only, whatever the arrays hold). Fitted state (centroids, a semdedup's
+ * clusters) is left as fitted: the next fit or rescore forgets the row. A failure leaves the
+ * old values, which nothing reads for a row that is not live (logged by the caller). */
+int instance_on_delete(struct core *core, uint32_t ds_id, uint64_t row, struct err *e);
+
 /* A live filter of instance name (params from its document, fitted state loaded when the
  * type fits), for query-time rescoring. *out new (filter_free). ERR_NOT_FOUND. */
 int instance_open(struct store_reader *r, uint32_t ds_id, const struct store_schema *schema,

@@ -813,6 +813,31 @@ void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_sch
 	}
 }
 
+void catalog_on_delete(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       uint64_t row)
+{
+	struct catalog *c = core->catalog;
+	const int64_t id = (int64_t)row;
+
+	if (c == NULL)
+		return;
+	for (unsigned sp = 0; sp < schema->nspaces; sp++) {
+		struct entry *en = entry_find(c, ds_id, schema->spaces[sp].name, 0);
+		struct err e = {0};
+
+		if (en == NULL)
+			continue;
+		/* The others keep the vector: search reads every candidate's liveness, and widens
+		 * past the deleted ones (index_candidates, search/query.c): never answered. */
+		pthread_rwlock_wrlock(&en->lock);
+		if (en->ix != NULL && index_can_remove(en->ix) &&
+		    index_remove(en->ix, 1, &id, NULL, &e) != 0)
+			log_msg(LOG_WARN, "index_remove", "dataset_id=%u space=%s row=%llu msg=\"%s\"",
+			        (unsigned)ds_id, en->space, (unsigned long long)row, e.detail);
+		pthread_rwlock_unlock(&en->lock);
+	}
+}
+
 /* ---- open / close ---- */
 
 struct queue_ctx {
