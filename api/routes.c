@@ -16,6 +16,7 @@
 #include "api/search.h"
 #include "api/signals.h"
 #include "api/subsets.h"
+#include "api/ui.h"
 #include "lib/err.h"
 
 /* The body limit of each route (api/routes.h) */
@@ -28,6 +29,8 @@ static const struct route table[] = {
 	{"GET", "/livez", AUTH_NONE, ops_livez, 0, DEF},
 	{"GET", "/metrics", AUTH_READ, ops_metrics, 0, DEF},
 	{"GET", "/readyz", AUTH_NONE, ops_readyz, 0, DEF},
+	{"GET", "/ui/", AUTH_NONE, ui_get, 0, DEF},
+	{"GET", "/ui/{file}", AUTH_NONE, ui_get, 0, DEF},
 	{"GET", "/v1/datasets", AUTH_READ, datasets_list, 0, DEF},
 	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0, DEF},
 	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0, DEF},

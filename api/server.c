@@ -332,7 +332,15 @@ static int queue(struct conn_state *cs, struct MHD_Connection *conn, struct http
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                        res->content_type ? res->content_type : "application/json");
 	MHD_add_response_header(mr, "X-Request-Id", cs->req.request_id);
-	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL,
+	                        res->cache_control ? res->cache_control : "no-store");
+	if (res->csp != NULL) {
+		MHD_add_response_header(mr, "Content-Security-Policy", res->csp);
+		MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(mr, "Referrer-Policy", "no-referrer");
+	}
+	if (res->etag[0] != '\0')
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ETAG, res->etag);
 	if (res->location[0] != '\0')
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION, res->location);
 	if (res->allow[0] != '\0')
