@@ -14,12 +14,20 @@ struct http_res;
 
 typedef int (*route_handler)(struct http_req *r, struct http_res *res);
 
+/* Which body limit a route has (each also under --body-limit). */
+enum route_body {
+	ROUTE_BODY_DEFINITION = 0, /* definitions, patches, small JSON: --definition-body-limit */
+	ROUTE_BODY_SEARCH,         /* search queries, raw rows included: --search-body-limit */
+	ROUTE_BODY_BULK,           /* ingest-sized NDJSON: --body-limit */
+};
+
 struct route {
 	const char *method;
 	const char *tmpl;         /* e.g. "/v1/datasets/{name}/records/{id*}"; {x*} takes the rest */
 	enum auth_scope scope;    /* AUTH_NONE: open to all; AUTH_READ; AUTH_ADMIN */
 	route_handler handler;
 	int offload;              /* 1: CPU- or I/O-heavy; runs on the work pool, not an HTTP thread */
+	enum route_body body;     /* the body limit that applies */
 };
 
 /* Outcome of matching a path and method. */
@@ -29,6 +37,10 @@ struct route_match {
 	size_t nparams;
 	size_t param_off[4], param_len[4]; /* captured segments as offsets into the path */
 };
+
+/* 1 when route rt takes the query parameter name; 0 otherwise, with the names it takes in
+ * list (size bytes, ", "-separated; "" for none) for the error's detail. */
+int routes_query_allowed(const struct route *rt, const char *name, char *list, size_t size);
 
 /* Match path (decoded, no query) and method. Returns 0 with m->route set; ERR_METHOD when
  * the path is known but not for this method (m->allow lists the methods); ERR_NOT_FOUND. */
