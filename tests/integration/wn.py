@@ -27,6 +27,8 @@ import time
 import traceback
 import urllib.parse
 
+import openapi_check
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINNOWD = os.environ.get("WINNOWD") or os.path.join(REPO, "build", "winnowd")
 SLOW = 3 if os.environ.get("WINNOW_TEST_SANITIZE") else 1
@@ -317,6 +319,8 @@ class Daemon:
             resp = c.getresponse()
             data = resp.read()
             rh = {k.lower(): v for k, v in resp.getheaders()}
+            if openapi_check.enabled():
+                openapi_check.check(method, path, resp.status, rh, data)
             return resp.status, rh, data
         finally:
             if own:
