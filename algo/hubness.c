@@ -160,6 +160,29 @@ void hubness_topk_merge(struct hubness_topk *dst, const struct hubness_topk *src
 		}
 }
 
+size_t hubness_topk_remove(struct hubness_topk *t, uint64_t row)
+{
+	unsigned k = t->k;
+	size_t items = 0;
+
+	for (size_t b = 0; b < t->n; b++) {
+		float *sc = t->score + b * k;
+		uint64_t *rw = t->row + b * k;
+		unsigned at;
+
+		for (at = 0; at < k && rw[at] != row; at++)
+			;
+		if (at == k)
+			continue;
+		items++;
+		for (; at < k; at++) {
+			sc[at] = at + 1 < k ? sc[at + 1] : -INFINITY;
+			rw[at] = at + 1 < k ? rw[at + 1] : UINT64_MAX;
+		}
+	}
+	return items;
+}
+
 int hubness_topk_contains(const struct hubness_topk *t, uint64_t row)
 {
 	for (size_t i = 0; i < t->n * t->k; i++)

@@ -83,6 +83,11 @@ void hubness_topk_offer(struct hubness_topk *t, const float *s, uint64_t row);
 /* Merge src into dst (the same bank, the same k): dst keeps each item's k best of both. */
 void hubness_topk_merge(struct hubness_topk *dst, const struct hubness_topk *src);
 
+/* Take row out of every bank item's top-k (a deleted gallery item): the entries after it move
+ * up and the last slot empties (-inf), so the item holds k - 1 until a row is offered or
+ * merged into it. Returns the bank items it was removed from. */
+size_t hubness_topk_remove(struct hubness_topk *t, uint64_t row);
+
 /* 1 when row is in some bank item's top-k (the activation set). */
 int hubness_topk_contains(const struct hubness_topk *t, uint64_t row);
 

@@ -329,3 +329,120 @@ int select_color_k(size_t n_finite, double tau, size_t *k_out)
 	*k_out = (size_t)floor((double)n_finite / tau);
 	return 0;
 }
+
+/* ---- apportionment (per-cluster fractions) ---- */
+
+struct seat {
+	uint64_t rem;
+	size_t c;
+};
+
+static int seat_cmp(const void *pa, const void *pb)
+{
+	const struct seat *a = pa, *b = pb;
+
+	if (a->rem != b->rem)
+		return a->rem > b->rem ? -1 : 1;
+	return a->c < b->c ? -1 : a->c > b->c;
+}
+
+/* sum over c of min(m, sizes[c]) */
+static uint64_t floor_sum(const uint64_t *sizes, size_t k, uint64_t m)
+{
+	uint64_t s = 0;
+
+	for (size_t c = 0; c < k; c++)
+		s += sizes[c] < m ? sizes[c] : m;
+	return s;
+}
+
+int select_apportion(const uint64_t *sizes, size_t k, uint64_t total, uint64_t min_each,
+                     uint64_t *out, uint64_t *min_applied)
+{
+	uint64_t N = 0, big = 0, m, lo, hi;
+	uint8_t *fixed = NULL;
+	struct seat *seats = NULL;
+	uint64_t *res = NULL;
+	int changed;
+
+	if (k > 0 && (sizes == NULL || out == NULL))
+		return ERR_INVALID;
+	for (size_t c = 0; c < k; c++) {
+		N += sizes[c];
+		big = sizes[c] > big ? sizes[c] : big;
+		if (N >= (uint64_t)1 << 32)
+			return ERR_INVALID; /* total * sizes[c] must fit in 64 bits */
+	}
+	if (total > N)
+		return ERR_INVALID;
+	/* the largest m <= min_each the budget allows: floor_sum grows with m up to the largest
+	 * size, where it reaches N */
+	lo = 0;
+	hi = min_each < big ? min_each : big;
+	if (floor_sum(sizes, k, min_each) <= total)
+		lo = hi = min_each;
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+
+		if (floor_sum(sizes, k, mid) <= total)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	m = lo;
+	if (k == 0) {
+		if (min_applied != NULL)
+			*min_applied = m;
+		return 0;
+	}
+	fixed = calloc(k, 1);
+	seats = malloc(k * sizeof *seats);
+	res = malloc(k * sizeof *res);
+	if (fixed == NULL || seats == NULL || res == NULL) {
+		free(fixed);
+		free(seats);
+		free(res);
+		return ERR_NOMEM;
+	}
+	/* Each round lifts at least one more group to its minimum, so at most k rounds; a lifted
+	 * group takes more than its quota, so the budget per remaining row only falls and the
+	 * rounds never ask a group for more rows than it has. */
+	do {
+		uint64_t t = total, n = 0, given = 0;
+		size_t ns = 0;
+
+		for (size_t c = 0; c < k; c++) {
+			if (fixed[c])
+				t -= res[c];
+			else
+				n += sizes[c];
+		}
+		for (size_t c = 0; c < k; c++) {
+			if (fixed[c])
+				continue;
+			res[c] = n ? t * sizes[c] / n : 0;
+			given += res[c];
+			seats[ns++] = (struct seat){n ? t * sizes[c] % n : 0, c};
+		}
+		qsort(seats, ns, sizeof *seats, seat_cmp);
+		for (size_t i = 0; i < ns && given < t; i++, given++)
+			res[seats[i].c]++;
+		changed = 0;
+		for (size_t c = 0; c < k; c++) {
+			uint64_t want = sizes[c] < m ? sizes[c] : m;
+
+			if (!fixed[c] && res[c] < want) {
+				fixed[c] = 1;
+				res[c] = want;
+				changed = 1;
+			}
+		}
+	} while (changed);
+	memcpy(out, res, k * sizeof *out);
+	if (min_applied != NULL)
+		*min_applied = m;
+	free(fixed);
+	free(seats);
+	free(res);
+	return 0;
+}

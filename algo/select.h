@@ -68,4 +68,26 @@ int select_bottom_k(const float *scores, size_t n, size_t k, const char *const *
  * Returns 0 or ERR_INVALID (tau NaN, inf or < 1, k_out NULL; *k_out untouched). */
 int select_color_k(size_t n_finite, double tau, size_t *k_out);
 
+/* Apportion total kept rows among k groups (clusters) of sizes[c] rows, for a per-cluster
+ * fraction: out[c] rows of group c, with sum(out) == total exactly (the global round(f * N)
+ * the caller asks for, where rounding every group on its own would not add up).
+ *
+ * Largest remainders (Hamilton): group c's quota is total * sizes[c] / N (N = sum of sizes);
+ * it gets floor(quota), and the seats left over go one each to the groups with the largest
+ * fractional parts, ties to the smaller index. Computed in integers (quota remainders are
+ * (total * sizes[c]) mod N), so the result does not depend on floating-point rounding.
+ *
+ * A minimum per group: every non-empty group gets at least min(m, sizes[c]) rows, where m is
+ * min_each lowered to the largest value the budget allows (sum of min(m, sizes[c]) <= total;
+ * m = 0 when total is below the number of non-empty groups). A group whose Hamilton share is
+ * below its minimum gets the minimum instead, and the groups not so raised share what is left
+ * by largest remainders again (repeated until no share is below its minimum), so the minimum
+ * only changes the groups it lifts and the total stays exact.
+ *
+ * sizes: borrowed, k entries; out: borrowed output, k entries; *min_applied gets m (may be
+ * NULL). Returns 0, ERR_INVALID (total > N, N >= 2^32, sizes or out NULL with k > 0; outputs
+ * untouched), ERR_NOMEM (outputs untouched). */
+int select_apportion(const uint64_t *sizes, size_t k, uint64_t total, uint64_t min_each,
+                     uint64_t *out, uint64_t *min_applied);
+
 #endif

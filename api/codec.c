@@ -581,51 +581,39 @@ static int fast_vector(const struct fast_vec *v, const struct store_space *sp, v
 	return store_f32(sp, dst, scratch, e);
 }
 
-/* codec_parse_record with, when fast is not NULL, the vectors taken from fast instead of
- * obj's "embeddings" (which the fast path replaced by {}). */
-static int parse_record(const json_t *obj, const struct codec_fast *fast,
-                        const struct store_schema *schema, struct codec_record *out,
-                        const char **id_out, struct err *e)
+/* The record's "id": 1..STORE_ID_MAX bytes without NUL. *id_out (may be NULL) is set once the
+ * id is usable (borrowed from obj). */
+static int record_id(const json_t *obj, const char **id, size_t *id_len, const char **id_out,
+                     struct err *e)
 {
-	int fast_of[STORE_MAX_SPACES];
-	static const char *const keys[] = {"id", "kind", "text", "image", "meta",
-	                                   "embeddings", "signals", NULL};
-	const json_t *jid, *jkind, *text, *image, *meta, *embs, *sig;
-	json_t *body = NULL;
-	char *body_s = NULL;
-	float *scratch = NULL;
-	const char *id;
-	size_t id_len, body_len, total, off;
-	size_t vec_off[STORE_MAX_SPACES] = {0};
-	unsigned kind;
-	int rc = 0;
+	const json_t *jid = json_object_get(obj, "id");
 
-	memset(out, 0, sizeof *out);
-	if (id_out != NULL)
-		*id_out = NULL;
-	if (!json_is_object(obj))
-		return err_set(e, ERR_INVALID, "invalid_field", "a record must be a JSON object");
-	jid = json_object_get(obj, "id");
 	if (jid == NULL)
 		return err_set(e, ERR_INVALID, "missing_id", "the record has no \"id\"");
 	if (!json_is_string(jid))
 		return err_set(e, ERR_INVALID, "invalid_id", "\"id\" must be a string");
-	id = json_string_value(jid);
-	id_len = json_string_length(jid);
-	if (id_len == 0 || id_len > STORE_ID_MAX || memchr(id, '\0', id_len) != NULL)
+	*id = json_string_value(jid);
+	*id_len = json_string_length(jid);
+	if (*id_len == 0 || *id_len > STORE_ID_MAX || memchr(*id, '\0', *id_len) != NULL)
 		return err_set(e, ERR_INVALID, "invalid_id",
 		               "\"id\" must be 1 to %d bytes without NUL, got %zu bytes", STORE_ID_MAX,
-		               id_len);
+		               *id_len);
 	if (id_out != NULL)
-		*id_out = id;
-	if ((rc = only_keys(obj, keys, "the record", "invalid_field", e)) != 0)
-		return rc;
+		*id_out = *id;
+	return 0;
+}
 
-	text = json_object_get(obj, "text");
-	image = json_object_get(obj, "image");
-	meta = json_object_get(obj, "meta");
-	embs = json_object_get(obj, "embeddings");
-	sig = json_object_get(obj, "signals");
+/* Check the record's other fields and its kind against schema; *kind, and *body_s (new: free())
+ * the stored body, the compact JSON of text, image, meta and signals. */
+static int record_body(const json_t *obj, const struct store_schema *schema, unsigned *kind,
+                       char **body_s, struct err *e)
+{
+	const json_t *text = json_object_get(obj, "text"), *image = json_object_get(obj, "image");
+	const json_t *meta = json_object_get(obj, "meta"), *sig = json_object_get(obj, "signals");
+	const json_t *embs = json_object_get(obj, "embeddings"), *jkind;
+	json_t *body;
+	int rc;
+
 	if (text != NULL && !json_is_string(text) && !json_is_null(text))
 		return err_set(e, ERR_INVALID, "invalid_field", "\"text\" must be a string");
 	if (image != NULL && (rc = check_image(image, e)) != 0)
@@ -636,14 +624,12 @@ static int parse_record(const json_t *obj, const struct codec_fast *fast,
 		return rc;
 	jkind = json_object_get(obj, "kind");
 	if (jkind == NULL)
-		kind = image != NULL ? STORE_KIND_IMAGE_TEXT : STORE_KIND_TEXT;
-	else if (!json_is_string(jkind) || (kind = kind_parse(json_string_value(jkind))) == 0)
+		*kind = image != NULL ? STORE_KIND_IMAGE_TEXT : STORE_KIND_TEXT;
+	else if (!json_is_string(jkind) || (*kind = kind_parse(json_string_value(jkind))) == 0)
 		return err_set(e, ERR_INVALID, "invalid_kind", "\"kind\" must be \"image-text\" or \"text\"");
-	if (!(schema->kinds & kind))
+	if (!(schema->kinds & *kind))
 		return err_set(e, ERR_INVALID, "invalid_kind", "this dataset does not accept kind \"%s\"",
-		               codec_kind_name(kind));
-
-	/* Size the one allocation: id, body, then each vector (8-byte aligned). */
+		               codec_kind_name(*kind));
 	if (embs != NULL && !json_is_object(embs))
 		return err_set(e, ERR_INVALID, "invalid_field", "\"embeddings\" must be an object");
 	body = json_object();
@@ -657,39 +643,77 @@ static int parse_record(const json_t *obj, const struct codec_fast *fast,
 		json_object_set(body, "meta", (json_t *)meta);
 	if (sig != NULL)
 		json_object_set(body, "signals", (json_t *)sig);
-	body_s = json_dumps(body, JSON_COMPACT);
-	if (body_s == NULL) {
-		rc = err_set(e, ERR_NOMEM, NULL, "out of memory");
-		goto out;
+	*body_s = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	return *body_s != NULL ? 0 : err_set(e, ERR_NOMEM, NULL, "out of memory");
+}
+
+/* Where the record's vectors go in its one allocation, which begins with off bytes of id and
+ * body: vec_off[space] = offset + 1 (0: absent), fast_of[space] = its index in fast (when fast
+ * is not NULL). *off grows to the allocation's size, *maxdim gets the widest vector's dim.
+ * ERR_INVALID (unknown_space) for a space the schema lacks. */
+static int record_layout(const json_t *embs, const struct codec_fast *fast,
+                         const struct store_schema *schema, size_t *vec_off, int *fast_of,
+                         size_t *off, size_t *maxdim, struct err *e)
+{
+	unsigned n = fast != NULL ? fast->n : (unsigned)json_object_size(embs);
+	void *it = fast != NULL ? NULL : json_object_iter((json_t *)embs);
+
+	for (unsigned k = 0; k < n; k++) {
+		const char *sname = fast != NULL ? fast->v[k].name : json_object_iter_key(it);
+		int si = fast != NULL ? fast->v[k].space : store_schema_find(schema, sname);
+
+		if (fast == NULL)
+			it = json_object_iter_next((json_t *)embs, it);
+		if (si < 0)
+			return err_set(e, ERR_INVALID, "unknown_space", "the dataset has no space '%.64s'",
+			               sname);
+		if (fast != NULL)
+			fast_of[si] = (int)k;
+		vec_off[si] = *off + 1; /* +1: 0 means absent */
+		*off += (store_space_bytes(&schema->spaces[si]) + 7) & ~(size_t)7;
+		if (schema->spaces[si].dim > *maxdim)
+			*maxdim = schema->spaces[si].dim;
 	}
+	return 0;
+}
+
+/* codec_parse_record with, when fast is not NULL, the vectors taken from fast instead of
+ * obj's "embeddings" (which the fast path replaced by {}). */
+static int parse_record(const json_t *obj, const struct codec_fast *fast,
+                        const struct store_schema *schema, struct codec_record *out,
+                        const char **id_out, struct err *e)
+{
+	int fast_of[STORE_MAX_SPACES];
+	static const char *const keys[] = {"id", "kind", "text", "image", "meta",
+	                                   "embeddings", "signals", NULL};
+	const json_t *embs;
+	char *body_s = NULL;
+	float *scratch = NULL;
+	const char *id = NULL;
+	size_t id_len = 0, body_len, off, maxdim = 0;
+	size_t vec_off[STORE_MAX_SPACES] = {0};
+	unsigned kind = 0;
+	int rc = 0;
+
+	memset(out, 0, sizeof *out);
+	if (id_out != NULL)
+		*id_out = NULL;
+	if (!json_is_object(obj))
+		return err_set(e, ERR_INVALID, "invalid_field", "a record must be a JSON object");
+	if ((rc = record_id(obj, &id, &id_len, id_out, e)) != 0 ||
+	    (rc = only_keys(obj, keys, "the record", "invalid_field", e)) != 0 ||
+	    (rc = record_body(obj, schema, &kind, &body_s, e)) != 0)
+		return rc;
+	embs = json_object_get(obj, "embeddings");
+	/* One allocation: id, body, then each vector (8-byte aligned). */
 	body_len = strlen(body_s);
-	total = (id_len + 1 + body_len + 1 + 7) & ~(size_t)7;
-	off = total;
+	off = (id_len + 1 + body_len + 1 + 7) & ~(size_t)7;
 	for (unsigned i = 0; i < STORE_MAX_SPACES; i++)
 		fast_of[i] = -1;
 	if (fast != NULL || embs != NULL) {
-		size_t maxdim = 0;
-		unsigned n = fast != NULL ? fast->n : (unsigned)json_object_size(embs);
-		void *it = fast != NULL ? NULL : json_object_iter((json_t *)embs);
-
-		for (unsigned k = 0; k < n; k++) {
-			const char *sname = fast != NULL ? fast->v[k].name : json_object_iter_key(it);
-			int si = fast != NULL ? fast->v[k].space : store_schema_find(schema, sname);
-
-			if (fast == NULL)
-				it = json_object_iter_next((json_t *)embs, it);
-			if (si < 0) {
-				rc = err_set(e, ERR_INVALID, "unknown_space",
-				             "the dataset has no space '%.64s'", sname);
-				goto out;
-			}
-			if (fast != NULL)
-				fast_of[si] = (int)k;
-			vec_off[si] = off + 1; /* +1: 0 means absent */
-			off += (store_space_bytes(&schema->spaces[si]) + 7) & ~(size_t)7;
-			if (schema->spaces[si].dim > maxdim)
-				maxdim = schema->spaces[si].dim;
-		}
+		if ((rc = record_layout(embs, fast, schema, vec_off, fast_of, &off, &maxdim, e)) != 0)
+			goto out;
 		scratch = malloc(maxdim * sizeof(float) + 4);
 		if (scratch == NULL && maxdim > 0) {
 			rc = err_set(e, ERR_NOMEM, NULL, "out of memory");
@@ -730,7 +754,6 @@ out:
 	}
 	free(scratch);
 	free(body_s);
-	json_decref(body);
 	return rc;
 }
 

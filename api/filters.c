@@ -48,7 +48,10 @@ int filters_put(struct http_req *r, struct http_res *res)
 
 	if (name == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
-	rc = instance_put(r->core, ds, name, body, &view, &job, &created, &e);
+	/* the data checks first (a CoLoR-Filter prior that overlaps the pool): 422, nothing stored */
+	rc = instance_check(r->core, ds, body, &e);
+	if (rc == 0)
+		rc = instance_put(r->core, ds, name, body, &view, &job, &created, &e);
 	json_decref(body);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* records: ingest (NDJSON or JSON), get and delete of records.
+/* records: ingest (NDJSON or JSON), get and delete of records: the HTTP side.
  *
  * Ingest parses and validates every record first, then writes all accepted ones with
- * one store_put_records() call, so a 200 means they are all committed. A bad record is
- * listed with its 1-based position and never affects the others. */
+ * one ingest_commit() call (ingest/ingest.h: the store, then every hook), so a 200 means they
+ * are all committed. A bad record is listed with its 1-based position and never affects the
+ * others. A delete is ingest_delete(): the record and what the hooks keep of it. */
 #include "api/records.h"
 
 #include <jansson.h>
@@ -15,12 +16,9 @@
 #include "api/codec.h"
 #include "api/http.h"
 #include "daemon/daemon.h"
-#include "lib/err.h"
-#include "lib/log.h"
 #include "daemon/metrics.h"
-#include "search/normalizers.h"
-#include "curate/instance.h"
-#include "search/catalog.h"
+#include "ingest/ingest.h"
+#include "lib/err.h"
 #include "store/store.h"
 
 /* At most this many rejections are listed; the counts are always complete. */
@@ -295,7 +293,6 @@ int records_post(struct http_req *r, struct http_res *res)
 	struct batch b = {0};
 	struct err e = {0};
 	struct store_record *recs = NULL;
-	uint64_t *rows = NULL;
 	char mt[64];
 	int rc, ndjson;
 
@@ -332,28 +329,11 @@ int records_post(struct http_req *r, struct http_res *res)
 		rc = err_set(&e, ERR_NOMEM, NULL, "out of memory");
 		goto fail;
 	}
-	rows = malloc(b.n * sizeof *rows);
-	if (rows == NULL) {
-		rc = err_set(&e, ERR_NOMEM, NULL, "out of memory");
-		goto fail;
-	}
 	for (size_t i = 0; i < b.n; i++)
 		recs[i] = b.recs[i].rec;
-	catalog_before_ingest(r->core, ds.id); /* a saved index stops counting as current */
-	rc = store_put_records(r->core->store, ds.id, recs, b.n, rows, &e);
-	if (rc != 0)
+	/* committed when it returns 0, and then the answer is 200 whatever a hook did */
+	if ((rc = ingest_commit(r->core, &ds, recs, b.n, NULL, &e)) != 0)
 		goto fail;
-	/* The records are committed: the answer is 200 whatever happens next. Cheap filters
-	 * score them now; a failure leaves them pending (counted in .../stats). */
-	{
-		struct err e2 = {0};
-
-		if (instance_on_ingest(r->core, ds.id, &ds.schema, recs, rows, b.n, &e2) != 0)
-			log_msg(LOG_WARN, "ingest_scoring", "dataset=%s records=%zu msg=\"%s\"",
-			        r->params[0], b.n, e2.detail[0] ? e2.detail : err_str(e2.code));
-		catalog_on_ingest(r->core, ds.id, &ds.schema, recs, rows, b.n);
-		normalizers_on_ingest(r->core, ds.id, &ds.schema, recs, rows, b.n);
-	}
 	metrics_add(r->d->metrics, METRICS_RECORDS_INGESTED, b.n);
 	metrics_add(r->d->metrics, METRICS_RECORDS_REJECTED, b.rejected);
 	http_json(res, 200, json_pack("{s:I, s:I, s:O}", "accepted", (json_int_t)b.n, "rejected",
@@ -366,7 +346,6 @@ out:
 		codec_record_free(&b.recs[i]);
 	free(b.recs);
 	free(recs);
-	free(rows);
 	json_decref(b.errors);
 	return 0;
 }
@@ -403,7 +382,7 @@ int records_delete(struct http_req *r, struct http_res *res)
 
 	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
-	rc = store_delete_record(r->core->store, ds.id, id, strlen(id), &e);
+	rc = ingest_delete(r->core, &ds, id, strlen(id), NULL, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	res->status = 204;

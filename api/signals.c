@@ -13,9 +13,9 @@
  * scorer versions side by side with nothing to tell them apart. A 200 means every record
  * was patched and the patch is durable.
  *
- * After the commit, the cheap filters that read bodies score the patched records again
- * (instance_on_patch), as ingest does. Threading: one request per thread; the store
- * serialises the writes. */
+ * The transaction runs through ingest_patch(): after the commit, the cheap filters that read
+ * bodies score the patched records again, as ingest does. Threading: one request per thread;
+ * the store serialises the writes. */
 #include "api/signals.h"
 
 #include <jansson.h>
@@ -25,9 +25,8 @@
 #include "api/codec.h"
 #include "api/http.h"
 #include "daemon/daemon.h"
+#include "ingest/ingest.h"
 #include "lib/err.h"
-#include "lib/log.h"
-#include "curate/instance.h"
 #include "store/store.h"
 
 /* At most this many problems are listed; the count is always complete. */
@@ -246,7 +245,8 @@ static int apply(struct http_req *r, struct http_res *res, const struct store_da
 		http_problem(res, r, ERR_NOMEM, &e, NULL);
 		return ERR_NOMEM;
 	}
-	rc = store_write(r->core->store, patch_fn, p, &e);
+	/* commits, then rescores (ingest/ingest.h) */
+	rc = ingest_patch(r->core, ds, patch_fn, p, p->rows, p->n, &e);
 	if (rc != 0) {
 		if (single && p->nerrors == 1) {
 			const char *code = json_string_value(
@@ -267,15 +267,6 @@ static int apply(struct http_req *r, struct http_res *res, const struct store_da
 			                     : NULL);
 		}
 		return rc;
-	}
-	/* Committed: the answer is 200 whatever happens next; a failed rescoring leaves the old
-	 * scores, and POST .../filters/{name}:score recomputes them. */
-	{
-		struct err e2 = {0};
-
-		if (instance_on_patch(r->core, ds->id, &ds->schema, p->rows, p->n, &e2) != 0)
-			log_msg(LOG_WARN, "patch_scoring", "dataset=%s records=%zu msg=\"%s\"",
-			        ds->name, p->n, e2.detail[0] ? e2.detail : err_str(e2.code));
 	}
 	return 0;
 }

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/core.h"
+#include "ingest/ingest.h"
 #include "lib/err.h"
 #include "filters/filter.h"
 #include "curate/instance.h"
@@ -130,7 +132,10 @@ static int parse(int argc, char **argv, struct opts *o)
 
 /* ---- fill ---- */
 
-static int fill(struct store *s, uint32_t ds, const struct opts *o, const char *dir)
+/* The records go in through ingest_commit(), as the daemon's ingest writes them: the hooks run
+ * (here no filter, index or normaliser is defined yet, so they only look). */
+static int fill(struct core *core, const struct store_dataset_info *ds, const struct opts *o,
+                const char *dir)
 {
 	const size_t batch = 4096;
 	size_t vb = (size_t)o->dim * 2;
@@ -173,7 +178,7 @@ static int fill(struct store *s, uint32_t ds, const struct opts *o, const char *
 		if (fwrite(img, vb, n, fi) != n || fwrite(txt, vb, n, ft) != n)
 			rc = ERR_IO;
 		else
-			rc = store_put_records(s, ds, recs, n, NULL, NULL);
+			rc = ingest_commit(core, ds, recs, n, NULL, NULL);
 	}
 out:
 	if (fi != NULL && fclose(fi) != 0)
@@ -409,7 +414,9 @@ int main(int argc, char **argv)
 	{
 		double t0 = now();
 
-		if ((rc = fill(s, info.id, &o, dir)) != 0)
+		struct core core = {.store = s};
+
+		if ((rc = fill(&core, &info, &o, dir)) != 0)
 			goto out;
 		printf("filled in %.1f s\n", now() - t0);
 	}

@@ -88,6 +88,7 @@ static int run(const struct config *cfg)
 	d.core.job_throttle_ms = cfg->job_throttle_ms;
 	d.core.search_threads = cfg->search_threads;
 	d.core.index_build_memory = cfg->index_build_memory;
+	d.core.index_rebuild_dead = cfg->index_rebuild_dead;
 	atomic_init(&d.ready, 0);
 	atomic_init(&d.core.stopping, 0);
 

@@ -25,6 +25,7 @@ struct core {
 	unsigned job_throttle_ms;    /* pause after each job chunk */
 	unsigned search_threads;     /* threads of one full scan (0: the CPU count) */
 	uint64_t index_build_memory; /* vectors an HNSW build adds to FAISS in one piece */
+	unsigned index_rebuild_dead; /* percent of dead vectors that queues a rebuild (0: never) */
 	atomic_int stopping;     /* 1 once shutdown began: jobs stop at their next chunk */
 };
 

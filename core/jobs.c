@@ -9,7 +9,9 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,6 +36,7 @@ struct job {
 	char target[STORE_NAME_MAX + 1];
 	json_t *args;
 	json_t *checkpoint;
+	json_t *warnings; /* jobs_warn: written to the document at the end; NULL = none */
 	struct jobs *js;
 	atomic_int cancel;
 	/* progress, under js->mu */
@@ -89,6 +92,7 @@ static void job_free(struct job *j)
 	if (j == NULL)
 		return;
 	json_decref(j->args);
+	json_decref(j->warnings);
 	json_decref(j->checkpoint);
 	free(j);
 }
@@ -268,6 +272,8 @@ static int end_fn(void *ctx, struct store_txn *t, struct err *e)
 	}
 	json_object_set_new(doc, "state", json_string(c->state));
 	json_object_set_new(doc, "finished", json_integer(now_unix()));
+	if (c->j->warnings != NULL)
+		json_object_set(doc, "warnings", c->j->warnings);
 	if (c->err != NULL)
 		json_object_set_new(doc, "error",
 		                    json_pack("{s:s, s:s}", "code",
@@ -753,6 +759,10 @@ static json_t *view(struct jobs *js, const json_t *doc)
 
 		json_object_set_new(v, "resumes",
 		                    json_integer(json_integer_value(json_object_get(doc, "resumes"))));
+		json_object_set_new(v, "warnings",
+		                    json_is_array(json_object_get(doc, "warnings"))
+		                            ? json_incref(json_object_get(doc, "warnings"))
+		                            : json_array());
 		if (json_object_get(doc, "resumed_at") != NULL)
 			json_object_set(v, "resumed_at", json_object_get(doc, "resumed_at"));
 
@@ -963,4 +973,22 @@ int jobs_txn_checkpoint(struct job *j, struct store_txn *t, const json_t *checkp
 	 * the job must never see progress that a SIGKILL could take back. The caller reports it
 	 * once the commit has returned. */
 	return rc;
+}
+
+void jobs_warn(struct job *j, const char *code, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	json_t *w;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	if (j->warnings == NULL)
+		j->warnings = json_array();
+	w = json_pack("{s:s, s:s}", "code", code, "detail", detail);
+	if (j->warnings != NULL && w != NULL)
+		json_array_append(j->warnings, w);
+	json_decref(w);
+	log_msg(LOG_WARN, "job_warning", "id=%llu code=%s", (unsigned long long)j->id, code);
 }

@@ -88,7 +88,8 @@ unsigned jobs_count_open(struct jobs *js, uint32_t ds_id, const char *kind, cons
                          uint64_t before_id);
 
 /* The API view of job id: id, kind, dataset, target, state, processed, total, rate_per_s,
- * eta_s, created, started, finished, error. *out new (json_decref). ERR_NOT_FOUND. */
+ * eta_s, created, started, finished, error, resumes, warnings (an array, empty unless the
+ * run called jobs_warn). *out new (json_decref). ERR_NOT_FOUND. */
 int jobs_get_json(struct jobs *js, uint64_t id, json_t **out, struct err *e);
 
 /* All jobs, newest first, at most limit (0 = all), optionally only those of dataset ds_id
@@ -140,5 +141,14 @@ void jobs_progress(struct job *j, uint64_t processed, uint64_t total);
  * call jobs_progress after the commit, so that what a client sees is always durable. */
 int jobs_txn_checkpoint(struct job *j, struct store_txn *t, const json_t *checkpoint,
                         uint64_t processed, uint64_t total, struct err *e);
+
+/* Record a warning about the job's result: the job succeeded (or failed) but the caller
+ * should look, e.g. a subset that kept no record. code: a stable slug; detail: printf-style.
+ * Warnings are kept in memory and written to the job's document when it ends, whatever its
+ * state (a run resumed after a crash records its warnings again); the job view lists them
+ * as "warnings": [{"code", "detail"}]. Called from the run's own thread only. Never fails
+ * (a warning that cannot be allocated is dropped, and logged). */
+void jobs_warn(struct job *j, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -405,6 +405,41 @@ out:
 	return rc;
 }
 
+/* The warnings of the instance's last fit (fit_commit_fn): a new array, empty when none. */
+static json_t *doc_warnings(const json_t *doc)
+{
+	const json_t *w = json_object_get(doc, "warnings");
+
+	return json_is_array(w) ? json_incref((json_t *)w) : json_array();
+}
+
+int instance_check(struct core *core, const char *dataset, const json_t *body, struct err *e)
+{
+	const json_t *type = json_object_get(body, "type"), *params = json_object_get(body, "params");
+	const struct filter_ops *ops = json_is_string(type) ? registry_find(json_string_value(type))
+	                                                   : NULL;
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct filter *f = NULL;
+	struct scan *sc = NULL;
+	struct err ignored = {0};
+	int rc;
+
+	if (ops == NULL || ops->check == NULL || (params != NULL && !json_is_object(params)))
+		return 0;
+	if (dataset_get(core, dataset, &ds, &ignored) != 0 ||
+	    filter_create(&f, ops, params, &ds.schema, &ignored) != 0)
+		return 0;
+	if ((rc = store_reader_open(core->store, &r, e)) == 0 &&
+	    (rc = store_reader_dataset(r, ds.id, &ds, e)) == 0 &&
+	    (rc = scan_open(&sc, r, ds.id, &ds.schema, f, 0, ds.next_row, NULL, NULL, e)) == 0)
+		rc = filter_check(f, scan_base(sc), e);
+	scan_close(sc);
+	store_reader_close(r);
+	filter_free(f);
+	return rc;
+}
+
 static json_t *view_of(struct core *core, const json_t *doc)
 {
 	json_t *v = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", json_object_get(doc, "name"),
@@ -434,6 +469,7 @@ static json_t *view_of(struct core *core, const json_t *doc)
 		json_object_set_new(v, "scoring", job);
 	else
 		json_object_set_new(v, "scoring", json_null());
+	json_object_set_new(v, "warnings", doc_warnings(doc));
 	return v;
 }
 
@@ -754,6 +790,7 @@ struct fit_ctx {
 	uint32_t arr_score, arr_status;
 	const void *blob;
 	size_t len;
+	const json_t *warnings; /* the fit's (filter_warn), or NULL */
 	uint64_t version; /* out: the new version */
 	json_t *checkpoint;
 };
@@ -770,6 +807,10 @@ static int fit_commit_fn(void *ctx, struct store_txn *t, struct err *e)
 	json_object_set_new(doc, "version", json_integer((json_int_t)c->version));
 	json_object_set_new(doc, "fitted", json_true());
 	json_object_set_new(doc, "updated", json_integer(now_unix()));
+	if (c->warnings != NULL)
+		json_object_set(doc, "warnings", (json_t *)c->warnings);
+	else
+		json_object_del(doc, "warnings");
 	json_object_set_new(c->checkpoint, "fitted_version", json_integer((json_int_t)c->version));
 	if ((rc = store_txn_doc_put(t, c->ds, STORE_NS_FITTED, c->name, strlen(c->name), c->blob,
 	                            c->len, e)) == 0 &&
@@ -840,6 +881,15 @@ static int job_fit(struct job *j, struct filter *f, const struct store_dataset_i
 		rc = filter_save(f, &blob, &len, e);
 	if (rc != 0)
 		return rc;
+	{
+		size_t i;
+		json_t *w;
+
+		json_array_foreach(f->warnings, i, w)
+			jobs_warn(j, json_string_value(json_object_get(w, "code")), "%s",
+			          json_string_value(json_object_get(w, "detail")));
+	}
+	fc.warnings = f->warnings;
 	fc.blob = blob != NULL ? blob : "";
 	fc.len = len;
 	fc.checkpoint = json_pack("{s:I}", "next", (json_int_t)0);
@@ -1017,7 +1067,7 @@ static int ingest_list_fn(void *ctx, const char *key, size_t key_len, const void
 		const void *blob;
 		size_t blen;
 
-		if (store_reader_doc_get(c->r, c->ds, 'b', key, key_len, &blob, &blen, NULL) != 0 ||
+		if (store_reader_doc_get(c->r, c->ds, STORE_NS_FITTED, key, key_len, &blob, &blen, NULL) != 0 ||
 		    filter_load(ii->f, blob, blen, NULL) != 0) {
 			filter_free(ii->f);
 			ii->f = NULL;
@@ -1082,39 +1132,28 @@ static int order_cmp(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx; /* later duplicate last */
 }
 
-int instance_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
-                       const struct store_record *recs, const uint64_t *rows, size_t n,
-                       struct err *e)
+/* The instances of ds_id into ic (cheap ones with a live filter, the others to mark pending). */
+static int ingest_list(struct core *core, struct ingest_ctx *ic, struct err *e)
 {
-	struct ingest_ctx ic = {.schema = schema, .ds = ds_id, .e = e};
-	struct ingest_write w = {.ic = &ic};
-	struct order *ord = NULL;
-	uint64_t *rsorted = NULL;
-	size_t m = 0; /* distinct rows */
 	int rc;
 
-	if (n == 0)
-		return 0;
-	if ((rc = store_reader_open(core->store, &ic.r, e)) != 0)
+	if ((rc = store_reader_open(core->store, &ic->r, e)) != 0)
 		return rc;
-	rc = store_reader_docs(ic.r, ds_id, 'f', ingest_list_fn, &ic, e);
-	store_reader_close(ic.r);
-	ic.r = NULL;
-	if (rc == 0 && ic.rc != 0)
-		rc = err_set(e, ic.rc, "out_of_memory", "out of memory");
-	if (rc != 0 || ic.n == 0)
-		goto out;
+	rc = store_reader_docs(ic->r, ic->ds, STORE_NS_FILTER, ingest_list_fn, ic, e);
+	store_reader_close(ic->r);
+	ic->r = NULL;
+	if (rc == 0 && ic->rc != 0)
+		rc = err_set(e, ic->rc, "out_of_memory", "out of memory");
+	return rc;
+}
 
-	/* rows in ascending order, a duplicate id of the call kept once (its last record) */
-	ord = malloc(n * sizeof *ord);
-	rsorted = malloc(n * sizeof *rsorted);
-	w.scores = calloc(ic.n, sizeof *w.scores);
-	w.status = calloc(ic.n, sizeof *w.status);
-	w.labels = calloc(ic.n, sizeof *w.labels);
-	w.runs = malloc(n * sizeof *w.runs);
-	if (ord == NULL || rsorted == NULL || w.scores == NULL || w.status == NULL ||
-	    w.labels == NULL || w.runs == NULL)
-		goto nomem;
+/* rows (n) in ascending order into ord and rsorted, a duplicate id of the call kept once (its
+ * last record), and their runs of consecutive rows into w->runs. Returns the distinct rows. */
+static size_t ingest_order(const uint64_t *rows, size_t n, struct order *ord, uint64_t *rsorted,
+                           struct ingest_write *w)
+{
+	size_t m = 0;
+
 	for (size_t i = 0; i < n; i++)
 		ord[i] = (struct order){rows[i], i};
 	qsort(ord, n, sizeof *ord, order_cmp);
@@ -1125,105 +1164,154 @@ int instance_on_ingest(struct core *core, uint32_t ds_id, const struct store_sch
 		rsorted[m++] = ord[i].row;
 	}
 	for (size_t i = 0; i < m; i++) {
-		if (w.nruns > 0 && w.runs[w.nruns - 1].row + w.runs[w.nruns - 1].n == rsorted[i]) {
-			w.runs[w.nruns - 1].n++;
+		if (w->nruns > 0 && w->runs[w->nruns - 1].row + w->runs[w->nruns - 1].n == rsorted[i]) {
+			w->runs[w->nruns - 1].n++;
 			continue;
 		}
-		w.runs[w.nruns++] = (struct run){rsorted[i], i, 1};
+		w->runs[w->nruns++] = (struct run){rsorted[i], i, 1};
 	}
-	w.rows_sorted = rsorted;
-	for (size_t i = 0; i < ic.n; i++) {
-		w.scores[i] = malloc(m * sizeof(float));
-		w.status[i] = malloc(m);
-		if (ic.v[i].arr_label != 0 && (w.labels[i] = malloc(m * sizeof(uint32_t))) == NULL)
-			goto nomem;
-		if (w.scores[i] == NULL || w.status[i] == NULL)
-			goto nomem;
+	w->rows_sorted = rsorted;
+	return m;
+}
+
+/* Every instance's results for m rows, all pending until scored. 0 or ERR_NOMEM. */
+static int ingest_results_alloc(struct ingest_write *w, size_t m)
+{
+	const struct ingest_ctx *ic = w->ic;
+
+	for (size_t i = 0; i < ic->n; i++) {
+		w->scores[i] = malloc(m * sizeof(float));
+		w->status[i] = malloc(m);
+		if (ic->v[i].arr_label != 0 && (w->labels[i] = malloc(m * sizeof(uint32_t))) == NULL)
+			return ERR_NOMEM;
+		if (w->scores[i] == NULL || w->status[i] == NULL)
+			return ERR_NOMEM;
 		for (size_t k = 0; k < m; k++) {
-			w.scores[i][k] = NAN;
-			w.status[i][k] = FILTER_PENDING;
-			if (w.labels[i] != NULL)
-				w.labels[i][k] = FILTER_NO_LABEL;
+			w->scores[i][k] = NAN;
+			w->status[i][k] = FILTER_PENDING;
+			if (w->labels[i] != NULL)
+				w->labels[i][k] = FILTER_NO_LABEL;
 		}
 	}
+	return 0;
+}
+
+/* Score bn (at most STORE_BLOCK_ROWS) of the ingested records with f: the records recs[ord[q].idx]
+ * at rows[q], from their own vectors (not the store). scores, status, labels (may be NULL) get
+ * bn results; a failure leaves them for the caller to mark pending. */
+static int ingest_score_block(const struct filter *f, const struct store_schema *schema,
+                              const struct store_record *recs, const struct order *ord,
+                              const uint64_t *rows, size_t bn, float *scores, uint8_t *status,
+                              uint32_t *labels)
+{
+	struct filter_batch b = {.n = bn, .rows = rows};
+	unsigned kinds[STORE_BLOCK_ROWS];
+	const char *ids[STORE_BLOCK_ROWS];
+	char *idbuf[STORE_BLOCK_ROWS] = {0};
+	json_t *bodies[STORE_BLOCK_ROWS] = {0};
+	uint8_t has[FILTER_MAX_INPUTS][STORE_BLOCK_ROWS];
+	float *vb[FILTER_MAX_INPUTS] = {0};
+	int brc = 0;
+
+	for (unsigned k = 0; k < f->ninputs; k++) {
+		const struct store_space *sp = &schema->spaces[f->inputs[k]];
+
+		vb[k] = calloc((size_t)sp->dim * bn, sizeof(float));
+		if (vb[k] == NULL) {
+			brc = ERR_NOMEM;
+			continue;
+		}
+		for (size_t q = 0; q < bn; q++) {
+			const void *src = recs[ord[q].idx].vec[f->inputs[k]];
+
+			has[k][q] = src != NULL;
+			if (src == NULL)
+				continue;
+			if (sp->dtype == STORE_F16)
+				vec_f16_to_f32(src, vb[k] + (size_t)sp->dim * q, sp->dim);
+			else
+				memcpy(vb[k] + (size_t)sp->dim * q, src, (size_t)sp->dim * sizeof(float));
+		}
+		b.vecs[k] = vb[k];
+		b.has_vec[k] = has[k];
+		b.dims[k] = sp->dim;
+	}
+	for (size_t q = 0; q < bn; q++) {
+		const struct store_record *rec = &recs[ord[q].idx];
+
+		kinds[q] = rec->kind;
+		ids[q] = "";
+		if (f->needs & FILTER_NEEDS_ID) {
+			idbuf[q] = strndup(rec->id, rec->id_len);
+			if (idbuf[q] == NULL)
+				brc = ERR_NOMEM;
+			else
+				ids[q] = idbuf[q];
+		}
+		if (f->needs & FILTER_NEEDS_BODY)
+			bodies[q] = json_loadb(rec->body, rec->body_len, 0, NULL);
+	}
+	if (f->needs & (FILTER_NEEDS_BODY | FILTER_NEEDS_ID)) {
+		b.kinds = kinds;
+		b.ids = (f->needs & FILTER_NEEDS_ID) ? ids : NULL;
+		b.bodies = (f->needs & FILTER_NEEDS_BODY) ? bodies : NULL;
+	}
+	if (brc == 0)
+		brc = filter_score_batch_labels(f, &b, scores, status, labels, NULL);
+	for (size_t q = 0; q < bn; q++) {
+		free(idbuf[q]);
+		json_decref(bodies[q]);
+	}
+	for (unsigned k = 0; k < f->ninputs; k++)
+		free(vb[k]);
+	return brc;
+}
+
+int instance_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       const struct store_record *recs, const uint64_t *rows, size_t n,
+                       struct err *e)
+{
+	struct ingest_ctx ic = {.schema = schema, .ds = ds_id, .e = e};
+	struct ingest_write w = {.ic = &ic};
+	struct order *ord = NULL;
+	uint64_t *rsorted = NULL;
+	size_t m; /* distinct rows */
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = ingest_list(core, &ic, e)) != 0 || ic.n == 0)
+		goto out;
+	ord = malloc(n * sizeof *ord);
+	rsorted = malloc(n * sizeof *rsorted);
+	w.scores = calloc(ic.n, sizeof *w.scores);
+	w.status = calloc(ic.n, sizeof *w.status);
+	w.labels = calloc(ic.n, sizeof *w.labels);
+	w.runs = malloc(n * sizeof *w.runs);
+	if (ord == NULL || rsorted == NULL || w.scores == NULL || w.status == NULL ||
+	    w.labels == NULL || w.runs == NULL)
+		goto nomem;
+	m = ingest_order(rows, n, ord, rsorted, &w);
+	if (ingest_results_alloc(&w, m) != 0)
+		goto nomem;
 	/* score the cheap ones in batches of one vector block's size */
 	for (size_t i = 0; i < ic.n; i++) {
-		struct filter *f = ic.v[i].f;
+		const struct filter *f = ic.v[i].f;
 
 		if (f == NULL)
 			continue;
 		for (size_t at = 0; at < m; at += STORE_BLOCK_ROWS) {
 			size_t bn = m - at < STORE_BLOCK_ROWS ? m - at : STORE_BLOCK_ROWS;
-			struct filter_batch b = {.n = bn, .rows = rsorted + at};
-			unsigned kinds[STORE_BLOCK_ROWS];
-			const char *ids[STORE_BLOCK_ROWS];
-			char *idbuf[STORE_BLOCK_ROWS] = {0};
-			json_t *bodies[STORE_BLOCK_ROWS] = {0};
-			uint8_t has[FILTER_MAX_INPUTS][STORE_BLOCK_ROWS];
-			float *vb[FILTER_MAX_INPUTS] = {0};
-			int brc = 0;
+			uint32_t *labels = w.labels[i] ? w.labels[i] + at : NULL;
 
-			for (unsigned k = 0; k < f->ninputs; k++) {
-				const struct store_space *sp = &schema->spaces[f->inputs[k]];
-
-				vb[k] = calloc((size_t)sp->dim * bn, sizeof(float));
-				if (vb[k] == NULL) {
-					brc = ERR_NOMEM;
-					continue;
-				}
-				for (size_t q = 0; q < bn; q++) {
-					const void *src = recs[ord[at + q].idx].vec[f->inputs[k]];
-
-					has[k][q] = src != NULL;
-					if (src == NULL)
-						continue;
-					if (sp->dtype == STORE_F16)
-						vec_f16_to_f32(src, vb[k] + (size_t)sp->dim * q, sp->dim);
-					else
-						memcpy(vb[k] + (size_t)sp->dim * q, src,
-						       (size_t)sp->dim * sizeof(float));
-				}
-				b.vecs[k] = vb[k];
-				b.has_vec[k] = has[k];
-				b.dims[k] = sp->dim;
-			}
-			for (size_t q = 0; q < bn; q++) {
-				const struct store_record *rec = &recs[ord[at + q].idx];
-
-				kinds[q] = rec->kind;
-				ids[q] = "";
-				if (f->needs & FILTER_NEEDS_ID) {
-					idbuf[q] = strndup(rec->id, rec->id_len);
-					if (idbuf[q] == NULL)
-						brc = ERR_NOMEM;
-					else
-						ids[q] = idbuf[q];
-				}
-				if (f->needs & FILTER_NEEDS_BODY)
-					bodies[q] = json_loadb(rec->body, rec->body_len, 0, NULL);
-			}
-			if (f->needs & (FILTER_NEEDS_BODY | FILTER_NEEDS_ID)) {
-				b.kinds = kinds;
-				b.ids = (f->needs & FILTER_NEEDS_ID) ? ids : NULL;
-				b.bodies = (f->needs & FILTER_NEEDS_BODY) ? bodies : NULL;
-			}
-			if (brc == 0)
-				brc = filter_score_batch_labels(f, &b, w.scores[i] + at, w.status[i] + at,
-				                                w.labels[i] ? w.labels[i] + at : NULL,
-				                                NULL);
-			for (size_t q = 0; q < bn; q++) {
-				free(idbuf[q]);
-				json_decref(bodies[q]);
-			}
-			for (unsigned k = 0; k < f->ninputs; k++)
-				free(vb[k]);
-			if (brc != 0) { /* leave this batch pending */
-				for (size_t q = 0; q < bn; q++) {
-					w.scores[i][at + q] = NAN;
-					w.status[i][at + q] = FILTER_PENDING;
-					if (w.labels[i] != NULL)
-						w.labels[i][at + q] = FILTER_NO_LABEL;
-				}
+			if (ingest_score_block(f, schema, recs, ord + at, rsorted + at, bn,
+			                       w.scores[i] + at, w.status[i] + at, labels) == 0)
+				continue;
+			for (size_t q = 0; q < bn; q++) { /* leave this batch pending */
+				w.scores[i][at + q] = NAN;
+				w.status[i][at + q] = FILTER_PENDING;
+				if (labels != NULL)
+					labels[q] = FILTER_NO_LABEL;
 			}
 		}
 	}
@@ -1280,7 +1368,7 @@ static int patch_list_fn(void *ctx, const char *key, size_t key_len, const void 
 		const void *blob;
 		size_t blen;
 
-		if (store_reader_doc_get(c->r, c->ds, 'b', key, key_len, &blob, &blen, NULL) == 0 &&
+		if (store_reader_doc_get(c->r, c->ds, STORE_NS_FITTED, key, key_len, &blob, &blen, NULL) == 0 &&
 		    filter_load(f, blob, blen, NULL) != 0)
 			mode = 2; /* a state that does not load: better pending than wrong */
 	}
@@ -1345,7 +1433,7 @@ int instance_on_patch(struct core *core, uint32_t ds_id, const struct store_sche
 		return 0;
 	if ((rc = store_reader_open(core->store, &ic.r, e)) != 0)
 		return rc;
-	rc = store_reader_docs(ic.r, ds_id, 'f', patch_list_fn, &pl, e);
+	rc = store_reader_docs(ic.r, ds_id, STORE_NS_FILTER, patch_list_fn, &pl, e);
 	store_reader_close(ic.r);
 	ic.r = NULL;
 	if (rc == 0 && ic.rc != 0)
@@ -1440,6 +1528,89 @@ out:
 	return rc;
 }
 
+/* ---- forgetting a deleted record ---- */
+
+struct delete_ctx {
+	uint32_t ds;
+	uint64_t row;
+	json_t *names; /* the instances' names, listed from a snapshot */
+};
+
+static int delete_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct delete_ctx *c = ctx;
+	const float nan = NAN;
+	const uint8_t pending = FILTER_PENDING;
+	const uint32_t no_label = FILTER_NO_LABEL;
+	size_t i;
+	json_t *name;
+	int rc = 0;
+
+	json_array_foreach(c->names, i, name) {
+		json_t *doc = NULL;
+		uint32_t label;
+
+		if (!json_is_string(name))
+			continue;
+		/* the arrays as they are now: an instance replaced since the listing has new ones,
+		 * and one deleted since has none to write into */
+		rc = jdoc_txn_get(t, c->ds, STORE_NS_FILTER, json_string_value(name), &doc, e);
+		if (rc == ERR_NOT_FOUND) {
+			err_clear(e);
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			return rc;
+		label = doc_arr(doc, "label");
+		if (doc_arr(doc, "score") == 0 || doc_arr(doc, "status") == 0) {
+			json_decref(doc);
+			continue; /* damaged: nothing of ours to clear */
+		}
+		if ((rc = store_txn_array_put(t, c->ds, doc_arr(doc, "score"), 4, c->row, 1, &nan,
+		                              e)) != 0 ||
+		    (rc = store_txn_array_put(t, c->ds, doc_arr(doc, "status"), 1, c->row, 1,
+		                              &pending, e)) != 0 ||
+		    (label != 0 &&
+		     (rc = store_txn_array_put(t, c->ds, label, 4, c->row, 1, &no_label, e)) != 0)) {
+			json_decref(doc);
+			return rc == ERR_NOT_FOUND ? 0 : rc; /* the dataset went away */
+		}
+		json_decref(doc);
+	}
+	return rc;
+}
+
+int instance_on_delete(struct core *core, uint32_t ds_id, uint64_t row, struct err *e)
+{
+	struct delete_ctx c = {.ds = ds_id, .row = row};
+	struct store_reader *r = NULL;
+	json_t *docs = NULL, *doc;
+	size_t i;
+	int rc;
+
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	rc = jdoc_reader_list(r, ds_id, STORE_NS_FILTER, &docs, e);
+	store_reader_close(r);
+	if (rc != 0)
+		return rc;
+	if (json_array_size(docs) == 0) {
+		json_decref(docs);
+		return 0;
+	}
+	if ((c.names = json_array()) == NULL) {
+		json_decref(docs);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	json_array_foreach(docs, i, doc)
+		json_array_append(c.names, json_object_get(doc, "name"));
+	json_decref(docs);
+	rc = store_write(core->store, delete_fn, &c, e);
+	json_decref(c.names);
+	return rc;
+}
+
 /* ---- statistics ---- */
 
 /* Sort floats ascending: LSD radix sort on order-preserving u32 keys (NaN excluded by the
@@ -1504,7 +1675,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	size_t nv = 0;
 	uint64_t live_n = 0, at_or_above = 0;
 	double sum = 0;
-	json_t *res = NULL, *unscorable, *reasons, *quant, *hist;
+	json_t *res = NULL, *unscorable, *reasons, *quant, *hist, *doc = NULL;
 	int rc;
 
 	if ((rc = dataset_get(core, dataset, &ds, e)) != 0)
@@ -1512,7 +1683,8 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
 	if ((rc = store_reader_dataset(r, ds.id, &info, e)) != 0 ||
-	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
+	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0 ||
+	    (rc = jdoc_named_reader_get(r, &filter_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
 	vals = malloc((info.next_row ? info.next_row : 1) * sizeof *vals);
 	sc = malloc(CHUNK_ROWS * sizeof *sc);
@@ -1619,6 +1791,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	}
 	json_object_set_new(res, "quantiles", quant);
 	json_object_set_new(res, "histogram", hist);
+	json_object_set_new(res, "warnings", doc_warnings(doc));
 	if (!isnan(threshold)) {
 		json_object_set_new(res, "threshold", json_real(threshold));
 		json_object_set_new(res, "at_or_above", json_integer((json_int_t)at_or_above));
@@ -1628,6 +1801,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 out:
 	store_reader_close(r);
 	json_decref(res);
+	json_decref(doc);
 	free(vals);
 	free(sc);
 	free(st);

@@ -49,8 +49,17 @@ struct instance_ref {
 int instance_put(struct core *core, const char *dataset, const char *name, const json_t *body,
                  json_t **view, uint64_t *job, int *created, struct err *e);
 
+/* Before instance_put: check a definition (body as for instance_put) against the dataset's
+ * data with its type's check (filter_check; e.g. a CoLoR-Filter prior or downstream dataset
+ * that overlaps the pool, slug prior_overlaps_pool). Reads one snapshot; costs a pass over
+ * the datasets the check reads. 0 when the type has no check, or when the body, the type,
+ * the params or the dataset are bad (instance_put reports those); ERR_INVALID with the
+ * check's slug and detail; ERR_NOMEM. */
+int instance_check(struct core *core, const char *dataset, const json_t *body, struct err *e);
+
 /* The API view of an instance: name, type, params, version, fitted, created, updated,
- * scoring (the last scoring job's state and progress). *out new. ERR_NOT_FOUND. */
+ * scoring (the last scoring job's state and progress), warnings (what its last fit warned
+ * about, filter_warn; an array, empty when none). *out new. ERR_NOT_FOUND. */
 int instance_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
                       struct err *e);
 
@@ -85,6 +94,14 @@ int instance_on_ingest(struct core *core, uint32_t ds_id, const struct store_sch
  * caller). */
 int instance_on_patch(struct core *core, uint32_t ds_id, const struct store_schema *schema,
                       const uint64_t *rows, size_t n, struct err *e);
+
+/* After the record at row of dataset ds_id was deleted and committed: every instance's score,
+ * status and label at row are reset to what a row never scored reads (NaN, FILTER_PENDING,
+ * FILTER_NO_LABEL), in one transaction, so no array keeps a gone record's result (the stats
+ * count live rows only, whatever the arrays hold). Fitted state (centroids, a semdedup's
+ * clusters) is left as fitted: the next fit or rescore forgets the row. A failure leaves the
+ * old values, which nothing reads for a row that is not live (logged by the caller). */
+int instance_on_delete(struct core *core, uint32_t ds_id, uint64_t row, struct err *e);
 
 /* A live filter of instance name (params from its document, fitted state loaded when the
  * type fits), for query-time rescoring. *out new (filter_free). ERR_NOT_FOUND. */

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,7 +52,8 @@ struct step {
 	int keep;          /* keep: 1 keeps score 1, 0 keeps score 0 */
 	unsigned kinds;    /* kind: enum store_kind bits */
 	const json_t *meta; /* meta: borrowed from the steps JSON */
-	int per_cluster;    /* fractions: round(f * n_c) inside every label c of the filter */
+	int per_cluster;    /* fractions: round(f * N) apportioned to the labels of the filter */
+	int64_t min_per_cluster; /* per_cluster: rows kept at least per cluster; -1 = default */
 };
 
 static int64_t now_unix(void)
@@ -123,6 +125,7 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 		size_t nrules = 0;
 
 		memset(s, 0, sizeof *s);
+		s->min_per_cluster = -1;
 		if (!json_is_object(st))
 			return err_set(e, ERR_INVALID, "bad_step", "step %zu is not an object", i);
 		json_object_foreach(st, key, v) {
@@ -133,6 +136,14 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 					return err_set(e, ERR_INVALID, "bad_step",
 					               "step %zu: per_cluster must be true or false", i);
 				s->per_cluster = json_is_true(v);
+				continue;
+			}
+			if (strcmp(key, "min_per_cluster") == 0) {
+				if (!json_is_integer(v) || json_integer_value(v) < 0)
+					return err_set(e, ERR_INVALID, "bad_step",
+					               "step %zu: min_per_cluster must be a non-negative "
+					               "integer", i);
+				s->min_per_cluster = json_integer_value(v);
 				continue;
 			}
 			if (strcmp(key, "recommendation") == 0 && json_is_object(v))
@@ -148,7 +159,8 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 			}
 			return err_set(e, ERR_INVALID, "bad_step",
 			               "step %zu: unknown field '%s' (top_fraction, bottom_fraction, "
-			               "threshold, top_k, bottom_k, keep, kind, meta, per_cluster)",
+			               "threshold, top_k, bottom_k, keep, kind, meta, per_cluster, "
+			               "min_per_cluster)",
 			               i, key);
 next_key:;
 		}
@@ -159,6 +171,9 @@ next_key:;
 			return err_set(e, ERR_INVALID, "bad_step",
 			               "step %zu: per_cluster goes with top_fraction or bottom_fraction",
 			               i);
+		if (s->min_per_cluster >= 0 && !s->per_cluster)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: min_per_cluster goes with \"per_cluster\": true", i);
 		if (s->rule == RULE_KIND || s->rule == RULE_META) {
 			if (f != NULL)
 				return err_set(e, ERR_INVALID, "bad_step",
@@ -635,41 +650,71 @@ static int cand_cmp_bottom(const void *a, const void *b)
 	return x->row < y->row ? -1 : x->row > y->row;
 }
 
-/* Keep round(f * n_c) (half up) of the finite scores inside every label c: the highest
- * (top) or the lowest, ties by the smaller row. keep gets n entries. */
-static int select_per_label(const float *score, const uint32_t *lab, uint64_t n, double f,
-                            int top, uint8_t *keep, size_t *kept)
+/* Keep T = round(f * N) (half up) of the N finite, labelled scores, apportioned to the labels
+ * by largest remainders with a minimum per non-empty label (select_apportion): the highest
+ * (top) or the lowest inside every label, ties by the smaller row. keep gets n entries. The
+ * step's provenance ps gets the requested count T, the realised count and the minimum asked
+ * for and applied. Rounding every label on its own (round(f * n_c)) kept 598 instead of 600
+ * and emptied 6 clusters on 60,000 records at f = 0.01, k = 100. */
+static int select_per_label(const struct step *s, const float *score, const uint32_t *lab,
+                            uint64_t n, int top, uint8_t *keep, size_t *kept, json_t *ps)
 {
-	struct cand *c;
-	size_t m = 0, k = 0;
+	uint64_t m = s->min_per_cluster < 0 ? 1 : (uint64_t)s->min_per_cluster, applied = 0, T;
+	uint64_t *size = NULL, *want = NULL;
+	struct cand *c = NULL;
+	uint32_t maxl = 0;
+	size_t nc = 0, k = 0;
+	int rc;
 
-	for (uint64_t i = 0; i < n; i++)
-		m += !isnan(score[i]) && lab[i] != FILTER_NO_LABEL;
-	c = malloc((m ? m : 1) * sizeof *c);
-	if (c == NULL)
-		return ERR_NOMEM;
-	m = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		keep[i] = 0;
-		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL)
-			c[m++] = (struct cand){lab[i], score[i], i};
+		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL) {
+			nc++;
+			if (lab[i] + 1 > maxl)
+				maxl = lab[i] + 1;
+		}
 	}
-	qsort(c, m, sizeof *c, top ? cand_cmp_top : cand_cmp_bottom);
-	for (size_t a = 0; a < m;) {
-		size_t end = a, want;
+	c = malloc((nc ? nc : 1) * sizeof *c);
+	size = calloc(maxl ? maxl : 1, sizeof *size);
+	want = calloc(maxl ? maxl : 1, sizeof *want);
+	if (c == NULL || size == NULL || want == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	nc = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL) {
+			c[nc++] = (struct cand){lab[i], score[i], i};
+			size[lab[i]]++;
+		}
+	}
+	T = (uint64_t)floor(s->value * (double)nc + 0.5);
+	if (T > nc)
+		T = nc;
+	if ((rc = select_apportion(size, maxl, T, m, want, &applied)) != 0)
+		goto out;
+	qsort(c, nc, sizeof *c, top ? cand_cmp_top : cand_cmp_bottom);
+	for (size_t a = 0; a < nc;) {
+		size_t end = a;
 
-		while (end < m && c[end].label == c[a].label)
+		while (end < nc && c[end].label == c[a].label)
 			end++;
-		want = (size_t)floor(f * (double)(end - a) + 0.5);
-		for (size_t j = a; j < a + want && j < end; j++) {
+		for (size_t j = a; j < a + want[c[a].label] && j < end; j++) {
 			keep[c[j].row] = 1;
 			k++;
 		}
 		a = end;
 	}
-	free(c);
 	*kept = k;
-	return 0;
+	json_object_set_new(ps, "requested", json_integer((json_int_t)T));
+	json_object_set_new(ps, "realised", json_integer((json_int_t)k));
+	json_object_set_new(ps, "min_per_cluster", json_integer((json_int_t)m));
+	json_object_set_new(ps, "min_per_cluster_applied", json_integer((json_int_t)applied));
+out:
+	free(c);
+	free(size);
+	free(want);
+	return rc;
 }
 
 /* What a step did inside each label (cluster): the candidates (finite scores) and the kept
@@ -681,7 +726,7 @@ static json_t *label_prov(const char *name, const float *score, const uint32_t *
 	uint32_t maxl = 0;
 	uint64_t *in, *out, emptied = 0, count = 0;
 	double min_share = 1;
-	json_t *o, *ain, *aout;
+	json_t *o, *ain, *aout, *empty = json_array();
 
 	for (uint64_t i = 0; i < n; i++)
 		if (!isnan(score[i]) && lab[i] != FILTER_NO_LABEL && lab[i] + 1 > maxl)
@@ -691,10 +736,11 @@ static json_t *label_prov(const char *name, const float *score, const uint32_t *
 	ain = json_array();
 	aout = json_array();
 	o = json_pack("{s:s, s:o, s:o}", "label", name, "in", ain, "out", aout);
-	if (in == NULL || out == NULL || o == NULL) {
+	if (in == NULL || out == NULL || o == NULL || empty == NULL) {
 		free(in);
 		free(out);
 		json_decref(o);
+		json_decref(empty);
 		return NULL;
 	}
 	for (uint64_t i = 0; i < n; i++) {
@@ -710,11 +756,14 @@ static json_t *label_prov(const char *name, const float *score, const uint32_t *
 			continue;
 		count++;
 		emptied += out[c] == 0;
+		if (out[c] == 0)
+			json_array_append_new(empty, json_integer((json_int_t)c));
 		if ((double)out[c] / (double)in[c] < min_share)
 			min_share = (double)out[c] / (double)in[c];
 	}
 	json_object_set_new(o, "count", json_integer((json_int_t)count));
 	json_object_set_new(o, "emptied", json_integer((json_int_t)emptied));
+	json_object_set_new(o, "empty", empty);
 	json_object_set_new(o, "min_kept_share", count ? json_real(min_share) : json_null());
 	free(in);
 	free(out);
@@ -786,6 +835,55 @@ static json_t *num_or_null(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* A materialisation that ran but whose result is probably not what was meant is not a
+ * silent success: no member at all, a step whose filter could score none of the records that
+ * reached it, or a per-cluster step that still left clusters empty (the budget was below one
+ * row per cluster, or min_per_cluster was 0). Each becomes a warning of the job (jobs_warn)
+ * and of the provenance ("warnings": [{"code", "detail", "step"?}], always present). */
+static void warn_if_empty(struct job *j, json_t *prov)
+{
+	json_t *w = json_array(), *ps;
+	size_t k;
+
+	if (w == NULL)
+		return;
+	json_array_foreach(json_object_get(prov, "steps"), k, ps) {
+		json_int_t in = json_integer_value(json_object_get(ps, "in"));
+		json_int_t un = json_integer_value(json_object_get(ps, "unscorable"));
+		const json_t *empty = json_object_get(json_object_get(ps, "clusters"), "empty");
+		const char *f = json_string_value(json_object_get(ps, "filter"));
+
+		if (in > 0 && un == in) {
+			char d[160];
+
+			snprintf(d, sizeof d, "filter '%s' could score none of the %lld records that "
+			         "reached its step", f ? f : "?", (long long)in);
+			json_array_append_new(w, json_pack("{s:s, s:s, s:I}", "code",
+			                                   "step_all_unscorable", "detail", d, "step",
+			                                   (json_int_t)k));
+			jobs_warn(j, "step_all_unscorable", "step %zu: %s", k, d);
+		}
+		if (json_is_true(json_object_get(ps, "per_cluster")) && json_array_size(empty) > 0) {
+			json_array_append_new(
+			        w, json_pack("{s:s, s:s, s:I, s:O}", "code", "clusters_emptied", "detail",
+			                     "the per-cluster step kept no record of some clusters",
+			                     "step", (json_int_t)k, "clusters", empty));
+			jobs_warn(j, "clusters_emptied",
+			          "step %zu: %zu clusters kept no record (min_per_cluster applied: "
+			          "%lld)", k, json_array_size(empty),
+			          (long long)json_integer_value(
+			                  json_object_get(ps, "min_per_cluster_applied")));
+		}
+	}
+	if (json_integer_value(json_object_get(prov, "members")) == 0) {
+		json_array_append_new(w, json_pack("{s:s, s:s}", "code", "empty_subset", "detail",
+		                                   "the subset keeps no record"));
+		jobs_warn(j, "empty_subset", "the subset keeps no record (of %lld in the pool)",
+		          (long long)json_integer_value(json_object_get(prov, "pool")));
+	}
+	json_object_set_new(prov, "warnings", w);
+}
+
 /* One materialisation's arrays, shared by its steps (every array has n entries). */
 struct run {
 	struct store_reader *r;
@@ -854,13 +952,13 @@ static int step_select(struct run *x, const struct step *s, json_t *ps, float *t
 
 	switch (s->rule) {
 	case RULE_TOP_FRACTION:
-		rc = s->per_cluster ? select_per_label(score, x->lab, n, s->value, 1, x->keep, kept)
+		rc = s->per_cluster ? select_per_label(s, score, x->lab, n, 1, x->keep, kept, ps)
 		                    : select_top_fraction(score, n, s->value, thr, kept, x->keep);
 		json_object_set_new(ps, "value", json_real(s->value));
 		break;
 	case RULE_BOTTOM_FRACTION:
 		rc = s->per_cluster
-		         ? select_per_label(score, x->lab, n, s->value, 0, x->keep, kept)
+		         ? select_per_label(s, score, x->lab, n, 0, x->keep, kept, ps)
 		         : select_bottom_fraction(score, n, s->value, thr, kept, x->keep);
 		json_object_set_new(ps, "value", json_real(s->value));
 		break;
@@ -1048,6 +1146,7 @@ int subset_job_run(struct job *j, struct err *e)
 		json_decref(now);
 	}
 	json_object_set_new(prov, "job", json_integer((json_int_t)job_id(j)));
+	warn_if_empty(j, prov);
 	store_reader_close(x.r);
 	x.r = NULL;
 	{

@@ -26,6 +26,7 @@ struct config {
 	unsigned job_throttle_ms; /* pause after each job chunk, default 0 */
 	unsigned job_history;     /* finished jobs kept, default 1000 */
 	uint64_t index_build_memory; /* HNSW build: vectors added in one piece, default 4 GiB */
+	unsigned index_rebuild_dead; /* percent of dead vectors that rebuilds HNSW/IVF, default 20 */
 	unsigned search_threads;  /* threads of one search's full scan (Flat, exact); default: CPUs */
 	uint64_t body_limit;      /* default 256 MiB */
 	unsigned max_connections; /* default 1024; 1..1000000 */

@@ -48,7 +48,24 @@ void filter_free(struct filter *f)
 		return;
 	if (f->ops->destroy != NULL)
 		f->ops->destroy(f);
+	json_decref(f->warnings);
 	free(f);
+}
+
+int filter_check(struct filter *f, struct filter_scan *scan, struct err *e)
+{
+	return f->ops->check != NULL ? f->ops->check(f, scan, e) : 0;
+}
+
+int filter_warn(struct filter *f, json_t *warning)
+{
+	if (warning == NULL)
+		return ERR_NOMEM;
+	if (f->warnings == NULL && (f->warnings = json_array()) == NULL) {
+		json_decref(warning);
+		return ERR_NOMEM;
+	}
+	return json_array_append_new(f->warnings, warning) == 0 ? 0 : ERR_NOMEM;
 }
 
 int filter_fit(struct filter *f, struct filter_scan *scan, struct err *e)
@@ -57,6 +74,8 @@ int filter_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 
 	if (f->ops->fit == NULL)
 		return 0;
+	json_decref(f->warnings);
+	f->warnings = NULL;
 	rc = f->ops->fit(f, scan, e);
 	if (rc == 0)
 		f->fitted = 1;

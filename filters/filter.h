@@ -137,6 +137,12 @@ struct filter_ops {
 	/* Take what fit needs from other (borrowed for the call; fitted or not), the instance
 	 * named by f->uses. Called before fit when create set f->uses. May be NULL. */
 	int (*use)(struct filter *f, const struct filter *other, struct err *e);
+	/* Check the instance against the data before it is stored, so that PUT refuses it (422)
+	 * rather than accept it and fail its scoring job later: scan delivers the dataset's live
+	 * rows like a fit's (filter_scan_open_other included). Returns 0 or ERR_INVALID with a
+	 * slug; may add warnings (filter_warn). Must cost far less than fit (CoLoR-Filter's
+	 * prior overlap check reads ids and text, trains nothing). May be NULL. */
+	int (*check)(struct filter *f, struct filter_scan *scan, struct err *e);
 };
 
 #define FILTER_NO_LABEL UINT32_MAX
@@ -150,6 +156,11 @@ struct filter {
 	/* Another instance of the dataset whose state fit takes through ops->use (a
 	 * semdedup reusing a prototypes filter's centroids); "" = none. Set by create. */
 	char uses[65];
+	/* Warnings about the fitted state that the caller should see (e.g. a CoLoR-Filter prior
+	 * that overlaps the pool, allowed by a param): a JSON array of objects with at least
+	 * "code" and "detail", or NULL for none. Set by fit or check through filter_warn,
+	 * cleared by filter_fit before each fit, freed by filter_free. */
+	json_t *warnings;
 };
 
 /* Create an instance of ops from params (borrowed JSON object; NULL = {}) for a dataset
@@ -186,6 +197,13 @@ int filter_score_batch_labels(const struct filter *f, const struct filter_batch 
 
 /* ops->explain of row, or *out = NULL when the type has none or f is not fitted. */
 int filter_explain(const struct filter *f, uint64_t row, json_t **out, struct err *e);
+
+/* ops->check (0 when the type has none). */
+int filter_check(struct filter *f, struct filter_scan *scan, struct err *e);
+
+/* Append warning (taken: a JSON object with "code" and "detail") to f->warnings. Returns 0
+ * or ERR_NOMEM (warning is freed either way). */
+int filter_warn(struct filter *f, json_t *warning);
 
 /* ops->use (ERR_INVALID when the type has none). */
 int filter_use(struct filter *f, const struct filter *other, struct err *e);

@@ -82,6 +82,28 @@ int index_exact_scores(const struct index *ix)
 	return exact && stored;
 }
 
+int index_can_remove(const struct index *ix)
+{
+	char buf[INDEX_FACTORY_MAX + 1], *tok, *save = NULL;
+
+	if (ix->ops->remove == NULL)
+		return 0;
+	if (ix->ops == &index_flat_ops)
+		return 1;
+	snprintf(buf, sizeof buf, "%s", ix->factory);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		/* A graph cannot remove. An IVF can, but not under the IDMap2 that index/faiss.c
+		 * puts around every index: IDMap compacts its id map as if the inner index renumbered
+		 * its vectors, which only the flat storages do, so from the second remove on it
+		 * translates ids wrongly (another vector goes, or FAISS asserts and aborts). */
+		if (strncmp(tok, "HNSW", 4) == 0 || strncmp(tok, "NSG", 3) == 0 ||
+		    strncmp(tok, "NNDescent", 9) == 0 || strstr(tok, "IVF") != NULL ||
+		    strncmp(tok, "IMI", 3) == 0)
+			return 0;
+	}
+	return 1;
+}
+
 int index_create(struct index **out, const struct index_ops *ops, uint32_t dim,
                  enum index_metric metric, const char *factory, struct err *e)
 {

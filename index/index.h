@@ -124,6 +124,13 @@ int index_add(struct index *ix, size_t n, const float *x, const int64_t *ids, st
 int index_remove(struct index *ix, size_t n, const int64_t *ids, size_t *removed,
                  struct err *e);
 
+/* 1 when index_remove works on ix, again and again: the flat implementation, and FAISS
+ * factories over a flat storage ("Flat", "SQ8", "PQ16", "PCA64,Flat", ...). 0 for graphs
+ * ("HNSW32", NSG, NNDescent: FAISS refuses, and prints the exception on stderr) and for IVF
+ * and IMI ("IVF1024,Flat", ...: inside the IDMap2 of index/faiss.c the second remove translates
+ * ids wrongly or aborts the process). Ask before index_remove. */
+int index_can_remove(const struct index *ix);
+
 /* The k best of every query (nq * dim floats, normalised here for cosine), as scores
  * (higher is better, see the metric table above) and ids, each nq * k entries (borrowed),
  * best first; slots without a result get id -1 and score -inf. */

@@ -26,6 +26,8 @@
 #include "store/store.h"
 #include "lib/vec.h"
 
+/* An index of fewer vectors is not rebuilt for its dead ones: a rebuild costs more. */
+#define DEAD_REBUILD_MIN 1000
 #define TRAIN_MAX 65536     /* vectors a training sample holds at most */
 /* Search parameters an index gets unless a request asks otherwise. FAISS's own defaults
  * (efSearch 16, nprobe 1) gave recall@10 of 0.86 (HNSW32, 50,000 x 768-d) and far less for IVF
@@ -62,6 +64,13 @@ struct entry {
 	uint64_t *pending;
 	size_t npending, cap_pending;
 	int pending_lost; /* out of memory while noting one: the next build says so */
+	/* Upserts and deletes: rows below `high` may already have a vector in ix. An index that
+	 * can remove drops the old vector; one that cannot (HNSW, IVF) keeps it as `dead` (an
+	 * upper bound: a record that gains its first vector in an upsert counts too) until a
+	 * rebuild, queued once the dead pass --index-rebuild-dead percent of the vectors. */
+	uint64_t high;
+	uint64_t dead;
+	uint64_t rebuild_job; /* queued for the dead, not installed yet; 0 = none */
 	pthread_rwlock_t lock;
 	struct entry *next;
 };
@@ -235,6 +244,8 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 	en->ix = ix;
 	en->version = version;
 	en->clean = 1;
+	en->high = ds->next_row;
+	en->dead = 0;
 	pthread_rwlock_unlock(&en->lock);
 	log_msg(LOG_INFO, "index_loaded", "dataset=%s space=%s vectors=%zu", ds->name, space,
 	        index_count(ix));
@@ -256,7 +267,8 @@ static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)
 	json_t *job = NULL;
 	uint64_t jid = (uint64_t)json_integer_value(json_object_get(doc, "job"));
 	size_t count = 0;
-	int built = 0;
+	uint64_t dead = 0;
+	int built = 0, removes = 0;
 
 	if (v == NULL)
 		return NULL;
@@ -266,11 +278,19 @@ static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)
 		                              (uint64_t)json_integer_value(json_object_get(doc, "version"))) {
 			built = 1;
 			count = index_count(en->ix);
+			dead = en->dead;
+			removes = index_can_remove(en->ix);
 		}
 		pthread_rwlock_unlock(&en->lock);
 	}
 	json_object_set_new(v, "state", json_string(built ? "ready" : "building"));
 	json_object_set_new(v, "vectors", json_integer((json_int_t)count));
+	/* vectors of upserted or deleted rows an index keeps until a rebuild (HNSW, IVF) */
+	json_object_set_new(v, "stats",
+	                    json_pack("{s:I, s:f, s:b, s:i}", "dead", (json_int_t)dead, "dead_share",
+	                              count > 0 ? (double)dead / (double)count : 0.0, "removes",
+	                              removes, "rebuild_at_percent",
+	                              (int)core->index_rebuild_dead));
 	if (jid != 0 && jobs_get_json(core->jobs, jid, &job, NULL) == 0) {
 		const char *js = json_string_value(json_object_get(job, "state"));
 
@@ -623,6 +643,8 @@ static int readd_pending(struct core *core, struct entry *en, const struct store
 	for (size_t i = 0; i < en->npending; i++) /* unique, below end */
 		if (en->pending[i] < end && (n == 0 || en->pending[n - 1] != en->pending[i]))
 			en->pending[n++] = en->pending[i];
+	if (n > 0 && index_can_remove(en->ix)) /* no second copy of an upserted row */
+		index_remove(en->ix, n, (const int64_t *)en->pending, NULL, NULL);
 	for (size_t i = 0; rc == 0 && i < n;) {
 		size_t k = i + 1;
 
@@ -721,6 +743,10 @@ int catalog_job_build(struct job *j, struct err *e)
 		en->ix = ix;
 		en->version = version;
 		en->clean = 0;
+		en->high = info.next_row;
+		en->dead = 0;
+		if (en->rebuild_job == job_id(j))
+			en->rebuild_job = 0;
 		ix = NULL;
 		index_free(old);
 	}
@@ -728,6 +754,8 @@ int catalog_job_build(struct job *j, struct err *e)
 	    now.next_row > info.next_row)
 		rc = feed(core, NULL, info.id, &info.schema, (unsigned)sp, info.next_row, now.next_row,
 		          en->ix, NULL, NULL, &added, e);
+	if (now.next_row > en->high)
+		en->high = now.next_row;
 	{
 		int rc2 = readd_pending(core, en, &info.schema, (unsigned)sp, info.next_row, &readded, e);
 
@@ -772,49 +800,6 @@ static void note_pending(struct entry *en, const int64_t *rows, size_t n)
 		en->pending[en->npending++] = (uint64_t)rows[i];
 }
 
-void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
-                       const struct store_record *recs, const uint64_t *rows, size_t n)
-{
-	struct catalog *c = core->catalog;
-	struct entry *en;
-
-	if (c == NULL)
-		return;
-	for (unsigned sp = 0; sp < schema->nspaces; sp++) {
-		uint32_t dim = schema->spaces[sp].dim;
-		float *buf;
-		int64_t *ids;
-		size_t m = 0;
-
-		en = entry_find(c, ds_id, schema->spaces[sp].name, 0);
-		if (en == NULL)
-			continue;
-		buf = malloc(n * dim * sizeof *buf);
-		ids = malloc(n * sizeof *ids);
-		for (size_t i = 0; buf != NULL && ids != NULL && i < n; i++) {
-			if (recs[i].vec[sp] == NULL)
-				continue;
-			if (schema->spaces[sp].dtype == STORE_F16)
-				vec_f16_to_f32(recs[i].vec[sp], buf + m * dim, dim);
-			else
-				memcpy(buf + m * dim, recs[i].vec[sp], dim * sizeof(float));
-			ids[m++] = (int64_t)rows[i];
-		}
-		pthread_rwlock_wrlock(&en->lock);
-		if (en->building > 0)
-			note_pending(en, ids, m);
-		if (en->ix != NULL && m > 0 && index_add(en->ix, m, buf, ids, NULL) != 0) {
-			for (size_t i = 0; i < m; i++) /* one bad (zero) vector must not cost the rest */
-				index_add(en->ix, 1, buf + i * dim, &ids[i], NULL);
-		}
-		pthread_rwlock_unlock(&en->lock);
-		free(buf);
-		free(ids);
-	}
-}
-
-/* ---- open / close ---- */
-
 struct queue_ctx {
 	struct core *core;
 	uint32_t ds;
@@ -841,6 +826,175 @@ static int queue_fn(void *ctx, struct store_txn *t, struct err *e)
 	return rc;
 }
 
+/* Queue a (re)build of dataset ds_id's index of space (args: its version) as the job of its
+ * definition; an older unfinished build of it is superseded. 0 and *job, or an error. */
+static int queue_build(struct core *core, uint32_t ds_id, const char *dataset, const char *space,
+                       const json_t *args, uint64_t *job)
+{
+	struct queue_ctx q = {core, ds_id, dataset, space, args, 0};
+	int rc = store_write(core->store, queue_fn, &q, NULL);
+
+	if (rc != 0)
+		return rc;
+	jobs_cancel_matching(core->jobs, ds_id, "index", space, q.job);
+	jobs_submit(core->jobs, q.job);
+	*job = q.job;
+	return 0;
+}
+
+/* Rows among ids[0..m) that may already have a vector in the index (below en->high) are
+ * upserts: an index that can remove drops the old vector first, so the index holds one a row;
+ * one that cannot counts it dead. The caller holds en->lock for writing. */
+static void replace_old(struct entry *en, const int64_t *ids, size_t m)
+{
+	size_t old = 0;
+	int64_t *olds = NULL;
+
+	for (size_t i = 0; i < m; i++)
+		old += (uint64_t)ids[i] < en->high;
+	if (old > 0 && index_can_remove(en->ix) && (olds = malloc(old * sizeof *olds)) != NULL) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < m; i++)
+			if ((uint64_t)ids[i] < en->high)
+				olds[k++] = ids[i];
+		index_remove(en->ix, k, olds, NULL, NULL);
+		free(olds);
+	} else if (old > 0 && !index_can_remove(en->ix)) {
+		en->dead += old;
+	}
+	for (size_t i = 0; i < m; i++)
+		if ((uint64_t)ids[i] >= en->high)
+			en->high = (uint64_t)ids[i] + 1;
+}
+
+/* 1 when the dead vectors of an index that cannot remove pass --index-rebuild-dead percent
+ * of its vectors (and there are enough vectors to care) and no such rebuild is queued; the
+ * caller then queues one with queue_dead_rebuild. The caller holds en->lock. */
+static int dead_rebuild_due(const struct core *core, struct entry *en)
+{
+	size_t count;
+
+	if (en->ix == NULL || core->index_rebuild_dead == 0 || en->rebuild_job != 0 ||
+	    en->building > 0 || index_can_remove(en->ix))
+		return 0;
+	count = index_count(en->ix);
+	if (count < DEAD_REBUILD_MIN ||
+	    en->dead * 100 < (uint64_t)core->index_rebuild_dead * count)
+		return 0;
+	en->rebuild_job = UINT64_MAX; /* claimed: queue_dead_rebuild sets the job */
+	return 1;
+}
+
+/* Queue a rebuild of en's definition (same version: the build replaces the index with one
+ * of the live vectors only) as its job, off the entry's lock. */
+static void queue_dead_rebuild(struct core *core, struct entry *en, uint32_t ds_id)
+{
+	struct store_dataset_info all;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL, *args = NULL;
+	uint64_t job = 0;
+	int ok = 0;
+
+	if (store_reader_open(core->store, &r, NULL) == 0 &&
+	    store_reader_dataset(r, ds_id, &all, NULL) == 0 &&
+	    jdoc_reader_get(r, ds_id, STORE_NS_INDEX, en->space, &doc, NULL) == 0 &&
+	    (args = json_pack("{s:O}", "version", json_object_get(doc, "version"))) != NULL) {
+		store_reader_close(r);
+		r = NULL;
+		ok = queue_build(core, ds_id, all.name, en->space, args, &job) == 0;
+	}
+	store_reader_close(r);
+	json_decref(args);
+	json_decref(doc);
+	pthread_rwlock_wrlock(&en->lock);
+	en->rebuild_job = ok ? job : 0;
+	pthread_rwlock_unlock(&en->lock);
+	if (ok)
+		log_msg(LOG_INFO, "index_rebuild_dead", "dataset=%s space=%s dead=%llu job=%llu",
+		        all.name, en->space, (unsigned long long)en->dead, (unsigned long long)job);
+}
+
+void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       const struct store_record *recs, const uint64_t *rows, size_t n)
+{
+	struct catalog *c = core->catalog;
+	struct entry *en;
+
+	if (c == NULL)
+		return;
+	for (unsigned sp = 0; sp < schema->nspaces; sp++) {
+		uint32_t dim = schema->spaces[sp].dim;
+		float *buf;
+		int64_t *ids;
+		size_t m = 0;
+		int rebuild;
+
+		en = entry_find(c, ds_id, schema->spaces[sp].name, 0);
+		if (en == NULL)
+			continue;
+		buf = malloc(n * dim * sizeof *buf);
+		ids = malloc(n * sizeof *ids);
+		for (size_t i = 0; buf != NULL && ids != NULL && i < n; i++) {
+			if (recs[i].vec[sp] == NULL)
+				continue;
+			if (schema->spaces[sp].dtype == STORE_F16)
+				vec_f16_to_f32(recs[i].vec[sp], buf + m * dim, dim);
+			else
+				memcpy(buf + m * dim, recs[i].vec[sp], dim * sizeof(float));
+			ids[m++] = (int64_t)rows[i];
+		}
+		pthread_rwlock_wrlock(&en->lock);
+		if (en->building > 0)
+			note_pending(en, ids, m);
+		if (en->ix != NULL && m > 0)
+			replace_old(en, ids, m);
+		if (en->ix != NULL && m > 0 && index_add(en->ix, m, buf, ids, NULL) != 0) {
+			for (size_t i = 0; i < m; i++) /* one bad (zero) vector must not cost the rest */
+				index_add(en->ix, 1, buf + i * dim, &ids[i], NULL);
+		}
+		rebuild = dead_rebuild_due(core, en);
+		pthread_rwlock_unlock(&en->lock);
+		if (rebuild)
+			queue_dead_rebuild(core, en, ds_id);
+		free(buf);
+		free(ids);
+	}
+}
+
+void catalog_on_delete(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       uint64_t row)
+{
+	struct catalog *c = core->catalog;
+	const int64_t id = (int64_t)row;
+
+	if (c == NULL)
+		return;
+	for (unsigned sp = 0; sp < schema->nspaces; sp++) {
+		struct entry *en = entry_find(c, ds_id, schema->spaces[sp].name, 0);
+		struct err e = {0};
+		int rebuild;
+
+		if (en == NULL)
+			continue;
+		/* The others keep the vector: search reads every candidate's liveness, and widens
+		 * past the deleted ones (index_candidates, search/query.c): never answered. */
+		pthread_rwlock_wrlock(&en->lock);
+		if (en->ix != NULL && index_can_remove(en->ix) &&
+		    index_remove(en->ix, 1, &id, NULL, &e) != 0)
+			log_msg(LOG_WARN, "index_remove", "dataset_id=%u space=%s row=%llu msg=\"%s\"",
+			        (unsigned)ds_id, en->space, (unsigned long long)row, e.detail);
+		else if (en->ix != NULL && !index_can_remove(en->ix) && row < en->high)
+			en->dead++;
+		rebuild = dead_rebuild_due(core, en);
+		pthread_rwlock_unlock(&en->lock);
+		if (rebuild)
+			queue_dead_rebuild(core, en, ds_id);
+	}
+}
+
+/* ---- open / close ---- */
+
 /* Queue a rebuild of every defined index of every dataset; remember the jobs for /readyz. */
 static int queue_rebuilds(struct catalog *c, struct err *e)
 {
@@ -862,24 +1016,21 @@ static int queue_rebuilds(struct catalog *c, struct err *e)
 
 			if (load_saved(c, &all[i], doc))
 				continue;
-			args = json_pack("{s:O}", "version", json_object_get(doc, "version"));
-			struct queue_ctx q = {c->core, all[i].id, all[i].name,
-			                      json_string_value(json_object_get(doc, "space")), args, 0};
-			uint64_t *grown;
+			const char *space = json_string_value(json_object_get(doc, "space"));
+			uint64_t job = 0, *grown;
 
-			if (q.space == NULL || args == NULL ||
-			    store_write(c->core->store, queue_fn, &q, NULL) != 0) {
+			args = json_pack("{s:O}", "version", json_object_get(doc, "version"));
+			/* a build left unfinished by the last process is superseded by this one */
+			if (space == NULL || args == NULL ||
+			    queue_build(c->core, all[i].id, all[i].name, space, args, &job) != 0) {
 				json_decref(args);
 				continue;
 			}
 			json_decref(args);
-			/* a build left unfinished by the last process is superseded by this one */
-			jobs_cancel_matching(c->core->jobs, all[i].id, "index", q.space, q.job);
-			jobs_submit(c->core->jobs, q.job);
 			grown = realloc(c->startup, (c->nstartup + 1) * sizeof *grown);
 			if (grown != NULL) {
 				c->startup = grown;
-				c->startup[c->nstartup++] = q.job;
+				c->startup[c->nstartup++] = job;
 			}
 		}
 		json_decref(docs);

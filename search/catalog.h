@@ -70,6 +70,15 @@ void catalog_drop_dataset(struct catalog *c, uint32_t ds_id);
 void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
                        const struct store_record *recs, const uint64_t *rows, size_t n);
 
+/* After the delete of the record at row of dataset ds_id committed: its vectors leave the
+ * built indexes that can remove (index_can_remove: Flat, SQ, PQ; their "vectors" count drops).
+ * HNSW and IVF indexes keep them, as they keep an upserted row's old vector; search never answers
+ * them (it checks every candidate against the store). Call catalog_before_ingest before the
+ * delete commits, as for an ingest: a saved index file would hold the vector. A build running
+ * meanwhile may add the row's vector if it read it before the delete. */
+void catalog_on_delete(struct core *core, uint32_t ds_id, const struct store_schema *schema,
+                       uint64_t row);
+
 /* ---- The built indexes, for the query engine (search/query.c) ----
  * An index is found by (dataset id, space name) each time: entries outlive every request,
  * and the index inside may be swapped (a rebuild) or dropped between two calls. */
@@ -90,7 +99,8 @@ int catalog_index_search(struct catalog *c, uint32_t ds_id, const char *space, s
                          const float *q, size_t k, double ef_search, double nprobe, float *sc,
                          int64_t *ids, struct err *e);
 
-/* Vectors in that index (deleted and replaced ones included); 0 when it is not built. */
+/* Vectors in that index (replaced ones included, and deleted ones where it cannot remove them:
+ * catalog_on_delete); 0 when it is not built. */
 size_t catalog_index_count(struct catalog *c, uint32_t ds_id, const char *space);
 
 /* The job kind "index". */

@@ -1208,6 +1208,119 @@ void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store
 	free(ns.v);
 }
 
+/* ---- forgetting a deleted record ---- */
+
+struct delete_ctx {
+	uint32_t ds;
+	uint64_t row;
+	const struct names *ns;
+};
+
+/* The stored top-k sets of normaliser name without row. Their sizes come from the blob itself,
+ * so the banks need not be loaded. */
+static int delete_topk(struct store_txn *t, uint32_t ds, const char *name, uint64_t row,
+                       struct err *e)
+{
+	struct hubness_topk *tq = NULL, *tg = NULL;
+	const unsigned char *p;
+	const void *blob;
+	size_t len, at, gone;
+	void *nb = NULL;
+	uint64_t nq, ng;
+	uint32_t kq, kg;
+	int rc;
+
+	rc = store_txn_doc_get(t, ds, STORE_NS_NORMALIZER_TOPK, name, strlen(name), &blob, &len, e);
+	if (rc == ERR_NOT_FOUND) { /* its job has not committed a chunk yet */
+		err_clear(e);
+		return 0;
+	}
+	if (rc != 0)
+		return rc;
+	p = blob;
+	if (len < 12)
+		return err_set(e, ERR_INTERNAL, "bad_topk_blob", "the stored top-k state does not parse");
+	memcpy(&nq, p, 8);
+	memcpy(&kq, p + 8, 4);
+	at = 12 + (size_t)nq * kq * 12;
+	if (len < at + 12 || nq > HUBNORM_BANK_MAX || kq == 0)
+		return err_set(e, ERR_INTERNAL, "bad_topk_blob", "the stored top-k state does not parse");
+	memcpy(&ng, p + at, 8);
+	memcpy(&kg, p + at + 8, 4);
+	if (ng > HUBNORM_BANK_MAX || kg == 0)
+		return err_set(e, ERR_INTERNAL, "bad_topk_blob", "the stored top-k state does not parse");
+	if (hubness_topk_new(&tq, (size_t)nq, kq) != 0 || hubness_topk_new(&tg, (size_t)ng, kg) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = topk_unpack(blob, len, tq, tg, e)) != 0)
+		goto out;
+	gone = hubness_topk_remove(tq, row) + hubness_topk_remove(tg, row);
+	if (gone == 0)
+		goto out;
+	if (topk_pack(tq, tg, &nb, &len) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	rc = store_txn_doc_put(t, ds, STORE_NS_NORMALIZER_TOPK, name, strlen(name), nb, len, e);
+out:
+	free(nb);
+	hubness_topk_free(tq);
+	hubness_topk_free(tg);
+	return rc;
+}
+
+static int delete_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	const struct delete_ctx *c = ctx;
+	const struct hubness_stats none = {0};
+	int rc = 0;
+
+	for (size_t i = 0; i < c->ns->n && rc == 0; i++) {
+		const char *name = c->ns->v[i];
+		json_t *doc = NULL;
+		uint32_t arr;
+
+		rc = jdoc_txn_get(t, c->ds, STORE_NS_NORMALIZER, name, &doc, e);
+		if (rc == ERR_NOT_FOUND) { /* deleted since the listing */
+			err_clear(e);
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		arr = (uint32_t)doc_u64(doc, "array");
+		json_decref(doc);
+		if (arr != 0)
+			rc = store_txn_array_put(t, c->ds, arr, sizeof none, c->row, 1, &none, e);
+		if (rc == 0)
+			rc = delete_topk(t, c->ds, name, c->row, e);
+	}
+	return rc == ERR_NOT_FOUND ? 0 : rc; /* the dataset went away */
+}
+
+void normalizers_on_delete(struct core *core, uint32_t ds_id, uint64_t row)
+{
+	struct store_reader *r = NULL;
+	struct names ns = {0};
+	struct err e = {0};
+	int rc;
+
+	if (store_reader_open(core->store, &r, &e) != 0)
+		return;
+	rc = store_reader_docs(r, ds_id, STORE_NS_NORMALIZER, list_fn, &ns, &e);
+	store_reader_close(r);
+	if (rc == 0 && ns.n > 0) {
+		struct delete_ctx c = {.ds = ds_id, .row = row, .ns = &ns};
+
+		rc = store_write(core->store, delete_fn, &c, &e);
+	}
+	if (rc != 0)
+		log_msg(LOG_WARN, "hubness_delete", "dataset_id=%u row=%llu error=%s detail=\"%s\"",
+		        (unsigned)ds_id, (unsigned long long)row, err_str(rc), e.detail);
+	free(ns.v);
+}
+
 /* ---- search ---- */
 
 struct normalizers_query {

@@ -16,9 +16,10 @@
  * into a ready normaliser's space get their statistics in the ingest request; the top-k
  * sets are merged and the flags of rows that enter or leave them rewritten.
  *
- * Caveats: a deleted record stays in the activation sets it was in until the next PUT; an
- * upsert that changes a vector keeps its old top-k entries. Threading: every function may
- * be called from any thread; the store serialises writes. */
+ * Caveats: a deleted record leaves the activation sets, but the bank items it was in hold k - 1
+ * (not the next best row) until a later ingest offers one; an upsert that changes a vector keeps
+ * its old top-k entries. Threading: every function may be called from any thread; the store
+ * serialises writes. */
 #ifndef WINNOW_HUBNORM_H
 #define WINNOW_HUBNORM_H
 
@@ -56,6 +57,14 @@ int normalizers_job_run(struct job *j, struct err *e);
  * the ingest (the rows then keep no statistics and rank by their raw score). */
 void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,
                        const struct store_record *recs, const uint64_t *rows, size_t n);
+
+/* After the delete of the record at row of dataset ds_id committed: in one transaction, every
+ * normaliser of the dataset forgets the row: its statistics are zeroed (flags 0: not computed,
+ * as for a row without a vector) and it leaves the activation sets (the top-k of every bank
+ * item; the item then holds k - 1 until a later ingest offers a row). The banks are a
+ * sample fixed at the PUT: a deleted record that is a bank item stays one. Errors are logged;
+ * nothing reads the statistics of a row that is not live. */
+void normalizers_on_delete(struct core *core, uint32_t ds_id, uint64_t row);
 
 /* ---- Search ---- */
 struct normalizers_query;

@@ -1579,6 +1579,7 @@ struct del_ctx {
 	size_t id_len;
 	unsigned char *buf; /* survives retries; freed by the caller */
 	size_t cap;
+	uint64_t row; /* out: the deleted record's row */
 };
 
 /* Make *buf hold at least n bytes (a scratch buffer kept across calls). 0 or -1. */
@@ -1611,6 +1612,7 @@ static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *
 		rc = row_of(s, txn, c->ds, c->id, c->id_len, &row, lf, e);
 	if (rc != 0)
 		return rc;
+	c->row = row;
 	key_ds(idk, c->ds);
 	memcpy(idk + STORE_KEY_DS, c->id, c->id_len);
 	key = mval(idk, STORE_KEY_DS + c->id_len);
@@ -1664,13 +1666,15 @@ static int del_body(struct store *s, MDB_txn *txn, void *arg, struct lmdb_fail *
 }
 
 int store_delete_record(struct store *s, uint32_t ds_id, const char *id, size_t id_len,
-                        struct err *e)
+                        uint64_t *row_out, struct err *e)
 {
-	struct del_ctx c = { ds_id, id, id_len, NULL, 0 };
+	struct del_ctx c = { ds_id, id, id_len, NULL, 0, 0 };
 	int rc;
 
 	rc = txn_write(s, "delete record", del_body, &c, e);
 	free(c.buf);
+	if (rc == 0 && row_out != NULL)
+		*row_out = c.row;
 	return rc;
 }
 

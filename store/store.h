@@ -159,9 +159,10 @@ int store_get_record(struct store *s, uint32_t ds_id, const char *id, size_t id_
 
 void store_record_out_free(struct store_record_out *r);
 
-/* Delete the record id and its vectors. ERR_NOT_FOUND if absent. */
+/* Delete the record id and its vectors. ERR_NOT_FOUND if absent. row_out (may be NULL) gets
+ * the row it had, on success: what the layers keyed by row (scores, indexes) must forget. */
 int store_delete_record(struct store *s, uint32_t ds_id, const char *id, size_t id_len,
-                        struct err *e);
+                        uint64_t *row_out, struct err *e);
 
 /* Environment statistics for /metrics. */
 int store_stats(struct store *s, struct store_stats *out);

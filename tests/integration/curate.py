@@ -96,6 +96,33 @@ def top_fraction(scores, f):
     return keep, thr
 
 
+def apportion(sizes, total, min_each=1):
+    """The per-cluster counts of a per_cluster step (issue 19), in Python integers: largest
+    remainders (Hamilton) of total over sizes, every non-empty cluster lifted to at least
+    min(m, size) with m the largest value <= min_each that the total allows, the clusters not
+    lifted sharing the rest by largest remainders again until none is below its minimum.
+    Returns (counts, m)."""
+    m = min_each
+    while m > 0 and sum(min(m, n) for n in sizes) > total:
+        m -= 1
+    fixed = {}
+    while True:
+        free = [c for c in range(len(sizes)) if c not in fixed]
+        t = total - sum(fixed.values())
+        n = sum(sizes[c] for c in free)
+        out = {c: (t * sizes[c] // n if n else 0) for c in free}
+        left = t - sum(out.values())
+        for c in sorted(free, key=lambda c: (-(t * sizes[c] % n if n else 0), c))[:left]:
+            out[c] += 1
+        low = [c for c in free if out[c] < min(m, sizes[c])]
+        if not low:
+            break
+        for c in low:
+            fixed[c] = min(m, sizes[c])
+    out.update(fixed)
+    return [out[c] for c in range(len(sizes))], m
+
+
 def npy_bytes(uids):
     """What DataComp's pipeline saves for a list of uids (spec 1.1)."""
     arr = np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in sorted(u.rjust(32, "0") for u in uids)],

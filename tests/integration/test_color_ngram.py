@@ -71,8 +71,22 @@ def enrichment(target):
     pr = top_share(d, target, "pr", {"prior": "prior_" + target})
     cond = top_share(d, target, "cond", {"output": "cond"})
     down = top_share(d, target, "down", {"output": "down"})
-    # the mistake cross-fitting exists to avoid: a prior fitted on the very pool it scores
-    insample = top_share(d, target, "insample", {"prior": "pool_" + target})
+    # the mistake cross-fitting exists to avoid: a prior fitted on the very pool it scores,
+    # refused unless allowed (issue 19), and then carrying a warning
+    insample = top_share(d, target, "insample", {"prior": "pool_" + target,
+                                                 "allow_overlap": True})
+    n = 4 * PER_SOURCE
+    for path in ("", "/stats"):
+        st, _, v = d.get_json("/v1/datasets/pool_%s/filters/insample%s" % (target, path))
+        w = v["warnings"]
+        assert_eq((st, len(w), w[0]["code"], w[0]["param"], w[0]["dataset"], w[0]["shared"],
+                   w[0]["records"], w[0]["share"]),
+                  (200, 1, "prior_overlaps_pool", "prior", "pool_" + target, n, n, 1.0), path)
+        assert "allow_overlap" in w[0]["detail"], w
+        st, _, v = d.get_json("/v1/datasets/pool_%s/filters/cf%s" % (target, path))
+        assert_eq(v["warnings"], [], "cross-fitted: no warning")
+    st, _, v = d.get_json("/v1/datasets/pool_%s/filters/insample" % target)
+    assert_eq([w["code"] for w in v["scoring"]["warnings"]], ["prior_overlaps_pool"], "job")
     print("target %s: base rate %.2f; top 10%% share: cross-fitted %.3f (x%.2f), named prior "
           "%.3f (x%.2f); without the prior subtraction: conditional %.3f (x%.2f), downstream "
           "model %.3f (x%.2f); prior fitted on the pool itself %.3f (x%.2f)"
@@ -204,6 +218,69 @@ def enrichment_fortunes():
     # prior subtraction 0.338 / 0.515
     assert cf >= 0.75 and pr >= 0.75, (cf, pr)
     assert cond < 0.6 * cf, (cond, cf)
+
+
+@test
+def prior_or_downstream_overlapping_the_pool_is_refused():
+    """Issue 19: a prior or downstream dataset that shares texts with the pool (the pool
+    itself, or its texts under other ids and in other case) above 1% of the smaller dataset
+    is refused with 422 prior_overlaps_pool, unless allow_overlap; a smaller overlap is
+    accepted with a warning; a prior that comes to overlap after the PUT fails its refit."""
+    if not textcorpus.available():
+        return
+    d = setup("verb")
+    src = _st["src"]
+    pool = [t for s_ in src for t in src[s_][:PER_SOURCE]]  # the texts of pool_verb
+    prior = [(s_, t) for s_, texts in src.items() for t in texts[PER_SOURCE:PER_SOURCE + PRIOR]]
+    url = "/v1/datasets/pool_verb/filters/ov"
+
+    def put(params):
+        return d.json("PUT", url, {"type": "color_ngram", "params": params})
+
+    for params, which, shared, base in (
+            ({"downstream": "down_verb", "prior": "pool_verb"}, "prior", 8000, 8000),
+            ({"downstream": "pool_verb"}, "downstream", 8000, 8000)):
+        st, _, p = put(params)
+        assert_problem((st, _, p), 422, "prior_overlaps_pool")
+        assert p["detail"].startswith("%s dataset 'pool_verb' shares %d texts" % (which, shared)), p
+        assert "100.00%% of the text records of the smaller of the two (%d)" % base in p["detail"], p
+    assert_eq(d.get_json(url)[0], 404, "nothing stored")
+    # the prior's own 6,000 texts plus pool texts under new ids, upper-cased and re-spaced:
+    # 100 shared of 6,100 (1.64%) is refused, 40 of 6,040 (0.66%) accepted with a warning
+    for name, k in (("mix100", 100), ("mix40", 40)):
+        put_texts(d, name, prior + [("copy", "  " + t.upper().replace(" ", "   "))
+                                    for t in pool[:k]])
+    st, _, p = put({"downstream": "down_verb", "prior": "mix100"})
+    assert_problem((st, _, p), 422, "prior_overlaps_pool")
+    assert "shares 100 texts" in p["detail"] and "1.64%" in p["detail"], p
+    curate.wait_job(d, curate.put_filter(d, "pool_verb", "ov", {"type": "color_ngram", "params": {
+        "downstream": "down_verb", "prior": "mix40"}}), timeout=300)
+    st, _, v = d.get_json(url)
+    w = v["warnings"]
+    assert_eq([(x["code"], x["param"], x["dataset"], x["shared"], x["records"]) for x in w],
+              [("prior_overlaps_pool", "prior", "mix40", 40, 6040)])
+    assert "below the 1% refused" in w[0]["detail"], w
+    # allowed: accepted, warned in the filter, its stats and its scoring job
+    j = curate.wait_job(d, curate.put_filter(d, "pool_verb", "ov", {
+        "type": "color_ngram", "params": {"downstream": "down_verb", "prior": "mix100",
+                                          "allow_overlap": True}}), timeout=300)
+    assert_eq([x["code"] for x in j["warnings"]], ["prior_overlaps_pool"])
+    _, _, stats = d.get_json(url + "/stats")
+    assert_eq((stats["warnings"][0]["shared"], stats["warnings"][0]["records"]), (100, 6100))
+    assert "allowed by \"allow_overlap\"" in stats["warnings"][0]["detail"], stats
+    # disjoint at the PUT, overlapping at the refit: the scoring job fails
+    put_texts(d, "later", prior)
+    curate.wait_job(d, curate.put_filter(d, "pool_verb", "ov", {"type": "color_ngram", "params": {
+        "downstream": "down_verb", "prior": "later"}}), timeout=300)
+    assert_eq(d.get_json(url)[2]["warnings"], [])
+    st, _, body = d.ingest("later", [{"id": "late-%d" % i, "kind": "text", "text": t}
+                                     for i, t in enumerate(pool[:500])])
+    assert_eq((st, body["rejected"]), (200, 0))
+    j = curate.wait_job(d, curate.job_id(d.json("POST", url + ":score")), states=("failed",),
+                        timeout=300)
+    assert_eq(j["error"]["code"], "prior_overlaps_pool")
+    assert "shares 500 texts" in j["error"]["detail"], j["error"]
+    assert_eq(d.request("DELETE", url)[0], 204)
 
 
 if __name__ == "__main__":

@@ -275,7 +275,8 @@ def prototypes_50k_per_cluster_and_restart():
     s = np.array([got[i] for i in ids])
     assert np.abs(s - dist).max() < 2e-6, np.abs(s - dist).max()
     f = 0.1
-    # global keep-easy empties the loose clusters; per-cluster keeps round(f n_c) of each
+    # global keep-easy empties the loose clusters; per-cluster keeps round(f N) apportioned
+    # to the clusters by largest remainders, at least one each (issue 19)
     glob = member_ids(d, "big", "easy_global", [{"filter": "ssp", "bottom_fraction": f}])
     per = member_ids(d, "big", "easy_pc", [{"filter": "ssp", "bottom_fraction": f,
                                             "per_cluster": True}])
@@ -283,7 +284,12 @@ def prototypes_50k_per_cluster_and_restart():
     st, _, sp = d.get_json("/v1/datasets/big/subsets/easy_pc")
     cg, cp = sg["provenance"]["steps"][0]["clusters"], sp["provenance"]["steps"][0]["clusters"]
     n_c = np.bincount(lab, minlength=K)
-    want_out = np.floor(f * n_c + 0.5).astype(int)
+    want_out, m = curate.apportion(n_c.tolist(), int(np.floor(f * len(ids) + 0.5)))
+    want_out = np.array(want_out)
+    step = sp["provenance"]["steps"][0]
+    T = int(np.floor(f * len(ids) + 0.5))
+    assert_eq((m, int(want_out.sum()), step["requested"], step["realised"], len(per)),
+              (1, T, T, T, T), "kept == round(f N)")
     assert_eq(cp["in"], n_c.tolist(), "sizes")
     assert_eq(cp["out"], want_out.tolist(), "per-cluster counts")
     assert_eq(cp["emptied"], 0)

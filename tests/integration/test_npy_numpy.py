@@ -34,7 +34,7 @@ def run(*args):
 
 
 class SplitMix64:
-    """The PRNG of tests/unit/api/test_npy.c."""
+    """The PRNG of tests/unit/lib/test_npy.c."""
 
     def __init__(self, seed):
         self.s = seed & M64

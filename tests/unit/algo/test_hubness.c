@@ -397,6 +397,44 @@ static void test_topk_merge(void)
 	hubness_topk_free(src);
 }
 
+/* A deleted row leaves every item's top-k it was in; the rest move up and the freed last slot
+ * takes the next row offered. */
+static void test_topk_remove(void)
+{
+	/* two bank items, k = 3: item 0 has rows 10, 11, 12; item 1 has 12, 13, 14 */
+	struct hubness_topk *t = NULL;
+	const float s10[2] = {0.9f, 0.0f}, s11[2] = {0.5f, 0.0f}, s12[2] = {0.4f, 0.9f},
+	            s13[2] = {0.0f, 0.8f}, s14[2] = {0.0f, 0.7f}, s15[2] = {0.2f, 0.1f};
+	uint64_t *rows = NULL;
+	size_t n = 0;
+
+	CHECK_INT(hubness_topk_new(&t, 2, 3), 0);
+	hubness_topk_offer(t, s10, 10);
+	hubness_topk_offer(t, s11, 11);
+	hubness_topk_offer(t, s12, 12);
+	hubness_topk_offer(t, s13, 13);
+	hubness_topk_offer(t, s14, 14);
+	CHECK_INT(hubness_topk_remove(t, 12), 2);
+	CHECK_INT(hubness_topk_remove(t, 12), 0);
+	CHECK_INT(hubness_topk_remove(t, 99), 0);
+	CHECK_INT(t->row[0], 10);
+	CHECK_INT(t->row[1], 11);
+	CHECK_INT(t->row[2], UINT64_MAX);
+	CHECK(t->score[2] == -INFINITY);
+	CHECK_INT(t->row[3], 13);
+	CHECK_INT(t->row[4], 14);
+	CHECK_INT(t->row[5], UINT64_MAX);
+	CHECK(!hubness_topk_contains(t, 12));
+	CHECK_INT(hubness_topk_rows(t, &rows, &n), 0);
+	CHECK_INT(n, 4);
+	free(rows);
+	/* row 15 (0.2, 0.1) now makes both lists, last */
+	hubness_topk_offer(t, s15, 15);
+	CHECK_INT(t->row[2], 15);
+	CHECK_INT(t->row[5], 15);
+	hubness_topk_free(t);
+}
+
 static void test_method_names(void)
 {
 	enum hubness_method m;
@@ -421,6 +459,7 @@ int main(void)
 	HARNESS_RUN(test_logsumexp_large);
 	HARNESS_RUN(test_compute_vs_bruteforce);
 	HARNESS_RUN(test_topk_merge);
+	HARNESS_RUN(test_topk_remove);
 	HARNESS_RUN(test_method_names);
 	return harness_done();
 }

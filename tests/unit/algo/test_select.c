@@ -495,6 +495,96 @@ static void test_large_vs_qsort(void)
 	CHECK(thr == q);
 }
 
+/* select_apportion against hand-computed tables: (sizes, total, min_each) -> out, applied. */
+static void test_apportion_tables(void)
+{
+	static const struct {
+		uint64_t sizes[8];
+		size_t k;
+		uint64_t total, min_each;
+		uint64_t want[8];
+		uint64_t applied;
+	} t[] = {
+		/* quotas 0.5 x4 and 8: floors 0,0,0,0,8; 2 seats to the remainders 50 (of 100),
+		 * ties to the smaller index. Rounding each on its own would keep 1+1+1+1+8 = 12. */
+		{{5, 5, 5, 5, 80}, 5, 10, 0, {1, 1, 0, 0, 8}, 0},
+		/* minimum 1: c2, c3 lifted; then 8 over (5,5,80): 0 r40, 0 r40, 7 r10 -> c0 gets the
+		 * seat, c1 is lifted; then 7 over (5,80): 0 r35, 6 r50 -> c4 gets it, c0 is lifted;
+		 * then 6 over 80: 6. */
+		{{5, 5, 5, 5, 80}, 5, 10, 1, {1, 1, 1, 1, 6}, 1},
+		/* minimum 3 does not fit (3*4 + 3 = 15 > 10), 2 does (2*5 = 10) */
+		{{5, 5, 5, 5, 80}, 5, 10, 3, {2, 2, 2, 2, 2}, 2},
+		/* 2 rows for 4 clusters: no minimum fits; quotas 0.5 each */
+		{{3, 3, 3, 3}, 4, 2, 1, {1, 1, 0, 0}, 0},
+		/* minimum 3 lowered to 1 (1+3+3+3 = 10 > 6, 1+2+2+2 = 7 > 6, 1+1+1+1 = 4); quotas
+		 * 6/19 r6, 24/19 = 1 r5, 1 r5, 60/19 = 3 r3: the seat goes to c0 */
+		{{1, 4, 4, 10}, 4, 6, 3, {1, 1, 1, 3}, 1},
+		/* everything, nothing, an empty cluster */
+		{{7, 0, 13}, 3, 20, 1, {7, 0, 13}, 1},
+		{{7, 0, 13}, 3, 0, 1, {0, 0, 0}, 0},
+		/* 3 over (2, 0, 3): 6/5 = 1 r1, 0, 9/5 = 1 r4 -> c2; the minimum holds already */
+		{{2, 0, 3}, 3, 3, 1, {1, 0, 2}, 1},
+	};
+
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		uint64_t out[8] = {0}, applied = 99;
+
+		CHECK_INT(select_apportion(t[i].sizes, t[i].k, t[i].total, t[i].min_each, out,
+		                           &applied), 0);
+		for (size_t c = 0; c < t[i].k; c++)
+			if (out[c] != t[i].want[c])
+				harness_fail(__FILE__, __LINE__, "table %zu cluster %zu: %llu, want %llu",
+				             i, c, (unsigned long long)out[c],
+				             (unsigned long long)t[i].want[c]);
+		CHECK_INT(applied, t[i].applied);
+	}
+	{
+		uint64_t sz[2] = {1, 2}, out[2] = {5, 5};
+
+		CHECK_INT(select_apportion(sz, 2, 4, 0, out, NULL), ERR_INVALID);
+		CHECK_INT(out[0], 5);
+		CHECK_INT(select_apportion(NULL, 0, 0, 1, NULL, NULL), 0);
+	}
+}
+
+/* Random cluster sizes: the sum is exact, no cluster gets more than it has or less than the
+ * applied minimum, the applied minimum is the largest that fits, and without a minimum every
+ * share is within one of its quota. */
+static void test_apportion_random(void)
+{
+	rng_state = 0x9e3779b97f4a7c15ULL;
+	for (int it = 0; it < 2000; it++) {
+		size_t k = 1 + rng_next() % 60;
+		uint64_t sz[60], out[60], N = 0, T, m = rng_next() % 4, applied, sum = 0, fl = 0;
+
+		for (size_t c = 0; c < k; c++) {
+			/* a few big clusters, many small ones, some empty */
+			sz[c] = rng_next() % 4 == 0 ? rng_next() % 2000 : rng_next() % 12;
+			N += sz[c];
+		}
+		T = N ? rng_next() % (N + 1) : 0;
+		CHECK_INT(select_apportion(sz, k, T, m, out, &applied), 0);
+		CHECK(applied <= m);
+		for (size_t c = 0; c < k; c++) {
+			uint64_t lo = sz[c] < applied ? sz[c] : applied;
+
+			sum += out[c];
+			CHECK(out[c] <= sz[c]);
+			CHECK(out[c] >= lo);
+			fl += sz[c] < applied + 1 ? sz[c] : applied + 1;
+			if (applied == 0 && N > 0) {
+				/* |out * N - T * n_c| < N */
+				uint64_t a = out[c] * N, b = T * sz[c];
+
+				CHECK((a > b ? a - b : b - a) < N);
+			}
+		}
+		CHECK_INT(sum, T);
+		if (applied < m)
+			CHECK(fl > T);
+	}
+}
+
 int main(void)
 {
 	HARNESS_RUN(test_datacomp_vector);
@@ -506,5 +596,7 @@ int main(void)
 	HARNESS_RUN(test_random_vs_qsort);
 	HARNESS_RUN(test_adversarial_orders);
 	HARNESS_RUN(test_large_vs_qsort);
+	HARNESS_RUN(test_apportion_tables);
+	HARNESS_RUN(test_apportion_random);
 	return harness_done();
 }

@@ -480,6 +480,7 @@ static void test_print_round_trip(void)
 	                "job-history = 1000\n"
 	                "job-throttle-ms = 0\n"
 	                "index-build-memory = 4G\n"
+	                "index-rebuild-dead = 20\n"
 	                "search-threads = 1\n"
 	                "body-limit = 1000\n"
 	                "max-connections = 1024\n"

@@ -358,10 +358,118 @@ static void test_unscorable_and_errors(void)
 	filter_free(f);
 }
 
+/* Issue 19: a prior or downstream dataset sharing texts with the pool. 200 pool texts, a prior
+ * of 300 others plus k pool texts in upper case with other spacing: k = 2 is 1.0% of the
+ * smaller dataset (200), not above the 1% refused: accepted with a warning; k = 3 (1.5%) is
+ * refused by check and by fit, unless allow_overlap. */
+#define OV_POOL 200
+#define OV_PRIOR 300
+
+static char ov_text[OV_POOL + OV_PRIOR + 3][64];
+static char ov_id[OV_POOL + OV_PRIOR + 3][16];
+static const char *ov_texts[OV_POOL + OV_PRIOR + 3], *ov_ids[OV_POOL + OV_PRIOR + 3];
+
+static int check_with(struct filter *f, const struct mem_ds *pool, const struct mem_ds *others,
+                      size_t n, struct err *e)
+{
+	struct mem_scan *s = mem_scan_new(pool, others, n);
+	int rc = filter_check(f, &s->base.base, e);
+
+	mem_clear(s);
+	free(s);
+	return rc;
+}
+
+static void test_overlap(void)
+{
+	static const char *const dids[] = {"d0", "d1", "d2"};
+	struct mem_ds pool = {"pool", ov_ids, ov_texts, OV_POOL};
+	struct mem_ds others[3];
+	struct err e;
+	struct filter *f;
+	const json_t *w;
+	int rc;
+
+	for (int i = 0; i < OV_POOL + OV_PRIOR; i++) {
+		snprintf(ov_text[i], sizeof ov_text[i], "%s text number w%d of the %s",
+		         i < OV_POOL ? "pool" : "prior", i, i % 2 ? "day" : "night");
+		snprintf(ov_id[i], sizeof ov_id[i], "x%d", i);
+	}
+	for (int k = 0; k < 3; k++) { /* pool texts 0..2 again: upper case, other spacing */
+		char *q = ov_text[OV_POOL + OV_PRIOR + k];
+
+		q[0] = q[1] = ' ';
+		memcpy(q + 2, ov_text[k], strlen(ov_text[k]) + 1);
+		for (char *c = q; *c; c++)
+			*c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+		snprintf(ov_id[OV_POOL + OV_PRIOR + k], sizeof ov_id[0], "copy%d", k);
+	}
+	for (int i = 0; i < OV_POOL + OV_PRIOR + 3; i++) {
+		ov_texts[i] = ov_text[i];
+		ov_ids[i] = ov_id[i];
+	}
+	/* the prior datasets: texts OV_POOL .. OV_POOL + OV_PRIOR + k (the last k the copies) */
+	others[0] = (struct mem_ds){"down", dids, down_texts, 3};
+	others[1] = (struct mem_ds){"p2", ov_ids + OV_POOL, ov_texts + OV_POOL, OV_PRIOR + 2};
+	others[2] = (struct mem_ds){"p3", ov_ids + OV_POOL, ov_texts + OV_POOL, OV_PRIOR + 3};
+
+	f = make("{\"downstream\": \"down\", \"prior\": \"p2\"}", &rc, &e);
+	CHECK_INT(rc, 0);
+	CHECK_INT(check_with(f, &pool, others, 3, &e), 0);
+	CHECK_INT(fit(f, &pool, others, 3, &e), 0);
+	CHECK_INT(json_array_size(f->warnings), 1);
+	w = json_array_get(f->warnings, 0);
+	CHECK_STR(json_string_value(json_object_get(w, "code")), "prior_overlaps_pool");
+	CHECK_STR(json_string_value(json_object_get(w, "param")), "prior");
+	CHECK_INT(json_integer_value(json_object_get(w, "shared")), 2);
+	CHECK_INT(json_integer_value(json_object_get(w, "records")), OV_POOL);
+	CHECK_NEAR(json_real_value(json_object_get(w, "share")), 0.01, 1e-12);
+	filter_free(f);
+
+	f = make("{\"downstream\": \"down\", \"prior\": \"p3\"}", &rc, &e);
+	CHECK_INT(check_with(f, &pool, others, 3, &e), ERR_INVALID);
+	CHECK_STR(e.slug, "prior_overlaps_pool");
+	CHECK(strstr(e.detail, "prior dataset 'p3' shares 3 texts") != NULL);
+	CHECK(strstr(e.detail, "1.50%") != NULL);
+	err_clear(&e);
+	CHECK_INT(fit(f, &pool, others, 3, &e), ERR_INVALID);
+	CHECK_STR(e.slug, "prior_overlaps_pool");
+	CHECK(!f->fitted);
+	filter_free(f);
+
+	f = make("{\"downstream\": \"down\", \"prior\": \"p3\", \"allow_overlap\": true}", &rc, &e);
+	CHECK_INT(check_with(f, &pool, others, 3, &e), 0);
+	CHECK_INT(fit(f, &pool, others, 3, &e), 0);
+	CHECK_INT(json_array_size(f->warnings), 1); /* check's warning was cleared by the fit */
+	CHECK_INT(json_integer_value(json_object_get(json_array_get(f->warnings, 0), "shared")), 3);
+	filter_free(f);
+
+	/* the pool as downstream (cross-fitted): refused; no prior and no overlap: no warning */
+	f = make("{\"downstream\": \"pool\"}", &rc, &e);
+	{
+		struct mem_ds with_pool[2] = {others[0], pool};
+
+		CHECK_INT(check_with(f, &pool, with_pool, 2, &e), ERR_INVALID);
+		CHECK(strstr(e.detail, "downstream dataset 'pool' shares 200 texts") != NULL);
+		err_clear(&e);
+	}
+	filter_free(f);
+	f = make("{\"downstream\": \"down\"}", &rc, &e);
+	CHECK_INT(check_with(f, &pool, others, 3, &e), 0);
+	CHECK_INT(fit(f, &pool, others, 3, &e), 0);
+	CHECK(f->warnings == NULL);
+	filter_free(f);
+	/* an unknown dataset is left to the fit */
+	f = make("{\"downstream\": \"nowhere\"}", &rc, &e);
+	CHECK_INT(check_with(f, &pool, others, 3, &e), 0);
+	filter_free(f);
+}
+
 int main(void)
 {
 	HARNESS_RUN(test_cross_fitting);
 	HARNESS_RUN(test_interpolation_and_state);
 	HARNESS_RUN(test_unscorable_and_errors);
+	HARNESS_RUN(test_overlap);
 	return harness_done();
 }

@@ -316,6 +316,62 @@ static void test_exact_scores(void)
 	free(q);
 }
 
+/* index_can_remove() answers 1 exactly for the factories whose remove works, again and again:
+ * after three removes the removed ids are never found, the count is 3 less, and (for the exact
+ * ones) every other vector is still its own nearest under L2. The graphs are asked too: FAISS
+ * refuses (and prints on stderr). IVF is not asked: its second remove inside IDMap2 aborts. */
+static void test_can_remove(void)
+{
+	static const struct {
+		const char *factory;
+		int can, exact;
+	} cases[] = {
+		{"Flat", 1, 1},    {"PCA8,Flat", 1, 1}, {"SQ8", 1, 0},         {"HNSW32", 0, 0},
+		{"HNSW16,Flat", 0, 0}, {"HNSW16_SQ8", 0, 0}, {"IVF8,Flat", 0, 0}, {"IVF8_HNSW8,Flat", 0, 0},
+		{"IVF8,SQ8", 0, 0}, {"IDMap,IVF8,Flat", 0, 0},
+	};
+	enum { N = 600, D = 16 };
+	float *x = mixture(N, D, 8, 0.5f);
+	struct index *fl = x != NULL ? build(&index_flat_ops, "Flat", INDEX_L2, x, N, D) : NULL;
+	const int64_t gone[3] = {7 + 3 * 5, 7 + 3 * 6, 7 + 3 * 400}; /* build(): row i has id 7 + 3 i */
+
+	CHECK(fl != NULL);
+	CHECK_INT(index_can_remove(fl), 1);
+	index_free(fl);
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		struct index *ix = build(&index_faiss_ops, cases[c].factory, INDEX_L2, x, N, D);
+		size_t removed = 99;
+		float s[4];
+		int64_t ids[4];
+
+		CHECK(ix != NULL);
+		CHECK_INT(index_can_remove(ix), cases[c].can);
+		if (!cases[c].can) {
+			if (strstr(cases[c].factory, "IVF") == NULL)
+				CHECK(index_remove(ix, 1, gone, &removed, NULL) != 0);
+			index_free(ix);
+			continue;
+		}
+		for (int g = 0; g < 3; g++) { /* one at a time, as deletes come */
+			CHECK_INT(index_remove(ix, 1, &gone[g], &removed, NULL), 0);
+			CHECK_INT(removed, 1);
+		}
+		CHECK_INT(index_count(ix), N - 3);
+		for (size_t i = 0; i < N; i++) {
+			int64_t id = 7 + 3 * (int64_t)i;
+			int was_removed = id == gone[0] || id == gone[1] || id == gone[2];
+
+			CHECK_INT(index_search(ix, 1, x + i * D, 4, s, ids, NULL), 0);
+			for (int k = 0; k < 4; k++)
+				CHECK(ids[k] != gone[0] && ids[k] != gone[1] && ids[k] != gone[2]);
+			if (cases[c].exact && !was_removed)
+				CHECK_INT(ids[0], id);
+		}
+		index_free(ix);
+	}
+	free(x);
+}
+
 static int cmp_id(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -472,6 +528,7 @@ int main(void)
 	HARNESS_RUN(test_remove_save_load);
 	HARNESS_RUN(test_wrappers);
 	HARNESS_RUN(test_exact_scores);
+	HARNESS_RUN(test_can_remove);
 	HARNESS_RUN(test_split_scan);
 	HARNESS_RUN(test_train_isolated);
 	return harness_done();

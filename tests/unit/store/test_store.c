@@ -461,13 +461,19 @@ static void test_delete_record(void)
 	ds = make_dataset(s, "d");
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 100, 0, 0), 0);
-	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL), 0);
+	CHECK_INT(store_put_records(s, ds, b.recs, b.n, rows, NULL), 0);
+	{
+		uint64_t row = UINT64_MAX;
+
+		CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, &row, NULL), 0);
+		CHECK_INT(row, rows[42]); /* the row it had, for the layers keyed by row */
+		CHECK_INT(row, 42);
+	}
 	err_clear(&e);
 	CHECK_INT(store_get_record(s, ds, "rec-0000042", 11, 1, &out, &e), ERR_NOT_FOUND);
 	CHECK_INT(e.code, ERR_NOT_FOUND);
-	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL), ERR_NOT_FOUND);
-	CHECK_INT(store_delete_record(s, ds + 1, "rec-0000041", 11, NULL), ERR_NOT_FOUND);
+	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL, NULL), ERR_NOT_FOUND);
+	CHECK_INT(store_delete_record(s, ds + 1, "rec-0000041", 11, NULL, NULL), ERR_NOT_FOUND);
 	CHECK_INT(store_dataset_get(s, "d", &info, NULL), 0);
 	CHECK_INT(info.records, 99);
 	CHECK_INT(info.next_row, 100);
@@ -501,8 +507,8 @@ static void test_delete_record(void)
 
 	/* Deleting every vector of block 1 (rows 64..100) deletes the block. */
 	for (size_t k = 64; k < 100; k++)
-		CHECK_INT(store_delete_record(s, ds, b.recs[k].id, b.recs[k].id_len, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL), 0);
+		CHECK_INT(store_delete_record(s, ds, b.recs[k].id, b.recs[k].id_len, NULL, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL, NULL), 0);
 	CHECK_INT(store_reader_open(s, &r, NULL), 0);
 	err_clear(&e);
 	CHECK_INT(store_reader_block(r, ds, 0, 1, &data, &present, &e), ERR_NOT_FOUND);
@@ -536,7 +542,7 @@ static void test_reader_snapshot(void)
 	CHECK_INT(store_put_records(s, ds, b.recs, 10, NULL, NULL), 0);
 	CHECK_INT(store_reader_open(s, &r, NULL), 0);
 	CHECK_INT(store_put_records(s, ds, &b.recs[10], 10, NULL, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, "rec-0000003", 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, "rec-0000003", 11, NULL, NULL), 0);
 	memset(&v, 0, sizeof v);
 	v.rows = rows;
 	v.cap = 32;
@@ -1242,7 +1248,7 @@ static void test_live_array(void)
 	ds = make_dataset(s, "live");
 	CHECK_INT(batch_make(&b, 100, 0, 0), 0);
 	CHECK_INT(store_put_records(s, ds, b.recs, 100, NULL, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, "rec-0000042", 11, NULL, NULL), 0);
 	/* rows_out: an upsert keeps its row, a new id gets the next, a duplicate the same */
 	{
 		struct store_record two[6] = { b.recs[5], b.recs[0], b.recs[0], b.recs[0], b.recs[0],
@@ -1476,7 +1482,7 @@ static void test_migrate_v1(void)
 	ds = make_dataset(s, "old");
 	CHECK_INT(batch_make(&b, 4500, 0, 0), 0);
 	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, "rec-0004100", 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, "rec-0004100", 11, NULL, NULL), 0);
 	store_close(s);
 	CHECK_INT(wipe_arrays_v1(tmp_root), 0);
 	s = open_at(tmp_root, 0);
@@ -1660,9 +1666,9 @@ static void test_live_scattered(void)
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, N, 0, 0), 0);
 	CHECK_INT(store_put_records(s, ds, b.recs, N, NULL, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, b.recs[4095].id, 11, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, b.recs[8192].id, 11, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, b.recs[100].id, 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, b.recs[4095].id, 11, NULL, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, b.recs[8192].id, 11, NULL, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, b.recs[100].id, 11, NULL, NULL), 0);
 	for (size_t i = 0; i < 5; i++)
 		up[i] = b.recs[pick[i]];
 	/* 4095 and 8192 come back with new rows N and N + 1; the others keep theirs */
@@ -1887,7 +1893,7 @@ static void test_migrate_rerun(void)
 	CHECK(ds != 0);
 	CHECK_INT(batch_make(&b, 250, 0, 0), 0);
 	CHECK_INT(store_put_records(s, ds, b.recs, b.n, NULL, NULL), 0);
-	CHECK_INT(store_delete_record(s, ds, "rec-0000007", 11, NULL), 0);
+	CHECK_INT(store_delete_record(s, ds, "rec-0000007", 11, NULL, NULL), 0);
 	store_close(s);
 	CHECK_INT(raw_version(tmp_root), 2);
 	CHECK_INT(raw_live_set(tmp_root, ds, 7), 0);
