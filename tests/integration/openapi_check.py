@@ -16,7 +16,8 @@ method, path, status and the JSON pointer of the failing part of the body.
 
 If env WINNOW_OPENAPI_TALLY names a file, the number of responses checked by this process
 is appended to it at exit (so a full run can report its total). If env WINNOW_OPENAPI_LOG
-names a file, mismatches are appended there instead of raised."""
+names a file, mismatches are appended there instead of raised. With WINNOW_OPENAPI_STRICT=1 an
+object schema that lists properties allows no others (finds fields the document lacks)."""
 
 import atexit
 import json
@@ -167,7 +168,9 @@ def errors(value, schema, ptr=""):
         if "minProperties" in schema and len(value) < schema["minProperties"]:
             out.append((where, "fewer than %d properties" % schema["minProperties"]))
         pats = [(re.compile(p), s) for p, s in schema.get("patternProperties", {}).items()]
-        extra = schema.get("additionalProperties", True)
+        # Open by default, as JSON Schema says; WINNOW_OPENAPI_STRICT closes every object
+        # schema that lists properties, to find the fields the daemon sends undocumented.
+        extra = schema.get("additionalProperties", not (props and _strict()))
         for k, v in value.items():
             matched = False
             if k in props:
@@ -198,6 +201,10 @@ def errors(value, schema, ptr=""):
     if "not" in schema and not errors(value, schema["not"], ptr):
         out.append((where, "matches a 'not' schema"))
     return out
+
+
+def _strict():
+    return os.environ.get("WINNOW_OPENAPI_STRICT", "0") != "0"
 
 
 def _best(alts):
