@@ -36,7 +36,7 @@ endif
 PROJ_CPPFLAGS := -D_GNU_SOURCE -I. -MMD -MP
 SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 
-LIBS := -lmicrohttpd -ljansson -llmdb -lcurl \
+LIBS := -lmicrohttpd -lgnutls -ljansson -llmdb -lcurl \
         $(FAISS_C) -l:libfaiss.a -lopenblas -lgomp -lstdc++ -lpthread -lm
 
 # Every module but main.c goes into the library that the daemon, tests and benches link.

@@ -134,19 +134,21 @@ int datasets_put(struct http_req *r, struct http_res *res)
 	struct store_schema schema;
 	struct store_dataset_info ds;
 	struct err e = {0};
-	json_error_t jerr;
 	const char *name = dataset_name(r, res);
 	json_t *body;
+	char mt[64];
 	int rc, created = 0;
 
 	if (name == NULL)
 		return 0;
-	body = json_loadb(r->body, r->body_len, 0, &jerr);
-	if (body == NULL) {
-		err_set(&e, ERR_MALFORMED, "malformed_json", "the body is not JSON: %s (line %d)",
-		        jerr.text, jerr.line);
-		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
+	http_media_type(r, mt, sizeof mt);
+	if (strcmp(mt, "application/json") != 0) {
+		err_set(&e, ERR_MEDIA_TYPE, "unsupported_media_type",
+		        "send the schema as application/json, not '%s'", mt[0] ? mt : "(none)");
+		return http_problem(res, r, ERR_MEDIA_TYPE, &e, NULL);
 	}
+	if (http_body_json(r, res, &body) != 0)
+		return 0;
 	rc = codec_parse_schema(body, &schema, &e);
 	json_decref(body);
 	if (rc == 0)

@@ -45,6 +45,7 @@ struct http_res {
 	char location[256];       /* "" = no Location header */
 	char allow[64];           /* "" = no Allow header */
 	int www_authenticate;     /* 1: add WWW-Authenticate: Bearer */
+	int retry_after;          /* > 0: add Retry-After: this many seconds */
 	/* A streamed body (chunked, length unknown) instead of body: stream(stream_ctx, buf,
 	 * max) returns the bytes it wrote (> 0), 0 at the end, -1 on an error (the connection is
 	 * then closed early). The server calls stream_free(stream_ctx) exactly once when the
@@ -78,8 +79,9 @@ int http_problem(struct http_res *res, const struct http_req *r, int code, const
  * takes view. Returns 0. */
 int http_accepted(struct http_res *res, uint64_t job, const char *key, json_t *view);
 
-/* Parse the request body as JSON into *out (new). A body that is not JSON: fills res with
- * a 400 problem (malformed_json) and returns ERR_MALFORMED. */
+/* Parse the request body as JSON into *out (new). A body that is not JSON, or has an
+ * object with a key given twice: fills res with a 400 problem (malformed_json) and
+ * returns ERR_MALFORMED. */
 int http_body_json(const struct http_req *r, struct http_res *res, json_t **out);
 
 /* The {segment} parameter i as a store name ([A-Za-z0-9._-]{1,64}); otherwise fills res with

@@ -11,6 +11,7 @@
 #include "api/http.h"
 #include "api/openapi.h"
 #include "core/jobs.h"
+#include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "lib/clock.h"
 #include "lib/err.h"
@@ -25,10 +26,19 @@ int ops_livez(struct http_req *r, struct http_res *res)
 	return http_json(res, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* "?verbose" comes without a value, which http_query() cannot tell from no parameter. */
+static int is_verbose(void *ctx, const char *name, const char *value)
+{
+	(void)ctx;
+	(void)value;
+	return strcmp(name, "verbose") == 0;
+}
+
 int ops_readyz(struct http_req *r, struct http_res *res)
 {
 	struct err e = {0};
 	size_t building;
+	json_t *out;
 
 	if (atomic_load(&r->d->core.stopping)) {
 		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the server is shutting down");
@@ -40,16 +50,25 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 	}
 	if (r->core->store != NULL && store_full(r->core->store))
 		/* reads and searches still answer; writes get 507 until one commits again */
-		return http_json(res, 200,
-		                 json_pack("{s:s, s:[s], s:s}", "status", "degraded", "reasons",
-		                           "storage_full", "detail",
-		                           "the last write failed because the disk is full: reads and "
-		                           "searches answer, writes get 507 until space is freed"));
-	building = r->core->catalog != NULL ? catalog_building(r->core->catalog) : 0;
-	if (building > 0) /* searches of those spaces are exact scans meanwhile */
-		return http_json(res, 200, json_pack("{s:s, s:I}", "status", "ready", "indexes_building",
-		                                     (json_int_t)building));
-	return http_json(res, 200, json_pack("{s:s}", "status", "ready"));
+		out = json_pack("{s:s, s:[s], s:s}", "status", "degraded", "reasons", "storage_full",
+		                "detail",
+		                "the last write failed because the disk is full: reads and searches "
+		                "answer, writes get 507 until space is freed");
+	else if ((building = r->core->catalog != NULL ? catalog_building(r->core->catalog) : 0) > 0)
+		/* searches of those spaces are exact scans meanwhile */
+		out = json_pack("{s:s, s:I}", "status", "ready", "indexes_building",
+		                (json_int_t)building);
+	else
+		out = json_pack("{s:s}", "status", "ready");
+	if (out != NULL && http_query_each(r, is_verbose, NULL) != 0) {
+		/* what an operator should know about a daemon that is otherwise ready */
+		json_t *warnings = json_array();
+
+		if (r->d->auth == NULL && r->d->cfg->insecure_no_auth)
+			json_array_append_new(warnings, json_string("insecure_no_auth"));
+		json_object_set_new(out, "warnings", warnings);
+	}
+	return http_json(res, 200, out);
 }
 
 int ops_metrics(struct http_req *r, struct http_res *res)

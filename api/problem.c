@@ -162,7 +162,8 @@ int http_body_json(const struct http_req *r, struct http_res *res, json_t **out)
 {
 	struct err e = {0};
 	json_error_t jerr;
-	json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+	/* a key given twice would otherwise mean its last value, silently */
+	json_t *body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
 
 	if (body == NULL) {
 		err_set(&e, ERR_MALFORMED, "malformed_json", "the body is not JSON: %s (line %d)",

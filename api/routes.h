@@ -14,12 +14,20 @@ struct http_res;
 
 typedef int (*route_handler)(struct http_req *r, struct http_res *res);
 
+/* Which body limit a route has (each also under --body-limit). */
+enum route_body {
+	ROUTE_BODY_DEFINITION = 0, /* definitions, patches, small JSON: --definition-body-limit */
+	ROUTE_BODY_SEARCH,         /* search queries, raw rows included: --search-body-limit */
+	ROUTE_BODY_BULK,           /* ingest-sized NDJSON: --body-limit */
+};
+
 struct route {
 	const char *method;
 	const char *tmpl;         /* e.g. "/v1/datasets/{name}/records/{id*}"; {x*} takes the rest */
 	enum auth_scope scope;    /* AUTH_NONE: open to all; AUTH_READ; AUTH_ADMIN */
 	route_handler handler;
 	int offload;              /* 1: CPU- or I/O-heavy; runs on the work pool, not an HTTP thread */
+	enum route_body body;     /* the body limit that applies */
 };
 
 /* Outcome of matching a path and method. */

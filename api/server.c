@@ -1,15 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /* server: libmicrohttpd glue. Owns the MHD daemon, the per-request state (struct
- * conn_state, allocated on a request's first callback and freed in the completion
- * callback) and the work pool. Routes marked offload (ingest) do not run on the HTTP
- * thread: the connection is suspended, a pool thread runs the handler, then resumes it and
- * MHD calls us again to send the answer. libmicrohttpd may accept several connections on
- * one HTTP thread; the pool lets their requests parse and commit at the same time. Bodies are accumulated up to the configured limit; errors found before the
- * body ends (401, 403, 404, 405, 503) are answered once the body is consumed, except
- * a declared Content-Length over the limit, which is answered at once (413). */
+ * conn_state, allocated when the request line arrives and freed in the completion
+ * callback), the per-connection deadlines and the work pool. Routes marked offload (ingest)
+ * do not run on the HTTP thread: the connection is suspended, a pool thread runs the
+ * handler, then resumes it and MHD calls us again to send the answer. libmicrohttpd may
+ * accept several connections on one HTTP thread; the pool lets their requests parse and
+ * commit at the same time.
+ *
+ * Bodies are accumulated up to their route's limit; errors found before the body ends
+ * (400, 401, 403, 404, 405, 503 overloaded) are answered once the body is consumed (and
+ * dropped), except a declared Content-Length over the limit, which is answered at once (413). The memory budget (--memory-limit) is charged with each body's buffer
+ * plus an estimate of what parsing it costs (JSON trees take many times the text), for as
+ * long as the request runs; a request that does not fit waits for nothing: it is refused
+ * with Retry-After. A watchdog closes connections that have not delivered a whole request
+ * within --request-timeout of their start (libmicrohttpd's own timeout is an idle one, which
+ * a client sending a byte every few seconds never reaches). */
 #include "api/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -26,6 +35,7 @@
 
 #include "api/http.h"
 #include "api/routes.h"
+#include "api/tls.h"
 #include "daemon/auth.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
@@ -35,6 +45,24 @@
 #include "daemon/metrics.h"
 
 #define SERVER_MAX_WORKERS 16
+
+/* What parsing a body costs beyond its own bytes, as a multiple of its length, charged to
+ * the memory budget while the request runs. JSON: jansson allocates a node for every value
+ * (a real is 24 bytes of struct plus malloc's overhead for 4 to 10 bytes of text, an
+ * array slot 8 more); a 50 MB body of numbers peaked at 1.18 GB (23x, issue 16), so 24x.
+ * Raw rows and NDJSON are read in place or a line at a time: once more. */
+#define SERVER_PARSE_JSON 24
+#define SERVER_PARSE_OTHER 1
+
+/* One accepted connection, for the request deadline: from accept, or from the end of its
+ * previous request, to the moment its next request is whole. Guarded by track_mu. */
+struct conn_track {
+	struct conn_track *prev, *next;
+	int fd;
+	double since;
+	int received; /* 1 from a whole request to its completion: the deadline is off */
+	int cut;      /* shut down by the watchdog */
+};
 
 struct server {
 	struct MHD_Daemon *mhd;
@@ -50,6 +78,19 @@ struct server {
 	int quit;
 	unsigned nworkers;
 	pthread_t workers[SERVER_MAX_WORKERS];
+	char start_msg[256];    /* libmicrohttpd's last message while starting (under mu) */
+	int starting;
+	/* the memory budget: bytes charged by requests in flight */
+	atomic_uint_fast64_t mem_used;
+	uint64_t mem_limit;
+	/* the request deadline: every open connection, and the watchdog that cuts them */
+	pthread_mutex_t track_mu;
+	pthread_cond_t track_cv;
+	struct conn_track *tracks;
+	int watchdog_quit;
+	int have_watchdog;
+	pthread_t watchdog;
+	int tls;
 };
 
 struct conn_state {
@@ -67,6 +108,14 @@ struct conn_state {
 	struct err pending_err;
 	int status;            /* status sent, for the request log */
 	double t0;
+	int started;           /* on_request has seen the request */
+	int path_bad;          /* the raw path decodes to a NUL or to bytes that are not UTF-8 */
+	uint64_t limit;        /* the route's body limit */
+	const char *limit_flag; /* the flag that sets it, for the 413 detail */
+	unsigned parse_factor; /* SERVER_PARSE_* for the body's media type */
+	uint64_t charged;      /* bytes charged to the memory budget */
+	int parse_charged;     /* the parse estimate is in charged */
+	struct conn_track *track;
 };
 
 static uint64_t splitmix64(uint64_t x)
@@ -101,6 +150,124 @@ static void set_request_id(struct conn_state *cs)
 	snprintf(cs->req.request_id, sizeof cs->req.request_id, "%016llx",
 	         (unsigned long long)splitmix64(cs->srv->id_seed +
 	                                        atomic_fetch_add(&cs->srv->id_counter, 1)));
+}
+
+/* Charge n bytes to the memory budget; 0, or -1 (nothing charged) when it does not fit. */
+static int mem_charge(struct conn_state *cs, uint64_t n)
+{
+	struct server *srv = cs->srv;
+	uint_fast64_t cur = atomic_load(&srv->mem_used);
+
+	do {
+		if (n > srv->mem_limit || cur > srv->mem_limit - n)
+			return -1;
+	} while (!atomic_compare_exchange_weak(&srv->mem_used, &cur, cur + n));
+	cs->charged += n;
+	return 0;
+}
+
+static void mem_release(struct conn_state *cs)
+{
+	atomic_fetch_sub(&cs->srv->mem_used, cs->charged);
+	cs->charged = 0;
+}
+
+static int overloaded(struct conn_state *cs, struct err *e)
+{
+	return err_set(e, ERR_UNAVAILABLE, "overloaded",
+	               "the memory for request bodies (--memory-limit, %llu bytes) is taken by "
+	               "requests in flight; retry later",
+	               (unsigned long long)cs->srv->mem_limit);
+}
+
+/* A well-formed UTF-8 sequence (no overlong forms, surrogates or code points past
+ * U+10FFFF) without NUL. */
+static int utf8_clean(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], need, cp, min;
+
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return 0;
+		if (n - i <= need)
+			return 0;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Whether the path part of a raw request target percent-decodes (as libmicrohttpd does)
+ * to clean UTF-8. libmicrohttpd hands us the decoded path as a C string, so "ab%00x"
+ * arrives as "ab": the raw target is the only place a NUL can be seen. */
+static int raw_path_clean(const char *uri)
+{
+	size_t n = strcspn(uri, "?"), o = 0;
+	unsigned char *buf = malloc(n + 1);
+	int ok;
+
+	if (buf == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (uri[i] == '%' && i + 2 < n + 1 && (hi = hexval(uri[i + 1])) >= 0 &&
+		    (lo = hexval(uri[i + 2])) >= 0) {
+			buf[o++] = (unsigned char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			buf[o++] = (unsigned char)uri[i];
+		}
+	}
+	ok = utf8_clean(buf, o);
+	free(buf);
+	return ok;
+}
+
+/* The request line has arrived: allocate its state, which on_request then finds in
+ * *con_cls, and look at the raw target. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct conn_state *cs = calloc(1, sizeof *cs);
+
+	(void)conn;
+	if (cs == NULL)
+		return NULL;
+	cs->srv = cls;
+	cs->t0 = clock_now();
+	cs->path_bad = !raw_path_clean(uri);
+	return cs;
 }
 
 /* A streamed body: the handler's producer and its context, for MHD's callbacks. */
@@ -172,6 +339,12 @@ static int queue(struct conn_state *cs, struct MHD_Connection *conn, struct http
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, res->allow);
 	if (res->www_authenticate)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (res->retry_after > 0) {
+		char ra[16];
+
+		snprintf(ra, sizeof ra, "%d", res->retry_after);
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
 	if (atomic_load(&cs->srv->d->core.stopping))
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
 	cs->status = res->status;
@@ -188,7 +361,36 @@ static int answer_problem(struct conn_state *cs, struct MHD_Connection *conn, in
 	http_problem(&res, &cs->req, code, e, NULL);
 	if (code == ERR_METHOD)
 		snprintf(res.allow, sizeof res.allow, "%s", cs->match.allow);
+	if (code == ERR_UNAVAILABLE)
+		res.retry_after = 1;
 	return queue(cs, conn, &res);
+}
+
+static int is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+		static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return 1;
+		return memcmp(b, v4mapped, 12) == 0 && b[12] == 127;
+	}
+	return 0;
+}
+
+static int client_is_loopback(struct conn_state *cs)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(cs->req.conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	return ci != NULL && ci->client_addr != NULL && is_loopback(ci->client_addr);
 }
 
 /* Route, authenticate and authorise on the first callback; remember any error. */
@@ -197,6 +399,23 @@ static void first_call(struct conn_state *cs)
 	struct daemon *d = cs->srv->d;
 	int rc;
 
+	if (cs->path_bad) {
+		/* before routing: the decoded path was cut at the NUL and names something else */
+		cs->pending_code = err_set(&cs->pending_err, ERR_MALFORMED, "invalid_path",
+		                           "a path segment decodes to a NUL byte or to bytes that "
+		                           "are not UTF-8");
+		return;
+	}
+	if (d->auth == NULL && !d->cfg->insecure_no_auth && !client_is_loopback(cs)) {
+		char q[80];
+
+		cs->pending_code = err_set(&cs->pending_err, ERR_FORBIDDEN, "remote_client_refused",
+		                           "without an API keys file only loopback clients are "
+		                           "served (see --api-keys)");
+		log_msg(LOG_WARN, "refused", "reason=remote_client_without_keys request_id=%s",
+		        log_quote(cs->req.request_id, q, sizeof q));
+		return;
+	}
 	rc = routes_match(cs->req.method, cs->path, &cs->match);
 	if (rc == ERR_NOT_FOUND) {
 		cs->pending_code = err_set(&cs->pending_err, ERR_NOT_FOUND, "no_such_route",
@@ -305,6 +524,155 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* The route's body limit and the flag that sets it; every one is also under --body-limit. */
+static void set_limit(struct conn_state *cs)
+{
+	const struct config *cfg = cs->srv->d->cfg;
+	enum route_body b = cs->match.route != NULL ? cs->match.route->body : ROUTE_BODY_DEFINITION;
+	uint64_t lim = cfg->body_limit;
+	const char *flag = "--body-limit";
+
+	if (b == ROUTE_BODY_SEARCH && cfg->search_body_limit < lim) {
+		lim = cfg->search_body_limit;
+		flag = "--search-body-limit";
+	} else if (b == ROUTE_BODY_DEFINITION && cfg->definition_body_limit < lim) {
+		lim = cfg->definition_body_limit;
+		flag = "--definition-body-limit";
+	}
+	cs->limit = lim;
+	cs->limit_flag = flag;
+}
+
+static unsigned parse_factor(const struct http_req *r)
+{
+	char mt[64];
+	size_t n;
+
+	http_media_type(r, mt, sizeof mt);
+	n = strlen(mt);
+	if (strcmp(mt, "application/json") == 0 || (n > 5 && strcmp(mt + n - 5, "+json") == 0))
+		return SERVER_PARSE_JSON;
+	return SERVER_PARSE_OTHER;
+}
+
+static void track_set(struct server *srv, struct conn_track *t, int received)
+{
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&srv->track_mu);
+	t->received = received;
+	if (!received)
+		t->since = clock_now();
+	pthread_mutex_unlock(&srv->track_mu);
+}
+
+/* The first callback of a request: its state, routing, auth, the limits. */
+static enum MHD_Result request_start(struct server *srv, struct conn_state *cs,
+                                     struct MHD_Connection *conn, const char *url,
+                                     const char *method)
+{
+	const union MHD_ConnectionInfo *ci;
+	const char *cl;
+	struct err e = {0};
+
+	cs->started = 1;
+	cs->req.d = srv->d;
+	cs->req.core = &srv->d->core;
+	cs->req.conn = conn;
+	cs->req.method = method;
+	cs->req.route = "unmatched";
+	cs->path = strdup(url);
+	if (cs->path == NULL)
+		return MHD_NO;
+	cs->req.path = cs->path;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	cs->track = ci != NULL ? ci->socket_context : NULL;
+	atomic_fetch_add(&srv->inflight, 1);
+	set_request_id(cs);
+	first_call(cs);
+	set_limit(cs);
+	cs->parse_factor = parse_factor(&cs->req);
+	cl = http_header(&cs->req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl == NULL)
+		return MHD_YES; /* a chunked body is charged as it grows */
+	{
+		char *end;
+		unsigned long long n;
+
+		/* before any other error: a body too large to drop is answered at once */
+		errno = 0;
+		n = strtoull(cl, &end, 10);
+		if (errno != 0 || end == cl || n > cs->limit) {
+			cs->pending_code = err_set(&e, ERR_TOO_LARGE, "body_too_large",
+			        "the request body (%s bytes) exceeds the limit of %llu bytes for this "
+			        "route (%s)", cl, (unsigned long long)cs->limit, cs->limit_flag);
+			return (enum MHD_Result)answer_problem(cs, conn, ERR_TOO_LARGE, &e);
+		}
+		if (n == 0 || cs->pending_code != 0)
+			return MHD_YES; /* a refused body is dropped, never charged */
+		/* the whole cost up front, so that a body the budget cannot take is refused before
+		 * it is read; the buffer is allocated at its exact size */
+		if (mem_charge(cs, (n + 1) * (1 + (uint64_t)cs->parse_factor)) != 0) {
+			/* Answered once the body is read and dropped (it is within the route's
+			 * limit): answered now, the client would still be writing when the
+			 * connection closes and would see a reset instead of the 503. */
+			cs->pending_code = overloaded(cs, &cs->pending_err);
+			return MHD_YES;
+		}
+		cs->parse_charged = 1;
+		cs->body = malloc(n + 1);
+		if (cs->body == NULL) {
+			cs->pending_code = err_set(&cs->pending_err, ERR_NOMEM, NULL,
+			                           "out of memory for the request body");
+			return MHD_YES;
+		}
+		cs->cap = n + 1;
+	}
+	return MHD_YES;
+}
+
+/* Append a piece of the body, growing and charging the buffer when its length was not
+ * declared (chunked). */
+static void body_append(struct conn_state *cs, const char *data, size_t n)
+{
+	if (cs->len + n > cs->limit) {
+		free(cs->body);
+		cs->body = NULL;
+		cs->len = cs->cap = 0;
+		mem_release(cs);
+		cs->pending_code = err_set(&cs->pending_err, ERR_TOO_LARGE, "body_too_large",
+		                           "the request body exceeds the limit of %llu bytes for "
+		                           "this route (%s)",
+		                           (unsigned long long)cs->limit, cs->limit_flag);
+		return;
+	}
+	if (cs->len + n + 1 > cs->cap) {
+		size_t cap = cs->cap ? cs->cap : 64 * 1024;
+		char *nb;
+
+		while (cap < cs->len + n + 1)
+			cap *= 2;
+		if (mem_charge(cs, cap - cs->cap) != 0) {
+			free(cs->body);
+			cs->body = NULL;
+			cs->len = cs->cap = 0;
+			mem_release(cs);
+			cs->pending_code = overloaded(cs, &cs->pending_err);
+			return;
+		}
+		nb = realloc(cs->body, cap);
+		if (nb == NULL) {
+			cs->pending_code = err_set(&cs->pending_err, ERR_NOMEM, NULL,
+			                           "out of memory for the request body");
+			return;
+		}
+		cs->body = nb;
+		cs->cap = cap;
+	}
+	memcpy(cs->body + cs->len, data, n);
+	cs->len += n;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -312,82 +680,40 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
 	struct server *srv = cls;
 	struct conn_state *cs = *con_cls;
-	uint64_t limit = srv->d->cfg->body_limit;
 
 	(void)version;
-	if (cs == NULL) {
-		const char *cl;
-
-		cs = calloc(1, sizeof *cs);
-		if (cs == NULL)
-			return MHD_NO;
-		cs->srv = srv;
-		cs->t0 = clock_now();
-		cs->req.d = srv->d;
-		cs->req.core = &srv->d->core;
-		cs->req.conn = conn;
-		cs->req.method = method;
-		cs->req.route = "unmatched";
-		cs->path = strdup(url);
-		if (cs->path == NULL) {
-			free(cs);
-			return MHD_NO;
+	if (cs == NULL || !cs->started) {
+		if (cs == NULL) { /* on_uri could not allocate */
+			cs = calloc(1, sizeof *cs);
+			if (cs == NULL)
+				return MHD_NO;
+			cs->srv = srv;
+			cs->t0 = clock_now();
+			*con_cls = cs;
 		}
-		cs->req.path = cs->path;
-		*con_cls = cs;
-		atomic_fetch_add(&srv->inflight, 1);
-		set_request_id(cs);
-		first_call(cs);
-		cl = http_header(&cs->req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl != NULL && strtoull(cl, NULL, 10) > limit) {
-			struct err e = {0};
-
-			err_set(&e, ERR_TOO_LARGE, "body_too_large",
-			        "the request body (%s bytes) exceeds the limit of %llu bytes", cl,
-			        (unsigned long long)limit);
-			return (enum MHD_Result)answer_problem(cs, conn, ERR_TOO_LARGE, &e);
-		}
-		return MHD_YES;
+		return request_start(srv, cs, conn, url, method);
 	}
 
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (cs->pending_code != 0)
-			return MHD_YES; /* discard: the answer is already decided */
-		if (cs->len + n > limit) {
-			free(cs->body);
-			cs->body = NULL;
-			cs->len = cs->cap = 0;
-			cs->pending_code = err_set(&cs->pending_err, ERR_TOO_LARGE, "body_too_large",
-			                           "the request body exceeds the limit of %llu bytes",
-			                           (unsigned long long)limit);
-			return MHD_YES;
-		}
-		if (cs->len + n + 1 > cs->cap) {
-			size_t cap = cs->cap ? cs->cap : 64 * 1024;
-			char *nb;
-
-			while (cap < cs->len + n + 1)
-				cap *= 2;
-			nb = realloc(cs->body, cap);
-			if (nb == NULL) {
-				cs->pending_code = err_set(&cs->pending_err, ERR_NOMEM, NULL,
-				                           "out of memory for the request body");
-				return MHD_YES;
-			}
-			cs->body = nb;
-			cs->cap = cap;
-		}
-		memcpy(cs->body + cs->len, upload_data, n);
-		cs->len += n;
-		return MHD_YES;
+		if (cs->pending_code == 0)
+			body_append(cs, upload_data, n);
+		return MHD_YES; /* else discard: the answer is already decided */
 	}
 
 	/* The body is complete: answer. */
 	if (cs->res_ready) /* back from the pool */
 		return (enum MHD_Result)queue(cs, conn, &cs->res);
+	track_set(srv, cs->track, 1);
+	/* A chunked body was charged for its buffer only: now its parse. (A declared length
+	 * was charged for both at the start.) */
+	if (cs->pending_code == 0 && cs->len > 0 && !cs->parse_charged) {
+		if (mem_charge(cs, (uint64_t)cs->len * cs->parse_factor) != 0)
+			cs->pending_code = overloaded(cs, &cs->pending_err);
+		cs->parse_charged = 1;
+	}
 	if (cs->pending_code != 0)
 		return (enum MHD_Result)answer_problem(cs, conn, cs->pending_code, &cs->pending_err);
 	if (cs->body != NULL)
@@ -422,6 +748,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	if (cs == NULL)
 		return;
+	if (!cs->started) { /* the request line came, the headers never did */
+		free(cs);
+		*con_cls = NULL;
+		return;
+	}
+	mem_release(cs);
+	track_set(srv, cs->track, 0);
 	dur = clock_now() - cs->t0;
 	if (cs->status == 0)
 		cs->status = 499; /* the client went away before an answer */
@@ -442,46 +775,101 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	atomic_fetch_sub(&srv->inflight, 1);
 }
 
-static int is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-		const uint8_t *b = in6->sin6_addr.s6_addr;
-		static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-			return 1;
-		return memcmp(b, v4mapped, 12) == 0 && b[12] == 127;
-	}
-	return 0;
-}
-
-/* Without a keys file, only loopback clients get in unless allow_remote is set. */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
 {
 	struct server *srv = cls;
+	struct conn_track *t;
 
-	(void)addrlen;
-	if (srv->d->auth != NULL || srv->d->cfg->allow_remote || is_loopback(addr))
-		return MHD_YES;
-	return MHD_NO;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		t = calloc(1, sizeof *t);
+		if (t == NULL || ci == NULL) {
+			free(t);
+			*socket_context = NULL;
+			return; /* untracked: only the idle timeout applies */
+		}
+		t->fd = ci->connect_fd;
+		t->since = clock_now();
+		pthread_mutex_lock(&srv->track_mu);
+		t->next = srv->tracks;
+		if (srv->tracks != NULL)
+			srv->tracks->prev = t;
+		srv->tracks = t;
+		pthread_mutex_unlock(&srv->track_mu);
+		*socket_context = t;
+		return;
+	}
+	/* MHD_CONNECTION_NOTIFY_CLOSED comes before libmicrohttpd closes the socket: once the
+	 * entry is gone under the lock, the watchdog cannot shut down a reused descriptor. */
+	t = *socket_context;
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&srv->track_mu);
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		srv->tracks = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+	pthread_mutex_unlock(&srv->track_mu);
+	free(t);
+	*socket_context = NULL;
+}
+
+/* Every quarter of the deadline (at most a second), shut down the sockets of connections
+ * that have not delivered a whole request in time; libmicrohttpd then reads the end of
+ * the stream on its own thread and closes them as it would any closed connection. */
+static void *watchdog_main(void *arg)
+{
+	struct server *srv = arg;
+	double limit = (double)srv->d->cfg->request_timeout_s;
+	double step = limit / 4 < 1.0 ? limit / 4 : 1.0;
+
+	pthread_mutex_lock(&srv->track_mu);
+	while (!srv->watchdog_quit) {
+		struct timespec ts;
+		double now = clock_now(), wake;
+		unsigned cut = 0;
+
+		for (struct conn_track *t = srv->tracks; t != NULL; t = t->next) {
+			if (t->received || t->cut || now - t->since < limit)
+				continue;
+			shutdown(t->fd, SHUT_RDWR);
+			t->cut = 1;
+			cut++;
+		}
+		if (cut > 0)
+			log_msg(LOG_WARN, "request_timeout",
+			        "connections=%u timeout_s=%u msg=\"closed: no whole request in time\"",
+			        cut, srv->d->cfg->request_timeout_s);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		wake = (double)ts.tv_sec + ts.tv_nsec / 1e9 + step;
+		ts.tv_sec = (time_t)wake;
+		ts.tv_nsec = (long)((wake - (double)ts.tv_sec) * 1e9);
+		pthread_cond_timedwait(&srv->track_cv, &srv->track_mu, &ts);
+	}
+	pthread_mutex_unlock(&srv->track_mu);
+	return NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct server *srv = cls;
 	char buf[512], q[600];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	n = strlen(buf);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
 		buf[--n] = '\0';
+	/* kept for the start-up error: "Failed to bind to port 8080: Address already in use" */
+	pthread_mutex_lock(&srv->mu);
+	if (srv->starting)
+		snprintf(srv->start_msg, sizeof srv->start_msg, "%s", buf);
+	pthread_mutex_unlock(&srv->mu);
 	log_msg(LOG_WARN, "http", "msg=%s", log_quote(buf, q, sizeof q));
 }
 
@@ -499,8 +887,12 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 	if (srv == NULL)
 		return err_set(e, ERR_NOMEM, NULL, "out of memory");
 	srv->d = d;
+	srv->mem_limit = d->cfg->memory_limit;
 	pthread_mutex_init(&srv->mu, NULL);
 	pthread_cond_init(&srv->cv, NULL);
+	pthread_mutex_init(&srv->track_mu, NULL);
+	pthread_cond_init(&srv->track_cv, NULL);
+	srv->starting = 1;
 	if (getrandom(&srv->id_seed, sizeof srv->id_seed, 0) != (ssize_t)sizeof srv->id_seed)
 		srv->id_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 
@@ -521,20 +913,40 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 		((struct sockaddr_in *)&ss)->sin_port = htons(d->cfg->listen_port);
 	}
 
+	if (d->cfg->tls_cert != NULL) {
+		if ((rc = tls_load(d->cfg->tls_cert, d->cfg->tls_key, e)) != 0)
+			goto out;
+		srv->tls = 1;
+		flags |= MHD_USE_TLS;
+	}
+
+	/* No MHD_OPTION_LISTENING_ADDRESS_REUSE: with it a second daemon bound the same port
+	 * and the kernel split the requests between two stores. libmicrohttpd still sets
+	 * SO_REUSEADDR, so a restart does not wait for TIME_WAIT. */
 	srv->mhd = MHD_start_daemon(
-		flags, d->cfg->listen_port, on_accept, srv, on_request, srv,
+		flags, d->cfg->listen_port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, so it sees option errors */
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)d->cfg->threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)d->cfg->max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)d->cfg->max_connections_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)d->cfg->timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+		srv->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, tls_retrieve,
 		MHD_OPTION_END);
+	pthread_mutex_lock(&srv->mu);
+	srv->starting = 0;
+	pthread_mutex_unlock(&srv->mu);
 	if (srv->mhd == NULL) {
-		rc = err_set(e, ERR_IO, "listen_failed", "cannot listen on %s:%u (address in use?)",
-		             d->cfg->listen_host, (unsigned)d->cfg->listen_port);
+		int v6 = strchr(d->cfg->listen_host, ':') != NULL;
+
+		rc = err_set(e, ERR_IO, "listen_failed", "cannot listen on %s%s%s:%u: %s",
+		             v6 ? "[" : "", d->cfg->listen_host, v6 ? "]" : "",
+		             (unsigned)d->cfg->listen_port,
+		             srv->start_msg[0] ? srv->start_msg : "libmicrohttpd refused to start");
 		goto out;
 	}
 	/* Two pool threads per HTTP thread: requests parse on all cores already, but a request
@@ -547,6 +959,9 @@ int server_start(struct server **out, struct daemon *d, struct err *e)
 			break;
 		srv->nworkers++;
 	}
+	if (d->cfg->request_timeout_s > 0 &&
+	    pthread_create(&srv->watchdog, NULL, watchdog_main, srv) == 0)
+		srv->have_watchdog = 1;
 	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info != NULL ? info->port : d->cfg->listen_port;
 	*out = srv;
@@ -555,8 +970,12 @@ out:
 	if (ai != NULL)
 		freeaddrinfo(ai);
 	if (srv != NULL) {
+		if (srv->tls)
+			tls_close();
 		pthread_mutex_destroy(&srv->mu);
 		pthread_cond_destroy(&srv->cv);
+		pthread_mutex_destroy(&srv->track_mu);
+		pthread_cond_destroy(&srv->track_cv);
 	}
 	free(srv);
 	return rc;
@@ -565,6 +984,34 @@ out:
 uint16_t server_port(const struct server *s)
 {
 	return s->port;
+}
+
+int server_reload_tls(struct server *s, struct err *e)
+{
+	if (s == NULL || !s->tls)
+		return 0;
+	return tls_load(s->d->cfg->tls_cert, s->d->cfg->tls_key, e);
+}
+
+uint64_t server_memory_used(const struct server *s)
+{
+	return s != NULL ? (uint64_t)atomic_load(&s->mem_used) : 0;
+}
+
+int server_listen_is_loopback(const char *host)
+{
+	struct addrinfo hints = {0}, *ai = NULL;
+	int all = 1;
+
+	hints.ai_flags = AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || ai == NULL)
+		return 0;
+	for (struct addrinfo *p = ai; p != NULL; p = p->ai_next)
+		if (!is_loopback(p->ai_addr))
+			all = 0;
+	freeaddrinfo(ai);
+	return all;
 }
 
 void server_stop(struct server *s, double grace_s)
@@ -592,8 +1039,19 @@ void server_stop(struct server *s, double grace_s)
 	pthread_mutex_unlock(&s->mu);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
+	if (s->have_watchdog) {
+		pthread_mutex_lock(&s->track_mu);
+		s->watchdog_quit = 1;
+		pthread_cond_signal(&s->track_cv);
+		pthread_mutex_unlock(&s->track_mu);
+		pthread_join(s->watchdog, NULL);
+	}
 	MHD_stop_daemon(s->mhd);
+	if (s->tls)
+		tls_close();
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->track_mu);
+	pthread_cond_destroy(&s->track_cv);
 	free(s);
 }

@@ -64,8 +64,7 @@ static void add_error(json_t *errors, size_t *count, size_t line, const char *id
 	json_array_append_new(errors, o);
 }
 
-/* RFC 7396: merge patch into target (both objects), null removes. */
-static int merge(json_t *target, const json_t *patch)
+int signals_merge(json_t *target, const json_t *patch)
 {
 	const char *k;
 	json_t *v;
@@ -81,7 +80,7 @@ static int merge(json_t *target, const json_t *patch)
 				if (t == NULL || json_object_set_new(target, k, t) != 0)
 					return ERR_NOMEM;
 			}
-			if (merge(t, v) != 0)
+			if (signals_merge(t, v) != 0)
 				return ERR_NOMEM;
 		} else if (json_object_set(target, k, v) != 0) {
 			return ERR_NOMEM;
@@ -115,8 +114,7 @@ static int check_patch_signals(const json_t *sig, struct err *e)
 	return 0;
 }
 
-/* Check one patch object; with_id: it must carry "id" (bulk). */
-static int check_item(const json_t *obj, int with_id, const char **id_out, struct err *e)
+int signals_check(const json_t *obj, int with_id, const char **id_out, struct err *e)
 {
 	const char *k;
 	json_t *v, *jid = json_object_get(obj, "id");
@@ -158,7 +156,7 @@ static char *patched_body(const char *body, size_t len, const json_t *sig, struc
 		cur = json_object();
 		json_object_set_new(b, "signals", cur);
 	}
-	if (merge(cur, sig) != 0) {
+	if (signals_merge(cur, sig) != 0) {
 		err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
@@ -294,7 +292,7 @@ int signals_patch_one(struct http_req *r, struct http_res *res)
 		return http_problem(res, r, rc, &e, NULL);
 	if (http_body_json(r, res, &obj) != 0)
 		return 0;
-	if ((rc = check_item(obj, 0, &dummy, &e)) != 0) {
+	if ((rc = signals_check(obj, 0, &dummy, &e)) != 0) {
 		json_decref(obj);
 		return http_problem(res, r, rc, &e, NULL);
 	}
@@ -364,7 +362,7 @@ int signals_patch_bulk(struct http_req *r, struct http_res *res)
 			add_error(errors, &nbad, no, NULL, &le_e);
 			continue;
 		}
-		if (check_item(obj, 1, &id, &le_e) != 0) {
+		if (signals_check(obj, 1, &id, &le_e) != 0) {
 			add_error(errors, &nbad, no, id, &le_e);
 			json_decref(obj);
 			continue;

@@ -98,6 +98,7 @@ int subsets_export(struct http_req *r, struct http_res *res)
 	const char *ds = http_name_param(r, res, 0, "dataset");
 	const char *name = ds ? http_name_param(r, res, 1, "subset") : NULL;
 	const char *qf = http_query(r, "format"), *qfields = http_query(r, "fields");
+	const char *qsum = http_query(r, "summary");
 	enum subset_format fmt = SUBSET_NDJSON;
 	struct subset_export *x = NULL;
 	const char *ctype = NULL;
@@ -126,8 +127,16 @@ int subsets_export(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_INVALID, "bad_query", "fields applies to format=ndjson only");
 		return http_problem(res, r, ERR_INVALID, &e, NULL);
 	}
+	if (qsum != NULL && strcmp(qsum, "true") != 0 && strcmp(qsum, "false") != 0) {
+		err_set(&e, ERR_MALFORMED, "bad_query", "summary must be true or false, got '%s'", qsum);
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
+	}
+	if (qsum != NULL && fmt != SUBSET_NDJSON) {
+		err_set(&e, ERR_INVALID, "bad_query", "summary applies to format=ndjson only");
+		return http_problem(res, r, ERR_INVALID, &e, NULL);
+	}
 	rc = subset_export_open(r->core, ds, name, fmt, fields, (unsigned)slices, (unsigned)slice_id,
-	                        &x, &ctype, &e);
+	                        qsum != NULL && strcmp(qsum, "true") == 0, &x, &ctype, &e);
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	res->status = 200;

@@ -1539,7 +1539,7 @@ static int v_export(struct cli *s, char **a, const struct opts *o)
 		rc = EXIT_HTTP;
 	}
 	if (rc == 0 && strcmp(fmt, "ndjson") == 0 && c.tail_len > 0) {
-		/* the last line is the summary, or an error that cut the stream short */
+		/* the last line may be an error that cut the stream short */
 		size_t end = c.tail_len, st;
 		json_t *last;
 
@@ -1562,8 +1562,8 @@ static int v_export(struct cli *s, char **a, const struct opts *o)
 	}
 	if (rc == 0 && strcmp(fmt, "npy") == 0 && c.sunk >= 128)
 		count = (long long)(c.sunk - 128) / 16;
-	if (rc == 0 && strcmp(fmt, "ids") == 0)
-		count = (long long)c.newlines;
+	if (rc == 0 && (strcmp(fmt, "ids") == 0 || (strcmp(fmt, "ndjson") == 0 && count < 0)))
+		count = (long long)c.newlines; /* one member a line (no summary line unless asked) */
 	if (!to_stdout) {
 		if (fclose(c.sink) != 0 && rc == 0) {
 			fprintf(stderr, "winnow: cannot write %s: %s\n", part, strerror(errno));

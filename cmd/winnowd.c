@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* winnowd: the daemon's main(): its job kinds, its start-up and shutdown order.
  *
- * Start-up: configuration, log level, metrics, API keys, storage, HTTP server, ready.
- * SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every thread
+ * Start-up: configuration, log level, metrics, API keys, data directory lock, storage,
+ * HTTP server, ready. SIGHUP reloads the TLS certificate and key. SIGINT, SIGTERM and SIGHUP are blocked before any thread starts, so every thread
  * inherits the mask and main() alone receives them in sigwait(). Shutdown on the first
  * SIGINT/SIGTERM: not ready, stop accepting, finish in-flight requests, close storage,
  * exit 0. A second SIGINT/SIGTERM during shutdown exits at once. Foreground only. */
@@ -22,6 +22,7 @@
 #include "daemon/auth.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/dirlock.h"
 #include "daemon/metrics.h"
 #include "index/index.h"
 #include "lib/clock.h"
@@ -75,7 +76,7 @@ static int run(const struct config *cfg)
 	struct err e = {0};
 	sigset_t set;
 	pthread_t waiter;
-	int rc = 0, sig = 0;
+	int rc = 0, sig = 0, lock_fd = -1;
 
 	struct jobs_config jc = {job_kinds, sizeof job_kinds / sizeof job_kinds[0],
 	                         cfg->job_threads, cfg->job_history};
@@ -121,9 +122,18 @@ static int run(const struct config *cfg)
 			goto out;
 		}
 		log_msg(LOG_INFO, "auth", "keys=%zu file=%s", auth_count(d.auth), cfg->api_keys);
-	} else if (!cfg->allow_remote) {
+	} else if (!cfg->insecure_no_auth) {
 		log_msg(LOG_INFO, "auth",
 		        "msg=\"no API keys file: only loopback clients are accepted\"");
+	} else {
+		log_msg(LOG_WARN, "insecure_no_auth",
+		        "msg=\"no API keys file and --insecure-no-auth: every client that reaches "
+		        "the listening address has the admin scope\"");
+	}
+	/* Before anything touches the directory: a second daemon must leave it alone. */
+	if ((rc = dirlock_acquire(cfg->data_dir, &lock_fd, &e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
+		goto out;
 	}
 	sc.dir = cfg->data_dir;
 	sc.map_size = cfg->map_size;
@@ -159,7 +169,17 @@ static int run(const struct config *cfg)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_msg(LOG_INFO, "signal", "signal=SIGHUP msg=\"ignored: restart to reload\"");
+			struct err he = {0};
+
+			if (cfg->tls_cert == NULL)
+				log_msg(LOG_INFO, "signal",
+				        "signal=SIGHUP msg=\"nothing to reload: restart to change settings\"");
+			else if (server_reload_tls(d.server, &he) != 0)
+				log_msg(LOG_ERROR, "tls_reload",
+				        "msg=\"kept the old certificate: %s\"", he.detail);
+			else
+				log_msg(LOG_INFO, "tls_reload", "cert=%s key=%s", cfg->tls_cert,
+				        cfg->tls_key);
 			continue;
 		}
 		break;
@@ -180,6 +200,7 @@ out:
 	store_close(d.core.store);
 	auth_free(d.auth);
 	metrics_free(d.metrics);
+	dirlock_release(lock_fd); /* last: the store is closed */
 	if (rc == 0)
 		log_msg(LOG_INFO, "stopped", NULL);
 	return rc == 0 ? 0 : 1;
@@ -210,6 +231,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(cfg.log_level);
+	if ((cfg.tls_cert == NULL) != (cfg.tls_key == NULL)) {
+		fprintf(stderr, "winnowd: --tls-cert and --tls-key go together\n");
+		config_free(&cfg);
+		return 2;
+	}
+	/* An address others can reach serves the admin API to them: keys, or an explicit yes. */
+	if (cfg.api_keys == NULL && !cfg.insecure_no_auth &&
+	    !server_listen_is_loopback(cfg.listen_host)) {
+		fprintf(stderr,
+		        "winnowd: --listen %s is not a loopback address: give --api-keys FILE, or "
+		        "--insecure-no-auth to let every client that reaches it be admin\n",
+		        cfg.listen_host);
+		config_free(&cfg);
+		return 2;
+	}
 	{
 		enum log_format lf = LOG_LOGFMT;
 

@@ -17,6 +17,7 @@
 #include "lib/npy.h"
 #include "core/core.h"
 #include "lib/err.h"
+#include "lib/jsonnum.h"
 #include "core/jobs.h"
 #include "filters/filter.h"
 #include "curate/instance.h"
@@ -1341,6 +1342,7 @@ struct subset_export {
 	char name[STORE_NAME_MAX + 1];
 	enum subset_format fmt;
 	unsigned fields, slices, slice_id;
+	int summary;    /* NDJSON: end with the summary line (asked for: loaders would read it) */
 	uint64_t *rows; /* the slice's members, in row order */
 	size_t nrows, pos;
 	uint64_t skipped; /* members deleted since the materialisation */
@@ -1385,7 +1387,7 @@ static int out_json(struct subset_export *x, const json_t *v)
 
 	if (s == NULL)
 		return ERR_NOMEM;
-	rc = out_put(x, s, strlen(s));
+	rc = out_put(x, s, jsonnum_shorten(s, strlen(s)));
 	if (rc == 0)
 		rc = out_put(x, "\n", 1);
 	free(s);
@@ -1428,7 +1430,7 @@ void subset_export_close(struct subset_export *x)
 
 int subset_export_open(struct core *core, const char *dataset, const char *name,
                        enum subset_format fmt, unsigned fields, unsigned slices,
-                       unsigned slice_id, struct subset_export **out,
+                       unsigned slice_id, int summary, struct subset_export **out,
                        const char **content_type, struct err *e)
 {
 	struct store_dataset_info ds;
@@ -1452,6 +1454,7 @@ int subset_export_open(struct core *core, const char *dataset, const char *name,
 	x->fields = fields;
 	x->slices = slices;
 	x->slice_id = slice_id;
+	x->summary = summary;
 	if ((rc = store_reader_open(core->store, &x->r, e)) != 0)
 		goto out;
 	if ((rc = store_reader_dataset(x->r, ds.id, &x->info, e)) != 0 ||
@@ -1708,7 +1711,7 @@ ssize_t subset_export_read(struct subset_export *x, char *buf, size_t max)
 		}
 		if (x->pos >= x->nrows && !x->done && !x->failed) {
 			x->done = 1;
-			if (x->fmt == SUBSET_NDJSON) {
+			if (x->fmt == SUBSET_NDJSON && x->summary) {
 				json_t *sum = json_pack(
 				        "{s:{s:s, s:I, s:I, s:I, s:I}}", "summary", "subset", x->name,
 				        "count", (json_int_t)x->nrows, "slices", (json_int_t)x->slices,

@@ -93,10 +93,12 @@ struct subset_export;
  * Members are split into slices contiguous parts in row order; slice_id picks one (0-based;
  * slices 1 = everything). For SUBSET_NPY every member id must be a DataComp uid (1..32 hex
  * digits): ERR_INVALID otherwise, before anything is sent; the file holds the slice's uids
- * sorted. *content_type gets a static string. *out new (subset_export_close). */
+ * sorted. summary: an NDJSON export ends with a {"summary": ...} line (asked for, since a
+ * loader would read it as a member). *content_type gets a static string. *out new
+ * (subset_export_close). */
 int subset_export_open(struct core *core, const char *dataset, const char *name,
                        enum subset_format fmt, unsigned fields, unsigned slices,
-                       unsigned slice_id, struct subset_export **out,
+                       unsigned slice_id, int summary, struct subset_export **out,
                        const char **content_type, struct err *e);
 
 /* Copy up to max bytes of the export into buf: the count (> 0), 0 at the end, -1 on an

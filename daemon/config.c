@@ -23,6 +23,7 @@ enum opt_type { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_BOOL, OPT_LEVEL, OPT_LISTEN,
 #define OPT_NO_FILE 1u  /* not allowed in a config file */
 #define OPT_NO_ENV 2u   /* no WINNOW_* variable */
 #define OPT_OPTIONAL 4u /* string: an empty value means unset (NULL) */
+#define OPT_ALIAS 8u    /* another name for the option before it: not printed by -n */
 
 struct opt {
 	const char *name;     /* long flag, config-file key; env = WINNOW_ + upper(name, - -> _) */
@@ -74,11 +75,32 @@ static const struct opt opts[] = {
 	 .def_help = "online CPUs", .min = 1, .max = 1024, .arg = "N",
 	 .help = "threads one search may scan every vector with (a Flat index, an exact scan)"},
 	{.name = "body-limit", .type = OPT_SIZE, .off = OFF(body_limit), .def = "256M", .min = 1,
-	 .max = TIB, .arg = "SIZE", .help = "largest request body (K/M/G/T); larger ones get 413"},
+	 .max = TIB, .arg = "SIZE",
+	 .help = "largest request body of any route (bulk ingest); larger ones get 413"},
+	{.name = "search-body-limit", .type = OPT_SIZE, .off = OFF(search_body_limit),
+	 .def = "16M", .min = 1, .max = TIB, .arg = "SIZE",
+	 .help = "largest search body (1,024 raw rows of 4,096 float32 fit); more gets 413"},
+	{.name = "definition-body-limit", .type = OPT_SIZE, .off = OFF(definition_body_limit),
+	 .def = "1M", .min = 1, .max = TIB, .arg = "SIZE",
+	 .help = "largest body of the other routes (definitions, patches); more gets 413"},
+	{.name = "memory-limit", .type = OPT_SIZE, .off = OFF(memory_limit),
+	 .def_help = "1/4 of physical memory", .min = MIB, .max = 1024 * TIB, .arg = "SIZE",
+	 .help = "budget for request bodies and their parse; past it 503 overloaded"},
 	{.name = "max-connections", .type = OPT_UINT, .off = OFF(max_connections), .def = "1024",
 	 .min = 1, .max = 1000000, .arg = "N", .help = "most concurrent client connections"},
+	{.name = "max-connections-per-ip", .type = OPT_UINT, .off = OFF(max_connections_per_ip),
+	 .def = "64", .min = 1, .max = 1000000, .arg = "N",
+	 .help = "most concurrent connections from one client address"},
 	{.name = "timeout", .type = OPT_UINT, .off = OFF(timeout_s), .def = "60", .max = 86400,
 	 .arg = "SECONDS", .help = "close connections idle this long; 0 = never"},
+	{.name = "request-timeout", .type = OPT_UINT, .off = OFF(request_timeout_s), .def = "30",
+	 .max = 86400, .arg = "SECONDS",
+	 .help = "close a connection that has not sent a whole request this long; 0 = never"},
+	{.name = "tls-cert", .type = OPT_STRING, .flags = OPT_OPTIONAL, .off = OFF(tls_cert),
+	 .def_help = "none (plain HTTP)", .arg = "FILE",
+	 .help = "PEM certificate chain: serve HTTPS (with --tls-key); SIGHUP reloads"},
+	{.name = "tls-key", .type = OPT_STRING, .flags = OPT_OPTIONAL, .off = OFF(tls_key),
+	 .def_help = "none", .arg = "FILE", .help = "PEM private key of --tls-cert"},
 	{.name = "log-level", .type = OPT_LEVEL, .off = OFF(log_level), .def = "info",
 	 .arg = "LEVEL", .help = "debug, info, warn or error"},
 	{.name = "log-format", .type = OPT_STRING, .off = OFF(log_format), .def = "logfmt",
@@ -86,8 +108,11 @@ static const struct opt opts[] = {
 	{.name = "api-keys", .type = OPT_STRING, .flags = OPT_OPTIONAL, .off = OFF(api_keys),
 	 .def_help = "none", .arg = "FILE",
 	 .help = "keys file of `SCOPE SHA256HEX [NAME]` lines (see hash-key)"},
-	{.name = "allow-remote", .type = OPT_BOOL, .off = OFF(allow_remote), .def = "false",
-	 .help = "serve non-loopback clients even without a keys file"},
+	{.name = "insecure-no-auth", .type = OPT_BOOL, .off = OFF(insecure_no_auth),
+	 .def = "false",
+	 .help = "serve non-loopback clients without a keys file (everyone is admin)"},
+	{.name = "allow-remote", .type = OPT_BOOL, .flags = OPT_ALIAS, .off = OFF(insecure_no_auth),
+	 .help = "old name of --insecure-no-auth"},
 	{.name = "config", .type = OPT_STRING, .flags = OPT_NO_FILE | OPT_OPTIONAL,
 	 .off = OFF(config_file), .def_help = "none", .arg = "FILE",
 	 .help = "read settings from FILE (`name = value` lines, # comments)"},
@@ -349,6 +374,19 @@ static unsigned default_threads(void)
 	return n < 2 ? 2 : n;
 }
 
+/* A quarter of physical memory: bodies and their parse trees of concurrent requests share
+ * it, and the rest is left to LMDB's page cache, the indexes and the jobs. */
+static uint64_t default_memory_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t v;
+
+	if (pages <= 0 || psize <= 0)
+		return GIB;
+	v = (uint64_t)pages * (uint64_t)psize / 4;
+	return v < 64 * MIB ? 64 * MIB : v;
+}
+
 static int apply_defaults(struct config *c, struct err *e)
 {
 	size_t i;
@@ -363,6 +401,7 @@ static int apply_defaults(struct config *c, struct err *e)
 	}
 	c->threads = default_threads();
 	c->search_threads = online_cpus();
+	c->memory_limit = default_memory_limit();
 	return 0;
 }
 
@@ -607,6 +646,8 @@ void config_free(struct config *c)
 	free(c->listen_host);
 	free(c->data_dir);
 	free(c->api_keys);
+	free(c->tls_cert);
+	free(c->tls_key);
 	free(c->log_format);
 	free(c->config_file);
 	memset(c, 0, sizeof *c);
@@ -691,7 +732,7 @@ void config_print(const struct config *c, FILE *f)
 		const void *field = base + o->off;
 		const char *s;
 
-		if (o->flags & OPT_NO_FILE)
+		if (o->flags & (OPT_NO_FILE | OPT_ALIAS))
 			continue;
 		switch (o->type) {
 		case OPT_STRING:

@@ -28,13 +28,20 @@ struct config {
 	uint64_t index_build_memory; /* HNSW build: vectors added in one piece, default 4 GiB */
 	unsigned index_rebuild_dead; /* percent of dead vectors that rebuilds HNSW/IVF, default 20 */
 	unsigned search_threads;  /* threads of one search's full scan (Flat, exact); default: CPUs */
-	uint64_t body_limit;      /* default 256 MiB */
+	uint64_t body_limit;      /* any route's body; default 256 MiB */
+	uint64_t search_body_limit;     /* search bodies (also under body_limit); default 16 MiB */
+	uint64_t definition_body_limit; /* other non-bulk routes; default 1 MiB */
+	uint64_t memory_limit;    /* bodies + parse estimate in flight; default RAM / 4 */
 	unsigned max_connections; /* default 1024; 1..1000000 */
+	unsigned max_connections_per_ip; /* default 64 */
 	unsigned timeout_s;       /* default 60; 0 = connections never time out */
+	unsigned request_timeout_s; /* default 30: whole request received by then; 0 = none */
+	char *tls_cert;           /* PEM file; NULL = plain HTTP */
+	char *tls_key;            /* PEM file; set exactly when tls_cert is */
 	enum log_level log_level; /* default LOG_INFO */
 	char *log_format;         /* "logfmt" (default) or "json" (log_format_parse) */
 	char *api_keys;           /* NULL = no keys file */
-	int allow_remote;         /* default 0 */
+	int insecure_no_auth;     /* default 0; --allow-remote is its old name */
 	char *config_file;        /* NULL = none */
 	int check_only;           /* -n */
 };

@@ -191,7 +191,7 @@ static int basic_score(const struct filter *f, const struct filter_batch *b, flo
 const struct filter_ops basic_filter_ops = {
 	.name = "basic",
 	.summary = "DataComp basic filter without language id: words, length, image size, aspect "
-	           "(spec 1.4)",
+	           "(DataComp, Gadre et al. 2023; docs/filters.md)",
 	.size = sizeof(struct basic),
 	.cheap = 1,
 	.reasons = basic_reasons,

@@ -100,7 +100,7 @@ static int clip_score_batch(const struct filter *f, const struct filter_batch *b
 
 const struct filter_ops clip_score_filter_ops = {
 	.name = "clip_score",
-	.summary = "CLIP / DFN score: cosine of the image and text embeddings (spec 1.2)",
+	.summary = "CLIP / DFN score: cosine of the image and text embeddings (CLIP score, DataComp; DFN, Fang et al. 2023; docs/filters.md)",
 	.size = sizeof(struct clip_score),
 	.cheap = 1,
 	.create = clip_create,

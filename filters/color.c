@@ -117,7 +117,7 @@ static int color_score(const struct filter *f, const struct filter_batch *b, flo
 const struct filter_ops color_filter_ops = {
 	.name = "color",
 	.summary = "CoLoR-Filter: prior minus conditional NLL per token, from pushed signals "
-	           "(spec 2.1)",
+	           "(Brandfonbrener et al. 2024; docs/filters.md)",
 	.size = sizeof(struct color),
 	.cheap = 1,
 	.create = color_create,

@@ -662,7 +662,7 @@ static int cng_score(const struct filter *f, const struct filter_batch *b, float
 const struct filter_ops color_ngram_filter_ops = {
 	.name = "color_ngram",
 	.summary = "CoLoR-Filter with built-in n-gram models (modified Kneser-Ney), cross-fitted "
-	           "or with a named prior (spec 2)",
+	           "or with a named prior (Brandfonbrener et al. 2024; docs/filters.md)",
 	.size = sizeof(struct color_ngram),
 	.cheap = 0,
 	.needs_fit = 1,

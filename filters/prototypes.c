@@ -238,7 +238,7 @@ int prototypes_centroids(const struct filter *f, const float **centroids, uint32
 const struct filter_ops prototypes_filter_ops = {
 	.name = "prototypes",
 	.summary = "cosine distance to the nearest k-means centroid (SSP prototypes; higher = "
-	           "harder), cluster per record",
+	           "harder), cluster per record (Sorscher et al. 2022; docs/filters.md)",
 	.size = sizeof(struct prototypes),
 	.cheap = 1,
 	.needs_fit = 1,

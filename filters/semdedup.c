@@ -666,7 +666,7 @@ static void sdd_destroy(struct filter *f)
 const struct filter_ops semdedup_filter_ops = {
 	.name = "semdedup",
 	.summary = "SemDeDup: 0 for a record whose cosine to an earlier record of its k-means "
-	           "cluster exceeds 1 - eps, else 1",
+	           "cluster exceeds 1 - eps, else 1 (Abbas et al. 2023; docs/filters.md)",
 	.size = sizeof(struct semdedup),
 	.cheap = 0,
 	.needs_fit = 1,

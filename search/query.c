@@ -23,6 +23,7 @@
 #include "filters/scan.h"
 #include "index/index.h"
 #include "lib/err.h"
+#include "lib/jsonnum.h"
 #include "lib/par.h"
 #include "lib/vec.h"
 #include "search/adapters.h"
@@ -884,6 +885,8 @@ static void *batch_part_run(void *arg)
 		                  p->cand != NULL ? p->cand + i * p->kc : NULL, &one, &p->e);
 		if (p->rc == 0 && (p->text[i] = json_dumps(one, JSON_COMPACT)) == NULL)
 			p->rc = err_set(&p->e, ERR_NOMEM, "out_of_memory", "out of memory");
+		else if (p->rc == 0)
+			jsonnum_shorten(p->text[i], strlen(p->text[i]));
 		json_decref(one);
 	}
 	return NULL;
@@ -1166,7 +1169,7 @@ static int run_single(struct core *core, const struct query *qr, char **out, siz
 	if (rc == 0 && (*out = json_dumps(one, JSON_COMPACT)) == NULL)
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if (rc == 0)
-		*len = strlen(*out);
+		*len = jsonnum_shorten(*out, strlen(*out));
 	json_decref(one);
 	free(own);
 	return rc;

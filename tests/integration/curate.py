@@ -170,7 +170,8 @@ def export(d, ds, subset, query=""):
 
 
 def export_ndjson(d, ds, subset, query="?format=ndjson"):
-    _, body = export(d, ds, subset, query)
+    """The members and the summary line, asked for (summary=true: not sent by default)."""
+    _, body = export(d, ds, subset, query + ("&" if "?" in query else "?") + "summary=true")
     lines = [json.loads(l) for l in body.decode().splitlines()]
     assert lines and "summary" in lines[-1], lines[-1:]
     return lines[:-1], lines[-1]["summary"]

@@ -217,22 +217,41 @@ def remote_status(port, addr):
 
 
 @test
-def non_loopback_clients_need_keys_or_allow_remote():
+def non_loopback_listen_needs_keys_or_insecure_no_auth():
+    # Without keys, a non-loopback address is refused at start (exit 2, nothing bound).
+    data = tempfile.mkdtemp(prefix="winnow-noauth-")
+    try:
+        for listen in ("0.0.0.0:0", "[::]:0"):
+            r = subprocess.run([wn.WINNOWD, "--listen", listen, "--data-dir", data],
+                               stdin=subprocess.DEVNULL, capture_output=True,
+                               env=wn.child_env(), timeout=30 * wn.SLOW)
+            err = r.stderr.decode()
+            assert_eq(r.returncode, 2, "exit code for %s without keys (stderr %r)" % (listen, err))
+            assert "not a loopback address" in err and "--insecure-no-auth" in err, err
+    finally:
+        import shutil
+        shutil.rmtree(data, ignore_errors=True)
     addr = non_loopback_address()
+    for flag in ("--insecure-no-auth", "--allow-remote"):
+        with wn.Daemon(listen="0.0.0.0:0", extra_args=[flag]) as d:
+            warn = d.events("insecure_no_auth")
+            assert_eq(len(warn), 1, "warning logged at start with %s" % flag)
+            assert_eq(warn[0].get("level"), "warn", "level of the warning")
+            st, _, body = d.json("GET", "/readyz?verbose")
+            assert_eq(st, 200, "readyz")
+            assert_eq(body.get("warnings"), ["insecure_no_auth"], "readyz?verbose warnings")
+            assert_eq(d.json("GET", "/readyz")[2], {"status": "ready"}, "plain readyz")
+            if addr is not None:
+                assert_eq(remote_status(d.port, addr), 200, "remote client with %s" % flag)
     if addr is None:
-        print("note: no non-loopback address on this machine; remote check not run")
+        print("note: no non-loopback address on this machine; remote checks not run")
         return
-    with wn.Daemon(listen="0.0.0.0:0") as d:
-        st = remote_status(d.port, addr)
-        assert st in (None, 403), "remote client without keys file got %r" % st
-        assert_eq(d.request("GET", "/v1/datasets")[0], 200, "loopback client")
-    with wn.Daemon(listen="0.0.0.0:0", extra_args=["--allow-remote"]) as d:
-        assert_eq(remote_status(d.port, addr), 200, "remote client with --allow-remote")
     if not os.path.exists(KEYS_FILE):
         write_keys_file()
     with wn.Daemon(listen="0.0.0.0:0", api_keys=KEYS_FILE) as d:
-        check_401_status = remote_status(d.port, addr)
-        assert_eq(check_401_status, 401, "remote client with keys file, no key")
+        assert_eq(remote_status(d.port, addr), 401, "remote client with keys file, no key")
+        assert_eq(d.json("GET", "/readyz?verbose")[2].get("warnings"), [],
+                  "no warning with a keys file")
 
 
 if __name__ == "__main__":

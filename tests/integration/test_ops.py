@@ -109,5 +109,33 @@ def the_dataset_list_pages_by_name():
         assert_problem(d.request("GET", "/v1/datasets?page_token=zz"), 400, "bad_page_token")
 
 
+@test
+def exports_end_without_a_summary_unless_asked_and_reals_are_shortest():
+    pool = curate.Pool(300, seed=8)
+    with wn.Daemon(log_level="info") as d:
+        d.put_dataset("p", SCHEMA)
+        pool.ingest(d, "p")
+        curate.wait_job(d, curate.put_filter(d, "p", "clip", CLIP))
+        curate.wait_job(d, curate.put_subset(d, "p", "all", [{"kind": ["image-text", "text"]}]))
+        _, body = curate.export(d, "p", "all", "?format=ndjson&fields=id,scores")
+        lines = [json.loads(l) for l in body.decode().splitlines()]
+        assert_eq(len(lines), 300, "one line a member, nothing else")
+        assert all(set(l) == {"id", "scores"} for l in lines), lines[-1]
+        _, body = curate.export(d, "p", "all", "?format=ndjson&summary=true")
+        last = json.loads(body.decode().splitlines()[-1])
+        assert_eq(last["summary"]["count"], 300, "summary when asked")
+        assert_problem(d.request("GET", "/v1/datasets/p/subsets/all:export?summary=maybe"),
+                       400, "bad_query")
+        assert_problem(d.request("GET", "/v1/datasets/p/subsets/all:export?format=ids&summary=true"),
+                       422, "bad_query")
+        # a threshold of 0.3 echoes as 0.3, not 0.29999999999999999
+        st, _, stats = d.get_json("/v1/datasets/p/filters/clip/stats?threshold=0.3")
+        raw = d.request("GET", "/v1/datasets/p/filters/clip/stats?threshold=0.3")[2].decode()
+        assert '"threshold":0.3,' in raw and "0.29999999999999999" not in raw, raw[-200:]
+        # a float32 score keeps the digits of its exact double (used as a threshold it must
+        # select the same records), and every real reads back as the value the daemon holds
+        assert_eq(stats["threshold"], 0.3, "threshold")
+
+
 if __name__ == "__main__":
     wn.main()

@@ -414,7 +414,7 @@ def export_snapshot_while_ingest_goes_on():
     conn = d.connection()
     try:
         conn.request("GET", "/v1/datasets/pool/subsets/every:export?format=ndjson"
-                     "&fields=id,text,embeddings")
+                     "&fields=id,text,embeddings&summary=true")
         resp = conn.getresponse()
         assert_eq(resp.status, 200, "export status")
         head = resp.read(1 << 16)  # ~160 of ~100,000 lines: the stream is under way

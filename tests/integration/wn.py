@@ -77,8 +77,9 @@ class Daemon:
     (only when this object created it)."""
 
     def __init__(self, tmpdir=None, api_keys=None, extra_args=(), env=None,
-                 listen="127.0.0.1:0", log_level="debug"):
+                 listen="127.0.0.1:0", log_level="debug", tls_ca=None):
         self.own_dir = tmpdir is None
+        self.tls_ca = tls_ca  # a CA file: talk HTTPS, trusting it (name checks off)
         self.data_dir = tmpdir if tmpdir is not None else tempfile.mkdtemp(prefix="winnow-it-")
         self.api_keys = api_keys
         self.extra_args = list(extra_args)
@@ -297,6 +298,12 @@ class Daemon:
     # ---- HTTP ----------------------------------------------------------------------------
     def connection(self, timeout=None):
         """A new keep-alive connection, for tests that reuse one."""
+        if self.tls_ca is not None:
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.tls_ca)
+            ctx.check_hostname = False
+            return http.client.HTTPSConnection(self.host, self.port, context=ctx,
+                                               timeout=timeout or HTTP_TIMEOUT)
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout or HTTP_TIMEOUT)
 
     def request(self, method, path, body=None, headers=None, content_type=None, conn=None):

@@ -433,6 +433,8 @@ class Client:
     def _export(self, dataset, subset, fmt, slices, slice_id, fields=None):
         query = {"format": fmt, "slices": slices, "slice_id": slice_id,
                  "fields": ",".join(fields) if fields else None}
+        if fmt == "ndjson":  # the summary line is asked for; Export keeps it apart
+            query["summary"] = "true"
         return self._t.request("GET", "%s/subsets/%s:export" % (self._ds(dataset), _q(subset)),
                                query=query, stream=True)
 

@@ -20,6 +20,9 @@ static const char *const env_names[] = {
 	"WINNOW_LISTEN",     "WINNOW_DATA_DIR",        "WINNOW_MAP_SIZE", "WINNOW_THREADS",
 	"WINNOW_BODY_LIMIT", "WINNOW_MAX_CONNECTIONS", "WINNOW_TIMEOUT",  "WINNOW_LOG_LEVEL",
 	"WINNOW_API_KEYS",   "WINNOW_ALLOW_REMOTE",    "WINNOW_CONFIG",   "WINNOW_CHECK",
+	"WINNOW_MEMORY_LIMIT", "WINNOW_SEARCH_BODY_LIMIT", "WINNOW_DEFINITION_BODY_LIMIT",
+	"WINNOW_MAX_CONNECTIONS_PER_IP", "WINNOW_REQUEST_TIMEOUT", "WINNOW_TLS_CERT",
+	"WINNOW_TLS_KEY", "WINNOW_INSECURE_NO_AUTH",
 };
 
 static void clear_env(void)
@@ -96,9 +99,16 @@ static void test_defaults(void)
 	CHECK_INT(c.timeout_s, 60);
 	CHECK_INT(c.log_level, LOG_INFO);
 	CHECK(c.api_keys == NULL);
-	CHECK_INT(c.allow_remote, 0);
+	CHECK_INT(c.insecure_no_auth, 0);
 	CHECK(c.config_file == NULL);
 	CHECK_INT(c.check_only, 0);
+	CHECK_INT(c.search_body_limit, 16 << 20);
+	CHECK_INT(c.definition_body_limit, 1 << 20);
+	CHECK_INT(c.memory_limit, (uint64_t)sysconf(_SC_PHYS_PAGES) *
+	                                  (uint64_t)sysconf(_SC_PAGESIZE) / 4);
+	CHECK_INT(c.max_connections_per_ip, 64);
+	CHECK_INT(c.request_timeout_s, 30);
+	CHECK(c.tls_cert == NULL && c.tls_key == NULL);
 	config_free(&c);
 	CHECK(c.listen_host == NULL && c.data_dir == NULL);
 	config_free(&c);
@@ -186,7 +196,7 @@ static void test_types(void)
 	CHECK_INT(c.timeout_s, 0);
 	CHECK_INT(c.log_level, LOG_DEBUG);
 	CHECK_STR(c.api_keys, "/etc/keys");
-	CHECK_INT(c.allow_remote, 1);
+	CHECK_INT(c.insecure_no_auth, 1);
 	CHECK_INT(c.check_only, 1);
 	config_free(&c);
 
@@ -195,7 +205,7 @@ static void test_types(void)
 	CHECK_INT(load(&c, &e, args2), 0);
 	CHECK_STR(c.listen_host, "localhost");
 	CHECK_INT(c.listen_port, 65535);
-	CHECK_INT(c.allow_remote, 0); /* flag beats env */
+	CHECK_INT(c.insecure_no_auth, 0); /* flag beats env */
 	CHECK(c.api_keys == NULL);    /* an empty flag value unsets an optional string */
 	CHECK_INT(c.log_level, LOG_WARN);
 	config_free(&c);
@@ -203,7 +213,7 @@ static void test_types(void)
 	setenv("WINNOW_ALLOW_REMOTE", "1", 1);
 	setenv("WINNOW_LISTEN", "10.0.0.1:9", 1);
 	CHECK_INT(load(&c, &e, (const char *const[]){NULL}), 0);
-	CHECK_INT(c.allow_remote, 1);
+	CHECK_INT(c.insecure_no_auth, 1);
 	CHECK_STR(c.api_keys, "/env/keys");
 	CHECK_STR(c.listen_host, "10.0.0.1");
 	CHECK_INT(c.listen_port, 9);
@@ -302,7 +312,7 @@ static void test_file_syntax(void)
 	CHECK_STR(c.data_dir, "/path with # hash ");
 	CHECK_INT(c.map_size, 2147483648LL);
 	CHECK_STR(c.api_keys, "/etc/a#b");
-	CHECK_INT(c.allow_remote, 1);
+	CHECK_INT(c.insecure_no_auth, 1);
 	CHECK_INT(c.log_level, LOG_ERROR);
 	config_free(&c);
 
@@ -459,7 +469,8 @@ static void test_print_round_trip(void)
 {
 	const char *args[] = {"--listen=[::1]:7", "--data-dir", "/d with # x", "--map-size=3G",
 	                      "--body-limit=1000", "--threads=3", "--search-threads=1", "--log-level=warn",
-	                      "--api-keys=/k", "--allow-remote", NULL};
+	                      "--api-keys=/k", "--allow-remote", "--memory-limit=2G",
+	                      "--tls-cert=/c.pem", "--tls-key=/k.pem", NULL};
 	struct config c, c2;
 	struct err e;
 	char *out, path[128];
@@ -483,12 +494,19 @@ static void test_print_round_trip(void)
 	                "index-rebuild-dead = 20\n"
 	                "search-threads = 1\n"
 	                "body-limit = 1000\n"
+	                "search-body-limit = 16M\n"
+	                "definition-body-limit = 1M\n"
+	                "memory-limit = 2G\n"
 	                "max-connections = 1024\n"
+	                "max-connections-per-ip = 64\n"
 	                "timeout = 60\n"
+	                "request-timeout = 30\n"
+	                "tls-cert = /c.pem\n"
+	                "tls-key = /k.pem\n"
 	                "log-level = warn\n"
 	                "log-format = logfmt\n"
 	                "api-keys = /k\n"
-	                "allow-remote = true\n") != 0) {
+	                "insecure-no-auth = true\n") != 0) {
 		printf("%s", out);
 		free(out);
 		CHECK(0);
@@ -508,9 +526,73 @@ static void test_print_round_trip(void)
 	CHECK_INT(c2.search_threads, 1);
 	CHECK_INT(c2.log_level, c.log_level);
 	CHECK_STR(c2.api_keys, c.api_keys);
-	CHECK_INT(c2.allow_remote, c.allow_remote);
+	CHECK_INT(c2.insecure_no_auth, c.insecure_no_auth);
+	CHECK_INT(c2.memory_limit, 2ULL << 30);
+	CHECK_STR(c2.tls_cert, "/c.pem");
+	CHECK_STR(c2.tls_key, "/k.pem");
 	config_free(&c);
 	config_free(&c2);
+}
+
+/* The limits of issue 16: each from a flag, the environment and a file; their ranges;
+ * --allow-remote as the old name of --insecure-no-auth. */
+static void test_hardening_options(void)
+{
+	const char *file = write_file("hard.conf", "memory-limit = 512M\n"
+	                                           "max_connections_per_ip = 8\n"
+	                                           "tls-cert = /etc/winnow/cert.pem\n"
+	                                           "tls-key = /etc/winnow/key.pem\n"
+	                                           "allow-remote = yes\n");
+	struct config c;
+	struct err e;
+
+	clear_env();
+	CHECK_INT(load(&c, &e, (const char *const[]){"--search-body-limit=24M",
+	                                            "--definition-body-limit", "64K",
+	                                            "--memory-limit=3G",
+	                                            "--max-connections-per-ip=5",
+	                                            "--request-timeout", "0",
+	                                            "--insecure-no-auth", NULL}),
+	          0);
+	CHECK_INT(c.search_body_limit, 24ULL << 20);
+	CHECK_INT(c.definition_body_limit, 64 << 10);
+	CHECK_INT(c.memory_limit, 3ULL << 30);
+	CHECK_INT(c.max_connections_per_ip, 5);
+	CHECK_INT(c.request_timeout_s, 0);
+	CHECK_INT(c.insecure_no_auth, 1);
+	config_free(&c);
+
+	setenv("WINNOW_MEMORY_LIMIT", "100M", 1);
+	setenv("WINNOW_REQUEST_TIMEOUT", "7", 1);
+	setenv("WINNOW_ALLOW_REMOTE", "true", 1);
+	CHECK_INT(load(&c, &e, (const char *const[]){NULL}), 0);
+	CHECK_INT(c.memory_limit, 100ULL << 20);
+	CHECK_INT(c.request_timeout_s, 7);
+	CHECK_INT(c.insecure_no_auth, 1);
+	config_free(&c);
+	/* the flag beats the environment, through either name */
+	CHECK_INT(load(&c, &e, (const char *const[]){"--insecure-no-auth=false", NULL}), 0);
+	CHECK_INT(c.insecure_no_auth, 0);
+	config_free(&c);
+	clear_env();
+
+	CHECK(file != NULL);
+	CHECK_INT(load(&c, &e, (const char *const[]){"--config", file, NULL}), 0);
+	CHECK_INT(c.memory_limit, 512ULL << 20);
+	CHECK_INT(c.max_connections_per_ip, 8);
+	CHECK_STR(c.tls_cert, "/etc/winnow/cert.pem");
+	CHECK_STR(c.tls_key, "/etc/winnow/key.pem");
+	CHECK_INT(c.insecure_no_auth, 1);
+	config_free(&c);
+
+	CHECK(load_fails((const char *const[]){"--memory-limit=100K", NULL},
+	                 "--memory-limit: out of range: '100K' (1048576..1125899906842624 bytes)"));
+	CHECK(load_fails((const char *const[]){"--max-connections-per-ip=0", NULL},
+	                 "--max-connections-per-ip: out of range: '0' (1..1000000)"));
+	CHECK(load_fails((const char *const[]){"--request-timeout=-1", NULL},
+	                 "--request-timeout: not a number: '-1'"));
+	CHECK(load_fails((const char *const[]){"--search-body-limit=0", NULL},
+	                 "--search-body-limit: out of range: '0' (1..1099511627776 bytes)"));
 }
 
 static void test_log_levels(void)
@@ -712,6 +794,7 @@ int main(void)
 	HARNESS_RUN(test_parse_size);
 	HARNESS_RUN(test_help);
 	HARNESS_RUN(test_print_round_trip);
+	HARNESS_RUN(test_hardening_options);
 	HARNESS_RUN(test_log_levels);
 	HARNESS_RUN(test_log_quote);
 	HARNESS_RUN(test_log_lines);
