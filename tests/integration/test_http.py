@@ -372,9 +372,19 @@ def openapi_check_catches_mismatches():
     import openapi_check as oc
     ok = {"content-type": "application/json"}
     oc.check_one("GET", "/livez", 200, ok, b'{"status": "ok"}')
+    job = {"id": "7", "kind": "score", "dataset": "d", "target": "f", "state": "running",
+           "processed": 5, "total": 10, "rate_per_s": None, "eta_s": 1.5,
+           "created": "2026-01-01T00:00:00Z", "started": None, "finished": None,
+           "error": None, "resumes": 0, "warnings": []}
+    oc.check_one("GET", "/v1/jobs/7", 200, ok, json.dumps(job).encode())
     cases = [
         (("GET", "/livez", 200, ok, b'{"status": "no"}'), "/status"),
-        (("GET", "/v1/jobs/7", 200, ok, b'{"id": "7", "kind": "nope"}'), "/kind"),
+        (("GET", "/v1/jobs/7", 200, ok, json.dumps(dict(job, kind="nope")).encode()), "/kind"),
+        (("GET", "/v1/jobs/7", 200, ok, json.dumps(dict(job, resumes=-1)).encode()),
+         "/resumes: -1 < minimum 0"),
+        (("GET", "/v1/jobs/7", 200, ok,
+          json.dumps({k: v for k, v in job.items() if k != "state"}).encode()),
+         "/state: required property missing"),
         (("GET", "/v1/datasets/x/filters/f/stats", 299, ok, b'{}'), "status 299"),
         (("GET", "/livez", 200, {"content-type": "text/html"}, b"<p>"), "text/html"),
         (("GET", "/no/such/route", 404, ok, b'{}'), "application/json"),

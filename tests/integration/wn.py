@@ -309,7 +309,8 @@ class Daemon:
     def request(self, method, path, body=None, headers=None, content_type=None, conn=None):
         """One request on a fresh connection (or on conn). body: bytes, str, or a JSON-able
         object (dict/list, sent as application/json). Returns (status, headers with
-        lower-case keys, body bytes)."""
+        lower-case keys, body bytes). The response is checked against api/openapi.json
+        (openapi_check; off with WINNOW_OPENAPI_CHECK=0): a mismatch fails the test."""
         hdrs = dict(headers or {})
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
