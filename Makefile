@@ -43,7 +43,9 @@ LIBS := -lmicrohttpd -lgnutls -ljansson -llmdb -lcurl \
 # The layers, lowest first (scripts/check-layers reads this line too).
 LAYERS  := lib store algo index filters core curate search ingest daemon api cmd
 LIB_SRC := $(sort $(wildcard $(addsuffix /*.c,$(filter-out cmd,$(LAYERS)))))
-LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/openapi.o
+UI_ASSETS := index.html app.js style.css
+LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/openapi.o \
+           $(UI_ASSETS:%=$(OUT)/obj/gen/ui_%.o)
 LIB_A   := $(OUT)/libwinnow.a
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
@@ -75,6 +77,14 @@ $(OUT)/gen/openapi.c: api/openapi.json scripts/embed.sh
 	@mkdir -p $(@D)
 	scripts/embed.sh api/openapi.json $@ openapi_json api/openapi.h
 $(OUT)/obj/gen/openapi.o: $(OUT)/gen/openapi.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(PROJ_CPPFLAGS) $(WARN) $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# So are the dashboard's files (served at /ui/): api/ui/app.js becomes ui_app_js[].
+$(OUT)/gen/ui_%.c: api/ui/% api/ui_assets.h scripts/embed.sh
+	@mkdir -p $(@D)
+	scripts/embed.sh $< $@ ui_$(subst .,_,$*) api/ui_assets.h
+$(OUT)/obj/gen/ui_%.o: $(OUT)/gen/ui_%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(PROJ_CPPFLAGS) $(WARN) $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -132,7 +142,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_OUT   := $(BUILD)/fuzz
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -I. -g -O1 -fno-omit-frame-pointer \
               -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_OUT)/obj/%.o) $(FUZZ_OUT)/obj/gen/openapi.o
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_OUT)/obj/%.o) $(FUZZ_OUT)/obj/gen/openapi.o \
+                $(UI_ASSETS:%=$(FUZZ_OUT)/obj/gen/ui_%.o)
 FUZZ_DRIVERS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN     := $(FUZZ_DRIVERS:tests/fuzz/%.c=$(FUZZ_OUT)/%)
 
@@ -140,6 +151,9 @@ $(FUZZ_OUT)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 $(FUZZ_OUT)/obj/gen/openapi.o: $(OUT)/gen/openapi.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -c $< -o $@
+$(FUZZ_OUT)/obj/gen/ui_%.o: $(OUT)/gen/ui_%.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) -c $< -o $@
 $(FUZZ_OUT)/libwinnow.a: $(FUZZ_LIB_OBJ)

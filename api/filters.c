@@ -102,15 +102,15 @@ int filters_stats(struct http_req *r, struct http_res *res)
 		errno = 0;
 		bins = strtoul(qb, &end, 10);
 		if (errno != 0 || end == qb || *end != '\0' || bins < 1 || bins > 1000) {
-			err_set(&e, ERR_INVALID, "bad_query", "bins must be an integer in 1..1000");
-			return http_problem(res, r, ERR_INVALID, &e, NULL);
+			err_set(&e, ERR_MALFORMED, "bad_query", "bins must be an integer in 1..1000");
+			return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 		}
 	}
 	if (qt != NULL) {
 		threshold = strtod(qt, &end);
 		if (end == qt || *end != '\0' || !isfinite(threshold)) {
-			err_set(&e, ERR_INVALID, "bad_query", "threshold must be a finite number");
-			return http_problem(res, r, ERR_INVALID, &e, NULL);
+			err_set(&e, ERR_MALFORMED, "bad_query", "threshold must be a finite number");
+			return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 		}
 	}
 	if ((rc = instance_stats_json(r->core, ds, name, (unsigned)bins, threshold, &v, &e)) != 0)

@@ -54,6 +54,9 @@ struct http_res {
 	void (*stream_free)(void *ctx);
 	void *stream_ctx;
 	const char *disposition;  /* static or res-lifetime string: Content-Disposition, or NULL */
+	const char *cache_control; /* static string: Cache-Control, or NULL for "no-store" */
+	const char *csp;          /* static string: Content-Security-Policy (with nosniff), or NULL */
+	char etag[24];            /* "" = no ETag header */
 };
 
 /* Value of request header name (case-insensitive), or NULL. Borrowed for the request. */

@@ -40,8 +40,8 @@ static int list(struct http_req *r, struct http_res *res, uint32_t ds)
 		errno = 0;
 		limit = strtoul(ql, &end, 10);
 		if (errno != 0 || end == ql || *end != '\0' || limit < 1 || limit > 10000) {
-			err_set(&e, ERR_INVALID, "bad_query", "limit must be an integer in 1..10000");
-			return http_problem(res, r, ERR_INVALID, &e, NULL);
+			err_set(&e, ERR_MALFORMED, "bad_query", "limit must be an integer in 1..10000");
+			return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 		}
 	}
 	if ((rc = jobs_list_json(r->core->jobs, ds, limit, &arr, &e)) != 0)

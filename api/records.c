@@ -361,6 +361,12 @@ int records_get(struct http_req *r, struct http_res *res)
 	json_t *obj;
 	int rc;
 
+	if (q != NULL && strcmp(q, "true") != 0 && strcmp(q, "1") != 0 && with_vectors) {
+		err_set(&e, ERR_MALFORMED, "bad_query", "embeddings must be true or false, got '%.64s'",
+		        q);
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
+	}
+
 	if ((rc = store_dataset_get(r->core->store, r->params[0], &ds, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	rc = store_get_record(r->core->store, ds.id, id, strlen(id), with_vectors, &out, &e);

@@ -2,6 +2,7 @@
 /* routes: every route winnowd serves, in one sorted const table, and the matcher. */
 #include "api/routes.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "api/adapters_routes.h"
@@ -15,6 +16,7 @@
 #include "api/search.h"
 #include "api/signals.h"
 #include "api/subsets.h"
+#include "api/ui.h"
 #include "lib/err.h"
 
 /* The body limit of each route (api/routes.h) */
@@ -27,6 +29,8 @@ static const struct route table[] = {
 	{"GET", "/livez", AUTH_NONE, ops_livez, 0, DEF},
 	{"GET", "/metrics", AUTH_READ, ops_metrics, 0, DEF},
 	{"GET", "/readyz", AUTH_NONE, ops_readyz, 0, DEF},
+	{"GET", "/ui/", AUTH_NONE, ui_get, 0, DEF},
+	{"GET", "/ui/{file}", AUTH_NONE, ui_get, 0, DEF},
 	{"GET", "/v1/datasets", AUTH_READ, datasets_list, 0, DEF},
 	{"DELETE", "/v1/datasets/{name}", AUTH_ADMIN, datasets_delete, 0, DEF},
 	{"GET", "/v1/datasets/{name}", AUTH_READ, datasets_get, 0, DEF},
@@ -169,4 +173,50 @@ int routes_match(const char *method, const char *path, struct route_match *m)
 	if (m->route != NULL)
 		return 0;
 	return path_known ? ERR_METHOD : ERR_NOT_FOUND;
+}
+
+/* The query parameters each route takes; a route missing here takes none. One table beside
+ * the routes, so that an unknown or misspelt parameter is a 400 everywhere, never ignored.
+ * The handlers check the values. */
+static const struct {
+	const char *method, *tmpl;
+	const char *const names[12];
+} query_table[] = {
+	{"GET", "/readyz", {"verbose"}},
+	{"GET", "/v1/datasets", {"page_size", "page_token"}},
+	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", {"bins", "threshold"}},
+	{"GET", "/v1/datasets/{name}/jobs", {"limit"}},
+	{"GET", "/v1/datasets/{name}/records/{id*}", {"embeddings"}},
+	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", {"subset"}},
+	{"POST", "/v1/datasets/{name}/search",
+	 {"space", "limit", "score_threshold", "metric", "subset", "with", "ef_search", "nprobe",
+	  "exact", "dtype"}},
+	{"POST", "/v1/datasets/{name}/search:count",
+	 {"space", "limit", "score_threshold", "metric", "subset", "with", "ef_search", "nprobe",
+	  "exact", "dtype"}},
+	{"GET", "/v1/datasets/{name}/subsets/{subset}:export",
+	 {"format", "fields", "slices", "slice_id", "summary"}},
+	{"GET", "/v1/jobs", {"limit"}},
+};
+
+int routes_query_allowed(const struct route *rt, const char *name, char *list, size_t size)
+{
+	size_t i, k, n = 0;
+
+	if (size > 0)
+		list[0] = '\0';
+	for (i = 0; i < sizeof query_table / sizeof query_table[0]; i++)
+		if (strcmp(query_table[i].method, rt->method) == 0 &&
+		    strcmp(query_table[i].tmpl, rt->tmpl) == 0)
+			break;
+	if (i == sizeof query_table / sizeof query_table[0])
+		return 0;
+	for (k = 0; k < 12 && query_table[i].names[k] != NULL; k++) {
+		if (name != NULL && strcmp(name, query_table[i].names[k]) == 0)
+			return 1;
+		if (n < size)
+			n += (size_t)snprintf(list + n, size - n, "%s%s", k ? ", " : "",
+			                      query_table[i].names[k]);
+	}
+	return 0;
 }

@@ -38,6 +38,10 @@ struct route_match {
 	size_t param_off[4], param_len[4]; /* captured segments as offsets into the path */
 };
 
+/* 1 when route rt takes the query parameter name; 0 otherwise, with the names it takes in
+ * list (size bytes, ", "-separated; "" for none) for the error's detail. */
+int routes_query_allowed(const struct route *rt, const char *name, char *list, size_t size);
+
 /* Match path (decoded, no query) and method. Returns 0 with m->route set; ERR_METHOD when
  * the path is known but not for this method (m->allow lists the methods); ERR_NOT_FOUND. */
 int routes_match(const char *method, const char *path, struct route_match *m);

@@ -564,6 +564,16 @@ static int wire_arg(void *ctx, const char *name, const char *value)
 	return search_wire_arg(a->w, name, value, a->e);
 }
 
+/* A JSON body carries its parameters itself: any in the query string would be ignored. */
+static int no_query_arg(void *ctx, const char *name, const char *value)
+{
+	(void)value;
+	return err_set(ctx, ERR_MALFORMED, "unknown_parameter",
+	               "query parameter '%.64s' goes with raw query rows "
+	               "(application/octet-stream); a JSON body carries it as a field",
+	               name);
+}
+
 /* The query: a JSON body, or raw rows of query vectors (application/octet-stream) with the
  * other parameters in the query string, answered as a batch. */
 static int run(struct http_req *r, struct http_res *res, int count)
@@ -586,6 +596,10 @@ static int run(struct http_req *r, struct http_res *res, int count)
 		w.rows = r->body != NULL ? r->body : "";
 		w.rows_len = r->body_len;
 		rc = http_query_each(r, wire_arg, &args);
+		if (rc == ERR_INVALID) /* a bad query-string value: a malformed request (400) */
+			rc = ERR_MALFORMED;
+	} else if ((rc = http_query_each(r, no_query_arg, &e)) != 0) {
+		/* answered below */
 	} else if (http_body_json(r, res, &body) != 0) {
 		return 0;
 	} else {

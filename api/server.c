@@ -332,7 +332,15 @@ static int queue(struct conn_state *cs, struct MHD_Connection *conn, struct http
 	MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                        res->content_type ? res->content_type : "application/json");
 	MHD_add_response_header(mr, "X-Request-Id", cs->req.request_id);
-	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL,
+	                        res->cache_control ? res->cache_control : "no-store");
+	if (res->csp != NULL) {
+		MHD_add_response_header(mr, "Content-Security-Policy", res->csp);
+		MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(mr, "Referrer-Policy", "no-referrer");
+	}
+	if (res->etag[0] != '\0')
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ETAG, res->etag);
 	if (res->location[0] != '\0')
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION, res->location);
 	if (res->allow[0] != '\0')
@@ -394,6 +402,23 @@ static int client_is_loopback(struct conn_state *cs)
 }
 
 /* Route, authenticate and authorise on the first callback; remember any error. */
+/* A query parameter the route does not take is a 400 naming it (http_query_each calls this
+ * for each; the first unknown one stops the walk). */
+static int query_known(void *ctx, const char *name, const char *value)
+{
+	struct conn_state *cs = ctx;
+	char list[256];
+
+	(void)value;
+	if (cs->pending_code != 0 ||
+	    routes_query_allowed(cs->match.route, name, list, sizeof list))
+		return 0;
+	cs->pending_code = err_set(&cs->pending_err, ERR_MALFORMED, "unknown_parameter",
+	                           "unknown query parameter '%.64s' for %s %s (it takes: %s)", name,
+	                           cs->req.method, cs->req.route, list[0] ? list : "none");
+	return 1;
+}
+
 static void first_call(struct conn_state *cs)
 {
 	struct daemon *d = cs->srv->d;
@@ -475,6 +500,7 @@ static void first_call(struct conn_state *cs)
 			cs->req.scope = AUTH_ADMIN;
 		}
 	}
+	http_query_each(&cs->req, query_known, cs);
 }
 
 /* Run the route's handler into cs->res, with the contract's fallbacks. */

@@ -78,7 +78,7 @@ static int uint_query(struct http_req *r, const char *key, unsigned long def,
 	errno = 0;
 	*out = strtoul(q, &end, 10);
 	if (errno != 0 || end == q || *end != '\0' || *out > max)
-		return err_set(e, ERR_INVALID, "bad_query", "%s must be an integer in 0..%lu", key,
+		return err_set(e, ERR_MALFORMED, "bad_query", "%s must be an integer in 0..%lu", key,
 		               max);
 	return 0;
 }
@@ -116,24 +116,24 @@ int subsets_export(struct http_req *r, struct http_res *res)
 	} else if (strcmp(qf, "npy") == 0) {
 		fmt = SUBSET_NPY;
 	} else {
-		err_set(&e, ERR_INVALID, "bad_query", "format must be ndjson, ids or npy");
-		return http_problem(res, r, ERR_INVALID, &e, NULL);
+		err_set(&e, ERR_MALFORMED, "bad_query", "format must be ndjson, ids or npy");
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 	}
 	if ((rc = uint_query(r, "slices", 1, 65536, &slices, &e)) != 0 ||
 	    (rc = uint_query(r, "slice_id", 0, 65535, &slice_id, &e)) != 0 ||
 	    (qfields != NULL && (rc = subset_fields_parse(qfields, &fields, &e)) != 0))
 		return http_problem(res, r, rc, &e, NULL);
 	if (qfields != NULL && fmt != SUBSET_NDJSON) {
-		err_set(&e, ERR_INVALID, "bad_query", "fields applies to format=ndjson only");
-		return http_problem(res, r, ERR_INVALID, &e, NULL);
+		err_set(&e, ERR_MALFORMED, "bad_query", "fields applies to format=ndjson only");
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 	}
 	if (qsum != NULL && strcmp(qsum, "true") != 0 && strcmp(qsum, "false") != 0) {
 		err_set(&e, ERR_MALFORMED, "bad_query", "summary must be true or false, got '%s'", qsum);
 		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 	}
 	if (qsum != NULL && fmt != SUBSET_NDJSON) {
-		err_set(&e, ERR_INVALID, "bad_query", "summary applies to format=ndjson only");
-		return http_problem(res, r, ERR_INVALID, &e, NULL);
+		err_set(&e, ERR_MALFORMED, "bad_query", "summary applies to format=ndjson only");
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 	}
 	rc = subset_export_open(r->core, ds, name, fmt, fields, (unsigned)slices, (unsigned)slice_id,
 	                        qsum != NULL && strcmp(qsum, "true") == 0, &x, &ctype, &e);
@@ -160,8 +160,8 @@ int subsets_decisions(struct http_req *r, struct http_res *res)
 	if (ds == NULL)
 		return 0;
 	if (subset == NULL) {
-		err_set(&e, ERR_INVALID, "bad_query", "?subset=NAME is required");
-		return http_problem(res, r, ERR_INVALID, &e, NULL);
+		err_set(&e, ERR_MALFORMED, "bad_query", "?subset=NAME is required");
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 	}
 	rc = subset_decisions_json(r->core, ds, r->params[1], strlen(r->params[1]), subset, &v, &e);
 	if (rc != 0)

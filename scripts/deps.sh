@@ -25,7 +25,8 @@ pkgs=(build-essential pkg-config dpkg-dev
       libcurl4-openssl-dev clang libclang-rt-14-dev
       curl openssl python3 python3-numpy python3-faiss lmdb-utils valgrind tmux
       dataset-fashion-mnist
-      irstlm wordnet-base fortunes-min fortunes)
+      irstlm wordnet-base fortunes-min fortunes
+      chromium)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

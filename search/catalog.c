@@ -645,6 +645,8 @@ static int readd_pending(struct core *core, struct entry *en, const struct store
 			en->pending[n++] = en->pending[i];
 	if (n > 0 && index_can_remove(en->ix)) /* no second copy of an upserted row */
 		index_remove(en->ix, n, (const int64_t *)en->pending, NULL, NULL);
+	else /* the build may have read these rows before their upsert: the old vectors are dead */
+		en->dead += n;
 	for (size_t i = 0; rc == 0 && i < n;) {
 		size_t k = i + 1;
 
@@ -661,143 +663,6 @@ static int readd_pending(struct core *core, struct entry *en, const struct store
 		        en->space);
 	build_over(en);
 	return rc;
-}
-
-int catalog_job_build(struct job *j, struct err *e)
-{
-	struct core *core = job_core(j);
-	struct catalog *c = core->catalog;
-	const char *space = job_target(j);
-	uint64_t version = (uint64_t)json_integer_value(json_object_get(job_args(j), "version"));
-	struct store_dataset_info info, now;
-	struct store_reader *r = NULL;
-	struct index *ix = NULL;
-	struct entry *en = NULL;
-	json_t *doc = NULL;
-	enum index_metric m;
-	uint64_t added = 0, readded = 0;
-	int sp, rc;
-
-	if ((rc = store_reader_open(core->store, &r, e)) != 0)
-		goto done;
-	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
-	    (rc = jdoc_named_reader_get(r, &index_docs, job_ds(j), space, &doc, e)) != 0)
-		goto done;
-	store_reader_close(r);
-	r = NULL;
-	if ((uint64_t)json_integer_value(json_object_get(doc, "version")) != version) {
-		rc = err_set(e, ERR_CONFLICT, "superseded", "index '%s' was redefined", space);
-		goto done;
-	}
-	sp = store_schema_find(&info.schema, space);
-	if (sp < 0 || index_metric_parse(json_string_value(json_object_get(doc, "metric")), &m) != 0) {
-		rc = err_set(e, ERR_INVALID, "bad_index", "index '%s' has a bad definition", space);
-		goto done;
-	}
-	/* from here on, rows ingested into the space are noted for the install (readd_pending);
-	 * the feed's reader opens after this, so anything committed before is read */
-	if ((en = entry_find(c, info.id, space, 1)) == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto done;
-	}
-	pthread_rwlock_wrlock(&en->lock);
-	en->building++;
-	pthread_rwlock_unlock(&en->lock);
-	if ((rc = index_create(&ix, &index_faiss_ops, info.schema.spaces[sp].dim, m,
-	                       json_string_value(json_object_get(doc, "factory")), e)) != 0)
-		goto done;
-	if (!index_is_trained(ix)) {
-		float *sample = malloc((size_t)TRAIN_MAX * info.schema.spaces[sp].dim * sizeof(float));
-		const char *factory = json_string_value(json_object_get(doc, "factory"));
-		size_t ns = 0;
-		uint64_t need = 0;
-
-		if (sample == NULL) {
-			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto done;
-		}
-		rc = feed(core, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, NULL, sample,
-		          &ns, &added, e);
-		/* the rows may have gone since the PUT judged them (deletes, or an old definition) */
-		if (rc == 0 && (rc = index_faiss_train_rows(factory, &need, e)) == 0)
-			rc = check_train_rows(factory, 0, need, ns, e);
-		if (rc == 0)
-			rc = index_train(ix, ns < TRAIN_MAX ? ns : TRAIN_MAX, sample, e);
-		free(sample);
-		if (rc != 0)
-			goto done;
-	}
-	if ((rc = feed(core, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, ix, NULL, NULL,
-	               &added, e)) != 0)
-		goto done;
-	default_params(ix);
-	ix->threads = core->search_threads;
-	/* install, then catch up with what was ingested meanwhile: the rows appended since the
-	 * build read the dataset, and the rows below that upserted while it ran (ingest adds to
-	 * the installed index from now on; a row added twice is found once: search drops
-	 * duplicate rows, and scores are checked against the stored vectors) */
-	pthread_rwlock_wrlock(&en->lock);
-	{
-		struct index *old = en->ix;
-
-		en->ix = ix;
-		en->version = version;
-		en->clean = 0;
-		en->high = info.next_row;
-		en->dead = 0;
-		if (en->rebuild_job == job_id(j))
-			en->rebuild_job = 0;
-		ix = NULL;
-		index_free(old);
-	}
-	if (store_dataset_get(core->store, info.name, &now, NULL) == 0 && now.id == info.id &&
-	    now.next_row > info.next_row)
-		rc = feed(core, NULL, info.id, &info.schema, (unsigned)sp, info.next_row, now.next_row,
-		          en->ix, NULL, NULL, &added, e);
-	if (now.next_row > en->high)
-		en->high = now.next_row;
-	{
-		int rc2 = readd_pending(core, en, &info.schema, (unsigned)sp, info.next_row, &readded, e);
-
-		rc = rc != 0 ? rc : rc2;
-	}
-	pthread_rwlock_unlock(&en->lock);
-	en = NULL; /* this build's count on the entry ended in readd_pending */
-	if (rc == 0)
-		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu readded=%llu",
-		        info.name, space, (unsigned long long)added, (unsigned long long)readded);
-done:
-	if (en != NULL) { /* a build that does not install */
-		pthread_rwlock_wrlock(&en->lock);
-		build_over(en);
-		pthread_rwlock_unlock(&en->lock);
-	}
-	store_reader_close(r);
-	index_free(ix);
-	json_decref(doc);
-	return rc;
-}
-
-/* ---- ingest ---- */
-
-/* Note rows ingested while a build runs (the caller holds en->lock for writing). */
-static void note_pending(struct entry *en, const int64_t *rows, size_t n)
-{
-	if (en->npending + n > en->cap_pending) {
-		size_t cap = en->cap_pending ? en->cap_pending : 256;
-		uint64_t *g;
-
-		while (cap < en->npending + n)
-			cap *= 2;
-		if ((g = realloc(en->pending, cap * sizeof *g)) == NULL) {
-			en->pending_lost = 1;
-			return;
-		}
-		en->pending = g;
-		en->cap_pending = cap;
-	}
-	for (size_t i = 0; i < n; i++)
-		en->pending[en->npending++] = (uint64_t)rows[i];
 }
 
 struct queue_ctx {
@@ -913,6 +778,147 @@ static void queue_dead_rebuild(struct core *core, struct entry *en, uint32_t ds_
 	if (ok)
 		log_msg(LOG_INFO, "index_rebuild_dead", "dataset=%s space=%s dead=%llu job=%llu",
 		        all.name, en->space, (unsigned long long)en->dead, (unsigned long long)job);
+}
+
+int catalog_job_build(struct job *j, struct err *e)
+{
+	struct core *core = job_core(j);
+	struct catalog *c = core->catalog;
+	const char *space = job_target(j);
+	uint64_t version = (uint64_t)json_integer_value(json_object_get(job_args(j), "version"));
+	struct store_dataset_info info, now;
+	struct store_reader *r = NULL;
+	struct index *ix = NULL;
+	struct entry *en = NULL;
+	json_t *doc = NULL;
+	enum index_metric m;
+	uint64_t added = 0, readded = 0;
+	int sp, rc, again;
+
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		goto done;
+	if ((rc = store_reader_dataset(r, job_ds(j), &info, e)) != 0 ||
+	    (rc = jdoc_named_reader_get(r, &index_docs, job_ds(j), space, &doc, e)) != 0)
+		goto done;
+	store_reader_close(r);
+	r = NULL;
+	if ((uint64_t)json_integer_value(json_object_get(doc, "version")) != version) {
+		rc = err_set(e, ERR_CONFLICT, "superseded", "index '%s' was redefined", space);
+		goto done;
+	}
+	sp = store_schema_find(&info.schema, space);
+	if (sp < 0 || index_metric_parse(json_string_value(json_object_get(doc, "metric")), &m) != 0) {
+		rc = err_set(e, ERR_INVALID, "bad_index", "index '%s' has a bad definition", space);
+		goto done;
+	}
+	/* from here on, rows ingested into the space are noted for the install (readd_pending);
+	 * the feed's reader opens after this, so anything committed before is read */
+	if ((en = entry_find(c, info.id, space, 1)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto done;
+	}
+	pthread_rwlock_wrlock(&en->lock);
+	en->building++;
+	pthread_rwlock_unlock(&en->lock);
+	if ((rc = index_create(&ix, &index_faiss_ops, info.schema.spaces[sp].dim, m,
+	                       json_string_value(json_object_get(doc, "factory")), e)) != 0)
+		goto done;
+	if (!index_is_trained(ix)) {
+		float *sample = malloc((size_t)TRAIN_MAX * info.schema.spaces[sp].dim * sizeof(float));
+		const char *factory = json_string_value(json_object_get(doc, "factory"));
+		size_t ns = 0;
+		uint64_t need = 0;
+
+		if (sample == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto done;
+		}
+		rc = feed(core, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, NULL, sample,
+		          &ns, &added, e);
+		/* the rows may have gone since the PUT judged them (deletes, or an old definition) */
+		if (rc == 0 && (rc = index_faiss_train_rows(factory, &need, e)) == 0)
+			rc = check_train_rows(factory, 0, need, ns, e);
+		if (rc == 0)
+			rc = index_train(ix, ns < TRAIN_MAX ? ns : TRAIN_MAX, sample, e);
+		free(sample);
+		if (rc != 0)
+			goto done;
+	}
+	if ((rc = feed(core, j, info.id, &info.schema, (unsigned)sp, 0, info.next_row, ix, NULL, NULL,
+	               &added, e)) != 0)
+		goto done;
+	default_params(ix);
+	ix->threads = core->search_threads;
+	/* install, then catch up with what was ingested meanwhile: the rows appended since the
+	 * build read the dataset, and the rows below that upserted while it ran (ingest adds to
+	 * the installed index from now on; a row added twice is found once: search drops
+	 * duplicate rows, and scores are checked against the stored vectors) */
+	pthread_rwlock_wrlock(&en->lock);
+	{
+		struct index *old = en->ix;
+
+		en->ix = ix;
+		en->version = version;
+		en->clean = 0;
+		en->high = info.next_row;
+		en->dead = 0;
+		if (en->rebuild_job == job_id(j))
+			en->rebuild_job = 0;
+		ix = NULL;
+		index_free(old);
+	}
+	if (store_dataset_get(core->store, info.name, &now, NULL) == 0 && now.id == info.id &&
+	    now.next_row > info.next_row)
+		rc = feed(core, NULL, info.id, &info.schema, (unsigned)sp, info.next_row, now.next_row,
+		          en->ix, NULL, NULL, &added, e);
+	if (now.next_row > en->high)
+		en->high = now.next_row;
+	{
+		int rc2 = readd_pending(core, en, &info.schema, (unsigned)sp, info.next_row, &readded, e);
+
+		rc = rc != 0 ? rc : rc2;
+	}
+	/* upserts during the build may have left it past the threshold already */
+	again = rc == 0 && dead_rebuild_due(core, en);
+	pthread_rwlock_unlock(&en->lock);
+	if (again)
+		queue_dead_rebuild(core, en, info.id);
+	en = NULL; /* this build's count on the entry ended in readd_pending */
+	if (rc == 0)
+		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu readded=%llu",
+		        info.name, space, (unsigned long long)added, (unsigned long long)readded);
+done:
+	if (en != NULL) { /* a build that does not install */
+		pthread_rwlock_wrlock(&en->lock);
+		build_over(en);
+		pthread_rwlock_unlock(&en->lock);
+	}
+	store_reader_close(r);
+	index_free(ix);
+	json_decref(doc);
+	return rc;
+}
+
+/* ---- ingest ---- */
+
+/* Note rows ingested while a build runs (the caller holds en->lock for writing). */
+static void note_pending(struct entry *en, const int64_t *rows, size_t n)
+{
+	if (en->npending + n > en->cap_pending) {
+		size_t cap = en->cap_pending ? en->cap_pending : 256;
+		uint64_t *g;
+
+		while (cap < en->npending + n)
+			cap *= 2;
+		if ((g = realloc(en->pending, cap * sizeof *g)) == NULL) {
+			en->pending_lost = 1;
+			return;
+		}
+		en->pending = g;
+		en->cap_pending = cap;
+	}
+	for (size_t i = 0; i < n; i++)
+		en->pending[en->npending++] = (uint64_t)rows[i];
 }
 
 void catalog_on_ingest(struct core *core, uint32_t ds_id, const struct store_schema *schema,

@@ -78,9 +78,9 @@ def stats_match_numpy():
         counts, edges = np.histogram(f32, bins=bins, range=(float(f32.min()), float(f32.max())))
         assert_eq(sb["histogram"]["counts"], counts.tolist(), "%d bins" % bins)
         assert np.abs(np.array(sb["histogram"]["edges"]) - edges).max() < 1e-12, bins
-    assert_problem(d.json("GET", "/v1/datasets/f/filters/clip/stats?bins=1001"), 422, "bad_query")
-    assert_problem(d.json("GET", "/v1/datasets/f/filters/clip/stats?bins=0"), 422, "bad_query")
-    assert_problem(d.json("GET", "/v1/datasets/f/filters/clip/stats?threshold=x"), 422)
+    assert_problem(d.json("GET", "/v1/datasets/f/filters/clip/stats?bins=1001"), 400, "bad_query")
+    assert_problem(d.json("GET", "/v1/datasets/f/filters/clip/stats?bins=0"), 400, "bad_query")
+    assert_problem(d.json("GET", "/v1/datasets/f/filters/clip/stats?threshold=x"), 400)
     assert_problem(d.json("GET", "/v1/datasets/f/filters/nope/stats"), 404, "filter_not_found")
 
 

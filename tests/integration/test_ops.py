@@ -127,7 +127,7 @@ def exports_end_without_a_summary_unless_asked_and_reals_are_shortest():
         assert_problem(d.request("GET", "/v1/datasets/p/subsets/all:export?summary=maybe"),
                        400, "bad_query")
         assert_problem(d.request("GET", "/v1/datasets/p/subsets/all:export?format=ids&summary=true"),
-                       422, "bad_query")
+                       400, "bad_query")
         # a threshold of 0.3 echoes as 0.3, not 0.29999999999999999
         st, _, stats = d.get_json("/v1/datasets/p/filters/clip/stats?threshold=0.3")
         raw = d.request("GET", "/v1/datasets/p/filters/clip/stats?threshold=0.3")[2].decode()
@@ -135,6 +135,33 @@ def exports_end_without_a_summary_unless_asked_and_reals_are_shortest():
         # a float32 score keeps the digits of its exact double (used as a threshold it must
         # select the same records), and every real reads back as the value the daemon holds
         assert_eq(stats["threshold"], 0.3, "threshold")
+
+
+@test
+def unknown_or_invalid_query_parameters_are_400_everywhere():
+    """Issue 16 item 6: a parameter a route does not take, or a value it cannot read, is a 400
+    naming it; nothing is ignored, nothing changes."""
+    with wn.Daemon(log_level="info") as d:
+        d.put_dataset("p", {"spaces": {"v": {"dim": 2}}})
+        d.ingest("p", [{"id": "a", "embeddings": {"v": [1.0, 0.0]}}])
+        cases = [("GET", "/v1/datasets/p?verbose=1", "unknown_parameter"),
+                 ("GET", "/v1/datasets?limit=5", "unknown_parameter"),
+                 ("DELETE", "/v1/datasets/p?force=true", "unknown_parameter"),
+                 ("GET", "/v1/datasets/p/records/a?embeddings=maybe", "bad_query"),
+                 ("GET", "/v1/datasets/p/records/a?embedings=false", "unknown_parameter"),
+                 ("GET", "/v1/jobs?limit=-1", "bad_query"),
+                 ("GET", "/v1/jobs?limit=lots", "bad_query"),
+                 ("GET", "/v1/datasets/p/jobs?limit=0", "bad_query")]
+        for method, path, code in cases:
+            p = assert_problem(d.request(method, path), 400, code)
+            assert path.split("?")[1].split("=")[0] in p["detail"] or code == "bad_query", p
+        # a JSON search carries its parameters in the body
+        st, _, body = d.json("POST", "/v1/datasets/p/search?limit=5", {"vector": [1, 0]})
+        assert_eq((st, body["code"]), (400, "unknown_parameter"), "JSON search with a query")
+        # nothing was deleted, the good forms answer
+        st, _, r = d.get_record("p", "a", "?embeddings=false")
+        assert_eq((st, "embeddings" in r), (200, False), "embeddings=false")
+        assert_eq(d.get_json("/v1/jobs?limit=5")[0], 200, "limit=5")
 
 
 if __name__ == "__main__":

@@ -261,7 +261,7 @@ def two_steps_provenance_and_decisions():
                    "record_not_found")
     assert_problem(d.json("GET", "/v1/datasets/pool/records/%s/decisions?subset=nope" % p.ids[0]),
                    404, "subset_not_found")
-    assert_problem(d.json("GET", "/v1/datasets/pool/records/%s/decisions" % p.ids[0]), 422)
+    assert_problem(d.json("GET", "/v1/datasets/pool/records/%s/decisions" % p.ids[0]), 400)
 
 
 @test
@@ -364,7 +364,7 @@ def bad_definitions_change_nothing():
     st, _, sub = d.get_json("/v1/datasets/pool/subsets/top30")
     assert_eq(sub["steps"], [{"filter": "clip", "top_fraction": 0.3}], "unchanged")
     assert_problem(d.request("PUT", "/v1/datasets/pool/subsets/x", "{nope"), 400, "malformed_json")
-    assert_problem(d.json("GET", "/v1/datasets/pool/subsets/top30:export?format=csv"), 422)
+    assert_problem(d.json("GET", "/v1/datasets/pool/subsets/top30:export?format=csv"), 400)
     assert_problem(d.json("GET", "/v1/datasets/pool/subsets/top30:export?slices=2&slice_id=2"), 422)
     assert_problem(d.json("GET", "/v1/datasets/pool/subsets/nope:export"), 404)
     assert_problem(d.json("PUT", "/v1/datasets/nope/subsets/x",
