@@ -505,15 +505,47 @@ static void token_format(const struct query *qr, const float *q, const struct hi
 
 /* The page key and binding of token t into qr (checked against the query vector by
  * query_run, once it has the vector). */
+/* Digits of base 10 or 16 (lowercase, as token_format writes them) at *p, at most max of
+ * them and at least one, into *v; *p moves past them. -1 when there are none or too many. */
+static int token_number(const char **p, int base, int max, unsigned long long *v)
+{
+	int n = 0;
+
+	*v = 0;
+	for (; n <= max; n++, (*p)++) {
+		int d = **p >= '0' && **p <= '9'                 ? **p - '0'
+		        : base == 16 && **p >= 'a' && **p <= 'f' ? **p - 'a' + 10
+		                                                 : -1;
+
+		if (d < 0)
+			break;
+		if (*v > (~0ull - (unsigned)d) / (unsigned)base)
+			return -1;
+		*v = *v * (unsigned)base + (unsigned)d;
+	}
+	return n >= 1 && n <= max ? 0 : -1;
+}
+
+/* The page key and binding of token t into qr (checked against the query vector by
+ * query_run, once it has the vector). Strict: exactly what token_format writes, a finite
+ * score, a row the dataset has handed out; anything else is 400 bad_page_token. */
 static int token_parse(const char *t, struct query *qr, struct err *e)
 {
 	unsigned long long sb, row, h;
+	const char *p = t;
 	uint32_t bits;
+	float s;
 
-	if (sscanf(t, "p1.%llx.%llu.%llx", &sb, &row, &h) != 3 || sb > 0xffffffffull)
+	if (strncmp(p, "p1.", 3) != 0 || (p += 3, token_number(&p, 16, 8, &sb)) != 0 ||
+	    *p++ != '.' || token_number(&p, 10, 20, &row) != 0 || *p++ != '.' ||
+	    token_number(&p, 16, 16, &h) != 0 || *p != '\0')
 		return err_set(e, ERR_MALFORMED, "bad_page_token", "page_token is not one of ours");
 	bits = (uint32_t)sb;
-	memcpy(&qr->after_s, &bits, 4);
+	memcpy(&s, &bits, 4);
+	if (!isfinite(s) || row >= qr->info.next_row)
+		return err_set(e, ERR_MALFORMED, "bad_page_token",
+		               "page_token is not one of ours (its position is not a result)");
+	qr->after_s = s;
 	qr->after_row = row;
 	qr->token = h;
 	qr->has_after = 1;

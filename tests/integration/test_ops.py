@@ -164,5 +164,31 @@ def unknown_or_invalid_query_parameters_are_400_everywhere():
         assert_eq(d.get_json("/v1/jobs?limit=5")[0], 200, "limit=5")
 
 
+@test
+def page_tokens_are_parsed_strictly():
+    """A page token is exactly what the daemon wrote: trailing bytes, a NaN score, a row the
+    dataset never had, signs, spaces or capitals are a 400 bad_page_token."""
+    with wn.Daemon(log_level="info") as d:
+        d.put_dataset("p", {"spaces": {"v": {"dim": 2}}})
+        d.ingest("p", [{"id": "r%d" % i, "embeddings": {"v": [1.0, i / 10]}} for i in range(10)])
+        body = {"vector": [1, 0], "score_threshold": -1, "limit": 3}
+        st, _, res = d.json("POST", "/v1/datasets/p/search", body)
+        assert_eq(st, 200, "first page")
+        tok = res["page_token"]
+        assert re.fullmatch(r"p1\.[0-9a-f]{1,8}\.[0-9]+\.[0-9a-f]{1,16}", tok), tok
+        st, _, res2 = d.json("POST", "/v1/datasets/p/search", dict(body, page_token=tok))
+        assert_eq(st, 200, "the token as written")
+        head, sb, row, h = tok.split(".")
+        bad = [tok + "x", tok + " ", " " + tok, "p1.7fc00000.%s.%s" % (row, h),
+               "p1.7f800000.%s.%s" % (row, h), "p1.%s.999999.%s" % (sb, h),
+               "p1.%s.-1.%s" % (sb, h), "p1.%s.%s.%s" % (sb.upper() + "A", row, h),
+               "p1.%s.%s" % (sb, row), "p2.%s.%s.%s" % (sb, row, h), "",
+               "p1.%s.%s.%s" % (sb, row, "f" * 17)]
+        for t in bad:
+            p = assert_problem(d.json("POST", "/v1/datasets/p/search", dict(body, page_token=t)),
+                               400, "bad_page_token")
+            assert "not one of ours" in p["detail"], (t, p)
+
+
 if __name__ == "__main__":
     wn.main()
