@@ -8,6 +8,7 @@
 #   make test      the layer check, unit and integration tests; ends with "N passed, N failed"
 #   make test SANITIZE=address,undefined
 #   make bench     the benchmarks in bench/ (not part of make test)
+#   make lint-openapi  Redocly's recommended rules over api/openapi.json (npm, network; not in make test)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -56,7 +57,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 CLI_BIN := $(OUT)/winnow
 
-.PHONY: all deps run test unit layers bench fuzz fuzz-build lint format install clean
+.PHONY: all deps run test unit layers bench fuzz fuzz-build lint lint-openapi format install clean
 all: $(OUT)/winnowd $(CLI_BIN)
 
 deps:
@@ -176,6 +177,15 @@ fuzz: $(FUZZ_BIN)
 lint:
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
 	  --suppress=missingIncludeSystem -I. $(LAYERS)
+
+# The OpenAPI document under Redocly's `recommended` ruleset; the CLI is installed from npm
+# into build/node the first time (so this target needs the network once). One rule is
+# skipped: the dashboard really is served at /ui/ (its relative links need the slash).
+REDOCLY := $(BUILD)/node/node_modules/.bin/redocly
+lint-openapi:
+	@test -x $(REDOCLY) || npm install --prefix $(BUILD)/node --no-audit --no-fund @redocly/cli
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(REDOCLY) lint --extends=recommended \
+	  --skip-rule=no-path-trailing-slash api/openapi.json
 
 format:
 	clang-format -i $(wildcard $(addsuffix /*.[ch],$(LAYERS)) tests/*.[ch] tests/unit/*/*.c bench/*.c)

@@ -336,6 +336,80 @@ def openapi_lists_every_route():
         assert methods <= have, "%s: methods %s, expected %s" % (path, have, methods)
         for m in methods:
             assert paths[path][m].get("responses"), "%s %s has no responses" % (m, path)
+    # Every operation: a unique operationId, tags from the declared list, a summary, and
+    # every response either with content, a $ref, or a 204/304 (no content by definition).
+    declared = {t["name"] for t in doc.get("tags", [])}
+    seen = {}
+    for path, item in paths.items():
+        for m, op in item.items():
+            if m not in ("get", "put", "post", "delete", "patch", "head"):
+                continue
+            where = "%s %s" % (m.upper(), path)
+            oid = op.get("operationId")
+            assert isinstance(oid, str) and re.fullmatch(r"[a-z][A-Za-z0-9]*", oid), \
+                "%s: operationId %r is not camelCase" % (where, oid)
+            assert oid not in seen, "operationId %s on both %s and %s" % (oid, seen[oid], where)
+            seen[oid] = where
+            tags = op.get("tags")
+            assert tags and set(tags) <= declared, "%s: tags %r (declared %s)" % (
+                where, tags, sorted(declared))
+            assert op.get("summary"), "%s has no summary" % where
+            for st, r in op["responses"].items():
+                if st.startswith("4"):
+                    assert r.get("$ref") == "#/components/responses/Problem" or \
+                        "application/problem+json" in r.get("content", {}), \
+                        "%s %s is not a problem" % (where, st)
+                assert st in ("204", "304") or "$ref" in r or r.get("content"), \
+                    "%s %s has no content" % (where, st)
+    assert len(seen) >= sum(len(v) for v in CONTRACT_ROUTES.values()), len(seen)
+
+
+@test
+def openapi_check_catches_mismatches():
+    """The response validator wn.Daemon.request runs is not a no-op: it rejects a wrong
+    value, a missing required property, an undocumented status and Content-Type, naming
+    the JSON pointer; and it accepts what the daemon really answers."""
+    import openapi_check as oc
+    ok = {"content-type": "application/json"}
+    oc.check_one("GET", "/livez", 200, ok, b'{"status": "ok"}')
+    job = {"id": "7", "kind": "score", "dataset": "d", "target": "f", "state": "running",
+           "processed": 5, "total": 10, "rate_per_s": None, "eta_s": 1.5,
+           "created": "2026-01-01T00:00:00Z", "started": None, "finished": None,
+           "error": None, "resumes": 0, "warnings": []}
+    oc.check_one("GET", "/v1/jobs/7", 200, ok, json.dumps(job).encode())
+    cases = [
+        (("GET", "/livez", 200, ok, b'{"status": "no"}'), "/status"),
+        (("GET", "/v1/jobs/7", 200, ok, json.dumps(dict(job, kind="nope")).encode()), "/kind"),
+        (("GET", "/v1/jobs/7", 200, ok, json.dumps(dict(job, resumes=-1)).encode()),
+         "/resumes: -1 < minimum 0"),
+        (("GET", "/v1/jobs/7", 200, ok,
+          json.dumps({k: v for k, v in job.items() if k != "state"}).encode()),
+         "/state: required property missing"),
+        (("GET", "/v1/datasets/x/filters/f/stats", 299, ok, b'{}'), "status 299"),
+        (("GET", "/livez", 200, {"content-type": "text/html"}, b"<p>"), "text/html"),
+        (("GET", "/no/such/route", 404, ok, b'{}'), "application/json"),
+        (("GET", "/no/such/route", 404, {"content-type": "application/problem+json"},
+          b'{"type": "about:blank", "title": "Not found", "status": 404, "detail": "x"}'),
+         "/code"),
+        (("DELETE", "/v1/datasets/x", 204, ok, b'{}'), "without content"),
+    ]
+    for args, want in cases:
+        try:
+            oc.check_one(*args)
+        except oc.OpenAPIMismatch as e:
+            assert want in str(e), (want, str(e))
+        else:
+            raise AssertionError("no mismatch for %r" % (args,))
+    # the ':verb' templates win over the plain parameter they also match
+    assert_eq(oc.match_path("/v1/datasets/a/filters/b:score?x=1"),
+              "/v1/datasets/{name}/filters/{filter}:score", "template")
+    assert_eq(oc.match_path("/v1/datasets/a/filters/b"), "/v1/datasets/{name}/filters/{filter}",
+              "template")
+    assert_eq(oc.errors(3, {"type": ["integer", "null"], "maximum": 2}), [("/", "3 > maximum 2")],
+              "maximum")
+    assert_eq(oc.errors(None, {"type": ["integer", "null"]}), [], "nullable")
+    assert_eq(oc.errors({"a": [1, "x"]}, {"properties": {"a": {"items": {"type": "integer"}}}}),
+              [("/a/1", 'expected type integer, got "x"')], "pointer")
 
 
 @test

@@ -27,6 +27,8 @@ import time
 import traceback
 import urllib.parse
 
+import openapi_check
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINNOWD = os.environ.get("WINNOWD") or os.path.join(REPO, "build", "winnowd")
 SLOW = 3 if os.environ.get("WINNOW_TEST_SANITIZE") else 1
@@ -307,7 +309,8 @@ class Daemon:
     def request(self, method, path, body=None, headers=None, content_type=None, conn=None):
         """One request on a fresh connection (or on conn). body: bytes, str, or a JSON-able
         object (dict/list, sent as application/json). Returns (status, headers with
-        lower-case keys, body bytes)."""
+        lower-case keys, body bytes). The response is checked against api/openapi.json
+        (openapi_check; off with WINNOW_OPENAPI_CHECK=0): a mismatch fails the test."""
         hdrs = dict(headers or {})
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
@@ -324,6 +327,8 @@ class Daemon:
             resp = c.getresponse()
             data = resp.read()
             rh = {k.lower(): v for k, v in resp.getheaders()}
+            if openapi_check.enabled():
+                openapi_check.check(method, path, resp.status, rh, data)
             return resp.status, rh, data
         finally:
             if own:
