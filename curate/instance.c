@@ -1196,6 +1196,26 @@ static int ingest_results_alloc(struct ingest_write *w, size_t m)
 	return 0;
 }
 
+/* Free what an ingest or patch write gathered: the opened filters and the per-filter arrays
+ * (w->labels is NULL for a patch, which writes no labels). */
+static void write_release(struct ingest_ctx *ic, struct ingest_write *w)
+{
+	for (size_t i = 0; i < ic->n; i++) {
+		filter_free(ic->v[i].f);
+		if (w->scores != NULL)
+			free(w->scores[i]);
+		if (w->status != NULL)
+			free(w->status[i]);
+		if (w->labels != NULL)
+			free(w->labels[i]);
+	}
+	free(ic->v);
+	free(w->scores);
+	free(w->status);
+	free(w->labels);
+	free(w->runs);
+}
+
 /* Score bn (at most STORE_BLOCK_ROWS) of the ingested records with f: the records recs[ord[q].idx]
  * at rows[q], from their own vectors (not the store). scores, status, labels (may be NULL) get
  * bn results; a failure leaves them for the caller to mark pending. */
@@ -1320,20 +1340,7 @@ int instance_on_ingest(struct core *core, uint32_t ds_id, const struct store_sch
 nomem:
 	rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 out:
-	for (size_t i = 0; i < ic.n; i++) {
-		filter_free(ic.v[i].f);
-		if (w.scores != NULL)
-			free(w.scores[i]);
-		if (w.status != NULL)
-			free(w.status[i]);
-		if (w.labels != NULL)
-			free(w.labels[i]);
-	}
-	free(ic.v);
-	free(w.scores);
-	free(w.status);
-	free(w.labels);
-	free(w.runs);
+	write_release(&ic, &w);
 	free(ord);
 	free(rsorted);
 	return rc;
@@ -1510,18 +1517,8 @@ int instance_on_patch(struct core *core, uint32_t ds_id, const struct store_sche
 nomem:
 	rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 out:
-	for (size_t i = 0; i < ic.n; i++) {
-		filter_free(ic.v[i].f);
-		if (w.scores != NULL)
-			free(w.scores[i]);
-		if (w.status != NULL)
-			free(w.status[i]);
-	}
-	free(ic.v);
 	free(pl.mode);
-	free(w.scores);
-	free(w.status);
-	free(w.runs);
+	write_release(&ic, &w);
 	free(rs);
 	free(tmp_s);
 	free(tmp_st);
