@@ -1659,6 +1659,50 @@ static int sort_floats(float *v, size_t n)
 	return 0;
 }
 
+/* The finite scores of the live scored rows of filter ref, in row order, into *vals (new,
+ * rows entries at most; free() it), *nv of them; counts (256 entries, may be NULL) gets how
+ * many live rows have each status. */
+static int scores_read(struct store_reader *r, uint32_t ds, const struct instance_ref *ref,
+                       uint64_t rows, float **vals, size_t *nv, uint64_t *counts, struct err *e)
+{
+	float *v = malloc((rows ? rows : 1) * sizeof *v), *sc = malloc(CHUNK_ROWS * sizeof *sc);
+	uint8_t *st = malloc(CHUNK_ROWS), *live = malloc(CHUNK_ROWS);
+	size_t n_ok = 0;
+	int rc = 0;
+
+	if (v == NULL || sc == NULL || st == NULL || live == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	for (uint64_t lo = 0; lo < rows; lo += CHUNK_ROWS) {
+		size_t n = (size_t)(rows - lo < CHUNK_ROWS ? rows - lo : CHUNK_ROWS);
+
+		if ((rc = store_reader_array(r, ds, STORE_ARRAY_LIVE, 1, lo, n, live, e)) != 0 ||
+		    (rc = store_reader_array(r, ds, ref->arr_score, 4, lo, n, sc, e)) != 0 ||
+		    (rc = store_reader_array(r, ds, ref->arr_status, 1, lo, n, st, e)) != 0)
+			goto out;
+		for (size_t i = 0; i < n; i++) {
+			if (!live[i])
+				continue;
+			if (counts != NULL)
+				counts[st[i]]++;
+			if (filter_status_scored(st[i]) && isfinite(sc[i]))
+				v[n_ok++] = sc[i];
+		}
+	}
+out:
+	free(sc);
+	free(st);
+	free(live);
+	if (rc != 0) {
+		free(v);
+		return rc;
+	}
+	*vals = v;
+	*nv = n_ok;
+	return 0;
+}
+
 int instance_stats_json(struct core *core, const char *dataset, const char *name,
                         unsigned bins, double threshold, json_t **out, struct err *e)
 {
@@ -1667,8 +1711,7 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	struct store_reader *r = NULL;
 	struct instance_ref ref;
 	uint64_t counts[256] = {0};
-	float *vals = NULL, *sc = NULL;
-	uint8_t *st = NULL, *live = NULL;
+	float *vals = NULL;
 	size_t nv = 0;
 	uint64_t live_n = 0, at_or_above = 0;
 	double sum = 0;
@@ -1683,33 +1726,14 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0 ||
 	    (rc = jdoc_named_reader_get(r, &filter_docs, ds.id, name, &doc, e)) != 0)
 		goto out;
-	vals = malloc((info.next_row ? info.next_row : 1) * sizeof *vals);
-	sc = malloc(CHUNK_ROWS * sizeof *sc);
-	st = malloc(CHUNK_ROWS);
-	live = malloc(CHUNK_ROWS);
-	if (vals == NULL || sc == NULL || st == NULL || live == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = scores_read(r, ds.id, &ref, info.next_row, &vals, &nv, counts, e)) != 0)
 		goto out;
-	}
-	for (uint64_t lo = 0; lo < info.next_row; lo += CHUNK_ROWS) {
-		size_t n = (size_t)(info.next_row - lo < CHUNK_ROWS ? info.next_row - lo : CHUNK_ROWS);
-
-		if ((rc = store_reader_array(r, ds.id, STORE_ARRAY_LIVE, 1, lo, n, live, e)) != 0 ||
-		    (rc = store_reader_array(r, ds.id, ref.arr_score, 4, lo, n, sc, e)) != 0 ||
-		    (rc = store_reader_array(r, ds.id, ref.arr_status, 1, lo, n, st, e)) != 0)
-			goto out;
-		for (size_t i = 0; i < n; i++) {
-			if (!live[i])
-				continue;
-			live_n++;
-			counts[st[i]]++;
-			if (filter_status_scored(st[i]) && isfinite(sc[i])) {
-				vals[nv++] = sc[i];
-				sum += sc[i];
-				if (!isnan(threshold) && (double)sc[i] >= threshold)
-					at_or_above++;
-			}
-		}
+	for (size_t s = 0; s < 256; s++)
+		live_n += counts[s];
+	for (size_t i = 0; i < nv; i++) {
+		sum += vals[i];
+		if (!isnan(threshold) && (double)vals[i] >= threshold)
+			at_or_above++;
 	}
 	store_reader_close(r);
 	r = NULL;
@@ -1800,9 +1824,6 @@ out:
 	json_decref(res);
 	json_decref(doc);
 	free(vals);
-	free(sc);
-	free(st);
-	free(live);
 	return rc;
 }
 
@@ -1812,8 +1833,7 @@ int instance_scores(struct core *core, const char *dataset, const char *name, fl
 	struct store_dataset_info ds, info;
 	struct store_reader *r = NULL;
 	struct instance_ref ref;
-	float *vals = NULL, *sc = NULL;
-	uint8_t *st = NULL, *live = NULL;
+	float *vals = NULL;
 	size_t nv = 0;
 	int rc;
 
@@ -1824,26 +1844,8 @@ int instance_scores(struct core *core, const char *dataset, const char *name, fl
 	if ((rc = store_reader_dataset(r, ds.id, &info, e)) != 0 ||
 	    (rc = instance_ref_read(r, ds.id, name, &ref, e)) != 0)
 		goto out;
-	vals = malloc((info.next_row ? info.next_row : 1) * sizeof *vals);
-	sc = malloc(CHUNK_ROWS * sizeof *sc);
-	st = malloc(CHUNK_ROWS);
-	live = malloc(CHUNK_ROWS);
-	if (vals == NULL || sc == NULL || st == NULL || live == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = scores_read(r, ds.id, &ref, info.next_row, &vals, &nv, NULL, e)) != 0)
 		goto out;
-	}
-	/* the rows instance_stats_json counts: live, scored, finite */
-	for (uint64_t lo = 0; lo < info.next_row; lo += CHUNK_ROWS) {
-		size_t n = (size_t)(info.next_row - lo < CHUNK_ROWS ? info.next_row - lo : CHUNK_ROWS);
-
-		if ((rc = store_reader_array(r, ds.id, STORE_ARRAY_LIVE, 1, lo, n, live, e)) != 0 ||
-		    (rc = store_reader_array(r, ds.id, ref.arr_score, 4, lo, n, sc, e)) != 0 ||
-		    (rc = store_reader_array(r, ds.id, ref.arr_status, 1, lo, n, st, e)) != 0)
-			goto out;
-		for (size_t i = 0; i < n; i++)
-			if (live[i] && filter_status_scored(st[i]) && isfinite(sc[i]))
-				vals[nv++] = sc[i];
-	}
 	*vals_out = vals;
 	vals = NULL;
 	*n_out = nv;
@@ -1852,8 +1854,5 @@ int instance_scores(struct core *core, const char *dataset, const char *name, fl
 out:
 	store_reader_close(r);
 	free(vals);
-	free(sc);
-	free(st);
-	free(live);
 	return rc;
 }
