@@ -51,6 +51,33 @@ static int rt_owner(struct http_req *r, struct http_res *res)
 	return 0;
 }
 
+/* ---- filters: only the types that score each record on its own ---- */
+
+/* A filter whose scores depend on the whole pool (k-means prototypes and clusters, duplicates
+ * across records, n-gram models of the pool) would be fitted on each shard's part alone: a
+ * different filter than one daemon's. The router refuses those rather than answer wrongly. */
+static int rt_filter_put(struct http_req *r, struct http_res *res)
+{
+	static const char *const per_record[] = {"basic", "clip_score", "color"};
+	json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+	const char *type = json_string_value(json_object_get(body, "type"));
+	int ok = type == NULL; /* not a definition: shard 0 says what is wrong */
+	struct err e = {0};
+
+	for (size_t i = 0; type != NULL && i < sizeof per_record / sizeof per_record[0]; i++)
+		ok |= strcmp(type, per_record[i]) == 0;
+	if (!ok) {
+		err_set(&e, ERR_NOT_SUPPORTED, "not_supported_by_router",
+		        "filter type '%.64s' fits a model over the whole pool; a router would fit it "
+		        "on each shard's part alone (a router serves basic, clip_score and color)",
+		        type);
+		json_decref(body);
+		return http_problem(res, r, ERR_NOT_SUPPORTED, &e, NULL);
+	}
+	json_decref(body);
+	return rutil_broadcast(r, res);
+}
+
 /* ---- readiness ---- */
 
 static int rt_readyz(struct http_req *r, struct http_res *res)
@@ -117,7 +144,7 @@ static const struct rroute rtable[] = {
 	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},
-	{"PUT", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
+	{"PUT", "/v1/datasets/{name}/filters/{filter}", rt_filter_put},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/records/{id*}", rt_owner},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/hubness", rutil_merged_get},

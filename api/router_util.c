@@ -194,6 +194,15 @@ static void merge_key(json_t *dst, const char *key, json_t *v, json_t **docs, si
 		json_object_set(dst, key, vals[best]);
 	} else if (json_is_object(v) || json_is_array(v)) {
 		merge_into(v, vals, n);
+		if ((strcmp(key, "job") == 0 || strcmp(key, "build") == 0) &&
+		    json_is_string(json_object_get(v, "id"))) {
+			/* an embedded job: its id composed as the shards' */
+			json_t *ids[256];
+
+			for (size_t i = 0; i < n && i < 256; i++)
+				ids[i] = json_object_get(vals[i], "id");
+			json_object_set_new(v, "id", compose_job(ids, n));
+		}
 	}
 }
 

@@ -351,6 +351,42 @@ def _start_unready(cf):
 
 
 @test
+def test_definitions_all_or_partial_and_a_retry_completes():
+    _, shards, router = cluster()
+    # shard 2 already has "z" with another schema: shard 0 takes the PUT, shard 2 refuses it
+    assert_eq(shards[2].put_dataset("z", {"spaces": {"w": {"dim": 3}}})[0], 201)
+    st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 2}}})
+    assert_problem((st, _, body), 502, "partial")
+    assert_eq([x["status"] for x in body["shards"]], [201, 201, 409])
+    assert_eq(shards[2].request("DELETE", "/v1/datasets/z")[0], 204)
+    st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 2}}})
+    assert_eq(st, 200, body)  # shard 0 has it already (PUT is idempotent)
+    assert all(s.get_json("/v1/datasets/z")[2]["spaces"] == {"v": {"dim": 2, "dtype": "f32"}}
+               for s in shards)
+    # refused by shard 0: nothing changes anywhere
+    st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 5}}})
+    assert_problem((st, _, body), 409)
+    st, _, body = router.json("PUT", "/v1/datasets/p/filters/proto",
+                              {"type": "prototypes", "params": {"space": "x", "k": 2}})
+    assert_problem((st, _, body), 501, "not_supported_by_router")
+    assert_eq(shards[0].get_json("/v1/datasets/p/filters/proto")[0], 404)
+
+
+@test
+def test_a_second_router_over_the_same_shards_answers_the_same():
+    _, _, router = loaded()
+    r2 = wn.Daemon(log_level="info",
+                   extra_args=["--router", os.path.join(_st["dir"], "shards.json")])
+    try:
+        for path in ("/v1/datasets/p", "/v1/datasets/p/subsets/tf", "/v1/datasets/p/filters"):
+            a, b = router.get_json(path), r2.get_json(path)
+            assert_eq((a[0], a[2]), (b[0], b[2]), path)
+    finally:
+        r2.stop()
+        r2.close()
+
+
+@test
 def test_bad_cluster_file_exits_2():
     cf = os.path.join(tempfile.mkdtemp(prefix="winnow-router-"), "c.json")
     with open(cf, "w") as f:
