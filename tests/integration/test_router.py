@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 
 import numpy as np
 
@@ -73,15 +74,16 @@ def pool():
     return ids, a, b
 
 
-def lines(lo, hi):
+def ndjson(lo, hi):
+    """Records lo..hi as NDJSON bytes (formatted directly: json.dumps per record is slow)."""
     ids, a, b = pool()
     out = []
     for i in range(lo, hi):
-        sig = {"b": {"prior_nll": float(b[i]), "cond_nll": 0, "tokens": 1}}
-        if not np.isnan(a[i]):
-            sig["a"] = {"prior_nll": float(a[i]), "cond_nll": 0, "tokens": 1}
-        out.append({"id": ids[i], "text": "t", "signals": sig})
-    return out
+        sb = '"b": {"prior_nll": %r, "cond_nll": 0, "tokens": 1}' % float(b[i])
+        sa = "" if np.isnan(a[i]) else \
+            ', "a": {"prior_nll": %r, "cond_nll": 0, "tokens": 1}' % float(a[i])
+        out.append('{"id": "%s", "text": "t", "signals": {%s%s}}' % (ids[i], sb, sa))
+    return ("\n".join(out) + "\n").encode()
 
 
 def loaded():
@@ -93,9 +95,21 @@ def loaded():
         for name, sig in (("fa", "a"), ("fb", "b")):
             curate.wait_job(d, curate.put_filter(d, "p", name, {"type": "color",
                                                                 "params": {"signal": sig}}))
-        for lo in range(0, N, 25000):
-            st, _, body = d.ingest("p", lines(lo, lo + 25000))
-            assert_eq((st, body["accepted"], body["rejected"]), (200, 25000, 0), "ingest")
+    for lo in range(0, N, 25000):
+        body = ndjson(lo, lo + 25000)
+        answers = {}
+
+        def send(d):
+            answers[d.port] = d.json("POST", "/v1/datasets/p/records", body,
+                                     content_type="application/x-ndjson")
+        ts = [threading.Thread(target=send, args=(d,)) for d in (ref, router)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for d in (ref, router):
+            st, _, ans = answers[d.port]
+            assert_eq((st, ans["accepted"], ans["rejected"]), (200, 25000, 0), "ingest")
     _st["loaded"] = True
     return ref, shards, router
 
@@ -176,6 +190,9 @@ def numpy_top_k(scores, k, top=True):
 def test_top_fraction_with_ties_equals_one_daemon_and_numpy():
     _, a, _ = pool()
     got = both_subsets("tf", [{"filter": "fa", "top_fraction": 0.3}])
+    rounds = [int(e["probe_rounds"]) for e in _st["router"].events("router_subset")
+              if e.get("subset") == "tf"]
+    assert_eq(rounds, [2], "probe round trips: N, then one histogram round that lists values")
     want = numpy_top_fraction(a.astype(np.float32), 0.3)
     assert_eq(len(got), len(want))
     assert got == want, "top_fraction 0.3 differs from numpy"
