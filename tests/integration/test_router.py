@@ -148,6 +148,37 @@ def test_ingest_errors_keep_the_client_line_numbers():
     assert_problem((st, _, body), 422)
 
 
+@test
+def test_probe_describes_the_survivors_scores():
+    ref, _, _ = loaded()
+    _, a, b = pool()
+    keep = ~np.isnan(a) & (a.astype(np.float32) >= 10)
+    fb = b.astype(np.float32)[keep]
+    st, _, p = ref.json("POST", "/v1/datasets/p/subsets:probe",
+                        {"steps": [{"filter": "fa", "threshold": 10}], "filter": "fb",
+                         "lo": 10.0, "hi": 20.0, "bins": 7, "values_max": 100000,
+                         "tie_score": float(fb[0]), "tie_ids": 3})
+    assert_eq(st, 200, p)
+    assert_eq((p["survivors"], p["n"]), (int(keep.sum()), int(keep.sum())))
+    assert_eq((p["below"], p["above"]), (int((fb < 10).sum()), int((fb > 20).sum())))
+    assert_eq(sum(p["bins"]), p["in_range"])
+    key = lambda v: np.where(np.asarray(v, np.float32) >= 0,
+                             np.asarray(v, np.float32).view(np.uint32) | np.uint32(2**31),
+                             ~np.asarray(v, np.float32).view(np.uint32)).astype(np.int64)
+    klo, khi = int(key([10.0])[0]), int(key([20.0])[0])
+    kin = key(fb[(fb >= 10) & (fb <= 20)])
+    want_bins = np.bincount((kin - klo) // ((khi - klo) // 7 + 1), minlength=7).tolist()
+    assert_eq(p["bins"], want_bins, "histogram by float key")
+    vals, counts = np.unique(fb[(fb >= 10) & (fb <= 20)], return_counts=True)
+    assert_eq([(np.float32(v), c) for v, c in p["values"]], list(zip(vals, counts)))
+    ids, _, _ = pool()
+    tied = sorted(ids[i] for i in np.nonzero(keep)[0] if np.float32(b[i]) == fb[0])
+    assert_eq((p["tie_count"], p["tie_ids"]), (len(tied), tied[:3]))
+    st, _, p = ref.json("POST", "/v1/datasets/p/subsets:probe",
+                        {"filter": "fb", "values_max": 10})
+    assert_eq((st, p["values"], p["n"]), (200, None, N))
+
+
 def both_subsets(name, steps):
     ref, _, router = loaded()
     for d in (ref, router):
