@@ -95,8 +95,9 @@ def loaded():
         for name, sig in (("fa", "a"), ("fb", "b")):
             curate.wait_job(d, curate.put_filter(d, "p", name, {"type": "color",
                                                                 "params": {"signal": sig}}))
-    for lo in range(0, N, 25000):
-        body = ndjson(lo, lo + 25000)
+    step = min(N, 25000)
+    for lo in range(0, N, step):
+        body = ndjson(lo, lo + step)
         answers = {}
 
         def send(d):
@@ -109,7 +110,7 @@ def loaded():
             t.join()
         for d in (ref, router):
             st, _, ans = answers[d.port]
-            assert_eq((st, ans["accepted"], ans["rejected"]), (200, 25000, 0), "ingest")
+            assert_eq((st, ans["accepted"], ans["rejected"]), (200, step, 0), "ingest")
     _st["loaded"] = True
     return ref, shards, router
 
@@ -192,6 +193,11 @@ def both_subsets(name, steps):
     assert a == b, "%s: .npy differs (%d vs %d bytes)" % (name, len(a), len(b))
     st, _, view = router.get_json("/v1/datasets/p/subsets/%s" % name)
     assert_eq((st, view["state"], view["provenance"]["members"]), (200, "ready", len(ids_ref)))
+    want = ref.get_json("/v1/datasets/p/subsets/%s" % name)[2]
+    assert_eq(view["steps"], want["steps"], "the client's steps")
+    keys = ("rule", "filter", "threshold", "unscorable", "in", "out")
+    assert_eq([{k: p.get(k) for k in keys} for p in view["provenance"]["steps"]],
+              [{k: p.get(k) for k in keys} for p in want["provenance"]["steps"]], "provenance")
     return set(ids_ref)
 
 
