@@ -147,6 +147,14 @@ def test_ingest_errors_keep_the_client_line_numbers():
               [(13, "dimension_mismatch"), (21, "missing_id"), (35, "malformed_json")])
     st, _, body = router.ingest("e", [{"id": "y", "embeddings": {"v": [1]}}])
     assert_problem((st, _, body), 422)
+    recs = [{"id": "j%d" % i, "embeddings": {"v": [i, 1]}} for i in range(9)]
+    recs[4]["embeddings"]["v"] = [1, 2, 3]
+    st, _, body = router.json("POST", "/v1/datasets/e/records",
+                              json.dumps({"records": recs}).encode(),
+                              content_type="application/json")
+    assert_eq((st, body["accepted"], [(e["line"], e["code"]) for e in body["errors"]]),
+              (200, 8, [(5, "dimension_mismatch")]), "JSON form: line = index + 1")
+    assert_eq(router.get_json("/v1/datasets/e")[2]["records"], 38 + 8)
 
 
 @test
@@ -309,6 +317,16 @@ def test_search_top_k_equals_one_daemon():
             assert_eq([s for _, s in sb], [s for _, s in sa], "scores in order")
             assert_eq({i for i, _ in sb}, {i for i, _ in sa}, "ids")
             assert_eq(b[2]["stats"]["returned"], 25)
+    qs = rng.standard_normal((3, D)).astype(np.float32)
+    a = ref.json("POST", "/v1/datasets/s/search", {"vectors": qs.tolist(), "space": "v", "limit": 7})
+    b = router.json("POST", "/v1/datasets/s/search", {"vectors": qs.tolist(), "space": "v",
+                                                      "limit": 7})
+    raw = router.json("POST", "/v1/datasets/s/search?space=v&limit=7", qs.astype("<f4").tobytes(),
+                      content_type="application/octet-stream")
+    assert_eq((a[0], b[0], raw[0]), (200, 200, 200))
+    for qa, qb, qr in zip(a[2]["queries"], b[2]["queries"], raw[2]["queries"]):
+        assert_eq(scores_ids(qb), scores_ids(qa), "batch query")
+        assert_eq(scores_ids(qr), scores_ids(qa), "raw rows query")
     st, _, b = router.json("POST", "/v1/datasets/s/search",
                            {"record_id": "s00005", "space": "v", "limit": 12})
     assert_eq(st, 200, b)
