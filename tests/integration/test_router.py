@@ -459,6 +459,31 @@ def test_a_second_router_over_the_same_shards_answers_the_same():
 
 
 @test
+def test_python_client_and_cli_work_through_the_router():
+    import subprocess
+    import sys
+    sys.path.insert(0, os.path.join(wn.REPO, "clients", "python"))
+    import winnow
+    ref, _, router = loaded()
+    c = winnow.Client("http://127.0.0.1:%d" % router.port)
+    c.put_subset("p", "py", [{"filter": "fa", "top_k": 5000}], wait=True)
+    got = c.export_npy("p", "py")
+    curate.wait_job(ref, curate.put_subset(ref, "p", "py", [{"filter": "fa", "top_k": 5000}]))
+    want = curate.export(ref, "p", "py", "?format=npy")[1]
+    arr = np.load(__import__("io").BytesIO(want))
+    assert_eq((len(got), list(got[:3])), (len(arr), list(arr[:3])), "client export_npy")
+    cli = [os.path.join(os.path.dirname(wn.WINNOWD), "winnow"), "--quiet", "--url",
+           "http://127.0.0.1:%d" % router.port]
+    out = os.path.join(_st["dir"], "cli.npy")
+    for args in (["subset", "put", "p", "cli", '[{"filter": "fa", "top_k": 5000}]', "--wait"],
+                 ["export", "p", "cli", "-o", out, "--format", "npy"]):
+        p = subprocess.run(cli + args, capture_output=True, text=True, timeout=120)
+        assert_eq(p.returncode, 0, p.stderr)
+    with open(out, "rb") as f:
+        assert f.read() == want, "the CLI's .npy through the router"
+
+
+@test
 def test_bad_cluster_file_exits_2():
     cf = os.path.join(tempfile.mkdtemp(prefix="winnow-router-"), "c.json")
     with open(cf, "w") as f:
