@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 
 import numpy as np
 
@@ -391,26 +392,37 @@ def test_jobs_are_composite_and_summed():
 
 
 @test
-def test_unreachable_shard_is_a_502_naming_it():
+def test_unreachable_or_silent_shard_is_a_502_naming_it():
     _, shards, _ = cluster()
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     dead = s.getsockname()[1]
     s.close()
+    silent = socket.socket()  # accepts connections (backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
     cf = os.path.join(_st["dir"], "dead.json")
     with open(cf, "w") as f:
         json.dump({"shards": [{"url": "http://127.0.0.1:%d" % shards[0].port},
-                              {"url": "http://127.0.0.1:%d" % dead}]}, f)
+                              {"url": "http://127.0.0.1:%d" % dead},
+                              {"url": "http://127.0.0.1:%d" % silent.getsockname()[1]}]}, f)
     # /readyz is not ready with a dead shard, so start without waiting for it
     r = _start_unready(cf)
     try:
+        t0 = time.monotonic()
         st, _, body = r.get_json("/v1/datasets/p")
+        took = time.monotonic() - t0
         assert_problem((st, _, body), 502, "shard_unreachable")
         assert ("127.0.0.1:%d" % dead) in body["detail"], body
+        assert took < 10, "bounded by --shard-timeout 1: %.1fs" % took
         st, _, body = r.get_json("/readyz")
         assert_eq(st, 503)
-        assert_eq([x["status"] for x in body["shards"]], ["ready", "unreachable"])
+        assert_eq([x["status"] for x in body["shards"]], ["ready", "unreachable", "unreachable"])
+        st, _, body = r.json("POST", "/v1/datasets/p/search:count",
+                             {"vector": [0] * 4, "score_threshold": 0.5})
+        assert_problem((st, _, body), 502, "shard_unreachable")
     finally:
+        silent.close()
         r.stop()
         r.close()
 
@@ -419,7 +431,7 @@ def _start_unready(cf):
     class Unready(wn.Daemon):
         def _wait_ready(self):
             return None
-    return Unready(log_level="info", extra_args=["--router", cf, "--shard-timeout", "5"])
+    return Unready(log_level="info", extra_args=["--router", cf, "--shard-timeout", "1"])
 
 
 @test
