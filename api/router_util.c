@@ -694,6 +694,31 @@ static json_t *single_id(size_t shard, size_t n, const char *id)
 	return json_string(buf);
 }
 
+static int created_desc(const void *a, const void *b)
+{
+	const char *x = json_string_value(json_object_get(*(json_t *const *)a, "created"));
+	const char *y = json_string_value(json_object_get(*(json_t *const *)b, "created"));
+
+	return strcmp(y != NULL ? y : "", x != NULL ? x : ""); /* ISO 8601 UTC: text order */
+}
+
+/* Sort a JSON array of jobs by "created", newest first (stable enough: ties keep no order). */
+static void sort_by_created(json_t *arr)
+{
+	size_t n = json_array_size(arr);
+	json_t **v = malloc((n ? n : 1) * sizeof *v);
+
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(arr, i));
+	qsort(v, n, sizeof *v, created_desc);
+	json_array_clear(arr);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, v[i]);
+	free(v);
+}
+
 int rutil_jobs_list(struct http_req *r, struct http_res *res)
 {
 	struct fanout *f = r->d->router;
@@ -726,6 +751,13 @@ int rutil_jobs_list(struct http_req *r, struct http_res *res)
 			}
 			json_decref(b);
 		}
+		/* newest first over all shards, at most limit (the shards checked it) */
+		const char *ql = http_query(r, "limit");
+		size_t limit = ql != NULL ? (size_t)strtoul(ql, NULL, 10) : 100;
+
+		sort_by_created(all);
+		while (json_array_size(all) > limit)
+			json_array_remove(all, json_array_size(all) - 1);
 		http_json(res, 200, json_pack("{s:O}", "jobs", all));
 	}
 	json_decref(all);

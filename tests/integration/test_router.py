@@ -382,6 +382,9 @@ def test_jobs_are_composite_and_summed():
     st, _, jobs = router.get_json("/v1/jobs")
     assert_eq(st, 200)
     assert all(j["id"].count("-") == 2 for j in jobs["jobs"]), jobs["jobs"][:2]
+    created = [j["created"] for j in jobs["jobs"]]
+    assert_eq(created, sorted(created, reverse=True), "newest first over the shards")
+    assert_eq(len(router.get_json("/v1/jobs?limit=2")[2]["jobs"]), 2)
     jid = curate.put_subset(router, "p", "j", [{"filter": "fb", "threshold": 10}])
     j = curate.wait_job(router, jid)
     parts = jid.split("-")
