@@ -617,12 +617,19 @@ static int ingest_send(struct http_req *r, struct http_res *res, struct part *pa
 		        "may be stored: sending the batch again is safe (upsert)", e.detail);
 		rutil_gateway(res, r, &e);
 	} else {
+		size_t ok = 0;
+
 		bad = NULL;
-		for (size_t i = 0; i < m && bad == NULL; i++)
-			if ((c[i].status < 200 || c[i].status > 299) && c[i].status != 422)
+		for (size_t i = 0; i < m; i++) {
+			if ((c[i].status >= 200 && c[i].status <= 299) || c[i].status == 422)
+				ok++;
+			else if (bad == NULL)
 				bad = &c[i];
-		if (bad != NULL)
-			m == 1 ? rutil_copy(res, bad) : partial(r, res, c, m);
+		}
+		if (bad != NULL && ok == 0)
+			rutil_copy(res, bad); /* refused everywhere (unknown dataset, ...): as it is */
+		else if (bad != NULL)
+			partial(r, res, c, m); /* some parts stored: 502, a resend is safe */
 		else
 			ingest_answer(r, res, c, parts, m);
 	}

@@ -148,6 +148,8 @@ def test_ingest_errors_keep_the_client_line_numbers():
               [(13, "dimension_mismatch"), (21, "missing_id"), (35, "malformed_json")])
     st, _, body = router.ingest("e", [{"id": "y", "embeddings": {"v": [1]}}])
     assert_problem((st, _, body), 422)
+    st, _, body = router.ingest("nosuch", [{"id": "y%d" % i} for i in range(30)])
+    assert_problem((st, _, body), 404)
     recs = [{"id": "j%d" % i, "embeddings": {"v": [i, 1]}} for i in range(9)]
     recs[4]["embeddings"]["v"] = [1, 2, 3]
     st, _, body = router.json("POST", "/v1/datasets/e/records",
