@@ -251,6 +251,12 @@ def test_top_k_and_bottom_rules_with_ties_break_by_id():
     _, a, _ = pool()
     got = both_subsets("tk", [{"filter": "fa", "top_k": 12345}])
     assert got == numpy_top_k(a.astype(np.float32), 12345), "top_k differs from numpy"
+    ref, _, router = loaded()
+    ids, _, _ = pool()
+    for rid in ids[:12]:
+        q = "/v1/datasets/p/records/%s/decisions?subset=tk" % rid
+        da, db = ref.get_json(q), router.get_json(q)
+        assert_eq((db[0], db[2]), (da[0], da[2]), "decisions of %s" % rid)
     got = both_subsets("bk", [{"filter": "fa", "bottom_k": 777}])
     assert got == numpy_top_k(a.astype(np.float32), 777, top=False), "bottom_k differs"
     got = both_subsets("bf", [{"filter": "fa", "bottom_fraction": 0.1}])
