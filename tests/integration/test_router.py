@@ -242,6 +242,13 @@ def test_top_fraction_with_ties_equals_one_daemon_and_numpy():
               if e.get("subset") == "tf"]
     assert_eq(rounds, [2], "probe round trips: N, then one histogram round that lists values")
     want = numpy_top_fraction(a.astype(np.float32), 0.3)
+    ref, _, router = loaded()
+    lines, summary = curate.export_ndjson(router, "p", "tf", "?format=ndjson&fields=id,scores")
+    ref_summary = curate.export_ndjson(ref, "p", "tf")[1]
+    assert_eq((summary["count"], summary["skipped_deleted"]),
+              (ref_summary["count"], ref_summary["skipped_deleted"]), "summary summed")
+    assert_eq({l["id"] for l in lines}, got, "NDJSON members")
+    assert all(l["scores"]["fa"] is not None for l in lines)
     assert_eq(len(got), len(want))
     assert got == want, "top_fraction 0.3 differs from numpy"
 
