@@ -164,7 +164,8 @@ static int concat_lines(struct http_req *r, struct http_res *res, struct fanout_
 		o += len;
 	}
 	if (sum != NULL) {
-		char *line = json_dumps(json_pack("{s:o}", "summary", sum), JSON_COMPACT);
+		json_t *wrap = json_pack("{s:o}", "summary", sum);
+		char *line = wrap != NULL ? json_dumps(wrap, JSON_COMPACT) : NULL;
 		char *nb = line ? realloc(res->body, o + strlen(line) + 2) : NULL;
 
 		if (nb != NULL) {
@@ -172,6 +173,7 @@ static int concat_lines(struct http_req *r, struct http_res *res, struct fanout_
 			o += (size_t)sprintf(res->body + o, "%s\n", line);
 		}
 		free(line);
+		json_decref(wrap);
 	}
 	res->len = o;
 	res->status = 200;
