@@ -41,6 +41,7 @@ CTLD_PORT = int(os.environ.get("WINNOW_TEST_SLURM_PORT", "18410"))
 SHARD_PORT = CTLD_PORT + 10
 ROUTER_PORT = CTLD_PORT + 20
 N_SHARDS, N_RECORDS, N_SLICES = 3, 3000, 3
+SHARD_KEY = "winnow-slurm-test-shard-key"
 STEPS = [{"filter": "clip", "top_fraction": 0.3}]
 ST = {}  # state shared by the tests, in order
 
@@ -59,7 +60,8 @@ def slurm_env(**extra):
     env.update(SLURM_CONF=os.path.join(ST["slurm"], "slurm.conf"), WINNOW_SLURM_DIR=ST["cluster"],
                WINNOW_SLURM_BIN=BIN, WINNOW_SLURM_HOST="127.0.0.1",
                WINNOW_SLURM_PORT=str(SHARD_PORT), WINNOW_SLURM_ROUTER_PORT=str(ROUTER_PORT),
-               WINNOW_SLURM_DATA=os.path.join(ST["tmp"], "node-local"), WINNOW_SLURM_WAIT="120")
+               WINNOW_SLURM_DATA=os.path.join(ST["tmp"], "node-local"), WINNOW_SLURM_WAIT="120",
+               WINNOW_SLURM_SHARD_KEYS=ST["keys"], WINNOW_SHARD_KEY=SHARD_KEY)
     env.update(extra)
     return env
 
@@ -107,9 +109,10 @@ def pipeline_env(ds, out, filter_def):
                      WINNOW_PIPELINE_OUTPUT=out)
 
 
-def cli(url, *args):
+def cli(url, *args, key=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WINNOW_")}
-    return sh(CLI, "--url", url, "-q", *args, env=env, timeout=300)
+    return sh(CLI, "--url", url, "-q", *args, *(["--key", key] if key else []), env=env,
+              timeout=300)
 
 
 @test
@@ -122,6 +125,10 @@ def slurm_starts():
     ST["cluster"] = os.path.join(ST["tmp"], "cluster")
     ST["slices"] = os.path.join(ST["tmp"], "slices")
     os.makedirs(ST["slices"])
+    # the shards admit only the router's key (WINNOW_SHARD_KEY), even on loopback
+    ST["keys"] = os.path.join(ST["tmp"], "shard-keys")
+    with open(ST["keys"], "w") as f:
+        f.write("admin %s router\n" % hashlib.sha256(SHARD_KEY.encode()).hexdigest())
     sh(os.path.join(HERE, "minislurm.sh"), "up", ST["slurm"], str(CTLD_PORT), timeout=60)
     ST["up"] = True
     out = sh("sinfo", "-h", "-N", "-o", "%N %c %t", env=slurm_env())
@@ -190,15 +197,19 @@ def pipeline_as_dependent_jobs_equals_one_daemon():
     counts = [0] * N_SHARDS
     for rid in ST["pool"].ids:
         counts[placement(rid, N_SHARDS)] += 1
-    got = [json.loads(cli("http://127.0.0.1:%d" % (SHARD_PORT + i), "dataset", "pool"))["records"]
-           for i in range(N_SHARDS)]
+    got = [json.loads(cli("http://127.0.0.1:%d" % (SHARD_PORT + i), "dataset", "pool",
+                          key=SHARD_KEY))["records"] for i in range(N_SHARDS)]
     assert_eq(got, counts, "records per shard")
     rid = ST["pool"].ids[7]
     owner = placement(rid, N_SHARDS)
     for i in range(N_SHARDS):
-        p = subprocess.run([CLI, "--url", "http://127.0.0.1:%d" % (SHARD_PORT + i), "-q", "get",
-                            "pool", rid, "--no-embeddings"], capture_output=True, timeout=30)
-        assert_eq(p.returncode, 0 if i == owner else 1, "record %s on shard %d" % (rid, i))
+        for key, rc in ((SHARD_KEY, 0 if i == owner else 1), (None, 1)):
+            p = subprocess.run([CLI, "--url", "http://127.0.0.1:%d" % (SHARD_PORT + i), "-q",
+                                "get", "pool", rid, "--no-embeddings"]
+                               + (["--key", key] if key else []), capture_output=True, timeout=30)
+            assert_eq(p.returncode, rc, "record %s on shard %d, key %s: %s" % (rid, i, key, p.stderr))
+            if key is None:
+                assert b"401" in p.stderr, p.stderr
 
 
 @test
