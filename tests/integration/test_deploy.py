@@ -11,9 +11,13 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -150,6 +154,65 @@ def rendered_keys_work_with_winnowd():
         assert_eq(one(by, "Secret", "winnow-keys")["stringData"]["router-api-keys"],
                   "admin %s generated\n" % hashlib.sha256(key.encode()).hexdigest())
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@test
+def the_router_takes_the_rendered_cluster_file():
+    """shards.json and shard.key, laid out as the router pods mount them, start a real
+    `winnowd --router`: /livez answers, /readyz is 503 naming the N pod DNS names (no cluster
+    DNS here), and a shards.json with an unknown field is refused (exit 2)."""
+    tmp = tempfile.mkdtemp(prefix="winnow-deploy-")
+    proc = None
+    try:
+        for n in (1, 3):
+            _, by, _ = objects(n, "--shard-key", "k")
+            cm = one(by, "ConfigMap", "winnow-cluster")["data"]
+            with open(os.path.join(tmp, "shards.json"), "w") as f:
+                f.write(cm["shards.json"])
+            with open(os.path.join(tmp, "shard.key"), "w") as f:
+                f.write(one(by, "Secret", "winnow-keys")["stringData"]["shard.key"])
+            port = free_port()
+            proc = subprocess.Popen([wn.WINNOWD, "--router", os.path.join(tmp, "shards.json"),
+                                     "--listen", "127.0.0.1:%d" % port, "--shard-timeout", "2"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    env=wn.child_env())
+            base = "http://127.0.0.1:%d" % port
+            for _ in range(100 * wn.SLOW):
+                try:
+                    urllib.request.urlopen(base + "/livez", timeout=5).read()
+                    break
+                except OSError:
+                    assert proc.poll() is None, proc.stderr.read().decode()
+                    time.sleep(0.1)
+            try:
+                urllib.request.urlopen(base + "/readyz", timeout=30)
+                raise AssertionError("/readyz ready without shards")
+            except urllib.error.HTTPError as e:
+                assert_eq(e.code, 503)
+                body = json.loads(e.read())
+            want = ["http://shard-%d.winnow-shard.curation.svc.cluster.local:8080" % i
+                    for i in range(n)]
+            assert_eq([s["url"] for s in body["shards"]], want, "the shards /readyz names")
+            proc.terminate()
+            assert_eq(proc.wait(timeout=30 * wn.SLOW), 0, "router exit on SIGTERM")
+            proc.stderr.close()
+            proc = None
+        with open(os.path.join(tmp, "shards.json"), "w") as f:
+            f.write(cm["shards.json"].replace('"virtual_shards"', '"virtual_shard"'))
+        p = subprocess.run([wn.WINNOWD, "--router", os.path.join(tmp, "shards.json")],
+                           capture_output=True, timeout=30, env=wn.child_env())
+        assert_eq(p.returncode, 2, p.stderr)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
