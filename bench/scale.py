@@ -69,6 +69,12 @@ class Proc:
             raise SystemExit("%s %s: %d %s" % (method, path, r.status, out[:300]))
         return out
 
+    def cpu(self):
+        """CPU seconds (user + system) the process has used."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self):
         self.proc.terminate()
         try:
@@ -106,15 +112,20 @@ def cli(winnow, url, *args):
     return p.stdout
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def run_side(target, winnow, batches, queries, a, dim):
-    """The workload against one URL; {measure: seconds} and the exported .npy bytes."""
+def run_side(target, winnow, batches, queries, a, dim, procs):
+    """The workload against one URL; {measure: seconds}, {measure: [CPU seconds of each of
+    procs]} and the exported .npy bytes."""
     r = {}
+    cpu = {}
+
+    def timed(fn):
+        c0 = [p.cpu() for p in procs]
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        cpu[len(r)] = [p.cpu() - c for p, c in zip(procs, c0)]
+        return dt
+
     schema = {"spaces": {"image": {"dim": dim, "dtype": "f16"}, "text": {"dim": dim, "dtype": "f16"}}}
     target.call("PUT", "/v1/datasets/pool", schema)
     todo = list(range(len(batches)))
@@ -159,7 +170,8 @@ def run_side(target, winnow, batches, queries, a, dim):
     c.close()
     r["search_p50"] = float(np.median(lat))
     r["search"] = sum(lat)
-    return r, out["npy"]
+    names = ["ingest", "scoring", "selection", "export", "index"]
+    return r, {names[i]: v for i, v in cpu.items()}, out["npy"]
 
 
 def main():
@@ -181,7 +193,7 @@ def main():
 
     single = Proc(a.daemon)
     try:
-        rs, npy_s = run_side(single, winnow, batches, queries, a, a.dim)
+        rs, cs, npy_s = run_side(single, winnow, batches, queries, a, a.dim, [single])
     finally:
         single.close()
 
@@ -193,7 +205,7 @@ def main():
         with open(cfile, "w") as f:
             json.dump({"shards": [{"url": s.url} for s in shards]}, f)
         router = Proc(a.daemon, router=cfile)
-        rc, npy_c = run_side(router, winnow, batches, queries, a, a.dim)
+        rc, cc, npy_c = run_side(router, winnow, batches, queries, a, a.dim, [router] + shards)
     finally:
         for p in ([router] if router else []) + shards:
             p.close()
@@ -211,6 +223,10 @@ def main():
                                              rc["search_p50"] / rs["search_p50"], "ms"))
     print("per-shard rates (cluster rate / %d shards, records/s): %s" % (a.shards, " ".join(
         "%s=%.0f" % (k, n / rc[k] / a.shards) for k in ("ingest", "scoring", "selection", "index"))))
+    print("CPU ms per 1,000 records: single daemon | router + sum of the shards")
+    for k in ("ingest", "scoring", "selection", "export", "index"):
+        print("  %-10s %8.1f | %8.1f + %8.1f" % (k, cs[k][0] * 1e6 / n, cc[k][0] * 1e6 / n,
+                                                sum(cc[k][1:]) * 1e6 / n))
     print("exports identical: %s (%d bytes)" % ("yes" if same else "NO", len(npy_s)))
     return 0 if same else 1
 
