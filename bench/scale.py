@@ -69,6 +69,14 @@ class Proc:
             raise SystemExit("%s %s: %d %s" % (method, path, r.status, out[:300]))
         return out
 
+    def disk(self):
+        """Bytes allocated on disk under the data directory (LMDB, index files)."""
+        total = 0
+        for root, _, files in os.walk(self.dir):
+            for f in files:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+        return total
+
     def cpu(self):
         """CPU seconds (user + system) the process has used."""
         with open("/proc/%d/stat" % self.proc.pid) as f:
@@ -118,13 +126,12 @@ def run_side(target, winnow, batches, queries, a, dim, procs):
     r = {}
     cpu = {}
 
-    def timed(fn):
+    def timed(name, fn):
         c0 = [p.cpu() for p in procs]
         t0 = time.perf_counter()
         fn()
-        dt = time.perf_counter() - t0
-        cpu[len(r)] = [p.cpu() - c for p, c in zip(procs, c0)]
-        return dt
+        r[name] = time.perf_counter() - t0
+        cpu[name] = [p.cpu() - c for p, c in zip(procs, c0)]
 
     schema = {"spaces": {"image": {"dim": dim, "dtype": "f16"}, "text": {"dim": dim, "dtype": "f16"}}}
     target.call("PUT", "/v1/datasets/pool", schema)
@@ -149,15 +156,16 @@ def run_side(target, winnow, batches, queries, a, dim, procs):
         for t in ts:
             t.join()
 
-    r["ingest"] = timed(ingest)
+    timed("ingest", ingest)
+    r["disk"] = sum(p.disk() for p in procs)
     clip = json.dumps({"type": "clip_score", "params": {"image_space": "image", "text_space": "text"}})
-    r["scoring"] = timed(lambda: cli(winnow, target.url, "filter", "put", "pool", "clip", clip, "--wait"))
-    r["selection"] = timed(lambda: cli(winnow, target.url, "subset", "put", "pool", "top30",
+    timed("scoring", lambda: cli(winnow, target.url, "filter", "put", "pool", "clip", clip, "--wait"))
+    timed("selection", lambda: cli(winnow, target.url, "subset", "put", "pool", "top30",
                                        '[{"filter": "clip", "top_fraction": 0.3}]', "--wait"))
     out = {}
-    r["export"] = timed(lambda: out.setdefault("npy", target.call(
+    timed("export", lambda: out.setdefault("npy", target.call(
         "GET", "/v1/datasets/pool/subsets/top30:export?format=npy")))
-    r["index"] = timed(lambda: cli(winnow, target.url, "index", "put", "pool", "image", "Flat",
+    timed("index", lambda: cli(winnow, target.url, "index", "put", "pool", "image", "Flat",
                                    "--metric", "cosine", "--wait"))
     c = http.client.HTTPConnection("127.0.0.1", target.port, timeout=600)
     lat = []
@@ -170,8 +178,7 @@ def run_side(target, winnow, batches, queries, a, dim, procs):
     c.close()
     r["search_p50"] = float(np.median(lat))
     r["search"] = sum(lat)
-    names = ["ingest", "scoring", "selection", "export", "index"]
-    return r, {names[i]: v for i, v in cpu.items()}, out["npy"]
+    return r, cpu, out["npy"]
 
 
 def main():
@@ -227,6 +234,8 @@ def main():
     for k in ("ingest", "scoring", "selection", "export", "index"):
         print("  %-10s %8.1f | %8.1f + %8.1f" % (k, cs[k][0] * 1e6 / n, cc[k][0] * 1e6 / n,
                                                 sum(cc[k][1:]) * 1e6 / n))
+    print("disk after ingest: single %.0f bytes/record, cluster %.0f bytes/record (vectors alone: %d)"
+          % (rs["disk"] / n, rc["disk"] / n, 2 * 2 * a.dim))
     print("exports identical: %s (%d bytes)" % ("yes" if same else "NO", len(npy_s)))
     return 0 if same else 1
 
