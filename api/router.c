@@ -4,7 +4,7 @@
  * a route missing from it is a 501 not_supported_by_router, never a silent wrong answer. */
 #include "api/router.h"
 
-#include <ctype.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +93,12 @@ static int rt_readyz(struct http_req *r, struct http_res *res)
 		free(c);
 		json_decref(shards);
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	}
+	if (atomic_load(&r->d->core.stopping)) {
+		free(c);
+		json_decref(shards);
+		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the router is shutting down");
+		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
 	fanout_all(f, c, "GET", "/readyz", NULL, 0, NULL, r->request_id, &e);
 	for (size_t i = 0; i < n; i++) {
