@@ -104,7 +104,7 @@ def probe(path, period, failures):
 
 
 def container(name, image, args, mounts, req, lim):
-    return {"name": name, "image": image, "args": args,
+    return {"name": name, "image": image, "command": ["winnowd"], "args": args,
             "ports": [{"name": "http", "containerPort": PORT}],
             "env": [{"name": "WINNOW_LOG_FORMAT", "value": "json"}],
             "livenessProbe": probe("/livez", 10, 6),

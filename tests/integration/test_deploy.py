@@ -54,7 +54,7 @@ def check_pod(spec, image, keys_item):
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] > 0
     c = spec["containers"][0]
-    assert_eq(c["image"], image)
+    assert_eq((c["image"], c["command"]), (image, ["winnowd"]))
     assert c["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     for k in ("cpu", "memory"):
