@@ -240,6 +240,16 @@ def cluster_stops():
     assert_eq(sorted(os.listdir(os.path.join(ST["cluster"], "shards"))), [], "registrations")
     assert not os.path.exists(os.path.join(ST["cluster"], "router.url"))
     ST.pop("jobs")
+    # the shards and the router (task 0's log) stopped cleanly: no sanitizer report, no error
+    logs = os.path.join(ST["cluster"], "logs")
+    for name in sorted(os.listdir(logs)):
+        if name.startswith("shard-"):
+            with open(os.path.join(logs, name), errors="replace") as f:
+                lines = f.read().splitlines()
+            assert_eq(wn.sanitizer_text(lines), [], name)
+            # task 0 runs the router too: two clean stops in its log
+            assert_eq(len([l for l in lines if "event=stopped" in l]),
+                      2 if name == "shard-0.log" else 1, "%s: clean stops" % name)
 
 
 def teardown():
