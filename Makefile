@@ -8,6 +8,8 @@
 #   make test      the layer check, unit and integration tests; ends with "N passed, N failed"
 #   make test SANITIZE=address,undefined
 #   make bench     the benchmarks in bench/ (not part of make test)
+#   make test-slurm  deploy/slurm/ on a throw-away single-node Slurm (scripts/slurm-deps.sh, root;
+#                  not part of make test)
 #   make lint-openapi  Redocly's recommended rules over api/openapi.json (npm, network; not in make test)
 
 PREFIX  ?= /usr/local
@@ -57,7 +59,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 CLI_BIN := $(OUT)/winnow
 
-.PHONY: all deps run test unit layers bench fuzz fuzz-build lint lint-openapi format install clean
+.PHONY: all deps run test test-slurm unit layers bench fuzz fuzz-build lint lint-openapi format install clean
 all: $(OUT)/winnowd $(CLI_BIN)
 
 deps:
@@ -130,6 +132,12 @@ layers:
 
 test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN) layers
 	PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh $(OUT)
+
+# deploy/slurm/ for real: starts its own slurmctld, slurmd and munged in a temp dir.
+test-slurm: $(OUT)/winnowd $(CLI_BIN)
+	scripts/slurm-deps.sh
+	WINNOWD=$(abspath $(OUT)/winnowd) WINNOW_CLI=$(abspath $(CLI_BIN)) WINNOW_TEST_SANITIZE=$(SANITIZE) \
+	  $(PYTHON) tests/slurm/test_slurm.py
 
 bench: $(OUT)/winnowd $(BENCH_BIN)
 	PYTHON=$(PYTHON) bench/run.sh $(OUT)
