@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: MIT
+"""Corpus-wide models over a sharded dataset (issue 18 item 4, docs/scale.md "Corpus-wide
+models"): the same records in one daemon and spread over 3 shard daemons (placed as
+CLUSTER.md says: SHA-256 of the id, virtual shards, contiguous ranges) must give the same
+model.
+
+Hubness normalisers: every shard gets the whole banks inline (the gallery bank with the ids of
+its items, so that a shard leaves a bank item out of its own statistics exactly as one daemon
+does), so log Z_q, log Z_g and r_B of every record are computed exactly where it lives; the
+activation sets need the whole gallery: each shard's top-k per bank item (:topk) is merged
+(each item's k best over all shards) and sent back (:activation). Compared record by record
+with one daemon and with numpy. The merge is done here in Python (the reference), and by the
+router when the build has one."""
+
+import hashlib
+import os
+
+import numpy as np
+
+import curate
+import wn
+from wn import assert_eq, assert_problem, test
+
+NSHARDS, VSHARDS = 3, 1024
+N, D, NQB, NGB, K = 600, 16, 25, 60, 2
+BETA1, BETA2 = 15.0, 10.0
+_c = {}
+
+
+def shard_of(rid):
+    """CLUSTER.md: big-endian u64 of the first 8 bytes of SHA-256(id) mod virtual shards, then
+    contiguous ranges of virtual shards."""
+    v = int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "big") % VSHARDS
+    return v * NSHARDS // VSHARDS
+
+
+def unit(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def lse(a, axis):
+    mx = a.max(axis=axis, keepdims=True)
+    return (mx + np.log(np.exp(a - mx).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def data():
+    if _c.get("data"):
+        return _c
+    rng = np.random.default_rng(18)
+    u = unit(rng.standard_normal((1, D)))[0]
+    g = unit(rng.standard_normal((N, D)) + 0.6 * u).astype(np.float32)
+    ids = ["r%04d" % i for i in range(N)]
+    qb = unit(rng.standard_normal((NQB, D)) + u).astype(np.float32)
+    gsel = rng.choice(N, NGB, replace=False)  # the gallery bank: records of the gallery
+    _c.update(data=True, g=g, ids=ids, qb=qb, gsel=gsel,
+              shard=np.array([shard_of(i) for i in ids]))
+    return _c
+
+
+def body():
+    c = data()
+    return {"space": "v", "beta1": BETA1, "beta2": BETA2, "k": K, "csls_k": 5,
+            "query_bank": {"vectors": c["qb"].tolist()},
+            "gallery_bank": {"vectors": c["g"][c["gsel"]].tolist(),
+                             "ids": [c["ids"][i] for i in c["gsel"]]}}
+
+
+def start():
+    """One daemon with every record, NSHARDS shards with theirs, an index on each."""
+    if "single" in _c:
+        return _c
+    c = data()
+    single = wn.Daemon(log_level="info")
+    shards = [wn.Daemon(log_level="info") for _ in range(NSHARDS)]
+    _c.update(single=single, shards=shards)
+    recs = [{"id": c["ids"][i], "embeddings": {"v": curate.emb(c["g"][i])}} for i in range(N)]
+    for s, d in enumerate([single] + shards):
+        d.put_dataset("h", {"spaces": {"v": {"dim": D}}})
+        mine = recs if s == 0 else [r for i, r in enumerate(recs) if c["shard"][i] == s - 1]
+        assert mine, "a shard without records: pick other ids"
+        assert_eq(d.ingest("h", mine)[0], 200)
+    return _c
+
+
+def stop():
+    for d in [_c.pop("single", None)] + _c.pop("shards", []):
+        if d is not None:
+            d.stop()
+            d.close()
+
+
+def put_normalizer(d, name, b):
+    st, hdrs, res = d.json("PUT", "/v1/datasets/h/hubness/%s" % name, b)
+    assert_eq(st, 202, "PUT normalizer: %r" % (res,))
+    curate.wait_job(d, curate.job_id((st, hdrs, res)))
+    return res["normalizer"]["version"]
+
+
+def merge_topk(parts, k):
+    """The reference merge: each bank item's k best entries over all shards, ties by id."""
+    out = {}
+    for bank in ("query_bank", "gallery_bank"):
+        items = zip(*[p[bank] for p in parts])
+        out[bank] = [sorted(sum(lists, []), key=lambda x: (-x["score"], x["id"]))[:k]
+                     for lists in items]
+    return out
+
+
+def stats(d, name, ids):
+    st, _, res = d.json("POST", "/v1/datasets/h/hubness/%s:stats" % name, {"ids": ids})
+    assert_eq(st, 200, "stats: %r" % (res,))
+    return res
+
+
+def numpy_stats():
+    """Spec 5.4 with the whole gallery: the query bank as given, the gallery bank with its
+    self-pairs left out; A_q, A_g from each bank item's top-K."""
+    c = data()
+    g = c["g"].astype(np.float64)
+    sq = unit(c["qb"]) @ g.T                      # NQB x N
+    sg = unit(c["g"][c["gsel"]]) @ g.T            # NGB x N
+    sg[np.arange(NGB), c["gsel"]] = np.nan
+    lzq = lse(BETA1 * sq, 0)
+    lzg = lse(np.where(np.isnan(sg), -np.inf, BETA2 * sg), 0)
+    rb = np.sort(sq, 0)[::-1][:5].mean(0)
+    aq = np.zeros(N, bool)
+    aq[np.argsort(-sq, 1)[:, :K].ravel()] = True
+    ag = np.zeros(N, bool)
+    ag[np.argsort(-np.where(np.isnan(sg), -np.inf, sg), 1)[:, :K].ravel()] = True
+    return lzq, lzg, rb, aq, ag
+
+
+@test
+def hubness_shards_match_one_daemon():
+    c = start()
+    b = body()
+    put_normalizer(c["single"], "n", b)
+    vers = [put_normalizer(d, "n", b) for d in c["shards"]]
+    parts = []
+    for d in c["shards"]:
+        st, _, res = d.get_json("/v1/datasets/h/hubness/n:topk")
+        assert_eq(st, 200, "topk: %r" % (res,))
+        assert_eq(res["k"], K)
+        assert_eq(len(res["query_bank"]), NQB)
+        assert_eq(len(res["gallery_bank"]), NGB)
+        parts.append(res)
+    merged = merge_topk(parts, K)
+    # one daemon's own top-k is the merge's (scores are float32, ties are not expected here)
+    st, _, one = c["single"].get_json("/v1/datasets/h/hubness/n:topk")
+    assert_eq(st, 200)
+    for bank in ("query_bank", "gallery_bank"):
+        assert_eq([[x["id"] for x in it] for it in one[bank]],
+                  [[x["id"] for x in it] for it in merged[bank]], bank + " top-k")
+    in_aq = sorted({x["id"] for it in merged["query_bank"] for x in it})
+    in_ag = sorted({x["id"] for it in merged["gallery_bank"] for x in it})
+    for d, v in zip(c["shards"], vers):
+        st, _, res = d.json("POST", "/v1/datasets/h/hubness/n:activation",
+                            {"version": v, "in_aq": in_aq, "in_ag": in_ag})
+        assert_eq(st, 200, "activation: %r" % (res,))
+        assert_eq(res["activation"], "global")
+    one = {s["id"]: s for s in stats(c["single"], "n", c["ids"])["stats"]}
+    lzq, lzg, rb, aq, ag = numpy_stats()
+    for s, d in enumerate(c["shards"]):
+        mine = [c["ids"][i] for i in range(N) if c["shard"][i] == s]
+        res = stats(d, "n", mine)
+        assert_eq(res["activation"], "global")
+        for x in res["stats"]:
+            y = one[x["id"]]
+            i = int(x["id"][1:])
+            for f in ("log_zq", "log_zg", "r_b"):
+                # the same float32 arithmetic on the same vectors: equal up to the BLAS
+                # kernel's blocking (stated tolerance 1e-5 relative)
+                assert abs(x[f] - y[f]) <= 1e-5 * max(1.0, abs(y[f])), (x, y)
+            assert_eq((x["in_aq"], x["in_ag"]), (y["in_aq"], y["in_ag"]), x["id"])
+            assert abs(x["log_zq"] - lzq[i]) < 1e-4 and abs(x["log_zg"] - lzg[i]) < 1e-4, \
+                (x, lzq[i], lzg[i])
+            assert abs(x["r_b"] - rb[i]) < 1e-5, (x, rb[i])
+            assert_eq((x["in_aq"], x["in_ag"]), (bool(aq[i]), bool(ag[i])), x["id"])
+    # the sets are not trivial: some records in, most out
+    assert 0 < aq.sum() < N // 4 and 0 < ag.sum() < N // 4, (aq.sum(), ag.sum())
+
+
+@test
+def hubness_shard_local_flags_differ():
+    """Without the merge a shard's flags come from its own top-k: more records are active
+    than in the whole gallery (each shard has its own top-k), so the merge is needed."""
+    c = start()
+    b = body()
+    d = c["shards"][0]
+    put_normalizer(d, "local", b)
+    mine = [c["ids"][i] for i in range(N) if c["shard"][i] == 0]
+    res = stats(d, "local", mine)
+    assert_eq(res["activation"], "local")
+    _, _, _, aq, _ = numpy_stats()
+    local = sum(x["in_aq"] for x in res["stats"])
+    glob = sum(bool(aq[int(i[1:])]) for i in mine)
+    assert local > glob, (local, glob)
+
+
+@test
+def hubness_activation_errors():
+    c = start()
+    d = c["shards"][1]
+    v = put_normalizer(d, "e", body())
+    url = "/v1/datasets/h/hubness/e:activation"
+    assert_problem(d.json("POST", url, {"version": v + 1, "in_aq": [], "in_ag": []}), 409,
+                   "version_mismatch")
+    assert_problem(d.json("POST", url, {"version": v, "in_aq": [1], "in_ag": []}), 422)
+    assert_problem(d.json("POST", url, {"version": v, "in_aq": []}), 422)
+    assert_problem(d.json("POST", url, {"version": v, "in_aq": [], "in_ag": [], "x": 1}), 422)
+    assert_problem(d.json("POST", "/v1/datasets/h/hubness/none:activation",
+                          {"version": 1, "in_aq": [], "in_ag": []}), 404)
+    assert_problem(d.json("POST", "/v1/datasets/h/hubness/e:stats", {"ids": "r0001"}), 422)
+    # a bank's ids must be one per vector
+    b = body()
+    b["gallery_bank"]["ids"] = b["gallery_bank"]["ids"][:-1]
+    assert_problem(d.json("PUT", "/v1/datasets/h/hubness/bad", b), 422, "bad_bank")
+    # nothing was changed by the refused requests: the flags are still the shard's own
+    mine = [c["ids"][i] for i in range(N) if c["shard"][i] == 1]
+    assert_eq(stats(d, "e", mine)["activation"], "local")
+    # an empty merge clears every flag, and an ingest afterwards makes the flags stale
+    st, _, res = d.json("POST", url, {"version": v, "in_aq": [], "in_ag": []})
+    assert_eq(st, 200, res)
+    assert not any(x["in_aq"] or x["in_ag"] for x in stats(d, "e", mine)["stats"])
+    assert_eq(d.ingest("h", [{"id": "zz-new", "embeddings": {"v": curate.emb(np.ones(D))}}])[0],
+              200)
+    assert_eq(d.get_json("/v1/datasets/h/hubness/e")[2]["activation"], "stale")
+    assert_eq(d.json("DELETE", "/v1/datasets/h/records/zz-new")[0], 204)
+
+
+@test
+def teardown():
+    stop()
+
+
+if __name__ == "__main__":
+    wn.main()
