@@ -53,6 +53,7 @@ static const struct route table[] = {
 	{"POST", "/v1/datasets/{name}/filters/{filter}:recommend", AUTH_READ, recommend_post, 1, DEF},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", AUTH_ADMIN, filters_score, 0, DEF},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:sweep", AUTH_READ, filters_sweep, 0, DEF},
+	{"POST", "/v1/datasets/{name}/filters:partial", AUTH_READ, filters_partial, 1, DEF},
 	{"GET", "/v1/datasets/{name}/hubness", AUTH_READ, hubness_routes_list, 0, DEF},
 	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_ADMIN, hubness_routes_delete, 0, DEF},
 	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", AUTH_READ, hubness_routes_get, 0, DEF},

@@ -4,6 +4,11 @@ models"): the same records in one daemon and spread over 3 shard daemons (placed
 CLUSTER.md says: SHA-256 of the id, virtual shards, contiguous ranges) must give the same
 model.
 
+CoLoR-Filter with built-in n-gram models: each shard counts the n-grams of the texts it holds
+(POST .../filters:partial: raw counts of every model, keyed by word hashes), the counts are
+summed, and each shard fits from the sums (param "counts"): the models, hence every score, are
+bit-identical to one daemon's.
+
 Hubness normalisers: every shard gets the whole banks inline (the gallery bank with the ids of
 its items, so that a shard leaves a bank item out of its own statistics exactly as one daemon
 does), so log Z_q, log Z_g and r_B of every record are computed exactly where it lives; the
@@ -18,6 +23,7 @@ import os
 import numpy as np
 
 import curate
+import textcorpus
 import wn
 from wn import assert_eq, assert_problem, test
 
@@ -71,8 +77,10 @@ def start():
     if "single" in _c:
         return _c
     c = data()
+    # a fit from merged counts carries them in its definition: more than the default 1 MiB
+    big = ["--definition-body-limit", "64M"]
     single = wn.Daemon(log_level="info")
-    shards = [wn.Daemon(log_level="info") for _ in range(NSHARDS)]
+    shards = [wn.Daemon(log_level="info", extra_args=big) for _ in range(NSHARDS)]
     _c.update(single=single, shards=shards)
     recs = [{"id": c["ids"][i], "embeddings": {"v": curate.emb(c["g"][i])}} for i in range(N)]
     for s, d in enumerate([single] + shards):
@@ -227,6 +235,125 @@ def hubness_activation_errors():
               200)
     assert_eq(d.get_json("/v1/datasets/h/hubness/e")[2]["activation"], "stale")
     assert_eq(d.json("DELETE", "/v1/datasets/h/records/zz-new")[0], 204)
+
+
+TEXT = {"spaces": {"t": {"dim": 2}}, "kinds": ["text"]}
+
+
+def text_sets():
+    """pool (4 sources), down (one source), prior (4 sources), disjoint texts."""
+    if "texts" in _c:
+        return _c["texts"]
+    src = textcorpus.sources(seed=7)
+    pool, prior, down = [], [], []
+    for s, texts in src.items():
+        pool += [("p-%s-%d" % (s, i), t) for i, t in enumerate(texts[:150])]
+        prior += [("q-%s-%d" % (s, i), t) for i, t in enumerate(texts[150:250])]
+    down = [("d-%d" % i, t) for i, t in enumerate(src["verb"][250:400])]
+    _c["texts"] = {"pool": pool, "prior": prior, "down": down}
+    return _c["texts"]
+
+
+def put_texts():
+    if "texts_in" in _c:
+        return
+    c = start()
+    sets = text_sets()
+    for s, d in enumerate([c["single"]] + c["shards"]):
+        for ds, items in sets.items():
+            assert_eq(d.put_dataset(ds, TEXT)[0], 201)
+            recs = [{"id": rid, "kind": "text", "text": t} for rid, t in items
+                    if s == 0 or shard_of(rid) == s - 1]
+            st, _, res = d.ingest(ds, recs)
+            assert_eq((st, res["rejected"]), (200, 0), "ingest " + ds)
+    _c["texts_in"] = True
+
+
+def merge_counts(parts):
+    """The reference merge of color_ngram partials: the counts of each model summed."""
+    def add(models):
+        out = {}
+        for m in models:
+            for g, n in m.items():
+                out[g] = out.get(g, 0) + n
+        return out
+    first = parts[0]
+    return {"format": first["format"], "order": first["order"],
+            "priors": [add([p["priors"][i] for p in parts]) for i in range(len(first["priors"]))],
+            "down": add([p["down"] for p in parts])}
+
+
+def scores(d, name):
+    """Every scored record's score, through a subset of all of them and its export."""
+    curate.wait_job(d, curate.put_subset(d, "pool", "all_" + name,
+                                         [{"filter": name, "top_fraction": 1.0}]))
+    lines, _ = curate.export_ndjson(d, "pool", "all_" + name,
+                                    "?format=ndjson&fields=id,scores")
+    return {x["id"]: x["scores"][name] for x in lines}
+
+
+def color_case(name, params):
+    put_texts()
+    c = _c
+    ids = [rid for rid, _ in text_sets()["pool"]]
+    definition = {"type": "color_ngram", "params": params}
+    curate.wait_job(c["single"], curate.put_filter(c["single"], "pool", name, definition))
+    parts = []
+    for d in c["shards"]:
+        st, _, res = d.json("POST", "/v1/datasets/pool/filters:partial", definition)
+        assert_eq(st, 200, "partial: %r" % (res,))
+        parts.append(res)
+    merged = merge_counts(parts)
+    # the shards' counts are disjoint parts: no shard alone has them all
+    assert all(len(p["down"]) < len(merged["down"]) for p in parts)
+    one = scores(c["single"], name)
+    assert_eq(len(one), len(ids), "every pool record scored")
+    for s, d in enumerate(c["shards"]):
+        sp = dict(params, counts=merged)
+        curate.wait_job(d, curate.put_filter(d, "pool", name, {"type": "color_ngram",
+                                                                "params": sp}))
+        mine = [rid for rid in ids if shard_of(rid) == s]
+        got = scores(d, name)
+        assert_eq(sorted(got), sorted(mine), "the shard's scored records")
+        for rid in mine:
+            # the same counts give the same model: the scores are bit-identical
+            assert_eq(got[rid], one[rid], rid)
+    # and without the merge (a shard fitting on its own texts) they are not
+    d = c["shards"][0]
+    curate.wait_job(d, curate.put_filter(d, "pool", name + "_local", definition))
+    mine = [rid for rid in ids if shard_of(rid) == 0]
+    local = scores(d, name + "_local")
+    assert sum(local.get(r) != one[r] for r in mine) > len(mine) // 2
+
+
+@test
+def color_ngram_cross_fitted_shards_match_one_daemon():
+    color_case("cf", {"downstream": "down", "folds": 3})
+
+
+@test
+def color_ngram_named_prior_shards_match_one_daemon():
+    color_case("np", {"downstream": "down", "prior": "prior", "order": 4,
+                      "reduction": "sum"})
+
+
+@test
+def color_ngram_partial_errors():
+    put_texts()
+    d = _c["shards"][2]
+    url = "/v1/datasets/pool/filters:partial"
+    assert_problem(d.json("POST", url, {"type": "prototypes", "params": {"k": 2}}), 422)
+    assert_problem(d.json("POST", url, {"type": "nope"}), 422, "bad_filter")
+    assert_problem(d.json("POST", "/v1/datasets/none/filters:partial",
+                          {"type": "color_ngram", "params": {"downstream": "down"}}), 404)
+    bad = {"type": "color_ngram", "params": {"downstream": "down", "counts": {"format": "x"}}}
+    assert_problem(d.json("PUT", "/v1/datasets/pool/filters/bad", bad), 422, "bad_counts")
+    st, _, p = d.json("POST", url, {"type": "color_ngram", "params": {"downstream": "down"}})
+    assert_eq(st, 200)
+    p["priors"] = p["priors"][:1]  # 2 folds by default
+    bad["params"]["counts"] = p
+    assert_problem(d.json("PUT", "/v1/datasets/pool/filters/bad", bad), 422, "bad_counts")
+    assert_eq(d.get_json("/v1/datasets/pool/filters/bad")[0], 404)
 
 
 @test
