@@ -41,7 +41,7 @@ LIBS := -lmicrohttpd -lgnutls -ljansson -llmdb -lcurl \
 
 # Every module but main.c goes into the library that the daemon, tests and benches link.
 # The layers, lowest first (scripts/check-layers reads this line too).
-LAYERS  := lib store algo index filters core curate search ingest daemon api cmd
+LAYERS  := lib store algo index filters core curate search ingest cluster daemon api cmd
 LIB_SRC := $(sort $(wildcard $(addsuffix /*.c,$(filter-out cmd,$(LAYERS)))))
 UI_ASSETS := index.html app.js style.css
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o) $(OUT)/obj/gen/openapi.o \

@@ -446,3 +446,22 @@ int select_apportion(const uint64_t *sizes, size_t k, uint64_t total, uint64_t m
 	free(res);
 	return 0;
 }
+
+uint32_t select_float_key(float v)
+{
+	uint32_t b;
+
+	if (v == 0.0f)
+		v = 0.0f; /* -0 is +0 */
+	memcpy(&b, &v, sizeof b);
+	return (b & 0x80000000u) ? ~b : b | 0x80000000u;
+}
+
+float select_key_float(uint32_t k)
+{
+	uint32_t b = (k & 0x80000000u) ? k & 0x7fffffffu : ~k;
+	float v;
+
+	memcpy(&v, &b, sizeof v);
+	return v;
+}

@@ -90,4 +90,12 @@ int select_color_k(size_t n_finite, double tau, size_t *k_out);
 int select_apportion(const uint64_t *sizes, size_t k, uint64_t total, uint64_t min_each,
                      uint64_t *out, uint64_t *min_applied);
 
+/* The order-preserving key of a float: a < b (as floats, not NaN) exactly when
+ * select_float_key(a) < select_float_key(b); -0 and +0 share the key of +0. Used to bin scores
+ * by their representable values (the router's global selection, docs/scale.md). */
+uint32_t select_float_key(float v);
+
+/* The float of a key (the inverse of select_float_key; never -0). */
+float select_key_float(uint32_t k);
+
 #endif

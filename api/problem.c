@@ -36,6 +36,8 @@ static const struct {
 	{ERR_INTERNAL, 500, "Internal error"},
 	{ERR_CANCELLED, 409, "Cancelled"},
 	{ERR_NOSPACE, 507, "Insufficient storage"},
+	{ERR_GATEWAY, 502, "Bad gateway"},
+	{ERR_NOT_SUPPORTED, 501, "Not implemented"},
 };
 
 static size_t status_index(int code)

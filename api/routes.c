@@ -81,6 +81,7 @@ static const struct route table[] = {
 	{"POST", "/v1/datasets/{name}/search", AUTH_READ, search_post, 1, SEARCH},
 	{"POST", "/v1/datasets/{name}/search:count", AUTH_READ, search_count, 1, SEARCH},
 	{"GET", "/v1/datasets/{name}/subsets", AUTH_READ, subsets_list, 0, DEF},
+	{"POST", "/v1/datasets/{name}/subsets:probe", AUTH_READ, subsets_probe, 1, DEF},
 	{"DELETE", "/v1/datasets/{name}/subsets/{subset}", AUTH_ADMIN, subsets_delete, 0, DEF},
 	{"GET", "/v1/datasets/{name}/subsets/{subset}", AUTH_READ, subsets_get, 0, DEF},
 	{"PUT", "/v1/datasets/{name}/subsets/{subset}", AUTH_ADMIN, subsets_put, 0, DEF},

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "api/http.h"
+#include "api/router.h"
 #include "api/routes.h"
 #include "api/tls.h"
 #include "daemon/auth.h"
@@ -508,7 +509,8 @@ static void run_handler(struct conn_state *cs)
 {
 	struct http_res *res = &cs->res;
 
-	cs->match.route->handler(&cs->req, res);
+	if (cs->srv->d->router == NULL || router_handle(&cs->req, res) == 1)
+		cs->match.route->handler(&cs->req, res);
 	if (res->status == 0) {
 		struct err e = {0};
 
@@ -747,7 +749,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	cs->req.body = cs->body != NULL ? cs->body : "";
 	cs->req.body_len = cs->len;
 
-	if (cs->match.route->offload && srv->nworkers > 0) {
+	/* a router waits on the shards: never on an HTTP thread */
+	if ((cs->match.route->offload || srv->d->router != NULL) && srv->nworkers > 0) {
 		MHD_suspend_connection(conn);
 		pthread_mutex_lock(&srv->mu);
 		if (srv->tail != NULL)

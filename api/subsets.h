@@ -9,6 +9,8 @@ struct http_res;
 
 int subsets_list(struct http_req *r, struct http_res *res);
 int subsets_get(struct http_req *r, struct http_res *res);
+/* POST .../subsets:probe: the router's view of a step's scores (curate/subset.h). */
+int subsets_probe(struct http_req *r, struct http_res *res);
 int subsets_put(struct http_req *r, struct http_res *res);
 int subsets_delete(struct http_req *r, struct http_res *res);
 int subsets_export(struct http_req *r, struct http_res *res);

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "api/server.h"
+#include "cluster/fanout.h"
+#include "cluster/shardmap.h"
 #include "core/jobs.h"
 #include "curate/instance.h"
 #include "curate/subset.h"
@@ -69,17 +71,49 @@ static void *second_signal(void *arg)
 	return NULL;
 }
 
-static int run(const struct config *cfg)
+/* Storage, jobs and indexes of a data node (a router has none). */
+static int open_storage(struct daemon *d, const struct config *cfg, int *lock_fd, struct err *e)
+{
+	struct store_config sc = {0};
+	struct jobs_config jc = {job_kinds, sizeof job_kinds / sizeof job_kinds[0],
+	                         cfg->job_threads, cfg->job_history};
+	int rc;
+
+	/* Before anything touches the directory: a second daemon must leave it alone. */
+	if ((rc = dirlock_acquire(cfg->data_dir, lock_fd, e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e->detail);
+		return rc;
+	}
+	sc.dir = cfg->data_dir;
+	sc.map_size = cfg->map_size;
+	sc.max_readers = 126 + cfg->threads * 2;
+	if ((rc = store_open(&d->core.store, &sc, e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot open storage in %s: %s\"", cfg->data_dir,
+		        e->detail);
+		return rc;
+	}
+	/* Jobs left unfinished by an earlier process are queued again here, before the
+	 * server accepts requests that could create new ones. */
+	if ((rc = catalog_open(&d->core.catalog, &d->core, e)) != 0 ||
+	    (rc = jobs_open(&d->core.jobs, &d->core, &jc, e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot start the job runner: %s\"", e->detail);
+		return rc;
+	}
+	/* every defined index is rebuilt from LMDB before /readyz says yes */
+	if ((rc = catalog_start(d->core.catalog, e)) != 0) {
+		log_msg(LOG_ERROR, "startup", "msg=\"cannot queue the index builds: %s\"", e->detail);
+		return rc;
+	}
+	return 0;
+}
+
+static int run(const struct config *cfg, const struct shardmap *map)
 {
 	struct daemon d;
-	struct store_config sc = {0};
 	struct err e = {0};
 	sigset_t set;
 	pthread_t waiter;
 	int rc = 0, sig = 0, lock_fd = -1;
-
-	struct jobs_config jc = {job_kinds, sizeof job_kinds / sizeof job_kinds[0],
-	                         cfg->job_threads, cfg->job_history};
 
 	memset(&d, 0, sizeof d);
 	d.cfg = cfg;
@@ -130,29 +164,14 @@ static int run(const struct config *cfg)
 		        "msg=\"no API keys file and --insecure-no-auth: every client that reaches "
 		        "the listening address has the admin scope\"");
 	}
-	/* Before anything touches the directory: a second daemon must leave it alone. */
-	if ((rc = dirlock_acquire(cfg->data_dir, &lock_fd, &e)) != 0) {
-		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
-		goto out;
-	}
-	sc.dir = cfg->data_dir;
-	sc.map_size = cfg->map_size;
-	sc.max_readers = 126 + cfg->threads * 2;
-	if ((rc = store_open(&d.core.store, &sc, &e)) != 0) {
-		log_msg(LOG_ERROR, "startup", "msg=\"cannot open storage in %s: %s\"", cfg->data_dir,
-		        e.detail);
-		goto out;
-	}
-	/* Jobs left unfinished by an earlier process are queued again here, before the
-	 * server accepts requests that could create new ones. */
-	if ((rc = catalog_open(&d.core.catalog, &d.core, &e)) != 0 ||
-	    (rc = jobs_open(&d.core.jobs, &d.core, &jc, &e)) != 0) {
-		log_msg(LOG_ERROR, "startup", "msg=\"cannot start the job runner: %s\"", e.detail);
-		goto out;
-	}
-	/* every defined index is rebuilt from LMDB before /readyz says yes */
-	if ((rc = catalog_start(d.core.catalog, &e)) != 0) {
-		log_msg(LOG_ERROR, "startup", "msg=\"cannot queue the index builds: %s\"", e.detail);
+	if (map != NULL) {
+		if ((rc = fanout_open(&d.router, map, cfg->shard_timeout_s, &e)) != 0) {
+			log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);
+			goto out;
+		}
+		log_msg(LOG_INFO, "router", "shards=%zu virtual_shards=%u cluster=%s", map->n,
+		        (unsigned)map->virtual_shards, cfg->router);
+	} else if ((rc = open_storage(&d, cfg, &lock_fd, &e)) != 0) {
 		goto out;
 	}
 	if ((rc = server_start(&d.server, &d, &e)) != 0) {
@@ -163,7 +182,7 @@ static int run(const struct config *cfg)
 	log_msg(LOG_INFO, "listening", "addr=%s%s%s:%u data_dir=%s threads=%u",
 	        strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
 	        strchr(cfg->listen_host, ':') ? "]" : "", (unsigned)server_port(d.server),
-	        cfg->data_dir, cfg->threads);
+	        map != NULL ? "(router)" : cfg->data_dir, cfg->threads);
 
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
@@ -194,12 +213,13 @@ static int run(const struct config *cfg)
 out:
 	server_stop(d.server, 0);
 	jobs_close(d.core.jobs); /* running jobs stop at their next checkpoint and resume next start */
-	if (rc == 0)
+	if (rc == 0 && d.core.catalog != NULL)
 		catalog_save(d.core.catalog); /* no request runs any more: the indexes are current */
 	catalog_close(d.core.catalog);
 	store_close(d.core.store);
 	auth_free(d.auth);
 	metrics_free(d.metrics);
+	fanout_close(d.router);
 	dirlock_release(lock_fd); /* last: the store is closed */
 	if (rc == 0)
 		log_msg(LOG_INFO, "stopped", NULL);
@@ -266,7 +286,19 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
-	rc = run(&cfg);
+	if (cfg.router != NULL) {
+		struct shardmap map;
+
+		if (shardmap_load(&map, cfg.router, &e) != 0) {
+			fprintf(stderr, "winnowd: --router %s: %s\n", cfg.router, e.detail);
+			config_free(&cfg);
+			return 2;
+		}
+		rc = run(&cfg, &map);
+		shardmap_free(&map);
+	} else {
+		rc = run(&cfg, NULL);
+	}
 	config_free(&cfg);
 	return rc;
 }

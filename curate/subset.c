@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ enum rule {
 	RULE_KEEP,
 	RULE_KIND,
 	RULE_META,
+	RULE_CUT,
 };
 
 static const char *const rule_names[] = {
@@ -42,6 +44,7 @@ static const char *const rule_names[] = {
 	[RULE_THRESHOLD] = "threshold",       [RULE_TOP_K] = "top_k",
 	[RULE_BOTTOM_K] = "bottom_k",         [RULE_KEEP] = "keep",
 	[RULE_KIND] = "kind",                 [RULE_META] = "meta",
+	[RULE_CUT] = "cut",
 };
 
 struct step {
@@ -55,6 +58,9 @@ struct step {
 	const json_t *meta; /* meta: borrowed from the steps JSON */
 	int per_cluster;    /* fractions: round(f * N) apportioned to the labels of the filter */
 	int64_t min_per_cluster; /* per_cluster: rows kept at least per cluster; -1 = default */
+	int cut_below;      /* cut: 1 keeps score < value (0: score > value) */
+	const char *id_max; /* cut: rows scored exactly value are kept when their id <= this
+	                     * (bytewise); NULL: all of them. Borrowed from the steps JSON */
 };
 
 static int64_t now_unix(void)
@@ -109,10 +115,44 @@ static int meta_cond_valid(const char *key, const json_t *cond, size_t i, struct
 }
 
 /* Parse steps (borrowed JSON array) into out (SUBSET_MAX_STEPS entries); *n their count. */
+/* {"score": t, "keep": "above" | "below", "id_max": id, "origin": any}: the exact form the
+ * router gives a global step (docs/scale.md). */
+static int cut_parse(const json_t *rv, struct step *s, size_t i, struct err *e)
+{
+	const char *key, *keep;
+	json_t *v;
+
+	if (!json_is_object(rv))
+		return err_set(e, ERR_INVALID, "bad_step", "step %zu: cut must be an object", i);
+	json_object_foreach((json_t *)rv, key, v) {
+		if (strcmp(key, "score") != 0 && strcmp(key, "keep") != 0 &&
+		    strcmp(key, "id_max") != 0 && strcmp(key, "origin") != 0)
+			return err_set(e, ERR_INVALID, "bad_step",
+			               "step %zu: cut has score, keep, id_max and origin, not '%s'", i,
+			               key);
+	}
+	v = json_object_get(rv, "score");
+	s->value = json_number_value(v);
+	if (!json_is_number(v) || !isfinite(s->value))
+		return err_set(e, ERR_INVALID, "bad_step", "step %zu: cut.score must be a finite number",
+		               i);
+	keep = json_string_value(json_object_get(rv, "keep"));
+	if (keep == NULL || (strcmp(keep, "above") != 0 && strcmp(keep, "below") != 0))
+		return err_set(e, ERR_INVALID, "bad_step",
+		               "step %zu: cut.keep must be \"above\" or \"below\"", i);
+	s->cut_below = strcmp(keep, "below") == 0;
+	v = json_object_get(rv, "id_max");
+	if (v != NULL && !json_is_string(v))
+		return err_set(e, ERR_INVALID, "bad_step", "step %zu: cut.id_max must be a string", i);
+	s->id_max = json_string_value(v);
+	return 0;
+}
+
 static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct err *e)
 {
 	size_t i;
 	json_t *st;
+	int rc;
 
 	if (!json_is_array(steps) || json_array_size(steps) == 0 ||
 	    json_array_size(steps) > SUBSET_MAX_STEPS)
@@ -160,7 +200,7 @@ static int steps_parse(const json_t *steps, struct step *out, size_t *n, struct 
 			}
 			return err_set(e, ERR_INVALID, "bad_step",
 			               "step %zu: unknown field '%s' (top_fraction, bottom_fraction, "
-			               "threshold, top_k, bottom_k, keep, kind, meta, per_cluster, "
+			               "threshold, top_k, bottom_k, keep, kind, meta, cut, per_cluster, "
 			               "min_per_cluster)",
 			               i, key);
 next_key:;
@@ -221,6 +261,10 @@ next_key:;
 				               "step %zu: %s must be a non-negative integer", i, rule_key);
 			s->k = (uint64_t)json_integer_value(rv);
 			break;
+		case RULE_CUT:
+			if ((rc = cut_parse(rv, s, i, e)) != 0)
+				return rc;
+			break;
 		case RULE_KEEP:
 			if (!json_is_boolean(rv))
 				return err_set(e, ERR_INVALID, "bad_step",
@@ -255,8 +299,7 @@ next_key:;
 				return err_set(e, ERR_INVALID, "bad_step",
 				               "step %zu: meta must be an object of conditions", i);
 			json_object_foreach(rv, key, v) {
-				int rc = meta_cond_valid(key, v, i, e);
-
+				rc = meta_cond_valid(key, v, i, e);
 				if (rc != 0)
 					return rc;
 			}
@@ -941,6 +984,36 @@ static int step_scores(struct run *x, size_t k, const struct step *s, struct ins
 	return 0;
 }
 
+/* A cut step: score beyond the value, or equal to it with an id <= id_max (all when none). */
+static int select_cut(struct run *x, const struct step *s, size_t *kept, struct err *e)
+{
+	float t = (float)s->value;
+
+	*kept = 0;
+	for (uint64_t i = 0; i < x->n; i++) {
+		float v = x->score[i];
+		int k = !isnan(v) && (s->cut_below ? v < t : v > t);
+
+		if (!isnan(v) && v == t) {
+			k = 1;
+			if (s->id_max != NULL) {
+				const char *id;
+				size_t len, ml = strlen(s->id_max);
+				int rc, c;
+
+				if ((rc = store_reader_row(x->r, x->ds, i, NULL, &id, &len, NULL, NULL,
+				                           e)) != 0)
+					return rc;
+				c = memcmp(id, s->id_max, len < ml ? len : ml);
+				k = c < 0 || (c == 0 && len <= ml);
+			}
+		}
+		x->keep[i] = (uint8_t)k;
+		*kept += (size_t)k;
+	}
+	return 0;
+}
+
 /* Apply step s's rule to the scores in x: x->keep and *kept the selection, *thr the threshold
  * it came to (NAN: none), and the step's "value" in ps. Returns 0 or the selection's code
  * (e may be left unset). */
@@ -991,6 +1064,11 @@ static int step_select(struct run *x, const struct step *s, json_t *ps, float *t
 			json_object_set_new(ps, "value", json_integer((json_int_t)s->k));
 		break;
 	}
+	case RULE_CUT:
+		rc = select_cut(x, s, kept, e);
+		*thr = (float)s->value;
+		json_object_set_new(ps, "value", json_real(s->value));
+		break;
 	case RULE_KEEP:
 		*kept = 0;
 		for (uint64_t i = 0; i < n; i++) {
@@ -1061,7 +1139,7 @@ static int run_steps(struct job *j, struct run *x, const json_t *steps, const st
 		size_t kept = 0;
 		json_t *ps;
 
-		if (jobs_should_stop(j))
+		if (j != NULL && jobs_should_stop(j))
 			return ERR_CANCELLED;
 		ps = json_pack("{s:I, s:s}", "step", (json_int_t)k, "rule", rule_names[s->rule]);
 		json_array_append_new(psteps, ps);
@@ -1087,7 +1165,8 @@ static int run_steps(struct job *j, struct run *x, const json_t *steps, const st
 		*members = kept;
 		json_object_set_new(ps, "in", json_integer((json_int_t)in));
 		json_object_set_new(ps, "out", json_integer((json_int_t)kept));
-		jobs_progress(j, k + 1, nsteps);
+		if (j != NULL)
+			jobs_progress(j, k + 1, nsteps);
 	}
 	return 0;
 }
@@ -1730,4 +1809,285 @@ ssize_t subset_export_read(struct subset_export *x, char *buf, size_t max)
 	memcpy(buf, x->buf + x->off, n);
 	x->off += n;
 	return (ssize_t)n;
+}
+
+/* ---- the router's probe (docs/scale.md) ---- */
+
+struct probe_args {
+	double lo, hi;      /* the range, inclusive */
+	uint64_t bins;      /* histogram bins over [lo, hi] by key, 0 = none */
+	uint64_t values_max; /* list the values in range when at most this many */
+	int has_tie;
+	float tie;          /* list the ids of the candidates scored exactly this */
+	uint64_t tie_ids;   /* at most this many, smallest first */
+};
+
+static int probe_args_parse(const json_t *body, struct probe_args *a, struct err *e)
+{
+	const char *key;
+	json_t *v;
+
+	*a = (struct probe_args){.lo = -FLT_MAX, .hi = FLT_MAX};
+	json_object_foreach((json_t *)body, key, v) {
+		int num = json_is_number(v) && isfinite(json_number_value(v));
+		int cnt = json_is_integer(v) && json_integer_value(v) >= 0;
+
+		if (strcmp(key, "steps") == 0 || strcmp(key, "filter") == 0)
+			continue;
+		if ((strcmp(key, "lo") == 0 || strcmp(key, "hi") == 0 || strcmp(key, "tie_score") == 0)
+		    && !num)
+			return err_set(e, ERR_INVALID, "bad_probe", "%s must be a finite number", key);
+		if ((strcmp(key, "bins") == 0 || strcmp(key, "values_max") == 0 ||
+		     strcmp(key, "tie_ids") == 0) && !cnt)
+			return err_set(e, ERR_INVALID, "bad_probe", "%s must be a count", key);
+		if (strcmp(key, "lo") == 0)
+			a->lo = json_number_value(v);
+		else if (strcmp(key, "hi") == 0)
+			a->hi = json_number_value(v);
+		else if (strcmp(key, "bins") == 0)
+			a->bins = (uint64_t)json_integer_value(v);
+		else if (strcmp(key, "values_max") == 0)
+			a->values_max = (uint64_t)json_integer_value(v);
+		else if (strcmp(key, "tie_score") == 0)
+			a->has_tie = 1, a->tie = (float)json_number_value(v);
+		else if (strcmp(key, "tie_ids") == 0)
+			a->tie_ids = (uint64_t)json_integer_value(v);
+		else
+			return err_set(e, ERR_INVALID, "unknown_field",
+			               "unknown field '%s' (steps, filter, lo, hi, bins, values_max, "
+			               "tie_score, tie_ids)", key);
+	}
+	if (a->bins > 65536 || a->values_max > 1000000 || a->tie_ids > 1000000 || a->lo > a->hi)
+		return err_set(e, ERR_INVALID, "bad_probe",
+		               "bins at most 65536, values_max and tie_ids at most 1000000, lo <= hi");
+	return 0;
+}
+
+static int float_cmp(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The histogram and the value list of the candidates in [lo, hi] into out. */
+static int probe_ranges(const struct run *x, const struct probe_args *a, json_t *out)
+{
+	uint32_t klo = select_float_key((float)a->lo), khi = select_float_key((float)a->hi);
+	uint64_t width = a->bins ? ((uint64_t)khi - klo) / a->bins + 1 : 1, below = 0, above = 0;
+	uint64_t in = 0, nfin = 0, *hist = calloc(a->bins ? a->bins : 1, sizeof *hist);
+	float *vals = NULL, mn = NAN, mx = NAN;
+	json_t *hj;
+
+	if (hist == NULL)
+		return ERR_NOMEM;
+	for (uint64_t i = 0; i < x->n; i++) {
+		float v = x->score[i];
+		uint32_t k;
+
+		if (isnan(v))
+			continue;
+		nfin++;
+		mn = isnan(mn) || v < mn ? v : mn;
+		mx = isnan(mx) || v > mx ? v : mx;
+		k = select_float_key(v);
+		if (k < klo)
+			below++;
+		else if (k > khi)
+			above++;
+		else if (in++, a->bins)
+			hist[(k - klo) / width]++;
+	}
+	json_object_set_new(out, "n", json_integer((json_int_t)nfin));
+	json_object_set_new(out, "below", json_integer((json_int_t)below));
+	json_object_set_new(out, "above", json_integer((json_int_t)above));
+	json_object_set_new(out, "in_range", json_integer((json_int_t)in));
+	json_object_set_new(out, "min", num_or_null(mn));
+	json_object_set_new(out, "max", num_or_null(mx));
+	hj = json_array();
+	for (uint64_t b = 0; b < a->bins; b++)
+		json_array_append_new(hj, json_integer((json_int_t)hist[b]));
+	json_object_set_new(out, "bins", hj);
+	free(hist);
+	if (in > a->values_max) {
+		json_object_set_new(out, "values", json_null());
+		return 0;
+	}
+	if ((vals = malloc((in ? in : 1) * sizeof *vals)) == NULL)
+		return ERR_NOMEM;
+	in = 0;
+	for (uint64_t i = 0; i < x->n; i++) {
+		uint32_t k;
+
+		if (isnan(x->score[i]))
+			continue;
+		k = select_float_key(x->score[i]);
+		if (k >= klo && k <= khi)
+			vals[in++] = x->score[i] == 0.0f ? 0.0f : x->score[i];
+	}
+	qsort(vals, in, sizeof *vals, float_cmp);
+	hj = json_array();
+	for (uint64_t i = 0; i < in;) {
+		uint64_t j = i;
+
+		while (j < in && vals[j] == vals[i])
+			j++;
+		json_array_append_new(hj, json_pack("[f, I]", (double)vals[i], (json_int_t)(j - i)));
+		i = j;
+	}
+	json_object_set_new(out, "values", hj);
+	free(vals);
+	return 0;
+}
+
+/* The smallest tie_ids ids among the candidates scored exactly tie, and how many there are. */
+static int probe_ties(const struct run *x, const struct probe_args *a, json_t *out, struct err *e)
+{
+	char **ids = NULL;
+	uint64_t m = 0, cap = 0;
+	int rc = 0;
+	json_t *arr = json_array();
+
+	for (uint64_t i = 0; i < x->n && rc == 0; i++) {
+		const char *id;
+		size_t len;
+
+		if (isnan(x->score[i]) || x->score[i] != a->tie)
+			continue;
+		if ((rc = store_reader_row(x->r, x->ds, i, NULL, &id, &len, NULL, NULL, e)) != 0)
+			break;
+		if (m == cap) {
+			char **ni = realloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
+
+			if (ni == NULL) {
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+				break;
+			}
+			ids = ni;
+		}
+		if ((ids[m] = strndup(id, len)) == NULL)
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		else
+			m++;
+	}
+	if (rc == 0) {
+		qsort(ids, m, sizeof *ids, str_cmp);
+		for (uint64_t i = 0; i < m && i < a->tie_ids; i++)
+			json_array_append_new(arr, json_string(ids[i]));
+		json_object_set_new(out, "tie_count", json_integer((json_int_t)m));
+		json_object_set(out, "tie_ids", arr);
+	}
+	for (uint64_t i = 0; i < m; i++)
+		free(ids[i]);
+	free(ids);
+	json_decref(arr);
+	return rc;
+}
+
+/* Run steps over x (fate unused beyond run_steps' bookkeeping) and read filter's scores. */
+static int probe_run(struct core *core, uint32_t ds, struct run *x, const json_t *steps,
+                     const char *filter, uint64_t *survivors, uint64_t *unscorable,
+                     struct err *e)
+{
+	struct step st[SUBSET_MAX_STEPS], fs = {.rule = RULE_THRESHOLD};
+	struct instance_ref ref;
+	size_t nsteps = 0;
+	uint8_t *fate = NULL;
+	json_t *psteps = json_array();
+	int rc;
+
+	if (json_array_size(steps) > 0 && (rc = steps_parse(steps, st, &nsteps, e)) != 0)
+		goto out;
+	if ((rc = steps_check_filters(core, ds, st, nsteps, e)) != 0)
+		goto out;
+	for (size_t i = 0; i <= nsteps; i++) {
+		const char *fn = i < nsteps ? st[i].filter : filter;
+
+		if (fn[0] != '\0' && jobs_count_open(core->jobs, ds, "score", fn, 0) > 0) {
+			rc = err_set(e, ERR_CONFLICT, "filter_scoring",
+			             "filter '%s' is being scored: ask again when its job is done", fn);
+			goto out;
+		}
+	}
+	if ((fate = malloc(x->n ? x->n : 1)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	*survivors = 0;
+	for (uint64_t i = 0; i < x->n; i++) {
+		fate[i] = x->alive[i] ? SUBSET_FATE_KEPT : SUBSET_FATE_OUT;
+		*survivors += x->alive[i] != 0;
+	}
+	if ((rc = run_steps(NULL, x, steps, st, nsteps, fate, psteps, survivors, e)) != 0)
+		goto out;
+	snprintf(fs.filter, sizeof fs.filter, "%s", filter);
+	rc = step_scores(x, nsteps, &fs, &ref, unscorable, e);
+out:
+	free(fate);
+	json_decref(psteps);
+	return rc;
+}
+
+int subset_probe(struct core *core, const char *dataset, const json_t *body, json_t **out,
+                 struct err *e)
+{
+	struct store_dataset_info info;
+	struct probe_args a;
+	struct run x = {0};
+	const json_t *steps = json_object_get(body, "steps");
+	const char *filter = json_string_value(json_object_get(body, "filter"));
+	uint64_t survivors = 0, unscorable = 0;
+	json_t *o = NULL;
+	int rc;
+
+	if (!json_is_object(body) || filter == NULL || !store_name_valid(filter) ||
+	    (steps != NULL && !json_is_array(steps)))
+		return err_set(e, ERR_INVALID, "bad_probe",
+		               "a probe has \"filter\" (a filter name) and \"steps\" (an array)");
+	if ((rc = probe_args_parse(body, &a, e)) != 0)
+		return rc;
+	if ((rc = store_dataset_get(core->store, dataset, &info, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &x.r, e)) != 0)
+		return rc;
+	if ((rc = store_reader_dataset(x.r, info.id, &info, e)) != 0)
+		goto out;
+	x.n = info.next_row;
+	x.ds = info.id;
+	x.alive = malloc(x.n ? x.n : 1);
+	x.keep = malloc(x.n ? x.n : 1);
+	x.status = malloc(x.n ? x.n : 1);
+	x.score = malloc((x.n ? x.n : 1) * sizeof *x.score);
+	o = json_object();
+	if (x.alive == NULL || x.keep == NULL || x.status == NULL || x.score == NULL || o == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = store_reader_array(x.r, info.id, STORE_ARRAY_LIVE, 1, 0, x.n, x.alive, e)) != 0 ||
+	    (rc = probe_run(core, info.id, &x, steps, filter, &survivors, &unscorable, e)) != 0)
+		goto out;
+	json_object_set_new(o, "survivors", json_integer((json_int_t)survivors));
+	json_object_set_new(o, "unscorable", json_integer((json_int_t)unscorable));
+	if (probe_ranges(&x, &a, o) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if (a.has_tie && (rc = probe_ties(&x, &a, o, e)) != 0)
+		goto out;
+	*out = o;
+	o = NULL;
+out:
+	store_reader_close(x.r);
+	free(x.alive);
+	free(x.keep);
+	free(x.status);
+	free(x.score);
+	free(x.lab);
+	json_decref(o);
+	return rc;
 }

@@ -48,6 +48,17 @@ typedef struct json_t json_t;
 int subset_put(struct core *core, const char *dataset, const char *name, const json_t *body,
                json_t **view, uint64_t *job, int *created, struct err *e);
 
+/* The router's probe (docs/scale.md, POST .../subsets:probe): apply body's "steps" (may be
+ * empty) as a materialisation would, then describe filter's finite scores among the survivors:
+ * {"survivors", "unscorable", "n", "min", "max", "below" (< lo), "above" (> hi), "in_range",
+ * "bins" (counts over [lo, hi] in bins of equal width in select_float_key order), "values"
+ * ([[score, count], ...] ascending when in_range <= values_max, else null), and with tie_score
+ * "tie_count" and "tie_ids" (the smallest tie_ids ids scored exactly tie_score, bytewise)}.
+ * *out new. ERR_NOT_FOUND (dataset), ERR_INVALID (body, steps, unknown filter), ERR_CONFLICT
+ * (a filter still pending or being scored). */
+int subset_probe(struct core *core, const char *dataset, const json_t *body, json_t **out,
+                 struct err *e);
+
 /* name, steps, state, job, provenance (null until materialised). *out new. */
 int subset_get_json(struct core *core, const char *dataset, const char *name, json_t **out,
                     struct err *e);

@@ -50,6 +50,12 @@ static const struct opt opts[] = {
 	 .arg = "HOST:PORT", .help = "address to listen on; [v6]:PORT for IPv6, port 0 = any free"},
 	{.name = "data-dir", .type = OPT_STRING, .off = OFF(data_dir), .def = "./var",
 	 .arg = "DIR", .help = "directory holding the LMDB environment"},
+	{.name = "router", .type = OPT_STRING, .flags = OPT_OPTIONAL, .off = OFF(router),
+	 .def_help = "none (a data node)", .arg = "FILE",
+	 .help = "run as a router over the shards of cluster FILE (shards.json): no data dir"},
+	{.name = "shard-timeout", .type = OPT_UINT, .off = OFF(shard_timeout_s), .def = "300",
+	 .min = 1, .max = 86400, .arg = "SECONDS",
+	 .help = "router: longest wait for a shard's answer (connect: 5 s at most)"},
 	{.name = "map-size", .type = OPT_SIZE, .off = OFF(map_size), .def = "1G", .min = MIB,
 	 .max = 1024 * TIB, .arg = "SIZE", .help = "initial LMDB map size (K/M/G/T); it grows"},
 	{.name = "threads", .type = OPT_UINT, .off = OFF(threads),
@@ -645,6 +651,7 @@ void config_free(struct config *c)
 		return;
 	free(c->listen_host);
 	free(c->data_dir);
+	free(c->router);
 	free(c->api_keys);
 	free(c->tls_cert);
 	free(c->tls_key);

@@ -19,6 +19,8 @@ struct config {
 	char *listen_host;        /* default "127.0.0.1"; IPv6 without brackets */
 	uint16_t listen_port;     /* default 8080; 0 = any free port */
 	char *data_dir;           /* default "./var" */
+	char *router;             /* cluster file (shards.json): run as a router; NULL = data node */
+	unsigned shard_timeout_s; /* router: longest wait for a shard's answer, default 300 */
 	uint64_t map_size;        /* default 1 GiB, at least 1 MiB */
 	unsigned threads;         /* default: online CPUs, at least 2; 1..1024 */
 	unsigned job_threads;     /* default 1; 1..256 */

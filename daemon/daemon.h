@@ -16,6 +16,7 @@ struct config;
 struct auth;
 struct metrics;
 struct server;
+struct fanout;
 
 struct daemon {
 	struct core core;         /* store, jobs, catalog: what the services borrow */
@@ -23,6 +24,7 @@ struct daemon {
 	struct auth *auth;        /* NULL when no keys file is configured */
 	struct metrics *metrics;
 	struct server *server;
+	struct fanout *router;     /* --router: the client to the shards; NULL on a data node */
 	double started;           /* clock_now() at start-up */
 	atomic_int ready;         /* 1 once storage is open and indexes are loaded */
 };

@@ -27,6 +27,8 @@ const char *err_str(int code)
 	case ERR_INTERNAL: return "internal";
 	case ERR_CANCELLED: return "cancelled";
 	case ERR_NOSPACE: return "insufficient_storage";
+	case ERR_GATEWAY: return "bad_gateway";
+	case ERR_NOT_SUPPORTED: return "not_supported_by_router";
 	}
 	return "unknown_error";
 }

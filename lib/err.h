@@ -28,6 +28,8 @@ enum err_code {
 	ERR_INTERNAL = -15,    /* a bug: an invariant did not hold (500) */
 	ERR_CANCELLED = -16,   /* the work was cancelled on request (499-like, 409 to callers) */
 	ERR_NOSPACE = -17,     /* the disk holding the data is full (507) */
+	ERR_GATEWAY = -18,     /* a shard behind the router failed or is unreachable (502) */
+	ERR_NOT_SUPPORTED = -19, /* the router cannot serve this route (501) */
 };
 
 /* Detail for whoever asked: a stable machine code string and a human sentence. */

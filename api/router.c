@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/* router: every /v1 route of a router, answered from the shards (docs/scale.md has the table of
+ * what each route does). One table maps the server's route templates to the router's handlers;
+ * a route missing from it is a 501 not_supported_by_router, never a silent wrong answer. */
+#include "api/router.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/http.h"
+#include "api/router_search.h"
+#include "api/router_util.h"
+#include "api/router_subsets.h"
+#include "cluster/fanout.h"
+#include "cluster/shardmap.h"
+#include "daemon/daemon.h"
+#include "lib/err.h"
+
+/* ---- the owner of one record: get, patch, delete, decisions, a filter's record ---- */
+
+/* The {id*} parameter is the last one captured. */
+static int rt_owner(struct http_req *r, struct http_res *res)
+{
+	struct fanout *f = r->d->router;
+	const char *id = NULL;
+	struct fanout_call c = {0};
+	char *path;
+	struct err e = {0};
+
+	for (int i = HTTP_MAX_PARAMS - 1; i >= 0 && id == NULL; i--)
+		id = r->params[i];
+	if (id == NULL)
+		return http_problem(res, r, ERR_INTERNAL, NULL, NULL);
+	if ((path = rutil_path(r)) == NULL)
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	c.shard = shardmap_place(fanout_map(f), id, strlen(id));
+	c.method = r->method;
+	c.path = path;
+	c.body = r->body_len > 0 ? r->body : NULL;
+	c.body_len = r->body_len;
+	c.content_type = http_header(r, "Content-Type");
+	if (fanout_run(f, &c, 1, r->request_id, &e) != 0)
+		rutil_gateway(res, r, &e);
+	else
+		rutil_copy(res, &c);
+	free(path);
+	fanout_calls_free(&c, 1);
+	return 0;
+}
+
+/* ---- readiness ---- */
+
+static int rt_readyz(struct http_req *r, struct http_res *res)
+{
+	struct fanout *f = r->d->router;
+	size_t n = fanout_map(f)->n;
+	struct fanout_call *c = calloc(n, sizeof *c);
+	struct err e = {0};
+	json_t *shards = json_array();
+	int ready = 1;
+
+	if (c == NULL || shards == NULL) {
+		free(c);
+		json_decref(shards);
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	}
+	fanout_all(f, c, "GET", "/readyz", NULL, 0, NULL, r->request_id, &e);
+	for (size_t i = 0; i < n; i++) {
+		json_t *b = fanout_json(&c[i]);
+		const char *st = c[i].status == 0 ? "unreachable"
+		                 : c[i].status == 200 ? "ready" : "not_ready";
+
+		if (c[i].status != 200)
+			ready = 0;
+		json_array_append_new(shards, json_pack("{s:I, s:s, s:s, s:i}", "shard", (json_int_t)i,
+		                                        "url", fanout_map(f)->url[i], "status", st,
+		                                        "http_status", c[i].status));
+		json_decref(b);
+	}
+	fanout_calls_free(c, n);
+	free(c);
+	if (!ready) {
+		err_set(&e, ERR_UNAVAILABLE, "shards_not_ready", "not every shard is ready");
+		res->retry_after = 1;
+		return http_problem(res, r, ERR_UNAVAILABLE, &e, json_pack("{s:o}", "shards", shards));
+	}
+	return http_json(res, 200, json_pack("{s:s, s:o}", "status", "ready", "shards", shards));
+}
+
+/* ---- the table ---- */
+
+struct rroute {
+	const char *method, *tmpl;
+	int (*fn)(struct http_req *r, struct http_res *res);
+};
+
+#define LOCAL NULL
+static const struct rroute rtable[] = {
+	{"GET", "/livez", LOCAL},
+	{"GET", "/metrics", LOCAL},
+	{"GET", "/readyz", rt_readyz},
+	{"GET", "/ui/", LOCAL},
+	{"GET", "/ui/{file}", LOCAL},
+	{"GET", "/v1/openapi.json", LOCAL},
+	{"GET", "/v1/filter-types", LOCAL},
+	{"GET", "/v1/datasets", rutil_merged_get},
+	{"DELETE", "/v1/datasets/{name}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}", rutil_merged_get},
+	{"PUT", "/v1/datasets/{name}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/adapters", rutil_merged_get},
+	{"DELETE", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/adapters/{adapter}", rutil_merged_get},
+	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},
+	{"DELETE", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},
+	{"PUT", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/filters/{filter}/records/{id*}", rt_owner},
+	{"POST", "/v1/datasets/{name}/filters/{filter}:score", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/hubness", rutil_merged_get},
+	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", rutil_merged_get},
+	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/indexes", rutil_merged_get},
+	{"DELETE", "/v1/datasets/{name}/indexes/{space}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/indexes/{space}", rutil_merged_get},
+	{"PUT", "/v1/datasets/{name}/indexes/{space}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/jobs", rutil_jobs_list},
+	{"POST", "/v1/datasets/{name}/records", rutil_ingest},
+	{"DELETE", "/v1/datasets/{name}/records/{id*}", rt_owner},
+	{"GET", "/v1/datasets/{name}/records/{id*}", rt_owner},
+	{"PATCH", "/v1/datasets/{name}/records/{id*}", rt_owner},
+	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", rt_owner},
+	{"POST", "/v1/datasets/{name}/search", rsearch_post},
+	{"POST", "/v1/datasets/{name}/search:count", rsearch_count},
+	{"GET", "/v1/datasets/{name}/subsets", rutil_merged_get},
+	{"DELETE", "/v1/datasets/{name}/subsets/{subset}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/subsets/{subset}", rutil_merged_get},
+	{"PUT", "/v1/datasets/{name}/subsets/{subset}", rsubsets_put},
+	{"GET", "/v1/datasets/{name}/subsets/{subset}:export", rsubsets_export},
+	{"GET", "/v1/jobs", rutil_jobs_list},
+	{"DELETE", "/v1/jobs/{id}", rutil_job_one},
+	{"GET", "/v1/jobs/{id}", rutil_job_one},
+};
+#undef LOCAL
+
+int router_handle(struct http_req *r, struct http_res *res)
+{
+	struct err e = {0};
+
+	for (size_t i = 0; i < sizeof rtable / sizeof rtable[0]; i++) {
+		if (strcmp(rtable[i].method, r->method) != 0 || strcmp(rtable[i].tmpl, r->route) != 0)
+			continue;
+		if (rtable[i].fn == NULL)
+			return 1;
+		rtable[i].fn(r, res);
+		return 0;
+	}
+	err_set(&e, ERR_NOT_SUPPORTED, "not_supported_by_router",
+	        "%s %s is not served by a router (docs/scale.md lists what is); send it to a shard",
+	        r->method, r->route);
+	return http_problem(res, r, ERR_NOT_SUPPORTED, &e, NULL);
+}

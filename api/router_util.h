@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* router_util: what the router's handlers share: forwarding paths, copying a shard's answer,
+ * 502 problems naming a shard, the merge of the shards' JSON (counts summed, job ids composed),
+ * definitions broadcast to every shard, ingest split by id, and composite job ids.
+ *
+ * Composite job ids: a job the router reports is "ID0-ID1-...-IDn-1", the shards' own job ids
+ * in shard order, an empty field for a shard without one ("-7-" is shard 1's job 7). */
+#ifndef WINNOW_ROUTER_UTIL_H
+#define WINNOW_ROUTER_UTIL_H
+
+#include <stddef.h>
+
+struct err;
+struct fanout_call;
+struct http_req;
+struct http_res;
+typedef struct json_t json_t;
+
+/* The request's path and query, percent-encoded again for a shard (new, free()). */
+char *rutil_path(const struct http_req *r);
+
+/* 502 for e (a shard without an answer). Returns 0. */
+int rutil_gateway(struct http_res *res, const struct http_req *r, const struct err *e);
+
+/* res = the shard's answer as it is (status, body, content type). Returns 0. */
+int rutil_copy(struct http_res *res, struct fanout_call *c);
+
+/* The first call of n whose status is not ok (ok: 200..299), or NULL. */
+struct fanout_call *rutil_first_bad(struct fanout_call *c, size_t n);
+
+/* The shards' JSON answers merged into the first (taken): integer counts summed (records,
+ * rows, vectors, members, pool, in, out, unscorable, ...), job ids composed, states the
+ * least finished. docs (n entries) are borrowed. */
+json_t *rutil_merge(json_t **docs, size_t n);
+
+/* Handlers. */
+int rutil_merged_get(struct http_req *r, struct http_res *res);
+int rutil_broadcast(struct http_req *r, struct http_res *res);
+int rutil_ingest(struct http_req *r, struct http_res *res);
+int rutil_jobs_list(struct http_req *r, struct http_res *res);
+int rutil_job_one(struct http_req *r, struct http_res *res);
+
+/* Send body (JSON, borrowed) with method to path on every shard: shard 0 first (a refusal
+ * changes nothing elsewhere and is answered as it is), then the others at once; a failure
+ * there is a 502 problem "partial" listing the shards (a retry of the same request
+ * completes it). On success res gets shard 0's answer merged with the others'. */
+int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *method,
+                         const char *path, const char *body, size_t len);
+
+#endif

@@ -1,0 +1,366 @@
+# SPDX-License-Identifier: MIT
+"""The router (issue 18 items 1-3): 3 shard daemons behind `winnowd --router` against 1 reference
+daemon holding the same records. Placement against a Python reimplementation of the documented
+hash; ingest split by id with the client's line numbers; exact global selection (top_fraction
+with ties, top_k with id tie-breaks, bottom rules, tau, threshold, chained steps) giving the same
+members and byte-identical .npy as one daemon, and equal to numpy; search merged exactly (Flat
+index and exact scan), threshold pages walking every result once, search:count summed; an
+unreachable shard answered 502 naming it; routes the router does not serve answered 501."""
+
+import hashlib
+import json
+import os
+import socket
+import tempfile
+
+import numpy as np
+
+import curate
+import wn
+from wn import assert_eq, assert_problem, test
+
+N = 100000          # records of the selection pool
+NS = 3000           # records of the search dataset
+D = 16
+VIRTUAL = 1024
+_st = {}
+
+
+def place(rid, n, v=VIRTUAL):
+    """The documented placement (docs/scale.md), independently of the C code."""
+    h = int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "big") % v
+    return h * n // v
+
+
+def cluster():
+    if "router" in _st:
+        return _st["ref"], _st["shards"], _st["router"]
+    ref = wn.Daemon(log_level="info")
+    shards = [wn.Daemon(log_level="info") for _ in range(3)]
+    d = tempfile.mkdtemp(prefix="winnow-router-")
+    cf = os.path.join(d, "shards.json")
+    with open(cf, "w") as f:
+        json.dump({"virtual_shards": VIRTUAL,
+                   "shards": [{"url": "http://127.0.0.1:%d" % s.port} for s in shards]}, f)
+    router = wn.Daemon(log_level="info", extra_args=["--router", cf])
+    _st.update(ref=ref, shards=shards, router=router, dir=d)
+    for x in [ref] + shards + [router]:
+        wn._teardowns.append(("daemon %d stops cleanly" % x.port, _Stop(x)))
+    return ref, shards, router
+
+
+class _Stop:
+    def __init__(self, d):
+        self.d = d
+
+    def teardown(self):
+        try:
+            self.d.stop()
+        finally:
+            self.d.close()
+
+
+def pool():
+    """100,000 uids; signal a: 20 integer values (heavy ties), b: 2 decimals; 1% without a."""
+    if "ids" in _st:
+        return _st["ids"], _st["a"], _st["b"]
+    rng = np.random.default_rng(18)
+    ids = ["%032x" % x for x in rng.integers(0, 2**63, N, dtype=np.int64)]
+    a = rng.integers(0, 20, N).astype(np.float64)
+    a[rng.random(N) < 0.01] = np.nan
+    b = np.round(rng.random(N) * 50, 2)
+    _st.update(ids=ids, a=a, b=b)
+    return ids, a, b
+
+
+def lines(lo, hi):
+    ids, a, b = pool()
+    out = []
+    for i in range(lo, hi):
+        sig = {"b": {"prior_nll": float(b[i]), "cond_nll": 0, "tokens": 1}}
+        if not np.isnan(a[i]):
+            sig["a"] = {"prior_nll": float(a[i]), "cond_nll": 0, "tokens": 1}
+        out.append({"id": ids[i], "text": "t", "signals": sig})
+    return out
+
+
+def loaded():
+    ref, shards, router = cluster()
+    if _st.get("loaded"):
+        return ref, shards, router
+    for d in (ref, router):
+        assert_eq(d.put_dataset("p", {"spaces": {}})[0], 201)
+        for name, sig in (("fa", "a"), ("fb", "b")):
+            curate.wait_job(d, curate.put_filter(d, "p", name, {"type": "color",
+                                                                "params": {"signal": sig}}))
+        for lo in range(0, N, 25000):
+            st, _, body = d.ingest("p", lines(lo, lo + 25000))
+            assert_eq((st, body["accepted"], body["rejected"]), (200, 25000, 0), "ingest")
+    _st["loaded"] = True
+    return ref, shards, router
+
+
+@test
+def test_placement_matches_the_documented_hash():
+    ref, shards, router = loaded()
+    ids, _, _ = pool()
+    counts = [s.get_json("/v1/datasets/p")[2]["records"] for s in shards]
+    want = np.bincount([place(i, 3) for i in ids], minlength=3).tolist()
+    assert_eq(counts, want, "records per shard")
+    for rid in ids[:30]:
+        k = place(rid, 3)
+        for j, s in enumerate(shards):
+            st = s.request("GET", "/v1/datasets/p/records/%s" % rid)[0]
+            assert_eq(st, 200 if j == k else 404, "record %s on shard %d" % (rid, j))
+    st, _, ds = router.get_json("/v1/datasets/p")
+    assert_eq((st, ds["records"]), (200, N), "the router sums the shards")
+    st, _, rec = router.get_json("/v1/datasets/p/records/%s" % ids[7])
+    assert_eq((st, rec["id"]), (200, ids[7]))
+
+
+@test
+def test_ingest_errors_keep_the_client_line_numbers():
+    _, _, router = cluster()
+    assert_eq(router.put_dataset("e", {"spaces": {"v": {"dim": 2}}})[0], 201)
+    recs = [{"id": "x%d" % i, "embeddings": {"v": [1, i]}} for i in range(40)]
+    recs[12] = {"id": "bad12", "embeddings": {"v": [1, 2, 3]}}
+    recs[33] = "{not json"
+    recs.insert(20, {"embeddings": {"v": [1, 1]}})  # no id: line 21
+    st, _, body = router.ingest("e", recs)
+    assert_eq((st, body["accepted"], body["rejected"]), (200, 38, 3))
+    assert_eq([(e["line"], e["code"]) for e in body["errors"]],
+              [(13, "dimension_mismatch"), (21, "missing_id"), (35, "malformed_json")])
+    st, _, body = router.ingest("e", [{"id": "y", "embeddings": {"v": [1]}}])
+    assert_problem((st, _, body), 422)
+
+
+def both_subsets(name, steps):
+    ref, _, router = loaded()
+    for d in (ref, router):
+        curate.wait_job(d, curate.put_subset(d, "p", name, steps))
+    a = curate.export(ref, "p", name, "?format=npy")[1]
+    b = curate.export(router, "p", name, "?format=npy")[1]
+    ids_ref = sorted(curate.export(ref, "p", name, "?format=ids")[1].decode().split())
+    ids_rt = sorted(curate.export(router, "p", name, "?format=ids")[1].decode().split())
+    assert_eq(len(ids_rt), len(ids_ref), "%s: members" % name)
+    assert ids_rt == ids_ref, "%s: member sets differ" % name
+    assert a == b, "%s: .npy differs (%d vs %d bytes)" % (name, len(a), len(b))
+    st, _, view = router.get_json("/v1/datasets/p/subsets/%s" % name)
+    assert_eq((st, view["state"], view["provenance"]["members"]), (200, "ready", len(ids_ref)))
+    return set(ids_ref)
+
+
+def numpy_top_fraction(scores, f, top=True):
+    ids, _, _ = pool()
+    fin = ~np.isnan(scores)
+    s = np.sort(scores[fin])
+    n = len(s)
+    k = min(int(np.floor(n * f)), n - 1)
+    if top:
+        t = s[n - 1 - k]
+        keep = fin & (scores >= t)
+    else:
+        t = s[k]
+        keep = fin & (scores <= t)
+    return {ids[i] for i in np.nonzero(keep)[0]}
+
+
+def numpy_top_k(scores, k, top=True):
+    ids, _, _ = pool()
+    order = sorted((i for i in range(N) if not np.isnan(scores[i])),
+                   key=lambda i: ((-scores[i] if top else scores[i]), ids[i].encode()))
+    return {ids[i] for i in order[:k]}
+
+
+@test
+def test_top_fraction_with_ties_equals_one_daemon_and_numpy():
+    _, a, _ = pool()
+    got = both_subsets("tf", [{"filter": "fa", "top_fraction": 0.3}])
+    want = numpy_top_fraction(a.astype(np.float32), 0.3)
+    assert_eq(len(got), len(want))
+    assert got == want, "top_fraction 0.3 differs from numpy"
+
+
+@test
+def test_top_k_and_bottom_rules_with_ties_break_by_id():
+    _, a, _ = pool()
+    got = both_subsets("tk", [{"filter": "fa", "top_k": 12345}])
+    assert got == numpy_top_k(a.astype(np.float32), 12345), "top_k differs from numpy"
+    got = both_subsets("bk", [{"filter": "fa", "bottom_k": 777}])
+    assert got == numpy_top_k(a.astype(np.float32), 777, top=False), "bottom_k differs"
+    got = both_subsets("bf", [{"filter": "fa", "bottom_fraction": 0.1}])
+    assert got == numpy_top_fraction(a.astype(np.float32), 0.1, top=False), "bottom_fraction"
+    both_subsets("tau", [{"filter": "fb", "top_k": {"tau": 7}}])
+    both_subsets("all", [{"filter": "fa", "top_fraction": 1}])
+    both_subsets("none", [{"filter": "fa", "top_k": 0}])
+
+
+@test
+def test_threshold_and_chained_steps():
+    _, a, _ = pool()
+    got = both_subsets("th", [{"filter": "fa", "threshold": 7}])
+    ids, _, _ = pool()
+    assert got == {ids[i] for i in range(N) if a[i] >= 7}
+    both_subsets("chain", [{"filter": "fa", "top_fraction": 0.5}, {"filter": "fb", "top_k": 3000},
+                           {"filter": "fa", "bottom_fraction": 0.4}])
+
+
+@test
+def test_router_refuses_what_it_cannot_make_exact():
+    _, _, router = loaded()
+    st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
+                              {"steps": [{"filter": "fa", "top_fraction": 0.3,
+                                          "per_cluster": True}]})
+    assert_problem((st, _, body), 501, "not_supported_by_router")
+    st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
+                              {"steps": [{"filter": "nope", "top_fraction": 0.3}]})
+    assert_eq(st, 422, body)
+    st, _, body = router.request("POST", "/v1/datasets/p/records:import", b"x",
+                                 content_type="multipart/form-data; boundary=x")
+    assert_problem((st, _, body), 501, "not_supported_by_router")
+
+
+def search_data():
+    ref, _, router = cluster()
+    if "sx" in _st:
+        return ref, router, _st["sx"]
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((NS, D)).astype(np.float32)
+    x[100:110] = x[5]  # equal vectors: equal scores
+    for d in (ref, router):
+        assert_eq(d.put_dataset("s", {"spaces": {"v": {"dim": D}}})[0], 201)
+        recs = [{"id": "s%05d" % i, "embeddings": {"v": curate.emb(x[i])}} for i in range(NS)]
+        assert_eq(d.ingest("s", recs)[0], 200)
+        curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/s/indexes/v",
+                                                {"factory": "Flat", "metric": "cosine"})))
+    _st["sx"] = x
+    return ref, router, x
+
+
+def scores_ids(body):
+    return [(r["id"], round(r["score"], 5)) for r in body["results"]]
+
+
+@test
+def test_search_top_k_equals_one_daemon():
+    ref, router, x = search_data()
+    rng = np.random.default_rng(3)
+    for q in list(rng.standard_normal((4, D)).astype(np.float32)) + [x[5]]:
+        for params in ({}, {"params": {"exact": True}}):
+            body = dict({"vector": q.tolist(), "space": "v", "limit": 25}, **params)
+            a = ref.json("POST", "/v1/datasets/s/search", body)
+            b = router.json("POST", "/v1/datasets/s/search", body)
+            assert_eq((a[0], b[0]), (200, 200))
+            sa, sb = scores_ids(a[2]), scores_ids(b[2])
+            assert_eq([s for _, s in sb], [s for _, s in sa], "scores in order")
+            assert_eq({i for i, _ in sb}, {i for i, _ in sa}, "ids")
+            assert_eq(b[2]["stats"]["returned"], 25)
+    st, _, b = router.json("POST", "/v1/datasets/s/search",
+                           {"record_id": "s00005", "space": "v", "limit": 12})
+    assert_eq(st, 200, b)
+    assert_eq({r["id"] for r in b["results"][:11]},
+              {"s00005"} | {"s%05d" % i for i in range(100, 110)}, "record_id query")
+
+
+@test
+def test_threshold_pages_walk_every_result_once():
+    ref, router, x = search_data()
+    q = np.random.default_rng(4).standard_normal(D).astype(np.float32)
+    body = {"vector": q.tolist(), "space": "v", "score_threshold": 0.2, "limit": 37}
+    want = {}
+    tok = None
+    while True:
+        b = dict(body, **({"page_token": tok} if tok else {}))
+        st, _, page = ref.json("POST", "/v1/datasets/s/search", b)
+        assert_eq(st, 200, page)
+        want.update((r["id"], r["score"]) for r in page["results"])
+        tok = page["page_token"]
+        if not tok:
+            break
+    got, tok, pages, last = [], None, 0, 2.0
+    while True:
+        b = dict(body, **({"page_token": tok} if tok else {}))
+        st, _, page = router.json("POST", "/v1/datasets/s/search", b)
+        assert_eq(st, 200, page)
+        for r in page["results"]:
+            assert r["score"] <= last + 1e-7, "descending across pages"
+            last = r["score"]
+        got += [r["id"] for r in page["results"]]
+        pages += 1
+        tok = page["page_token"]
+        assert_eq(page["stats"]["truncated"], tok is not None)
+        if not tok:
+            break
+    assert_eq(len(got), len(set(got)), "no result twice")
+    assert_eq(set(got), set(want), "every result")
+    assert pages > 1, pages
+    u = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    qq = q.astype(np.float64) / np.linalg.norm(q)
+    assert_eq(len(got), int(np.sum(u @ qq >= 0.2 - 1e-6)), "numpy count")
+    st, _, c = router.json("POST", "/v1/datasets/s/search:count", body)
+    assert_eq((st, c["count"]), (200, len(want)), "search:count sums")
+    st, _, _ = router.json("POST", "/v1/datasets/s/search", dict(body, page_token="r1.xx"))
+    assert_eq(st, 400)
+
+
+@test
+def test_jobs_are_composite_and_summed():
+    _, shards, router = loaded()
+    st, _, jobs = router.get_json("/v1/jobs")
+    assert_eq(st, 200)
+    assert all(j["id"].count("-") == 2 for j in jobs["jobs"]), jobs["jobs"][:2]
+    jid = curate.put_subset(router, "p", "j", [{"filter": "fb", "threshold": 10}])
+    j = curate.wait_job(router, jid)
+    parts = jid.split("-")
+    assert_eq(len(parts), 3)
+    total = sum(shards[i].get_json("/v1/jobs/%s" % parts[i])[2]["total"] for i in range(3))
+    assert_eq(j["total"], total)
+    assert_eq(router.get_json("/v1/jobs/12")[0], 404)
+
+
+@test
+def test_unreachable_shard_is_a_502_naming_it():
+    _, shards, _ = cluster()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = s.getsockname()[1]
+    s.close()
+    cf = os.path.join(_st["dir"], "dead.json")
+    with open(cf, "w") as f:
+        json.dump({"shards": [{"url": "http://127.0.0.1:%d" % shards[0].port},
+                              {"url": "http://127.0.0.1:%d" % dead}]}, f)
+    # /readyz is not ready with a dead shard, so start without waiting for it
+    r = _start_unready(cf)
+    try:
+        st, _, body = r.get_json("/v1/datasets/p")
+        assert_problem((st, _, body), 502, "shard_unreachable")
+        assert ("127.0.0.1:%d" % dead) in body["detail"], body
+        st, _, body = r.get_json("/readyz")
+        assert_eq(st, 503)
+        assert_eq([x["status"] for x in body["shards"]], ["ready", "unreachable"])
+    finally:
+        r.stop()
+        r.close()
+
+
+def _start_unready(cf):
+    class Unready(wn.Daemon):
+        def _wait_ready(self):
+            return None
+    return Unready(log_level="info", extra_args=["--router", cf, "--shard-timeout", "5"])
+
+
+@test
+def test_bad_cluster_file_exits_2():
+    cf = os.path.join(tempfile.mkdtemp(prefix="winnow-router-"), "c.json")
+    with open(cf, "w") as f:
+        json.dump({"shards": [{"url": "http://127.0.0.1:1"}], "replicas": 2}, f)
+    import subprocess
+    p = subprocess.run([wn.WINNOWD, "--router", cf, "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30)
+    assert_eq(p.returncode, 2)
+    assert "unknown field 'replicas'" in p.stderr, p.stderr
+
+
+if __name__ == "__main__":
+    wn.main()
