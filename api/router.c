@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/router_models.h"
 #include "api/router_search.h"
 #include "api/router_util.h"
 #include "api/router_subsets.h"
@@ -117,13 +118,15 @@ static const struct rroute rtable[] = {
 	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},
-	{"PUT", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
+	{"PUT", "/v1/datasets/{name}/filters/{filter}", rmodels_filter_put},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/records/{id*}", rt_owner},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/hubness", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
-	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", rutil_merged_get},
-	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", rmodels_hubness_get},
+	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", rmodels_hubness_put},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:stats", rmodels_hubness_stats},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:sync", rmodels_hubness_sync},
 	{"GET", "/v1/datasets/{name}/indexes", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/indexes/{space}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/indexes/{space}", rutil_merged_get},

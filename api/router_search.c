@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/router_models.h"
 #include "api/router_util.h"
 #include "cluster/fanout.h"
 #include "cluster/shardmap.h"
@@ -345,6 +346,11 @@ int rsearch_post(struct http_req *r, struct http_res *res)
 	if (!raw) {
 		if (http_body_json(r, res, &body) != 0)
 			goto out;
+		if (json_object_get(body, "hubness") && !json_object_get(body, "rescore") &&
+		    !json_object_get(body, "relevance")) {
+			rmodels_hubness_search(r, res, body); /* corpus-wide statistics */
+			goto out;
+		}
 		if (json_object_get(body, "rescore") || json_object_get(body, "relevance") ||
 		    json_object_get(body, "hubness")) {
 			not_supported(r, res, json_object_get(body, "rescore") ? "rescore"

@@ -64,6 +64,8 @@ static const struct route table[] = {
 	 DEF},
 	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:stats", AUTH_READ, hubness_routes_stats, 1,
 	 SEARCH},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:sync", AUTH_ADMIN, hubness_routes_get, 0,
+	 DEF},
 	{"GET", "/v1/datasets/{name}/hubness/{normalizer}:topk", AUTH_READ, hubness_routes_topk, 1, DEF},
 	{"GET", "/v1/datasets/{name}/indexes", AUTH_READ, search_indexes_list, 0, DEF},
 	{"DELETE", "/v1/datasets/{name}/indexes/{space}", AUTH_ADMIN, search_index_delete, 0, DEF},

@@ -18,7 +18,9 @@ with one daemon and with numpy. The merge is done here in Python (the reference)
 router when the build has one."""
 
 import hashlib
+import json
 import os
+import tempfile
 
 import numpy as np
 
@@ -91,8 +93,21 @@ def start():
     return _c
 
 
+def router():
+    """winnowd --router over the shards (started on first use)."""
+    if "router" not in _c:
+        c = start()
+        cf = os.path.join(tempfile.mkdtemp(prefix="winnow-models-"), "shards.json")
+        with open(cf, "w") as f:
+            json.dump({"virtual_shards": VSHARDS,
+                       "shards": [{"url": "http://127.0.0.1:%d" % d.port} for d in c["shards"]]},
+                      f)
+        _c["router"] = wn.Daemon(log_level="info", extra_args=["--router", cf])
+    return _c["router"]
+
+
 def stop():
-    for d in [_c.pop("single", None)] + _c.pop("shards", []):
+    for d in [_c.pop("router", None), _c.pop("single", None)] + _c.pop("shards", []):
         if d is not None:
             d.stop()
             d.close()
@@ -187,6 +202,77 @@ def hubness_shards_match_one_daemon():
             assert_eq((x["in_aq"], x["in_ag"]), (bool(aq[i]), bool(ag[i])), x["id"])
     # the sets are not trivial: some records in, most out
     assert 0 < aq.sum() < N // 4 and 0 < ag.sum() < N // 4, (aq.sum(), ag.sum())
+
+
+def search(d, body):
+    st, _, res = d.json("POST", "/v1/datasets/h/search", body)
+    assert_eq(st, 200, "search: %r" % (res,))
+    return res
+
+
+@test
+def hubness_through_the_router():
+    """PUT through the router, its GET makes the sets global, and every method's search through
+    the router ranks as one daemon's: the same ids in the same order, the same scores."""
+    c = start()
+    rt = router()
+    b = body()
+    for d in (c["single"], rt):
+        put_normalizer(d, "rn", b)
+        st, hdrs, res = d.json("PUT", "/v1/datasets/h/indexes/v",
+                               {"factory": "Flat", "metric": "cosine"})
+        if st == 202:
+            curate.wait_job(d, curate.job_id((st, hdrs, res)))
+    st, _, view = rt.get_json("/v1/datasets/h/hubness/rn")
+    assert_eq(st, 200, view)
+    assert_eq(view["activation"], "global")
+    assert all(d.get_json("/v1/datasets/h/hubness/rn")[2]["activation"] == "global"
+               for d in c["shards"])
+    one = stats(c["single"], "rn", c["ids"])["stats"]
+    via = stats(rt, "rn", c["ids"])["stats"]
+    for x, y in zip(via, one):
+        assert_eq(x["id"], y["id"])
+        assert_eq((x["in_aq"], x["in_ag"]), (y["in_aq"], y["in_ag"]), x["id"])
+        assert abs(x["log_zg"] - y["log_zg"]) <= 1e-5 * max(1, abs(y["log_zg"])), (x, y)
+    rng = np.random.default_rng(3)
+    queries = unit(rng.standard_normal((8, D)) + 0.8 * c["qb"][:8]).astype(np.float32)
+    for m in ("is", "dis", "dualis", "dualdis", "csls"):
+        for q in queries:
+            req = {"vector": q.tolist(), "space": "v", "limit": 10,
+                   "hubness": {"normalizer": "rn", "method": m, "candidates": 50}}
+            a, r = search(c["single"], req), search(rt, req)
+            assert_eq([x["id"] for x in r["results"]], [x["id"] for x in a["results"]], m)
+            for x, y in zip(r["results"], a["results"]):
+                assert_eq(x["score"], y["score"], m)
+                assert abs(x["hubness_score"] - y["hubness_score"]) <= \
+                    1e-5 * max(1, abs(y["hubness_score"])), (m, x, y)
+            assert_eq(r["stats"]["candidates_scanned"], 50)
+    # the re-ranking changed something: not simply the raw order
+    raw = search(rt, {"vector": queries[0].tolist(), "space": "v", "limit": 10})
+    moved = search(rt, {"vector": queries[0].tolist(), "space": "v", "limit": 10,
+                        "hubness": {"normalizer": "rn", "method": "dualis"}})
+    assert [x["id"] for x in raw["results"]] != [x["id"] for x in moved["results"]]
+    # a bank drawn from a dataset cannot be broadcast: 422, nothing created
+    bad = dict(b, gallery_bank={"dataset": "h", "sample": 10})
+    assert_problem(rt.json("PUT", "/v1/datasets/h/hubness/bad", bad), 422, "bank_not_inline")
+    assert_eq(rt.get_json("/v1/datasets/h/hubness/bad")[0], 404)
+    # a batch is not served by the router
+    assert_problem(rt.json("POST", "/v1/datasets/h/search", {
+        "queries": [queries[0].tolist()], "space": "v",
+        "hubness": {"normalizer": "rn"}}), 501, "not_supported_by_router")
+    # records ingested through the router make the sets stale; the next search merges again
+    new = {"id": "zz-hub", "embeddings": {"v": curate.emb(c["qb"][0])}}
+    for d in (c["single"], rt):
+        assert_eq(d.ingest("h", [new])[0], 200)
+    owner = c["shards"][shard_of("zz-hub")]
+    assert_eq(owner.get_json("/v1/datasets/h/hubness/rn")[2]["activation"], "stale")
+    req = {"vector": c["qb"][0].tolist(), "space": "v", "limit": 5,
+           "hubness": {"normalizer": "rn", "method": "dis"}}
+    a, r = search(c["single"], req), search(rt, req)
+    assert_eq([x["id"] for x in r["results"]], [x["id"] for x in a["results"]])
+    assert_eq(owner.get_json("/v1/datasets/h/hubness/rn")[2]["activation"], "global")
+    for d in (c["single"], rt):
+        assert_eq(d.json("DELETE", "/v1/datasets/h/records/zz-hub")[0], 204)
 
 
 @test
@@ -335,6 +421,26 @@ def color_ngram_cross_fitted_shards_match_one_daemon():
 def color_ngram_named_prior_shards_match_one_daemon():
     color_case("np", {"downstream": "down", "prior": "prior", "order": 4,
                       "reduction": "sum"})
+
+
+@test
+def color_ngram_through_the_router():
+    """PUT through the router gathers and sums the counts itself: every shard's scores are the
+    single daemon's, bit for bit."""
+    put_texts()
+    c = _c
+    rt = router()
+    definition = {"type": "color_ngram", "params": {"downstream": "down", "order": 3}}
+    curate.wait_job(c["single"], curate.put_filter(c["single"], "pool", "rc", definition))
+    st, hdrs, res = rt.json("PUT", "/v1/datasets/pool/filters/rc", definition)
+    assert_eq(st, 202, res)
+    curate.wait_job(rt, curate.job_id((st, hdrs, res)))
+    one = scores(c["single"], "rc")
+    got = {}
+    for d in c["shards"]:
+        got.update(scores(d, "rc"))
+    assert_eq(len(got), len(one))
+    assert_eq(got, one, "scores through the router")
 
 
 @test

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/* router_models: corpus-wide models through the router (see router_models.h). */
+#include "api/router_models.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/http.h"
+#include "api/router_util.h"
+#include "cluster/fanout.h"
+#include "cluster/models.h"
+#include "cluster/shardmap.h"
+#include "daemon/daemon.h"
+#include "lib/err.h"
+
+/* ---- hubness normalisers ---- */
+
+/* A bank a router can broadcast: inline vectors (a gallery bank with the ids of its items). */
+static int bank_inline(const json_t *bank, const char *what, struct err *e)
+{
+	if (json_is_object(bank) && json_object_get(bank, "vectors") != NULL)
+		return 0;
+	return err_set(e, ERR_INVALID, "bank_not_inline",
+	               "%s: through a router a bank is given inline, {\"vectors\": [...], \"ids\": "
+	               "[...]} (ids: the records the vectors are, so that a record is left out of "
+	               "its own statistics); a bank drawn from a dataset differs from shard to "
+	               "shard", what);
+}
+
+int rmodels_hubness_put(struct http_req *r, struct http_res *res)
+{
+	struct err e = {0};
+	json_t *body = NULL;
+	int rc;
+
+	if (http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = bank_inline(json_object_get(body, "query_bank"), "query_bank", &e);
+	if (rc == 0)
+		rc = bank_inline(json_object_get(body, "gallery_bank"), "gallery_bank", &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return rutil_broadcast(r, res);
+}
+
+/* The merged view of normaliser name of ds (every shard's GET answer merged). */
+static int merged_view(struct http_req *r, struct http_res *res, const char *ds,
+                       const char *name)
+{
+	struct fanout *f = r->d->router;
+	size_t n = fanout_map(f)->n;
+	struct fanout_call *c = calloc(n, sizeof *c);
+	json_t **docs = calloc(n, sizeof *docs), *out = NULL;
+	char path[256];
+	struct err e = {0};
+
+	if (c == NULL || docs == NULL) {
+		free(c);
+		free(docs);
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	}
+	snprintf(path, sizeof path, "/v1/datasets/%s/hubness/%s", ds, name);
+	if (fanout_all(f, c, "GET", path, NULL, 0, NULL, r->request_id, &e) != 0) {
+		rutil_gateway(res, r, &e);
+	} else if (rutil_first_bad(c, n) != NULL) {
+		rutil_copy(res, rutil_first_bad(c, n));
+	} else {
+		for (size_t i = 0; i < n; i++)
+			docs[i] = fanout_json(&c[i]);
+		out = rutil_merge(docs, n);
+		docs[0] = NULL; /* taken */
+		http_json(res, 200, out != NULL ? out : json_object());
+	}
+	for (size_t i = 0; i < n; i++)
+		json_decref(docs[i]);
+	fanout_calls_free(c, n);
+	free(c);
+	free(docs);
+	return 0;
+}
+
+/* GET: the activation sets made global first when every shard is ready (a normaliser still
+ * computing is shown as it is). */
+int rmodels_hubness_get(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "normalizer") : NULL;
+	struct err e = {0};
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	rc = models_hubness_sync(r->d->router, ds, name, 0, r->request_id, &e);
+	if (rc != 0 && rc != ERR_CONFLICT && rc != ERR_NOT_FOUND)
+		return http_problem(res, r, rc, &e, NULL);
+	return merged_view(r, res, ds, name);
+}
+
+int rmodels_hubness_sync(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "normalizer") : NULL;
+	struct err e = {0};
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = models_hubness_sync(r->d->router, ds, name, 1, r->request_id, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return merged_view(r, res, ds, name);
+}
+
+/* :stats: every id asked of its owner, the answers put back in the request's order. */
+int rmodels_hubness_stats(struct http_req *r, struct http_res *res)
+{
+	struct fanout *f = r->d->router;
+	const struct shardmap *map = fanout_map(f);
+	size_t n = map->n, i;
+	struct fanout_call *c = calloc(n, sizeof *c);
+	json_t *body = NULL, **ans = calloc(n, sizeof *ans), *ids, *one, *stats = NULL, *out;
+	size_t *at = calloc(n, sizeof *at);
+	char *path = rutil_path(r), *s = NULL;
+	struct err e = {0};
+
+	if (c == NULL || ans == NULL || at == NULL || path == NULL) {
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		goto out;
+	}
+	if (http_body_json(r, res, &body) != 0)
+		goto out;
+	if ((s = json_dumps(body, JSON_COMPACT)) == NULL) {
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		goto out;
+	}
+	/* every shard gets the whole list (it checks it, and answers null for ids it lacks) */
+	if (fanout_all(f, c, "POST", path, s, strlen(s), NULL, r->request_id, &e) != 0) {
+		rutil_gateway(res, r, &e);
+		goto out;
+	}
+	if (rutil_first_bad(c, n) != NULL) {
+		rutil_copy(res, rutil_first_bad(c, n));
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		ans[i] = fanout_json(&c[i]);
+	ids = json_object_get(body, "ids");
+	stats = json_array();
+	json_array_foreach (ids, i, one) {
+		const char *id = json_string_value(one);
+		size_t sh = shardmap_place(map, id, json_string_length(one));
+
+		json_array_append(stats, json_array_get(json_object_get(ans[sh], "stats"), i));
+	}
+	out = json_deep_copy(ans[0]);
+	if (out != NULL)
+		json_object_set_new(out, "stats", stats);
+	else
+		json_decref(stats);
+	http_json(res, 200, out);
+out:
+	for (i = 0; ans != NULL && i < n; i++)
+		json_decref(ans[i]);
+	if (c != NULL)
+		fanout_calls_free(c, n);
+	free(c);
+	free(ans);
+	free(at);
+	free(path);
+	free(s);
+	json_decref(body);
+	return 0;
+}
+
+int rmodels_hubness_search(struct http_req *r, struct http_res *res, const json_t *body)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	struct err e = {0};
+	json_t *out = NULL;
+	int rc;
+
+	if (ds == NULL)
+		return 0;
+	if ((rc = models_hubness_search(r->d->router, ds, body, r->request_id, &out, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}
+
+/* ---- CoLoR-Filter n-gram counts ---- */
+
+/* The summed partials of definition (borrowed) from every shard: *counts new. */
+static int gather_counts(struct http_req *r, struct http_res *res, const char *ds,
+                         const json_t *definition, json_t **counts)
+{
+	struct fanout *f = r->d->router;
+	size_t n = fanout_map(f)->n;
+	struct fanout_call *c = calloc(n, sizeof *c);
+	json_t **parts = calloc(n, sizeof *parts);
+	char path[160], *s = json_dumps(definition, JSON_COMPACT);
+	struct err e = {0};
+	int rc = -1;
+
+	if (c == NULL || parts == NULL || s == NULL) {
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		goto out;
+	}
+	snprintf(path, sizeof path, "/v1/datasets/%s/filters:partial", ds);
+	if (fanout_all(f, c, "POST", path, s, strlen(s), NULL, r->request_id, &e) != 0) {
+		rutil_gateway(res, r, &e);
+		goto out;
+	}
+	if (rutil_first_bad(c, n) != NULL) {
+		rutil_copy(res, rutil_first_bad(c, n)); /* a shard's refusal (bad params) as it is */
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		parts[i] = fanout_json(&c[i]);
+	if ((rc = models_counts_merge(parts, n, counts, &e)) != 0)
+		http_problem(res, r, rc, &e, NULL);
+out:
+	for (size_t i = 0; parts != NULL && i < n; i++)
+		json_decref(parts[i]);
+	if (c != NULL)
+		fanout_calls_free(c, n);
+	free(c);
+	free(parts);
+	free(s);
+	return rc;
+}
+
+/* PUT of a filter: a color_ngram filter without "counts" is fitted from the summed counts of
+ * every shard's texts (filters:partial); every other definition is broadcast as it is. */
+int rmodels_filter_put(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	json_t *body = NULL, *params, *counts = NULL;
+	char *path = NULL, *s = NULL;
+
+	if (ds == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	params = json_object_get(body, "params");
+	if (!json_is_string(json_object_get(body, "type")) ||
+	    strcmp(json_string_value(json_object_get(body, "type")), "color_ngram") != 0 ||
+	    !json_is_object(params) || json_object_get(params, "counts") != NULL) {
+		json_decref(body);
+		return rutil_broadcast(r, res);
+	}
+	if (gather_counts(r, res, ds, body, &counts) == 0) {
+		json_object_set_new(params, "counts", counts);
+		path = rutil_path(r);
+		s = json_dumps(body, JSON_COMPACT);
+		if (path == NULL || s == NULL)
+			http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		else
+			rutil_broadcast_body(r, res, "PUT", path, s, strlen(s));
+	}
+	free(path);
+	free(s);
+	json_decref(body);
+	return 0;
+}
