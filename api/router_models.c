@@ -188,11 +188,14 @@ int rmodels_hubness_search(struct http_req *r, struct http_res *res, const json_
 	return http_json(res, 200, out);
 }
 
-/* ---- CoLoR-Filter n-gram counts ---- */
+/* ---- fits from the shards' partials: CoLoR-Filter n-gram counts, prototypes k-means ---- */
 
-/* The summed partials of definition (borrowed) from every shard: *counts new. */
-static int gather_counts(struct http_req *r, struct http_res *res, const char *ds,
-                         const json_t *definition, json_t **counts)
+/* Every shard's partial of definition (borrowed) merged by merge into *merged (new). */
+static int gather(struct http_req *r, struct http_res *res, const char *ds,
+                  const json_t *definition,
+                  int (*merge)(json_t *const *parts, size_t n, const json_t *params,
+                               json_t **out, struct err *e),
+                  json_t **merged)
 {
 	struct fanout *f = r->d->router;
 	size_t n = fanout_map(f)->n;
@@ -217,7 +220,8 @@ static int gather_counts(struct http_req *r, struct http_res *res, const char *d
 	}
 	for (size_t i = 0; i < n; i++)
 		parts[i] = fanout_json(&c[i]);
-	if ((rc = models_counts_merge(parts, n, counts, &e)) != 0)
+	rc = merge(parts, n, json_object_get(definition, "params"), merged, &e);
+	if (rc != 0)
 		http_problem(res, r, rc, &e, NULL);
 out:
 	for (size_t i = 0; parts != NULL && i < n; i++)
@@ -230,25 +234,66 @@ out:
 	return rc;
 }
 
-/* PUT of a filter: a color_ngram filter without "counts" is fitted from the summed counts of
- * every shard's texts (filters:partial); every other definition is broadcast as it is. */
+static int counts_merge(json_t *const *parts, size_t n, const json_t *params, json_t **out,
+                        struct err *e)
+{
+	(void)params;
+	return models_counts_merge(parts, n, out, e);
+}
+
+/* What a definition's fit needs from the shards: the param it fills and how (NULL: none, the
+ * definition is broadcast as it is). A prototypes fit is made on the id-hash sample (the same
+ * on one daemon and on shards); a reservoir sample follows the row order: refused (422). */
+static const char *fitted_param(json_t *body, struct err *e,
+                                int (**merge)(json_t *const *, size_t, const json_t *,
+                                              json_t **, struct err *))
+{
+	const char *type = json_string_value(json_object_get(body, "type"));
+	json_t *params = json_object_get(body, "params");
+	const char *smp;
+
+	if (type == NULL || !json_is_object(params))
+		return NULL;
+	if (strcmp(type, "color_ngram") == 0 && json_object_get(params, "counts") == NULL) {
+		*merge = counts_merge;
+		return "counts";
+	}
+	if (strcmp(type, "prototypes") != 0 || json_object_get(params, "centroids") != NULL)
+		return NULL;
+	smp = json_string_value(json_object_get(params, "sample"));
+	if (smp != NULL && strcmp(smp, "id_hash") != 0) {
+		err_set(e, ERR_INVALID, "not_exact_on_shards",
+		        "param 'sample' \"%s\" follows each shard's row order: through a router a "
+		        "prototypes fit samples by id hash (leave 'sample' out, or \"id_hash\")", smp);
+		return "";
+	}
+	json_object_set_new(params, "sample", json_string("id_hash"));
+	*merge = models_kmeans_fit;
+	return "centroids";
+}
+
+/* PUT of a filter: a fit the shards' data make together (color_ngram counts, prototypes
+ * k-means) is made from every shard's partial and broadcast as a param; every other
+ * definition is broadcast as it is. */
 int rmodels_filter_put(struct http_req *r, struct http_res *res)
 {
 	const char *ds = http_name_param(r, res, 0, "dataset");
-	json_t *body = NULL, *params, *counts = NULL;
+	int (*merge)(json_t *const *, size_t, const json_t *, json_t **, struct err *) = NULL;
+	json_t *body = NULL, *merged = NULL;
 	char *path = NULL, *s = NULL;
+	const char *param;
+	struct err e = {0};
 
 	if (ds == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
-	params = json_object_get(body, "params");
-	if (!json_is_string(json_object_get(body, "type")) ||
-	    strcmp(json_string_value(json_object_get(body, "type")), "color_ngram") != 0 ||
-	    !json_is_object(params) || json_object_get(params, "counts") != NULL) {
+	if ((param = fitted_param(body, &e, &merge)) == NULL) {
 		json_decref(body);
 		return rutil_broadcast(r, res);
 	}
-	if (gather_counts(r, res, ds, body, &counts) == 0) {
-		json_object_set_new(params, "counts", counts);
+	if (param[0] == '\0')
+		http_problem(res, r, ERR_INVALID, &e, NULL);
+	else if (gather(r, res, ds, body, merge, &merged) == 0) {
+		json_object_set_new(json_object_get(body, "params"), param, merged);
 		path = rutil_path(r);
 		s = json_dumps(body, JSON_COMPACT);
 		if (path == NULL || s == NULL)

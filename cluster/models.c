@@ -12,6 +12,7 @@
 #include "algo/hubness.h"
 #include "cluster/fanout.h"
 #include "cluster/shardmap.h"
+#include "filters/kmeans.h"
 #include "lib/err.h"
 
 #define HUB_PATH "/v1/datasets/%s/hubness/%s"
@@ -644,4 +645,105 @@ int models_counts_merge(json_t *const *parts, size_t n, json_t **out, struct err
 	*out = json_pack("{s:O, s:O, s:o, s:o}", "format", fmt, "order", order, "priors", priors,
 	                 "down", down);
 	return *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+}
+
+/* ---- k-means (prototypes) ---- */
+
+struct sitem {
+	const char *h, *id; /* 16 hex digits (so string order is numeric order), the record id */
+	const json_t *v;
+};
+
+static int sitem_cmp(const void *a, const void *b)
+{
+	const struct sitem *x = a, *y = b;
+	int c = strcmp(x->h, y->h);
+
+	return c != 0 ? c : strcmp(x->id, y->id);
+}
+
+/* The merged sample's vectors (new, *m of them, dim each) from the parts' items. */
+static int sample_merge(json_t *const *parts, size_t n, uint32_t dim, size_t cap, float **x,
+                        size_t *m)
+{
+	size_t total = 0, k = 0;
+	struct sitem *v;
+
+	for (size_t p = 0; p < n; p++)
+		total += json_array_size(json_object_get(parts[p], "items"));
+	if ((v = malloc((total + 1) * sizeof *v)) == NULL)
+		return -1;
+	for (size_t p = 0; p < n; p++) {
+		size_t i;
+		json_t *it;
+
+		json_array_foreach (json_object_get(parts[p], "items"), i, it) {
+			v[k] = (struct sitem){json_string_value(json_object_get(it, "h")),
+			                      json_string_value(json_object_get(it, "id")),
+			                      json_object_get(it, "v")};
+			if (v[k].h == NULL || strlen(v[k].h) != 16 || v[k].id == NULL ||
+			    json_array_size(v[k].v) != dim) {
+				free(v);
+				return -1;
+			}
+			k++;
+		}
+	}
+	qsort(v, k, sizeof *v, sitem_cmp);
+	*m = k < cap ? k : cap;
+	if ((*x = malloc((*m + 1) * dim * sizeof **x)) == NULL) {
+		free(v);
+		return -1;
+	}
+	for (size_t i = 0; i < *m; i++)
+		for (uint32_t j = 0; j < dim; j++)
+			(*x)[i * dim + j] = (float)json_number_value(json_array_get(v[i].v, j));
+	free(v);
+	return 0;
+}
+
+int models_kmeans_fit(json_t *const *parts, size_t n, const json_t *params, json_t **centroids,
+                      struct err *e)
+{
+	json_int_t dim = n > 0 ? json_integer_value(json_object_get(parts[0], "dim")) : 0;
+	json_int_t cap = n > 0 ? json_integer_value(json_object_get(parts[0], "cap")) : 0;
+	struct kmeans_params kp;
+	float *x = NULL, *cent = NULL;
+	size_t m = 0;
+	int rc;
+
+	for (size_t p = 0; p < n; p++)
+		if (json_integer_value(json_object_get(parts[p], "dim")) != dim ||
+		    json_integer_value(json_object_get(parts[p], "cap")) != cap)
+			dim = 0;
+	if (dim < 1 || cap < 1)
+		return err_set(e, ERR_GATEWAY, "shards_disagree",
+		               "the shards' k-means samples do not fit together (dim, cap)");
+	if ((rc = kmeans_params_parse(params, (uint32_t)dim, &kp, e)) != 0)
+		return rc;
+	if (sample_merge(parts, n, (uint32_t)dim, (size_t)cap, &x, &m) != 0) {
+		rc = err_set(e, ERR_GATEWAY, "shards_disagree", "a shard's k-means sample is malformed");
+		goto out;
+	}
+	if ((cent = malloc((size_t)kp.k * (size_t)dim * sizeof *cent)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = kmeans_train(&kp, (uint32_t)dim, m, x, cent, e)) != 0)
+		goto out;
+	*centroids = json_array();
+	for (uint32_t i = 0; *centroids != NULL && i < kp.k; i++) {
+		json_t *row = json_array();
+
+		for (json_int_t j = 0; row != NULL && j < dim; j++)
+			json_array_append_new(row, json_real(cent[(size_t)i * dim + j]));
+		json_array_append_new(*centroids, row);
+	}
+	if (*centroids == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	kmeans_params_free(&kp);
+	free(x);
+	free(cent);
+	return rc;
 }

@@ -9,6 +9,9 @@
  *   (:activation). A search with a normaliser takes the global raw top candidates, their
  *   statistics from their owners (:stats) and ranks them here with algo/hubness.c, as one
  *   daemon does.
+ * - k-means of the prototypes filter: each shard's id-hash sample (filters:partial) merged
+ *   here into the sample one daemon draws, k-means fitted here, the centroids broadcast as the
+ *   param "centroids".
  * - CoLoR-Filter n-gram models: the raw n-gram counts of every shard (filters:partial) are
  *   summed here and the fit made from the sums on every shard (param "counts").
  *
@@ -44,5 +47,13 @@ int models_hubness_search(struct fanout *f, const char *ds, const json_t *body, 
 /* The color_ngram partials (n, borrowed: filters:partial answers) summed: *out new, the
  * object the param "counts" takes. ERR_INVALID when they do not fit together. */
 int models_counts_merge(json_t *const *parts, size_t n, json_t **out, struct err *e);
+
+/* The prototypes partials (n, borrowed: each shard's id-hash sample, filters:partial) merged
+ * into the global sample (the cap smallest (hash, id) of all) and k-means fitted on it with
+ * the kmeans params of params (borrowed): *centroids new, an array of k arrays of dim numbers,
+ * the value of the param "centroids". ERR_INVALID (too few points, bad params), ERR_GATEWAY
+ * (partials that do not fit together). */
+int models_kmeans_fit(json_t *const *parts, size_t n, const json_t *params, json_t **centroids,
+                      struct err *e);
 
 #endif

@@ -369,12 +369,11 @@ def merge_counts(parts):
             "down": add([p["down"] for p in parts])}
 
 
-def scores(d, name):
+def scores(d, name, ds="pool"):
     """Every scored record's score, through a subset of all of them and its export."""
-    curate.wait_job(d, curate.put_subset(d, "pool", "all_" + name,
+    curate.wait_job(d, curate.put_subset(d, ds, "all_" + name,
                                          [{"filter": name, "top_fraction": 1.0}]))
-    lines, _ = curate.export_ndjson(d, "pool", "all_" + name,
-                                    "?format=ndjson&fields=id,scores")
+    lines, _ = curate.export_ndjson(d, ds, "all_" + name, "?format=ndjson&fields=id,scores")
     return {x["id"]: x["scores"][name] for x in lines}
 
 
@@ -460,6 +459,74 @@ def color_ngram_partial_errors():
     bad["params"]["counts"] = p
     assert_problem(d.json("PUT", "/v1/datasets/pool/filters/bad", bad), 422, "bad_counts")
     assert_eq(d.get_json("/v1/datasets/pool/filters/bad")[0], 404)
+
+
+MASK = (1 << 64) - 1
+
+
+def id_hash(rid, seed):
+    """kmeans_id_hash: splitmix64 of FNV-1a-64(id) xor seed * 0x9e3779b97f4a7c15."""
+    h = 1469598103934665603
+    for b in rid.encode():
+        h = ((h ^ b) * 1099511628211) & MASK
+    st = (h ^ ((seed & 0xffffffff) * 0x9e3779b97f4a7c15)) & MASK
+    z = st = (st + 0x9e3779b97f4a7c15) & MASK
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & MASK
+    return z ^ (z >> 31)
+
+
+@test
+def prototypes_shards_match_one_daemon():
+    """The k-means sample by id hash is the same set in the same order on one daemon and over
+    the shards; the router fits on it and broadcasts the centroids: every score bit-identical,
+    and the router's global top_fraction subset is one daemon's."""
+    c = start()
+    rt = router()
+    params = {"space": "v", "k": 6, "seed": 7, "max_points_per_centroid": 40}
+    one_params = dict(params, sample="id_hash")
+    # the sample: the 240 records with the smallest (hash, id), independently of the C code
+    want = sorted((id_hash(i, 7), i) for i in c["ids"])[:6 * 40]
+    st, _, part = c["single"].json("POST", "/v1/datasets/h/filters:partial",
+                                   {"type": "prototypes", "params": one_params})
+    assert_eq(st, 200, part)
+    assert_eq([(int(x["h"], 16), x["id"]) for x in part["items"]], want, "the id-hash sample")
+    curate.wait_job(c["single"], curate.put_filter(c["single"], "h", "pr",
+                                                   {"type": "prototypes", "params": one_params}))
+    st, hdrs, res = rt.json("PUT", "/v1/datasets/h/filters/pr",
+                            {"type": "prototypes", "params": params})
+    assert_eq(st, 202, res)
+    curate.wait_job(rt, curate.job_id((st, hdrs, res)))
+    one = scores(c["single"], "pr", "h")
+    got = {}
+    for d in c["shards"]:
+        got.update(scores(d, "pr", "h"))
+    assert_eq(len(one), N)
+    assert_eq(sorted(got), sorted(one), "scored records")
+    # the same centroids; a score is one inner product whose BLAS kernel depends on how many
+    # records the scoring batch holds (FAISS flat search), so a few differ in the last bit
+    diff = [(i, got[i], one[i]) for i in one if got[i] != one[i]]
+    assert len(diff) <= N // 50, "%d scores differ, e.g. %r" % (len(diff), diff[:5])
+    assert all(abs(a - b) <= 2.5e-7 for _, a, b in diff), diff[:5]
+    # the scores are 1 - the cosine to the nearest broadcast centroid (numpy)
+    cent = np.array(c["shards"][0].get_json("/v1/datasets/h/filters/pr")[2]["params"]["centroids"])
+    cent = unit(cent)
+    d_np = 1 - (unit(c["g"]) @ cent.T).max(1)
+    assert np.allclose([one[i] for i in c["ids"]], d_np, atol=1e-5)
+    # a global selection through the router keeps one daemon's records
+    for d in (c["single"], rt):
+        curate.wait_job(d, curate.put_subset(d, "h", "hard", [{"filter": "pr",
+                                                                "top_fraction": 0.3}]))
+    a = curate.export(c["single"], "h", "hard", "?format=ids")[1].decode().split()
+    b = curate.export(rt, "h", "hard", "?format=ids")[1].decode().split()
+    assert_eq(sorted(b), sorted(a), "hard 30% through the router")
+    # a reservoir sample follows the row order: refused through the router
+    assert_problem(rt.json("PUT", "/v1/datasets/h/filters/bad", {
+        "type": "prototypes", "params": dict(params, sample="reservoir")}), 422,
+        "not_exact_on_shards")
+    # a partial of a reservoir fit is refused on a shard
+    assert_problem(c["shards"][0].json("POST", "/v1/datasets/h/filters:partial", {
+        "type": "prototypes", "params": params}), 422, "no_partial")
 
 
 @test
