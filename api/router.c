@@ -4,7 +4,7 @@
  * a route missing from it is a 501 not_supported_by_router, never a silent wrong answer. */
 #include "api/router.h"
 
-#include <ctype.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +52,38 @@ static int rt_owner(struct http_req *r, struct http_res *res)
 	return 0;
 }
 
+/* ---- filters: only the types that score each record on its own ---- */
+
+/* A filter whose scores depend on the whole pool (k-means prototypes and clusters, duplicates
+ * across records, n-gram models of the pool) would be fitted on each shard's part alone: a
+ * different filter than one daemon's. The router refuses those rather than answer wrongly. */
+static int rt_filter_put(struct http_req *r, struct http_res *res)
+{
+	static const char *const per_record[] = {"basic", "clip_score", "color"};
+	json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+	const char *type = json_string_value(json_object_get(body, "type"));
+	int ok = type == NULL; /* not a definition: shard 0 says what is wrong */
+	struct err e = {0};
+
+	for (size_t i = 0; type != NULL && i < sizeof per_record / sizeof per_record[0]; i++)
+		ok |= strcmp(type, per_record[i]) == 0;
+	if (type != NULL && rmodels_filter_fits(type)) { /* corpus-wide: api/router_models.c */
+		json_decref(body);
+		return rmodels_filter_put(r, res);
+	}
+	if (!ok) {
+		err_set(&e, ERR_NOT_SUPPORTED, "not_supported_by_router",
+		        "filter type '%.64s' fits a model over the whole pool; a router would fit it "
+		        "on each shard's part alone (a router serves basic, clip_score, color, and "
+		        "color_ngram and prototypes fitted over every shard)",
+		        type);
+		json_decref(body);
+		return http_problem(res, r, ERR_NOT_SUPPORTED, &e, NULL);
+	}
+	json_decref(body);
+	return rutil_broadcast(r, res);
+}
+
 /* ---- readiness ---- */
 
 static int rt_readyz(struct http_req *r, struct http_res *res)
@@ -67,6 +99,12 @@ static int rt_readyz(struct http_req *r, struct http_res *res)
 		free(c);
 		json_decref(shards);
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	}
+	if (atomic_load(&r->d->core.stopping)) {
+		free(c);
+		json_decref(shards);
+		err_set(&e, ERR_UNAVAILABLE, "shutting_down", "the router is shutting down");
+		return http_problem(res, r, ERR_UNAVAILABLE, &e, NULL);
 	}
 	fanout_all(f, c, "GET", "/readyz", NULL, 0, NULL, r->request_id, &e);
 	for (size_t i = 0; i < n; i++) {
@@ -118,7 +156,7 @@ static const struct rroute rtable[] = {
 	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},
-	{"PUT", "/v1/datasets/{name}/filters/{filter}", rmodels_filter_put},
+	{"PUT", "/v1/datasets/{name}/filters/{filter}", rt_filter_put},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/records/{id*}", rt_owner},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/hubness", rutil_merged_get},

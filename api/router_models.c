@@ -306,3 +306,8 @@ int rmodels_filter_put(struct http_req *r, struct http_res *res)
 	json_decref(body);
 	return 0;
 }
+
+int rmodels_filter_fits(const char *type)
+{
+	return strcmp(type, "color_ngram") == 0 || strcmp(type, "prototypes") == 0;
+}

@@ -2,8 +2,9 @@
 /* router_models: the router's routes of corpus-wide models (cluster/models.h does the work):
  * hubness normalisers (PUT with inline banks, GET and :sync making the activation sets global,
  * :stats from each record's owner, and the search with "hubness", called by router_search)
- * and CoLoR-Filter n-gram filters (PUT gathers the shards' counts, sums them and fits every
- * shard from the sums). */
+ * CoLoR-Filter n-gram filters (PUT gathers the shards' counts, sums them and fits every shard
+ * from the sums) and prototypes (PUT gathers the shards' id-hash samples, fits k-means once and
+ * broadcasts the centroids). */
 #ifndef WINNOW_ROUTER_MODELS_H
 #define WINNOW_ROUTER_MODELS_H
 
@@ -16,6 +17,9 @@ int rmodels_hubness_get(struct http_req *r, struct http_res *res);
 int rmodels_hubness_sync(struct http_req *r, struct http_res *res);
 int rmodels_hubness_stats(struct http_req *r, struct http_res *res);
 int rmodels_filter_put(struct http_req *r, struct http_res *res);
+
+/* 1 when a filter type's fit is made over every shard here (color_ngram, prototypes). */
+int rmodels_filter_fits(const char *type);
 
 /* A search whose body (borrowed) has "hubness": res filled. Returns 0. */
 int rmodels_hubness_search(struct http_req *r, struct http_res *res, const json_t *body);

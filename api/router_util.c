@@ -168,6 +168,26 @@ static json_t *compose_job(json_t **vals, size_t n)
 
 static void merge_into(json_t *dst, json_t **docs, size_t n);
 
+/* Item k of a shard's list arr that matches item like: a named item (a dataset, a filter, a
+ * subset...) by its name wherever it is, anything else by position. NULL when absent. */
+static json_t *same_item(json_t *arr, size_t k, json_t *like)
+{
+	const char *name = json_string_value(json_object_get(like, "name"));
+	json_t *at = json_array_get(arr, k), *x;
+	size_t i;
+
+	if (name == NULL)
+		return at;
+	if (json_is_string(json_object_get(at, "name")) &&
+	    strcmp(json_string_value(json_object_get(at, "name")), name) == 0)
+		return at;
+	json_array_foreach(arr, i, x)
+		if (json_is_string(json_object_get(x, "name")) &&
+		    strcmp(json_string_value(json_object_get(x, "name")), name) == 0)
+			return x;
+	return NULL;
+}
+
 static void merge_key(json_t *dst, const char *key, json_t *v, json_t **docs, size_t n)
 {
 	json_t *vals[256];
@@ -194,6 +214,16 @@ static void merge_key(json_t *dst, const char *key, json_t *v, json_t **docs, si
 		json_object_set(dst, key, vals[best]);
 	} else if (json_is_object(v) || json_is_array(v)) {
 		merge_into(v, vals, n);
+		if (json_is_string(json_object_get(v, "id")) &&
+		    json_is_string(json_object_get(v, "kind")) &&
+		    json_is_string(json_object_get(v, "state"))) {
+			/* an embedded job: its id composed as the shards' */
+			json_t *ids[256];
+
+			for (size_t i = 0; i < n && i < 256; i++)
+				ids[i] = json_object_get(vals[i], "id");
+			json_object_set_new(v, "id", compose_job(ids, n));
+		}
 	}
 }
 
@@ -212,9 +242,49 @@ static void merge_into(json_t *dst, json_t **docs, size_t n)
 
 		for (size_t k = 0; k < json_array_size(dst); k++) {
 			for (size_t i = 0; i < n && i < 256; i++)
-				sub[i] = json_array_get(docs[i], k);
+				sub[i] = same_item(docs[i], k, json_array_get(dst, k));
 			merge_into(json_array_get(dst, k), sub, n);
 		}
+	}
+}
+
+/* A subset as the router stored it shows the client's steps: each "cut" step that has an
+ * "origin" is replaced by it, and its provenance says the origin's rule and value. */
+static void restore_origins(json_t *v)
+{
+	json_t *steps = json_object_get(v, "steps"), *x;
+	json_t *psteps = json_object_get(json_object_get(v, "provenance"), "steps");
+	const char *key;
+	size_t i;
+
+	if (json_is_object(v) && json_is_array(steps)) {
+		json_array_foreach(steps, i, x) {
+			json_t *origin = json_object_get(json_object_get(x, "cut"), "origin");
+			json_t *ps = json_array_get(psteps, i);
+			json_t *rv;
+
+			if (!json_is_object(origin))
+				continue;
+			json_object_foreach(origin, key, rv) {
+				if (strcmp(key, "filter") != 0 && ps != NULL &&
+				    json_is_string(json_object_get(ps, "rule")) &&
+				    strcmp(json_string_value(json_object_get(ps, "rule")), "cut") == 0) {
+					json_object_set_new(ps, "rule", json_string(key));
+					json_object_set(ps, "value", rv);
+				}
+			}
+			json_array_set(steps, i, origin);
+		}
+	}
+	if (json_is_object(v)) {
+		json_t *c;
+
+		json_object_foreach(v, key, c)
+			if (strcmp(key, "provenance") != 0)
+				restore_origins(c);
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+			restore_origins(x);
 	}
 }
 
@@ -222,8 +292,10 @@ json_t *rutil_merge(json_t **docs, size_t n)
 {
 	json_t *out = json_deep_copy(docs[0]);
 
-	if (out != NULL)
+	if (out != NULL) {
 		merge_into(out, docs, n > 256 ? 256 : n);
+		restore_origins(out);
+	}
 	return out;
 }
 

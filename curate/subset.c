@@ -1863,17 +1863,13 @@ static int probe_args_parse(const json_t *body, struct probe_args *a, struct err
 	return 0;
 }
 
-static int float_cmp(const void *a, const void *b)
-{
-	float x = *(const float *)a, y = *(const float *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static int str_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
+
+static json_t *probe_values(const struct run *x, const struct probe_args *a, uint32_t klo,
+                            uint32_t khi);
 
 /* The histogram and the value list of the candidates in [lo, hi] into out. */
 static int probe_ranges(const struct run *x, const struct probe_args *a, json_t *out)
@@ -1881,7 +1877,7 @@ static int probe_ranges(const struct run *x, const struct probe_args *a, json_t 
 	uint32_t klo = select_float_key((float)a->lo), khi = select_float_key((float)a->hi);
 	uint64_t width = a->bins ? ((uint64_t)khi - klo) / a->bins + 1 : 1, below = 0, above = 0;
 	uint64_t in = 0, nfin = 0, *hist = calloc(a->bins ? a->bins : 1, sizeof *hist);
-	float *vals = NULL, mn = NAN, mx = NAN;
+	float mn = NAN, mx = NAN;
 	json_t *hj;
 
 	if (hist == NULL)
@@ -1914,35 +1910,79 @@ static int probe_ranges(const struct run *x, const struct probe_args *a, json_t 
 		json_array_append_new(hj, json_integer((json_int_t)hist[b]));
 	json_object_set_new(out, "bins", hj);
 	free(hist);
-	if (in > a->values_max) {
-		json_object_set_new(out, "values", json_null());
-		return 0;
-	}
-	if ((vals = malloc((in ? in : 1) * sizeof *vals)) == NULL)
-		return ERR_NOMEM;
-	in = 0;
+	json_object_set_new(out, "values", probe_values(x, a, klo, khi));
+	return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* [[score, count], ...] of the distinct scores in [klo, khi] ascending, or null when there are
+ * more than values_max of them: one pass with an open-addressing table of at most values_max
+ * keys (load 1/2), so O(n) time and O(values_max) memory whatever the range holds. */
+static json_t *probe_values(const struct run *x, const struct probe_args *a, uint32_t klo,
+                            uint32_t khi)
+{
+	size_t cap = 16, used = 0;
+	uint32_t *keys;
+	uint64_t *cnt;
+	json_t *arr = NULL;
+
+	while (cap < 2 * a->values_max + 2)
+		cap *= 2;
+	keys = malloc(cap * sizeof *keys);
+	cnt = calloc(cap, sizeof *cnt);
+	if (keys == NULL || cnt == NULL)
+		goto out;
 	for (uint64_t i = 0; i < x->n; i++) {
 		uint32_t k;
+		size_t h;
 
 		if (isnan(x->score[i]))
 			continue;
 		k = select_float_key(x->score[i]);
-		if (k >= klo && k <= khi)
-			vals[in++] = x->score[i] == 0.0f ? 0.0f : x->score[i];
+		if (k < klo || k > khi)
+			continue;
+		for (h = (k * 2654435761u) & (cap - 1); cnt[h] != 0 && keys[h] != k; h = (h + 1) & (cap - 1))
+			;
+		if (cnt[h] == 0) {
+			if (used == a->values_max)
+				goto out; /* too many distinct values: null */
+			keys[h] = k;
+			used++;
+		}
+		cnt[h]++;
 	}
-	qsort(vals, in, sizeof *vals, float_cmp);
-	hj = json_array();
-	for (uint64_t i = 0; i < in;) {
-		uint64_t j = i;
+	{
+		uint32_t *ks = malloc((used ? used : 1) * sizeof *ks);
+		size_t m = 0;
 
-		while (j < in && vals[j] == vals[i])
-			j++;
-		json_array_append_new(hj, json_pack("[f, I]", (double)vals[i], (json_int_t)(j - i)));
-		i = j;
+		if (ks == NULL)
+			goto out;
+		for (size_t h = 0; h < cap; h++)
+			if (cnt[h] != 0)
+				ks[m++] = keys[h];
+		qsort(ks, m, sizeof *ks, key_cmp);
+		arr = json_array();
+		for (size_t i = 0; i < m; i++) {
+			size_t h;
+
+			for (h = (ks[i] * 2654435761u) & (cap - 1); keys[h] != ks[i] || cnt[h] == 0;
+			     h = (h + 1) & (cap - 1))
+				;
+			json_array_append_new(arr, json_pack("[f, I]", (double)select_key_float(ks[i]),
+			                                     (json_int_t)cnt[h]));
+		}
+		free(ks);
 	}
-	json_object_set_new(out, "values", hj);
-	free(vals);
-	return 0;
+out:
+	free(keys);
+	free(cnt);
+	return arr != NULL ? arr : json_null();
 }
 
 /* The smallest tie_ids ids among the candidates scored exactly tie, and how many there are. */

@@ -52,7 +52,8 @@ int subset_put(struct core *core, const char *dataset, const char *name, const j
  * empty) as a materialisation would, then describe filter's finite scores among the survivors:
  * {"survivors", "unscorable", "n", "min", "max", "below" (< lo), "above" (> hi), "in_range",
  * "bins" (counts over [lo, hi] in bins of equal width in select_float_key order), "values"
- * ([[score, count], ...] ascending when in_range <= values_max, else null), and with tie_score
+ * ([[score, count], ...] ascending when at most values_max distinct scores are in range,
+ * else null), and with tie_score
  * "tie_count" and "tie_ids" (the smallest tie_ids ids scored exactly tie_score, bytewise)}.
  * *out new. ERR_NOT_FOUND (dataset), ERR_INVALID (body, steps, unknown filter), ERR_CONFLICT
  * (a filter still pending or being scored). */

@@ -12,6 +12,8 @@ import json
 import os
 import socket
 import tempfile
+import threading
+import time
 
 import numpy as np
 
@@ -73,15 +75,16 @@ def pool():
     return ids, a, b
 
 
-def lines(lo, hi):
+def ndjson(lo, hi):
+    """Records lo..hi as NDJSON bytes (formatted directly: json.dumps per record is slow)."""
     ids, a, b = pool()
     out = []
     for i in range(lo, hi):
-        sig = {"b": {"prior_nll": float(b[i]), "cond_nll": 0, "tokens": 1}}
-        if not np.isnan(a[i]):
-            sig["a"] = {"prior_nll": float(a[i]), "cond_nll": 0, "tokens": 1}
-        out.append({"id": ids[i], "text": "t", "signals": sig})
-    return out
+        sb = '"b": {"prior_nll": %r, "cond_nll": 0, "tokens": 1}' % float(b[i])
+        sa = "" if np.isnan(a[i]) else \
+            ', "a": {"prior_nll": %r, "cond_nll": 0, "tokens": 1}' % float(a[i])
+        out.append('{"id": "%s", "text": "t", "signals": {%s%s}}' % (ids[i], sb, sa))
+    return ("\n".join(out) + "\n").encode()
 
 
 def loaded():
@@ -93,9 +96,22 @@ def loaded():
         for name, sig in (("fa", "a"), ("fb", "b")):
             curate.wait_job(d, curate.put_filter(d, "p", name, {"type": "color",
                                                                 "params": {"signal": sig}}))
-        for lo in range(0, N, 25000):
-            st, _, body = d.ingest("p", lines(lo, lo + 25000))
-            assert_eq((st, body["accepted"], body["rejected"]), (200, 25000, 0), "ingest")
+    step = min(N, 25000)
+    for lo in range(0, N, step):
+        body = ndjson(lo, lo + step)
+        answers = {}
+
+        def send(d):
+            answers[d.port] = d.json("POST", "/v1/datasets/p/records", body,
+                                     content_type="application/x-ndjson")
+        ts = [threading.Thread(target=send, args=(d,)) for d in (ref, router)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for d in (ref, router):
+            st, _, ans = answers[d.port]
+            assert_eq((st, ans["accepted"], ans["rejected"]), (200, step, 0), "ingest")
     _st["loaded"] = True
     return ref, shards, router
 
@@ -132,6 +148,45 @@ def test_ingest_errors_keep_the_client_line_numbers():
               [(13, "dimension_mismatch"), (21, "missing_id"), (35, "malformed_json")])
     st, _, body = router.ingest("e", [{"id": "y", "embeddings": {"v": [1]}}])
     assert_problem((st, _, body), 422)
+    recs = [{"id": "j%d" % i, "embeddings": {"v": [i, 1]}} for i in range(9)]
+    recs[4]["embeddings"]["v"] = [1, 2, 3]
+    st, _, body = router.json("POST", "/v1/datasets/e/records",
+                              json.dumps({"records": recs}).encode(),
+                              content_type="application/json")
+    assert_eq((st, body["accepted"], [(e["line"], e["code"]) for e in body["errors"]]),
+              (200, 8, [(5, "dimension_mismatch")]), "JSON form: line = index + 1")
+    assert_eq(router.get_json("/v1/datasets/e")[2]["records"], 38 + 8)
+
+
+@test
+def test_probe_describes_the_survivors_scores():
+    ref, _, _ = loaded()
+    _, a, b = pool()
+    keep = ~np.isnan(a) & (a.astype(np.float32) >= 10)
+    fb = b.astype(np.float32)[keep]
+    st, _, p = ref.json("POST", "/v1/datasets/p/subsets:probe",
+                        {"steps": [{"filter": "fa", "threshold": 10}], "filter": "fb",
+                         "lo": 10.0, "hi": 20.0, "bins": 7, "values_max": 100000,
+                         "tie_score": float(fb[0]), "tie_ids": 3})
+    assert_eq(st, 200, p)
+    assert_eq((p["survivors"], p["n"]), (int(keep.sum()), int(keep.sum())))
+    assert_eq((p["below"], p["above"]), (int((fb < 10).sum()), int((fb > 20).sum())))
+    assert_eq(sum(p["bins"]), p["in_range"])
+    key = lambda v: np.where(np.asarray(v, np.float32) >= 0,
+                             np.asarray(v, np.float32).view(np.uint32) | np.uint32(2**31),
+                             ~np.asarray(v, np.float32).view(np.uint32)).astype(np.int64)
+    klo, khi = int(key([10.0])[0]), int(key([20.0])[0])
+    kin = key(fb[(fb >= 10) & (fb <= 20)])
+    want_bins = np.bincount((kin - klo) // ((khi - klo) // 7 + 1), minlength=7).tolist()
+    assert_eq(p["bins"], want_bins, "histogram by float key")
+    vals, counts = np.unique(fb[(fb >= 10) & (fb <= 20)], return_counts=True)
+    assert_eq([(np.float32(v), c) for v, c in p["values"]], list(zip(vals, counts)))
+    ids, _, _ = pool()
+    tied = sorted(ids[i] for i in np.nonzero(keep)[0] if np.float32(b[i]) == fb[0])
+    assert_eq((p["tie_count"], p["tie_ids"]), (len(tied), tied[:3]))
+    st, _, p = ref.json("POST", "/v1/datasets/p/subsets:probe",
+                        {"filter": "fb", "values_max": 10})
+    assert_eq((st, p["values"], p["n"]), (200, None, N))
 
 
 def both_subsets(name, steps):
@@ -147,6 +202,11 @@ def both_subsets(name, steps):
     assert a == b, "%s: .npy differs (%d vs %d bytes)" % (name, len(a), len(b))
     st, _, view = router.get_json("/v1/datasets/p/subsets/%s" % name)
     assert_eq((st, view["state"], view["provenance"]["members"]), (200, "ready", len(ids_ref)))
+    want = ref.get_json("/v1/datasets/p/subsets/%s" % name)[2]
+    assert_eq(view["steps"], want["steps"], "the client's steps")
+    keys = ("rule", "filter", "threshold", "unscorable", "in", "out")
+    assert_eq([{k: p.get(k) for k in keys} for p in view["provenance"]["steps"]],
+              [{k: p.get(k) for k in keys} for p in want["provenance"]["steps"]], "provenance")
     return set(ids_ref)
 
 
@@ -176,6 +236,9 @@ def numpy_top_k(scores, k, top=True):
 def test_top_fraction_with_ties_equals_one_daemon_and_numpy():
     _, a, _ = pool()
     got = both_subsets("tf", [{"filter": "fa", "top_fraction": 0.3}])
+    rounds = [int(e["probe_rounds"]) for e in _st["router"].events("router_subset")
+              if e.get("subset") == "tf"]
+    assert_eq(rounds, [2], "probe round trips: N, then one histogram round that lists values")
     want = numpy_top_fraction(a.astype(np.float32), 0.3)
     assert_eq(len(got), len(want))
     assert got == want, "top_fraction 0.3 differs from numpy"
@@ -255,6 +318,16 @@ def test_search_top_k_equals_one_daemon():
             assert_eq([s for _, s in sb], [s for _, s in sa], "scores in order")
             assert_eq({i for i, _ in sb}, {i for i, _ in sa}, "ids")
             assert_eq(b[2]["stats"]["returned"], 25)
+    qs = rng.standard_normal((3, D)).astype(np.float32)
+    a = ref.json("POST", "/v1/datasets/s/search", {"vectors": qs.tolist(), "space": "v", "limit": 7})
+    b = router.json("POST", "/v1/datasets/s/search", {"vectors": qs.tolist(), "space": "v",
+                                                      "limit": 7})
+    raw = router.json("POST", "/v1/datasets/s/search?space=v&limit=7", qs.astype("<f4").tobytes(),
+                      content_type="application/octet-stream")
+    assert_eq((a[0], b[0], raw[0]), (200, 200, 200))
+    for qa, qb, qr in zip(a[2]["queries"], b[2]["queries"], raw[2]["queries"]):
+        assert_eq(scores_ids(qb), scores_ids(qa), "batch query")
+        assert_eq(scores_ids(qr), scores_ids(qa), "raw rows query")
     st, _, b = router.json("POST", "/v1/datasets/s/search",
                            {"record_id": "s00005", "space": "v", "limit": 12})
     assert_eq(st, 200, b)
@@ -319,26 +392,37 @@ def test_jobs_are_composite_and_summed():
 
 
 @test
-def test_unreachable_shard_is_a_502_naming_it():
+def test_unreachable_or_silent_shard_is_a_502_naming_it():
     _, shards, _ = cluster()
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     dead = s.getsockname()[1]
     s.close()
+    silent = socket.socket()  # accepts connections (backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
     cf = os.path.join(_st["dir"], "dead.json")
     with open(cf, "w") as f:
         json.dump({"shards": [{"url": "http://127.0.0.1:%d" % shards[0].port},
-                              {"url": "http://127.0.0.1:%d" % dead}]}, f)
+                              {"url": "http://127.0.0.1:%d" % dead},
+                              {"url": "http://127.0.0.1:%d" % silent.getsockname()[1]}]}, f)
     # /readyz is not ready with a dead shard, so start without waiting for it
     r = _start_unready(cf)
     try:
+        t0 = time.monotonic()
         st, _, body = r.get_json("/v1/datasets/p")
+        took = time.monotonic() - t0
         assert_problem((st, _, body), 502, "shard_unreachable")
         assert ("127.0.0.1:%d" % dead) in body["detail"], body
+        assert took < 10, "bounded by --shard-timeout 1: %.1fs" % took
         st, _, body = r.get_json("/readyz")
         assert_eq(st, 503)
-        assert_eq([x["status"] for x in body["shards"]], ["ready", "unreachable"])
+        assert_eq([x["status"] for x in body["shards"]], ["ready", "unreachable", "unreachable"])
+        st, _, body = r.json("POST", "/v1/datasets/p/search:count",
+                             {"vector": [0] * 4, "score_threshold": 0.5})
+        assert_problem((st, _, body), 502, "shard_unreachable")
     finally:
+        silent.close()
         r.stop()
         r.close()
 
@@ -347,7 +431,68 @@ def _start_unready(cf):
     class Unready(wn.Daemon):
         def _wait_ready(self):
             return None
-    return Unready(log_level="info", extra_args=["--router", cf, "--shard-timeout", "5"])
+    return Unready(log_level="info", extra_args=["--router", cf, "--shard-timeout", "1"])
+
+
+@test
+def test_definitions_all_or_partial_and_a_retry_completes():
+    _, shards, router = cluster()
+    # shard 2 already has "z" with another schema: shard 0 takes the PUT, shard 2 refuses it
+    assert_eq(shards[2].put_dataset("z", {"spaces": {"w": {"dim": 3}}})[0], 201)
+    st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 2}}})
+    assert_problem((st, _, body), 502, "partial")
+    assert_eq([x["status"] for x in body["shards"]], [201, 201, 409])
+    assert_eq(shards[2].request("DELETE", "/v1/datasets/z")[0], 204)
+    st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 2}}})
+    assert_eq(st, 200, body)  # shard 0 has it already (PUT is idempotent)
+    assert all(s.get_json("/v1/datasets/z")[2]["spaces"] == {"v": {"dim": 2, "dtype": "f32"}}
+               for s in shards)
+    # refused by shard 0: nothing changes anywhere
+    st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 5}}})
+    assert_problem((st, _, body), 409)
+    st, _, body = router.json("PUT", "/v1/datasets/p/filters/proto",
+                              {"type": "semdedup", "params": {"space": "x", "k": 2}})
+    assert_problem((st, _, body), 501, "not_supported_by_router")
+    assert_eq(shards[0].get_json("/v1/datasets/p/filters/proto")[0], 404)
+
+
+@test
+def test_a_second_router_over_the_same_shards_answers_the_same():
+    _, _, router = loaded()
+    r2 = wn.Daemon(log_level="info",
+                   extra_args=["--router", os.path.join(_st["dir"], "shards.json")])
+    try:
+        for path in ("/v1/datasets/p", "/v1/datasets/p/subsets/tf", "/v1/datasets/p/filters"):
+            a, b = router.get_json(path), r2.get_json(path)
+            assert_eq((a[0], a[2]), (b[0], b[2]), path)
+    finally:
+        r2.stop()
+        r2.close()
+
+
+@test
+def test_python_client_and_cli_work_through_the_router():
+    import subprocess
+    import sys
+    sys.path.insert(0, os.path.join(wn.REPO, "clients", "python"))
+    import winnow
+    ref, _, router = loaded()
+    c = winnow.Client("http://127.0.0.1:%d" % router.port)
+    c.put_subset("p", "py", [{"filter": "fa", "top_k": 5000}], wait=True)
+    got = c.export_npy("p", "py")
+    curate.wait_job(ref, curate.put_subset(ref, "p", "py", [{"filter": "fa", "top_k": 5000}]))
+    want = curate.export(ref, "p", "py", "?format=npy")[1]
+    arr = np.load(__import__("io").BytesIO(want))
+    assert_eq((len(got), list(got[:3])), (len(arr), list(arr[:3])), "client export_npy")
+    cli = [os.path.join(os.path.dirname(wn.WINNOWD), "winnow"), "--quiet", "--url",
+           "http://127.0.0.1:%d" % router.port]
+    out = os.path.join(_st["dir"], "cli.npy")
+    for args in (["subset", "put", "p", "cli", '[{"filter": "fa", "top_k": 5000}]', "--wait"],
+                 ["export", "p", "cli", "-o", out, "--format", "npy"]):
+        p = subprocess.run(cli + args, capture_output=True, text=True, timeout=120)
+        assert_eq(p.returncode, 0, p.stderr)
+    with open(out, "rb") as f:
+        assert f.read() == want, "the CLI's .npy through the router"
 
 
 @test
