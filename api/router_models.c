@@ -71,7 +71,6 @@ static int merged_view(struct http_req *r, struct http_res *res, const char *ds,
 		for (size_t i = 0; i < n; i++)
 			docs[i] = fanout_json(&c[i]);
 		out = rutil_merge(docs, n);
-		docs[0] = NULL; /* taken */
 		http_json(res, 200, out != NULL ? out : json_object());
 	}
 	for (size_t i = 0; i < n; i++)

@@ -170,12 +170,12 @@ static int views(struct fanout *f, struct fanout_call *c, const char *path, cons
 		const char *a = json_string_value(json_object_get(v, "activation"));
 		int ready = json_is_true(json_object_get(v, "ready"));
 
+		if (a == NULL || strcmp(a, "global") != 0)
+			*global = 0;
 		json_decref(v);
 		if (!ready)
 			return err_set(e, ERR_CONFLICT, "normalizer_not_ready",
 			               "shard %zu is still computing the normalizer's statistics", i);
-		if (a == NULL || strcmp(a, "global") != 0)
-			*global = 0;
 	}
 	return 0;
 }
