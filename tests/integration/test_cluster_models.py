@@ -247,6 +247,11 @@ def hubness_through_the_router():
                 assert abs(x["hubness_score"] - y["hubness_score"]) <= \
                     1e-5 * max(1, abs(y["hubness_score"])), (m, x, y)
             assert_eq(r["stats"]["candidates_scanned"], 50)
+    # a query given as a record (its vector from its shard)
+    req = {"record_id": "r0007", "space": "v", "limit": 10,
+           "hubness": {"normalizer": "rn", "method": "dis"}}
+    a, r = search(c["single"], req), search(rt, req)
+    assert_eq([x["id"] for x in r["results"]], [x["id"] for x in a["results"]], "record_id")
     # the re-ranking changed something: not simply the raw order
     raw = search(rt, {"vector": queries[0].tolist(), "space": "v", "limit": 10})
     moved = search(rt, {"vector": queries[0].tolist(), "space": "v", "limit": 10,
