@@ -19,6 +19,7 @@
 #include "cluster/shardmap.h"
 #include "daemon/daemon.h"
 #include "lib/err.h"
+#include "store/store.h"
 
 /* ---- the owner of one record: get, patch, delete, decisions, a filter's record ---- */
 
@@ -82,6 +83,58 @@ static int rt_filter_put(struct http_req *r, struct http_res *res)
 	}
 	json_decref(body);
 	return rutil_broadcast(r, res);
+}
+
+/* ---- a record's decisions: from its shard, with the client's steps ---- */
+
+/* The owner's decisions, each "cut" step shown as the step the client gave (its origin, read
+ * from the subset's definition on shard 0, asked at the same time). */
+static int rt_decisions(struct http_req *r, struct http_res *res)
+{
+	struct fanout *f = r->d->router;
+	const char *id = r->params[1], *sub = http_query(r, "subset");
+	struct fanout_call c[2] = {{0}};
+	char *path = rutil_path(r), def[512];
+	struct err e = {0};
+	json_t *dec = NULL, *view = NULL, *x;
+	size_t i, n = 1;
+
+	if (path == NULL)
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	c[0] = (struct fanout_call){.shard = shardmap_place(fanout_map(f), id, strlen(id)),
+	                            .method = "GET", .path = path};
+	if (sub != NULL && store_name_valid(sub)) {
+		snprintf(def, sizeof def, "/v1/datasets/%s/subsets/%s", r->params[0], sub);
+		c[1] = (struct fanout_call){.shard = 0, .method = "GET", .path = def};
+		n = 2;
+	}
+	if (fanout_run(f, c, n, r->request_id, &e) != 0) {
+		rutil_gateway(res, r, &e);
+	} else if (c[0].status != 200 || (dec = fanout_json(&c[0])) == NULL) {
+		rutil_copy(res, &c[0]);
+	} else {
+		view = n == 2 && c[1].status == 200 ? fanout_json(&c[1]) : NULL;
+		json_array_foreach(json_object_get(dec, "steps"), i, x) {
+			json_t *st = json_array_get(json_object_get(view, "steps"), i);
+			json_t *origin = json_object_get(json_object_get(st, "cut"), "origin"), *v;
+			const char *key;
+
+			if (!json_is_object(origin))
+				continue;
+			json_object_foreach(origin, key, v) {
+				if (strcmp(key, "filter") == 0)
+					continue;
+				json_object_set_new(x, "rule", json_string(key));
+				json_object_set(x, "value", v);
+			}
+		}
+		http_json(res, 200, json_incref(dec));
+	}
+	json_decref(dec);
+	json_decref(view);
+	fanout_calls_free(c, n);
+	free(path);
+	return 0;
 }
 
 /* ---- readiness ---- */
@@ -174,7 +227,7 @@ static const struct rroute rtable[] = {
 	{"DELETE", "/v1/datasets/{name}/records/{id*}", rt_owner},
 	{"GET", "/v1/datasets/{name}/records/{id*}", rt_owner},
 	{"PATCH", "/v1/datasets/{name}/records/{id*}", rt_owner},
-	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", rt_owner},
+	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", rt_decisions},
 	{"POST", "/v1/datasets/{name}/search", rsearch_post},
 	{"POST", "/v1/datasets/{name}/search:count", rsearch_count},
 	{"GET", "/v1/datasets/{name}/subsets", rutil_merged_get},

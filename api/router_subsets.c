@@ -11,10 +11,10 @@
 #include "api/router_util.h"
 #include "cluster/fanout.h"
 #include "cluster/gselect.h"
-#include "lib/log.h"
 #include "cluster/shardmap.h"
 #include "daemon/daemon.h"
 #include "lib/err.h"
+#include "lib/log.h"
 #include "lib/npy.h"
 
 int rsubsets_put(struct http_req *r, struct http_res *res)
@@ -118,6 +118,17 @@ static int merge_npy(struct http_req *r, struct http_res *res, struct fanout_cal
 	return 0;
 }
 
+/* The counts of one shard's export summary added to sum. */
+static void sum_counts(json_t *sum, const json_t *shard_sum)
+{
+	static const char *const keys[] = {"count", "skipped_deleted"};
+
+	for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+		json_object_set_new(sum, keys[k],
+		                    json_integer(json_integer_value(json_object_get(sum, keys[k])) +
+		                                 json_integer_value(json_object_get(shard_sum, keys[k]))));
+}
+
 /* NDJSON or ids: the shards' parts one after the other (shard order); with summary=true one
  * summary line at the end, counts summed. */
 static int concat_lines(struct http_req *r, struct http_res *res, struct fanout_call *c,
@@ -145,11 +156,7 @@ static int concat_lines(struct http_req *r, struct http_res *res, struct fanout_
 			if (sum == NULL && shard_sum != NULL)
 				sum = json_deep_copy(shard_sum);
 			else if (shard_sum != NULL)
-				for (const char *const *k = (const char *const[]){"count", "skipped_deleted",
-				                                                   NULL}; *k; k++)
-					json_object_set_new(sum, *k, json_integer(
-						json_integer_value(json_object_get(sum, *k)) +
-						json_integer_value(json_object_get(shard_sum, *k))));
+				sum_counts(sum, shard_sum);
 			json_decref(line);
 			len = s;
 		}

@@ -617,12 +617,19 @@ static int ingest_send(struct http_req *r, struct http_res *res, struct part *pa
 		        "may be stored: sending the batch again is safe (upsert)", e.detail);
 		rutil_gateway(res, r, &e);
 	} else {
+		size_t ok = 0;
+
 		bad = NULL;
-		for (size_t i = 0; i < m && bad == NULL; i++)
-			if ((c[i].status < 200 || c[i].status > 299) && c[i].status != 422)
+		for (size_t i = 0; i < m; i++) {
+			if ((c[i].status >= 200 && c[i].status <= 299) || c[i].status == 422)
+				ok++;
+			else if (bad == NULL)
 				bad = &c[i];
-		if (bad != NULL)
-			m == 1 ? rutil_copy(res, bad) : partial(r, res, c, m);
+		}
+		if (bad != NULL && ok == 0)
+			rutil_copy(res, bad); /* refused everywhere (unknown dataset, ...): as it is */
+		else if (bad != NULL)
+			partial(r, res, c, m); /* some parts stored: 502, a resend is safe */
 		else
 			ingest_answer(r, res, c, parts, m);
 	}
@@ -694,6 +701,31 @@ static json_t *single_id(size_t shard, size_t n, const char *id)
 	return json_string(buf);
 }
 
+static int created_desc(const void *a, const void *b)
+{
+	const char *x = json_string_value(json_object_get(*(json_t *const *)a, "created"));
+	const char *y = json_string_value(json_object_get(*(json_t *const *)b, "created"));
+
+	return strcmp(y != NULL ? y : "", x != NULL ? x : ""); /* ISO 8601 UTC: text order */
+}
+
+/* Sort a JSON array of jobs by "created", newest first (stable enough: ties keep no order). */
+static void sort_by_created(json_t *arr)
+{
+	size_t n = json_array_size(arr);
+	json_t **v = malloc((n ? n : 1) * sizeof *v);
+
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(arr, i));
+	qsort(v, n, sizeof *v, created_desc);
+	json_array_clear(arr);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, v[i]);
+	free(v);
+}
+
 int rutil_jobs_list(struct http_req *r, struct http_res *res)
 {
 	struct fanout *f = r->d->router;
@@ -726,6 +758,13 @@ int rutil_jobs_list(struct http_req *r, struct http_res *res)
 			}
 			json_decref(b);
 		}
+		/* newest first over all shards, at most limit (the shards checked it) */
+		const char *ql = http_query(r, "limit");
+		size_t limit = ql != NULL ? (size_t)strtoul(ql, NULL, 10) : 100;
+
+		sort_by_created(all);
+		while (json_array_size(all) > limit)
+			json_array_remove(all, json_array_size(all) - 1);
 		http_json(res, 200, json_pack("{s:O}", "jobs", all));
 	}
 	json_decref(all);

@@ -281,6 +281,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		auth_free(a);
+		if (cfg.router != NULL) {
+			struct shardmap map;
+
+			if (shardmap_load(&map, cfg.router, &e) != 0) {
+				fprintf(stderr, "winnowd: --router %s: %s\n", cfg.router, e.detail);
+				config_free(&cfg);
+				return 2;
+			}
+			shardmap_free(&map);
+		}
 		config_print(&cfg, stdout);
 		printf("# configuration ok\n");
 		config_free(&cfg);

@@ -2016,7 +2016,8 @@ static int probe_ties(const struct run *x, const struct probe_args *a, json_t *o
 			m++;
 	}
 	if (rc == 0) {
-		qsort(ids, m, sizeof *ids, str_cmp);
+		if (m > 0)
+			qsort(ids, m, sizeof *ids, str_cmp);
 		for (uint64_t i = 0; i < m && i < a->tie_ids; i++)
 			json_array_append_new(arr, json_string(ids[i]));
 		json_object_set_new(out, "tie_count", json_integer((json_int_t)m));

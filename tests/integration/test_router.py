@@ -148,6 +148,8 @@ def test_ingest_errors_keep_the_client_line_numbers():
               [(13, "dimension_mismatch"), (21, "missing_id"), (35, "malformed_json")])
     st, _, body = router.ingest("e", [{"id": "y", "embeddings": {"v": [1]}}])
     assert_problem((st, _, body), 422)
+    st, _, body = router.ingest("nosuch", [{"id": "y%d" % i} for i in range(30)])
+    assert_problem((st, _, body), 404)
     recs = [{"id": "j%d" % i, "embeddings": {"v": [i, 1]}} for i in range(9)]
     recs[4]["embeddings"]["v"] = [1, 2, 3]
     st, _, body = router.json("POST", "/v1/datasets/e/records",
@@ -240,6 +242,13 @@ def test_top_fraction_with_ties_equals_one_daemon_and_numpy():
               if e.get("subset") == "tf"]
     assert_eq(rounds, [2], "probe round trips: N, then one histogram round that lists values")
     want = numpy_top_fraction(a.astype(np.float32), 0.3)
+    ref, _, router = loaded()
+    lines, summary = curate.export_ndjson(router, "p", "tf", "?format=ndjson&fields=id,scores")
+    ref_summary = curate.export_ndjson(ref, "p", "tf")[1]
+    assert_eq((summary["count"], summary["skipped_deleted"]),
+              (ref_summary["count"], ref_summary["skipped_deleted"]), "summary summed")
+    assert_eq({l["id"] for l in lines}, got, "NDJSON members")
+    assert all(l["scores"]["fa"] is not None for l in lines)
     assert_eq(len(got), len(want))
     assert got == want, "top_fraction 0.3 differs from numpy"
 
@@ -249,6 +258,12 @@ def test_top_k_and_bottom_rules_with_ties_break_by_id():
     _, a, _ = pool()
     got = both_subsets("tk", [{"filter": "fa", "top_k": 12345}])
     assert got == numpy_top_k(a.astype(np.float32), 12345), "top_k differs from numpy"
+    ref, _, router = loaded()
+    ids, _, _ = pool()
+    for rid in ids[:12]:
+        q = "/v1/datasets/p/records/%s/decisions?subset=tk" % rid
+        da, db = ref.get_json(q), router.get_json(q)
+        assert_eq((db[0], db[2]), (da[0], da[2]), "decisions of %s" % rid)
     got = both_subsets("bk", [{"filter": "fa", "bottom_k": 777}])
     assert got == numpy_top_k(a.astype(np.float32), 777, top=False), "bottom_k differs"
     got = both_subsets("bf", [{"filter": "fa", "bottom_fraction": 0.1}])
@@ -382,6 +397,9 @@ def test_jobs_are_composite_and_summed():
     st, _, jobs = router.get_json("/v1/jobs")
     assert_eq(st, 200)
     assert all(j["id"].count("-") == 2 for j in jobs["jobs"]), jobs["jobs"][:2]
+    created = [j["created"] for j in jobs["jobs"]]
+    assert_eq(created, sorted(created, reverse=True), "newest first over the shards")
+    assert_eq(len(router.get_json("/v1/jobs?limit=2")[2]["jobs"]), 2)
     jid = curate.put_subset(router, "p", "j", [{"filter": "fb", "threshold": 10}])
     j = curate.wait_job(router, jid)
     parts = jid.split("-")

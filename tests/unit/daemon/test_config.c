@@ -22,7 +22,7 @@ static const char *const env_names[] = {
 	"WINNOW_API_KEYS",   "WINNOW_ALLOW_REMOTE",    "WINNOW_CONFIG",   "WINNOW_CHECK",
 	"WINNOW_MEMORY_LIMIT", "WINNOW_SEARCH_BODY_LIMIT", "WINNOW_DEFINITION_BODY_LIMIT",
 	"WINNOW_MAX_CONNECTIONS_PER_IP", "WINNOW_REQUEST_TIMEOUT", "WINNOW_TLS_CERT",
-	"WINNOW_TLS_KEY", "WINNOW_INSECURE_NO_AUTH",
+	"WINNOW_TLS_KEY", "WINNOW_INSECURE_NO_AUTH", "WINNOW_ROUTER", "WINNOW_SHARD_TIMEOUT",
 };
 
 static void clear_env(void)
@@ -217,6 +217,30 @@ static void test_types(void)
 	CHECK_STR(c.api_keys, "/env/keys");
 	CHECK_STR(c.listen_host, "10.0.0.1");
 	CHECK_INT(c.listen_port, 9);
+	config_free(&c);
+	clear_env();
+}
+
+/* --router FILE / WINNOW_ROUTER, --shard-timeout and its bounds. */
+static void test_router_options(void)
+{
+	struct config c;
+	struct err e;
+
+	clear_env();
+	CHECK_INT(load(&c, &e, (const char *const[]){NULL}), 0);
+	CHECK(c.router == NULL);
+	CHECK_INT(c.shard_timeout_s, 300);
+	config_free(&c);
+	setenv("WINNOW_ROUTER", "/etc/winnow/shards.json", 1);
+	CHECK_INT(load(&c, &e, (const char *const[]){"--shard-timeout=7", NULL}), 0);
+	CHECK_STR(c.router, "/etc/winnow/shards.json");
+	CHECK_INT(c.shard_timeout_s, 7);
+	config_free(&c);
+	CHECK_INT(load(&c, &e, (const char *const[]){"--router=", NULL}), 0);
+	CHECK(c.router == NULL); /* an empty flag unsets it */
+	config_free(&c);
+	CHECK_INT(load(&c, &e, (const char *const[]){"--shard-timeout=0", NULL}), ERR_INVALID);
 	config_free(&c);
 	clear_env();
 }
@@ -484,6 +508,8 @@ static void test_print_round_trip(void)
 	if (strcmp(out, "# winnowd configuration; config file: none\n"
 	                "listen = [::1]:7\n"
 	                "data-dir = \"/d with # x\"\n"
+	                "# router is not set\n"
+	                "shard-timeout = 300\n"
 	                "map-size = 3G\n"
 	                "threads = 3\n"
 	                "job-threads = 1\n"
@@ -796,6 +822,7 @@ int main(void)
 	HARNESS_RUN(test_print_round_trip);
 	HARNESS_RUN(test_hardening_options);
 	HARNESS_RUN(test_log_levels);
+	HARNESS_RUN(test_router_options);
 	HARNESS_RUN(test_log_quote);
 	HARNESS_RUN(test_log_lines);
 	HARNESS_RUN(test_log_json);
