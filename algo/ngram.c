@@ -324,6 +324,56 @@ void ngram_model_discounts(const struct ngram_model *m, unsigned k, double d[3])
 		d[i] = k >= 1 && k <= m->order ? m->d[k][i] : 0;
 }
 
+int ngram_model_raw_each(const struct ngram_model *m,
+                         int (*fn)(void *ctx, unsigned k, const uint32_t *ids, uint32_t count),
+                         void *ctx)
+{
+	for (unsigned k = 2; k <= m->order && !m->finished; k++) {
+		const struct tab *t = &m->grams[k];
+		unsigned w = t->kw + t->vw;
+
+		for (uint64_t i = 0; i < t->cap; i++) {
+			const uint32_t *s = t->s + i * w;
+			int rc;
+
+			if (s[0] != 0 && s[k] != 0 && (rc = fn(ctx, k, s, s[k])) != 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int ngram_model_add_raw(struct ngram_model *m, const uint32_t *ids, unsigned k, uint32_t count,
+                        struct err *e)
+{
+	uint32_t *val;
+	int rc;
+
+	if (m->finished || k < 2 || k > m->order)
+		return err_set(e, ERR_INVALID, "bad_counts",
+		               "an n-gram of order %u for a model of order %u", k, m->order);
+	for (unsigned i = 0; i < k; i++)
+		if (ids[i] == 0)
+			return err_set(e, ERR_INVALID, "bad_counts", "word id 0 in an n-gram");
+	if (count == 0) /* an entry of count 0 would read as a context only */
+		return 0;
+	if ((rc = tab_upsert(&m->grams[k], ids, &val, e)) != 0)
+		return rc;
+	val[0] = val[0] + count < val[0] ? UINT32_MAX : val[0] + count;
+	return 0;
+}
+
+void ngram_vocab_each(const struct ngram_vocab *v, void (*fn)(void *ctx, uint64_t h, uint32_t id),
+                      void *ctx)
+{
+	for (uint64_t i = 0; i < v->t.cap; i++) {
+		const uint32_t *s = v->t.s + i * 3;
+
+		if (s[0] != 0)
+			fn(ctx, (uint64_t)s[0] << 32 | s[1], s[2]);
+	}
+}
+
 /* The unigram entry of id, the array grown to hold it. */
 static int uni_at(struct ngram_model *m, uint32_t id, uint32_t **out, struct err *e)
 {

@@ -101,6 +101,28 @@ void ngram_model_seq_probs(const struct ngram_model *m, uint32_t V, const uint32
 
 unsigned ngram_model_order(const struct ngram_model *m);
 
+/* ---- raw counts, for a fit merged across the shards of a cluster ----
+ * Before ngram_model_finish a model holds only raw counts, of the n-grams of orders 2..order
+ * that end at each position of its sentences (cut at <s>). Everything finish derives
+ * (continuation counts, context statistics, discounts) is a function of them, so the counts
+ * of the same sentences spread over several models, summed, finish into the same model. */
+
+/* fn(ctx, k, ids, count) for every raw n-gram of an unfinished model (ids: k word ids,
+ * borrowed for the call); a non-zero return stops the walk and is returned. */
+int ngram_model_raw_each(const struct ngram_model *m,
+                         int (*fn)(void *ctx, unsigned k, const uint32_t *ids, uint32_t count),
+                         void *ctx);
+
+/* Add count to the raw n-gram ids (k of them, 2..order, borrowed) of an unfinished model
+ * (saturating at 2^32 - 1). ERR_INVALID for a finished model or a bad k, ERR_TOO_LARGE. */
+int ngram_model_add_raw(struct ngram_model *m, const uint32_t *ids, unsigned k, uint32_t count,
+                        struct err *e);
+
+/* The word hash a vocabulary keeps for id (as ngram_vocab_add takes it back: the same id
+ * for the same word), by a walk: fn(ctx, hash, id) for every word. */
+void ngram_vocab_each(const struct ngram_vocab *v, void (*fn)(void *ctx, uint64_t h, uint32_t id),
+                      void *ctx);
+
 /* The discounts D1, D2, D3+ of order k (1..order), for tests and logs. */
 void ngram_model_discounts(const struct ngram_model *m, unsigned k, double d[3]);
 

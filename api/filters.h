@@ -11,6 +11,8 @@ int filters_list(struct http_req *r, struct http_res *res);
 int filters_get(struct http_req *r, struct http_res *res);
 int filters_put(struct http_req *r, struct http_res *res);
 int filters_delete(struct http_req *r, struct http_res *res);
+/* POST .../filters:partial: a fit's partial statistics on this daemon (a cluster's shard). */
+int filters_partial(struct http_req *r, struct http_res *res);
 int filters_score(struct http_req *r, struct http_res *res);
 int filters_stats(struct http_req *r, struct http_res *res);
 int filters_types(struct http_req *r, struct http_res *res);

@@ -74,3 +74,45 @@ int hubness_routes_report(struct http_req *r, struct http_res *res)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, out);
 }
+
+/* A POST or GET on one normaliser answered by fn (body NULL for a GET). */
+static int one_call(struct http_req *r, struct http_res *res, int with_body,
+                    int (*fn)(struct core *, const char *, const char *, const json_t *,
+                              json_t **, struct err *))
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "normalizer") : NULL;
+	struct err e = {0};
+	json_t *body = NULL, *out = NULL;
+	int rc;
+
+	if (name == NULL || (with_body && http_body_json(r, res, &body) != 0))
+		return 0;
+	rc = fn(r->core, ds, name, body, &out, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}
+
+static int topk_fn(struct core *core, const char *ds, const char *name, const json_t *body,
+                   json_t **out, struct err *e)
+{
+	(void)body;
+	return normalizers_topk_json(core, ds, name, out, e);
+}
+
+int hubness_routes_topk(struct http_req *r, struct http_res *res)
+{
+	return one_call(r, res, 0, topk_fn);
+}
+
+int hubness_routes_activation(struct http_req *r, struct http_res *res)
+{
+	return one_call(r, res, 1, normalizers_activation);
+}
+
+int hubness_routes_stats(struct http_req *r, struct http_res *res)
+{
+	return one_call(r, res, 1, normalizers_stats_json);
+}

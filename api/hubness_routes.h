@@ -13,5 +13,9 @@ int hubness_routes_get(struct http_req *r, struct http_res *res);
 int hubness_routes_put(struct http_req *r, struct http_res *res);
 int hubness_routes_delete(struct http_req *r, struct http_res *res);
 int hubness_routes_report(struct http_req *r, struct http_res *res);
+/* The cluster's side of a normaliser over a sharded gallery (search/normalizers.h). */
+int hubness_routes_topk(struct http_req *r, struct http_res *res);
+int hubness_routes_activation(struct http_req *r, struct http_res *res);
+int hubness_routes_stats(struct http_req *r, struct http_res *res);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/router_models.h"
 #include "api/router_search.h"
 #include "api/router_util.h"
 #include "api/router_subsets.h"
@@ -67,10 +68,15 @@ static int rt_filter_put(struct http_req *r, struct http_res *res)
 
 	for (size_t i = 0; type != NULL && i < sizeof per_record / sizeof per_record[0]; i++)
 		ok |= strcmp(type, per_record[i]) == 0;
+	if (type != NULL && rmodels_filter_fits(type)) { /* corpus-wide: api/router_models.c */
+		json_decref(body);
+		return rmodels_filter_put(r, res);
+	}
 	if (!ok) {
 		err_set(&e, ERR_NOT_SUPPORTED, "not_supported_by_router",
 		        "filter type '%.64s' fits a model over the whole pool; a router would fit it "
-		        "on each shard's part alone (a router serves basic, clip_score and color)",
+		        "on each shard's part alone (a router serves basic, clip_score, color, and "
+		        "color_ngram and prototypes fitted over every shard)",
 		        type);
 		json_decref(body);
 		return http_problem(res, r, ERR_NOT_SUPPORTED, &e, NULL);
@@ -208,8 +214,10 @@ static const struct rroute rtable[] = {
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/hubness", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
-	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", rutil_merged_get},
-	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
+	{"GET", "/v1/datasets/{name}/hubness/{normalizer}", rmodels_hubness_get},
+	{"PUT", "/v1/datasets/{name}/hubness/{normalizer}", rmodels_hubness_put},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:stats", rmodels_hubness_stats},
+	{"POST", "/v1/datasets/{name}/hubness/{normalizer}:sync", rmodels_hubness_sync},
 	{"GET", "/v1/datasets/{name}/indexes", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/indexes/{space}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/indexes/{space}", rutil_merged_get},

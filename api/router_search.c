@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/router_models.h"
 #include "api/router_util.h"
 #include "cluster/fanout.h"
 #include "cluster/shardmap.h"
@@ -345,11 +346,9 @@ int rsearch_post(struct http_req *r, struct http_res *res)
 	if (!raw) {
 		if (http_body_json(r, res, &body) != 0)
 			goto out;
-		if (json_object_get(body, "rescore") || json_object_get(body, "relevance") ||
-		    json_object_get(body, "hubness")) {
+		if (json_object_get(body, "rescore") || json_object_get(body, "relevance")) {
 			not_supported(r, res, json_object_get(body, "rescore") ? "rescore"
-			                      : json_object_get(body, "relevance") ? "relevance"
-			                                                           : "hubness");
+			                                                       : "relevance");
 			goto out;
 		}
 		if (json_is_string(json_object_get(body, "page_token")) &&
@@ -360,6 +359,10 @@ int rsearch_post(struct http_req *r, struct http_res *res)
 		}
 		if (resolve_record(r, res, body) != 0)
 			goto out;
+		if (json_object_get(body, "hubness") != NULL) {
+			rmodels_hubness_search(r, res, body); /* corpus-wide statistics */
+			goto out;
+		}
 	}
 	if (scatter(r, res, body, cur, path, ans, raw) != 0)
 		goto out;

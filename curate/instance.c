@@ -440,11 +440,64 @@ int instance_check(struct core *core, const char *dataset, const json_t *body, s
 	return rc;
 }
 
+int instance_partial(struct core *core, const char *dataset, const json_t *body, json_t **out,
+                     struct err *e)
+{
+	const json_t *type = json_object_get(body, "type"), *params = json_object_get(body, "params");
+	const struct filter_ops *ops = json_is_string(type) ? registry_find(json_string_value(type))
+	                                                   : NULL;
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct filter *f = NULL;
+	struct scan *sc = NULL;
+	int rc;
+
+	if (!json_is_object(body) || ops == NULL || (params != NULL && !json_is_object(params)))
+		return err_set(e, ERR_INVALID, "bad_filter",
+		               "the body must be a filter definition {\"type\", \"params\"} of a "
+		               "known type");
+	if ((rc = dataset_get(core, dataset, &ds, e)) != 0 ||
+	    (rc = filter_create(&f, ops, params, &ds.schema, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) == 0 &&
+	    (rc = store_reader_dataset(r, ds.id, &ds, e)) == 0 &&
+	    (rc = scan_open(&sc, r, ds.id, &ds.schema, f, 0, ds.next_row, NULL, NULL, e)) == 0)
+		rc = filter_partial(f, scan_base(sc), out, e);
+	scan_close(sc);
+	store_reader_close(r);
+	filter_free(f);
+	return rc;
+}
+
+/* The params as a view shows them (new): a cluster's merged n-gram counts (color_ngram's
+ * "counts", megabytes) summed up as their format, order and n-gram count per model. */
+static json_t *params_view(const json_t *params)
+{
+	const json_t *c = json_object_get(params, "counts"), *m;
+	json_t *p, *sizes;
+	size_t i;
+
+	if (!json_is_object(c) || !json_is_array(json_object_get(c, "priors")))
+		return json_incref((json_t *)params);
+	if ((p = json_copy((json_t *)params)) == NULL || (sizes = json_array()) == NULL) {
+		json_decref(p);
+		return NULL;
+	}
+	json_array_foreach (json_object_get(c, "priors"), i, m)
+		json_array_append_new(sizes, json_integer((json_int_t)json_object_size(m)));
+	json_object_set_new(p, "counts",
+	                    json_pack("{s:O, s:O, s:o, s:I}", "format", json_object_get(c, "format"),
+	                              "order", json_object_get(c, "order"), "prior_ngrams", sizes,
+	                              "down_ngrams",
+	                              (json_int_t)json_object_size(json_object_get(c, "down"))));
+	return p;
+}
+
 static json_t *view_of(struct core *core, const json_t *doc)
 {
-	json_t *v = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", json_object_get(doc, "name"),
+	json_t *v = json_pack("{s:O, s:O, s:o?, s:O, s:O}", "name", json_object_get(doc, "name"),
 	                      "type", json_object_get(doc, "type"), "params",
-	                      json_object_get(doc, "params"), "version",
+	                      params_view(json_object_get(doc, "params")), "version",
 	                      json_object_get(doc, "version"), "fitted",
 	                      json_object_get(doc, "fitted"));
 	const struct filter_ops *ops =

@@ -57,6 +57,13 @@ int instance_put(struct core *core, const char *dataset, const char *name, const
  * check's slug and detail; ERR_NOMEM. */
 int instance_check(struct core *core, const char *dataset, const json_t *body, struct err *e);
 
+/* POST .../filters:partial with a filter definition body {"type", "params"} (borrowed): what
+ * this daemon's records contribute to that filter's fit (filter_partial), for a router to
+ * merge across the shards of a cluster; nothing is stored. *out new. ERR_NOT_FOUND (dataset),
+ * ERR_INVALID (unknown type, bad params, a type without partials: no_partial). */
+int instance_partial(struct core *core, const char *dataset, const json_t *body, json_t **out,
+                     struct err *e);
+
 /* The API view of an instance: name, type, params, version, fitted, created, updated,
  * scoring (the last scoring job's state and progress), warnings (what its last fit warned
  * about, filter_warn; an array, empty when none). *out new. ERR_NOT_FOUND. */

@@ -61,6 +61,7 @@
 #define CNG_MAGIC 0x31474e43u /* "CNG1" */
 #define CNG_MAX_FOLDS 16
 #define CNG_MAX_OVERLAP 0.01 /* of the smaller dataset's text records */
+#define CNG_COUNTS_FORMAT "color_ngram_counts/1" /* param "counts", the partials */
 
 enum cng_output { CNG_COLOR, CNG_COND, CNG_PRIOR, CNG_DOWN };
 
@@ -79,6 +80,7 @@ struct color_ngram {
 	struct ngram_model *priors[CNG_MAX_FOLDS]; /* folds of them, or 1 with a named prior */
 	unsigned npriors;
 	struct ngram_model *down;
+	json_t *counts; /* param "counts": the merged partials of a cluster's shards, or NULL */
 };
 
 static int name_param(const json_t *params, const char *key, int required, char *out,
@@ -96,13 +98,38 @@ static int name_param(const json_t *params, const char *key, int required, char 
 	return 0;
 }
 
+/* Param "counts" (borrowed): the shape of a merged partial for these params. */
+static int counts_check(const struct color_ngram *c, const json_t *counts, struct err *e)
+{
+	const json_t *priors = json_object_get(counts, "priors");
+	size_t want = c->prior[0] != '\0' ? 1 : c->folds;
+
+	if (!json_is_object(counts) ||
+	    !json_is_string(json_object_get(counts, "format")) ||
+	    strcmp(json_string_value(json_object_get(counts, "format")), CNG_COUNTS_FORMAT) != 0)
+		return err_set(e, ERR_INVALID, "bad_counts",
+		               "param 'counts' must be the merged partials of the shards "
+		               "(format \"%s\")", CNG_COUNTS_FORMAT);
+	if (json_integer_value(json_object_get(counts, "order")) != (json_int_t)c->order ||
+	    !json_is_array(priors) || json_array_size(priors) != want ||
+	    !json_is_object(json_object_get(counts, "down")))
+		return err_set(e, ERR_INVALID, "bad_counts",
+		               "param 'counts' must hold order %u, %zu prior models and the "
+		               "downstream model, as the partials of these params", c->order, want);
+	for (size_t i = 0; i < want; i++)
+		if (!json_is_object(json_array_get(priors, i)))
+			return err_set(e, ERR_INVALID, "bad_counts",
+			               "param 'counts': priors[%zu] must be an object", i);
+	return 0;
+}
+
 static int cng_create(struct filter *f, const json_t *params, const struct store_schema *schema,
                       struct err *e)
 {
 	static const char *const known[] = {"downstream", "prior",     "folds",
 	                                    "order",      "lambda",    "memory_mb",
 	                                    "output",     "reduction", "allow_overlap",
-	                                    NULL};
+	                                    "counts",     NULL};
 	static const char *const outputs[] = {"color", "cond", "prior", "down", NULL};
 	static const char *const reductions[] = {"mean", "sum", NULL};
 	struct color_ngram *c = (struct color_ngram *)f;
@@ -137,6 +164,11 @@ static int cng_create(struct filter *f, const json_t *params, const struct store
 	c->folds = (unsigned)folds;
 	c->order = (unsigned)order;
 	c->budget = (size_t)mb << 20;
+	if (json_object_get(params, "counts") != NULL) {
+		if ((rc = counts_check(c, json_object_get(params, "counts"), e)) != 0)
+			return rc;
+		c->counts = json_incref(json_object_get(params, "counts"));
+	}
 	f->needs = FILTER_NEEDS_BODY | FILTER_NEEDS_ID;
 	return 0;
 }
@@ -157,6 +189,7 @@ static void cng_clear(struct color_ngram *c)
 static void cng_destroy(struct filter *f)
 {
 	cng_clear((struct color_ngram *)f);
+	json_decref(((struct color_ngram *)f)->counts);
 }
 
 static unsigned fold_of(const char *id, unsigned k)
@@ -374,33 +407,51 @@ static int train(struct filter_scan *scan, struct ngram_model **models, unsigned
 	return rc;
 }
 
-static int cng_fit(struct filter *f, struct filter_scan *scan, struct err *e)
+/* The new fitted state of a fit, built beside the old one (which it replaces on success). */
+static void nc_free(struct color_ngram *nc)
+{
+	for (unsigned i = 0; i < nc->npriors; i++)
+		ngram_model_free(nc->priors[i]);
+	ngram_model_free(nc->down);
+	ngram_vocab_free(nc->vocab);
+	free(nc->mem);
+	memset(nc, 0, sizeof *nc);
+}
+
+/* Empty models and vocabulary in nc (zeroed by the caller) for c's params. */
+static int nc_new(const struct color_ngram *c, struct color_ngram *nc, struct err *e)
+{
+	int rc;
+
+	nc->npriors = c->prior[0] != '\0' ? 1 : c->folds;
+	if ((nc->mem = calloc(1, sizeof *nc->mem)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	nc->mem->budget = c->budget;
+	if ((rc = ngram_vocab_new(&nc->vocab, nc->mem, e)) != 0)
+		return rc;
+	for (unsigned i = 0; i < nc->npriors; i++)
+		if ((rc = ngram_model_new(&nc->priors[i], c->order, nc->mem, e)) != 0)
+			return rc;
+	return ngram_model_new(&nc->down, c->order, nc->mem, e);
+}
+
+/* Count the texts this daemon holds into nc (new, unfinished): the pool (cross-fitted) or
+ * the named prior, and the downstream dataset; the overlap checks on the way. */
+static int count_texts(struct filter *f, struct filter_scan *scan, struct color_ngram *nc,
+                       struct err *e)
 {
 	struct color_ngram *c = (struct color_ngram *)f;
-	struct color_ngram nc; /* the new state: replaces the old one only on success */
 	struct filter_scan *other = NULL;
 	struct toks t = {.e = e}, kt = {.e = e};
 	struct overlap ov = {.build = 1};
 	int rc;
 
-	memset(&nc, 0, sizeof nc);
-	nc.npriors = c->prior[0] != '\0' ? 1 : c->folds;
-	if ((nc.mem = calloc(1, sizeof *nc.mem)) == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = nc_new(c, nc, e)) != 0)
 		goto out;
-	}
-	nc.mem->budget = c->budget;
-	if ((rc = ngram_vocab_new(&nc.vocab, nc.mem, e)) != 0)
-		goto out;
-	for (unsigned i = 0; i < nc.npriors; i++)
-		if ((rc = ngram_model_new(&nc.priors[i], c->order, nc.mem, e)) != 0)
-			goto out;
-	if ((rc = ngram_model_new(&nc.down, c->order, nc.mem, e)) != 0)
-		goto out;
-	t.add = nc.vocab;
+	t.add = nc->vocab;
 	if (c->prior[0] == '\0') {
 		/* cross-fitting: the pool itself, fold k kept out of prior k */
-		if ((rc = train(scan, nc.priors, nc.npriors, 1, &t, &ov, e)) != 0)
+		if ((rc = train(scan, nc->priors, nc->npriors, 1, &t, &ov, e)) != 0)
 			goto out;
 		ov.build = 0;
 	} else {
@@ -409,15 +460,205 @@ static int cng_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 			goto out;
 		ov.build = 0;
 		if ((rc = filter_scan_open_other(scan, c->prior, &other, e)) != 0 ||
-		    (rc = train(other, nc.priors, 1, 0, &t, &ov, e)) != 0 ||
+		    (rc = train(other, nc->priors, 1, 0, &t, &ov, e)) != 0 ||
 		    (rc = overlap_verdict(f, "prior", c->prior, &ov, e)) != 0)
 			goto out;
 		filter_scan_close_other(scan, other);
 		other = NULL;
 	}
-	if ((rc = filter_scan_open_other(scan, c->downstream, &other, e)) != 0 ||
-	    (rc = train(other, &nc.down, 1, 0, &t, &ov, e)) != 0 ||
-	    (rc = overlap_verdict(f, "downstream", c->downstream, &ov, e)) != 0)
+	if ((rc = filter_scan_open_other(scan, c->downstream, &other, e)) == 0 &&
+	    (rc = train(other, &nc->down, 1, 0, &t, &ov, e)) == 0)
+		rc = overlap_verdict(f, "downstream", c->downstream, &ov, e);
+out:
+	filter_scan_close_other(scan, other);
+	free(t.v);
+	free(kt.v);
+	free(ov.keys.v);
+	return rc;
+}
+
+/* ---- raw counts as JSON: {"format", "order", "priors": [{ngram: count}], "down": {...}};
+ * an n-gram is its words joined by spaces, each "<s>", "</s>" or the word's 64-bit hash in
+ * 16 hex digits (texts never leave the daemon, only hashes of words) ---- */
+
+struct to_json {
+	const uint64_t *hash; /* by word id */
+	uint32_t nids;
+	json_t *obj;
+};
+
+static void rev_fn(void *ctx, uint64_t h, uint32_t id)
+{
+	struct to_json *tj = ctx;
+
+	if (id < tj->nids)
+		((uint64_t *)tj->hash)[id] = h;
+}
+
+static int gram_fn(void *ctx, unsigned k, const uint32_t *ids, uint32_t count)
+{
+	struct to_json *tj = ctx;
+	char key[NGRAM_MAX_ORDER * 17 + 1], *at = key;
+
+	for (unsigned j = 0; j < k; j++) {
+		if (j > 0)
+			*at++ = ' ';
+		if (ids[j] == NGRAM_BOS || ids[j] == NGRAM_EOS)
+			at += sprintf(at, "%s", ids[j] == NGRAM_BOS ? "<s>" : "</s>");
+		else
+			at += sprintf(at, "%016llx",
+			              (unsigned long long)(ids[j] < tj->nids ? tj->hash[ids[j]] : 0));
+	}
+	return json_object_set_new(tj->obj, key, json_integer((json_int_t)count)) == 0 ? 0
+	                                                                               : ERR_NOMEM;
+}
+
+static json_t *model_json(const struct ngram_model *m, struct to_json *tj)
+{
+	tj->obj = json_object();
+	if (tj->obj != NULL && ngram_model_raw_each(m, gram_fn, tj) != 0) {
+		json_decref(tj->obj);
+		tj->obj = NULL;
+	}
+	return tj->obj;
+}
+
+static int cng_partial(struct filter *f, struct filter_scan *scan, json_t **out, struct err *e)
+{
+	struct color_ngram *c = (struct color_ngram *)f;
+	struct color_ngram nc;
+	struct to_json tj = {0};
+	json_t *priors = NULL, *v = NULL;
+	int rc;
+
+	memset(&nc, 0, sizeof nc);
+	if ((rc = count_texts(f, scan, &nc, e)) != 0)
+		goto out;
+	tj.nids = ngram_vocab_size(nc.vocab) + 2; /* ids run 4 .. words + 3 */
+	if ((tj.hash = calloc(tj.nids, sizeof *tj.hash)) == NULL ||
+	    (priors = json_array()) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	ngram_vocab_each(nc.vocab, rev_fn, &tj);
+	for (unsigned i = 0; i < nc.npriors; i++)
+		if (json_array_append_new(priors, model_json(nc.priors[i], &tj)) != 0) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+	v = json_pack("{s:s, s:I, s:O, s:o?}", "format", CNG_COUNTS_FORMAT, "order",
+	              (json_int_t)c->order, "priors", priors, "down", model_json(nc.down, &tj));
+	if (v == NULL || json_object_get(v, "down") == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	*out = v;
+	v = NULL;
+out:
+	json_decref(v);
+	json_decref(priors);
+	free((void *)tj.hash);
+	nc_free(&nc);
+	return rc;
+}
+
+/* One word of an n-gram key (len bytes at s) as an id of v (added). */
+static int key_word(const char *s, size_t len, struct ngram_vocab *v, uint32_t *id,
+                    struct err *e)
+{
+	uint64_t h = 0;
+
+	if (len == 3 && memcmp(s, "<s>", 3) == 0) {
+		*id = NGRAM_BOS;
+		return 0;
+	}
+	if (len == 4 && memcmp(s, "</s>", 4) == 0) {
+		*id = NGRAM_EOS;
+		return 0;
+	}
+	if (len != 16)
+		goto bad;
+	for (size_t i = 0; i < 16; i++) {
+		char ch = s[i];
+		unsigned d = ch >= '0' && ch <= '9' ? (unsigned)(ch - '0')
+		             : ch >= 'a' && ch <= 'f' ? (unsigned)(ch - 'a' + 10) : 16;
+
+		if (d == 16)
+			goto bad;
+		h = h << 4 | d;
+	}
+	return ngram_vocab_add(v, h, id, e);
+bad:
+	return err_set(e, ERR_INVALID, "bad_counts",
+	               "param 'counts': a word of an n-gram must be <s>, </s> or 16 hex digits");
+}
+
+/* The raw counts of one model (a JSON object, borrowed) into m, words into v. */
+static int model_from_json(const json_t *obj, struct ngram_model *m, struct ngram_vocab *v,
+                           struct err *e)
+{
+	const char *key;
+	json_t *val;
+
+	json_object_foreach((json_t *)obj, key, val) {
+		uint32_t ids[NGRAM_MAX_ORDER];
+		unsigned k = 0;
+		int rc;
+
+		if (!json_is_integer(val) || json_integer_value(val) < 1)
+			return err_set(e, ERR_INVALID, "bad_counts",
+			               "param 'counts': the count of '%s' must be a positive integer",
+			               key);
+		for (const char *s = key;; k++) {
+			size_t len = strcspn(s, " ");
+
+			if (k == NGRAM_MAX_ORDER)
+				return err_set(e, ERR_INVALID, "bad_counts",
+				               "param 'counts': n-gram '%s' is too long", key);
+			if ((rc = key_word(s, len, v, &ids[k], e)) != 0)
+				return rc;
+			if (s[len] == '\0') {
+				k++;
+				break;
+			}
+			s += len + 1;
+		}
+		rc = ngram_model_add_raw(m, ids, k,
+		                         json_integer_value(val) > UINT32_MAX
+		                                 ? UINT32_MAX
+		                                 : (uint32_t)json_integer_value(val),
+		                         e);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* nc (new) from the merged counts of param "counts" (checked in shape by create). */
+static int counts_load(const struct color_ngram *c, struct color_ngram *nc, struct err *e)
+{
+	const json_t *priors = json_object_get(c->counts, "priors");
+	int rc;
+
+	if ((rc = nc_new(c, nc, e)) != 0)
+		return rc;
+	for (unsigned i = 0; i < nc->npriors; i++)
+		if ((rc = model_from_json(json_array_get(priors, i), nc->priors[i], nc->vocab, e)) !=
+		    0)
+			return rc;
+	return model_from_json(json_object_get(c->counts, "down"), nc->down, nc->vocab, e);
+}
+
+static int cng_fit(struct filter *f, struct filter_scan *scan, struct err *e)
+{
+	struct color_ngram *c = (struct color_ngram *)f;
+	struct color_ngram nc; /* the new state: replaces the old one only on success */
+	int rc;
+
+	memset(&nc, 0, sizeof nc);
+	/* merged counts (a cluster): the data was read by the shards' partials */
+	rc = c->counts != NULL ? counts_load(c, &nc, e) : count_texts(f, scan, &nc, e);
+	if (rc != 0)
 		goto out;
 	for (unsigned i = 0; i < nc.npriors; i++)
 		if ((rc = ngram_model_finish(nc.priors[i], e)) != 0)
@@ -445,15 +686,7 @@ static int cng_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	c->down = nc.down;
 	memset(&nc, 0, sizeof nc);
 out:
-	filter_scan_close_other(scan, other);
-	free(t.v);
-	free(kt.v);
-	free(ov.keys.v);
-	for (unsigned i = 0; i < nc.npriors; i++)
-		ngram_model_free(nc.priors[i]);
-	ngram_model_free(nc.down);
-	ngram_vocab_free(nc.vocab);
-	free(nc.mem);
+	nc_free(&nc);
 	return rc;
 }
 
@@ -673,4 +906,5 @@ const struct filter_ops color_ngram_filter_ops = {
 	.score = cng_score,
 	.destroy = cng_destroy,
 	.check = cng_check,
+	.partial = cng_partial,
 };

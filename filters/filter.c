@@ -57,6 +57,14 @@ int filter_check(struct filter *f, struct filter_scan *scan, struct err *e)
 	return f->ops->check != NULL ? f->ops->check(f, scan, e) : 0;
 }
 
+int filter_partial(struct filter *f, struct filter_scan *scan, json_t **out, struct err *e)
+{
+	if (f->ops->partial == NULL)
+		return err_set(e, ERR_INVALID, "no_partial",
+		               "filter type '%s' has no corpus-wide partial fit", f->ops->name);
+	return f->ops->partial(f, scan, out, e);
+}
+
 int filter_warn(struct filter *f, json_t *warning)
 {
 	if (warning == NULL)

@@ -143,6 +143,13 @@ struct filter_ops {
 	 * slug; may add warnings (filter_warn). Must cost far less than fit (CoLoR-Filter's
 	 * prior overlap check reads ids and text, trains nothing). May be NULL. */
 	int (*check)(struct filter *f, struct filter_scan *scan, struct err *e);
+
+	/* ---- Optional: a corpus-wide fit over the shards of a cluster (docs/scale.md) ---- */
+	/* What this daemon's records contribute to the fit (CoLoR-Filter's raw n-gram counts),
+	 * as a JSON object (*out new) that a router merges across shards; the type's params
+	 * then take the merged object, and a fit from it is the fit one daemon holding every
+	 * record would make. scan as for fit. May be NULL. */
+	int (*partial)(struct filter *f, struct filter_scan *scan, json_t **out, struct err *e);
 };
 
 #define FILTER_NO_LABEL UINT32_MAX
@@ -200,6 +207,9 @@ int filter_explain(const struct filter *f, uint64_t row, json_t **out, struct er
 
 /* ops->check (0 when the type has none). */
 int filter_check(struct filter *f, struct filter_scan *scan, struct err *e);
+
+/* ops->partial (ERR_INVALID, slug no_partial, when the type has none). */
+int filter_partial(struct filter *f, struct filter_scan *scan, json_t **out, struct err *e);
 
 /* Append warning (taken: a JSON object with "code" and "detail") to f->warnings. Returns 0
  * or ERR_NOMEM (warning is freed either way). */

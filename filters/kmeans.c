@@ -112,6 +112,14 @@ int kmeans_params_parse(const json_t *params, uint32_t dim, struct kmeans_params
 	    (rc = filter_param_number(params, "max_points_per_centroid", 1, 1 << 24, 1, &ppc,
 	                              e)) != 0)
 		goto fail;
+	{
+		static const char *const samples[] = {"reservoir", "id_hash", NULL};
+		unsigned smp = 0;
+
+		if ((rc = filter_param_choice(params, "sample", samples, &smp, e)) != 0)
+			goto fail;
+		p->id_sample = smp == 1;
+	}
 	p->k = (uint32_t)k;
 	p->niter = (int)niter;
 	p->seed = (int)seed;
@@ -175,6 +183,172 @@ void kmeans_sample_free(struct kmeans_sample *s)
 {
 	free(s->x);
 	s->x = NULL;
+}
+
+uint64_t kmeans_id_hash(const char *id, size_t len, int seed)
+{
+	uint64_t h = 1469598103934665603ull, st;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
+	st = h ^ ((uint64_t)(uint32_t)seed * 0x9e3779b97f4a7c15ull);
+	return kmeans_rand(&st);
+}
+
+int kmeans_idsample_init(struct kmeans_idsample *s, uint32_t dim, size_t cap, int seed,
+                         struct err *e)
+{
+	memset(s, 0, sizeof *s);
+	s->dim = dim;
+	s->cap = cap;
+	s->seed = seed;
+	return cap == 0 ? err_set(e, ERR_INVALID, "bad_param", "an empty sample") : 0;
+}
+
+/* (h, id) of slot a before slot b: -1, 0, 1. */
+static int ids_cmp(const struct kmeans_idsample *s, size_t a, size_t b)
+{
+	if (s->h[a] != s->h[b])
+		return s->h[a] < s->h[b] ? -1 : 1;
+	return strcmp(s->id[a], s->id[b]);
+}
+
+static void heap_down(struct kmeans_idsample *s, size_t at)
+{
+	for (;;) {
+		size_t l = 2 * at + 1, r = l + 1, big = at, t;
+
+		if (l < s->n && ids_cmp(s, s->ord[l], s->ord[big]) > 0)
+			big = l;
+		if (r < s->n && ids_cmp(s, s->ord[r], s->ord[big]) > 0)
+			big = r;
+		if (big == at)
+			return;
+		t = s->ord[at];
+		s->ord[at] = s->ord[big];
+		s->ord[big] = t;
+		at = big;
+	}
+}
+
+static int idsample_grow(struct kmeans_idsample *s, struct err *e)
+{
+	size_t nc = s->alloc ? s->alloc * 2 : 256;
+	void *a, *b, *c, *d;
+
+	if (nc > s->cap)
+		nc = s->cap;
+	a = realloc(s->h, nc * sizeof *s->h);
+	s->h = a ? a : s->h;
+	b = realloc(s->id, nc * sizeof *s->id);
+	s->id = b ? b : s->id;
+	c = realloc(s->x, nc * s->dim * sizeof *s->x);
+	s->x = c ? c : s->x;
+	d = realloc(s->ord, nc * sizeof *s->ord);
+	s->ord = d ? d : s->ord;
+	if (!(a && b && c && d))
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	s->alloc = nc;
+	return 0;
+}
+
+/* id (len bytes) against the NUL-terminated b, bytewise: <0, 0, >0. */
+static int id_cmp(const char *id, size_t len, const char *b)
+{
+	size_t bl = strlen(b);
+	int c = memcmp(id, b, len < bl ? len : bl);
+
+	return c != 0 ? c : (len > bl) - (len < bl);
+}
+
+int kmeans_idsample_add(struct kmeans_idsample *s, uint64_t h, const char *id, size_t len,
+                        const float *v, struct err *e)
+{
+	char *copy;
+	size_t slot, at;
+	int rc;
+
+	if (s->n == s->cap) {
+		size_t top = s->ord[0];
+
+		if (h != s->h[top] ? h > s->h[top] : id_cmp(id, len, s->id[top]) >= 0)
+			return 0; /* not among the cap smallest */
+		if ((copy = strndup(id, len)) == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		free(s->id[top]);
+		s->h[top] = h;
+		s->id[top] = copy;
+		memcpy(s->x + top * s->dim, v, s->dim * sizeof *v);
+		heap_down(s, 0);
+		return 0;
+	}
+	if (s->n == s->alloc && (rc = idsample_grow(s, e)) != 0)
+		return rc;
+	if ((copy = strndup(id, len)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	slot = s->n;
+	s->h[slot] = h;
+	s->id[slot] = copy;
+	memcpy(s->x + slot * s->dim, v, s->dim * sizeof *v);
+	at = s->n++;
+	s->ord[at] = slot;
+	while (at > 0 && ids_cmp(s, s->ord[(at - 1) / 2], s->ord[at]) < 0) {
+		size_t up = (at - 1) / 2, t = s->ord[at];
+
+		s->ord[at] = s->ord[up];
+		s->ord[up] = t;
+		at = up;
+	}
+	return 0;
+}
+
+struct keyed {
+	uint64_t h;
+	const char *id;
+	size_t slot;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+int kmeans_idsample_sorted(struct kmeans_idsample *s, float **x, struct err *e)
+{
+	float *out = malloc((s->n + 1) * s->dim * sizeof *out);
+	struct keyed *k = malloc((s->n + 1) * sizeof *k);
+
+	if (out == NULL || k == NULL) {
+		free(out);
+		free(k);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	for (size_t i = 0; i < s->n; i++)
+		k[i] = (struct keyed){s->h[i], s->id[i], i};
+	if (s->n > 1)
+		qsort(k, s->n, sizeof *k, keyed_cmp);
+	for (size_t i = 0; i < s->n; i++) {
+		s->ord[i] = k[i].slot;
+		memcpy(out + i * s->dim, s->x + k[i].slot * s->dim, s->dim * sizeof *out);
+	}
+	free(k);
+	*x = out;
+	return 0;
+}
+
+void kmeans_idsample_free(struct kmeans_idsample *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->id[i]);
+	free(s->h);
+	free(s->id);
+	free(s->x);
+	free(s->ord);
+	memset(s, 0, sizeof *s);
 }
 
 int kmeans_train(const struct kmeans_params *p, uint32_t dim, size_t n, const float *x,

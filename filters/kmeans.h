@@ -29,6 +29,7 @@ typedef struct json_t json_t;
 struct kmeans_params {
 	uint32_t k;
 	int niter, seed, max_ppc;
+	int id_sample; /* param "sample": 0 "reservoir" (by row order), 1 "id_hash" */
 	/* k * dim unit vectors from params "centroids" (new; kmeans_params_free), or NULL */
 	float *given;
 };
@@ -58,6 +59,33 @@ int kmeans_sample_init(struct kmeans_sample *s, uint32_t dim, size_t cap, int se
 /* Offer one vector (borrowed, dim floats). */
 void kmeans_sample_add(struct kmeans_sample *s, const float *v);
 void kmeans_sample_free(struct kmeans_sample *s);
+
+/* The id-hash sample (param "sample": "id_hash"): the cap vectors whose records have the
+ * smallest kmeans_id_hash (ties by id), in that order. It depends only on the records, never
+ * on their rows, so the shards of a cluster can each keep their own cap smallest and a router
+ * keep the cap smallest of those: the very sample one daemon holding every record draws. */
+struct kmeans_idsample {
+	uint32_t dim;
+	size_t cap, n, alloc;
+	uint64_t *h;  /* n hashes: a max-heap on (h, id) while adding; sorted by kmeans_idsample_sort */
+	char **id;    /* n ids (new) */
+	float *x;     /* n * dim */
+	size_t *ord;  /* heap position -> slot of h/id/x */
+	int seed;
+};
+
+/* splitmix64 of seed and FNV-1a of the id's bytes (len). */
+uint64_t kmeans_id_hash(const char *id, size_t len, int seed);
+
+int kmeans_idsample_init(struct kmeans_idsample *s, uint32_t dim, size_t cap, int seed,
+                         struct err *e);
+/* Offer the record id (len bytes) with vector v (dim floats, borrowed) and hash h. */
+int kmeans_idsample_add(struct kmeans_idsample *s, uint64_t h, const char *id, size_t len,
+                        const float *v, struct err *e);
+/* Order the sample by (hash, id): s->ord[i] is the slot of the i-th; *x (new, n * dim) gets
+ * the vectors in that order. */
+int kmeans_idsample_sorted(struct kmeans_idsample *s, float **x, struct err *e);
+void kmeans_idsample_free(struct kmeans_idsample *s);
 
 /* Spherical k-means of the n unit vectors x (borrowed, n * dim) with p's k, niter, seed and
  * max_ppc (FAISS subsamples beyond k * max_ppc points). centroids (borrowed, k * dim) gets

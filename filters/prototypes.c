@@ -16,6 +16,7 @@
  * Threading: score only reads the instance (the FAISS flat index is read-only there). */
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +61,7 @@ static int pro_create(struct filter *f, const json_t *params, const struct store
                       struct err *e)
 {
 	static const char *const known[] = {"space", "k", "iterations", "seed",
-	                                    "max_points_per_centroid", "centroids", NULL};
+	                                    "max_points_per_centroid", "centroids", "sample", NULL};
 	struct prototypes *p = (struct prototypes *)f;
 	unsigned space = 0;
 	int rc;
@@ -73,6 +74,8 @@ static int pro_create(struct filter *f, const json_t *params, const struct store
 		return rc;
 	f->ninputs = 1;
 	f->inputs[0] = space;
+	if (p->kp.id_sample)
+		f->needs |= FILTER_NEEDS_ID;
 	if (p->kp.given != NULL) {
 		float *c = p->kp.given;
 
@@ -82,6 +85,110 @@ static int pro_create(struct filter *f, const json_t *params, const struct store
 		f->fitted = 1; /* nothing to fit: the job only scores */
 	}
 	return 0;
+}
+
+/* The id-hash sample of the records scan gives (s initialised by the caller). */
+static int id_sample(struct prototypes *p, struct filter_scan *scan, struct kmeans_idsample *s,
+                     struct err *e)
+{
+	const struct filter_batch *b;
+	float *v = malloc(p->dim * sizeof *v);
+	int rc;
+
+	if (v == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	while ((rc = filter_scan_next(scan, &b, e)) == 1)
+		for (size_t i = 0; i < b->n; i++) {
+			size_t len = strlen(b->ids[i]);
+
+			if (!b->has_vec[0][i])
+				continue;
+			memcpy(v, b->vecs[0] + i * p->dim, p->dim * sizeof *v);
+			if (kmeans_normalise(v, p->dim) &&
+			    (rc = kmeans_idsample_add(s, kmeans_id_hash(b->ids[i], len, p->kp.seed),
+			                              b->ids[i], len, v, e)) != 0)
+				goto out;
+		}
+out:
+	free(v);
+	return rc < 0 ? rc : 0;
+}
+
+/* Fit on the id-hash sample (param "sample": "id_hash"): the centroids are normalised once
+ * more, as a router's centroids are when a shard reads them from its params, so that one
+ * daemon and a cluster score with the same floats. */
+static int pro_fit_ids(struct prototypes *p, struct filter_scan *scan, struct err *e)
+{
+	struct kmeans_idsample s;
+	float *x = NULL, *cent = NULL;
+	int rc;
+
+	if ((rc = kmeans_idsample_init(&s, p->dim, (size_t)p->kp.k * (size_t)p->kp.max_ppc,
+	                               p->kp.seed, e)) != 0)
+		return rc;
+	if ((rc = id_sample(p, scan, &s, e)) != 0 ||
+	    (rc = kmeans_idsample_sorted(&s, &x, e)) != 0)
+		goto out;
+	if ((cent = malloc((size_t)p->kp.k * p->dim * sizeof *cent)) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = kmeans_train(&p->kp, p->dim, s.n, x, cent, e)) != 0)
+		goto out;
+	for (uint32_t i = 0; i < p->kp.k; i++)
+		kmeans_normalise(cent + (size_t)i * p->dim, p->dim);
+	rc = pro_set(p, cent, p->kp.k, e);
+	cent = NULL;
+out:
+	free(cent);
+	free(x);
+	kmeans_idsample_free(&s);
+	return rc;
+}
+
+/* The partial of a fit over the shards of a cluster: this daemon's id-hash sample,
+ * {"format": "kmeans_sample/1", "dim", "cap", "items": [{"id", "h", "v"}, ...]} in (h, id)
+ * order, h the hash in 16 hex digits. */
+static int pro_partial(struct filter *f, struct filter_scan *scan, json_t **out, struct err *e)
+{
+	struct prototypes *p = (struct prototypes *)f;
+	struct kmeans_idsample s;
+	json_t *items = NULL;
+	float *x = NULL;
+	int rc;
+
+	if (!p->kp.id_sample || p->kp.given != NULL || p->centroids != NULL)
+		return err_set(e, ERR_INVALID, "no_partial",
+		               "a prototypes partial is the id-hash sample of a fit: params "
+		               "\"sample\": \"id_hash\" and no \"centroids\"");
+	if ((rc = kmeans_idsample_init(&s, p->dim, (size_t)p->kp.k * (size_t)p->kp.max_ppc,
+	                               p->kp.seed, e)) != 0)
+		return rc;
+	if ((rc = id_sample(p, scan, &s, e)) != 0 || (rc = kmeans_idsample_sorted(&s, &x, e)) != 0)
+		goto out;
+	items = json_array();
+	for (size_t i = 0; items != NULL && i < s.n; i++) {
+		size_t slot = s.ord[i];
+		json_t *v = json_array();
+		char hex[17];
+
+		for (uint32_t j = 0; v != NULL && j < p->dim; j++)
+			json_array_append_new(v, json_real(x[i * p->dim + j]));
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)s.h[slot]);
+		json_array_append_new(items, json_pack("{s:s, s:s, s:o?}", "id", s.id[slot], "h", hex,
+		                                       "v", v));
+	}
+	*out = items != NULL ? json_pack("{s:s, s:I, s:I, s:O}", "format", "kmeans_sample/1",
+	                                 "dim", (json_int_t)p->dim, "cap",
+	                                 (json_int_t)s.cap, "items", items)
+	                     : NULL;
+	if (*out == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	json_decref(items);
+	free(x);
+	kmeans_idsample_free(&s);
+	return rc;
 }
 
 static int pro_fit(struct filter *f, struct filter_scan *scan, struct err *e)
@@ -95,6 +202,10 @@ static int pro_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 
 	if (v == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (p->kp.id_sample) {
+		free(v);
+		return pro_fit_ids(p, scan, e);
+	}
 	if ((rc = kmeans_sample_init(&s, p->dim, cap, p->kp.seed, e)) != 0) {
 		free(v);
 		return rc;
@@ -251,4 +362,5 @@ const struct filter_ops prototypes_filter_ops = {
 	.destroy = pro_destroy,
 	.label = "cluster",
 	.score_label = pro_score_label,
+	.partial = pro_partial,
 };

@@ -160,13 +160,50 @@ static int eligible_rows(struct store_reader *r, uint32_t ds, unsigned sp, uint6
 
 /* ---- banks ---- */
 
+/* The gallery rows of an inline bank's ids (borrowed; NULL: none): an id that is a record of
+ * the gallery dataset ds names the row whose self-pair is excluded (5.4 d), as for a bank
+ * sampled from the gallery; other ids (records of other shards of a cluster) name none. */
+static int bank_ids(const char *what, const json_t *ids, size_t nv, struct store_reader *r,
+                    uint32_t ds, struct bank *b, struct err *e)
+{
+	size_t i;
+	json_t *one;
+
+	if (ids == NULL)
+		return 0;
+	if (!json_is_array(ids) || json_array_size(ids) != nv)
+		return err_set(e, ERR_INVALID, "bad_bank",
+		               "%s.ids must be an array of %zu record ids, one per vector", what, nv);
+	json_array_foreach (ids, i, one) {
+		const char *id = json_string_value(one);
+		uint64_t row;
+		int rc;
+
+		if (id == NULL)
+			return err_set(e, ERR_INVALID, "bad_bank", "%s.ids[%zu] must be a string",
+			               what, i);
+		rc = store_reader_find(r, ds, id, json_string_length(one), &row, e);
+		if (rc == ERR_NOT_FOUND)
+			err_clear(e);
+		else if (rc != 0)
+			return rc;
+		else
+			b->rows[i] = row;
+	}
+	return 0;
+}
+
 /* A bank given as vectors (vecs, already known to be present): each must have dim finite
- * numbers and not be zero; normalised into b, none from the gallery. *def new: {"vectors": n}. */
-static int bank_from_vectors(const char *what, const json_t *vecs, uint32_t dim, struct bank *b,
+ * numbers and not be zero; normalised into b; with ids (borrowed, may be NULL), an item that
+ * is a gallery record of ds (read through r) is left out of its own statistics.
+ * *def new: {"vectors": n} (and "ids": true). */
+static int bank_from_vectors(const char *what, const json_t *vecs, const json_t *ids,
+                             struct store_reader *r, uint32_t ds, uint32_t dim, struct bank *b,
                              json_t **def, struct err *e)
 {
 	size_t i, nv = json_array_size(vecs);
 	json_t *one;
+	int rc;
 
 	if (!json_is_array(vecs) || nv == 0 || nv > HUBNORM_BANK_MAX)
 		return err_set(e, ERR_INVALID, "bad_bank",
@@ -208,7 +245,13 @@ static int bank_from_vectors(const char *what, const json_t *vecs, uint32_t dim,
 		b->rows[i] = UINT64_MAX;
 	}
 	b->n = nv;
+	if ((rc = bank_ids(what, ids, nv, r, ds, b, e)) != 0) {
+		bank_clear(b);
+		return rc;
+	}
 	*def = json_pack("{s:I}", "vectors", (json_int_t)nv);
+	if (*def != NULL && ids != NULL)
+		json_object_set_new(*def, "ids", json_true());
 	return *def ? 0 : ERR_NOMEM;
 }
 
@@ -334,13 +377,15 @@ static int bank_resolve(struct core *core, struct store_reader *r, const char *w
 	if (spec != NULL)
 		json_object_foreach((json_t *)spec, key, val) {
 			if (strcmp(key, vecs != NULL ? "vectors" : "dataset") != 0 &&
+			    (vecs == NULL || strcmp(key, "ids") != 0) &&
 			    (vecs != NULL || (strcmp(key, "space") != 0 && strcmp(key, "subset") != 0 &&
 			                      strcmp(key, "sample") != 0)))
 				return err_set(e, ERR_INVALID, "bad_bank", "%s: unknown field '%s'", what,
 				               key);
 		}
 	if (vecs != NULL)
-		return bank_from_vectors(what, vecs, dim, b, def, e);
+		return bank_from_vectors(what, vecs, json_object_get(spec, "ids"), r, ds, dim, b,
+		                         def, e);
 	return bank_from_dataset(core, r, what, spec, ds, sp, dim, b, def, e);
 }
 
@@ -578,6 +623,15 @@ out:
 	return rc;
 }
 
+/* "activation": where the flags come from: "local" (this daemon's own top-k sets), "global"
+ * (a cluster's merged sets, POST :activation) or "stale" (global, then records arrived). */
+static void x_activation(json_t *v, const json_t *doc)
+{
+	const json_t *a = json_object_get(doc, "activation");
+
+	json_object_set_new(v, "activation", a != NULL ? json_copy((json_t *)a) : json_string("local"));
+}
+
 static json_t *view_of(struct core *core, const json_t *doc)
 {
 	static const char *const keys[] = {"name", "space", "beta1", "beta2", "k", "csls_k",
@@ -592,6 +646,7 @@ static json_t *view_of(struct core *core, const json_t *doc)
 
 		json_object_set(v, keys[i], x != NULL ? x : json_null());
 	}
+	x_activation(v, doc);
 	json_object_set_new(v, "created", jdoc_time(json_object_get(doc, "created")));
 	json_object_set_new(v, "updated", jdoc_time(json_object_get(doc, "updated")));
 	if (doc_u64(doc, "job") != 0 && jobs_get_json(core->jobs, doc_u64(doc, "job"), &job, NULL) == 0)
@@ -1045,6 +1100,55 @@ static uint32_t flags_of(const struct hubness_topk *tq, const struct hubness_top
 	       (hubness_topk_contains(tg, row) ? HUBNESS_IN_AG : 0);
 }
 
+/* 1 when the activation flags were set by POST :activation (a cluster's merged sets). */
+static int activation_global(const json_t *doc)
+{
+	const char *a = json_string_value(json_object_get(doc, "activation"));
+
+	return a != NULL && strcmp(a, "local") != 0;
+}
+
+/* Ingest into a normaliser whose flags are a cluster's: the new rows' statistics without
+ * flags, their offers merged into the local top-k, and the normaliser marked "stale" (its
+ * flags wait for the next merge). */
+static int ingest_global(const struct ingest_ctx *c, struct store_txn *t, json_t *doc,
+                         struct err *e)
+{
+	struct hubness_topk *mq = NULL, *mg = NULL;
+	const void *blob;
+	void *tblob = NULL;
+	size_t len, tlen;
+	int rc;
+
+	if (hubness_topk_new(&mq, c->nbq, c->k) != 0 || hubness_topk_new(&mg, c->nbg, c->k) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = store_txn_doc_get(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+	                            &blob, &len, e)) != 0 ||
+	    (rc = topk_unpack(blob, len, mq, mg, e)) != 0)
+		goto out;
+	hubness_topk_merge(mq, c->nq);
+	hubness_topk_merge(mg, c->ng);
+	for (size_t i = 0; i < c->n && rc == 0; i++)
+		rc = store_txn_array_put(t, c->ds, c->arr, sizeof c->st[i], c->rows[i], 1, &c->st[i],
+		                         e);
+	if (rc == 0 && topk_pack(mq, mg, &tblob, &tlen) != 0)
+		rc = ERR_NOMEM;
+	if (rc == 0)
+		rc = store_txn_doc_put(t, c->ds, STORE_NS_NORMALIZER_TOPK, c->name, strlen(c->name),
+		                       tblob, tlen, e);
+	if (rc == 0) {
+		json_object_set_new(doc, "activation", json_string("stale"));
+		rc = jdoc_txn_put(t, c->ds, STORE_NS_NORMALIZER, c->name, doc, e);
+	}
+out:
+	free(tblob);
+	hubness_topk_free(mq);
+	hubness_topk_free(mg);
+	return rc;
+}
+
 static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 {
 	struct ingest_ctx *c = ctx;
@@ -1063,6 +1167,13 @@ static int ingest_fn(void *ctx, struct store_txn *t, struct err *e)
 	if (doc_u64(doc, "array") != c->arr || !json_is_true(json_object_get(doc, "ready"))) {
 		json_decref(doc);
 		return 0; /* replaced meanwhile: its job covers these rows */
+	}
+	if (activation_global(doc)) {
+		/* the flags came from a cluster's merged sets: the local top-k still follows the
+		 * rows (the next merge reads it), the flags wait for that merge */
+		rc = ingest_global(c, t, doc, e);
+		json_decref(doc);
+		return rc;
 	}
 	json_decref(doc);
 	if (hubness_topk_new(&oq, c->nbq, c->k) != 0 || hubness_topk_new(&og, c->nbg, c->k) != 0 ||
@@ -1319,6 +1430,286 @@ void normalizers_on_delete(struct core *core, uint32_t ds_id, uint64_t row)
 		log_msg(LOG_WARN, "hubness_delete", "dataset_id=%u row=%llu error=%s detail=\"%s\"",
 		        (unsigned)ds_id, (unsigned long long)row, err_str(rc), e.detail);
 	free(ns.v);
+}
+
+/* ---- a gallery sharded over a cluster: the activation sets merged by the router ---- */
+
+/* A ready normaliser's doc and its dataset, read through r. ERR_CONFLICT when not ready. */
+static int ready_doc(struct store_reader *r, const char *dataset, const char *name,
+                     struct store_dataset_info *info, json_t **doc, struct err *e)
+{
+	int rc;
+
+	if ((rc = store_reader_dataset_named(r, dataset, info, e)) != 0 ||
+	    (rc = jdoc_named_reader_get(r, &normalizer_docs, info->id, name, doc, e)) != 0)
+		return rc;
+	if (json_is_true(json_object_get(*doc, "ready")))
+		return 0;
+	json_decref(*doc);
+	*doc = NULL;
+	return err_set(e, ERR_CONFLICT, "normalizer_not_ready",
+	               "normalizer '%s' is still computing its statistics (see its job)", name);
+}
+
+/* One bank's top-k as [[{"id", "score"}, ...], ...] (empty slots and rows gone left out). */
+static json_t *topk_json(struct store_reader *r, uint32_t ds, const struct hubness_topk *t)
+{
+	json_t *all = json_array();
+
+	for (size_t b = 0; all != NULL && b < t->n; b++) {
+		json_t *one = json_array();
+
+		for (unsigned i = 0; one != NULL && i < t->k; i++) {
+			uint64_t row = t->row[b * t->k + i];
+			const char *id;
+			size_t id_len;
+
+			if (row == UINT64_MAX ||
+			    store_reader_row(r, ds, row, NULL, &id, &id_len, NULL, NULL, NULL) != 0)
+				continue;
+			json_array_append_new(one, json_pack("{s:s%, s:f}", "id", id, id_len, "score",
+			                                     (double)t->score[b * t->k + i]));
+		}
+		if (one == NULL || json_array_append_new(all, one) != 0) {
+			json_decref(all);
+			return NULL;
+		}
+	}
+	return all;
+}
+
+int normalizers_topk_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                          struct err *e)
+{
+	struct store_reader *r = NULL;
+	struct store_dataset_info info;
+	struct loaded l = {0};
+	json_t *doc = NULL;
+	int rc;
+
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = ready_doc(r, dataset, name, &info, &doc, e)) != 0 ||
+	    (rc = load(r, info.id, &info.schema, name, 1, &l, e)) != 0)
+		goto out;
+	*out = json_pack("{s:s, s:O, s:I, s:o, s:o}", "normalizer", name, "version",
+	                 json_object_get(doc, "version"), "k", (json_int_t)l.p.k, "query_bank",
+	                 topk_json(r, info.id, l.tq), "gallery_bank", topk_json(r, info.id, l.tg));
+	if (*out == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	loaded_free(&l);
+	json_decref(doc);
+	store_reader_close(r);
+	return rc;
+}
+
+struct activation_ctx {
+	uint32_t ds;
+	const char *name;
+	uint64_t version;
+	const json_t *sets[2]; /* in_aq, in_ag: arrays of record ids (borrowed) */
+	json_t *doc;           /* out: the normaliser */
+	size_t found[2];       /* out: ids of each set that are records here */
+};
+
+/* Flag bit of every row named in ids (an array of record ids), or-ed into marks. */
+static int mark_ids(struct store_txn *t, uint32_t ds, const json_t *ids, uint8_t bit,
+                    uint8_t *marks, uint64_t nrows, size_t *found, struct err *e)
+{
+	size_t i;
+	json_t *one;
+
+	json_array_foreach (ids, i, one) {
+		uint64_t row;
+		int rc = store_txn_find(t, ds, json_string_value(one), json_string_length(one), &row,
+		                        e);
+
+		if (rc == ERR_NOT_FOUND) { /* a record of another shard */
+			err_clear(e);
+			continue;
+		}
+		if (rc != 0)
+			return rc;
+		if (row < nrows) {
+			*found += !(marks[row] & bit);
+			marks[row] |= bit;
+		}
+	}
+	return 0;
+}
+
+static int activation_fn(void *ctx, struct store_txn *t, struct err *e)
+{
+	struct activation_ctx *c = ctx;
+	struct store_dataset_info info;
+	struct hubness_stats st[STORE_ARRAY_ROWS];
+	uint8_t *marks = NULL;
+	uint32_t arr;
+	int rc;
+
+	json_decref(c->doc);
+	c->doc = NULL;
+	c->found[0] = c->found[1] = 0;
+	if ((rc = store_txn_dataset(t, c->ds, &info, e)) != 0 ||
+	    (rc = jdoc_named_txn_get(t, &normalizer_docs, c->ds, c->name, &c->doc, e)) != 0)
+		return rc;
+	if (!json_is_true(json_object_get(c->doc, "ready")))
+		return err_set(e, ERR_CONFLICT, "normalizer_not_ready",
+		               "normalizer '%s' is still computing its statistics", c->name);
+	if (doc_u64(c->doc, "version") != c->version)
+		return err_set(e, ERR_CONFLICT, "version_mismatch",
+		               "normalizer '%s' is at version %llu, not %llu", c->name,
+		               (unsigned long long)doc_u64(c->doc, "version"),
+		               (unsigned long long)c->version);
+	arr = (uint32_t)doc_u64(c->doc, "array");
+	if ((marks = calloc(info.next_row + 1, 1)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (int s = 0; s < 2 && rc == 0; s++)
+		rc = mark_ids(t, c->ds, c->sets[s], s ? HUBNESS_IN_AG : HUBNESS_IN_AQ, marks,
+		              info.next_row, &c->found[s], e);
+	/* every computed row's flags rewritten from the sets, a block of the array at a time */
+	for (uint64_t lo = 0; lo < info.next_row && rc == 0; lo += STORE_ARRAY_ROWS) {
+		size_t n = (size_t)(info.next_row - lo < STORE_ARRAY_ROWS ? info.next_row - lo
+		                                                          : STORE_ARRAY_ROWS);
+		int dirty = 0;
+
+		if ((rc = store_txn_array_get(t, c->ds, arr, sizeof *st, lo, n, st, e)) != 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t f = st[i].flags & HUBNESS_COMPUTED ? marks[lo + i] : 0;
+
+			if ((st[i].flags & (HUBNESS_IN_AQ | HUBNESS_IN_AG)) != f) {
+				st[i].flags = (st[i].flags & ~(HUBNESS_IN_AQ | HUBNESS_IN_AG)) | f;
+				dirty = 1;
+			}
+		}
+		if (dirty)
+			rc = store_txn_array_put(t, c->ds, arr, sizeof *st, lo, n, st, e);
+	}
+	free(marks);
+	if (rc != 0)
+		return rc;
+	json_object_set_new(c->doc, "activation", json_string("global"));
+	json_object_set_new(c->doc, "updated", json_integer(now_unix()));
+	return jdoc_txn_put(t, c->ds, STORE_NS_NORMALIZER, c->name, c->doc, e);
+}
+
+/* The "in_aq" / "in_ag" arrays of body: record ids, each a string. */
+static int activation_sets(const json_t *body, const json_t *sets[2], struct err *e)
+{
+	static const char *const keys[2] = {"in_aq", "in_ag"};
+
+	for (int s = 0; s < 2; s++) {
+		size_t i;
+		json_t *one;
+
+		sets[s] = json_object_get(body, keys[s]);
+		if (!json_is_array(sets[s]))
+			return err_set(e, ERR_INVALID, "bad_param",
+			               "\"%s\" must be an array of record ids", keys[s]);
+		json_array_foreach (sets[s], i, one)
+			if (!json_is_string(one))
+				return err_set(e, ERR_INVALID, "bad_param",
+				               "\"%s\"[%zu] must be a record id", keys[s], i);
+	}
+	return 0;
+}
+
+int normalizers_activation(struct core *core, const char *dataset, const char *name,
+                           const json_t *body, json_t **out, struct err *e)
+{
+	struct activation_ctx c = {.name = name};
+	struct store_dataset_info info;
+	const json_t *ver = json_object_get(body, "version");
+	const char *key;
+	json_t *val;
+	int rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_param", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, val)
+		if (strcmp(key, "version") != 0 && strcmp(key, "in_aq") != 0 &&
+		    strcmp(key, "in_ag") != 0)
+			return err_set(e, ERR_INVALID, "unknown_field", "unknown field '%s'", key);
+	if (!json_is_integer(ver) || json_integer_value(ver) < 1)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"version\" must be the normalizer's version (an integer)");
+	if ((rc = activation_sets(body, c.sets, e)) != 0 ||
+	    (rc = store_dataset_get(core->store, dataset, &info, e)) != 0)
+		return rc;
+	c.ds = info.id;
+	c.version = (uint64_t)json_integer_value(ver);
+	rc = store_write(core->store, activation_fn, &c, e);
+	if (rc == 0) {
+		*out = view_of(core, c.doc);
+		if (*out != NULL)
+			json_object_set_new(*out, "activation_rows",
+			                    json_pack("{s:I, s:I}", "in_aq", (json_int_t)c.found[0],
+			                              "in_ag", (json_int_t)c.found[1]));
+		else
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	json_decref(c.doc);
+	return rc;
+}
+
+/* The statistics of one record as JSON, null when it has none (no vector, absent). */
+static json_t *stats_one(struct store_reader *r, uint32_t ds, uint32_t arr, const json_t *id)
+{
+	struct hubness_stats st;
+	uint64_t row;
+
+	if (store_reader_find(r, ds, json_string_value(id), json_string_length(id), &row, NULL) != 0 ||
+	    store_reader_array(r, ds, arr, sizeof st, row, 1, &st, NULL) != 0 ||
+	    !(st.flags & HUBNESS_COMPUTED))
+		return json_null();
+	return json_pack("{s:O, s:f, s:f, s:f, s:b, s:b}", "id", id, "log_zq", (double)st.log_zq,
+	                 "log_zg", (double)st.log_zg, "r_b", (double)st.r_b, "in_aq",
+	                 (st.flags & HUBNESS_IN_AQ) != 0, "in_ag", (st.flags & HUBNESS_IN_AG) != 0);
+}
+
+int normalizers_stats_json(struct core *core, const char *dataset, const char *name,
+                           const json_t *body, json_t **out, struct err *e)
+{
+	const json_t *ids = json_object_get(body, "ids");
+	struct store_reader *r = NULL;
+	struct store_dataset_info info;
+	json_t *doc = NULL, *v = NULL, *one;
+	size_t i;
+	int rc;
+
+	if (!json_is_object(body) || json_object_size(body) != 1 || !json_is_array(ids) ||
+	    json_array_size(ids) > NORMALIZERS_STATS_MAX)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "the body must be {\"ids\": [...]}, 0 to %d record ids",
+		               NORMALIZERS_STATS_MAX);
+	json_array_foreach (ids, i, one)
+		if (!json_is_string(one))
+			return err_set(e, ERR_INVALID, "bad_param", "\"ids\"[%zu] must be a record id",
+			               i);
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		return rc;
+	if ((rc = ready_doc(r, dataset, name, &info, &doc, e)) != 0)
+		goto out;
+	v = json_array();
+	json_array_foreach (ids, i, one)
+		if (v != NULL && json_array_append_new(
+		                     v, stats_one(r, info.id, (uint32_t)doc_u64(doc, "array"), one)) != 0)
+			break;
+	*out = v != NULL && i == json_array_size(ids)
+	           ? json_pack("{s:s, s:O, s:O}", "normalizer", name, "version",
+	                       json_object_get(doc, "version"), "stats", v)
+	           : NULL;
+	if (*out != NULL)
+		x_activation(*out, doc);
+	else
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	json_decref(v);
+	json_decref(doc);
+	store_reader_close(r);
+	return rc;
 }
 
 /* ---- search ---- */

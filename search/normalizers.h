@@ -66,6 +66,35 @@ void normalizers_on_ingest(struct core *core, uint32_t ds_id, const struct store
  * nothing reads the statistics of a row that is not live. */
 void normalizers_on_delete(struct core *core, uint32_t ds_id, uint64_t row);
 
+/* ---- A gallery sharded over a cluster (docs/scale.md, "Corpus-wide models") ----
+ * Every statistic of a row but its activation flags depends only on the row and the banks, so
+ * a shard given the whole banks (inline, with "ids") computes them exactly. The activation
+ * sets are the union of every bank item's top-k over the WHOLE gallery: each shard exports
+ * its own top-k (normalizers_topk_json), the router keeps each item's k best of all shards and
+ * sends the sets back (normalizers_activation). */
+
+#define NORMALIZERS_STATS_MAX 10000 /* ids per :stats request */
+
+/* GET .../hubness/{name}:topk: this daemon's top-k of every bank item, *out new:
+ * {"normalizer", "version", "k", "query_bank": [[{"id", "score"}, ...], ...], "gallery_bank"}.
+ * ERR_NOT_FOUND, ERR_CONFLICT (not ready). */
+int normalizers_topk_json(struct core *core, const char *dataset, const char *name, json_t **out,
+                          struct err *e);
+
+/* POST .../hubness/{name}:activation with {"version", "in_aq": [ids], "in_ag": [ids]}
+ * (borrowed): the flags of every row are rewritten from these sets (ids of other shards are
+ * skipped) and the normaliser's "activation" becomes "global" (an ingest then makes it
+ * "stale"). *out new (the view plus "activation_rows"). ERR_INVALID, ERR_NOT_FOUND,
+ * ERR_CONFLICT (not ready, or another version). */
+int normalizers_activation(struct core *core, const char *dataset, const char *name,
+                           const json_t *body, json_t **out, struct err *e);
+
+/* POST .../hubness/{name}:stats with {"ids": [...]} (borrowed, up to NORMALIZERS_STATS_MAX):
+ * *out new {"normalizer", "version", "activation", "stats": [{"id", "log_zq", "log_zg",
+ * "r_b", "in_aq", "in_ag"} or null, ...]}. ERR_INVALID, ERR_NOT_FOUND, ERR_CONFLICT. */
+int normalizers_stats_json(struct core *core, const char *dataset, const char *name,
+                           const json_t *body, json_t **out, struct err *e);
+
 /* ---- Search ---- */
 struct normalizers_query;
 

@@ -138,6 +138,76 @@ static void test_sums_to_one_small(void)
 	CHECK_INT(mem.used, 0);
 }
 
+/* ---- raw counts summed across models (a cluster's shards): the same finished model ---- */
+
+static struct ngram_model *raw_dst;
+
+static int add_back(void *ctx, unsigned k, const uint32_t *ids, uint32_t count)
+{
+	(void)ctx;
+	return ngram_model_add_raw(raw_dst, ids, k, count, NULL);
+}
+
+static void test_raw_counts_sum(void)
+{
+	struct ngram_mem mem = {0};
+	struct ngram_vocab *v = NULL;
+	struct ids t = {0};
+	size_t ns = sizeof small_corpus / sizeof small_corpus[0];
+
+	CHECK_INT(ngram_vocab_new(&v, &mem, NULL), 0);
+	t.voc = v;
+	for (size_t i = 0; i < ns; i++) /* the vocabulary first: ids shared by every model */
+		tokens(&t, small_corpus[i], 1);
+	for (unsigned order = 2; order <= NGRAM_MAX_ORDER; order++) {
+		struct ngram_model *whole = NULL, *part[3] = {NULL}, *sum = NULL;
+		uint32_t V = ngram_vocab_size(v), hist[3] = {0};
+
+		CHECK_INT(ngram_model_new(&whole, order, &mem, NULL), 0);
+		CHECK_INT(ngram_model_new(&sum, order, &mem, NULL), 0);
+		for (int k = 0; k < 3; k++)
+			CHECK_INT(ngram_model_new(&part[k], order, &mem, NULL), 0);
+		for (size_t i = 0; i < ns; i++) {
+			tokens(&t, small_corpus[i], 0);
+			CHECK_INT(ngram_model_add(whole, t.v, t.n, NULL), 0);
+			CHECK_INT(ngram_model_add(part[i % 3], t.v, t.n, NULL), 0);
+			if (i == 0) /* a sentence on two shards counts twice, as in one model */
+				CHECK_INT(ngram_model_add(part[1], t.v, t.n, NULL), 0);
+		}
+		tokens(&t, small_corpus[0], 0);
+		CHECK_INT(ngram_model_add(whole, t.v, t.n, NULL), 0);
+		raw_dst = sum;
+		for (int k = 0; k < 3; k++)
+			CHECK_INT(ngram_model_raw_each(part[k], add_back, NULL), 0);
+		CHECK_INT(ngram_model_finish(whole, NULL), 0);
+		CHECK_INT(ngram_model_finish(sum, NULL), 0);
+		CHECK_INT(ngram_model_add_raw(sum, hist, 2, 1, NULL), ERR_INVALID); /* finished */
+		for (unsigned k = 1; k <= order; k++) {
+			double a[3], b[3];
+
+			CHECK_INT(ngram_model_count(sum, k), ngram_model_count(whole, k));
+			ngram_model_discounts(whole, k, a);
+			ngram_model_discounts(sum, k, b);
+			CHECK(memcmp(a, b, sizeof a) == 0);
+		}
+		/* every p(w | h) over 2-word histories of known words and <s>: bit-identical */
+		for (uint32_t h0 = NGRAM_BOS; h0 < V + 2; h0++)
+			for (uint32_t h1 = NGRAM_EOS + 1; h1 < V + 2; h1 += 3)
+				for (uint32_t w = NGRAM_UNK; w < V + 2; w++) {
+					hist[0] = h0;
+					hist[1] = h1;
+					CHECK(ngram_model_prob(whole, V, hist, 2, w) ==
+					      ngram_model_prob(sum, V, hist, 2, w));
+				}
+		for (int k = 0; k < 3; k++)
+			ngram_model_free(part[k]);
+		ngram_model_free(whole);
+		ngram_model_free(sum);
+	}
+	ngram_vocab_free(v);
+	CHECK_INT(mem.used, 0);
+}
+
 /* ---- WordNet glosses ---- */
 
 #define GLOSS_FILE "/usr/share/wordnet/data.noun"
@@ -384,6 +454,7 @@ int main(void)
 	HARNESS_RUN(test_tokenize);
 	HARNESS_RUN(test_sums_to_one_small);
 	HARNESS_RUN(test_budget);
+	HARNESS_RUN(test_raw_counts_sum);
 	HARNESS_RUN(test_wordnet_and_irstlm);
 	return harness_done();
 }
