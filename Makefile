@@ -137,7 +137,9 @@ unit: $(UNIT_BIN)
 layers:
 	scripts/check-layers
 
+# The tests run on the AVX2 FAISS build where the CPU has it: wait for it (test_faiss_build).
 test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN) layers
+	scripts/deps.sh $(BUILD) --wait
 	PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh $(OUT)
 
 bench: $(OUT)/winnowd $(BENCH_BIN)

@@ -28,6 +28,7 @@ set -euo pipefail
 build=${1:-build}
 mkdir -p "$build"
 if [ "${2:-}" = --wait ]; then
+	[ "${WINNOW_FAISS_AVX2:-1}" != 0 ] && [ "$(uname -m)" = x86_64 ] || exit 0
 	exec "$(dirname "$0")/faiss-avx2.sh" "$build" --wait
 fi
 build=$(cd "$build" && pwd)
