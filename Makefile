@@ -5,7 +5,7 @@
 #   make deps      install Debian packages, build winnow's FAISS library (build/faiss/lib/);
 #                  its AVX2 build goes on in the background (make deps-wait waits for it)
 #   make           build build/winnowd
-#   make run       start winnowd on 127.0.0.1:8080 with its data in ./var
+#   make run       start winnowd on 127.0.0.1:8080 (LISTEN=...) with its data in ./var
 #   make test      the layer check, unit and integration tests; ends with "N passed, N failed"
 #   make test SANITIZE=address,undefined
 #   make bench     the benchmarks in bench/ (not part of make test)
@@ -127,9 +127,10 @@ $(OUT)/bench/%: $(OUT)/obj/bench/%.o $(LIB_A) $(FAISS_SO)
 	@mkdir -p $(@D)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
+LISTEN ?= 127.0.0.1:8080
 run: $(OUT)/winnowd $(CLI_BIN)
 	mkdir -p var
-	$(OUT)/winnowd --listen 127.0.0.1:8080 --data-dir ./var
+	$(OUT)/winnowd --listen $(LISTEN) --data-dir ./var
 
 unit: $(UNIT_BIN)
 
