@@ -76,11 +76,12 @@ deps:
 deps-wait:
 	scripts/deps.sh $(BUILD) --wait
 
-# Run `make deps` only when its stamp is missing (a fresh machine), or the library is.
+# Run `make deps` only when its stamp is missing (a fresh machine), or the library is (a
+# build/ from before the shared library); once on a fresh machine, where the first makes both.
 $(DEPS_STAMP):
 	scripts/deps.sh $(BUILD)
 $(FAISS_SO): | $(DEPS_STAMP)
-	scripts/deps.sh $(BUILD)
+	test -f $@ || scripts/deps.sh $(BUILD)
 
 $(OUT)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
