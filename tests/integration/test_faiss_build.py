@@ -23,6 +23,8 @@ HWCAPS = os.path.join("glibc-hwcaps", "x86-64-v3", "libwinnow_faiss.so")
 
 def cpu_has_v3():
     """Whether glibc's loader searches x86-64-v3 library directories on this CPU."""
+    if not os.path.exists("/lib64/ld-linux-x86-64.so.2"):
+        return False  # not x86-64: only the generic build exists
     out = subprocess.run(["/lib64/ld-linux-x86-64.so.2", "--help"], capture_output=True,
                          text=True, check=False).stdout
     return re.search(r"^\s*x86-64-v3 \(supported", out, re.M) is not None
