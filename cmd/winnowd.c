@@ -164,6 +164,12 @@ static int run(const struct config *cfg, const struct shardmap *map)
 		        "msg=\"no API keys file and --insecure-no-auth: every client that reaches "
 		        "the listening address has the admin scope\"");
 	}
+	if (map == NULL) { /* which FAISS the loader chose (glibc-hwcaps: the AVX2 build on an x86-64-v3 CPU) */
+		const char *library, *build = index_faiss_build(&library);
+		char q[512];
+
+		log_msg(LOG_INFO, "faiss", "build=%s library=%s", build, log_quote(library, q, sizeof q));
+	}
 	if (map != NULL) {
 		if ((rc = fanout_open(&d.router, map, cfg->shard_timeout_s, &e)) != 0) {
 			log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* faiss: the index interface over the FAISS C API (build/faiss/libfaiss_c.a, made by
- * `make deps` from Debian's faiss source). Any index-factory string works ("Flat",
+/* faiss: the index interface over the FAISS C API (libwinnow_faiss.so, made by `make deps`
+ * from Debian's faiss source in a generic and an AVX2 build, which glibc's loader chooses
+ * between by the CPU: index_faiss_build()). Any index-factory string works ("Flat",
  * "HNSW32", "IVF1024,Flat", "IVF4096,PQ32", ...); it is wrapped in IDMap2 so that every
  * type takes the caller's ids. Cosine and inner product use METRIC_INNER_PRODUCT, L2 uses
  * METRIC_L2 (squared distances, negated by the wrapper).
@@ -9,7 +10,7 @@
  * each is turned into an ERR_INVALID or ERR_INTERNAL with FAISS's message.
  *
  * Flat scans of a few queries: FAISS scans a Flat index for fewer than 20 queries with one
- * thread per query and, in Debian's build (no AVX2), a scalar distance loop: one query over
+ * thread per query and, in the generic build (no AVX2), a scalar distance loop: one query over
  * 200,000 x 768-d takes 70 ms on one core while the others idle. For up to 8 queries this
  * file scans FAISS's flat storage itself (its vectors, in place, and its id map) with
  * winnow's vector kernels (store/vec: AVX2+FMA when the CPU has them), in row ranges on
@@ -25,6 +26,7 @@
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/utils/distances_c.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -293,6 +295,26 @@ static void blas_after_scan(void)
 void index_faiss_setup(void)
 {
 	pthread_once(&blas_once, blas_after_scan);
+}
+
+/* Defined by each build of libwinnow_faiss.so (scripts/deps.sh, scripts/faiss-avx2.sh):
+ * "generic" or "avx2", the flags its FAISS was compiled with. A function, not a string: an
+ * executable keeps its own copy of a library's data (a copy relocation), and dladdr() would
+ * name the executable. */
+const char *winnow_faiss_build(void);
+
+const char *index_faiss_build(const char **library)
+{
+	Dl_info info;
+	void *sym;
+
+	if (library != NULL) {
+		sym = dlsym(RTLD_DEFAULT, "winnow_faiss_build");
+		*library = sym != NULL && dladdr(sym, &info) != 0 && info.dli_fname != NULL
+		                   ? info.dli_fname
+		                   : "";
+	}
+	return winnow_faiss_build();
 }
 
 /* One candidate: its score made higher-is-better (the negated distance for L2), and its
