@@ -2,9 +2,10 @@
 # winnow: non-recursive build. Objects and binaries live under build/ (build/san/ for a
 # sanitizer build); automatic header dependencies; -j friendly.
 #
-#   make deps      install Debian packages, build the FAISS C API (build/faiss/libfaiss_c.a)
+#   make deps      install Debian packages, build winnow's FAISS library (build/faiss/lib/);
+#                  its AVX2 build goes on in the background (make deps-wait waits for it)
 #   make           build build/winnowd
-#   make run       start winnowd on 127.0.0.1:8080 with its data in ./var
+#   make run       start winnowd on 127.0.0.1:8080 (LISTEN=...) with its data in ./var
 #   make test      the layer check, unit and integration tests; ends with "N passed, N failed"
 #   make test SANITIZE=address,undefined
 #   make bench     the benchmarks in bench/ (not part of make test)
@@ -26,7 +27,12 @@ OUT := $(BUILD)
 endif
 
 DEPS_STAMP := $(BUILD)/deps.stamp
-FAISS_C    := $(BUILD)/faiss/libfaiss_c.a
+# FAISS: one shared library in two builds (scripts/deps.sh): the generic one here and the AVX2
+# one in glibc-hwcaps/x86-64-v3/, which glibc's loader maps instead on a CPU that has AVX2.
+FAISS_LIB  := $(BUILD)/faiss/lib
+FAISS_SO   := $(FAISS_LIB)/libwinnow_faiss.so
+FAISS_AVX2 := $(FAISS_LIB)/glibc-hwcaps/x86-64-v3/libwinnow_faiss.so
+LIBDIR     ?= $(PREFIX)/lib/winnow
 
 WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wvla -fno-common
@@ -36,8 +42,11 @@ endif
 PROJ_CPPFLAGS := -D_GNU_SOURCE -I. -MMD -MP
 SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 
-LIBS := -lmicrohttpd -lgnutls -ljansson -llmdb -lcurl \
-        $(FAISS_C) -l:libfaiss.a -lopenblas -lgomp -lstdc++ -lpthread -lm
+LIBS_BASE := -lmicrohttpd -lgnutls -ljansson -llmdb -lcurl \
+        -L$(FAISS_LIB) -lwinnow_faiss -lopenblas -lgomp -lpthread -lm
+# programs run from the tree find the library in build/faiss/lib; installed ones next to them
+LIBS := $(LIBS_BASE) -Wl,-rpath,$(abspath $(FAISS_LIB))
+INSTALL_LIBS := $(LIBS_BASE) -Wl,-rpath,'$$ORIGIN/../lib/winnow'
 
 # Every module but main.c goes into the library that the daemon, tests and benches link.
 # The layers, lowest first (scripts/check-layers reads this line too).
@@ -57,16 +66,22 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
 
 CLI_BIN := $(OUT)/winnow
 
-.PHONY: all deps run test unit layers bench fuzz fuzz-build lint lint-openapi format install clean
+.PHONY: all deps deps-wait run test unit layers bench fuzz fuzz-build lint lint-openapi format install clean
 all: $(OUT)/winnowd $(CLI_BIN)
 
 deps:
 	scripts/deps.sh $(BUILD)
 
-# Run `make deps` only when its stamp is missing (a fresh machine).
+# Wait for the AVX2 FAISS build that `make deps` left running (or build it now).
+deps-wait:
+	scripts/deps.sh $(BUILD) --wait
+
+# Run `make deps` only when its stamp is missing (a fresh machine), or the library is (a
+# build/ from before the shared library); once on a fresh machine, where the first makes both.
 $(DEPS_STAMP):
 	scripts/deps.sh $(BUILD)
-$(FAISS_C): | $(DEPS_STAMP)
+$(FAISS_SO): | $(DEPS_STAMP)
+	test -f $@ || scripts/deps.sh $(BUILD)
 
 $(OUT)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -92,35 +107,31 @@ $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
-# FAISS's code goes first in winnowd, whole, behind a fixed pad, so that where its distance
-# kernels land does not move with every change to winnow's own code. Where they land matters:
-# Debian's libfaiss is built without SIMD, and its scalar loops ran a Flat search 5% slower
-# with fvec_inner_product_ref at 32 mod 64 (the old link) than at 0 or 16 (python3-faiss's
-# placement, and this one: inner product at 16, L2 at 48); docs/performance.md, "Search".
-FAISS_PAD := 48
-$(OUT)/obj/gen/faiss_pad.o: Makefile | $(DEPS_STAMP)
-	@mkdir -p $(@D)
-	printf '.text\n.p2align 6\n.skip $(FAISS_PAD)\n.section .note.GNU-stack,"",@progbits\n' | \
-	  $(CC) -c -x assembler -o $@ -
-
-$(OUT)/winnowd: $(OUT)/obj/cmd/winnowd.o $(LIB_A) $(FAISS_C) $(OUT)/obj/gen/faiss_pad.o
-	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(OUT)/obj/gen/faiss_pad.o \
-	  -Wl,--whole-archive -l:libfaiss.a -Wl,--no-whole-archive $< $(LIB_A) $(LIBS)
-
-$(CLI_BIN): $(OUT)/obj/cmd/winnow.o $(LIB_A) $(FAISS_C)
+# FAISS's code is in the shared library, so where its distance kernels land no longer moves
+# with winnow's own code (scripts/deps.sh pads the generic build; docs/performance.md).
+$(OUT)/winnowd: $(OUT)/obj/cmd/winnowd.o $(LIB_A) $(FAISS_SO)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
-$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIB_A) $(FAISS_C)
+$(CLI_BIN): $(OUT)/obj/cmd/winnow.o $(LIB_A) $(FAISS_SO)
+	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
+
+# The installed programs: the same link, with the library's RUNPATH beside them.
+$(OUT)/install/%: $(OUT)/obj/cmd/%.o $(LIB_A) $(FAISS_SO)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(INSTALL_LIBS)
+
+$(OUT)/tests/%: $(OUT)/obj/tests/unit/%.o $(HARNESS_OBJ) $(LIB_A) $(FAISS_SO)
 	@mkdir -p $(@D)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HARNESS_OBJ) $(LIB_A) $(LIBS)
 
-$(OUT)/bench/%: $(OUT)/obj/bench/%.o $(LIB_A) $(FAISS_C)
+$(OUT)/bench/%: $(OUT)/obj/bench/%.o $(LIB_A) $(FAISS_SO)
 	@mkdir -p $(@D)
 	$(CC) $(SAN_FLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_A) $(LIBS)
 
+LISTEN ?= 127.0.0.1:8080
 run: $(OUT)/winnowd $(CLI_BIN)
 	mkdir -p var
-	$(OUT)/winnowd --listen 127.0.0.1:8080 --data-dir ./var
+	$(OUT)/winnowd --listen $(LISTEN) --data-dir ./var
 
 unit: $(UNIT_BIN)
 
@@ -128,7 +139,9 @@ unit: $(UNIT_BIN)
 layers:
 	scripts/check-layers
 
+# The tests run on the AVX2 FAISS build where the CPU has it: wait for it (test_faiss_build).
 test: $(OUT)/winnowd $(CLI_BIN) $(UNIT_BIN) layers
+	scripts/deps.sh $(BUILD) --wait
 	PYTHON=$(PYTHON) SANITIZE=$(SANITIZE) tests/run.sh $(OUT)
 
 bench: $(OUT)/winnowd $(BENCH_BIN)
@@ -158,7 +171,7 @@ $(FUZZ_OUT)/obj/gen/ui_%.o: $(OUT)/gen/ui_%.c | $(DEPS_STAMP)
 	clang $(FUZZ_FLAGS) -c $< -o $@
 $(FUZZ_OUT)/libwinnow.a: $(FUZZ_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
-$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OUT)/libwinnow.a $(FAISS_C)
+$(FUZZ_OUT)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OUT)/libwinnow.a $(FAISS_SO)
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OUT)/libwinnow.a $(LIBS) -o $@
 
 fuzz-build: $(FUZZ_BIN)
@@ -190,12 +203,19 @@ lint-openapi:
 format:
 	clang-format -i $(wildcard $(addsuffix /*.[ch],$(LAYERS)) tests/*.[ch] tests/unit/*/*.c bench/*.c)
 
-install: $(OUT)/winnowd $(CLI_BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(OUT)/winnowd $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/
+# The programs in PREFIX/bin, the FAISS library in PREFIX/lib/winnow (the AVX2 build too, if
+# it is done: `make deps-wait install` waits for it). LIBDIR must stay PREFIX/lib/winnow, the
+# programs' RUNPATH ($$ORIGIN/../lib/winnow).
+install: $(OUT)/install/winnowd $(OUT)/install/winnow
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/glibc-hwcaps/x86-64-v3
+	install -m 755 $^ $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(FAISS_SO) $(DESTDIR)$(LIBDIR)/
+	if [ -f $(FAISS_AVX2) ]; then \
+	  install -m 644 $(FAISS_AVX2) $(DESTDIR)$(LIBDIR)/glibc-hwcaps/x86-64-v3/; \
+	else echo "install: no AVX2 FAISS build yet (make deps-wait); installed the generic one only"; fi
 
 clean:
-	rm -rf $(OUT)/obj $(OUT)/tests $(OUT)/bench $(OUT)/san $(OUT)/winnowd $(CLI_BIN) $(LIB_A)
+	rm -rf $(OUT)/obj $(OUT)/tests $(OUT)/bench $(OUT)/san $(OUT)/install $(OUT)/winnowd $(CLI_BIN) $(LIB_A)
 
 .SECONDARY:
 

@@ -67,6 +67,7 @@ int ops_readyz(struct http_req *r, struct http_res *res)
 		if (r->d->auth == NULL && r->d->cfg->insecure_no_auth)
 			json_array_append_new(warnings, json_string("insecure_no_auth"));
 		json_object_set_new(out, "warnings", warnings);
+		json_object_set_new(out, "faiss_build", json_string(index_faiss_build(NULL)));
 	}
 	return http_json(res, 200, out);
 }
@@ -88,6 +89,7 @@ int ops_metrics(struct http_req *r, struct http_res *res)
 	g.storage_full = r->core->store != NULL && store_full(r->core->store);
 	g.uptime_s = clock_now() - r->d->started;
 	g.search_split_scans = index_split_scans();
+	g.faiss_build = index_faiss_build(NULL);
 	if (r->core->jobs != NULL) {
 		g.njobs = jobs_stats(r->core->jobs, jobs, sizeof jobs / sizeof jobs[0]);
 		g.jobs = jobs;

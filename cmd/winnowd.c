@@ -130,6 +130,12 @@ static int run(const struct config *cfg)
 		        "msg=\"no API keys file and --insecure-no-auth: every client that reaches "
 		        "the listening address has the admin scope\"");
 	}
+	{ /* which FAISS the loader chose (glibc-hwcaps: the AVX2 build on an x86-64-v3 CPU) */
+		const char *library, *build = index_faiss_build(&library);
+		char q[512];
+
+		log_msg(LOG_INFO, "faiss", "build=%s library=%s", build, log_quote(library, q, sizeof q));
+	}
 	/* Before anything touches the directory: a second daemon must leave it alone. */
 	if ((rc = dirlock_acquire(cfg->data_dir, &lock_fd, &e)) != 0) {
 		log_msg(LOG_ERROR, "startup", "msg=\"%s\"", e.detail);

@@ -455,6 +455,13 @@ static void render_gauges(struct mbuf *b, const struct metrics_gauges *g)
 	       "Searches that scanned every vector on several threads (--search-threads).");
 	mbuf_printf(b, "winnow_search_split_scans_total %llu\n",
 	            (unsigned long long)g->search_split_scans);
+	if (g->faiss_build != NULL) {
+		family(b, "winnow_faiss_build_info", "gauge",
+		       "Always 1; the label says which FAISS build the loader mapped (avx2, generic).");
+		mbuf_printf(b, "winnow_faiss_build_info{build=\"");
+		mbuf_label(b, g->faiss_build);
+		mbuf_printf(b, "\"} 1\n");
+	}
 	render_jobs(b, g);
 }
 

@@ -26,6 +26,7 @@ struct metrics_gauges {
 	int storage_full;            /* store_full(): the last write failed for space */
 	double uptime_s;
 	uint64_t search_split_scans; /* index_split_scans(): rendered as a counter */
+	const char *faiss_build;      /* index_faiss_build(): "avx2", "generic" (NULL: not shown) */
 	const struct jobs_stat *jobs; /* borrowed: jobs_stats() by kind */
 	size_t njobs;
 };
@@ -56,7 +57,8 @@ uint64_t metrics_get(struct metrics *m, enum metrics_counter c);
  * .001 .0025 .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 +Inf; _bucket/_sum/_count),
  * winnow_records_ingested_total, winnow_records_rejected_total and, when g is not NULL,
  * the gauges winnow_lmdb_used_bytes, winnow_lmdb_map_size_bytes, winnow_datasets,
- * winnow_ready, winnow_uptime_seconds, and the counter winnow_search_split_scans_total. Series are sorted by route, method, status. Label
+ * winnow_ready, winnow_uptime_seconds, winnow_faiss_build_info{build="..."} (always 1),
+ * and the counter winnow_search_split_scans_total. Series are sorted by route, method, status. Label
  * values are escaped (\\, \", \n). Returns a new NUL-terminated string (free() it) and
  * *len its length (len may be NULL); NULL on ENOMEM. g is borrowed. */
 char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *len);

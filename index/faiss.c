@@ -25,6 +25,7 @@
 #include <faiss/c_api/index_io_c.h>
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/utils/distances_c.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -293,6 +294,26 @@ static void blas_after_scan(void)
 void index_faiss_setup(void)
 {
 	pthread_once(&blas_once, blas_after_scan);
+}
+
+/* Defined by each build of libwinnow_faiss.so (scripts/deps.sh, scripts/faiss-avx2.sh):
+ * "generic" or "avx2", the flags its FAISS was compiled with. A function, not a string: an
+ * executable keeps its own copy of a library's data (a copy relocation), and dladdr() would
+ * name the executable. */
+const char *winnow_faiss_build(void);
+
+const char *index_faiss_build(const char **library)
+{
+	Dl_info info;
+	void *sym;
+
+	if (library != NULL) {
+		sym = dlsym(RTLD_DEFAULT, "winnow_faiss_build");
+		*library = sym != NULL && dladdr(sym, &info) != 0 && info.dli_fname != NULL
+		                   ? info.dli_fname
+		                   : "";
+	}
+	return winnow_faiss_build();
 }
 
 /* One candidate: its score made higher-is-better (the negated distance for L2), and its

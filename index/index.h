@@ -77,6 +77,12 @@ extern const struct index_ops index_flat_ops;
  * calls it at start-up, before any thread, and every FAISS search calls it again. */
 void index_faiss_setup(void);
 
+/* Which build of FAISS the loader mapped: "avx2" (compiled with -mavx2 -mfma -mf16c, from
+ * build/faiss/lib/glibc-hwcaps/x86-64-v3/, chosen by glibc on a CPU with x86-64-v3) or
+ * "generic" (Debian's libfaiss.a). *library (when library is not NULL) gets the path of the
+ * shared library it came from ("" if unknown); both strings are static. */
+const char *index_faiss_build(const char **library);
+
 /* The training a FAISS index-factory string needs, judged from the string alone, before
  * FAISS sees any data: *rows gets the fewest training vectors that train it (0 when the
  * type needs no training; otherwise the most of: an IVF's nlist, a PQ's 2^nbits per

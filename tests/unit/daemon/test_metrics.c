@@ -190,6 +190,13 @@ static void test_empty_and_null(void)
 	CHECK(strstr(text, "winnow_ready 0\n") != NULL);
 	CHECK(strstr(text, "winnow_uptime_seconds 0.1\n") != NULL);
 	CHECK(strstr(text, "winnow_datasets 0\n") != NULL);
+	CHECK(strstr(text, "winnow_faiss_build_info") == NULL); /* no build given, none shown */
+	free(text);
+	g.faiss_build = "avx2";
+	text = metrics_render(m, &g, &len);
+	CHECK(text != NULL);
+	CHECK(strstr(text, "# TYPE winnow_faiss_build_info gauge\n"
+	                   "winnow_faiss_build_info{build=\"avx2\"} 1\n") != NULL);
 	free(text);
 	metrics_free(m);
 }

@@ -71,6 +71,21 @@ static struct index *build(const struct index_ops *ops, const char *factory,
 	return ix;
 }
 
+/* The build the loader mapped names itself, and the library is the one its name says:
+ * build/faiss/lib/libwinnow_faiss.so for "generic", its glibc-hwcaps/x86-64-v3/ for "avx2". */
+static void test_faiss_build(void)
+{
+	const char *library = NULL, *build = index_faiss_build(&library);
+	const char *want = strcmp(build, "avx2") == 0 ? "/glibc-hwcaps/x86-64-v3/libwinnow_faiss.so"
+	                                              : "/faiss/lib/libwinnow_faiss.so";
+
+	CHECK(strcmp(build, "avx2") == 0 || strcmp(build, "generic") == 0);
+	CHECK(library != NULL && library[0] == '/');
+	CHECK(strlen(library) > strlen(want) &&
+	      strcmp(library + strlen(library) - strlen(want), want) == 0);
+	CHECK(index_faiss_build(NULL) == build);
+}
+
 static void test_flat_equals_oracle(void)
 {
 	enum { N = 3000, D = 32, Q = 40, K = 10 };
@@ -523,6 +538,7 @@ static void test_train_isolated(void)
 
 int main(void)
 {
+	HARNESS_RUN(test_faiss_build);
 	HARNESS_RUN(test_flat_equals_oracle);
 	HARNESS_RUN(test_recall);
 	HARNESS_RUN(test_remove_save_load);
