@@ -601,7 +601,8 @@ def plot_sweep(curves, path, title):
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    fig.suptitle(title, fontsize=10)
+    import textwrap
+    fig.suptitle("\n".join(textwrap.wrap(title, 130)), fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
