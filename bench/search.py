@@ -1,6 +1,16 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""search: the search benchmark of issue 4, over HTTP against in-process FAISS in this script.
+"""search: the search benchmarks of issues 4 and 20, over HTTP against in-process references.
+
+Parts (--parts, default http,sweep; see bench/README.md):
+- http: the cost of one request from Python (keep-alive or not, raw rows or JSON, http.client,
+  requests, the project's client) against a 1-record dataset.
+- sweep: recall@10 against batch QPS and single-query p50 over a sweep of efSearch / ef, on
+  fashion-mnist (cosine): hnswlib, FAISS from python3-faiss, FAISS from winnowd's own library
+  (ctypes) and winnowd over HTTP; ratios at matched recall; a PNG plot (matplotlib).
+- workloads: the issue-4 table, described below.
+
+The workloads part:
 
 Starts its own winnowd (port 0, a temporary data directory), loads a dataset, builds an index
 through the API, and measures single queries (one client, sequential: p50/p99 latency; several
