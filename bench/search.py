@@ -1,6 +1,16 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""search: the search benchmark of issue 4, over HTTP against in-process FAISS in this script.
+"""search: the search benchmarks of issues 4 and 20, over HTTP against in-process references.
+
+Parts (--parts, default http,sweep; see bench/README.md):
+- http: the cost of one request from Python (keep-alive or not, raw rows or JSON, http.client,
+  requests, the project's client) against a 1-record dataset.
+- sweep: recall@10 against batch QPS and single-query p50 over a sweep of efSearch / ef, on
+  fashion-mnist (cosine): hnswlib, FAISS from python3-faiss, FAISS from winnowd's own library
+  (ctypes) and winnowd over HTTP; ratios at matched recall; a PNG plot (matplotlib).
+- workloads: the issue-4 table, described below.
+
+The workloads part:
 
 Starts its own winnowd (port 0, a temporary data directory), loads a dataset, builds an index
 through the API, and measures single queries (one client, sequential: p50/p99 latency; several
@@ -304,6 +314,406 @@ def workload(w, name, x, q, factory, metric, clients, k=10):
     sys.stdout.flush()
 
 
+# ---- recall-QPS sweep against hnswlib and FAISS (issue 20) -------------------------------
+
+SWEEP_EF = (10, 16, 24, 32, 48, 64, 128, 256)
+TARGETS = (0.95, 0.99)
+
+
+def raw_search(w, c, name, rows, k, ef):
+    """One raw-rows search (application/octet-stream) on the keep-alive connection c: the ids
+    of each query's results."""
+    r = w.call("POST", "/v1/datasets/%s/search?limit=%d&ef_search=%d" % (name, k, ef),
+               np.ascontiguousarray(rows, "<f4").tobytes(), conn=c,
+               ctype="application/octet-stream")
+    return [[int(x["id"]) for x in one["results"]] for one in r["queries"]]
+
+
+def side_winnowd(w, name, k):
+    """The winnowd side of the sweep: (batch(q, ef) -> (ids, qps), single(q, ef) -> lats)."""
+    def batch(q, ef):
+        c = w.conn()
+        ids = []
+        t0 = time.perf_counter()
+        for a in range(0, len(q), 64):
+            ids += raw_search(w, c, name, q[a:a + 64], k, ef)
+        qps = len(q) / (time.perf_counter() - t0)
+        c.close()
+        return ids, qps
+
+    def single(q, ef):
+        c = w.conn()
+        lat = []
+        for v in q:
+            t0 = time.perf_counter()
+            raw_search(w, c, name, v[None], k, ef)
+            lat.append(time.perf_counter() - t0)
+        c.close()
+        return lat
+    return batch, single
+
+
+def side_faiss(ix, k, threads):
+    def batch(q, ef):
+        ix.hnsw.efSearch = ef
+        ids = []
+        t0 = time.perf_counter()
+        for a in range(0, len(q), 64):
+            ids += ix.search(q[a:a + 64], k)[1].tolist()
+        return ids, len(q) / (time.perf_counter() - t0)
+
+    def single(q, ef):
+        ix.hnsw.efSearch = ef
+        faiss.omp_set_num_threads(1)  # one query: one thread (a team only waits on itself)
+        try:
+            return inproc_single(ix, q, k)
+        finally:
+            faiss.omp_set_num_threads(threads)
+    return batch, single
+
+
+class CFaiss:
+    """FAISS through its C API from the library winnowd runs (build/faiss/lib, found through
+    the daemon's RUNPATH; the loader picks the AVX2 build on a CPU that has it), loaded by
+    ctypes with RTLD_LOCAL beside python3-faiss: the same FAISS code as the daemon's, in
+    process. HNSW32 over inner product (the vectors are normalised)."""
+
+    def __init__(self, daemon, x, factory="HNSW32"):
+        import ctypes
+        out = subprocess.run(["readelf", "-d", daemon], capture_output=True, text=True,
+                             check=True).stdout
+        m = re.search(r"(?:RUNPATH|RPATH).*\[([^\]]+)\]", out)
+        if m is None:
+            raise OSError("no RUNPATH in %s" % daemon)
+        lib = None
+        for d in m.group(1).split(":"):
+            for cand in (os.path.join(d, "glibc-hwcaps", "x86-64-v3", "libwinnow_faiss.so"),
+                         os.path.join(d, "libwinnow_faiss.so")):
+                if lib is None and os.path.exists(cand) and (
+                        "x86-64-v3" not in cand or "avx2" in open("/proc/cpuinfo").read()):
+                    lib = cand
+        if lib is None:
+            raise OSError("libwinnow_faiss.so not found next to %s" % daemon)
+        self.ct = ctypes
+        self.c = c = ctypes.CDLL(lib, mode=os.RTLD_LOCAL | os.RTLD_NOW)
+        c.winnow_faiss_build.restype = ctypes.c_char_p
+        self.build = c.winnow_faiss_build().decode()
+        self.ix, self.ps = ctypes.c_void_p(), ctypes.c_void_p()
+        assert c.faiss_index_factory(ctypes.byref(self.ix), x.shape[1], factory.encode(), 0) == 0
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        assert c.faiss_Index_add(self.ix, ctypes.c_int64(len(x)),
+                                 x.ctypes.data_as(ctypes.c_void_p)) == 0
+        assert c.faiss_ParameterSpace_new(ctypes.byref(self.ps)) == 0
+
+    def set_ef(self, ef):
+        self.c.faiss_ParameterSpace_set_index_parameter(self.ps, self.ix, b"efSearch",
+                                                        self.ct.c_double(ef))
+
+    def search(self, q, k):
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        dist = np.empty((len(q), k), dtype=np.float32)
+        ids = np.empty((len(q), k), dtype=np.int64)
+        vp = self.ct.c_void_p
+        assert self.c.faiss_Index_search(self.ix, self.ct.c_int64(len(q)),
+                                         q.ctypes.data_as(vp), self.ct.c_int64(k),
+                                         dist.ctypes.data_as(vp), ids.ctypes.data_as(vp)) == 0
+        return dist, ids
+
+
+def side_cfaiss(ix, k, threads):
+    def batch(q, ef):
+        ix.set_ef(ef)
+        ids = []
+        t0 = time.perf_counter()
+        for a in range(0, len(q), 64):
+            ids += ix.search(q[a:a + 64], k)[1].tolist()
+        return ids, len(q) / (time.perf_counter() - t0)
+
+    def single(q, ef):
+        ix.set_ef(ef)
+        faiss.omp_set_num_threads(1)
+        try:
+            return inproc_single(ix, q, k)
+        finally:
+            faiss.omp_set_num_threads(threads)
+    return batch, single
+
+
+def side_hnswlib(ix, k, threads):
+    def batch(q, ef):
+        ix.set_ef(ef)
+        ids = []
+        t0 = time.perf_counter()
+        for a in range(0, len(q), 64):
+            ids += ix.knn_query(q[a:a + 64], k=k, num_threads=threads)[0].tolist()
+        return ids, len(q) / (time.perf_counter() - t0)
+
+    def single(q, ef):
+        ix.set_ef(ef)
+        lat = []
+        for v in q:
+            t0 = time.perf_counter()
+            ix.knn_query(v[None], k=k, num_threads=1)
+            lat.append(time.perf_counter() - t0)
+        return lat
+    return batch, single
+
+
+def sweep_curves(sides, q, qsingle, gt, k, efs, repeat):
+    """recall@k, batch QPS and single-query p50 of every side at each ef: {label: [points]},
+    ef ascending. The sides take turns at each ef, `repeat` times, and each keeps its best
+    batch QPS and best p50: the machine is shared, and a busy stretch should fall on no side
+    alone."""
+    curves = {label: [] for label in sides}
+    for label, (batch, _) in sides.items():
+        batch(q[:256], efs[0])  # warm up: caches, threads, the daemon's connection path
+    for ef in efs:
+        for rep in range(repeat):
+            for label, (batch, single) in sides.items():
+                ids, qps = batch(q, ef)
+                lat = single(qsingle, ef)
+                pt = {"ef": ef, "recall": recall(ids, gt, k), "qps": qps, "p50": pct(lat, 50),
+                      "p99": pct(lat, 99)}
+                if rep == 0:
+                    curves[label].append(pt)
+                else:
+                    old = curves[label][-1]
+                    old["qps"], old["p50"] = max(old["qps"], qps), min(old["p50"], pt["p50"])
+                    old["p99"] = min(old["p99"], pt["p99"])
+        for label in sides:
+            pt = curves[label][-1]
+            print("  %-52s ef %4d: recall@%d %.4f, batch(64) %7.0f QPS, single p50 %.3f ms "
+                  "p99 %.3f ms" % (label, ef, k, pt["recall"], pt["qps"], pt["p50"], pt["p99"]))
+        sys.stdout.flush()
+    return curves
+
+
+def at_recall(curve, target):
+    """The cheapest measured point at or above target recall (None if none reaches it), and
+    the batch QPS and p50 linearly interpolated in recall between the neighbouring points."""
+    above = [p for p in curve if p["recall"] >= target]
+    if not above:
+        return None
+    hi = min(above, key=lambda p: p["ef"])
+    lo = [p for p in curve if p["ef"] < hi["ef"]]
+    interp = dict(hi)
+    if lo and lo[-1]["recall"] < target < hi["recall"]:
+        a, t = lo[-1], (target - lo[-1]["recall"]) / (hi["recall"] - lo[-1]["recall"])
+        interp = {key: a[key] + t * (hi[key] - a[key]) for key in ("qps", "p50")}
+    return {"ef": hi["ef"], "recall": hi["recall"], "qps": interp["qps"], "p50": interp["p50"],
+            "point_qps": hi["qps"], "point_p50": hi["p50"]}
+
+
+def http_cost(w, k=10):
+    """What one request costs over HTTP from Python, against a 1-record dataset (the search
+    itself is nothing): p50 of GET /readyz, of a 1-row search as raw f32 and as JSON, each on
+    a keep-alive connection and on a new connection per request; `requests` and the project's
+    client when present. Returns {label: p50 ms}."""
+    w.call("PUT", "/v1/datasets/tiny", {"spaces": {"e": {"dim": 8}}})
+    v = np.arange(8, dtype=np.float32) + 1
+    w.call("POST", "/v1/datasets/tiny/records",
+           (json.dumps({"id": "1", "embeddings": {"e": b64(v)}}) + "\n").encode(),
+           ctype="application/x-ndjson")
+    raw_body = v.astype("<f4").tobytes()
+    jbody = json.dumps({"vector": b64(v), "limit": k}).encode()
+    cases = [("GET /readyz", "GET", "/readyz", None, None),
+             ("search, 1 raw f32 row", "POST", "/v1/datasets/tiny/search?limit=%d" % k, raw_body,
+              "application/octet-stream"),
+             ("search, JSON base64 vector", "POST", "/v1/datasets/tiny/search", jbody,
+              "application/json")]
+    n, out = 2000, {}
+
+    def run(label, fn):
+        for _ in range(200):
+            fn()
+        lat = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            lat.append(time.perf_counter() - t0)
+        out[label] = pct(lat, 50)
+        print("  %-52s p50 %.3f ms  p99 %.3f ms" % (label, pct(lat, 50), pct(lat, 99)))
+
+    def one(c, method, path, body, ctype):
+        c.request(method, path, body=body, headers={"Content-Type": ctype} if ctype else {})
+        r = c.getresponse()
+        data = r.read()
+        assert r.status == 200, (r.status, data[:200])
+        return data
+
+    print("HTTP cost from Python (1-record dataset: the search itself is nothing), %d requests "
+          "each:" % n)
+    for label, method, path, body, ctype in cases:
+        c = w.conn()
+        run("http.client keep-alive: " + label, lambda: json.loads(one(c, method, path, body, ctype)))
+        c.close()
+
+        def fresh():
+            cc = w.conn()
+            json.loads(one(cc, method, path, body, ctype))
+            cc.close()
+        run("http.client new connection: " + label, fresh)
+    try:
+        import requests
+        s = requests.Session()
+        url = "http://127.0.0.1:%d/v1/datasets/tiny/search?limit=%d" % (w.port, k)
+        hdr = {"Content-Type": "application/octet-stream"}
+        run("requests.Session keep-alive: search, 1 raw f32 row",
+            lambda: s.post(url, data=raw_body, headers=hdr).json())
+        s2 = requests.Session()
+        s2.trust_env = False  # no proxy / .netrc look-up on every request
+        run("requests.Session, trust_env=False: search, 1 raw f32 row",
+            lambda: s2.post(url, data=raw_body, headers=hdr).json())
+        run("requests.post (new connection): search, 1 raw f32 row",
+            lambda: requests.post(url, data=raw_body, headers=hdr).json())
+    except ImportError:
+        print("  requests: not installed (apt-get install python3-requests), skipped")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients",
+                                    "python"))
+    try:
+        import winnow
+        cl = winnow.Client("http://127.0.0.1:%d" % w.port)
+        run("winnow.Client.search (1-D numpy vector)", lambda: cl.search("tiny", v, limit=k))
+        run("winnow.Client.search_batch (1 row)", lambda: cl.search_batch("tiny", v[None], limit=k))
+    except ImportError as exc:
+        print("  winnow client: %s, skipped" % exc)
+    sys.stdout.flush()
+    return out
+
+
+def plot_sweep(curves, path, title):
+    import matplotlib
+    import matplotlib.ticker
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    styles = (("winnowd HNSW", "tab:red", "o"), ("python3-faiss", "tab:blue", "s"),
+              ("winnowd's", "tab:purple", "D"), ("hnswlib", "tab:green", "^"))
+    for label, curve in curves.items():
+        col, mk = next(((c, m) for key, c, m in styles if key in label), ("black", "x"))
+        r = [p["recall"] for p in curve]
+        axes[0].plot(r, [p["qps"] for p in curve], marker=mk, color=col, label=label)
+        axes[1].plot(r, [p["p50"] for p in curve], marker=mk, color=col, label=label)
+    axes[0].set_ylabel("batch QPS (batches of 64, higher is better)")
+    axes[1].set_ylabel("single-query p50 latency, ms (lower is better)")
+    for ax in axes:
+        ax.set_xlabel("recall@10")
+        ax.grid(True, alpha=0.3)
+        for t in TARGETS:
+            ax.axvline(t, color="grey", ls=":", lw=1)
+        ax.legend(fontsize=8)
+    ticks = [0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999]
+    for ax in axes:  # recall on a logit scale: 0.9, 0.99 and 0.999 equally apart
+        ax.set_xscale("logit")
+        ax.set_yscale("log")
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([("%g" % t) for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    import textwrap
+    fig.suptitle("\n".join(textwrap.wrap(title, 130)), fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    with open(os.path.splitext(path)[0] + ".json", "w") as f:
+        json.dump({"title": title, "curves": curves}, f, indent=1)
+    print("plot: %s (and its points in %s.json)" % (path, os.path.splitext(path)[0]))
+
+
+def sweep(w, a, base, test, k=10):
+    """Recall@10 against batch QPS and single-query p50 over a sweep of efSearch / ef: winnowd
+    HNSW32 over HTTP (raw f32 rows, keep-alive), FAISS HNSW32 and hnswlib (M 16) in this
+    process on the same normalised vectors (cosine), all on a.threads threads. Prints the
+    curves, the ratios at matched recall and writes the plot."""
+    import hnswlib
+    threads = a.threads
+    faiss.omp_set_num_threads(threads)
+    x = base / np.linalg.norm(base, axis=1, keepdims=True)
+    rng = np.random.default_rng(7)
+    sel = rng.choice(len(test), min(a.sweep_queries, len(test)), replace=False)
+    q = np.ascontiguousarray(test[sel] / np.linalg.norm(test[sel], axis=1, keepdims=True),
+                             dtype=np.float32)
+    qsingle = q[:a.single_queries]
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    gt = exact.search(q, k)[1].tolist()
+    name = "fmsweep"
+    t0 = time.time()
+    load(w, name, x)
+    jid = w.call("PUT", "/v1/datasets/%s/indexes/e" % name,
+                 {"factory": "HNSW32", "metric": "cosine"})["job"]
+    w.wait_job(jid)
+    wb = time.time() - t0
+    t0 = time.time()
+    fx = faiss.index_factory(x.shape[1], "HNSW32", faiss.METRIC_INNER_PRODUCT)
+    fx.add(x)
+    fb = time.time() - t0
+    t0 = time.time()
+    hx = hnswlib.Index(space="ip", dim=x.shape[1])
+    hx.init_index(max_elements=len(x), M=16, ef_construction=200, random_seed=100)
+    hx.add_items(x, np.arange(len(x)), num_threads=threads)
+    hb = time.time() - t0
+    cx, cb = None, 0.0
+    try:
+        t0 = time.time()
+        cx = CFaiss(a.daemon, x)
+        cb = time.time() - t0
+    except (OSError, AssertionError) as exc:
+        print("sweep: winnowd's FAISS library not loaded (%s); its in-process curve skipped" % exc)
+    print("sweep: fashion-mnist 60,000 x 784 normalised (cosine), %d queries (random test "
+          "images; single-query p50 over the first %d), %d threads; builds: winnowd HNSW32 "
+          "%.1f s (load + index), python3-faiss HNSW32 %.1f s, hnswlib M16 efC200 %.1f s, "
+          "winnowd's FAISS (%s) in process %.1f s"
+          % (len(q), len(qsingle), threads, wb, fb, hb, cx.build if cx else "-", cb))
+    sides = {"hnswlib M16 (in process)": side_hnswlib(hx, k, threads),
+             "FAISS HNSW32 (python3-faiss, in process)": side_faiss(fx, k, threads)}
+    if cx is not None:
+        sides["FAISS HNSW32 (winnowd's %s build, in process)" % cx.build] = side_cfaiss(cx, k,
+                                                                                     threads)
+    sides["winnowd HNSW32 (HTTP, raw f32, keep-alive)"] = side_winnowd(w, name, k)
+    print("best of %d turns at each ef:" % a.repeat)
+    curves = sweep_curves(sides, q, qsingle, gt, k, SWEEP_EF, a.repeat)
+    return curves
+
+
+def report_sweep(curves, http, plot, title):
+    labels = list(curves)
+    ref = labels[0]
+    cost = http.get("http.client keep-alive: search, 1 raw f32 row")
+    print("matched recall (cheapest point at/above the target; QPS and p50 interpolated "
+          "linearly in recall); ratios against %s:" % ref)
+    for t in TARGETS:
+        r = at_recall(curves[ref], t)
+        for label in labels:
+            m = at_recall(curves[label], t)
+            if m is None:
+                print("  recall %.2f %-44s not reached" % (t, label))
+                continue
+            line = ("  recall %.2f %-44s ef %3d (recall %.4f): batch %6.0f QPS, p50 %.3f ms"
+                    % (t, label, m["ef"], m["recall"], m["qps"], m["p50"]))
+            if r is not None and label != ref:
+                line += "; batch ratio %.2f, p50 ratio %.2f" % (m["qps"] / r["qps"],
+                                                                 m["p50"] / r["p50"])
+                if label.startswith("winnowd"):
+                    goal = 1.3 * r["p50"] + (cost or 0)
+                    line += ("  [p50 %s (goal <= 1.3 x %.3f + HTTP %.3f = %.3f ms); batch %s "
+                             "(goal >= 0.80)]" % (mark(m["p50"] <= goal), r["p50"], cost or 0,
+                                                  goal, mark(m["qps"] / r["qps"] >= 0.8)))
+            print(line)
+    same = [c for c in labels if c.startswith("FAISS") and "winnowd's" in c]
+    wl = [c for c in labels if c.startswith("winnowd")]
+    if same and wl:
+        print("winnowd over HTTP against the same FAISS code in process (%s), same efSearch:"
+              % same[0])
+        for pw, pf in zip(curves[wl[0]], curves[same[0]]):
+            print("  ef %4d: single p50 %.3f - %.3f = %+.3f ms; batch QPS ratio %.2f"
+                  % (pw["ef"], pw["p50"], pf["p50"], pw["p50"] - pf["p50"], pw["qps"] / pf["qps"]))
+    if plot:
+        plot_sweep(curves, plot, title)
+    sys.stdout.flush()
+
+
 def idx_images(path):
     with gzip.open(path) as f:
         data = f.read()
@@ -315,6 +725,11 @@ def idx_images(path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--daemon", default="build/winnowd")
+    ap.add_argument("--parts", default="http,sweep",
+                    help="comma-separated: http (the cost of one request from Python), sweep "
+                    "(recall-QPS curves against hnswlib and FAISS on fashion-mnist), workloads "
+                    "(the issue-4 table: --n synthetic vectors and fashion-mnist, Flat and "
+                    "HNSW32, against FAISS at winnowd's defaults)")
     ap.add_argument("--n", type=int, default=200000)
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--queries", type=int, default=1000)
@@ -324,33 +739,63 @@ def main():
     ap.add_argument("--search-threads", type=int, default=0,
                     help="winnowd --search-threads (default: its own, the CPU count; 1 = "
                     "FAISS's one-thread scan of a Flat index for a single query, as in-process)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="threads of FAISS and hnswlib in the sweep (default the CPU count, "
+                    "as winnowd uses)")
+    ap.add_argument("--sweep-queries", type=int, default=2000)
+    ap.add_argument("--single-queries", type=int, default=300)
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="turns of every side at each ef in the sweep (the best counts)")
+    ap.add_argument("--plot", default="docs/perf/search_recall_qps.png",
+                    help="where the sweep writes its PNG ('' for none)")
+    ap.add_argument("--label", default="",
+                    help="added to the plot's title (e.g. the FAISS build)")
     a = ap.parse_args()
+    parts = set(p for p in a.parts.split(",") if p)
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     w = Winnowd(a.daemon, a.search_threads)
     try:
-        rng = np.random.default_rng(1)
-        centres = rng.standard_normal((100, a.dim)).astype(np.float32)
-        pick = rng.integers(0, 100, a.n + a.queries)
-        allx = centres[pick] + 0.7 * rng.standard_normal((a.n + a.queries, a.dim)).astype(np.float32)
-        x, q = allx[:a.n], allx[a.n:]
-        t0 = time.time()
-        load(w, "syn", x)
-        print("loaded %d x %d-d in %.1f s" % (a.n, a.dim, time.time() - t0))
-        threshold(w, "syn", x, q, "cosine")
-        for f in [f for f in a.factories.split(",") if f]:
-            workload(w, "syn", x, q, f, "cosine", a.clients)
-        if not a.skip_fmnist and os.path.isdir(FMNIST):
+        http = http_cost(w) if "http" in parts else {}
+        if "sweep" in parts and os.path.isdir(FMNIST):
             base = idx_images(FMNIST + "/train-images-idx3-ubyte.gz")
-            test = idx_images(FMNIST + "/t10k-images-idx3-ubyte.gz")[:a.queries]
-            load(w, "fmnist", base)
-            threshold(w, "fmnist", base, test, "l2")
-            for f in [f for f in a.factories.split(",") if f]:
-                workload(w, "fmnist", base, test, f, "l2", a.clients)
-        elif not a.skip_fmnist:
-            print("fashion-mnist: %s missing (apt-get install dataset-fashion-mnist)" % FMNIST)
+            test = idx_images(FMNIST + "/t10k-images-idx3-ubyte.gz")
+            curves = sweep(w, a, base, test)
+            title = ("fashion-mnist 60,000 x 784, cosine, %d queries, %d threads; winnowd over "
+                     "HTTP (raw f32 rows, keep-alive)%s" % (min(a.sweep_queries, len(test)),
+                                                            a.threads,
+                                                            "; " + a.label if a.label else ""))
+            report_sweep(curves, http, a.plot, title)
+        elif "sweep" in parts:
+            print("sweep: %s missing (apt-get install dataset-fashion-mnist)" % FMNIST)
+        if "workloads" in parts:
+            workloads(w, a)
     finally:
         w.close()
 
+
+def workloads(w, a):
+    """The issue-4 table: threshold searches and each factory, synthetic and fashion-mnist."""
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((100, a.dim)).astype(np.float32)
+    pick = rng.integers(0, 100, a.n + a.queries)
+    allx = centres[pick] + 0.7 * rng.standard_normal((a.n + a.queries, a.dim)).astype(np.float32)
+    x, q = allx[:a.n], allx[a.n:]
+    t0 = time.time()
+    load(w, "syn", x)
+    print("loaded %d x %d-d in %.1f s" % (a.n, a.dim, time.time() - t0))
+    threshold(w, "syn", x, q, "cosine")
+    for f in [f for f in a.factories.split(",") if f]:
+        workload(w, "syn", x, q, f, "cosine", a.clients)
+    if not a.skip_fmnist and os.path.isdir(FMNIST):
+        base = idx_images(FMNIST + "/train-images-idx3-ubyte.gz")
+        test = idx_images(FMNIST + "/t10k-images-idx3-ubyte.gz")[:a.queries]
+        load(w, "fmnist", base)
+        threshold(w, "fmnist", base, test, "l2")
+        for f in [f for f in a.factories.split(",") if f]:
+            workload(w, "fmnist", base, test, f, "l2", a.clients)
+    elif not a.skip_fmnist:
+        print("fashion-mnist: %s missing (apt-get install dataset-fashion-mnist)" % FMNIST)
 
 if __name__ == "__main__":
     main()

@@ -39,7 +39,8 @@ stamp=$build/deps.stamp
 pkgs=(build-essential pkg-config dpkg-dev
       libmicrohttpd-dev libgnutls28-dev libjansson-dev liblmdb-dev libfaiss-dev libopenblas-dev
       libcurl4-openssl-dev clang libclang-rt-14-dev
-      curl openssl python3 python3-numpy python3-faiss python3-yaml lmdb-utils valgrind tmux
+      curl openssl python3 python3-numpy python3-faiss python3-yaml python3-hnswlib python3-matplotlib
+      lmdb-utils valgrind tmux
       dataset-fashion-mnist
       irstlm wordnet-base fortunes-min fortunes
       chromium)

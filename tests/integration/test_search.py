@@ -324,6 +324,45 @@ def hnsw_index_and_restart():
 
 
 @test
+def hnsw_deletes_never_shorten_top_k():
+    """HNSW keeps deleted rows in its graph: with the 40 nearest records of a query deleted, most
+    of the 44 candidates a top-10 search takes are dead, and the search widens instead of
+    answering short: 10 live records, exactly scored, in order, in JSON and as raw rows (also
+    at a small ef_search)."""
+    d, g = data()
+    st, _, ix = d.get_json("/v1/datasets/s/indexes/image")
+    if ix["factory"] != "HNSW32":
+        curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/s/indexes/image",
+                                                {"factory": "HNSW32", "metric": "cosine"})))
+    xn = unit(g["x"])
+    q = g["q"][3]
+    s = xn @ unit(q[None])[0]
+    gone = [int(i) for i in np.argsort(-s, kind="stable")[:40]]
+    live = [int(i) for i in np.argsort(-s, kind="stable")[40:50]]
+    for i in gone:
+        assert_eq(d.request("DELETE", "/v1/datasets/s/records/r%05d" % i)[0], 204)
+    try:
+        for res in (search(d, {"vector": q.tolist(), "space": "image", "limit": 10}),
+                    search(d, {"vector": q.tolist(), "space": "image", "limit": 10,
+                               "params": {"ef_search": 11}}),
+                    rows(d, "?space=image&limit=10&ef_search=11",
+                         q.astype("<f4").tobytes())["queries"][0]):
+            got = [int(r["id"][1:]) for r in res["results"]]
+            assert_eq((res["stats"]["index"], len(got)), ("HNSW32", 10))
+            assert not set(got) & set(gone), got
+            assert len(set(got) & set(live)) >= 6, (got, live)
+            for r in res["results"]:
+                assert abs(r["score"] - s[int(r["id"][1:])]) < 1e-5, r
+            assert got == sorted(got, key=lambda i: -s[i]), got
+    finally:
+        d.ingest("s", [{"id": "r%05d" % i, "text": "t%d" % i, "meta": {"i": i},
+                        "embeddings": {"image": curate.emb(g["x"][i]),
+                                       "text": {"dtype": "f16",
+                                                "b64": wn.b64(g["t"][i].astype("<f2").tobytes())}}}
+                       for i in gone])
+
+
+@test
 def subset_restricts_and_rescore_hook():
     d, g = data()
     curate.wait_job(d, curate.put_subset(d, "s", "first", [{"meta": {"i": {"lt": 1000}}}]))
