@@ -1114,7 +1114,7 @@ size_t catalog_building(struct catalog *c)
 
 int catalog_index_built(struct catalog *c, uint32_t ds_id, const char *space,
                         enum index_metric *metric, char factory[INDEX_FACTORY_MAX + 1],
-                        int *exact_scores)
+                        int *exact_scores, uint64_t *dead)
 {
 	struct entry *en = entry_find(c, ds_id, space, 0);
 	int built = 0;
@@ -1129,6 +1129,8 @@ int catalog_index_built(struct catalog *c, uint32_t ds_id, const char *space,
 			snprintf(factory, INDEX_FACTORY_MAX + 1, "%s", en->ix->factory);
 		if (exact_scores != NULL)
 			*exact_scores = index_exact_scores(en->ix);
+		if (dead != NULL)
+			*dead = en->dead;
 	}
 	pthread_rwlock_unlock(&en->lock);
 	return built;

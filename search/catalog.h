@@ -84,11 +84,13 @@ void catalog_on_delete(struct core *core, uint32_t ds_id, const struct store_sch
  * and the index inside may be swapped (a rebuild) or dropped between two calls. */
 
 /* 1 when the index of space (a name) of dataset ds_id is built, with its metric, factory
- * string (INDEX_FACTORY_MAX + 1 bytes) and index_exact_scores(); each out may be NULL.
- * 0 when it is not (never defined, building, or dropped). */
+ * string (INDEX_FACTORY_MAX + 1 bytes), index_exact_scores() and its dead vectors (old
+ * vectors of upserted or deleted rows an HNSW or IVF still holds; 0 for an index that
+ * removes them); each out may be NULL. 0 when it is not (never defined, building, or
+ * dropped). */
 int catalog_index_built(struct catalog *c, uint32_t ds_id, const char *space,
                         enum index_metric *metric, char factory[INDEX_FACTORY_MAX + 1],
-                        int *exact_scores);
+                        int *exact_scores, uint64_t *dead);
 
 /* Search that index for nq queries q (borrowed, nq * dim floats, any norm: the index
  * handles its metric) for k candidates each into sc and ids (nq * k each; ids -1 for none),

@@ -33,6 +33,9 @@
 
 #define CANDIDATE_FACTOR 4 /* index candidates per wanted result (index_candidates) */
 
+/* How an index's scores relate to the exact ones (usable_index). */
+enum { SCORES_CODES = 0, SCORES_EXACT = 1, SCORES_EXACT_LIVE = 2 };
+
 struct hit {
 	float score; /* the ranking score: exact, or the rescoring filter's */
 	uint64_t row;
@@ -280,9 +283,20 @@ static int index_query(struct core *core, const struct query *qr, size_t nq, con
 	                            qr->nprobe, sc, ids, e);
 }
 
-static size_t candidates_per_query(const struct query *qr)
+/* Index candidates for one query's top limit + 1 (exact_scores as usable_index gives it). An
+ * index that ranks with the exact vectors and holds no dead one (Flat, or an HNSW / IVF-Flat
+ * without upserts since its build) ranks as the exact rescoring does, so limit + 1 candidates
+ * are enough (deleted rows widen the search in index_candidates). Asking an HNSW for more
+ * would also raise its efSearch to that count (FAISS searches with max(efSearch, k)): a
+ * client's ef_search below 4 x (limit + 1) would not be the one used (measured: ef_search 10
+ * searched as 44). Compressed codes (PQ, SQ) and indexes holding old vectors of upserted rows
+ * get CANDIDATE_FACTOR times more, for the exact rescoring to rerank. */
+static size_t candidates_per_query(const struct query *qr, int exact_scores)
 {
-	size_t k = (qr->limit + 1) * CANDIDATE_FACTOR;
+	size_t k = (qr->limit + 1) * (exact_scores == SCORES_EXACT_LIVE && qr->rescore == NULL &&
+	                                              qr->hub == NULL
+	                                      ? 1
+	                                      : CANDIDATE_FACTOR);
 
 	if (qr->rescore != NULL && qr->candidates > k) /* else a second round would widen to it */
 		k = qr->candidates;
@@ -326,8 +340,15 @@ static int same_score(float indexed, float exact)
 	return fabsf(indexed - exact) <= 1e-4f * fmaxf(1.0f, fabsf(exact));
 }
 
-/* Candidates from the index (or pre_ids / pre_sc, k of them, already searched), with exact
- * scores from LMDB; duplicates and deleted rows dropped.
+/* A query's index candidates when its batch searched the index at once (search_batch). */
+struct precand {
+	const float *sc;    /* the index's scores */
+	const int64_t *ids; /* the rows, -1 for none */
+	size_t k;           /* how many: candidates_per_query() when the batch searched */
+};
+
+/* Candidates from the index (or pre, already searched), with exact scores from LMDB;
+ * duplicates and deleted rows dropped.
  * An index that scores with the exact vectors (index_exact_scores: Flat, HNSW, IVF-Flat)
  * ranks its candidates as exact rescoring would, so for a top-k search only the first
  * h->keep live candidates are read and their exact scores checked against the index's; if
@@ -337,14 +358,15 @@ static int same_score(float indexed, float exact)
  * (4 times the candidates each round) until it has them or has seen the whole index: a
  * top-k answer is never short because of deletes. */
 static int index_candidates(struct core *core, const struct query *qr,
-                            const float *q, const float *pre_sc, const int64_t *pre_ids,
-                            int exact_scores, struct hits *h, uint64_t *scanned, struct err *e)
+                            const float *q, const struct precand *pre, int exact_scores,
+                            struct hits *h, uint64_t *scanned, struct err *e)
 {
-	size_t k = candidates_per_query(qr);
+	/* the batch's count: an upsert since its search may have changed exact_scores */
+	size_t k = pre != NULL ? pre->k : candidates_per_query(qr, exact_scores);
 	float *own_sc = NULL, *x = malloc(qr->dim * sizeof *x);
 	int64_t *own = NULL;
-	const int64_t *ids = pre_ids;
-	const float *sc = pre_sc;
+	const int64_t *ids = pre != NULL ? pre->ids : NULL;
+	const float *sc = pre != NULL ? pre->sc : NULL;
 	struct store_reader *r = NULL;
 	double qq = 0;
 	int rc = 0, check = exact_scores && qr->rescore == NULL && qr->hub == NULL &&
@@ -792,23 +814,30 @@ out:
 
 /* 1 when the space's index serves this request: it serves plain top-k of its own metric;
  * thresholds, pages, subsets and exact requests are answered by the exact scan, which is
- * complete. factory gets its factory string, *exact_scores index_exact_scores(). */
+ * complete. factory gets its factory string; *exact_scores is SCORES_CODES (compressed
+ * codes), SCORES_EXACT (index_exact_scores(), but old vectors of upserted rows may rank) or
+ * SCORES_EXACT_LIVE (exact, and no dead vector: the index ranks as exact rescoring does). */
 static int usable_index(struct core *core, const struct query *qr, int count,
                         char factory[INDEX_FACTORY_MAX + 1], int *exact_scores)
 {
 	enum index_metric metric;
+	uint64_t dead = 0;
 
 	if (qr->exact || qr->has_thr || qr->has_after || count || qr->members != NULL)
 		return 0;
-	return catalog_index_built(core->catalog, qr->ds, space_name(qr), &metric, factory,
-	                           exact_scores) &&
-	       metric == qr->metric;
+	if (!catalog_index_built(core->catalog, qr->ds, space_name(qr), &metric, factory,
+	                         exact_scores, &dead) ||
+	    metric != qr->metric)
+		return 0;
+	if (*exact_scores)
+		*exact_scores = dead == 0 ? SCORES_EXACT_LIVE : SCORES_EXACT;
+	return 1;
 }
 
-/* One query: hits, stats, page token (pre_sc, pre_ids: its index candidates when the
- * caller searched a batch at once; NULL otherwise). */
+/* One query: hits, stats, page token (pre: its index candidates when the caller searched a
+ * batch at once; NULL otherwise). */
 static int run_query(struct core *core, const struct query *qr, const float *q, int count,
-                     const float *pre_sc, const int64_t *pre_ids, json_t **out, struct err *e)
+                     const struct precand *pre, json_t **out, struct err *e)
 {
 	char factory[INDEX_FACTORY_MAX + 1] = "";
 	int exact_scores = 0;
@@ -833,7 +862,7 @@ static int run_query(struct core *core, const struct query *qr, const float *q, 
 		h.keep = qr->exact ? 0 : normalizers_query_candidates(qr->hub) > h.keep
 		                                 ? normalizers_query_candidates(qr->hub)
 		                                 : h.keep;
-	rc = use_index ? index_candidates(core, qr, q, pre_sc, pre_ids, exact_scores, &h, &scanned, e)
+	rc = use_index ? index_candidates(core, qr, q, pre, exact_scores, &h, &scanned, e)
 	               : exact_scan(core, qr, q, &h, &scanned, e);
 	if (rc != 0)
 		goto out;
@@ -911,10 +940,14 @@ static void *batch_part_run(void *arg)
 
 	for (size_t i = p->i0; i < p->i1 && p->rc == 0; i++) {
 		json_t *one = NULL;
+		struct precand pre = {.k = p->kc};
 
+		if (p->cand != NULL) {
+			pre.sc = p->csc + i * p->kc;
+			pre.ids = p->cand + i * p->kc;
+		}
 		p->rc = run_query(p->core, p->qr, p->q + i * p->qr->dim, p->count,
-		                  p->cand != NULL ? p->csc + i * p->kc : NULL,
-		                  p->cand != NULL ? p->cand + i * p->kc : NULL, &one, &p->e);
+		                  p->cand != NULL ? &pre : NULL, &one, &p->e);
 		if (p->rc == 0 && (p->text[i] = json_dumps(one, JSON_COMPACT)) == NULL)
 			p->rc = err_set(&p->e, ERR_NOMEM, "out_of_memory", "out of memory");
 		else if (p->rc == 0)
@@ -1000,13 +1033,14 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
 static int search_batch(struct core *core, const struct query *qr, const float *q, size_t nq,
                         int count, char **out, size_t *len, struct err *e)
 {
-	size_t kc = candidates_per_query(qr);
 	char factory[INDEX_FACTORY_MAX + 1];
 	int exact_scores = 0, rc = 0;
 	int64_t *cand = NULL;
 	float *csc = NULL;
+	size_t kc = 0;
 
 	if (usable_index(core, qr, count, factory, &exact_scores)) {
+		kc = candidates_per_query(qr, exact_scores);
 		cand = malloc(nq * kc * sizeof *cand);
 		csc = malloc(nq * kc * sizeof *csc);
 		rc = cand != NULL && csc != NULL
@@ -1079,7 +1113,7 @@ static int resolve_space(struct core *core, const struct search_request *req, st
 		               "the query vectors have %u values, the space has dim %u",
 		               (unsigned)req->dim, (unsigned)qr->dim);
 	qr->metric = INDEX_COSINE;
-	catalog_index_built(core->catalog, qr->ds, space_name(qr), &qr->metric, NULL, NULL);
+	catalog_index_built(core->catalog, qr->ds, space_name(qr), &qr->metric, NULL, NULL, NULL);
 	if (req->has_metric)
 		qr->metric = req->metric;
 	return 0;
@@ -1197,7 +1231,7 @@ static int run_single(struct core *core, const struct query *qr, char **out, siz
 		rc = err_set(e, ERR_MALFORMED, "page_token_mismatch",
 		             "page_token was made for a request with other parameters");
 	if (rc == 0)
-		rc = run_query(core, qr, q, qr->req->count, NULL, NULL, &one, e);
+		rc = run_query(core, qr, q, qr->req->count, NULL, &one, e);
 	if (rc == 0 && (*out = json_dumps(one, JSON_COMPACT)) == NULL)
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if (rc == 0)
