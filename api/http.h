@@ -87,6 +87,13 @@ int http_accepted(struct http_res *res, uint64_t job, const char *key, json_t *v
  * returns ERR_MALFORMED. */
 int http_body_json(const struct http_req *r, struct http_res *res, json_t **out);
 
+/* A POST on a dataset that a service answers with a JSON document: the {dataset} parameter
+ * (0) and the JSON body checked, then op(core, dataset, body, &out, &e); 200 with out, or the
+ * problem of op's error. Returns 0. */
+int http_dataset_op(struct http_req *r, struct http_res *res,
+                    int (*op)(struct core *core, const char *dataset, const json_t *body,
+                              json_t **out, struct err *e));
+
 /* The {segment} parameter i as a store name ([A-Za-z0-9._-]{1,64}); otherwise fills res with
  * a 422 problem naming what (e.g. "dataset") and returns NULL. */
 const char *http_name_param(const struct http_req *r, struct http_res *res, int i,

@@ -177,6 +177,24 @@ int http_body_json(const struct http_req *r, struct http_res *res, json_t **out)
 	return 0;
 }
 
+int http_dataset_op(struct http_req *r, struct http_res *res,
+                    int (*op)(struct core *core, const char *dataset, const json_t *body,
+                              json_t **out, struct err *e))
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	struct err e = {0};
+	json_t *body = NULL, *out = NULL;
+	int rc;
+
+	if (ds == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = op(r->core, ds, body, &out, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}
+
 const char *http_name_param(const struct http_req *r, struct http_res *res, int i,
                             const char *what)
 {

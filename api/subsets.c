@@ -37,18 +37,7 @@ int subsets_get(struct http_req *r, struct http_res *res)
 
 int subsets_probe(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	struct err e = {0};
-	json_t *body = NULL, *out = NULL;
-	int rc;
-
-	if (ds == NULL || http_body_json(r, res, &body) != 0)
-		return 0;
-	rc = subset_probe(r->core, ds, body, &out, &e);
-	json_decref(body);
-	if (rc != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, out);
+	return http_dataset_op(r, res, subset_probe);
 }
 
 int subsets_put(struct http_req *r, struct http_res *res)

@@ -235,6 +235,7 @@ out:
 int main(int argc, char **argv)
 {
 	struct config cfg;
+	struct shardmap map;
 	struct err e = {0};
 	int rc;
 
@@ -287,34 +288,22 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		auth_free(a);
-		if (cfg.router != NULL) {
-			struct shardmap map;
-
-			if (shardmap_load(&map, cfg.router, &e) != 0) {
-				fprintf(stderr, "winnowd: --router %s: %s\n", cfg.router, e.detail);
-				config_free(&cfg);
-				return 2;
-			}
-			shardmap_free(&map);
-		}
+	}
+	/* a router's cluster file is read before anything starts: a bad one is exit 2 */
+	if (cfg.router != NULL && shardmap_load(&map, cfg.router, &e) != 0) {
+		fprintf(stderr, "winnowd: --router %s: %s\n", cfg.router, e.detail);
+		config_free(&cfg);
+		return 2;
+	}
+	if (cfg.check_only) {
 		config_print(&cfg, stdout);
 		printf("# configuration ok\n");
-		config_free(&cfg);
-		return 0;
-	}
-	if (cfg.router != NULL) {
-		struct shardmap map;
-
-		if (shardmap_load(&map, cfg.router, &e) != 0) {
-			fprintf(stderr, "winnowd: --router %s: %s\n", cfg.router, e.detail);
-			config_free(&cfg);
-			return 2;
-		}
-		rc = run(&cfg, &map);
-		shardmap_free(&map);
+		rc = 0;
 	} else {
-		rc = run(&cfg, NULL);
+		rc = run(&cfg, cfg.router != NULL ? &map : NULL);
 	}
+	if (cfg.router != NULL)
+		shardmap_free(&map);
 	config_free(&cfg);
 	return rc;
 }
