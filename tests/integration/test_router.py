@@ -293,8 +293,7 @@ def test_router_refuses_what_it_cannot_make_exact():
     st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
                               {"steps": [{"filter": "nope", "top_fraction": 0.3}]})
     assert_eq(st, 422, body)
-    st, _, body = router.request("POST", "/v1/datasets/p/records:import", b"x",
-                                 content_type="multipart/form-data; boundary=x")
+    st, _, body = router.json("POST", "/v1/datasets/p/filters/fa:sweep", {"thresholds": [1]})
     assert_problem((st, _, body), 501, "not_supported_by_router")
 
 
