@@ -162,7 +162,7 @@ int rsignals_post(struct http_req *r, struct http_res *res)
 	/* a bad query, media type or line, or no line: refused by shard 0 as by one daemon */
 	if ((qd != NULL && !client_dry && strcmp(qd, "false") != 0 && strcmp(qd, "0") != 0) ||
 	    (strcmp(mt, "application/x-ndjson") != 0 && strcmp(mt, "application/jsonl") != 0) ||
-	    (no = split(r, m, parts)) <= 0) {
+	    r->body_len == 0 || (no = split(r, m, parts)) <= 0) {
 		if (no == -2)
 			http_problem(res, r, ERR_NOMEM, NULL, NULL);
 		else
