@@ -13,6 +13,7 @@
 #include "api/router_util.h"
 #include "cluster/fanout.h"
 #include "cluster/gselect.h"
+#include "cluster/shardmap.h"
 #include "daemon/daemon.h"
 #include "lib/err.h"
 
