@@ -114,16 +114,23 @@ static int place_all(struct rimport *x, const struct shardmap *m)
 	return 0;
 }
 
+/* Append len raw bytes to p. 0, or -1 when out of memory. */
 static int put(struct rutil_part *p, const void *s, size_t len)
 {
-	size_t nl = p->nlines;
-	int rc;
+	if (p->len + len > p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 65536;
+		char *nb;
 
-	/* rutil_part_add appends a '\n' after s: take it back */
-	rc = rutil_part_add(p, s, len, 0, 0);
-	p->len--;
-	p->nlines = nl;
-	return rc;
+		while (cap < p->len + len)
+			cap *= 2;
+		if ((nb = realloc(p->buf, cap)) == NULL)
+			return -1;
+		p->buf = nb;
+		p->cap = cap;
+	}
+	memcpy(p->buf + p->len, s, len);
+	p->len += len;
+	return 0;
 }
 
 /* The .npy v1.0 header of a (rows, cols) array of dtype elt, padded to 64 bytes. */
@@ -250,8 +257,8 @@ static int per_record(const struct fanout_call *c)
 }
 
 /* Every shard's body at once; the answers merged, or the refusal, or a partial state. */
-static int send(struct http_req *r, struct http_res *res, const struct rimport *x,
-                struct rutil_part *parts, size_t n, const char *path)
+static int send_all(struct http_req *r, struct http_res *res, const struct rimport *x,
+                    struct rutil_part *parts, size_t n, const char *path)
 {
 	struct fanout_call *c = calloc(n, sizeof *c), *bad = NULL;
 	struct err e = {0};
@@ -276,9 +283,7 @@ static int send(struct http_req *r, struct http_res *res, const struct rimport *
 		                                              RI_BOUNDARY};
 	}
 	if (fanout_run(r->d->router, c, m, r->request_id, &e) != 0) {
-		err_set(&e, ERR_GATEWAY, "shard_unreachable", "%s; records sent to the other shards "
-		        "may be stored: sending the import again is safe (upsert)", e.detail);
-		rutil_gateway(res, r, &e);
+		rutil_gateway(res, r, &e); /* others may have stored theirs: a resend is safe */
 	} else {
 		for (size_t i = 0; i < m; i++) {
 			if (per_record(&c[i]))
@@ -323,7 +328,7 @@ int rimport_post(struct http_req *r, struct http_res *res)
 	else if (rc == 0) /* wrong as a whole: shard 0 says how, as one daemon does */
 		rutil_forward_one(r, res, 0, path);
 	else
-		send(r, res, &x, bodies, m->n, path);
+		send_all(r, res, &x, bodies, m->n, path);
 out:
 	rutil_parts_free(bodies, m->n);
 	free(x.lines);
