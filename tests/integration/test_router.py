@@ -284,6 +284,19 @@ def test_threshold_and_chained_steps():
 
 
 @test
+def test_filter_stats_over_100k_records_equal_one_daemon():
+    """33,000 scores a shard: the order statistics take several probe rounds each."""
+    ref, _, router = loaded()
+    for f in ("fa", "fb"):
+        st, _, one = ref.get_json("/v1/datasets/p/filters/%s/stats?bins=50&threshold=10" % f)
+        assert_eq(st, 200, one)
+        st, _, via = router.get_json("/v1/datasets/p/filters/%s/stats?bins=50&threshold=10" % f)
+        assert_eq(st, 200, via)
+        assert abs(via.pop("mean") - one.pop("mean")) <= 1e-12 * abs(one["max"]), f
+        assert_eq(via, one, f)
+
+
+@test
 def test_router_refuses_what_it_cannot_make_exact():
     _, _, router = loaded()
     st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
