@@ -6,7 +6,8 @@ records:signals: the same batch gives the same records on both sides and equals 
 merge patch (RFC 7396) in Python, the color filter's scores included; a batch with one bad line
 (unknown id, or not a patch) changes nothing on any shard and names the client's line, as one
 daemon does; ?dry_run=true checks without writing; a shard that cannot be reached in the
-checking round leaves every other shard unchanged.
+checking round leaves every other shard unchanged; a shard failing after the checks is a 502
+partial naming it, and sending the batch again completes it.
 
 records:import: the same multipart import gives the same records and the same answer (errors on
 the client's lines and rows) as one daemon; a request wrong as a whole is refused alike.
@@ -22,6 +23,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import uuid
 
 import numpy as np
@@ -257,6 +259,73 @@ def test_an_unreachable_shard_in_the_checking_round_leaves_the_others_unchanged(
     finally:
         r2.stop()
         r2.close()
+
+
+class _FlakyShard:
+    """A stand-in for shard 2 that passes every dry run and fails every real write (500), as a
+    shard that dies between the two rounds would."""
+
+    def __init__(self):
+        import http.server
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, st, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(st)
+                self.send_header("Content-Type", "application/json" if st < 400
+                                 else "application/problem+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"status": "ready"})
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                n = sum(1 for x in body.split(b"\n") if x.strip())
+                if "dry_run=true" in self.path:
+                    self._send(200, {"patched": 0, "dry_run": True, "checked": n})
+                else:
+                    self._send(500, {"type": "about:blank", "title": "boom", "status": 500,
+                                     "code": "internal", "detail": "the disk went away"})
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@test
+def test_a_shard_failing_after_the_checks_is_a_partial_and_a_resend_completes():
+    ref, shards, router = cluster()
+    flaky = _FlakyShard()
+    cf = _router(["http://127.0.0.1:%d" % shards[0].port, "http://127.0.0.1:%d" % shards[1].port,
+                  "http://127.0.0.1:%d" % flaky.port])
+    r2 = _Unready(extra_args=["--router", cf])
+    lines = [{"id": rid, "signals": {"partial": i}} for i, rid in enumerate(ids())]
+    try:
+        st, _, body = post(r2, lines)
+        assert_problem((st, _, body), 502, "partial")
+        assert_eq(sorted((x["shard"], x["status"]) for x in body["shards"]),
+                  [(0, 200), (1, 200), (2, 500)])
+    finally:
+        r2.stop()
+        r2.close()
+        flaky.close()
+    got = shards_state(shards)
+    for i, rid in enumerate(ids()):
+        has = (got[rid] or {}).get("partial")
+        assert_eq(has, i if place(rid, 3) < 2 else None, "applied on shards 0 and 1 only")
+    # the same batch again through the real router completes it; nothing is applied twice
+    assert_eq(post(router, lines)[:1], (200,))
+    assert post(ref, lines)[0] == 200
+    assert_eq(shards_state(shards), signals_of(ref), "as one daemon after one batch")
 
 
 def stats_data():
