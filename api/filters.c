@@ -89,13 +89,41 @@ int filters_score(struct http_req *r, struct http_res *res)
 	return http_accepted(res, job, "filter", view);
 }
 
+/* The histogram's range ?lo=&hi= (both or neither, finite, lo <= hi): 1 when given, 0 when
+ * not, -1 with e when bad. */
+static int stats_range(struct http_req *r, double range[2], struct err *e)
+{
+	const char *q[2] = {http_query(r, "lo"), http_query(r, "hi")};
+	char *end;
+
+	if (q[0] == NULL && q[1] == NULL)
+		return 0;
+	for (int i = 0; i < 2; i++) {
+		if (q[i] == NULL) {
+			err_set(e, ERR_MALFORMED, "bad_query", "lo and hi come together");
+			return -1;
+		}
+		range[i] = strtod(q[i], &end);
+		if (end == q[i] || *end != '\0' || !isfinite(range[i])) {
+			err_set(e, ERR_MALFORMED, "bad_query", "%s must be a finite number",
+			        i ? "hi" : "lo");
+			return -1;
+		}
+	}
+	if (range[0] > range[1]) {
+		err_set(e, ERR_MALFORMED, "bad_query", "lo must not be above hi");
+		return -1;
+	}
+	return 1;
+}
+
 int filters_stats(struct http_req *r, struct http_res *res)
 {
 	const char *ds = http_name_param(r, res, 0, "dataset");
 	const char *name = ds ? http_name_param(r, res, 1, "filter") : NULL;
 	const char *qb = http_query(r, "bins"), *qt = http_query(r, "threshold");
 	struct err e = {0};
-	double threshold = NAN;
+	double threshold = NAN, range[2];
 	unsigned long bins = 10;
 	json_t *v = NULL;
 	char *end;
@@ -118,7 +146,11 @@ int filters_stats(struct http_req *r, struct http_res *res)
 			return http_problem(res, r, ERR_MALFORMED, &e, NULL);
 		}
 	}
-	if ((rc = instance_stats_json(r->core, ds, name, (unsigned)bins, threshold, &v, &e)) != 0)
+	if ((rc = stats_range(r, range, &e)) < 0)
+		return http_problem(res, r, ERR_MALFORMED, &e, NULL);
+	rc = instance_stats_json(r->core, ds, name, (unsigned)bins, threshold, rc ? range : NULL, &v,
+	                         &e);
+	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, v);
 }

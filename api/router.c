@@ -11,8 +11,11 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "api/router_import.h"
 #include "api/router_models.h"
 #include "api/router_search.h"
+#include "api/router_signals.h"
+#include "api/router_stats.h"
 #include "api/router_util.h"
 #include "api/router_subsets.h"
 #include "cluster/fanout.h"
@@ -211,6 +214,7 @@ static const struct rroute rtable[] = {
 	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},
 	{"PUT", "/v1/datasets/{name}/filters/{filter}", rt_filter_put},
 	{"GET", "/v1/datasets/{name}/filters/{filter}/records/{id*}", rt_owner},
+	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", rstats_get},
 	{"POST", "/v1/datasets/{name}/filters/{filter}:score", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/hubness", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/hubness/{normalizer}", rutil_broadcast},
@@ -227,6 +231,8 @@ static const struct rroute rtable[] = {
 	{"DELETE", "/v1/datasets/{name}/records/{id*}", rt_owner},
 	{"GET", "/v1/datasets/{name}/records/{id*}", rt_owner},
 	{"PATCH", "/v1/datasets/{name}/records/{id*}", rt_owner},
+	{"POST", "/v1/datasets/{name}/records:import", rimport_post},
+	{"POST", "/v1/datasets/{name}/records:signals", rsignals_post},
 	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", rt_decisions},
 	{"POST", "/v1/datasets/{name}/search", rsearch_post},
 	{"POST", "/v1/datasets/{name}/search:count", rsearch_count},

@@ -99,6 +99,21 @@ static const char *static_type(const char *t)
 	return "application/json";
 }
 
+int rutil_forward_one(struct http_req *r, struct http_res *res, size_t shard, const char *path)
+{
+	struct fanout_call c = {.shard = shard, .method = r->method, .path = path,
+	                        .body = r->body_len > 0 ? r->body : NULL, .body_len = r->body_len,
+	                        .content_type = http_header(r, "Content-Type")};
+	struct err e = {0};
+
+	if (fanout_run(r->d->router, &c, 1, r->request_id, &e) != 0)
+		rutil_gateway(res, r, &e);
+	else
+		rutil_copy(res, &c);
+	fanout_calls_free(&c, 1);
+	return 0;
+}
+
 int rutil_copy(struct http_res *res, struct fanout_call *c)
 {
 	res->status = c->status;
@@ -375,7 +390,7 @@ int rutil_merged_get(struct http_req *r, struct http_res *res)
 
 /* ---- definitions on every shard ---- */
 
-static int partial(struct http_req *r, struct http_res *res, struct fanout_call *c, size_t n)
+int rutil_partial(struct http_req *r, struct http_res *res, struct fanout_call *c, size_t n)
 {
 	struct err e = {0};
 	json_t *shards = json_array();
@@ -385,8 +400,8 @@ static int partial(struct http_req *r, struct http_res *res, struct fanout_call 
 		json_t *b = fanout_json(&c[i]);
 
 		json_array_append_new(shards,
-		        json_pack("{s:I, s:s, s:i, s:o}", "shard", (json_int_t)i, "url",
-		                  fanout_map(f)->url[i], "status", c[i].status, "answer",
+		        json_pack("{s:I, s:s, s:i, s:o}", "shard", (json_int_t)c[i].shard, "url",
+		                  fanout_map(f)->url[c[i].shard], "status", c[i].status, "answer",
 		                  b != NULL ? b : json_string(c[i].error)));
 	}
 	err_set(&e, ERR_GATEWAY, "partial",
@@ -418,7 +433,7 @@ int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *m
 	} else if (n > 1) {
 		fanout_run(f, c + 1, n - 1, r->request_id, &e);
 		if (rutil_first_bad(c + 1, n - 1) != NULL)
-			partial(r, res, c, n);
+			rutil_partial(r, res, c, n);
 		else
 			answer_merged(r, res, c, n, c[0].status);
 	} else {
@@ -442,14 +457,7 @@ int rutil_broadcast(struct http_req *r, struct http_res *res)
 
 /* ---- ingest split by id ---- */
 
-struct part {
-	char *buf;
-	size_t len, cap;
-	size_t *lines; /* client line of the part's i-th record */
-	size_t nlines, lcap;
-};
-
-static int part_add(struct part *p, const char *s, size_t len, size_t line, int json_form)
+int rutil_part_add(struct rutil_part *p, const char *s, size_t len, size_t line, int json_form)
 {
 	if (p->len + len + 2 > p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 65536;
@@ -481,6 +489,48 @@ static int part_add(struct part *p, const char *s, size_t len, size_t line, int 
 	return 0;
 }
 
+void rutil_errors_remap(json_t *dst, json_t *errs, const struct rutil_part *p)
+{
+	size_t k;
+	json_t *ev;
+
+	json_array_foreach(errs, k, ev) {
+		json_int_t l = json_integer_value(json_object_get(ev, "line"));
+
+		if (l >= 1 && (size_t)l <= p->nlines)
+			json_object_set_new(ev, "line", json_integer((json_int_t)p->lines[l - 1]));
+		json_array_append(dst, ev);
+	}
+}
+
+void rutil_errors_by_line(json_t *errors)
+{
+	/* insertion sort: at most 1,000 per shard are listed */
+	for (size_t i = 1; i < json_array_size(errors); i++) {
+		for (size_t j = i; j > 0; j--) {
+			json_t *a = json_array_get(errors, j - 1), *b = json_array_get(errors, j);
+
+			if (json_integer_value(json_object_get(a, "line")) <=
+			    json_integer_value(json_object_get(b, "line")))
+				break;
+			json_incref(a);
+			json_array_set(errors, j - 1, b);
+			json_array_set_new(errors, j, a);
+		}
+	}
+	while (json_array_size(errors) > 1000)
+		json_array_remove(errors, json_array_size(errors) - 1);
+}
+
+void rutil_parts_free(struct rutil_part *p, size_t n)
+{
+	for (size_t i = 0; p != NULL && i < n; i++) {
+		free(p[i].buf);
+		free(p[i].lines);
+	}
+	free(p);
+}
+
 /* The shard of one record's text: its "id" when it parses, else shard 0 (which rejects it
  * with the code a single daemon gives). */
 static size_t record_shard(const struct shardmap *m, const char *s, size_t len)
@@ -495,7 +545,8 @@ static size_t record_shard(const struct shardmap *m, const char *s, size_t len)
 	return sh;
 }
 
-static int split_ndjson(const struct http_req *r, const struct shardmap *m, struct part *parts)
+static int split_ndjson(const struct http_req *r, const struct shardmap *m,
+                        struct rutil_part *parts)
 {
 	const char *p = r->body, *end = r->body + r->body_len;
 	size_t line = 0;
@@ -512,7 +563,7 @@ static int split_ndjson(const struct http_req *r, const struct shardmap *m, stru
 		if (!blank) {
 			line++;
 			k = record_shard(m, p, (size_t)(le - p));
-			if (part_add(&parts[k], p, (size_t)(le - p), line, 0) != 0)
+			if (rutil_part_add(&parts[k], p, (size_t)(le - p), line, 0) != 0)
 				return -1;
 		}
 		p = nl != NULL ? nl + 1 : end;
@@ -520,7 +571,7 @@ static int split_ndjson(const struct http_req *r, const struct shardmap *m, stru
 	return 0;
 }
 
-static int split_json(json_t *recs, const struct shardmap *m, struct part *parts)
+static int split_json(json_t *recs, const struct shardmap *m, struct rutil_part *parts)
 {
 	size_t i;
 	json_t *v;
@@ -529,7 +580,7 @@ static int split_json(json_t *recs, const struct shardmap *m, struct part *parts
 		char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 		const char *id = json_string_value(json_object_get(v, "id"));
 		size_t k = id != NULL && id[0] ? shardmap_place(m, id, strlen(id)) : 0;
-		int rc = s != NULL ? part_add(&parts[k], s, strlen(s), i + 1, 1) : -1;
+		int rc = s != NULL ? rutil_part_add(&parts[k], s, strlen(s), i + 1, 1) : -1;
 
 		free(s);
 		if (rc != 0)
@@ -540,43 +591,21 @@ static int split_json(json_t *recs, const struct shardmap *m, struct part *parts
 
 /* Sum the shards' ingest answers, errors back on the client's lines, sorted by line. */
 static int ingest_answer(struct http_req *r, struct http_res *res, struct fanout_call *c,
-                         struct part *parts, size_t n)
+                         struct rutil_part *parts, size_t n)
 {
 	json_int_t acc = 0, rej = 0;
 	json_t *errors = json_array();
 
 	for (size_t i = 0; i < n; i++) {
 		json_t *b = fanout_json(&c[i]);
-		json_t *errs = json_object_get(b, "errors"), *ev;
-		size_t k;
+		json_t *errs = json_object_get(b, "errors");
 
 		acc += json_integer_value(json_object_get(b, "accepted"));
 		rej += json_integer_value(json_object_get(b, "rejected"));
-		json_array_foreach(errs, k, ev) {
-			json_int_t l = json_integer_value(json_object_get(ev, "line"));
-
-			if (l >= 1 && (size_t)l <= parts[c[i].shard].nlines)
-				json_object_set_new(ev, "line",
-				                    json_integer((json_int_t)parts[c[i].shard].lines[l - 1]));
-			json_array_append(errors, ev);
-		}
+		rutil_errors_remap(errors, errs, &parts[c[i].shard]);
 		json_decref(b);
 	}
-	/* sort by line (insertion sort: at most 1,000 per shard are listed) */
-	for (size_t i = 1; i < json_array_size(errors); i++) {
-		for (size_t j = i; j > 0; j--) {
-			json_t *a = json_array_get(errors, j - 1), *b = json_array_get(errors, j);
-
-			if (json_integer_value(json_object_get(a, "line")) <=
-			    json_integer_value(json_object_get(b, "line")))
-				break;
-			json_incref(a);
-			json_array_set(errors, j - 1, b);
-			json_array_set_new(errors, j, a);
-		}
-	}
-	while (json_array_size(errors) > 1000)
-		json_array_remove(errors, json_array_size(errors) - 1);
+	rutil_errors_by_line(errors);
 	if (acc == 0) {
 		struct err e = {0};
 
@@ -589,8 +618,8 @@ static int ingest_answer(struct http_req *r, struct http_res *res, struct fanout
 	                                     "errors", errors));
 }
 
-static int ingest_send(struct http_req *r, struct http_res *res, struct part *parts, size_t n,
-                       const char *path, int json_form)
+static int ingest_send(struct http_req *r, struct http_res *res, struct rutil_part *parts,
+                       size_t n, const char *path, int json_form)
 {
 	struct fanout *f = r->d->router;
 	struct fanout_call *c = calloc(n, sizeof *c);
@@ -604,7 +633,7 @@ static int ingest_send(struct http_req *r, struct http_res *res, struct part *pa
 		if (parts[i].nlines == 0)
 			continue;
 		if (json_form) { /* close {"records": [ ... ]} */
-			part_add(&parts[i], "]}", 2, 0, 0);
+			rutil_part_add(&parts[i], "]}", 2, 0, 0);
 			parts[i].nlines--;
 		}
 		c[m++] = (struct fanout_call){.shard = i, .method = "POST", .path = path,
@@ -629,7 +658,7 @@ static int ingest_send(struct http_req *r, struct http_res *res, struct part *pa
 		if (bad != NULL && ok == 0)
 			rutil_copy(res, bad); /* refused everywhere (unknown dataset, ...): as it is */
 		else if (bad != NULL)
-			partial(r, res, c, m); /* some parts stored: 502, a resend is safe */
+			rutil_partial(r, res, c, m); /* some parts stored: 502, a resend is safe */
 		else
 			ingest_answer(r, res, c, parts, m);
 	}
@@ -642,7 +671,7 @@ int rutil_ingest(struct http_req *r, struct http_res *res)
 {
 	struct fanout *f = r->d->router;
 	const struct shardmap *m = fanout_map(f);
-	struct part *parts = calloc(m->n, sizeof *parts);
+	struct rutil_part *parts = calloc(m->n, sizeof *parts);
 	char mt[64], *path = rutil_path(r);
 	int json_form, rc = 0;
 	json_t *body = NULL;
@@ -667,7 +696,7 @@ int rutil_ingest(struct http_req *r, struct http_res *res)
 	}
 	if (json_form) {
 		for (size_t i = 0; i < m->n; i++)
-			part_add(&parts[i], "{\"records\":[", 12, 0, 0), parts[i].nlines = 0,
+			rutil_part_add(&parts[i], "{\"records\":[", 12, 0, 0), parts[i].nlines = 0,
 				parts[i].len = 12;
 		rc = split_json(json_object_get(body, "records"), m, parts);
 	} else {
@@ -678,11 +707,7 @@ int rutil_ingest(struct http_req *r, struct http_res *res)
 	else
 		ingest_send(r, res, parts, m->n, path, json_form);
 out:
-	for (size_t i = 0; i < m->n; i++) {
-		free(parts[i].buf);
-		free(parts[i].lines);
-	}
-	free(parts);
+	rutil_parts_free(parts, m->n);
 	free(path);
 	json_decref(body);
 	return 0;

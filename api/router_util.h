@@ -25,6 +25,10 @@ int rutil_gateway(struct http_res *res, const struct http_req *r, const struct e
 /* res = the shard's answer as it is (status, body, content type). Returns 0. */
 int rutil_copy(struct http_res *res, struct fanout_call *c);
 
+/* The request as it is (method, body, Content-Type) to one shard at path; res = its answer as
+ * it is, or a 502 when it does not answer. Returns 0. */
+int rutil_forward_one(struct http_req *r, struct http_res *res, size_t shard, const char *path);
+
 /* The first call of n whose status is not ok (ok: 200..299), or NULL. */
 struct fanout_call *rutil_first_bad(struct fanout_call *c, size_t n);
 
@@ -32,6 +36,33 @@ struct fanout_call *rutil_first_bad(struct fanout_call *c, size_t n);
  * rows, vectors, members, pool, in, out, unscorable, ...), job ids composed, states the
  * least finished. docs (n entries) are borrowed. */
 json_t *rutil_merge(json_t **docs, size_t n);
+
+/* A body split by shard: the lines (or JSON array items) of one shard, and for its i-th
+ * item the client's line (1-based). */
+struct rutil_part {
+	char *buf;
+	size_t len, cap;
+	size_t *lines;
+	size_t nlines, lcap;
+};
+
+/* Append s (len bytes) as the part's next item, the client's line `line`: a line of NDJSON
+ * (json_form 0) or an array item after a comma (json_form 1). 0, or -1 when out of memory. */
+int rutil_part_add(struct rutil_part *p, const char *s, size_t len, size_t line, int json_form);
+
+/* Free n parts and the array. */
+void rutil_parts_free(struct rutil_part *p, size_t n);
+
+/* Append to dst the shard's errors (each {"line", ...} of the part p), their lines made the
+ * client's. */
+void rutil_errors_remap(json_t *dst, json_t *errs, const struct rutil_part *p);
+
+/* Sort errors by "line" and keep the first 1,000. */
+void rutil_errors_by_line(json_t *errors);
+
+/* A 502 problem "partial" listing the n calls' shards, statuses and answers: the request was
+ * applied on some shards only, and sending it again completes it. Returns 0. */
+int rutil_partial(struct http_req *r, struct http_res *res, struct fanout_call *c, size_t n);
 
 /* Handlers. */
 int rutil_merged_get(struct http_req *r, struct http_res *res);

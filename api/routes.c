@@ -195,10 +195,11 @@ static const struct {
 } query_table[] = {
 	{"GET", "/readyz", {"verbose"}},
 	{"GET", "/v1/datasets", {"page_size", "page_token"}},
-	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", {"bins", "threshold"}},
+	{"GET", "/v1/datasets/{name}/filters/{filter}/stats", {"bins", "threshold", "lo", "hi"}},
 	{"GET", "/v1/datasets/{name}/jobs", {"limit"}},
 	{"GET", "/v1/datasets/{name}/records/{id*}", {"embeddings"}},
 	{"GET", "/v1/datasets/{name}/records/{id*}/decisions", {"subset"}},
+	{"POST", "/v1/datasets/{name}/records:signals", {"dry_run"}},
 	{"POST", "/v1/datasets/{name}/search",
 	 {"space", "limit", "score_threshold", "metric", "subset", "with", "ef_search", "nprobe",
 	  "exact", "dtype"}},

@@ -11,7 +11,9 @@
  * in one LMDB transaction, which fails as a whole when any id is unknown. A signals batch is
  * usually one scorer's output over one pool; applying a part of it would leave scores of two
  * scorer versions side by side with nothing to tell them apart. A 200 means every record
- * was patched and the patch is durable.
+ * was patched and the patch is durable. With ?dry_run=true every patch is checked the same way
+ * (in a write transaction that is then abandoned) and nothing is written: the router checks a
+ * batch on every shard this way before any shard applies its part (api/router_signals.c).
  *
  * The transaction runs through ingest_patch(): after the commit, the cheap filters that read
  * bodies score the patched records again, as ingest does. Threading: one request per thread;
@@ -47,6 +49,7 @@ struct patch {
 	uint64_t *rows;
 	json_t *errors;
 	size_t nerrors;
+	int dry_run; /* check every patch, write none (the transaction is abandoned) */
 };
 
 static void add_error(json_t *errors, size_t *count, size_t line, const char *id,
@@ -215,11 +218,16 @@ static int patch_fn(void *ctx, struct store_txn *t, struct err *e)
 			add_error(p->errors, &p->nerrors, it->line, it->id, &ie);
 			continue;
 		}
-		rc = p->nerrors == 0 ? store_txn_body_put(t, p->ds, p->rows[i], nb, strlen(nb), e) : 0;
+		rc = p->nerrors == 0 && !p->dry_run
+		             ? store_txn_body_put(t, p->ds, p->rows[i], nb, strlen(nb), e)
+		             : 0;
 		free(nb);
 		if (rc != 0)
 			return rc;
 	}
+	/* a dry run that found nothing wrong: abandon the transaction all the same */
+	if (p->nerrors == 0 && p->dry_run)
+		return err_set(e, ERR_CANCELLED, "dry_run", "a dry run writes nothing");
 	/* any problem: abort, so that nothing changes */
 	return p->nerrors == 0 ? 0
 	                       : err_set(e, ERR_INVALID, "patch_rejected",
@@ -245,6 +253,8 @@ static int apply(struct http_req *r, struct http_res *res, const struct store_da
 	}
 	/* commits, then rescores (ingest/ingest.h) */
 	rc = ingest_patch(r->core, ds, patch_fn, p, p->rows, p->n, &e);
+	if (rc == ERR_CANCELLED && p->dry_run && p->nerrors == 0)
+		return 0; /* every patch applies; nothing was written */
 	if (rc != 0) {
 		if (single && p->nerrors == 1) {
 			const char *code = json_string_value(
@@ -324,9 +334,18 @@ int signals_patch_bulk(struct http_req *r, struct http_res *res)
 	json_t *errors = json_array();
 	size_t nbad = 0, cap = 0, no = 0;
 	const char *q = r->body, *end = r->body + r->body_len;
+	const char *qd = http_query(r, "dry_run");
 	char mt[64];
 	int rc;
 
+	if (qd != NULL && strcmp(qd, "true") != 0 && strcmp(qd, "1") != 0 &&
+	    strcmp(qd, "false") != 0 && strcmp(qd, "0") != 0) {
+		err_set(&e, ERR_MALFORMED, "bad_query", "dry_run must be true or false, got '%.64s'",
+		        qd);
+		http_problem(res, r, ERR_MALFORMED, &e, NULL);
+		goto out;
+	}
+	p.dry_run = qd != NULL && (strcmp(qd, "true") == 0 || strcmp(qd, "1") == 0);
 	http_media_type(r, mt, sizeof mt);
 	if (strcmp(mt, "application/x-ndjson") != 0 && strcmp(mt, "application/jsonl") != 0) {
 		err_set(&e, ERR_MEDIA_TYPE, "unsupported_media_type",
@@ -397,7 +416,10 @@ int signals_patch_bulk(struct http_req *r, struct http_res *res)
 	}
 	p.errors = json_array();
 	if (apply(r, res, &ds, &p, 0) == 0)
-		http_json(res, 200, json_pack("{s:I}", "patched", (json_int_t)p.n));
+		http_json(res, 200,
+		          p.dry_run ? json_pack("{s:I, s:b, s:I}", "patched", (json_int_t)0, "dry_run", 1,
+		                                "checked", (json_int_t)p.n)
+		                    : json_pack("{s:I}", "patched", (json_int_t)p.n));
 out:
 	for (size_t i = 0; i < p.n; i++)
 		json_decref(p.items[i].obj);

@@ -385,3 +385,23 @@ int gselect_rewrite(struct fanout *f, const char *dataset, const json_t *steps,
 	*out = json_pack("{s:o}", "steps", done);
 	return 0;
 }
+
+int gselect_value_at(struct fanout *f, const char *dataset, const char *filter, uint64_t q,
+                     const char *request_id, float *v, uint64_t *less, uint64_t *equal,
+                     json_t **shard_problem, int *status, struct err *e)
+{
+	struct gctx g = {.f = f, .filter = filter, .rid = request_id, .problem = shard_problem,
+	                 .status = status};
+	json_t *none = json_array();
+	int rc;
+
+	*shard_problem = NULL;
+	*status = 0;
+	if (none == NULL)
+		return err_set(e, ERR_NOMEM, NULL, "out of memory");
+	g.prior = none;
+	snprintf(g.path, sizeof g.path, "/v1/datasets/%s/subsets:probe", dataset);
+	rc = value_at(&g, q, v, less, equal, e);
+	json_decref(none);
+	return rc;
+}

@@ -16,6 +16,7 @@
 #define WINNOW_GSELECT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct err;
 struct fanout;
@@ -29,5 +30,13 @@ typedef struct json_t json_t;
 int gselect_rewrite(struct fanout *f, const char *dataset, const json_t *steps,
                     const char *request_id, json_t **out, unsigned *rounds,
                     json_t **shard_problem, int *status, struct err *e);
+
+/* The finite score of filter at ascending index q (0-based) among every record of dataset
+ * over the shards (the order statistic one daemon's sorted scores hold at q), with the count of
+ * scores below it and equal to it. Errors as gselect_rewrite (ERR_GATEWAY shards_changed when
+ * the counts moved between rounds). */
+int gselect_value_at(struct fanout *f, const char *dataset, const char *filter, uint64_t q,
+                     const char *request_id, float *v, uint64_t *less, uint64_t *equal,
+                     json_t **shard_problem, int *status, struct err *e);
 
 #endif

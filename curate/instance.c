@@ -1757,7 +1757,8 @@ out:
 }
 
 int instance_stats_json(struct core *core, const char *dataset, const char *name,
-                        unsigned bins, double threshold, json_t **out, struct err *e)
+                        unsigned bins, double threshold, const double *range, json_t **out,
+                        struct err *e)
 {
 	static const double qs[] = {0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99};
 	struct store_dataset_info ds, info;
@@ -1823,12 +1824,12 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 	quant = json_object();
 	hist = json_pack("{s:[], s:[]}", "edges", "counts");
 	if (nv > 0) {
-		double lo = vals[0], hi = vals[nv - 1];
+		double lo = range ? range[0] : vals[0], hi = range ? range[1] : vals[nv - 1];
 		json_t *edges = json_object_get(hist, "edges"), *hc = json_object_get(hist, "counts");
 		uint64_t *hcount = calloc(bins, sizeof *hcount);
 
-		json_object_set_new(res, "min", json_real(lo));
-		json_object_set_new(res, "max", json_real(hi));
+		json_object_set_new(res, "min", json_real(vals[0]));
+		json_object_set_new(res, "max", json_real(vals[nv - 1]));
 		json_object_set_new(res, "mean", json_real(sum / (double)nv));
 		for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
 			/* numpy's default ("linear") quantile */
@@ -1846,8 +1847,11 @@ int instance_stats_json(struct core *core, const char *dataset, const char *name
 			double width = (hi - lo) / bins;
 
 			for (size_t i = 0; i < nv; i++) {
-				size_t bi = width > 0 ? (size_t)(((double)vals[i] - lo) / width) : 0;
+				size_t bi;
 
+				if ((double)vals[i] < lo || (double)vals[i] > hi)
+					continue; /* outside a given range */
+				bi = width > 0 ? (size_t)(((double)vals[i] - lo) / width) : 0;
 				if (bi >= bins)
 					bi = bins - 1;
 				hcount[bi]++;

@@ -81,9 +81,12 @@ int instance_rescore(struct core *core, const char *dataset, const char *name, u
                      struct err *e);
 
 /* Statistics of the current scores (see docs/api.md): bins 1..1000, threshold NaN = none.
- * *out new. */
+ * range (may be NULL: the scores' own [min, max]) is the histogram's [lo, hi]: a router gives
+ * every shard the global one, so that the shards' bins add up; scores outside it are left out
+ * of the histogram. *out new. */
 int instance_stats_json(struct core *core, const char *dataset, const char *name,
-                        unsigned bins, double threshold, json_t **out, struct err *e);
+                        unsigned bins, double threshold, const double *range, json_t **out,
+                        struct err *e);
 
 /* After records were committed by ingest: score them with every cheap instance of the
  * dataset and mark them pending for the others, in one transaction. recs and rows

@@ -69,7 +69,7 @@ static json_t *stats(struct core *core)
 {
 	json_t *s = NULL;
 
-	if (instance_stats_json(core, "d", "clip", 10, NAN, &s, NULL) != 0)
+	if (instance_stats_json(core, "d", "clip", 10, NAN, NULL, &s, NULL) != 0)
 		return NULL;
 	return s;
 }
