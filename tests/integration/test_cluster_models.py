@@ -603,6 +603,8 @@ def semdedup_through_the_router_matches_one_daemon():
     assert_eq({v["params"]["given"]["format"] for v in views}, {"semdedup_given/1"})
     assert_eq([v["params"]["given"]["records"] for v in views],
               [sum(1 for r in ids if shard_of(r) == s) for s in range(NSHARDS)])
+    st, _, view = rt.get_json("/v1/datasets/sd/filters/dd")
+    assert_eq((st, view["params"]["given"]["records"]), (200, len(ids)))  # summed by the router
     one = {rid: sdd_explain(c["single"], "dd", rid) for rid in ids}
     got = {rid: sdd_explain(rt, "dd", rid) for rid in ids}
     for rid in ids:
