@@ -299,8 +299,8 @@ static int sdd_merge(json_t *const *parts, size_t n, const json_t *params, json_
 /* The prototypes definition whose id-hash sample a semdedup k-means trains on (new). */
 static json_t *kmeans_def(const json_t *params)
 {
-	static const char *const keep[] = {"space", "k", "iterations", "seed",
-	                                   "max_points_per_centroid", NULL};
+	static const char *const keep[] = {
+	    "space", "k", "iterations", "seed", "max_points_per_centroid", NULL};
 	json_t *p = json_object();
 
 	for (size_t i = 0; p != NULL && keep[i] != NULL; i++)
@@ -329,7 +329,8 @@ static int sdd_refuse(const json_t *params, struct err *e)
 		return err_set(e, ERR_INVALID, "not_exact_on_shards",
 		               "param 'sample' \"%s\" follows each shard's row order: through a "
 		               "router semdedup's k-means samples by id hash (leave 'sample' out, "
-		               "or \"id_hash\")", smp);
+		               "or \"id_hash\")",
+		               smp);
 	return 0;
 }
 

@@ -407,9 +407,12 @@ int rutil_broadcast_each(struct http_req *r, struct http_res *res, const char *m
 	if (c == NULL)
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
-		c[i] = (struct fanout_call){.shard = i, .method = method, .path = path,
+		c[i] = (struct fanout_call){.shard = i,
+		                            .method = method,
+		                            .path = path,
 		                            .body = lens[i] > 0 ? bodies[i] : NULL,
-		                            .body_len = lens[i], .content_type = ct};
+		                            .body_len = lens[i],
+		                            .content_type = ct};
 	/* shard 0 alone first: what it refuses (validation) changes nothing anywhere */
 	if (fanout_run(f, c, 1, r->request_id, &e) != 0) {
 		rutil_gateway(res, r, &e);

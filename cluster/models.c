@@ -778,9 +778,10 @@ static int pool_merge(json_t *const *parts, size_t n, uint32_t dim, struct semde
 			for (uint32_t j = 0; j < dim; j++)
 				(*x)[k * dim + j] = (float)json_number_value(json_array_get(v, j));
 			(*r)[k] = (struct semdedup_rec){
-			        .id = id, .v = *x + k * dim,
-			        .cluster = (uint32_t)json_integer_value(json_object_get(it, "c")),
-			        .sim = (float)json_number_value(json_object_get(it, "s"))};
+			    .id = id,
+			    .v = *x + k * dim,
+			    .cluster = (uint32_t)json_integer_value(json_object_get(it, "c")),
+			    .sim = (float)json_number_value(json_object_get(it, "s"))};
 			k++;
 		}
 	}
@@ -797,8 +798,8 @@ static json_t *given_of(const struct semdedup_rec *r, size_t at, size_t cnt)
 		json_array_append_new(ids, json_string(r[i].id));
 		json_array_append_new(cl, json_integer((json_int_t)r[i].cluster));
 		json_array_append_new(m, json_real(r[i].maxsim));
-		json_array_append_new(er, r[i].earlier == SIZE_MAX ? json_null()
-		                                                   : json_string(r[r[i].earlier].id));
+		json_array_append_new(
+		    er, r[i].earlier == SIZE_MAX ? json_null() : json_string(r[r[i].earlier].id));
 	}
 	return json_pack("{s:s, s:o?, s:o?, s:o?, s:o?}", "format", "semdedup_given/1", "ids", ids,
 	                 "cluster", cl, "m", m, "earlier", er);
@@ -826,9 +827,9 @@ int models_semdedup_given(json_t *const *parts, size_t n, const json_t *params, 
 		return rc;
 	if (pool_merge(parts, n, (uint32_t)dim, &r, &x, &m) != 0) {
 		rc = r == NULL || x == NULL
-		             ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory")
-		             : err_set(e, ERR_GATEWAY, "shards_disagree",
-		                       "a shard's semdedup pool is malformed");
+		         ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory")
+		         : err_set(e, ERR_GATEWAY, "shards_disagree",
+		                   "a shard's semdedup pool is malformed");
 		goto out;
 	}
 	if ((rc = semdedup_dedup(r, m, (uint32_t)dim, order, seed, maxc, &st, e)) != 0)

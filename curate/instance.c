@@ -481,10 +481,10 @@ static json_t *params_view(const json_t *params)
 
 	if (json_is_object(g) && (p = json_copy((json_t *)params)) != NULL) {
 		/* a router's semdedup decisions (a record each) summed up */
-		json_object_set_new(p, "given",
-		                    json_pack("{s:O, s:I}", "format", json_object_get(g, "format"),
-		                              "records",
-		                              (json_int_t)json_array_size(json_object_get(g, "ids"))));
+		json_object_set_new(
+		    p, "given",
+		    json_pack("{s:O, s:I}", "format", json_object_get(g, "format"), "records",
+		              (json_int_t)json_array_size(json_object_get(g, "ids"))));
 		return p;
 	}
 	if (!json_is_object(c) || !json_is_array(json_object_get(c, "priors")))

@@ -273,8 +273,8 @@ float semdedup_cos(const float *a, const float *b, uint32_t dim)
 	return (float)s;
 }
 
-int semdedup_dedup_params(const json_t *params, unsigned *order, int *seed,
-                          uint64_t *max_cluster, struct err *e)
+int semdedup_dedup_params(const json_t *params, unsigned *order, int *seed, uint64_t *max_cluster,
+                          struct err *e)
 {
 	double sd = KMEANS_SEED, mc = SDD_MAX_CLUSTER;
 	int rc;
@@ -364,7 +364,8 @@ int semdedup_dedup(struct semdedup_rec *r, size_t n, uint32_t dim, unsigned orde
 				if (nm != NULL)
 					ms = nm;
 				if (na == NULL) {
-					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					rc =
+					    err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 					goto out;
 				}
 				arg = na;
@@ -378,7 +379,8 @@ int semdedup_dedup(struct semdedup_rec *r, size_t n, uint32_t dim, unsigned orde
 				struct semdedup_rec *x = &r[it[c0 + j].idx];
 
 				x->maxsim = ms[j];
-				x->earlier = arg[j] == SEMDEDUP_NONE ? SIZE_MAX : it[c0 + arg[j]].idx;
+				x->earlier =
+				    arg[j] == SEMDEDUP_NONE ? SIZE_MAX : it[c0 + arg[j]].idx;
 			}
 		}
 		a = end;
@@ -493,8 +495,8 @@ static int train_ids(const struct semdedup *s, const struct pool *p, float *cent
 	for (size_t i = 0; i < p->n && rc == 0; i++) {
 		size_t len = strlen(p->ids[i]);
 
-		rc = kmeans_idsample_add(&smp, kmeans_id_hash(p->ids[i], len, s->kp.seed), p->ids[i],
-		                         len, p->x + i * s->dim, e);
+		rc = kmeans_idsample_add(&smp, kmeans_id_hash(p->ids[i], len, s->kp.seed),
+		                         p->ids[i], len, p->x + i * s->dim, e);
 	}
 	if (rc == 0 && (rc = kmeans_idsample_sorted(&smp, &x, e)) == 0 &&
 	    (rc = kmeans_train(&s->kp, s->dim, smp.n, x, cent, e)) == 0)
@@ -507,8 +509,8 @@ static int train_ids(const struct semdedup *s, const struct pool *p, float *cent
 
 /* The centroids (*cent new when fitted here, *use the ones to assign with) and every pool
  * record's cluster (lab) and cosine to it (sim, semdedup_cos: independent of the batching). */
-static int cluster_pool(const struct semdedup *s, const struct pool *p, float **cent,
-                        uint32_t *k, uint32_t *lab, float *sim, struct err *e)
+static int cluster_pool(const struct semdedup *s, const struct pool *p, float **cent, uint32_t *k,
+                        uint32_t *lab, float *sim, struct err *e)
 {
 	struct kmeans_index *ix = NULL;
 	const float *use = s->centroids;
@@ -548,8 +550,8 @@ static int dedup_pool(const struct semdedup *s, const struct pool *p, const uint
 	if (r == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	for (size_t i = 0; i < p->n; i++)
-		r[i] = (struct semdedup_rec){.id = p->ids[i], .v = p->x + i * s->dim,
-		                             .cluster = lab[i], .sim = sim[i]};
+		r[i] = (struct semdedup_rec){
+		    .id = p->ids[i], .v = p->x + i * s->dim, .cluster = lab[i], .sim = sim[i]};
 	if ((rc = semdedup_dedup(r, p->n, s->dim, s->order, s->kp.seed, s->max_cluster, &st, e)) ==
 	    0) {
 		for (size_t i = 0; i < p->n; i++) {
@@ -601,9 +603,10 @@ static size_t pool_find(const struct pool *p, const size_t *ord, const char *id)
 static int given_apply(const struct semdedup *s, const struct pool *p, struct dedup_out *o,
                        struct err *e)
 {
-	const json_t *ids = json_object_get(s->given, "ids"), *cl = json_object_get(s->given,
-	                                                                             "cluster");
-	const json_t *m = json_object_get(s->given, "m"), *er = json_object_get(s->given, "earlier");
+	const json_t *ids = json_object_get(s->given, "ids"),
+	             *cl = json_object_get(s->given, "cluster");
+	const json_t *m = json_object_get(s->given, "m"),
+	             *er = json_object_get(s->given, "earlier");
 	size_t *ord = malloc((p->n ? p->n : 1) * sizeof *ord);
 	uint32_t maxc = 0;
 
@@ -666,7 +669,8 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 		uint64_t dups = 0;
 
 		for (size_t i = 0; i < p.n; i++)
-			dups += o.cl[p.rows[i]] != FILTER_NO_LABEL && is_dup_m(o.msr[p.rows[i]], s->eps);
+			dups += o.cl[p.rows[i]] != FILTER_NO_LABEL &&
+			        is_dup_m(o.msr[p.rows[i]], s->eps);
 		/* the stage times, for operators and bench/dedup.py */
 		log_msg(LOG_INFO, "semdedup_fit",
 		        "records=%zu k=%u clusters=%u largest=%zu chunks=%zu removed=%llu given=%d "
@@ -713,9 +717,10 @@ static int sdd_partial(struct filter *f, struct filter_scan *scan, json_t **out,
 
 	*out = NULL;
 	if (s->centroids == NULL || s->given != NULL)
-		return err_set(e, ERR_INVALID, "no_partial",
-		               "a semdedup partial is the pool of a fit with the params 'centroids' "
-		               "given (and no 'given')");
+		return err_set(
+		    e, ERR_INVALID, "no_partial",
+		    "a semdedup partial is the pool of a fit with the params 'centroids' "
+		    "given (and no 'given')");
 	if ((rc = pool_read(s, scan, &p, e)) != 0)
 		goto out;
 	lab = malloc((p.n ? p.n : 1) * sizeof *lab);
@@ -927,22 +932,22 @@ static void sdd_destroy(struct filter *f)
 }
 
 const struct filter_ops semdedup_filter_ops = {
-	.name = "semdedup",
-	.summary = "SemDeDup: 0 for a record whose cosine to an earlier record of its k-means "
-	           "cluster exceeds 1 - eps, else 1 (Abbas et al. 2023; docs/filters.md)",
-	.size = sizeof(struct semdedup),
-	.cheap = 0,
-	.needs_fit = 1,
-	.reasons = sdd_reasons,
-	.create = sdd_create,
-	.fit = sdd_fit,
-	.save = sdd_save,
-	.load = sdd_load,
-	.score = sdd_score,
-	.destroy = sdd_destroy,
-	.label = "cluster",
-	.score_label = sdd_score_label,
-	.explain = sdd_explain,
-	.use = sdd_use,
-	.partial = sdd_partial,
+    .name = "semdedup",
+    .summary = "SemDeDup: 0 for a record whose cosine to an earlier record of its k-means "
+               "cluster exceeds 1 - eps, else 1 (Abbas et al. 2023; docs/filters.md)",
+    .size = sizeof(struct semdedup),
+    .cheap = 0,
+    .needs_fit = 1,
+    .reasons = sdd_reasons,
+    .create = sdd_create,
+    .fit = sdd_fit,
+    .save = sdd_save,
+    .load = sdd_load,
+    .score = sdd_score,
+    .destroy = sdd_destroy,
+    .label = "cluster",
+    .score_label = sdd_score_label,
+    .explain = sdd_explain,
+    .use = sdd_use,
+    .partial = sdd_partial,
 };

@@ -59,8 +59,8 @@ float semdedup_cos(const float *a, const float *b, uint32_t dim);
 
 /* The dedup params of a semdedup definition's params (borrowed): order, seed and
  * max_cluster_size with their defaults. ERR_INVALID naming a bad one. */
-int semdedup_dedup_params(const json_t *params, unsigned *order, int *seed,
-                          uint64_t *max_cluster, struct err *e);
+int semdedup_dedup_params(const json_t *params, unsigned *order, int *seed, uint64_t *max_cluster,
+                          struct err *e);
 
 /* For each of the n eps values (borrowed): kept[i] the records that a semdedup instance f
  * (fitted) would keep at eps[i]; *total the records its fit deduplicated. ERR_INVALID when f

@@ -73,8 +73,8 @@ static struct filter *spec_filter(double eps, const char *order, struct err *e)
 	int rc;
 	uint8_t has[] = {1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3};
-	struct filter_batch b = {.n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has},
-	                         .dims = {2}, .ids = ids6};
+	struct filter_batch b = {
+	    .n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct filter *f;
 
@@ -94,8 +94,8 @@ static int keep_mask(struct filter *f, struct err *e)
 {
 	uint8_t has[] = {1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3};
-	struct filter_batch b = {.n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has},
-	                         .dims = {2}, .ids = ids6};
+	struct filter_batch b = {
+	    .n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	float s[4];
 	uint8_t st[4];
 	uint32_t l[4];
@@ -248,7 +248,8 @@ static void test_chunks_and_use(void)
 	float x[] = {1, 0, 1, 0, 1, 0, 0, 1, 0, 1};
 	uint8_t has[] = {1, 1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3, 4};
-	struct filter_batch b = {.n = 5, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
+	struct filter_batch b = {
+	    .n = 5, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct filter *f = make("semdedup",
 	                        "{\"space\":\"emb\",\"eps\":0.01,\"centroids\":[[1,0],[0,1]],"
@@ -287,8 +288,8 @@ static void test_chunks_and_use(void)
 		float y[] = {1, 0, 0, 0};
 		uint8_t h2[] = {1, 0};
 		uint64_t r2[] = {9, 10};
-		struct filter_batch b2 = {.n = 2, .rows = r2, .vecs = {y}, .has_vec = {h2},
-		                          .dims = {2}, .ids = ids6};
+		struct filter_batch b2 = {
+		    .n = 2, .rows = r2, .vecs = {y}, .has_vec = {h2}, .dims = {2}, .ids = ids6};
 
 		CHECK_INT(filter_score_batch(g, &b2, s, st, &e), 0);
 		CHECK_INT(st[0], FILTER_UNFITTED);
@@ -332,7 +333,8 @@ static void test_fit_kmeans(void)
 	float x[] = {1, 0, 1, 0.001f, 1, -0.001f, -1, 0, -1, 0.001f, -1, -0.001f};
 	uint8_t has[] = {1, 1, 1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3, 4, 5};
-	struct filter_batch b = {.n = 6, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
+	struct filter_batch b = {
+	    .n = 6, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct filter *f = make("semdedup", "{\"space\":\"emb\",\"eps\":0.01,\"k\":2}", &sc, &rc, &e);
 	float s[6];
@@ -358,7 +360,8 @@ static int random_survivor(int seed, struct err *e)
 	float x[] = {1, 0, 1, 0, 1, 0};
 	uint8_t has[] = {1, 1, 1};
 	uint64_t rows[] = {0, 1, 2};
-	struct filter_batch b = {.n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
+	struct filter_batch b = {
+	    .n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	char p[160];
 	int rc, who = -1, kept = 0;
@@ -409,13 +412,13 @@ static void test_id_ties(void)
 	float x[] = {1, 0, 1, 0, 1, 0};
 	uint8_t has[] = {1, 1, 1};
 	uint64_t rows[] = {0, 1, 2};
-	struct filter_batch b = {.n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2},
-	                         .ids = ids};
+	struct filter_batch b = {
+	    .n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct err e;
 	int rc;
-	struct filter *f = make("semdedup", "{\"space\":\"emb\",\"eps\":0.01,\"centroids\":[[1,0]]}",
-	                        &sc, &rc, &e);
+	struct filter *f = make(
+	    "semdedup", "{\"space\":\"emb\",\"eps\":0.01,\"centroids\":[[1,0]]}", &sc, &rc, &e);
 	float s[3];
 	uint8_t st[3];
 	struct semdedup_rec r[3];
