@@ -79,7 +79,7 @@ static int rt_filter_put(struct http_req *r, struct http_res *res)
 		err_set(&e, ERR_NOT_SUPPORTED, "not_supported_by_router",
 		        "filter type '%.64s' fits a model over the whole pool; a router would fit it "
 		        "on each shard's part alone (a router serves basic, clip_score, color, and "
-		        "color_ngram and prototypes fitted over every shard)",
+		        "color_ngram, prototypes and semdedup fitted over every shard)",
 		        type);
 		json_decref(body);
 		return http_problem(res, r, ERR_NOT_SUPPORTED, &e, NULL);

@@ -271,6 +271,124 @@ static const char *fitted_param(json_t *body, struct err *e,
 	return "centroids";
 }
 
+/* ---- SemDeDup: centroids as prototypes', then the dedup stage here ---- */
+
+/* The shards' pools deduplicated here: *out new, an array of each shard's param "given". */
+static int sdd_merge(json_t *const *parts, size_t n, const json_t *params, json_t **out,
+                     struct err *e)
+{
+	json_t **g = calloc(n + 1, sizeof *g);
+	int rc;
+
+	if (g == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = models_semdedup_given(parts, n, params, g, e)) == 0) {
+		*out = json_array();
+		for (size_t i = 0; i < n; i++) {
+			json_array_append(*out, g[i]);
+			if (*out == NULL)
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		json_decref(g[i]);
+	free(g);
+	return rc;
+}
+
+/* The prototypes definition whose id-hash sample a semdedup k-means trains on (new). */
+static json_t *kmeans_def(const json_t *params)
+{
+	static const char *const keep[] = {
+	    "space", "k", "iterations", "seed", "max_points_per_centroid", NULL};
+	json_t *p = json_object();
+
+	for (size_t i = 0; p != NULL && keep[i] != NULL; i++)
+		if (json_object_get(params, keep[i]) != NULL)
+			json_object_set(p, keep[i], json_object_get(params, keep[i]));
+	if (p != NULL)
+		json_object_set_new(p, "sample", json_string("id_hash"));
+	return json_pack("{s:s, s:o?}", "type", "prototypes", "params", p);
+}
+
+/* What a router cannot make exact: a reservoir sample (row order), another filter's
+ * centroids (each shard's own instance), decisions given by the client. */
+static int sdd_refuse(const json_t *params, struct err *e)
+{
+	const char *smp = json_string_value(json_object_get(params, "sample"));
+
+	if (json_object_get(params, "given") != NULL)
+		return err_set(e, ERR_INVALID, "not_exact_on_shards",
+		               "param 'given' is what a router sends its shards; leave it out");
+	if (json_object_get(params, "prototypes") != NULL)
+		return err_set(e, ERR_INVALID, "not_exact_on_shards",
+		               "param 'prototypes' through a router: give 'centroids' (e.g. the "
+		               "prototypes filter's) or let the router fit k-means ('k')");
+	if (smp != NULL && strcmp(smp, "id_hash") != 0 &&
+	    json_object_get(params, "centroids") == NULL)
+		return err_set(e, ERR_INVALID, "not_exact_on_shards",
+		               "param 'sample' \"%s\" follows each shard's row order: through a "
+		               "router semdedup's k-means samples by id hash (leave 'sample' out, "
+		               "or \"id_hash\")",
+		               smp);
+	return 0;
+}
+
+/* Send each shard the definition with its own decisions (given: an array, one per shard). */
+static int sdd_send(struct http_req *r, struct http_res *res, json_t *body, const json_t *given)
+{
+	size_t n = fanout_map(r->d->router)->n;
+	char **b = calloc(n, sizeof *b), *path = rutil_path(r);
+	size_t *l = calloc(n, sizeof *l);
+	int bad = b == NULL || l == NULL || path == NULL;
+
+	for (size_t i = 0; !bad && i < n; i++) {
+		json_object_set(json_object_get(body, "params"), "given", json_array_get(given, i));
+		bad = (b[i] = json_dumps(body, JSON_COMPACT)) == NULL;
+		l[i] = bad ? 0 : strlen(b[i]);
+	}
+	if (bad)
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	else
+		rutil_broadcast_each(r, res, "PUT", path, b, l);
+	for (size_t i = 0; b != NULL && i < n; i++)
+		free(b[i]);
+	free(b);
+	free(l);
+	free(path);
+	return 0;
+}
+
+/* PUT of a semdedup filter: k-means fitted here on the id-hash sample (as prototypes), every
+ * shard's pool (clusters, cosines, unit vectors) deduplicated here with the filter's own code,
+ * and each shard given the decisions for its records. */
+static int sdd_put(struct http_req *r, struct http_res *res, const char *ds, json_t *body)
+{
+	json_t *params = json_object_get(body, "params"), *merged = NULL, *def;
+	struct err e = {0};
+
+	if (!json_is_object(params))
+		return rutil_broadcast(r, res); /* shard 0 says what is wrong */
+	if (sdd_refuse(params, &e) != 0)
+		return http_problem(res, r, ERR_INVALID, &e, NULL);
+	if (json_object_get(params, "centroids") == NULL) {
+		if ((def = kmeans_def(params)) == NULL)
+			return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		if (gather(r, res, ds, def, models_kmeans_fit, &merged) != 0) {
+			json_decref(def);
+			return 0;
+		}
+		json_decref(def);
+		json_object_set_new(params, "centroids", merged);
+		json_object_set_new(params, "sample", json_string("id_hash"));
+	}
+	if (gather(r, res, ds, body, sdd_merge, &merged) != 0)
+		return 0;
+	sdd_send(r, res, body, merged);
+	json_decref(merged);
+	return 0;
+}
+
 /* PUT of a filter: a fit the shards' data make together (color_ngram counts, prototypes
  * k-means) is made from every shard's partial and broadcast as a param; every other
  * definition is broadcast as it is. */
@@ -285,6 +403,11 @@ int rmodels_filter_put(struct http_req *r, struct http_res *res)
 
 	if (ds == NULL || http_body_json(r, res, &body) != 0)
 		return 0;
+	if (strcmp(json_string_value(json_object_get(body, "type")), "semdedup") == 0) {
+		sdd_put(r, res, ds, body);
+		json_decref(body);
+		return 0;
+	}
 	if ((param = fitted_param(body, &e, &merge)) == NULL) {
 		json_decref(body);
 		return rutil_broadcast(r, res);
@@ -308,5 +431,6 @@ int rmodels_filter_put(struct http_req *r, struct http_res *res)
 
 int rmodels_filter_fits(const char *type)
 {
-	return strcmp(type, "color_ngram") == 0 || strcmp(type, "prototypes") == 0;
+	return strcmp(type, "color_ngram") == 0 || strcmp(type, "prototypes") == 0 ||
+	       strcmp(type, "semdedup") == 0;
 }

@@ -4,7 +4,8 @@
  * :stats from each record's owner, and the search with "hubness", called by router_search)
  * CoLoR-Filter n-gram filters (PUT gathers the shards' counts, sums them and fits every shard
  * from the sums) and prototypes (PUT gathers the shards' id-hash samples, fits k-means once and
- * broadcasts the centroids). */
+ * broadcasts the centroids) and semdedup (the centroids as prototypes', then every shard's pool
+ * deduplicated here and each shard given the decisions for its records). */
 #ifndef WINNOW_ROUTER_MODELS_H
 #define WINNOW_ROUTER_MODELS_H
 
@@ -18,7 +19,8 @@ int rmodels_hubness_sync(struct http_req *r, struct http_res *res);
 int rmodels_hubness_stats(struct http_req *r, struct http_res *res);
 int rmodels_filter_put(struct http_req *r, struct http_res *res);
 
-/* 1 when a filter type's fit is made over every shard here (color_ngram, prototypes). */
+/* 1 when a filter type's fit is made over every shard here (color_ngram, prototypes,
+ * semdedup). */
 int rmodels_filter_fits(const char *type);
 
 /* A search whose body (borrowed) has "hubness": res filled. Returns 0. */

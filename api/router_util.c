@@ -410,8 +410,8 @@ int rutil_partial(struct http_req *r, struct http_res *res, struct fanout_call *
 	return http_problem(res, r, ERR_GATEWAY, &e, json_pack("{s:o}", "shards", shards));
 }
 
-int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *method,
-                         const char *path, const char *body, size_t len)
+int rutil_broadcast_each(struct http_req *r, struct http_res *res, const char *method,
+                         const char *path, char *const *bodies, const size_t *lens)
 {
 	struct fanout *f = r->d->router;
 	size_t n = fanout_map(f)->n;
@@ -422,8 +422,11 @@ int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *m
 	if (c == NULL)
 		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
-		c[i] = (struct fanout_call){.shard = i, .method = method, .path = path,
-		                            .body = len > 0 ? body : NULL, .body_len = len,
+		c[i] = (struct fanout_call){.shard = i,
+		                            .method = method,
+		                            .path = path,
+		                            .body = lens[i] > 0 ? bodies[i] : NULL,
+		                            .body_len = lens[i],
 		                            .content_type = ct};
 	/* shard 0 alone first: what it refuses (validation) changes nothing anywhere */
 	if (fanout_run(f, c, 1, r->request_id, &e) != 0) {
@@ -441,6 +444,28 @@ int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *m
 	}
 	fanout_calls_free(c, n);
 	free(c);
+	return 0;
+}
+
+int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *method,
+                         const char *path, const char *body, size_t len)
+{
+	size_t n = fanout_map(r->d->router)->n;
+	char **b = calloc(n, sizeof *b);
+	size_t *l = calloc(n, sizeof *l);
+
+	if (b == NULL || l == NULL) {
+		free(b);
+		free(l);
+		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
+	}
+	for (size_t i = 0; i < n; i++) {
+		b[i] = (char *)body;
+		l[i] = len;
+	}
+	rutil_broadcast_each(r, res, method, path, b, l);
+	free(b);
+	free(l);
 	return 0;
 }
 

@@ -74,7 +74,10 @@ int rutil_job_one(struct http_req *r, struct http_res *res);
 /* Send body (JSON, borrowed) with method to path on every shard: shard 0 first (a refusal
  * changes nothing elsewhere and is answered as it is), then the others at once; a failure
  * there is a 502 problem "partial" listing the shards (a retry of the same request
- * completes it). On success res gets shard 0's answer merged with the others'. */
+ * completes it). On success res gets shard 0's answer merged with the others'.
+ * rutil_broadcast_each: the same with shard i's own body bodies[i] (lens[i] bytes). */
+int rutil_broadcast_each(struct http_req *r, struct http_res *res, const char *method,
+                         const char *path, char *const *bodies, const size_t *lens);
 int rutil_broadcast_body(struct http_req *r, struct http_res *res, const char *method,
                          const char *path, const char *body, size_t len);
 

@@ -11,6 +11,8 @@ router's extra round trips and merges, not a speed-up).
   (100 candidates) and of a plain search, router / single.
 - color_ngram: PUT until scored (cross-fitted, 2 folds); the size of the shards' partials.
 - prototypes: PUT until scored (k-means on the id-hash sample); the size of the partials.
+- semdedup: PUT until scored (k-means on the id-hash sample, then the router's dedup stage over
+  every shard's pool); the size of a shard's pool partial; the keep counts (checked equal).
 
 --quick: a smaller gallery and corpus (a smoke run)."""
 
@@ -118,6 +120,33 @@ def main():
         print("prototypes: k 50, sample of 3,200: fitted and scored in %.2f s (single), %.2f s "
               "(router): ratio %.2f; a shard's partial %.1f MB"
               % (t1, t3, t3 / t1, len(raw) / 1e6))
+        # semdedup: near-duplicates of a tenth of the records, planted with other ids
+        sp = {"space": "v", "eps": 0.01, "k": 50, "max_points_per_centroid": 64, "seed": 3}
+        nd = n // 10
+        dup = unit(g[:nd] + 0.02 * rng.standard_normal((nd, dim))).astype(np.float32)
+        for d in (single, router):
+            d.put_dataset("s", {"spaces": {"v": {"dim": dim}}})
+            rr = recs + [{"id": "d%06d" % i, "embeddings": {"v": curate.emb(dup[i])}}
+                         for i in range(nd)]
+            for i in range(0, len(rr), 5000):
+                assert d.ingest("s", rr[i:i + 5000])[0] == 200
+        t1 = timed(lambda: put_and_wait(single, "/v1/datasets/s/filters/dd", {
+            "type": "semdedup", "params": dict(sp, sample="id_hash")}))
+        t3 = timed(lambda: put_and_wait(router, "/v1/datasets/s/filters/dd", {
+            "type": "semdedup", "params": sp}))
+        cent = shards[0].get_json("/v1/datasets/s/filters/dd")[2]["params"]["centroids"]
+        st, _, raw = shards[0].request("POST", "/v1/datasets/s/filters:partial", json.dumps(
+            {"type": "semdedup", "params": dict(sp, centroids=cent)}),
+            content_type="application/json")
+        kept = []
+        for d in (single, router):
+            put_and_wait(d, "/v1/datasets/s/subsets/kept", {"steps": [{"filter": "dd",
+                                                                        "keep": True}]})
+            kept.append(d.get_json("/v1/datasets/s/subsets/kept")[2]["members"])
+        assert kept[0] == kept[1], kept
+        print("semdedup: %d records, k 50: fitted and scored in %.2f s (single), %.2f s "
+              "(router): ratio %.2f; a shard's pool partial %.1f MB; %d kept on both"
+              % (n + nd, t1, t3, t3 / t1, len(raw) / 1e6, kept[0]))
         # color_ngram
         src = textcorpus.sources(seed=2)
         per = 300 if a.quick else 2000

@@ -13,6 +13,7 @@
 #include "cluster/fanout.h"
 #include "cluster/shardmap.h"
 #include "filters/kmeans.h"
+#include "filters/semdedup.h"
 #include "lib/err.h"
 
 #define HUB_PATH "/v1/datasets/%s/hubness/%s"
@@ -745,5 +746,105 @@ out:
 	kmeans_params_free(&kp);
 	free(x);
 	free(cent);
+	return rc;
+}
+
+/* ---- SemDeDup ---- */
+
+/* The records of the parts into r (new) with their vectors in *x (new): *m records. */
+static int pool_merge(json_t *const *parts, size_t n, uint32_t dim, struct semdedup_rec **r,
+                      float **x, size_t *m)
+{
+	size_t total = 0, k = 0;
+
+	for (size_t p = 0; p < n; p++)
+		total += json_array_size(json_object_get(parts[p], "items"));
+	*r = malloc((total + 1) * sizeof **r);
+	*x = malloc((total + 1) * dim * sizeof **x);
+	if (*r == NULL || *x == NULL)
+		return -1;
+	for (size_t p = 0; p < n; p++) {
+		size_t i;
+		json_t *it;
+
+		json_array_foreach (json_object_get(parts[p], "items"), i, it) {
+			const json_t *v = json_object_get(it, "v");
+			const char *id = json_string_value(json_object_get(it, "id"));
+
+			if (id == NULL || json_array_size(v) != dim ||
+			    !json_is_integer(json_object_get(it, "c")) ||
+			    !json_is_number(json_object_get(it, "s")))
+				return -1;
+			for (uint32_t j = 0; j < dim; j++)
+				(*x)[k * dim + j] = (float)json_number_value(json_array_get(v, j));
+			(*r)[k] = (struct semdedup_rec){
+			    .id = id,
+			    .v = *x + k * dim,
+			    .cluster = (uint32_t)json_integer_value(json_object_get(it, "c")),
+			    .sim = (float)json_number_value(json_object_get(it, "s"))};
+			k++;
+		}
+	}
+	*m = k;
+	return 0;
+}
+
+/* Part p's decisions (its records are r[at .. at + cnt)) as the param "given" (new). */
+static json_t *given_of(const struct semdedup_rec *r, size_t at, size_t cnt)
+{
+	json_t *ids = json_array(), *cl = json_array(), *m = json_array(), *er = json_array();
+
+	for (size_t i = at; ids && cl && m && er && i < at + cnt; i++) {
+		json_array_append_new(ids, json_string(r[i].id));
+		json_array_append_new(cl, json_integer((json_int_t)r[i].cluster));
+		json_array_append_new(m, json_real(r[i].maxsim));
+		json_array_append_new(
+		    er, r[i].earlier == SIZE_MAX ? json_null() : json_string(r[r[i].earlier].id));
+	}
+	return json_pack("{s:s, s:o?, s:o?, s:o?, s:o?}", "format", "semdedup_given/1", "ids", ids,
+	                 "cluster", cl, "m", m, "earlier", er);
+}
+
+int models_semdedup_given(json_t *const *parts, size_t n, const json_t *params, json_t **given,
+                          struct err *e)
+{
+	json_int_t dim = n > 0 ? json_integer_value(json_object_get(parts[0], "dim")) : 0;
+	struct semdedup_rec *r = NULL;
+	struct semdedup_stats st;
+	float *x = NULL;
+	size_t m = 0, at = 0;
+	unsigned order;
+	uint64_t maxc;
+	int seed, rc;
+
+	for (size_t p = 0; p < n; p++)
+		if (json_integer_value(json_object_get(parts[p], "dim")) != dim)
+			dim = 0;
+	if (dim < 1)
+		return err_set(e, ERR_GATEWAY, "shards_disagree",
+		               "the shards' semdedup pools do not fit together (dim)");
+	if ((rc = semdedup_dedup_params(params, &order, &seed, &maxc, e)) != 0)
+		return rc;
+	if (pool_merge(parts, n, (uint32_t)dim, &r, &x, &m) != 0) {
+		rc = r == NULL || x == NULL
+		         ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory")
+		         : err_set(e, ERR_GATEWAY, "shards_disagree",
+		                   "a shard's semdedup pool is malformed");
+		goto out;
+	}
+	if ((rc = semdedup_dedup(r, m, (uint32_t)dim, order, seed, maxc, &st, e)) != 0)
+		goto out;
+	for (size_t p = 0; p < n; p++) {
+		size_t cnt = json_array_size(json_object_get(parts[p], "items"));
+
+		if ((given[p] = given_of(r, at, cnt)) == NULL) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+		at += cnt;
+	}
+out:
+	free(r);
+	free(x);
 	return rc;
 }

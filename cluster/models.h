@@ -12,6 +12,10 @@
  * - k-means of the prototypes filter: each shard's id-hash sample (filters:partial) merged
  *   here into the sample one daemon draws, k-means fitted here, the centroids broadcast as the
  *   param "centroids".
+ * - SemDeDup: the centroids fitted as for prototypes; then every shard's pool (its records'
+ *   clusters, cosines and unit vectors, filters:partial) ordered and deduplicated here with
+ *   the filter's own code, and each shard given the decisions for its records (param
+ *   "given").
  * - CoLoR-Filter n-gram models: the raw n-gram counts of every shard (filters:partial) are
  *   summed here and the fit made from the sums on every shard (param "counts").
  *
@@ -55,5 +59,13 @@ int models_counts_merge(json_t *const *parts, size_t n, json_t **out, struct err
  * (partials that do not fit together). */
 int models_kmeans_fit(json_t *const *parts, size_t n, const json_t *params, json_t **centroids,
                       struct err *e);
+
+/* SemDeDup's dedup stage over the shards: the semdedup partials (n, borrowed: each shard's
+ * pool with clusters, cosines to the centroids and unit vectors) ordered and deduplicated here
+ * as one daemon does (semdedup_dedup) with the dedup params of params (borrowed). given (n
+ * entries, borrowed) gets per shard the decisions for its own records (new), the value of its
+ * param "given". ERR_INVALID (bad params), ERR_GATEWAY (partials that do not fit together). */
+int models_semdedup_given(json_t *const *parts, size_t n, const json_t *params, json_t **given,
+                          struct err *e);
 
 #endif

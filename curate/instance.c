@@ -470,13 +470,23 @@ int instance_partial(struct core *core, const char *dataset, const json_t *body,
 }
 
 /* The params as a view shows them (new): a cluster's merged n-gram counts (color_ngram's
- * "counts", megabytes) summed up as their format, order and n-gram count per model. */
+ * "counts", megabytes) summed up as their format, order and n-gram count per model; a
+ * router's semdedup decisions ("given") as their format and record count. */
 static json_t *params_view(const json_t *params)
 {
 	const json_t *c = json_object_get(params, "counts"), *m;
+	const json_t *g = json_object_get(params, "given");
 	json_t *p, *sizes;
 	size_t i;
 
+	if (json_is_object(g) && (p = json_copy((json_t *)params)) != NULL) {
+		/* a router's semdedup decisions (a record each) summed up */
+		json_object_set_new(
+		    p, "given",
+		    json_pack("{s:O, s:I}", "format", json_object_get(g, "format"), "records",
+		              (json_int_t)json_array_size(json_object_get(g, "ids"))));
+		return p;
+	}
 	if (!json_is_object(c) || !json_is_array(json_object_get(c, "priors")))
 		return json_incref((json_t *)params);
 	if ((p = json_copy((json_t *)params)) == NULL || (sizes = json_array()) == NULL) {

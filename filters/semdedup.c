@@ -6,8 +6,10 @@
  * given in params, taken from a prototypes instance named by "prototypes", or spherical
  * k-means through FAISS over the whole pool, which FAISS subsamples to k *
  * max_points_per_centroid as python's faiss.Kmeans does), assigns each to its nearest
- * centroid, orders each cluster by the distance 1 - cos to its centroid ("hard": farthest
- * first, the default; "easy": nearest first; "random": a seeded shuffle; ties by row), and
+ * centroid, orders each cluster by the distance 1 - cos to its centroid (computed per record
+ * in double, so no batching changes it; "hard": farthest first, the default; "easy": nearest
+ * first; "random": the order of a seeded hash of the id; ties by id, so that the order is the
+ * same wherever the records are stored), and
  * computes for every record M = the largest cosine to an EARLIER record of its cluster
  * (semdedup_earlier_max). A record is a duplicate iff M > 1 - eps. Removed records count as
  * earlier records: this is the reference's order-dependent rule, not connected components.
@@ -21,6 +23,12 @@
  * names the earlier record and the similarity. Not cheap: the rule depends on the whole
  * cluster, so records ingested later stay pending until POST :score refits; a record the fit
  * did not see is scored "unfitted".
+ *
+ * Over the shards of a cluster (docs/scale.md): with "centroids" given, the partial is this
+ * daemon's pool (cluster, cosine, unit vector per record); a router runs semdedup_dedup over
+ * every shard's pool and sends each shard its records' decisions as the param "given", which
+ * the fit then only applies. With "sample": "id_hash" one daemon fits k-means on the same
+ * id-hash sample as a router (filters/prototypes.c), so it gives the same answer.
  *
  * Threading: score, explain and sweep only read the instance. */
 #include <cblas.h>
@@ -47,8 +55,6 @@
 #define SDD_MAX_CLUSTER 10000000 /* the reference's largest_cluster_size_to_process */
 #define SDD_NO_ROW UINT64_MAX
 
-enum sdd_order { SDD_HARD, SDD_EASY, SDD_RANDOM };
-
 static const char *const sdd_reasons[] = {"duplicate", NULL};
 static const char *const sdd_orders[] = {"hard", "easy", "random", NULL};
 
@@ -56,11 +62,12 @@ struct semdedup {
 	struct filter base;
 	uint32_t dim;
 	double eps;
-	unsigned order; /* enum sdd_order */
+	unsigned order; /* enum semdedup_order */
 	uint64_t max_cluster;
 	struct kmeans_params kp;
 	float *centroids; /* from params or a prototypes instance (use); NULL: fit k-means */
 	uint32_t k;
+	json_t *given; /* param "given": a router's decisions for this shard's records, or NULL */
 	/* fitted state, indexed by row < nrows */
 	uint64_t nrows;
 	uint32_t nclusters; /* clusters with at least one record */
@@ -131,19 +138,51 @@ int semdedup_earlier_max(const float *z, size_t m, uint32_t dim, float *maxsim, 
 
 /* ---- params ---- */
 
+/* Param "given" (borrowed; NULL: none): {"format": "semdedup_given/1", "ids": [...],
+ * "cluster": [...], "m": [...], "earlier": [id or null, ...]}, arrays of one length. */
+static int given_parse(struct semdedup *s, const json_t *g, struct err *e)
+{
+	static const char *const arrays[] = {"ids", "cluster", "m", "earlier"};
+	const char *fmt = json_string_value(json_object_get(g, "format"));
+	size_t n = json_array_size(json_object_get(g, "ids")), i;
+	json_t *x;
+
+	if (g == NULL)
+		return 0;
+	for (size_t a = 0; a < 4 && fmt != NULL; a++)
+		if (!json_is_array(json_object_get(g, arrays[a])) ||
+		    json_array_size(json_object_get(g, arrays[a])) != n)
+			fmt = NULL;
+	json_array_foreach (json_object_get(g, "ids"), i, x) {
+		const json_t *er = json_array_get(json_object_get(g, "earlier"), i);
+
+		if (!json_is_string(x) || (!json_is_string(er) && !json_is_null(er)) ||
+		    !json_is_integer(json_array_get(json_object_get(g, "cluster"), i)) ||
+		    !json_is_number(json_array_get(json_object_get(g, "m"), i)))
+			fmt = NULL;
+	}
+	if (fmt == NULL || strcmp(fmt, "semdedup_given/1") != 0)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "param 'given' must be a router's decisions: {\"format\": "
+		               "\"semdedup_given/1\", \"ids\", \"cluster\", \"m\", \"earlier\"}, "
+		               "arrays of one length");
+	s->given = json_incref((json_t *)g);
+	return 0;
+}
+
 static int sdd_create(struct filter *f, const json_t *params, const struct store_schema *schema,
                       struct err *e)
 {
 	static const char *const known[] = {"space", "eps", "order", "seed", "k", "iterations",
 	                                    "max_points_per_centroid", "centroids", "prototypes",
-	                                    "max_cluster_size", NULL};
+	                                    "max_cluster_size", "sample", "given", NULL};
 	struct semdedup *s = (struct semdedup *)f;
 	const json_t *pro = json_object_get(params, "prototypes");
 	unsigned space = 0;
 	double eps = NAN, mc = SDD_MAX_CLUSTER;
 	int rc;
 
-	s->order = SDD_HARD;
+	s->order = SEMDEDUP_HARD;
 	if ((rc = filter_params_known(params, known, e)) != 0 ||
 	    (rc = filter_param_space(params, "space", schema, 1, &space, e)) != 0 ||
 	    (rc = filter_param_number(params, "eps", 0, 1, 0, &eps, e)) != 0 ||
@@ -159,6 +198,9 @@ static int sdd_create(struct filter *f, const json_t *params, const struct store
 	s->dim = schema->spaces[space].dim;
 	f->ninputs = 1;
 	f->inputs[0] = space;
+	f->needs |= FILTER_NEEDS_ID; /* ties in the order are broken by id */
+	if ((rc = given_parse(s, json_object_get(params, "given"), e)) != 0)
+		return rc;
 	if (pro != NULL) {
 		static const char *const clash[] = {"centroids", "k", "iterations",
 		                                    "max_points_per_centroid", NULL};
@@ -222,11 +264,37 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+float semdedup_cos(const float *a, const float *b, uint32_t dim)
+{
+	double s = 0;
+
+	for (uint32_t i = 0; i < dim; i++)
+		s += (double)a[i] * (double)b[i];
+	return (float)s;
+}
+
+int semdedup_dedup_params(const json_t *params, unsigned *order, int *seed, uint64_t *max_cluster,
+                          struct err *e)
+{
+	double sd = KMEANS_SEED, mc = SDD_MAX_CLUSTER;
+	int rc;
+
+	*order = SEMDEDUP_HARD;
+	if ((rc = filter_param_choice(params, "order", sdd_orders, order, e)) != 0 ||
+	    (rc = filter_param_number(params, "seed", 0, 2147483647, 1, &sd, e)) != 0 ||
+	    (rc = filter_param_number(params, "max_cluster_size", 2, 1e12, 1, &mc, e)) != 0)
+		return rc;
+	*seed = (int)sd;
+	*max_cluster = (uint64_t)mc;
+	return 0;
+}
+
 struct item {
 	uint32_t cluster;
-	float key;    /* the sort key inside the cluster: ascending */
-	uint64_t tie; /* row, or a random draw for "random" */
-	size_t idx;   /* into the fit's vectors */
+	float key;      /* the sort key inside the cluster: ascending */
+	uint64_t tie;   /* 0, or the id hash for "random" */
+	const char *id; /* the last tie-break: bytewise */
+	size_t idx;     /* into the records */
 };
 
 static int item_cmp(const void *a, const void *b)
@@ -237,21 +305,128 @@ static int item_cmp(const void *a, const void *b)
 		return x->cluster < y->cluster ? -1 : 1;
 	if (x->key != y->key)
 		return x->key < y->key ? -1 : 1;
-	return x->tie < y->tie ? -1 : x->tie > y->tie;
+	if (x->tie != y->tie)
+		return x->tie < y->tie ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* it[i] for record i, sorted into the order the dedup visits them: by cluster, then the
+ * configured order inside it, then the id. */
+static void items_order(const struct semdedup_rec *r, size_t n, unsigned order, int seed,
+                        struct item *it)
+{
+	for (size_t i = 0; i < n; i++) {
+		float d = 1.0f - r[i].sim;
+
+		it[i] = (struct item){.cluster = r[i].cluster, .id = r[i].id, .idx = i};
+		if (order == SEMDEDUP_HARD)
+			it[i].key = -d;
+		else if (order == SEMDEDUP_EASY)
+			it[i].key = d;
+		else /* a shuffle seeded by seed, a function of the id (not of the row) */
+			it[i].tie = kmeans_id_hash(r[i].id, strlen(r[i].id), seed);
+	}
+	qsort(it, n, sizeof *it, item_cmp);
+}
+
+int semdedup_dedup(struct semdedup_rec *r, size_t n, uint32_t dim, unsigned order, int seed,
+                   uint64_t max_cluster, struct semdedup_stats *st, struct err *e)
+{
+	struct item *it = malloc((n ? n : 1) * sizeof *it);
+	float *z = NULL, *ms = NULL;
+	uint32_t *arg = NULL;
+	size_t zcap = 0;
+	int rc = 0;
+
+	memset(st, 0, sizeof *st);
+	if (it == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	items_order(r, n, order, seed, it);
+	for (size_t a = 0; a < n;) {
+		size_t end = a;
+
+		while (end < n && it[end].cluster == it[a].cluster)
+			end++;
+		st->clusters++;
+		if (end - a > st->largest)
+			st->largest = end - a;
+		for (size_t c0 = a; c0 < end; c0 += max_cluster) {
+			size_t m = end - c0 < max_cluster ? end - c0 : (size_t)max_cluster;
+
+			st->chunks++;
+			if (m > zcap) {
+				float *nz = realloc(z, m * dim * sizeof *nz);
+				float *nm = nz ? realloc(ms, m * sizeof *nm) : NULL;
+				uint32_t *na = nm ? realloc(arg, m * sizeof *na) : NULL;
+
+				if (nz != NULL)
+					z = nz;
+				if (nm != NULL)
+					ms = nm;
+				if (na == NULL) {
+					rc =
+					    err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+					goto out;
+				}
+				arg = na;
+				zcap = m;
+			}
+			for (size_t j = 0; j < m; j++)
+				memcpy(z + j * dim, r[it[c0 + j].idx].v, dim * sizeof *z);
+			if ((rc = semdedup_earlier_max(z, m, dim, ms, arg, e)) != 0)
+				goto out;
+			for (size_t j = 0; j < m; j++) {
+				struct semdedup_rec *x = &r[it[c0 + j].idx];
+
+				x->maxsim = ms[j];
+				x->earlier =
+				    arg[j] == SEMDEDUP_NONE ? SIZE_MAX : it[c0 + arg[j]].idx;
+			}
+		}
+		a = end;
+	}
+out:
+	free(it);
+	free(z);
+	free(ms);
+	free(arg);
+	return rc;
 }
 
 /* The fit's pool: every scanned record with a non-zero vector, normalised, in scan order. */
 struct pool {
 	float *x;       /* n vectors of dim floats */
 	uint64_t *rows; /* their rows */
+	char **ids;     /* their ids (new) */
 	size_t n, cap;
 	uint64_t nrows; /* 1 + the highest row scanned (with a vector or not) */
 };
 
 static void pool_free(struct pool *p)
 {
+	for (size_t i = 0; p->ids != NULL && i < p->n; i++)
+		free(p->ids[i]);
+	free(p->ids);
 	free(p->x);
 	free(p->rows);
+}
+
+static int pool_grow(const struct semdedup *s, struct pool *p, struct err *e)
+{
+	size_t ncap = p->cap ? p->cap * 2 : 4096;
+	float *nx = realloc(p->x, ncap * s->dim * sizeof *nx);
+	uint64_t *nr = nx ? realloc(p->rows, ncap * sizeof *nr) : NULL;
+	char **ni = nr ? realloc(p->ids, ncap * sizeof *ni) : NULL;
+
+	if (nx != NULL)
+		p->x = nx;
+	if (nr != NULL)
+		p->rows = nr;
+	if (ni == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	p->ids = ni;
+	p->cap = ncap;
+	return 0;
 }
 
 /* Read the scan into p (zeroed by the caller). */
@@ -267,63 +442,21 @@ static int pool_read(const struct semdedup *s, struct filter_scan *scan, struct 
 				p->nrows = b->rows[i] + 1;
 			if (!b->has_vec[0][i])
 				continue;
-			if (p->n == p->cap) {
-				size_t ncap = p->cap ? p->cap * 2 : 4096;
-				float *nx = realloc(p->x, ncap * s->dim * sizeof *nx);
-				uint64_t *nr = nx ? realloc(p->rows, ncap * sizeof *nr) : NULL;
-
-				if (nx != NULL)
-					p->x = nx;
-				if (nr == NULL)
-					return err_set(e, ERR_NOMEM, "out_of_memory",
-					               "out of memory");
-				p->rows = nr;
-				p->cap = ncap;
-			}
+			if (p->n == p->cap && (rc = pool_grow(s, p, e)) != 0)
+				return rc;
 			memcpy(p->x + p->n * s->dim, b->vecs[0] + i * s->dim,
 			       s->dim * sizeof *p->x);
-			if (kmeans_normalise(p->x + p->n * s->dim, s->dim))
-				p->rows[p->n++] = b->rows[i];
+			if (!kmeans_normalise(p->x + p->n * s->dim, s->dim))
+				continue;
+			if ((p->ids[p->n] = strdup(b->ids[i])) == NULL)
+				return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			p->rows[p->n++] = b->rows[i];
 		}
 	}
 	return rc < 0 ? rc : 0;
 }
 
-/* it[i] for pool item i of cluster lab[i] at cosine sim[i] to its centroid, sorted into the
- * order the dedup visits them: by cluster, then the configured order inside it. */
-static void items_order(const struct semdedup *s, const struct pool *p, const uint32_t *lab,
-                        const float *sim, struct item *it)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		float d = 1.0f - sim[i];
-
-		it[i].cluster = lab[i];
-		it[i].idx = i;
-		it[i].tie = p->rows[i];
-		switch (s->order) {
-		case SDD_HARD:
-			it[i].key = -d;
-			break;
-		case SDD_EASY:
-			it[i].key = d;
-			break;
-		default:
-			it[i].key = 0;
-			break;
-		}
-	}
-	if (s->order == SDD_RANDOM) {
-		/* one seeded draw per record, in row order: a shuffle independent of the scan's
-		 * batching (not python's random.shuffle: its stream cannot be reproduced here) */
-		uint64_t st = (uint64_t)s->kp.seed;
-
-		for (size_t i = 0; i < p->n; i++)
-			it[i].tie = kmeans_rand(&st);
-	}
-	qsort(it, p->n, sizeof *it, item_cmp);
-}
-
-/* What the dedup stage found, per row (nrows entries each) and in all. */
+/* What the fit found, per row (nrows entries each). */
 struct dedup_out {
 	uint32_t *cl; /* cluster, FILTER_NO_LABEL for rows outside the pool */
 	float *msr;   /* the highest cosine to an earlier item of its cluster (0: none) */
@@ -332,66 +465,174 @@ struct dedup_out {
 	size_t largest, chunks;
 };
 
-/* The dedup stage over the ordered items: each cluster in chunks of at most max_cluster
- * consecutive items, the Gram products of each chunk giving every item's most similar
- * earlier item. */
-static int dedup_clusters(const struct semdedup *s, const struct pool *p, const struct item *it,
-                          struct dedup_out *o, struct err *e)
+static int out_alloc(struct dedup_out *o, uint64_t nrows, struct err *e)
 {
-	float *z = NULL, *ms = NULL;
-	uint32_t *arg = NULL;
-	size_t zcap = 0, n = p->n;
+	o->cl = malloc((nrows ? nrows : 1) * sizeof *o->cl);
+	o->msr = malloc((nrows ? nrows : 1) * sizeof *o->msr);
+	o->er = malloc((nrows ? nrows : 1) * sizeof *o->er);
+	if (o->cl == NULL || o->msr == NULL || o->er == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (uint64_t r = 0; r < nrows; r++) {
+		o->cl[r] = FILTER_NO_LABEL;
+		o->msr[r] = 0;
+		o->er[r] = SDD_NO_ROW;
+	}
+	return 0;
+}
+
+/* k-means on the id-hash sample of the pool (param "sample": "id_hash"), the centroids
+ * normalised once more as a shard normalises the router's (filters/prototypes.c does the
+ * same): cent (k * dim) gets them. */
+static int train_ids(const struct semdedup *s, const struct pool *p, float *cent, struct err *e)
+{
+	struct kmeans_idsample smp;
+	float *x = NULL;
+	int rc;
+
+	if ((rc = kmeans_idsample_init(&smp, s->dim, (size_t)s->kp.k * (size_t)s->kp.max_ppc,
+	                               s->kp.seed, e)) != 0)
+		return rc;
+	for (size_t i = 0; i < p->n && rc == 0; i++) {
+		size_t len = strlen(p->ids[i]);
+
+		rc = kmeans_idsample_add(&smp, kmeans_id_hash(p->ids[i], len, s->kp.seed),
+		                         p->ids[i], len, p->x + i * s->dim, e);
+	}
+	if (rc == 0 && (rc = kmeans_idsample_sorted(&smp, &x, e)) == 0 &&
+	    (rc = kmeans_train(&s->kp, s->dim, smp.n, x, cent, e)) == 0)
+		for (uint32_t i = 0; i < s->kp.k; i++)
+			kmeans_normalise(cent + (size_t)i * s->dim, s->dim);
+	free(x);
+	kmeans_idsample_free(&smp);
+	return rc;
+}
+
+/* The centroids (*cent new when fitted here, *use the ones to assign with) and every pool
+ * record's cluster (lab) and cosine to it (sim, semdedup_cos: independent of the batching). */
+static int cluster_pool(const struct semdedup *s, const struct pool *p, float **cent, uint32_t *k,
+                        uint32_t *lab, float *sim, struct err *e)
+{
+	struct kmeans_index *ix = NULL;
+	const float *use = s->centroids;
 	int rc = 0;
 
-	for (size_t a = 0; a < n;) {
-		size_t end = a;
-
-		while (end < n && it[end].cluster == it[a].cluster)
-			end++;
-		o->nclusters++;
-		if (end - a > o->largest)
-			o->largest = end - a;
-		for (size_t c0 = a; c0 < end; c0 += s->max_cluster) {
-			size_t m = end - c0 < s->max_cluster ? end - c0 : (size_t)s->max_cluster;
-
-			o->chunks++;
-			if (m > zcap) {
-				float *nz = realloc(z, m * s->dim * sizeof *nz);
-				float *nm = nz ? realloc(ms, m * sizeof *nm) : NULL;
-				uint32_t *na = nm ? realloc(arg, m * sizeof *na) : NULL;
-
-				if (nz != NULL)
-					z = nz;
-				if (nm != NULL)
-					ms = nm;
-				if (na == NULL) {
-					rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-					goto out;
-				}
-				arg = na;
-				zcap = m;
-			}
-			for (size_t j = 0; j < m; j++)
-				memcpy(z + j * s->dim, p->x + it[c0 + j].idx * s->dim,
-				       s->dim * sizeof *z);
-			if ((rc = semdedup_earlier_max(z, m, s->dim, ms, arg, e)) != 0)
-				goto out;
-			for (size_t j = 0; j < m; j++) {
-				uint64_t r = p->rows[it[c0 + j].idx];
-
-				o->cl[r] = it[c0 + j].cluster;
-				o->msr[r] = ms[j];
-				o->er[r] = arg[j] == SEMDEDUP_NONE ? SDD_NO_ROW
-				                                   : p->rows[it[c0 + arg[j]].idx];
-			}
-		}
-		a = end;
+	*k = s->k;
+	*cent = NULL;
+	if (use == NULL) {
+		*k = s->kp.k;
+		if ((*cent = malloc((size_t)*k * s->dim * sizeof **cent)) == NULL)
+			return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		rc = s->kp.id_sample ? train_ids(s, p, *cent, e)
+		                     : kmeans_train(&s->kp, s->dim, p->n, p->x, *cent, e);
+		if (rc != 0)
+			return rc;
+		use = *cent;
 	}
-out:
-	free(z);
-	free(ms);
-	free(arg);
+	if (p->n > 0 && ((rc = kmeans_index_open(&ix, use, *k, s->dim, e)) != 0 ||
+	                 (rc = kmeans_assign(ix, p->n, p->x, lab, sim, e)) != 0)) {
+		kmeans_index_free(ix);
+		return rc;
+	}
+	kmeans_index_free(ix);
+	for (size_t i = 0; i < p->n; i++)
+		sim[i] = semdedup_cos(p->x + i * s->dim, use + (size_t)lab[i] * s->dim, s->dim);
+	return 0;
+}
+
+/* The dedup stage on one daemon: o from the pool's clusters. */
+static int dedup_pool(const struct semdedup *s, const struct pool *p, const uint32_t *lab,
+                      const float *sim, struct dedup_out *o, struct err *e)
+{
+	struct semdedup_rec *r = malloc((p->n ? p->n : 1) * sizeof *r);
+	struct semdedup_stats st;
+	int rc;
+
+	if (r == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < p->n; i++)
+		r[i] = (struct semdedup_rec){
+		    .id = p->ids[i], .v = p->x + i * s->dim, .cluster = lab[i], .sim = sim[i]};
+	if ((rc = semdedup_dedup(r, p->n, s->dim, s->order, s->kp.seed, s->max_cluster, &st, e)) ==
+	    0) {
+		for (size_t i = 0; i < p->n; i++) {
+			uint64_t row = p->rows[i];
+
+			o->cl[row] = r[i].cluster;
+			o->msr[row] = r[i].maxsim;
+			o->er[row] = r[i].earlier == SIZE_MAX ? SDD_NO_ROW : p->rows[r[i].earlier];
+		}
+		o->nclusters = (uint32_t)st.clusters;
+		o->largest = st.largest;
+		o->chunks = st.chunks;
+	}
+	free(r);
 	return rc;
+}
+
+/* ---- the router's decisions (param "given") ---- */
+
+static int idx_cmp(const void *a, const void *b, void *ids)
+{
+	char *const *v = ids;
+
+	return strcmp(v[*(const size_t *)a], v[*(const size_t *)b]);
+}
+
+/* The pool index of id (ord: the pool's indexes sorted by id), or SIZE_MAX. */
+static size_t pool_find(const struct pool *p, const size_t *ord, const char *id)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(p->ids[ord[mid]], id);
+
+		if (c == 0)
+			return ord[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return SIZE_MAX;
+}
+
+/* o from the router's decisions for this shard's records: every given id of the pool gets
+ * its cluster, M and earlier record (a row when that record is here, else none). Records the
+ * decisions do not name stay unfitted (ingested after the router's fit). */
+static int given_apply(const struct semdedup *s, const struct pool *p, struct dedup_out *o,
+                       struct err *e)
+{
+	const json_t *ids = json_object_get(s->given, "ids"),
+	             *cl = json_object_get(s->given, "cluster");
+	const json_t *m = json_object_get(s->given, "m"),
+	             *er = json_object_get(s->given, "earlier");
+	size_t *ord = malloc((p->n ? p->n : 1) * sizeof *ord);
+	uint32_t maxc = 0;
+
+	if (ord == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < p->n; i++)
+		ord[i] = i;
+	qsort_r(ord, p->n, sizeof *ord, idx_cmp, p->ids);
+	for (size_t i = 0; i < json_array_size(ids); i++) {
+		size_t at = pool_find(p, ord, json_string_value(json_array_get(ids, i)));
+		const char *eid = json_string_value(json_array_get(er, i));
+		size_t ea = eid != NULL ? pool_find(p, ord, eid) : SIZE_MAX;
+		uint64_t row;
+
+		if (at == SIZE_MAX)
+			continue;
+		row = p->rows[at];
+		o->cl[row] = (uint32_t)json_integer_value(json_array_get(cl, i));
+		o->msr[row] = (float)json_number_value(json_array_get(m, i));
+		o->er[row] = ea == SIZE_MAX ? SDD_NO_ROW : p->rows[ea];
+		if (o->cl[row] + 1 > maxc)
+			maxc = o->cl[row] + 1;
+	}
+	o->nclusters = maxc; /* the highest cluster + 1 (the log only) */
+	free(ord);
+	return 0;
 }
 
 static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
@@ -401,66 +642,41 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	struct dedup_out o = {0};
 	float *sim = NULL, *cent = NULL;
 	uint32_t *lab = NULL;
-	struct item *it = NULL;
-	struct kmeans_index *ix = NULL;
-	uint64_t nrows;
-	size_t n;
 	uint32_t k = s->k;
-	double t0 = now_s(), t_read, t_kmeans, t_assign;
+	double t0 = now_s(), t_read, t_assign;
 	int rc;
 
-	if ((rc = pool_read(s, scan, &p, e)) != 0)
+	if ((rc = pool_read(s, scan, &p, e)) != 0 || (rc = out_alloc(&o, p.nrows, e)) != 0)
 		goto out;
-	n = p.n;
-	nrows = p.nrows;
 	t_read = now_s();
-	/* the centroids: given, used, or fitted here on the whole pool */
-	if (s->centroids == NULL) {
-		k = s->kp.k;
-		if ((cent = malloc((size_t)k * s->dim * sizeof *cent)) == NULL) {
+	if (s->given != NULL) {
+		t_assign = t_read;
+		rc = given_apply(s, &p, &o, e);
+	} else {
+		lab = malloc((p.n ? p.n : 1) * sizeof *lab);
+		sim = malloc((p.n ? p.n : 1) * sizeof *sim);
+		if (lab == NULL || sim == NULL)
 			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-			goto out;
-		}
-		if ((rc = kmeans_train(&s->kp, s->dim, n, p.x, cent, e)) != 0)
-			goto out;
+		else
+			rc = cluster_pool(s, &p, &cent, &k, lab, sim, e);
+		t_assign = now_s();
+		if (rc == 0)
+			rc = dedup_pool(s, &p, lab, sim, &o, e);
 	}
-	lab = malloc((n ? n : 1) * sizeof *lab);
-	sim = malloc((n ? n : 1) * sizeof *sim);
-	it = malloc((n ? n : 1) * sizeof *it);
-	o.cl = malloc((nrows ? nrows : 1) * sizeof *o.cl);
-	o.msr = malloc((nrows ? nrows : 1) * sizeof *o.msr);
-	o.er = malloc((nrows ? nrows : 1) * sizeof *o.er);
-	if (lab == NULL || sim == NULL || it == NULL || o.cl == NULL || o.msr == NULL ||
-	    o.er == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto out;
-	}
-	t_kmeans = now_s();
-	if (n > 0 &&
-	    ((rc = kmeans_index_open(&ix, cent ? cent : s->centroids, k, s->dim, e)) != 0 ||
-	     (rc = kmeans_assign(ix, n, p.x, lab, sim, e)) != 0))
-		goto out;
-	t_assign = now_s(); /* the dedup stage below: ordering, then the Gram products */
-	for (uint64_t r = 0; r < nrows; r++) {
-		o.cl[r] = FILTER_NO_LABEL;
-		o.msr[r] = 0;
-		o.er[r] = SDD_NO_ROW;
-	}
-	items_order(s, &p, lab, sim, it);
-	if ((rc = dedup_clusters(s, &p, it, &o, e)) != 0)
+	if (rc != 0)
 		goto out;
 	{
-		double t_end = now_s();
 		uint64_t dups = 0;
 
-		for (size_t i = 0; i < n; i++)
-			dups += is_dup_m(o.msr[p.rows[i]], s->eps);
+		for (size_t i = 0; i < p.n; i++)
+			dups += o.cl[p.rows[i]] != FILTER_NO_LABEL &&
+			        is_dup_m(o.msr[p.rows[i]], s->eps);
 		/* the stage times, for operators and bench/dedup.py */
 		log_msg(LOG_INFO, "semdedup_fit",
-		        "records=%zu k=%u clusters=%u largest=%zu chunks=%zu removed=%llu "
-		        "read_s=%.3f kmeans_s=%.3f assign_s=%.3f dedup_s=%.3f",
-		        n, k, o.nclusters, o.largest, o.chunks, (unsigned long long)dups,
-		        t_read - t0, t_kmeans - t_read, t_assign - t_kmeans, t_end - t_assign);
+		        "records=%zu k=%u clusters=%u largest=%zu chunks=%zu removed=%llu given=%d "
+		        "read_s=%.3f assign_s=%.3f dedup_s=%.3f",
+		        p.n, k, o.nclusters, o.largest, o.chunks, (unsigned long long)dups,
+		        s->given != NULL, t_read - t0, t_assign - t_read, now_s() - t_assign);
 	}
 	/* success: the new state replaces the old one */
 	free(s->cluster);
@@ -469,23 +685,74 @@ static int sdd_fit(struct filter *f, struct filter_scan *scan, struct err *e)
 	s->cluster = o.cl;
 	s->maxsim = o.msr;
 	s->earlier = o.er;
-	s->nrows = nrows;
+	s->nrows = p.nrows;
 	s->nclusters = o.nclusters;
 	s->k = k;
 	o.cl = NULL;
 	o.msr = NULL;
 	o.er = NULL;
-	rc = 0;
 out:
-	kmeans_index_free(ix);
 	pool_free(&p);
 	free(cent);
 	free(lab);
 	free(sim);
-	free(it);
 	free(o.cl);
 	free(o.msr);
 	free(o.er);
+	return rc;
+}
+
+/* The partial of a fit over the shards of a cluster (docs/scale.md): with the centroids given,
+ * every record of this daemon's pool as {"id", "c": its cluster, "s": its cosine to it, "v":
+ * its unit vector}, {"format": "semdedup_pool/1", "dim", "items": [...]}: what the router's
+ * dedup stage needs. */
+static int sdd_partial(struct filter *f, struct filter_scan *scan, json_t **out, struct err *e)
+{
+	struct semdedup *s = (struct semdedup *)f;
+	struct pool p = {0};
+	float *sim = NULL, *cent = NULL;
+	uint32_t *lab = NULL, k;
+	json_t *items = NULL;
+	int rc;
+
+	*out = NULL;
+	if (s->centroids == NULL || s->given != NULL)
+		return err_set(
+		    e, ERR_INVALID, "no_partial",
+		    "a semdedup partial is the pool of a fit with the params 'centroids' "
+		    "given (and no 'given')");
+	if ((rc = pool_read(s, scan, &p, e)) != 0)
+		goto out;
+	lab = malloc((p.n ? p.n : 1) * sizeof *lab);
+	sim = malloc((p.n ? p.n : 1) * sizeof *sim);
+	if (lab == NULL || sim == NULL || (items = json_array()) == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = cluster_pool(s, &p, &cent, &k, lab, sim, e)) != 0)
+		goto out;
+	for (size_t i = 0; i < p.n; i++) {
+		json_t *v = json_array();
+
+		for (uint32_t j = 0; v != NULL && j < s->dim; j++)
+			json_array_append_new(v, json_real(p.x[i * s->dim + j]));
+		if (json_array_append_new(items, json_pack("{s:s, s:I, s:f, s:o?}", "id", p.ids[i],
+		                                           "c", (json_int_t)lab[i], "s",
+		                                           (double)sim[i], "v", v)) != 0) {
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
+		}
+	}
+	*out = json_pack("{s:s, s:I, s:O}", "format", "semdedup_pool/1", "dim", (json_int_t)s->dim,
+	                 "items", items);
+	if (*out == NULL)
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	json_decref(items);
+	pool_free(&p);
+	free(cent);
+	free(lab);
+	free(sim);
 	return rc;
 }
 
@@ -657,6 +924,7 @@ static void sdd_destroy(struct filter *f)
 	struct semdedup *s = (struct semdedup *)f;
 
 	kmeans_params_free(&s->kp);
+	json_decref(s->given);
 	free(s->centroids);
 	free(s->cluster);
 	free(s->maxsim);
@@ -664,21 +932,22 @@ static void sdd_destroy(struct filter *f)
 }
 
 const struct filter_ops semdedup_filter_ops = {
-	.name = "semdedup",
-	.summary = "SemDeDup: 0 for a record whose cosine to an earlier record of its k-means "
-	           "cluster exceeds 1 - eps, else 1 (Abbas et al. 2023; docs/filters.md)",
-	.size = sizeof(struct semdedup),
-	.cheap = 0,
-	.needs_fit = 1,
-	.reasons = sdd_reasons,
-	.create = sdd_create,
-	.fit = sdd_fit,
-	.save = sdd_save,
-	.load = sdd_load,
-	.score = sdd_score,
-	.destroy = sdd_destroy,
-	.label = "cluster",
-	.score_label = sdd_score_label,
-	.explain = sdd_explain,
-	.use = sdd_use,
+    .name = "semdedup",
+    .summary = "SemDeDup: 0 for a record whose cosine to an earlier record of its k-means "
+               "cluster exceeds 1 - eps, else 1 (Abbas et al. 2023; docs/filters.md)",
+    .size = sizeof(struct semdedup),
+    .cheap = 0,
+    .needs_fit = 1,
+    .reasons = sdd_reasons,
+    .create = sdd_create,
+    .fit = sdd_fit,
+    .save = sdd_save,
+    .load = sdd_load,
+    .score = sdd_score,
+    .destroy = sdd_destroy,
+    .label = "cluster",
+    .score_label = sdd_score_label,
+    .explain = sdd_explain,
+    .use = sdd_use,
+    .partial = sdd_partial,
 };

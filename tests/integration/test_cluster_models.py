@@ -534,6 +534,112 @@ def prototypes_shards_match_one_daemon():
         "type": "prototypes", "params": params}), 422, "no_partial")
 
 
+def sdd_data():
+    """Records around 4 directions, with near-duplicates (cosine > 1 - 1e-4) and exact
+    duplicates (the same vector under another id: equal distances, broken by id) planted, the
+    copies mostly on other shards than their originals."""
+    if "sdd" in _c:
+        return _c["sdd"]
+    rng = np.random.default_rng(4)
+    dirs = unit(rng.standard_normal((4, D)))
+    base = unit(dirs[rng.integers(0, 4, 300)] + 0.5 * rng.standard_normal((300, D)))
+    vecs, ids = list(base.astype(np.float32)), ["s%04d" % i for i in range(300)]
+    for j, i in enumerate(rng.choice(300, 80, replace=False)):
+        if j < 50:  # near
+            v = unit(base[i:i + 1] + 3e-3 * rng.standard_normal((1, D)))[0].astype(np.float32)
+        else:  # exact
+            v = vecs[i].copy()
+        vecs.append(v)
+        ids.append(("c%04d" if j % 2 else "t%04d") % j)  # before or after the original's id
+        _c.setdefault("sdd_pairs", []).append((ids[i], ids[-1]))
+    _c["sdd"] = (np.array(vecs), ids)
+    return _c["sdd"]
+
+
+def sdd_reference(x, ids, cent, eps):
+    """SemDeDup in numpy (spec 3.2, hard order, ties by id): the records kept."""
+    x, cent = unit(x), unit(cent)
+    sims = x @ cent.T
+    lab, d = sims.argmax(1), 1 - sims.max(1)
+    kept = set()
+    for c in set(lab):
+        mem = sorted(np.flatnonzero(lab == c), key=lambda i: (-d[i], ids[i]))
+        z = x[mem]
+        g = np.triu(z @ z.T, 1)
+        m = g.max(0) if len(mem) > 1 else np.zeros(1)
+        kept.update(ids[mem[j]] for j in range(len(mem)) if not m[j] > 1 - eps)
+    return kept
+
+
+def sdd_explain(d, name, rid):
+    st, _, res = d.get_json("/v1/datasets/sd/filters/%s/records/%s" % (name, rid))
+    assert_eq(st, 200, res)
+    return res
+
+
+@test
+def semdedup_through_the_router_matches_one_daemon():
+    """k-means on the id-hash sample (fitted once by the router), every shard's pool
+    deduplicated by the router with the filter's own code, the decisions sent back: the same
+    keep set, clusters and similarities (bit for bit) as one daemon, and the numpy rule's."""
+    c = start()
+    rt = router()
+    x, ids = sdd_data()
+    recs = [{"id": ids[i], "embeddings": {"v": curate.emb(x[i])}} for i in range(len(ids))]
+    for s, d in enumerate([c["single"]] + c["shards"]):
+        d.put_dataset("sd", {"spaces": {"v": {"dim": D}}})
+        mine = recs if s == 0 else [r for r in recs if shard_of(r["id"]) == s - 1]
+        assert_eq(d.ingest("sd", mine)[0], 200)
+    crossing = [p for p in _c["sdd_pairs"] if shard_of(p[0]) != shard_of(p[1])]
+    assert len(crossing) >= 40, len(crossing)
+    params = {"space": "v", "eps": 1e-3, "k": 4, "seed": 7, "max_points_per_centroid": 40}
+    curate.wait_job(c["single"], curate.put_filter(c["single"], "sd", "dd", {
+        "type": "semdedup", "params": dict(params, sample="id_hash")}))
+    st, hdrs, res = rt.json("PUT", "/v1/datasets/sd/filters/dd",
+                            {"type": "semdedup", "params": params})
+    assert_eq(st, 202, res)
+    curate.wait_job(rt, curate.job_id((st, hdrs, res)))
+    views = [d.get_json("/v1/datasets/sd/filters/dd")[2] for d in c["shards"]]
+    assert_eq({v["params"]["given"]["format"] for v in views}, {"semdedup_given/1"})
+    assert_eq([v["params"]["given"]["records"] for v in views],
+              [sum(1 for r in ids if shard_of(r) == s) for s in range(NSHARDS)])
+    st, _, view = rt.get_json("/v1/datasets/sd/filters/dd")
+    assert_eq((st, view["params"]["given"]["records"]), (200, len(ids)))  # summed by the router
+    one = {rid: sdd_explain(c["single"], "dd", rid) for rid in ids}
+    got = {rid: sdd_explain(rt, "dd", rid) for rid in ids}
+    for rid in ids:
+        a, b = one[rid], got[rid]
+        assert_eq((b["score"], b["status"], b["cluster"]), (a["score"], a["status"], a["cluster"]),
+                  rid)
+        assert_eq(b["explain"]["similarity"], a["explain"]["similarity"], rid)  # bit for bit
+        if shard_of(rid) == shard_of(a["explain"].get("duplicate_of", rid)):
+            assert_eq(b["explain"].get("duplicate_of"), a["explain"].get("duplicate_of"), rid)
+    kept = {rid for rid in ids if one[rid]["score"] == 1.0}
+    removed = set(ids) - kept
+    # the planted copies are found, across shards too, and an exact copy loses to the smaller id
+    assert len(removed) >= 75, len(removed)
+    assert sum(1 for p in crossing if set(p) & removed) >= 35
+    for a, b in _c["sdd_pairs"][50:]:
+        assert_eq(max(a, b) in removed and min(a, b) in kept, True, (a, b))
+    # the numpy rule with the broadcast centroids
+    cent = np.array(c["shards"][0].get_json("/v1/datasets/sd/filters/dd")[2]["params"]["centroids"])
+    assert_eq(sdd_reference(x, ids, cent, 1e-3), kept, "numpy's keep set")
+    # a global subset keeping the survivors: one daemon's members
+    for d in (c["single"], rt):
+        curate.wait_job(d, curate.put_subset(d, "sd", "dedup", [{"filter": "dd", "keep": True}]))
+    a = curate.export(c["single"], "sd", "dedup", "?format=ids")[1].decode().split()
+    b = curate.export(rt, "sd", "dedup", "?format=ids")[1].decode().split()
+    assert_eq(sorted(b), sorted(a), "the deduplicated subset through the router")
+    assert_eq(set(a), kept)
+    # what the router cannot make exact is refused
+    for bad in ({"sample": "reservoir"}, {"prototypes": "pr"}, {"given": {}}):
+        assert_problem(rt.json("PUT", "/v1/datasets/sd/filters/bad", {
+            "type": "semdedup", "params": dict(params, **bad)}), 422, "not_exact_on_shards")
+    # a shard's partial needs the centroids
+    assert_problem(c["shards"][0].json("POST", "/v1/datasets/sd/filters:partial", {
+        "type": "semdedup", "params": params}), 422, "no_partial")
+
+
 @test
 def teardown():
     stop()

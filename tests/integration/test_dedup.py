@@ -186,7 +186,7 @@ def planted(seed=6):
 
 def numpy_semdedup(x, cent, eps, order="hard"):
     """The spec 3.2 rule in float64: assign, order each cluster (hard: farthest first, ties
-    by row), M[j] = max(0, max_{i<j} cos), removed iff M > 1 - eps. Returns (M, labels, d)."""
+    by id: the callers' ids run in row order), M[j] = max(0, max_{i<j} cos), removed iff M > 1 - eps. Returns (M, labels, d)."""
     z = x.astype(np.float64)
     z /= np.linalg.norm(z, axis=1, keepdims=True)
     cc = cent.astype(np.float64)

@@ -481,7 +481,7 @@ def test_definitions_all_or_partial_and_a_retry_completes():
     st, _, body = router.put_dataset("z", {"spaces": {"v": {"dim": 5}}})
     assert_problem((st, _, body), 409)
     st, _, body = router.json("PUT", "/v1/datasets/p/filters/proto",
-                              {"type": "semdedup", "params": {"space": "x", "k": 2}})
+                              {"type": "exact_dup", "params": {"space": "x"}})
     assert_problem((st, _, body), 501, "not_supported_by_router")
     assert_eq(shards[0].get_json("/v1/datasets/p/filters/proto")[0], 404)
 

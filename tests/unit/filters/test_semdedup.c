@@ -59,6 +59,9 @@ static int mem_next(struct filter_scan *s, const struct filter_batch **b, struct
 	return 1;
 }
 
+/* Record ids in row order (a semdedup breaks ties in its order by id). */
+static const char *const ids6[] = {"r0", "r1", "r2", "r3", "r4", "r5"};
+
 /* The spec's four points, one cluster whose centroid is their normalised mean. */
 static const char *const spec_centroid = "[[0.988316, 0.152421]]";
 static float spec_x[] = {1, 0, 1, .02f, 1, .30f, 1, .31f};
@@ -70,8 +73,8 @@ static struct filter *spec_filter(double eps, const char *order, struct err *e)
 	int rc;
 	uint8_t has[] = {1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3};
-	struct filter_batch b = {.n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has},
-	                         .dims = {2}};
+	struct filter_batch b = {
+	    .n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct filter *f;
 
@@ -91,8 +94,8 @@ static int keep_mask(struct filter *f, struct err *e)
 {
 	uint8_t has[] = {1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3};
-	struct filter_batch b = {.n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has},
-	                         .dims = {2}};
+	struct filter_batch b = {
+	    .n = 4, .rows = rows, .vecs = {spec_x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	float s[4];
 	uint8_t st[4];
 	uint32_t l[4];
@@ -245,7 +248,8 @@ static void test_chunks_and_use(void)
 	float x[] = {1, 0, 1, 0, 1, 0, 0, 1, 0, 1};
 	uint8_t has[] = {1, 1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3, 4};
-	struct filter_batch b = {.n = 5, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}};
+	struct filter_batch b = {
+	    .n = 5, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct filter *f = make("semdedup",
 	                        "{\"space\":\"emb\",\"eps\":0.01,\"centroids\":[[1,0],[0,1]],"
@@ -284,8 +288,8 @@ static void test_chunks_and_use(void)
 		float y[] = {1, 0, 0, 0};
 		uint8_t h2[] = {1, 0};
 		uint64_t r2[] = {9, 10};
-		struct filter_batch b2 = {.n = 2, .rows = r2, .vecs = {y}, .has_vec = {h2},
-		                          .dims = {2}};
+		struct filter_batch b2 = {
+		    .n = 2, .rows = r2, .vecs = {y}, .has_vec = {h2}, .dims = {2}, .ids = ids6};
 
 		CHECK_INT(filter_score_batch(g, &b2, s, st, &e), 0);
 		CHECK_INT(st[0], FILTER_UNFITTED);
@@ -329,7 +333,8 @@ static void test_fit_kmeans(void)
 	float x[] = {1, 0, 1, 0.001f, 1, -0.001f, -1, 0, -1, 0.001f, -1, -0.001f};
 	uint8_t has[] = {1, 1, 1, 1, 1, 1};
 	uint64_t rows[] = {0, 1, 2, 3, 4, 5};
-	struct filter_batch b = {.n = 6, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}};
+	struct filter_batch b = {
+	    .n = 6, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	struct filter *f = make("semdedup", "{\"space\":\"emb\",\"eps\":0.01,\"k\":2}", &sc, &rc, &e);
 	float s[6];
@@ -355,7 +360,8 @@ static int random_survivor(int seed, struct err *e)
 	float x[] = {1, 0, 1, 0, 1, 0};
 	uint8_t has[] = {1, 1, 1};
 	uint64_t rows[] = {0, 1, 2};
-	struct filter_batch b = {.n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}};
+	struct filter_batch b = {
+	    .n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids6};
 	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
 	char p[160];
 	int rc, who = -1, kept = 0;
@@ -397,6 +403,41 @@ static void test_random_order(void)
 	CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
 }
 
+/* Ties in the order go to the smaller id, whatever the rows: three identical points whose ids
+ * run against their rows, then through semdedup_dedup directly (what a router calls). */
+static void test_id_ties(void)
+{
+	struct store_schema sc = schema1(2);
+	static const char *const ids[] = {"c", "a", "b"};
+	float x[] = {1, 0, 1, 0, 1, 0};
+	uint8_t has[] = {1, 1, 1};
+	uint64_t rows[] = {0, 1, 2};
+	struct filter_batch b = {
+	    .n = 3, .rows = rows, .vecs = {x}, .has_vec = {has}, .dims = {2}, .ids = ids};
+	struct mem_scan ms = {.base = {mem_next}, .b = &b, .n = 1};
+	struct err e;
+	int rc;
+	struct filter *f = make(
+	    "semdedup", "{\"space\":\"emb\",\"eps\":0.01,\"centroids\":[[1,0]]}", &sc, &rc, &e);
+	float s[3];
+	uint8_t st[3];
+	struct semdedup_rec r[3];
+	struct semdedup_stats sst;
+
+	CHECK_INT(rc, 0);
+	CHECK_INT(filter_fit(f, &ms.base, &e), 0);
+	CHECK_INT(filter_score_batch(f, &b, s, st, &e), 0);
+	CHECK(s[0] == 0 && s[1] == 1 && s[2] == 0);
+	filter_free(f);
+	for (int i = 0; i < 3; i++)
+		r[i] = (struct semdedup_rec){.id = ids[i], .v = x + 2 * i, .cluster = 0, .sim = 1};
+	CHECK_INT(semdedup_dedup(r, 3, 2, SEMDEDUP_HARD, 1234, 100, &sst, &e), 0);
+	CHECK(r[1].earlier == SIZE_MAX && r[2].earlier == 1 && r[0].earlier == 1);
+	CHECK(r[0].maxsim == 1 && r[2].maxsim == 1 && r[1].maxsim == 0);
+	CHECK_INT(sst.clusters, 1);
+	CHECK_INT(semdedup_cos(x, x + 2, 2) == 1.0f, 1);
+}
+
 static void test_params(void)
 {
 	struct store_schema sc = schema1(2);
@@ -431,6 +472,7 @@ int main(void)
 	HARNESS_RUN(test_chunks_and_use);
 	HARNESS_RUN(test_fit_kmeans);
 	HARNESS_RUN(test_random_order);
+	HARNESS_RUN(test_id_ties);
 	HARNESS_RUN(test_params);
 	return harness_done();
 }
