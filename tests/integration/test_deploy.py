@@ -241,5 +241,123 @@ def kubectl_kustomize_accepts_the_manifests():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class DiscoveryStub:
+    """What `kubectl apply --dry-run=client` asks a cluster for, on loopback: the API
+    discovery documents of the kinds the manifests use (core/v1, apps/v1) and 404 for every
+    object (nothing exists yet, so each would be created). kubectl 1.32 maps kinds to
+    resources through discovery even for a client dry run; no object is stored anywhere."""
+
+    CORE = [("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
+            ("services", "Service", True), ("persistentvolumeclaims", "PersistentVolumeClaim", True),
+            ("namespaces", "Namespace", False)]
+    APPS = [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True)]
+
+    def __init__(self):
+        import http.server
+        import threading
+        stub = self
+
+        def rlist(gv, items):
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                    "resources": [{"name": n, "singularName": "", "namespaced": ns, "kind": k,
+                                   "verbs": ["create", "delete", "get", "list", "patch",
+                                             "update", "watch"]} for n, k, ns in items]}
+
+        docs = {"/api": {"kind": "APIVersions", "versions": ["v1"],
+                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                         "serverAddress": "127.0.0.1"}]},
+                "/api/v1": rlist("v1", self.CORE),
+                "/apis": {"kind": "APIGroupList", "apiVersion": "v1",
+                          "groups": [{"name": "apps",
+                                      "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                                      "preferredVersion": {"groupVersion": "apps/v1",
+                                                           "version": "v1"}}]},
+                "/apis/apps/v1": rlist("apps/v1", self.APPS)}
+        self.writes = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def send(self, code, obj):
+                b = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(b)))
+                self.end_headers()
+                self.wfile.write(b)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path in docs:
+                    return self.send(200, docs[path])
+                self.send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "NotFound", "code": 404, "message": "not found"})
+
+            def do_POST(self):  # a dry run must never write
+                stub.writes.append(self.path)
+                self.send(405, {"kind": "Status", "code": 405})
+            do_PUT = do_PATCH = do_DELETE = do_POST
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self, path):
+        with open(path, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\n"
+                    "clusters: [{name: stub, cluster: {server: 'http://127.0.0.1:%d'}}]\n"
+                    "contexts: [{name: stub, context: {cluster: stub, user: stub}}]\n"
+                    "current-context: stub\nusers: [{name: stub, user: {}}]\n"
+                    % self.server.server_address[1])
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@test
+def kubectl_apply_dry_run_accepts_the_manifests():
+    """`kubectl apply --dry-run=client --validate=false` on the manifests for 1, 3 and 5 shards:
+    every object is one kubectl knows and would create; a misspelt kind is refused (so the
+    check can fail); nothing is written."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        print("  (kubectl not installed: checked with PyYAML only)")
+        return
+    tmp = tempfile.mkdtemp(prefix="winnow-kubectl-")
+    stub = DiscoveryStub()
+    try:
+        cfg = os.path.join(tmp, "kubeconfig")
+        stub.kubeconfig(cfg)
+        env = dict(os.environ, KUBECONFIG=cfg, HOME=tmp)
+
+        def apply(path):
+            return subprocess.run([kubectl, "apply", "--dry-run=client", "--validate=false",
+                                   "-f", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  timeout=120, check=False, env=env)
+        for n in (1, 3, 5):
+            path = os.path.join(tmp, "winnow-%d.yaml" % n)
+            rc, out, err = render(n, "--shard-key", "k", "-o", path)
+            assert_eq((rc, out), (0, ""), err)
+            p = apply(path)
+            assert_eq(p.returncode, 0, p.stderr.decode())
+            with open(path) as f:
+                mine = sorted("%s/%s" % (d["kind"].lower(), d["metadata"]["name"])
+                              for d in yaml.safe_load_all(f) if d)
+            said = sorted(l.split(" ")[0].replace(".apps/", "/")
+                          for l in p.stdout.decode().splitlines() if l.endswith("(dry run)"))
+            assert_eq(said, mine, p.stdout.decode())
+        with open(os.path.join(tmp, "winnow-3.yaml")) as f:
+            bad = f.read().replace("kind: StatefulSet", "kind: StatefullSet")
+        with open(os.path.join(tmp, "bad.yaml"), "w") as f:
+            f.write(bad)
+        p = apply(os.path.join(tmp, "bad.yaml"))
+        assert p.returncode != 0 and b"StatefullSet" in p.stderr, (p.returncode, p.stderr)
+        assert_eq(stub.writes, [], "a dry run wrote")
+    finally:
+        stub.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     wn.main()
