@@ -209,6 +209,7 @@ static const struct rroute rtable[] = {
 	{"DELETE", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/adapters/{adapter}", rutil_merged_get},
 	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
+	{"PUT", "/v1/datasets/{name}/adapters/{adapter}/weights", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},

@@ -17,6 +17,7 @@
 #include "algo/adapter.h"
 #include "store/jdoc.h"
 #include "store/store.h"
+#include "lib/b64.h"
 #include "lib/vec.h"
 
 #define PAIRS_MAGIC 0x31514e57u /* "WNQ1" */
@@ -1347,4 +1348,150 @@ float adapters_scan_bound(const struct adapters_query *rq)
 		return INFINITY;
 	/* 1e-6 below the exact edge: far more than the rounding of the mapping's evaluation */
 	return nextafterf((float)(rq->cos_min - 1e-6), -INFINITY);
+}
+
+/* ---- weights copied between daemons ---- */
+
+int adapters_weights_get(struct core *core, const char *dataset, const char *name, json_t **out,
+                         struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL;
+	struct wprefix wp;
+	const void *val;
+	size_t len;
+	char *b64 = NULL;
+	int rc;
+
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		goto out;
+	if (store_reader_doc_get(r, ds.id, STORE_NS_ADAPTER_WEIGHTS, name, strlen(name), &val, &len,
+	                         NULL) != 0 ||
+	    len < sizeof wp) {
+		rc = err_set(e, ERR_CONFLICT, "adapter_untrained",
+		             "adapter '%s' is not trained: POST .../adapters/%s:train", name, name);
+		goto out;
+	}
+	memcpy(&wp, val, sizeof wp);
+	b64 = b64_encode((const unsigned char *)val + sizeof wp, len - sizeof wp, NULL);
+	*out = b64 == NULL ? NULL
+	                   : json_pack("{s:s, s:I, s:O, s:f, s:O, s:s}", "name", name, "version",
+	                               (json_int_t)wp.version, "definition",
+	                               json_object_get(doc, "definition"), "threshold",
+	                               wp.threshold, "training",
+	                               json_object_get(doc, "training") ? json_object_get(doc, "training")
+	                                                                : json_null(),
+	                               "weights", b64);
+	rc = *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	store_reader_close(r);
+	json_decref(doc);
+	free(b64);
+	return rc;
+}
+
+/* The adapter of the weights body (borrowed), checked against the definition def (borrowed)
+ * and the space's dim. *out new. */
+static int given_adapter(const json_t *body, const json_t *def, uint32_t dim,
+                         struct adapter **out, struct err *e)
+{
+	const char *w = json_string_value(json_object_get(body, "weights"));
+	struct adapter *a = NULL;
+	enum adapter_family fam;
+	uint8_t *raw;
+	size_t rl = 0;
+	int rc;
+
+	if (w == NULL)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"weights\" must be the base64 string GET .../weights gives");
+	raw = malloc(b64_decoded_max(strlen(w)) + 1);
+	if (raw == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (b64_decode(w, strlen(w), raw, &rl) != 0) {
+		free(raw);
+		return err_set(e, ERR_INVALID, "bad_param", "\"weights\" is not base64");
+	}
+	rc = adapter_load(&a, raw, rl, e);
+	free(raw);
+	if (rc != 0)
+		return rc;
+	if (adapter_family_parse(json_string_value(json_object_get(def, "family")), &fam) != 0 ||
+	    fam != a->family || a->dim != dim ||
+	    a->hidden != (uint32_t)json_integer_value(json_object_get(def, "hidden"))) {
+		adapter_free(a);
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "the weights' family, dim or hidden do not fit the adapter's definition");
+	}
+	*out = a;
+	return 0;
+}
+
+int adapters_weights_put(struct core *core, const char *dataset, const char *name,
+                         const json_t *body, json_t **view, struct err *e)
+{
+	static const char *const known[] = {"name",      "version", "definition",
+	                                    "threshold", "training", "weights", NULL};
+	struct store_dataset_info ds;
+	const json_t *def = json_object_get(body, "definition"), *tr = json_object_get(body, "training");
+	const json_t *th = json_object_get(body, "threshold");
+	json_t *doc = NULL, *training = NULL, *val;
+	struct adapter *a = NULL;
+	void *blob = NULL;
+	size_t blen = 0;
+	const char *key;
+	int sp, rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_adapter", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, val) {
+		size_t i;
+
+		for (i = 0; known[i] != NULL && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i] == NULL)
+			return err_set(e, ERR_INVALID, "unknown_param", "unknown field '%s'", key);
+	}
+	if (!json_is_number(th) || !isfinite(json_number_value(th)) || !json_is_object(tr) ||
+	    !json_is_object(def))
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"definition\", \"threshold\" and \"training\" are required, as GET "
+		               ".../weights gives them");
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
+		return rc;
+	if (!json_equal(json_object_get(doc, "definition"), (json_t *)def)) {
+		rc = err_set(e, ERR_CONFLICT, "adapter_changed",
+		             "the weights were trained for another definition of adapter '%s'", name);
+		goto out;
+	}
+	sp = store_schema_find(&ds.schema, json_string_value(json_object_get(def, "space")));
+	if (sp < 0) {
+		rc = err_set(e, ERR_INVALID, "bad_adapter", "the adapter's space is gone");
+		goto out;
+	}
+	if ((rc = given_adapter(body, def, ds.schema.spaces[sp].dim, &a, e)) != 0 ||
+	    (rc = weights_blob(a, &blob, &blen, e)) != 0)
+		goto out;
+	training = json_deep_copy(tr);
+	if (training == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	json_object_set_new(training, "source", json_string("given"));
+	{
+		struct commit_ctx cc = {ds.id, name, def, blob, blen, training, json_number_value(th)};
+
+		rc = store_write(core->store, commit_fn, &cc, e);
+	}
+	if (rc == 0)
+		rc = adapters_get_json(core, dataset, name, view, e);
+out:
+	json_decref(doc);
+	json_decref(training);
+	adapter_free(a);
+	free(blob);
+	return rc;
 }

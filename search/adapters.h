@@ -59,6 +59,19 @@ int adapters_train(struct core *core, const char *dataset, const char *name, uin
 /* The job kind "adapter_train". */
 int adapters_job_train(struct job *j, struct err *e);
 
+/* The trained weights, to copy an adapter to another daemon (a router's shards): *out new,
+ * {"name", "version", "definition", "threshold", "training", "weights": base64 of
+ * adapter_save's blob}. ERR_NOT_FOUND; ERR_CONFLICT (adapter_untrained). */
+int adapters_weights_get(struct core *core, const char *dataset, const char *name, json_t **out,
+                         struct err *e);
+
+/* Commit weights given in body (borrowed; what adapters_weights_get gives, "name" and
+ * "version" ignored) as a training would: the version grows, the training report is the
+ * body's with "source": "given". The definition must equal the adapter's (ERR_CONFLICT
+ * adapter_changed); the weights must fit it (ERR_INVALID). *view new (the adapter). */
+int adapters_weights_put(struct core *core, const char *dataset, const char *name,
+                         const json_t *body, json_t **view, struct err *e);
+
 /* ---- Search ---- */
 
 /* A trained adapter opened for queries. */

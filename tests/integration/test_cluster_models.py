@@ -17,9 +17,11 @@ activation sets need the whole gallery: each shard's top-k per bank item (:topk)
 with one daemon and with numpy. The merge is done here in Python (the reference), and by the
 router when the build has one."""
 
+import base64
 import hashlib
 import json
 import os
+import struct
 import tempfile
 
 import numpy as np
@@ -638,6 +640,89 @@ def semdedup_through_the_router_matches_one_daemon():
     # a shard's partial needs the centroids
     assert_problem(c["shards"][0].json("POST", "/v1/datasets/sd/filters:partial", {
         "type": "semdedup", "params": params}), 422, "no_partial")
+
+ADEF = {"space": "v", "family": "linear", "hidden": 8, "seed": 5, "max_epochs": 40}
+
+
+def adapter_pairs():
+    """20 queries, each with 30 records labelled relevant when their cosine passes a
+    per-query cutoff (so that the cutoff depends on the query)."""
+    c = data()
+    rng = np.random.default_rng(44)
+    qs = unit(rng.standard_normal((20, D)) + 0.6 * c["g"][:20]).astype(np.float32)
+    lines = []
+    for i, q in enumerate(qs):
+        cos = unit(c["g"]) @ unit(q[None])[0]
+        pick = np.argsort(-cos)[:30]
+        cut = np.quantile(cos[pick], 0.3 + 0.4 * (q[0] > 0))
+        lines += [{"query": q.tolist(), "id": c["ids"][k], "label": int(cos[k] >= cut)}
+                  for k in pick]
+    return qs, wn.ndjson(lines)
+
+
+@test
+def adapter_weights_copied_to_the_shards():
+    """An adapter trained on one daemon (which holds every record, hence every pair) is copied
+    through the router with PUT .../weights: every shard then holds the very same weights (the
+    base64 blobs equal), and searches with the adapter through the router return one daemon's
+    ids, cosines and relevances. Training through the router (pairs, :train) is still a 501."""
+    c = start()
+    rt = router()
+    single = c["single"]
+    qs, pairs = adapter_pairs()
+    for d in (single, rt):
+        st, _, v = d.json("PUT", "/v1/datasets/h/adapters/ad", ADEF)
+        assert_eq(st, 201, v)
+    st, _, res = single.json("POST", "/v1/datasets/h/adapters/ad/pairs", pairs,
+                             content_type="application/x-ndjson")
+    assert_eq((st, res["rejected"]), (200, 0), res)
+    curate.wait_job(single, curate.job_id(single.json("POST", "/v1/datasets/h/adapters/ad:train")))
+    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/ad/pairs", pairs,
+                           content_type="application/x-ndjson"), 501, "not_supported_by_router")
+    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/ad:train"), 501,
+                   "not_supported_by_router")
+    # an untrained adapter has no weights to give
+    assert_problem(c["shards"][0].get_json("/v1/datasets/h/adapters/ad/weights"), 409,
+                   "adapter_untrained")
+    st, _, w = single.get_json("/v1/datasets/h/adapters/ad/weights")
+    assert_eq((st, w["definition"], w["version"]), (200, dict(w["definition"], **ADEF), 2), w)
+    # bad input changes nothing
+    assert_problem(rt.json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                           dict(w, weights="!!")), 422, "bad_param")
+    assert_problem(rt.json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                           dict(w, definition=dict(w["definition"], seed=6))), 409,
+                   "adapter_changed")
+    assert_problem(rt.json("PUT", "/v1/datasets/h/adapters/ad/weights", dict(w, extra=1)), 422,
+                   "unknown_param")
+    assert_problem(c["shards"][1].json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                                       dict(w, weights=w["weights"][:-8])), 422,
+                   "bad_adapter_blob")
+    # a well-formed blob of another shape (hidden 4, not 8) does not fit the definition
+    raw = base64.b64decode(w["weights"])
+    h4 = raw[:12] + struct.pack("<I", 4) + bytes(8 * (4 * D + 4 + 2 * 4 + 2))
+    assert_problem(c["shards"][1].json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                                       dict(w, weights=base64.b64encode(h4).decode())), 422,
+                   "bad_param")
+    st, _, v = rt.json("PUT", "/v1/datasets/h/adapters/ad/weights", w)
+    assert_eq(st, 200, v)
+    for d in c["shards"]:
+        st, _, sw = d.get_json("/v1/datasets/h/adapters/ad/weights")
+        assert_eq((st, sw["weights"], sw["threshold"]), (200, w["weights"], w["threshold"]))
+        assert_eq(sw["training"]["source"], "given")
+        assert_eq(d.get_json("/v1/datasets/h/adapters/ad")[2]["state"], "trained")
+    rng = np.random.default_rng(45)
+    tq = unit(rng.standard_normal((6, D)) + 0.6 * c["g"][20:26]).astype(np.float32)
+    for q in tq:
+        for rel in ({"adapter": "ad"}, {"adapter": "ad", "min": 0.5}):
+            b = {"vector": q.tolist(), "space": "v", "limit": 25, "relevance": rel,
+                 "params": {"exact": True}}
+            one, via = search(single, b)["results"], search(rt, b)["results"]
+            assert_eq([x["id"] for x in via], [x["id"] for x in one], rel)
+            assert_eq([(x["score"], x["relevance"]) for x in via],
+                      [(x["score"], x["relevance"]) for x in one])
+            if "min" in rel:  # the minimum keeps what numpy's cosines and the mapping keep
+                assert all(x["relevance"] >= 0.5 for x in one)
+    assert len(one) > 0
 
 
 @test
