@@ -705,6 +705,8 @@ def adapter_weights_copied_to_the_shards():
                    "bad_param")
     st, _, v = rt.json("PUT", "/v1/datasets/h/adapters/ad/weights", w)
     assert_eq(st, 200, v)
+    assert_problem(rt.get_json("/v1/datasets/h/adapters/ad/weights"), 501,
+                   "not_supported_by_router")
     for d in c["shards"]:
         st, _, sw = d.get_json("/v1/datasets/h/adapters/ad/weights")
         assert_eq((st, sw["weights"], sw["threshold"]), (200, w["weights"], w["threshold"]))
