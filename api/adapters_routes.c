@@ -138,3 +138,18 @@ int adapters_routes_weights_put(struct http_req *r, struct http_res *res)
 	log_msg(LOG_INFO, "adapter_weights_put", "dataset=%s adapter=%s", ds, name);
 	return http_json(res, 200, view);
 }
+
+int adapters_routes_partial(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
+	struct err e = {0};
+	json_t *out = NULL;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = adapters_partial(r->core, ds, name, &out, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}

@@ -210,6 +210,7 @@ static const struct rroute rtable[] = {
 	{"GET", "/v1/datasets/{name}/adapters/{adapter}", rutil_merged_get},
 	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
 	{"PUT", "/v1/datasets/{name}/adapters/{adapter}/weights", rutil_broadcast},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}:train", rmodels_adapter_train},
 	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},
 	{"DELETE", "/v1/datasets/{name}/filters/{filter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/filters/{filter}", rutil_merged_get},

@@ -14,6 +14,8 @@
 #include "cluster/shardmap.h"
 #include "daemon/daemon.h"
 #include "lib/err.h"
+#include "lib/log.h"
+#include "search/adapters.h"
 
 /* ---- hubness normalisers ---- */
 
@@ -433,4 +435,61 @@ int rmodels_filter_fits(const char *type)
 {
 	return strcmp(type, "color_ngram") == 0 || strcmp(type, "prototypes") == 0 ||
 	       strcmp(type, "semdedup") == 0;
+}
+
+/* ---- Cosine Adapters ---- */
+
+/* POST .../adapters/{a}:train: every shard's pairs (their queries, cosines and labels,
+ * :partial) trained on here once, as one daemon trains, and the weights given to every shard
+ * (PUT .../weights). Synchronous: the answer is the adapter, trained. */
+int rmodels_adapter_train(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
+	struct fanout *f = r->d->router;
+	size_t n = fanout_map(f)->n;
+	struct fanout_call *c = calloc(n, sizeof *c);
+	json_t **parts = calloc(n, sizeof *parts), *w = NULL;
+	char path[200], *s = NULL;
+	struct err e = {0};
+	int rc;
+
+	if (name == NULL)
+		goto out;
+	if (c == NULL || parts == NULL) {
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		goto out;
+	}
+	snprintf(path, sizeof path, "/v1/datasets/%s/adapters/%s:partial", ds, name);
+	if (fanout_all(f, c, "POST", path, "{}", 2, NULL, r->request_id, &e) != 0) {
+		rutil_gateway(res, r, &e);
+		goto out;
+	}
+	if (rutil_first_bad(c, n) != NULL) {
+		rutil_copy(res, rutil_first_bad(c, n)); /* not found, ... as a shard says it */
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		parts[i] = fanout_json(&c[i]);
+	if ((rc = adapters_fit_partials(parts, n, &w, &e)) != 0) {
+		http_problem(res, r, rc, &e, NULL);
+		goto out;
+	}
+	if ((s = json_dumps(w, JSON_COMPACT)) == NULL) {
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		goto out;
+	}
+	snprintf(path, sizeof path, "/v1/datasets/%s/adapters/%s/weights", ds, name);
+	rutil_broadcast_body(r, res, "PUT", path, s, strlen(s));
+	log_msg(LOG_INFO, "router_adapter_train", "dataset=%s adapter=%s", ds, name);
+out:
+	for (size_t i = 0; parts != NULL && i < n; i++)
+		json_decref(parts[i]);
+	if (c != NULL)
+		fanout_calls_free(c, n);
+	free(c);
+	free(parts);
+	free(s);
+	json_decref(w);
+	return 0;
 }

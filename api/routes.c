@@ -46,6 +46,8 @@ static const struct route table[] = {
 	 adapters_routes_weights_get, 0, DEF},
 	{"PUT", "/v1/datasets/{name}/adapters/{adapter}/weights", AUTH_ADMIN,
 	 adapters_routes_weights_put, 0, BULK},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}:partial", AUTH_ADMIN,
+	 adapters_routes_partial, 0, DEF},
 	{"POST", "/v1/datasets/{name}/adapters/{adapter}:train", AUTH_ADMIN, adapters_routes_train, 0,
 	 DEF},
 	{"GET", "/v1/datasets/{name}/filters", AUTH_READ, filters_list, 0, DEF},

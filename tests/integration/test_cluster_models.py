@@ -679,8 +679,6 @@ def adapter_weights_copied_to_the_shards():
     curate.wait_job(single, curate.job_id(single.json("POST", "/v1/datasets/h/adapters/ad:train")))
     assert_problem(rt.json("POST", "/v1/datasets/h/adapters/ad/pairs", pairs,
                            content_type="application/x-ndjson"), 501, "not_supported_by_router")
-    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/ad:train"), 501,
-                   "not_supported_by_router")
     # an untrained adapter has no weights to give
     assert_problem(c["shards"][0].get_json("/v1/datasets/h/adapters/ad/weights"), 409,
                    "adapter_untrained")
@@ -725,6 +723,57 @@ def adapter_weights_copied_to_the_shards():
             if "min" in rel:  # the minimum keeps what numpy's cosines and the mapping keep
                 assert all(x["relevance"] >= 0.5 for x in one)
     assert len(one) > 0
+
+
+@test
+def adapter_trained_through_the_router_equals_one_daemon():
+    """Each shard holds the pairs of the records it owns (sent here, as the router will), and
+    :train through the router gathers every shard's queries, cosines and labels (:partial),
+    trains once with the daemon's code and gives every shard the weights: equal bit for bit
+    to one daemon trained on all the pairs (the training order does not depend on where a pair
+    lives), the same threshold; searches through the router return one daemon's answers."""
+    c = start()
+    rt = router()
+    single = c["single"]
+    qs, pairs = adapter_pairs()
+    lines = [json.loads(x) for x in pairs.decode().splitlines() if x.strip()]
+    adef = dict(ADEF, seed=9, hidden=6)
+    for d in (single, rt):
+        assert_eq(d.json("PUT", "/v1/datasets/h/adapters/tr", adef)[0], 201)
+    # untrained and without pairs: too few queries, from the router as from one daemon
+    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/tr:train"), 422, "too_few_queries")
+    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/nope:train"), 404, "adapter_not_found")
+    st, _, res = single.json("POST", "/v1/datasets/h/adapters/tr/pairs", pairs,
+                             content_type="application/x-ndjson")
+    assert_eq((st, res["accepted"]), (200, len(lines)), res)
+    for s, d in enumerate(c["shards"]):
+        mine = [x for x in lines if shard_of(x["id"]) == s]
+        assert mine
+        st, _, res = d.json("POST", "/v1/datasets/h/adapters/tr/pairs", wn.ndjson(mine),
+                            content_type="application/x-ndjson")
+        assert_eq((st, res["accepted"]), (200, len(mine)), res)
+    st, _, p0 = c["shards"][0].json("POST", "/v1/datasets/h/adapters/tr:partial")
+    assert_eq((st, p0["pairs"]), (200, sum(shard_of(x["id"]) == 0 for x in lines)), p0)
+    curate.wait_job(single, curate.job_id(single.json("POST", "/v1/datasets/h/adapters/tr:train")))
+    st, _, v = rt.json("POST", "/v1/datasets/h/adapters/tr:train")
+    assert_eq((st, v["state"]), (200, "trained"), v)
+    w1 = single.get_json("/v1/datasets/h/adapters/tr/weights")[2]
+    for d in c["shards"]:
+        ws = d.get_json("/v1/datasets/h/adapters/tr/weights")[2]
+        assert_eq((ws["weights"], ws["threshold"]), (w1["weights"], w1["threshold"]))
+        for k in ("epochs", "best_epoch", "queries", "pairs", "relevant", "held_out",
+                  "train_loss", "held_out_loss"):
+            assert_eq(ws["training"][k], w1["training"][k], k)
+    rng = np.random.default_rng(46)
+    tq = unit(rng.standard_normal((5, D)) + 0.6 * c["g"][30:35]).astype(np.float32)
+    kept = []
+    for q in tq:
+        b = {"vector": q.tolist(), "space": "v", "limit": 20, "params": {"exact": True},
+             "relevance": {"adapter": "tr", "min": w1["threshold"]}}
+        one, via = search(single, b)["results"], search(rt, b)["results"]
+        assert_eq([(x["id"], x["relevance"]) for x in via], [(x["id"], x["relevance"]) for x in one])
+        kept.append(len(one))
+    assert 0 < sum(kept) < 100, kept  # the threshold keeps some, not all
 
 
 @test
