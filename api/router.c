@@ -209,6 +209,7 @@ static const struct rroute rtable[] = {
 	{"DELETE", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
 	{"GET", "/v1/datasets/{name}/adapters/{adapter}", rutil_merged_get},
 	{"PUT", "/v1/datasets/{name}/adapters/{adapter}", rutil_broadcast},
+	{"POST", "/v1/datasets/{name}/adapters/{adapter}/pairs", rmodels_adapter_pairs},
 	{"PUT", "/v1/datasets/{name}/adapters/{adapter}/weights", rutil_broadcast},
 	{"POST", "/v1/datasets/{name}/adapters/{adapter}:train", rmodels_adapter_train},
 	{"GET", "/v1/datasets/{name}/filters", rutil_merged_get},

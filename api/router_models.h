@@ -21,6 +21,8 @@ int rmodels_filter_put(struct http_req *r, struct http_res *res);
 /* POST .../adapters/{a}:train: trained here on every shard's pairs, the weights given to every
  * shard; answers the adapter (200). */
 int rmodels_adapter_train(struct http_req *r, struct http_res *res);
+/* POST .../adapters/{a}/pairs: each pair to the shard of its judged record. */
+int rmodels_adapter_pairs(struct http_req *r, struct http_res *res);
 
 /* 1 when a filter type's fit is made over every shard here (color_ngram, prototypes,
  * semdedup). */
