@@ -5,7 +5,9 @@
  * CoLoR-Filter n-gram filters (PUT gathers the shards' counts, sums them and fits every shard
  * from the sums) and prototypes (PUT gathers the shards' id-hash samples, fits k-means once and
  * broadcasts the centroids) and semdedup (the centroids as prototypes', then every shard's pool
- * deduplicated here and each shard given the decisions for its records). */
+ * deduplicated here and each shard given the decisions for its records), and Cosine Adapters
+ * (pairs to the shard of their judged record; :train over every shard's :partial, trained here
+ * with search/adapters.c and the weights PUT on every shard). */
 #ifndef WINNOW_ROUTER_MODELS_H
 #define WINNOW_ROUTER_MODELS_H
 

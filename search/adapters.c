@@ -956,7 +956,7 @@ static void split_free(struct split *s)
 	free(s->qstart);
 }
 
-/* Queries with in_split[qi] == which, in ascending query order, pairs in arrival order. */
+/* Queries with in_split[qi] == which, in ascending query order, pairs in g's order. */
 static int split_make(const struct gathered *g, const uint8_t *in_split, uint8_t which,
                       struct split *s)
 {
