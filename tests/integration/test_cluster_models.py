@@ -23,6 +23,7 @@ import json
 import os
 import struct
 import tempfile
+import time
 
 import numpy as np
 
@@ -764,9 +765,14 @@ def adapter_trained_through_the_router_equals_one_daemon():
         st, _, p = d.json("POST", "/v1/datasets/h/adapters/tr:partial")
         assert_eq(p["pairs"], sum(shard_of(x["id"]) == s for x in lines if x["id"] != "missing"
                                   and x["query"] != {"record_id": "nope"}))
+    t0 = time.monotonic()
     curate.wait_job(single, curate.job_id(single.json("POST", "/v1/datasets/h/adapters/tr:train")))
+    t1 = time.monotonic()
     st, _, v = rt.json("POST", "/v1/datasets/h/adapters/tr:train")
+    t2 = time.monotonic()
     assert_eq((st, v["state"]), (200, "trained"), v)
+    print("  %d pairs: one daemon's :train (job, polled) %.3f s; through the router over %d "
+          "shards %.3f s" % (len(lines) - 2, t1 - t0, NSHARDS, t2 - t1))
     w1 = single.get_json("/v1/datasets/h/adapters/tr/weights")[2]
     for d in c["shards"]:
         ws = d.get_json("/v1/datasets/h/adapters/tr/weights")[2]
