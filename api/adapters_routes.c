@@ -105,3 +105,51 @@ int adapters_routes_train(struct http_req *r, struct http_res *res)
 	        (unsigned long long)job);
 	return http_accepted(res, job, "adapter", view);
 }
+
+int adapters_routes_weights_get(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
+	struct err e = {0};
+	json_t *out = NULL;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = adapters_weights_get(r->core, ds, name, &out, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}
+
+int adapters_routes_weights_put(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
+	struct err e = {0};
+	json_t *body = NULL, *view = NULL;
+	int rc;
+
+	if (name == NULL || http_body_json(r, res, &body) != 0)
+		return 0;
+	rc = adapters_weights_put(r->core, ds, name, body, &view, &e);
+	json_decref(body);
+	if (rc != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	log_msg(LOG_INFO, "adapter_weights_put", "dataset=%s adapter=%s", ds, name);
+	return http_json(res, 200, view);
+}
+
+int adapters_routes_partial(struct http_req *r, struct http_res *res)
+{
+	const char *ds = http_name_param(r, res, 0, "dataset");
+	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
+	struct err e = {0};
+	json_t *out = NULL;
+	int rc;
+
+	if (name == NULL)
+		return 0;
+	if ((rc = adapters_partial(r->core, ds, name, &out, &e)) != 0)
+		return http_problem(res, r, rc, &e, NULL);
+	return http_json(res, 200, out);
+}

@@ -346,9 +346,10 @@ int rsearch_post(struct http_req *r, struct http_res *res)
 	if (!raw) {
 		if (http_body_json(r, res, &body) != 0)
 			goto out;
-		if (json_object_get(body, "rescore") || json_object_get(body, "relevance")) {
-			not_supported(r, res, json_object_get(body, "rescore") ? "rescore"
-			                                                       : "relevance");
+		/* relevance: every shard holds the same weights (PUT .../weights through the
+		 * router), and a relevance is monotone in the cosine "score" the merge ranks by */
+		if (json_object_get(body, "rescore")) {
+			not_supported(r, res, "rescore");
 			goto out;
 		}
 		if (json_is_string(json_object_get(body, "page_token")) &&
@@ -406,8 +407,8 @@ int rsearch_count(struct http_req *r, struct http_res *res)
 	if (!raw) {
 		if (http_body_json(r, res, &body) != 0)
 			goto out;
-		if (json_object_get(body, "relevance") || json_object_get(body, "hubness")) {
-			not_supported(r, res, "relevance");
+		if (json_object_get(body, "hubness")) {
+			not_supported(r, res, "hubness");
 			goto out;
 		}
 		if (resolve_record(r, res, body) != 0)

@@ -17,6 +17,7 @@
 #include "algo/adapter.h"
 #include "store/jdoc.h"
 #include "store/store.h"
+#include "lib/b64.h"
 #include "lib/vec.h"
 
 #define PAIRS_MAGIC 0x31514e57u /* "WNQ1" */
@@ -863,6 +864,82 @@ static int gather(struct store_reader *r, const struct store_dataset_info *ds, u
 	return rc == ERR_NOMEM ? err_set(e, ERR_NOMEM, "out_of_memory", "out of memory") : rc;
 }
 
+/* ---- a shard-independent order ---- */
+
+struct qref {
+	const float *v;
+	size_t dim, idx;
+};
+
+static int qref_cmp(const void *a, const void *b)
+{
+	const struct qref *x = a, *y = b;
+	int c = memcmp(x->v, y->v, x->dim * sizeof(float));
+
+	return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+struct pref {
+	uint32_t q;
+	float cos;
+	uint8_t label;
+};
+
+static int pref_cmp(const void *a, const void *b)
+{
+	const struct pref *x = a, *y = b;
+
+	if (x->q != y->q)
+		return x->q < y->q ? -1 : 1;
+	if (x->cos != y->cos)
+		return x->cos < y->cos ? -1 : 1;
+	return (x->label > y->label) - (x->label < y->label);
+}
+
+/* Put g's queries in the order of their bytes and each query's pairs by (cosine, label): the
+ * order the pairs arrived in, or the shard they live on, then changes nothing in a training. */
+static int canon(struct gathered *g)
+{
+	size_t nq = g->qs.n, dim = g->qs.dim;
+	struct qref *qr = malloc((nq ? nq : 1) * sizeof *qr);
+	size_t *inv = malloc((nq ? nq : 1) * sizeof *inv);
+	float *v = malloc((nq ? nq : 1) * dim * sizeof *v);
+	struct pref *pr = malloc((g->n ? g->n : 1) * sizeof *pr);
+
+	if (qr == NULL || inv == NULL || v == NULL || pr == NULL) {
+		free(qr);
+		free(inv);
+		free(v);
+		free(pr);
+		return ERR_NOMEM;
+	}
+	for (size_t i = 0; i < nq; i++)
+		qr[i] = (struct qref){g->qs.v + i * dim, dim, i};
+	qsort(qr, nq, sizeof *qr, qref_cmp);
+	for (size_t i = 0; i < nq; i++) {
+		memcpy(v + i * dim, qr[i].v, dim * sizeof *v);
+		inv[qr[i].idx] = i;
+	}
+	for (size_t i = 0; i < g->n; i++)
+		pr[i] = (struct pref){(uint32_t)inv[g->pq[i]], g->cos[i], g->label[i]};
+	qsort(pr, g->n, sizeof *pr, pref_cmp);
+	for (size_t i = 0; i < g->n; i++) {
+		g->pq[i] = pr[i].q;
+		g->cos[i] = pr[i].cos;
+		g->label[i] = pr[i].label;
+	}
+	free(g->qs.v);
+	g->qs.v = v;
+	g->qs.cap = nq;
+	free(g->qs.slot); /* rebuilt by the next qset_add */
+	g->qs.slot = NULL;
+	g->qs.nslot = 0;
+	free(qr);
+	free(inv);
+	free(pr);
+	return 0;
+}
+
 /* One split in CSR form, with its own normalised query copies. */
 struct split {
 	float *q, *cos;
@@ -879,7 +956,7 @@ static void split_free(struct split *s)
 	free(s->qstart);
 }
 
-/* Queries with in_split[qi] == which, in ascending query order, pairs in arrival order. */
+/* Queries with in_split[qi] == which, in ascending query order, pairs in g's order. */
 static int split_make(const struct gathered *g, const uint8_t *in_split, uint8_t which,
                       struct split *s)
 {
@@ -962,6 +1039,8 @@ static int job_stop(void *ctx)
 {
 	struct stop_ctx *s = ctx;
 
+	if (s->j == NULL) /* a router's training */
+		return 0;
 	jobs_progress(s->j, ++s->epoch, s->max);
 	return jobs_should_stop(s->j) ? ERR_CANCELLED : 0;
 }
@@ -1119,7 +1198,7 @@ static int weights_blob(const struct adapter *a, void **blob, size_t *len, struc
 }
 
 /* The "training" report of the adapter's document (new, NULL when out of memory). */
-static json_t *training_json(struct job *j, const struct adapter_train_result *res,
+static json_t *training_json(uint64_t jid, const struct adapter_train_result *res,
                              const struct timespec *t0, const struct split *tr,
                              const struct split *va, const struct gathered *g,
                              const struct adapter_prf *pa, const struct adapter_prf *pc,
@@ -1137,7 +1216,7 @@ static json_t *training_json(struct job *j, const struct adapter_train_result *r
 	training =
 	    json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:{s:I, s:I}, s:{s:I, s:I, s:I}, "
 	              "s:{s:I, s:I}}",
-	              "job", (json_int_t)job_id(j), "epochs", (json_int_t)res->epochs, "best_epoch",
+	              "job", (json_int_t)jid, "epochs", (json_int_t)res->epochs, "best_epoch",
 	              (json_int_t)res->best_epoch, "initial_held_out_loss", res->init_val_loss,
 	              "train_loss", res->train_loss, "held_out_loss", res->val_loss, "seconds",
 	              (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9,
@@ -1154,6 +1233,71 @@ static json_t *training_json(struct job *j, const struct adapter_train_result *r
 	return training;
 }
 
+/* Train an adapter of definition def (borrowed) on g (put in canonical order here): *out new,
+ * *training new (the report; "job" is jid), *thr the threshold. j (may be NULL) gets the
+ * progress and may cancel. */
+static int fit(const json_t *def, struct gathered *g, struct job *j, uint64_t jid,
+               struct adapter **out, json_t **training, double *thr, struct err *e)
+{
+	struct split tr, va;
+	struct adapter *a = NULL;
+	uint8_t *in_val = NULL;
+	enum adapter_family fam;
+	enum adapter_loss loss;
+	struct adapter_train_opts o;
+	struct adapter_train_result res;
+	struct adapter_prf pa, pc, pk;
+	struct stop_ctx stop = {0};
+	struct timespec t0;
+	int rc;
+
+	memset(&tr, 0, sizeof tr);
+	memset(&va, 0, sizeof va);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (adapter_family_parse(json_string_value(json_object_get(def, "family")), &fam) != 0 ||
+	    adapter_loss_parse(json_string_value(json_object_get(def, "loss")), &loss) != 0)
+		return err_set(e, ERR_INVALID, "bad_adapter", "the adapter's definition is not valid");
+	if (g->qs.n < 2)
+		return err_set(e, ERR_INVALID, "too_few_queries",
+		               "training needs pairs of at least 2 distinct queries (one held out)");
+	if (canon(g) != 0)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if ((rc = pick_held_out(def, g->qs.n, &in_val, e)) != 0)
+		goto out;
+	if (split_make(g, in_val, 0, &tr) != 0 || split_make(g, in_val, 1, &va) != 0) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	if ((rc = adapter_new(&a, fam, g->qs.dim,
+	                      (uint32_t)json_integer_value(json_object_get(def, "hidden")), e)) != 0)
+		goto out;
+	o = train_opts(def, loss, &stop);
+	stop.j = j;
+	stop.max = o.max_epochs;
+	if (j != NULL)
+		jobs_progress(j, 0, o.max_epochs);
+	if ((rc = adapter_train(a, &tr.d, &va.d, &o, &res, e)) != 0)
+		goto out;
+	if (j != NULL)
+		jobs_progress(j, o.max_epochs, o.max_epochs);
+	if ((rc = held_out_report(a, def, &va, &pa, &pc, &pk, e)) != 0)
+		goto out;
+	*training = training_json(jid, &res, &t0, &tr, &va, g, &pa, &pc, &pk);
+	if (*training == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	*thr = pa.threshold;
+	*out = a;
+	a = NULL;
+out:
+	split_free(&tr);
+	split_free(&va);
+	adapter_free(a);
+	free(in_val);
+	return rc;
+}
+
 int adapters_job_train(struct job *j, struct err *e)
 {
 	struct core *core = job_core(j);
@@ -1162,28 +1306,15 @@ int adapters_job_train(struct job *j, struct err *e)
 	struct store_dataset_info ds;
 	struct store_reader *r = NULL;
 	struct gathered g;
-	struct split tr, va;
 	struct adapter *a = NULL;
 	json_t *doc = NULL, *training = NULL;
-	uint8_t *in_val = NULL;
 	void *blob = NULL;
 	size_t blen = 0;
-	enum adapter_family fam;
-	enum adapter_loss loss;
-	struct adapter_train_opts o;
-	struct adapter_train_result res;
-	struct adapter_prf pa, pc, pk;
-	struct stop_ctx stop = {0};
-	struct timespec t0;
+	double thr = 0;
 	int sp, rc;
 
 	memset(&g, 0, sizeof g);
-	memset(&tr, 0, sizeof tr);
-	memset(&va, 0, sizeof va);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (def == NULL ||
-	    adapter_family_parse(json_string_value(json_object_get(def, "family")), &fam) != 0 ||
-	    adapter_loss_parse(json_string_value(json_object_get(def, "loss")), &loss) != 0)
+	if (def == NULL)
 		return err_set(e, ERR_INTERNAL, "bad_job", "the training job has no definition");
 	if ((rc = store_reader_open(core->store, &r, e)) != 0)
 		return rc;
@@ -1203,39 +1334,11 @@ int adapters_job_train(struct job *j, struct err *e)
 	            json_number_value(json_object_get(def, "label_cut")), &g, e);
 	store_reader_close(r); /* the rest needs no snapshot; never write while holding a reader */
 	r = NULL;
-	if (rc != 0)
-		goto out;
-	if (g.qs.n < 2) {
-		rc = err_set(e, ERR_INVALID, "too_few_queries",
-		             "training needs pairs of at least 2 distinct queries (one held out)");
-		goto out;
-	}
-	if ((rc = pick_held_out(def, g.qs.n, &in_val, e)) != 0)
-		goto out;
-	if (split_make(&g, in_val, 0, &tr) != 0 || split_make(&g, in_val, 1, &va) != 0) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto out;
-	}
-	if ((rc = adapter_new(&a, fam, g.qs.dim,
-	                      (uint32_t)json_integer_value(json_object_get(def, "hidden")), e)) != 0)
-		goto out;
-	o = train_opts(def, loss, &stop);
-	stop.j = j;
-	stop.max = o.max_epochs;
-	jobs_progress(j, 0, o.max_epochs);
-	if ((rc = adapter_train(a, &tr.d, &va.d, &o, &res, e)) != 0)
-		goto out;
-	jobs_progress(j, o.max_epochs, o.max_epochs);
-	if ((rc = held_out_report(a, def, &va, &pa, &pc, &pk, e)) != 0 ||
+	if (rc != 0 || (rc = fit(def, &g, j, job_id(j), &a, &training, &thr, e)) != 0 ||
 	    (rc = weights_blob(a, &blob, &blen, e)) != 0)
 		goto out;
-	training = training_json(j, &res, &t0, &tr, &va, &g, &pa, &pc, &pk);
-	if (training == NULL) {
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-		goto out;
-	}
 	{
-		struct commit_ctx cc = {ds.id, name, def, blob, blen, training, pa.threshold};
+		struct commit_ctx cc = {ds.id, name, def, blob, blen, training, thr};
 
 		rc = store_write(core->store, commit_fn, &cc, e);
 	}
@@ -1244,10 +1347,7 @@ out:
 	json_decref(doc);
 	json_decref(training);
 	gathered_free(&g);
-	split_free(&tr);
-	split_free(&va);
 	adapter_free(a);
-	free(in_val);
 	free(blob);
 	return rc;
 }
@@ -1347,4 +1447,340 @@ float adapters_scan_bound(const struct adapters_query *rq)
 		return INFINITY;
 	/* 1e-6 below the exact edge: far more than the rounding of the mapping's evaluation */
 	return nextafterf((float)(rq->cos_min - 1e-6), -INFINITY);
+}
+
+/* ---- weights copied between daemons ---- */
+
+int adapters_weights_get(struct core *core, const char *dataset, const char *name, json_t **out,
+                         struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	json_t *doc = NULL;
+	struct wprefix wp;
+	const void *val;
+	size_t len;
+	char *b64 = NULL;
+	int rc;
+
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
+		return rc;
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		goto out;
+	if (store_reader_doc_get(r, ds.id, STORE_NS_ADAPTER_WEIGHTS, name, strlen(name), &val, &len,
+	                         NULL) != 0 ||
+	    len < sizeof wp) {
+		rc = err_set(e, ERR_CONFLICT, "adapter_untrained",
+		             "adapter '%s' is not trained: POST .../adapters/%s:train", name, name);
+		goto out;
+	}
+	memcpy(&wp, val, sizeof wp);
+	b64 = b64_encode((const unsigned char *)val + sizeof wp, len - sizeof wp, NULL);
+	*out = b64 == NULL ? NULL
+	                   : json_pack("{s:s, s:I, s:O, s:f, s:O, s:s}", "name", name, "version",
+	                               (json_int_t)wp.version, "definition",
+	                               json_object_get(doc, "definition"), "threshold",
+	                               wp.threshold, "training",
+	                               json_object_get(doc, "training") ? json_object_get(doc, "training")
+	                                                                : json_null(),
+	                               "weights", b64);
+	rc = *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	store_reader_close(r);
+	json_decref(doc);
+	free(b64);
+	return rc;
+}
+
+/* The adapter of the weights body (borrowed), checked against the definition def (borrowed)
+ * and the space's dim. *out new. */
+static int given_adapter(const json_t *body, const json_t *def, uint32_t dim,
+                         struct adapter **out, struct err *e)
+{
+	const char *w = json_string_value(json_object_get(body, "weights"));
+	struct adapter *a = NULL;
+	enum adapter_family fam;
+	uint8_t *raw;
+	size_t rl = 0;
+	int rc;
+
+	if (w == NULL)
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"weights\" must be the base64 string GET .../weights gives");
+	raw = malloc(b64_decoded_max(strlen(w)) + 1);
+	if (raw == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	if (b64_decode(w, strlen(w), raw, &rl) != 0) {
+		free(raw);
+		return err_set(e, ERR_INVALID, "bad_param", "\"weights\" is not base64");
+	}
+	rc = adapter_load(&a, raw, rl, e);
+	free(raw);
+	if (rc != 0)
+		return rc;
+	if (adapter_family_parse(json_string_value(json_object_get(def, "family")), &fam) != 0 ||
+	    fam != a->family || a->dim != dim ||
+	    a->hidden != (uint32_t)json_integer_value(json_object_get(def, "hidden"))) {
+		adapter_free(a);
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "the weights' family, dim or hidden do not fit the adapter's definition");
+	}
+	*out = a;
+	return 0;
+}
+
+int adapters_weights_put(struct core *core, const char *dataset, const char *name,
+                         const json_t *body, json_t **view, struct err *e)
+{
+	static const char *const known[] = {"name",      "version", "definition",
+	                                    "threshold", "training", "weights", NULL};
+	struct store_dataset_info ds;
+	const json_t *def = json_object_get(body, "definition"), *tr = json_object_get(body, "training");
+	const json_t *th = json_object_get(body, "threshold");
+	json_t *doc = NULL, *training = NULL, *val;
+	struct adapter *a = NULL;
+	void *blob = NULL;
+	size_t blen = 0;
+	const char *key;
+	int sp, rc;
+
+	if (!json_is_object(body))
+		return err_set(e, ERR_INVALID, "bad_adapter", "the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, val) {
+		size_t i;
+
+		for (i = 0; known[i] != NULL && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i] == NULL)
+			return err_set(e, ERR_INVALID, "unknown_param", "unknown field '%s'", key);
+	}
+	if (!json_is_number(th) || !isfinite(json_number_value(th)) || !json_is_object(tr) ||
+	    !json_is_object(def))
+		return err_set(e, ERR_INVALID, "bad_param",
+		               "\"definition\", \"threshold\" and \"training\" are required, as GET "
+		               ".../weights gives them");
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
+		return rc;
+	if (!json_equal(json_object_get(doc, "definition"), (json_t *)def)) {
+		rc = err_set(e, ERR_CONFLICT, "adapter_changed",
+		             "the weights were trained for another definition of adapter '%s'", name);
+		goto out;
+	}
+	sp = store_schema_find(&ds.schema, json_string_value(json_object_get(def, "space")));
+	if (sp < 0) {
+		rc = err_set(e, ERR_INVALID, "bad_adapter", "the adapter's space is gone");
+		goto out;
+	}
+	if ((rc = given_adapter(body, def, ds.schema.spaces[sp].dim, &a, e)) != 0 ||
+	    (rc = weights_blob(a, &blob, &blen, e)) != 0)
+		goto out;
+	training = json_deep_copy(tr);
+	if (training == NULL) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
+	json_object_set_new(training, "source", json_string("given"));
+	{
+		struct commit_ctx cc = {ds.id, name, def, blob, blen, training, json_number_value(th)};
+
+		rc = store_write(core->store, commit_fn, &cc, e);
+	}
+	if (rc == 0)
+		rc = adapters_get_json(core, dataset, name, view, e);
+out:
+	json_decref(doc);
+	json_decref(training);
+	adapter_free(a);
+	free(blob);
+	return rc;
+}
+
+/* ---- training over the shards of a router ---- */
+
+static char *b64_of(const void *p, size_t len)
+{
+	return b64_encode(len ? p : "", len, NULL);
+}
+
+int adapters_partial(struct core *core, const char *dataset, const char *name, json_t **out,
+                     struct err *e)
+{
+	struct store_dataset_info ds;
+	struct store_reader *r = NULL;
+	struct gathered g;
+	json_t *doc = NULL;
+	const json_t *def;
+	char *sq = NULL, *sp_ = NULL, *sc = NULL, *sl = NULL;
+	int sp, rc;
+
+	memset(&g, 0, sizeof g);
+	if ((rc = jdoc_named_get(core->store, &adapter_docs, dataset, name, &ds, &doc, e)) != 0)
+		return rc;
+	def = json_object_get(doc, "definition");
+	sp = store_schema_find(&ds.schema, json_string_value(json_object_get(def, "space")));
+	if (sp < 0) {
+		rc = err_set(e, ERR_INVALID, "bad_adapter", "the adapter's space is gone");
+		goto out;
+	}
+	if ((rc = store_reader_open(core->store, &r, e)) != 0)
+		goto out;
+	rc = gather(r, &ds, (unsigned)sp, name, doc,
+	            json_number_value(json_object_get(def, "label_cut")), &g, e);
+	if (rc != 0)
+		goto out;
+	sq = b64_of(g.qs.v, g.qs.n * g.qs.dim * sizeof(float));
+	sp_ = b64_of(g.pq, g.n * sizeof *g.pq);
+	sc = b64_of(g.cos, g.n * sizeof *g.cos);
+	sl = b64_of(g.label, g.n);
+	*out = sq && sp_ && sc && sl
+	           ? json_pack("{s:O, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "definition", def,
+	                       "dim", (json_int_t)g.qs.dim, "queries", (json_int_t)g.qs.n, "pairs",
+	                       (json_int_t)g.n, "skipped", (json_int_t)g.skipped, "query_vectors",
+	                       sq, "pair_queries", sp_, "cosines", sc, "relevant", sl)
+	           : NULL;
+	rc = *out != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	store_reader_close(r);
+	json_decref(doc);
+	gathered_free(&g);
+	free(sq);
+	free(sp_);
+	free(sc);
+	free(sl);
+	return rc;
+}
+
+/* Field key of part (a base64 string) decoded into *out (new), which must be want bytes. */
+static int part_bytes(const json_t *part, const char *key, size_t want, void **out)
+{
+	const char *s = json_string_value(json_object_get(part, key));
+	size_t len = 0;
+	uint8_t *b;
+
+	if (s == NULL)
+		return ERR_INVALID;
+	b = malloc(b64_decoded_max(strlen(s)) + 1);
+	if (b == NULL)
+		return ERR_NOMEM;
+	if (b64_decode(s, strlen(s), b, &len) != 0 || len != want) {
+		free(b);
+		return ERR_INVALID;
+	}
+	*out = b;
+	return 0;
+}
+
+/* Append part (a shard's adapters_partial) to g. */
+static int part_add(struct gathered *g, const json_t *part)
+{
+	size_t nq = (size_t)json_integer_value(json_object_get(part, "queries"));
+	size_t np = (size_t)json_integer_value(json_object_get(part, "pairs")), dim = g->qs.dim;
+	float *qv = NULL, *cs = NULL;
+	uint32_t *pq = NULL, *map = NULL;
+	uint8_t *lb = NULL;
+	int rc;
+
+	if ((rc = part_bytes(part, "query_vectors", nq * dim * sizeof *qv, (void **)&qv)) != 0 ||
+	    (rc = part_bytes(part, "pair_queries", np * sizeof *pq, (void **)&pq)) != 0 ||
+	    (rc = part_bytes(part, "cosines", np * sizeof *cs, (void **)&cs)) != 0 ||
+	    (rc = part_bytes(part, "relevant", np, (void **)&lb)) != 0)
+		goto out;
+	map = malloc((nq ? nq : 1) * sizeof *map);
+	if (map == NULL || g->n + np < g->n) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nq; i++) {
+		long long qi = qset_add(&g->qs, qv + i * dim);
+
+		if (qi < 0) {
+			rc = ERR_NOMEM;
+			goto out;
+		}
+		map[i] = (uint32_t)qi;
+	}
+	{
+		size_t nc = g->n + np;
+		uint32_t *a1 = realloc(g->pq, (nc ? nc : 1) * sizeof *a1);
+		float *a2;
+		uint8_t *a3;
+
+		if (a1 != NULL)
+			g->pq = a1;
+		a2 = realloc(g->cos, (nc ? nc : 1) * sizeof *a2);
+		if (a2 != NULL)
+			g->cos = a2;
+		a3 = realloc(g->label, nc ? nc : 1);
+		if (a3 != NULL)
+			g->label = a3;
+		if (a1 == NULL || a2 == NULL || a3 == NULL) {
+			rc = ERR_NOMEM;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < np; i++) {
+		if (pq[i] >= nq || !isfinite(cs[i])) {
+			rc = ERR_INVALID;
+			goto out;
+		}
+		g->pq[g->n] = map[pq[i]];
+		g->cos[g->n] = cs[i];
+		g->label[g->n] = lb[i] != 0;
+		g->n++;
+	}
+	g->skipped += (size_t)json_integer_value(json_object_get(part, "skipped"));
+out:
+	free(qv);
+	free(pq);
+	free(cs);
+	free(lb);
+	free(map);
+	return rc;
+}
+
+int adapters_fit_partials(json_t *const *parts, size_t n, json_t **weights, struct err *e)
+{
+	const json_t *def = n > 0 ? json_object_get(parts[0], "definition") : NULL;
+	struct gathered g;
+	struct adapter *a = NULL;
+	json_t *training = NULL;
+	void *ab = NULL;
+	char *wb = NULL;
+	size_t al = 0;
+	double thr = 0;
+	int rc = 0;
+
+	memset(&g, 0, sizeof g);
+	if (!json_is_object(def))
+		return err_set(e, ERR_GATEWAY, "bad_partial", "a shard's pairs have no definition");
+	g.qs.dim = (uint32_t)json_integer_value(json_object_get(parts[0], "dim"));
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!json_equal(json_object_get(parts[i], "definition"), (json_t *)def) ||
+		    json_integer_value(json_object_get(parts[i], "dim")) != (json_int_t)g.qs.dim) {
+			rc = err_set(e, ERR_CONFLICT, "adapter_differs",
+			             "the shards hold different definitions of the adapter: PUT it "
+			             "through the router");
+			break;
+		}
+		if ((rc = part_add(&g, parts[i])) == ERR_NOMEM)
+			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		else if (rc != 0)
+			rc = err_set(e, ERR_GATEWAY, "bad_partial",
+			             "shard %zu sent pairs that do not fit together", i);
+	}
+	if (rc != 0 || (rc = fit(def, &g, NULL, 0, &a, &training, &thr, e)) != 0 ||
+	    (rc = adapter_save(a, &ab, &al, e)) != 0)
+		goto out;
+	wb = b64_of(ab, al);
+	*weights = wb == NULL ? NULL
+	                      : json_pack("{s:O, s:f, s:O, s:s}", "definition", def, "threshold",
+	                                  thr, "training", training, "weights", wb);
+	rc = *weights != NULL ? 0 : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+out:
+	gathered_free(&g);
+	adapter_free(a);
+	json_decref(training);
+	free(ab);
+	free(wb);
+	return rc;
 }

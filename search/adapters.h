@@ -59,6 +59,34 @@ int adapters_train(struct core *core, const char *dataset, const char *name, uin
 /* The job kind "adapter_train". */
 int adapters_job_train(struct job *j, struct err *e);
 
+/* The trained weights, to copy an adapter to another daemon (a router's shards): *out new,
+ * {"name", "version", "definition", "threshold", "training", "weights": base64 of
+ * adapter_save's blob}. ERR_NOT_FOUND; ERR_CONFLICT (adapter_untrained). */
+int adapters_weights_get(struct core *core, const char *dataset, const char *name, json_t **out,
+                         struct err *e);
+
+/* Commit weights given in body (borrowed; what adapters_weights_get gives, "name" and
+ * "version" ignored) as a training would: the version grows, the training report is the
+ * body's with "source": "given". The definition must equal the adapter's (ERR_CONFLICT
+ * adapter_changed); the weights must fit it (ERR_INVALID). *view new (the adapter). */
+int adapters_weights_put(struct core *core, const char *dataset, const char *name,
+                         const json_t *body, json_t **view, struct err *e);
+
+/* What this daemon's pairs of the adapter give a training, for a router to train once over
+ * every shard: *out new, {"definition", "dim", "queries", "pairs", "skipped",
+ * "query_vectors" (base64 f32, queries x dim), "pair_queries" (base64 u32 per pair),
+ * "cosines" (base64 f32 per pair), "relevant" (base64 u8 per pair: label >= label_cut)}.
+ * ERR_NOT_FOUND. */
+int adapters_partial(struct core *core, const char *dataset, const char *name, json_t **out,
+                     struct err *e);
+
+/* Train once on the partials of every shard (n, borrowed), as one daemon trains on the same
+ * pairs (the pairs are put in an order independent of where they live, so the weights are
+ * equal bit for bit): *weights new, the body of adapters_weights_put. ERR_CONFLICT
+ * (adapter_differs: the shards' definitions differ), ERR_INVALID (too few queries),
+ * ERR_GATEWAY (partials that do not fit together). */
+int adapters_fit_partials(json_t *const *parts, size_t n, json_t **weights, struct err *e);
+
 /* ---- Search ---- */
 
 /* A trained adapter opened for queries. */

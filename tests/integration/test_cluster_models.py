@@ -17,10 +17,13 @@ activation sets need the whole gallery: each shard's top-k per bank item (:topk)
 with one daemon and with numpy. The merge is done here in Python (the reference), and by the
 router when the build has one."""
 
+import base64
 import hashlib
 import json
 import os
+import struct
 import tempfile
+import time
 
 import numpy as np
 
@@ -638,6 +641,155 @@ def semdedup_through_the_router_matches_one_daemon():
     # a shard's partial needs the centroids
     assert_problem(c["shards"][0].json("POST", "/v1/datasets/sd/filters:partial", {
         "type": "semdedup", "params": params}), 422, "no_partial")
+
+ADEF = {"space": "v", "family": "linear", "hidden": 8, "seed": 5, "max_epochs": 40}
+
+
+def adapter_pairs():
+    """20 queries, each with 30 records labelled relevant when their cosine passes a
+    per-query cutoff (so that the cutoff depends on the query)."""
+    c = data()
+    rng = np.random.default_rng(44)
+    qs = unit(rng.standard_normal((20, D)) + 0.6 * c["g"][:20]).astype(np.float32)
+    lines = []
+    for i, q in enumerate(qs):
+        cos = unit(c["g"]) @ unit(q[None])[0]
+        pick = np.argsort(-cos)[:30]
+        cut = np.quantile(cos[pick], 0.3 + 0.4 * (q[0] > 0))
+        lines += [{"query": q.tolist(), "id": c["ids"][k], "label": int(cos[k] >= cut)}
+                  for k in pick]
+    return qs, wn.ndjson(lines)
+
+
+@test
+def adapter_weights_copied_to_the_shards():
+    """An adapter trained on one daemon (which holds every record, hence every pair) is copied
+    through the router with PUT .../weights: every shard then holds the very same weights (the
+    base64 blobs equal), and searches with the adapter through the router return one daemon's
+    ids, cosines and relevances."""
+    c = start()
+    rt = router()
+    single = c["single"]
+    qs, pairs = adapter_pairs()
+    for d in (single, rt):
+        st, _, v = d.json("PUT", "/v1/datasets/h/adapters/ad", ADEF)
+        assert_eq(st, 201, v)
+    st, _, res = single.json("POST", "/v1/datasets/h/adapters/ad/pairs", pairs,
+                             content_type="application/x-ndjson")
+    assert_eq((st, res["rejected"]), (200, 0), res)
+    curate.wait_job(single, curate.job_id(single.json("POST", "/v1/datasets/h/adapters/ad:train")))
+    # an untrained adapter has no weights to give
+    assert_problem(c["shards"][0].get_json("/v1/datasets/h/adapters/ad/weights"), 409,
+                   "adapter_untrained")
+    st, _, w = single.get_json("/v1/datasets/h/adapters/ad/weights")
+    assert_eq((st, w["definition"], w["version"]), (200, dict(w["definition"], **ADEF), 2), w)
+    # bad input changes nothing
+    assert_problem(rt.json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                           dict(w, weights="!!")), 422, "bad_param")
+    assert_problem(rt.json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                           dict(w, definition=dict(w["definition"], seed=6))), 409,
+                   "adapter_changed")
+    assert_problem(rt.json("PUT", "/v1/datasets/h/adapters/ad/weights", dict(w, extra=1)), 422,
+                   "unknown_param")
+    assert_problem(c["shards"][1].json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                                       dict(w, weights=w["weights"][:-8])), 422,
+                   "bad_adapter_blob")
+    # a well-formed blob of another shape (hidden 4, not 8) does not fit the definition
+    raw = base64.b64decode(w["weights"])
+    h4 = raw[:12] + struct.pack("<I", 4) + bytes(8 * (4 * D + 4 + 2 * 4 + 2))
+    assert_problem(c["shards"][1].json("PUT", "/v1/datasets/h/adapters/ad/weights",
+                                       dict(w, weights=base64.b64encode(h4).decode())), 422,
+                   "bad_param")
+    st, _, v = rt.json("PUT", "/v1/datasets/h/adapters/ad/weights", w)
+    assert_eq(st, 200, v)
+    assert_problem(rt.get_json("/v1/datasets/h/adapters/ad/weights"), 501,
+                   "not_supported_by_router")
+    for d in c["shards"]:
+        st, _, sw = d.get_json("/v1/datasets/h/adapters/ad/weights")
+        assert_eq((st, sw["weights"], sw["threshold"]), (200, w["weights"], w["threshold"]))
+        assert_eq(sw["training"]["source"], "given")
+        assert_eq(d.get_json("/v1/datasets/h/adapters/ad")[2]["state"], "trained")
+    rng = np.random.default_rng(45)
+    tq = unit(rng.standard_normal((6, D)) + 0.6 * c["g"][20:26]).astype(np.float32)
+    for q in tq:
+        for rel in ({"adapter": "ad"}, {"adapter": "ad", "min": 0.5}):
+            b = {"vector": q.tolist(), "space": "v", "limit": 25, "relevance": rel,
+                 "params": {"exact": True}}
+            one, via = search(single, b)["results"], search(rt, b)["results"]
+            assert_eq([x["id"] for x in via], [x["id"] for x in one], rel)
+            assert_eq([(x["score"], x["relevance"]) for x in via],
+                      [(x["score"], x["relevance"]) for x in one])
+            if "min" in rel:  # the minimum keeps what numpy's cosines and the mapping keep
+                assert all(x["relevance"] >= 0.5 for x in one)
+    assert len(one) > 0
+
+
+@test
+def adapter_trained_through_the_router_equals_one_daemon():
+    """Pairs through the router go to the shard owning their judged record, and
+    :train through the router gathers every shard's queries, cosines and labels (:partial),
+    trains once with the daemon's code and gives every shard the weights: equal bit for bit
+    to one daemon trained on all the pairs (the training order does not depend on where a pair
+    lives), the same threshold; searches through the router return one daemon's answers."""
+    c = start()
+    rt = router()
+    single = c["single"]
+    qs, pairs = adapter_pairs()
+    lines = [json.loads(x) for x in pairs.decode().splitlines() if x.strip()]
+    adef = dict(ADEF, seed=9, hidden=6)
+    for d in (single, rt):
+        assert_eq(d.json("PUT", "/v1/datasets/h/adapters/tr", adef)[0], 201)
+    # untrained and without pairs: too few queries, from the router as from one daemon
+    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/tr:train"), 422, "too_few_queries")
+    assert_problem(rt.json("POST", "/v1/datasets/h/adapters/nope:train"), 404, "adapter_not_found")
+    # queries also named by record (of any shard: the router fetches the vector from its
+    # owner when the judged record lives elsewhere), and bad lines, on the client's lines
+    for k in range(40):
+        lines.append({"query": {"record_id": c["ids"][100 + k % 8]}, "id": c["ids"][200 + k],
+                      "label": int(k % 3 == 0)})
+    lines.insert(7, {"query": {"record_id": "nope"}, "id": c["ids"][5], "label": 1})
+    lines.insert(3, {"query": qs[0].tolist(), "id": "missing", "label": 1})
+    body = wn.ndjson(lines).replace(b"\n", b"\n{not json\n", 1)
+    answers = []
+    for d in (single, rt):
+        st, _, res = d.json("POST", "/v1/datasets/h/adapters/tr/pairs", body,
+                            content_type="application/x-ndjson")
+        assert_eq((st, res["accepted"], res["rejected"]), (200, len(lines) - 2, 3), res)
+        answers.append([(x["line"], x["code"]) for x in res["errors"]])
+    assert_eq(answers[1], answers[0])
+    assert_eq(answers[0], [(2, "malformed_json"), (5, "record_not_found"),
+                           (10, "record_not_found")])
+    assert_eq(sum(d.get_json("/v1/datasets/h/adapters/tr")[2]["pairs"]["count"]
+                  for d in c["shards"]), len(lines) - 2)
+    for s, d in enumerate(c["shards"]):  # every pair on the shard of its judged record
+        st, _, p = d.json("POST", "/v1/datasets/h/adapters/tr:partial")
+        assert_eq(p["pairs"], sum(shard_of(x["id"]) == s for x in lines if x["id"] != "missing"
+                                  and x["query"] != {"record_id": "nope"}))
+    t0 = time.monotonic()
+    curate.wait_job(single, curate.job_id(single.json("POST", "/v1/datasets/h/adapters/tr:train")))
+    t1 = time.monotonic()
+    st, _, v = rt.json("POST", "/v1/datasets/h/adapters/tr:train")
+    t2 = time.monotonic()
+    assert_eq((st, v["state"]), (200, "trained"), v)
+    print("  %d pairs: one daemon's :train (job, polled) %.3f s; through the router over %d "
+          "shards %.3f s" % (len(lines) - 2, t1 - t0, NSHARDS, t2 - t1))
+    w1 = single.get_json("/v1/datasets/h/adapters/tr/weights")[2]
+    for d in c["shards"]:
+        ws = d.get_json("/v1/datasets/h/adapters/tr/weights")[2]
+        assert_eq((ws["weights"], ws["threshold"]), (w1["weights"], w1["threshold"]))
+        for k in ("epochs", "best_epoch", "queries", "pairs", "relevant", "held_out",
+                  "train_loss", "held_out_loss"):
+            assert_eq(ws["training"][k], w1["training"][k], k)
+    rng = np.random.default_rng(46)
+    tq = unit(rng.standard_normal((5, D)) + 0.6 * c["g"][30:35]).astype(np.float32)
+    kept = []
+    for q in tq:
+        b = {"vector": q.tolist(), "space": "v", "limit": 200, "params": {"exact": True},
+             "relevance": {"adapter": "tr", "min": w1["threshold"]}}
+        one, via = search(single, b)["results"], search(rt, b)["results"]
+        assert_eq([(x["id"], x["relevance"]) for x in via], [(x["id"], x["relevance"]) for x in one])
+        kept.append(len(one))
+    assert 0 < sum(kept) < 1000, kept  # the threshold keeps some, not all
 
 
 @test
