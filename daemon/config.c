@@ -549,6 +549,11 @@ static int load_file(struct config *c, const char *path, struct err *e)
 		char src[512];
 
 		lineno++;
+		if (memchr(line, '\0', (size_t)n) != NULL) { /* the rest of the line would be lost */
+			rc = err_set(e, ERR_INVALID, CONFIG_SLUG, "%s:%u: a NUL byte in the line",
+			             path, lineno);
+			goto out;
+		}
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
 		for (p = line; is_blank(*p); p++)
