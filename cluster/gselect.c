@@ -437,8 +437,10 @@ static json_t *rewrite_per_cluster(struct gctx *g, const json_t *step, double f,
 		        "the shards' scores changed during the selection; try again");
 		goto out;
 	}
-	out = json_pack("{s:s, s:{s:s, s:o, s:O}}", "filter", g->filter, "cut", "keep",
-	                top ? "above" : "below", "clusters", cuts, "origin", step);
+	out = json_pack("{s:s, s:{s:s, s:o, s:O, s:{s:I, s:I, s:I}}}", "filter", g->filter, "cut",
+	                "keep", top ? "above" : "below", "clusters", cuts, "origin", step,
+	                "apportion", "requested", (json_int_t)T, "min_per_cluster", (json_int_t)m,
+	                "min_per_cluster_applied", (json_int_t)applied);
 out:
 	json_decref(heads);
 	json_decref(body);

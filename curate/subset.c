@@ -128,10 +128,10 @@ static int cut_parse(const json_t *rv, struct step *s, size_t i, struct err *e)
 	json_object_foreach((json_t *)rv, key, v) {
 		if (strcmp(key, "score") != 0 && strcmp(key, "keep") != 0 &&
 		    strcmp(key, "id_max") != 0 && strcmp(key, "origin") != 0 &&
-		    strcmp(key, "clusters") != 0)
+		    strcmp(key, "clusters") != 0 && strcmp(key, "apportion") != 0)
 			return err_set(e, ERR_INVALID, "bad_step",
-			               "step %zu: cut has score, keep, id_max, clusters and origin, not "
-			               "'%s'", i, key);
+			               "step %zu: cut has score, keep, id_max, clusters, apportion and "
+			               "origin, not '%s'", i, key);
 	}
 	if ((v = json_object_get(rv, "clusters")) != NULL) {
 		size_t j;

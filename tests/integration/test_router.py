@@ -360,8 +360,9 @@ def test_per_cluster_steps_through_the_router_equal_one_daemon_and_python():
     every = np.ones(NPC, bool)
     cases = [("pt", [{"filter": "ssp", "top_fraction": 0.3, "per_cluster": True}],
               per_cluster_expected(ids, lab, score, every, 0.3, True)),
-             ("pb", [{"filter": "ssp", "bottom_fraction": 0.01, "per_cluster": True,
-                      "min_per_cluster": 3}],
+             # the rule's key after per_cluster: the provenance still names the rule
+             ("pb", [{"per_cluster": True, "min_per_cluster": 3, "filter": "ssp",
+                      "bottom_fraction": 0.01}],
               per_cluster_expected(ids, lab, score, every, 0.01, False, 3))]
     # a chain: a global cut first, then per_cluster over its survivors
     first = {ids[i] for i in range(NPC) if score[i] > 0.01}
@@ -379,6 +380,9 @@ def test_per_cluster_steps_through_the_router_equal_one_daemon_and_python():
         assert_eq(got[router.port], want, name + ": the router against Python")
         st, _, sub = router.get_json("/v1/datasets/pc/subsets/" + name)
         assert_eq((st, sub["steps"]), (200, steps), name)
+        one = ref.get_json("/v1/datasets/pc/subsets/" + name)[2]
+        # the provenance: the apportionment, the realised count and the clusters' counts summed
+        assert_eq(sub["provenance"]["steps"], one["provenance"]["steps"], name)
 
 
 def search_data():
