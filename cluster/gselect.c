@@ -321,8 +321,10 @@ static int bottom_pair_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-/* The clusters' summed sizes: *size (new, *maxl entries, indexed by label). */
-static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, struct err *e)
+/* The clusters' summed sizes: *size (new, *maxl entries, indexed by label); *none set when a
+ * shard says the filter has no clusters. */
+static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, int *none,
+                         struct err *e)
 {
 	size_t n = fanout_map(g->f)->n, j;
 	json_t **ans = calloc(n, sizeof *ans), *body = probe_body(g), *c;
@@ -339,6 +341,9 @@ static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, struct
 	json_object_set_new(body, "bins", json_integer(0));
 	rc = probe(g, body, ans, e);
 	json_decref(body);
+	*none = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		*none |= !json_is_array(json_object_get(ans[i], "clusters"));
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		json_array_foreach(json_object_get(ans[i], "clusters"), j, c) {
 			json_int_t l = json_integer_value(json_array_get(c, 0));
@@ -408,9 +413,14 @@ static json_t *rewrite_per_cluster(struct gctx *g, const json_t *step, double f,
 	uint64_t *size = NULL, *want = NULL, nc = 0, applied = 0, T;
 	uint32_t maxl = 0;
 	json_t **ans = NULL, *body = NULL, *heads, *cuts = NULL, *out = NULL;
+	int none = 0;
 
-	if (cluster_sizes(g, &size, &maxl, e) != 0)
+	if (cluster_sizes(g, &size, &maxl, &none, e) != 0)
 		return NULL;
+	if (none) {
+		free(size);
+		return json_incref((json_t *)step); /* the shards refuse it as one daemon does */
+	}
 	for (uint32_t l = 0; l < maxl; l++)
 		nc += size[l];
 	T = (uint64_t)floor(f * (double)nc + 0.5);

@@ -2238,7 +2238,12 @@ static int probe_cluster_sizes(const struct run *x, json_t *out)
 	uint64_t *size;
 	json_t *arr = json_array();
 
-	for (uint64_t i = 0; x->lab != NULL && i < x->n; i++)
+	if (x->lab == NULL) {
+		json_decref(arr);
+		json_object_set_new(out, "clusters", json_null()); /* a filter without clusters */
+		return 0;
+	}
+	for (uint64_t i = 0; i < x->n; i++)
 		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL && x->lab[i] + 1 > maxl)
 			maxl = x->lab[i] + 1;
 	if ((size = calloc(maxl ? maxl : 1, sizeof *size)) == NULL || arr == NULL) {
@@ -2246,7 +2251,7 @@ static int probe_cluster_sizes(const struct run *x, json_t *out)
 		json_decref(arr);
 		return ERR_NOMEM;
 	}
-	for (uint64_t i = 0; x->lab != NULL && i < x->n; i++)
+	for (uint64_t i = 0; i < x->n; i++)
 		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL)
 			size[x->lab[i]]++;
 	for (uint32_t l = 0; l < maxl; l++)
@@ -2409,7 +2414,7 @@ int subset_probe(struct core *core, const char *dataset, const json_t *body, jso
 	}
 	if (a.has_tie && (rc = probe_ties(&x, &a, o, e)) != 0)
 		goto out;
-	if ((a.cluster_sizes || a.heads != NULL) && x.lab == NULL) {
+	if (a.heads != NULL && x.lab == NULL) {
 		rc = err_set(e, ERR_INVALID, "bad_probe", "filter '%s' has no clusters", filter);
 		goto out;
 	}

@@ -298,7 +298,14 @@ def test_filter_stats_over_100k_records_equal_one_daemon():
 
 @test
 def test_router_refuses_what_it_cannot_make_exact():
-    _, _, router = loaded()
+    ref, _, router = loaded()
+    # per_cluster is served (below); over a filter without clusters, one daemon's 422
+    bad = {"steps": [{"filter": "fa", "top_fraction": 0.3, "per_cluster": True}]}
+    st, _, one = ref.json("PUT", "/v1/datasets/p/subsets/x", bad)
+    assert_problem((st, _, one), 422, "bad_step")
+    st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x", bad)
+    assert_problem((st, _, body), 422, "bad_step")
+    assert_eq(body["detail"], one["detail"])
     st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
                               {"steps": [{"filter": "nope", "top_fraction": 0.3}]})
     assert_eq(st, 422, body)
