@@ -365,42 +365,64 @@ static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, int *n
 	return rc;
 }
 
-/* Each cluster's cut from the shards' heads: [label, score, id_max] of its want-th best. */
+/* Cluster l's cut from the shards' lists lists[l * n + i]: [l, score, id_max] of its
+ * want-th best by (score, id), or NULL when the lists hold fewer than want. */
+static json_t *cluster_cut(json_t **lists, size_t n, uint32_t l, uint64_t want, int top)
+{
+	size_t m = 0, k = 0, q;
+	struct pair *p;
+	json_t *x, *out;
+
+	for (size_t i = 0; i < n; i++)
+		m += json_array_size(lists[(size_t)l * n + i]);
+	if (m < want || (p = malloc(m * sizeof *p)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		json_array_foreach(lists[(size_t)l * n + i], q, x)
+			p[k++] = (struct pair){(float)json_number_value(json_array_get(x, 0)),
+			                       json_string_value(json_array_get(x, 1))};
+	for (k = 0; k < m && p[k].id != NULL; k++)
+		;
+	out = NULL;
+	if (k == m) {
+		qsort(p, m, sizeof *p, top ? top_pair_cmp : bottom_pair_cmp);
+		out = json_pack("[I, f, s]", (json_int_t)l, (double)p[want - 1].score, p[want - 1].id);
+	}
+	free(p);
+	return out;
+}
+
+/* Each cluster's cut from the shards' heads (indexed by label first: one pass over them). */
 static json_t *cluster_cuts(json_t **ans, size_t n, const uint64_t *want, uint32_t maxl, int top)
 {
-	json_t *cuts = json_array();
+	json_t *cuts = json_array(), **lists = calloc((size_t)(maxl ? maxl : 1) * n, sizeof *lists);
+	json_t *h;
+	size_t j;
 
+	if (cuts == NULL || lists == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		json_array_foreach(json_object_get(ans[i], "heads"), j, h) {
+			json_int_t l = json_integer_value(json_array_get(h, 0));
+
+			if (l >= 0 && l < (json_int_t)maxl)
+				lists[(size_t)l * n + i] = json_array_get(h, 1);
+		}
 	for (uint32_t l = 0; l < maxl; l++) {
-		size_t m = 0, k = 0, j;
-		struct pair *p;
-		json_t *h, *x;
+		json_t *c;
 
 		if (want[l] == 0)
 			continue;
-		for (size_t i = 0; i < n; i++)
-			json_array_foreach(json_object_get(ans[i], "heads"), j, h)
-				if (json_integer_value(json_array_get(h, 0)) == (json_int_t)l)
-					m += json_array_size(json_array_get(h, 1));
-		if (m < want[l] || (p = malloc(m * sizeof *p)) == NULL) {
-			json_decref(cuts);
-			return NULL;
-		}
-		for (size_t i = 0; i < n; i++)
-			json_array_foreach(json_object_get(ans[i], "heads"), j, h) {
-				size_t q;
-
-				if (json_integer_value(json_array_get(h, 0)) != (json_int_t)l)
-					continue;
-				json_array_foreach(json_array_get(h, 1), q, x)
-					p[k++] = (struct pair){(float)json_number_value(json_array_get(x, 0)),
-					                       json_string_value(json_array_get(x, 1))};
-			}
-		qsort(p, m, sizeof *p, top ? top_pair_cmp : bottom_pair_cmp);
-		json_array_append_new(cuts, json_pack("[I, f, s]", (json_int_t)l,
-		                                      (double)p[want[l] - 1].score, p[want[l] - 1].id));
-		free(p);
+		if ((c = cluster_cut(lists, n, l, want[l], top)) == NULL)
+			goto fail;
+		json_array_append_new(cuts, c);
 	}
+	free(lists);
 	return cuts;
+fail:
+	free(lists);
+	json_decref(cuts);
+	return NULL;
 }
 
 /* A per_cluster fraction f as a per-cluster cut: the summed cluster sizes, T = round(f N)
