@@ -220,7 +220,8 @@ static void merge_label_prov(json_t *dst, json_t **vals, size_t n)
 
 		for (size_t i = 0; i < n; i++) {
 			in += json_integer_value(json_array_get(json_object_get(vals[i], "in"), c));
-			out += json_integer_value(json_array_get(json_object_get(vals[i], "out"), c));
+			out +=
+			    json_integer_value(json_array_get(json_object_get(vals[i], "out"), c));
 		}
 		json_array_append_new(ain, json_integer(in));
 		json_array_append_new(aout, json_integer(out));
@@ -247,8 +248,8 @@ static void merge_key(json_t *dst, const char *key, json_t *v, json_t **docs, si
 	for (size_t i = 0; i < n && i < 256; i++)
 		vals[i] = json_object_get(docs[i], key);
 	if (strcmp(key, "clusters") == 0 && json_is_object(v) &&
-	    json_is_string(json_object_get(v, "label")) && json_is_array(json_object_get(v, "in")) &&
-	    json_is_array(json_object_get(v, "out"))) {
+	    json_is_string(json_object_get(v, "label")) &&
+	    json_is_array(json_object_get(v, "in")) && json_is_array(json_object_get(v, "out"))) {
 		merge_label_prov(v, vals, n);
 	} else if (json_is_integer(v) && is_count_key(key)) {
 		json_int_t sum = 0;
@@ -347,7 +348,8 @@ static void restore_origins(json_t *v)
 			json_object_foreach(origin, key, rv) {
 				if (is_rule(key) && ps != NULL &&
 				    json_is_string(json_object_get(ps, "rule")) &&
-				    strcmp(json_string_value(json_object_get(ps, "rule")), "cut") == 0) {
+				    strcmp(json_string_value(json_object_get(ps, "rule")), "cut") ==
+				        0) {
 					json_object_set_new(ps, "rule", json_string(key));
 					json_object_set(ps, "value", rv);
 				}

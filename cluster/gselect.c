@@ -323,8 +323,7 @@ static int bottom_pair_cmp(const void *a, const void *b)
 
 /* The clusters' summed sizes: *size (new, *maxl entries, indexed by label); *none set when a
  * shard says the filter has no clusters. */
-static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, int *none,
-                         struct err *e)
+static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, int *none, struct err *e)
 {
 	size_t n = fanout_map(g->f)->n, j;
 	json_t **ans = calloc(n, sizeof *ans), *body = probe_body(g), *c;
@@ -386,7 +385,8 @@ static json_t *cluster_cut(json_t **lists, size_t n, uint32_t l, uint64_t want, 
 	out = NULL;
 	if (k == m) {
 		qsort(p, m, sizeof *p, top ? top_pair_cmp : bottom_pair_cmp);
-		out = json_pack("[I, f, s]", (json_int_t)l, (double)p[want - 1].score, p[want - 1].id);
+		out = json_pack("[I, f, s]", (json_int_t)l, (double)p[want - 1].score,
+		                p[want - 1].id);
 	}
 	free(p);
 	return out;
@@ -457,7 +457,8 @@ static json_t *rewrite_per_cluster(struct gctx *g, const json_t *step, double f,
 	}
 	for (uint32_t l = 0; l < maxl; l++)
 		if (want[l] > 0)
-			json_array_append_new(heads, json_pack("[I, I]", (json_int_t)l, (json_int_t)want[l]));
+			json_array_append_new(
+			    heads, json_pack("[I, I]", (json_int_t)l, (json_int_t)want[l]));
 	body = probe_body(g);
 	json_object_set(body, "cluster_heads", heads);
 	json_object_set_new(body, "order", json_string(top ? "top" : "bottom"));
@@ -503,7 +504,8 @@ static json_t *rewrite_step(struct gctx *g, const json_t *step, struct err *e)
 		const json_t *mv = json_object_get(step, "min_per_cluster");
 
 		if ((fv == NULL) == (bv == NULL) || !json_is_number(fv ? fv : bv) ||
-		    !(json_number_value(fv ? fv : bv) > 0 && json_number_value(fv ? fv : bv) <= 1) ||
+		    !(json_number_value(fv ? fv : bv) > 0 &&
+		      json_number_value(fv ? fv : bv) <= 1) ||
 		    (mv != NULL && (!json_is_integer(mv) || json_integer_value(mv) < 0)))
 			return json_incref((json_t *)step); /* the shards say what is wrong */
 		return rewrite_per_cluster(g, step, json_number_value(fv ? fv : bv), fv != NULL,

@@ -129,27 +129,34 @@ static int cut_parse(const json_t *rv, struct step *s, size_t i, struct err *e)
 		if (strcmp(key, "score") != 0 && strcmp(key, "keep") != 0 &&
 		    strcmp(key, "id_max") != 0 && strcmp(key, "origin") != 0 &&
 		    strcmp(key, "clusters") != 0 && strcmp(key, "apportion") != 0)
-			return err_set(e, ERR_INVALID, "bad_step",
-			               "step %zu: cut has score, keep, id_max, clusters, apportion and "
-			               "origin, not '%s'", i, key);
+			return err_set(
+			    e, ERR_INVALID, "bad_step",
+			    "step %zu: cut has score, keep, id_max, clusters, apportion and "
+			    "origin, not '%s'",
+			    i, key);
 	}
 	if ((v = json_object_get(rv, "clusters")) != NULL) {
 		size_t j;
 		json_t *c;
 
-		if (!json_is_array(v) || json_object_get(rv, "score") || json_object_get(rv, "id_max"))
-			return err_set(e, ERR_INVALID, "bad_step",
-			               "step %zu: cut.clusters is an array and goes without score and "
-			               "id_max", i);
+		if (!json_is_array(v) || json_object_get(rv, "score") ||
+		    json_object_get(rv, "id_max"))
+			return err_set(
+			    e, ERR_INVALID, "bad_step",
+			    "step %zu: cut.clusters is an array and goes without score and "
+			    "id_max",
+			    i);
 		json_array_foreach(v, j, c) {
 			json_t *l = json_array_get(c, 0), *t = json_array_get(c, 1);
 
-			if (json_array_size(c) != 3 || !json_is_integer(l) || json_integer_value(l) < 0 ||
-			    json_integer_value(l) > UINT32_MAX - 1 || !json_is_number(t) ||
-			    !isfinite(json_number_value(t)) || !json_is_string(json_array_get(c, 2)))
-				return err_set(e, ERR_INVALID, "bad_step",
-				               "step %zu: cut.clusters[%zu] must be [label, score, id_max]",
-				               i, j);
+			if (json_array_size(c) != 3 || !json_is_integer(l) ||
+			    json_integer_value(l) < 0 || json_integer_value(l) > UINT32_MAX - 1 ||
+			    !json_is_number(t) || !isfinite(json_number_value(t)) ||
+			    !json_is_string(json_array_get(c, 2)))
+				return err_set(
+				    e, ERR_INVALID, "bad_step",
+				    "step %zu: cut.clusters[%zu] must be [label, score, id_max]", i,
+				    j);
 		}
 		s->cut_clusters = v;
 		v = json_object_get(rv, "keep");
@@ -779,8 +786,8 @@ static int keep_head(struct run *x, const struct cand *c, size_t m, uint64_t w, 
 		return ERR_NOMEM;
 	for (size_t j = lo; j < hi && rc == 0; j++) {
 		t[j - lo].row = c[j].row;
-		rc = store_reader_row(x->r, x->ds, c[j].row, NULL, &t[j - lo].id, &t[j - lo].len, NULL,
-		                      NULL, NULL);
+		rc = store_reader_row(x->r, x->ds, c[j].row, NULL, &t[j - lo].id, &t[j - lo].len,
+		                      NULL, NULL, NULL);
 	}
 	if (rc == 0) {
 		qsort(t, hi - lo, sizeof *t, tied_cmp);
@@ -795,10 +802,10 @@ static int keep_head(struct run *x, const struct cand *c, size_t m, uint64_t w, 
 /* Keep T = round(f * N) (half up) of the N finite, labelled scores, apportioned to the labels
  * by largest remainders with a minimum per non-empty label (select_apportion): the highest
  * (top) or the lowest inside every label, ties by the smaller id (bytewise, so the choice does
- * not depend on where a record sits: a router gets the same from its shards). keep gets n entries. The
- * step's provenance ps gets the requested count T, the realised count and the minimum asked
- * for and applied. Rounding every label on its own (round(f * n_c)) kept 598 instead of 600
- * and emptied 6 clusters on 60,000 records at f = 0.01, k = 100. */
+ * not depend on where a record sits: a router gets the same from its shards). keep gets n entries.
+ * The step's provenance ps gets the requested count T, the realised count and the minimum asked for
+ * and applied. Rounding every label on its own (round(f * n_c)) kept 598 instead of 600 and emptied
+ * 6 clusters on 60,000 records at f = 0.01, k = 100. */
 static int select_per_label(struct run *x, const struct step *s, int top, uint8_t *keep,
                             size_t *kept, json_t *ps)
 {
@@ -1086,7 +1093,8 @@ static int cut_row(struct run *x, uint64_t i, float v, float t, int below, const
 			size_t len, ml = strlen(id_max);
 			int rc, c;
 
-			if ((rc = store_reader_row(x->r, x->ds, i, NULL, &id, &len, NULL, NULL, e)) != 0)
+			if ((rc = store_reader_row(x->r, x->ds, i, NULL, &id, &len, NULL, NULL,
+			                           e)) != 0)
 				return rc;
 			c = memcmp(id, id_max, len < ml ? len : ml);
 			*k = c < 0 || (c == 0 && len <= ml);
@@ -1108,7 +1116,8 @@ static int select_cut_clusters(struct run *x, const struct step *s, size_t *kept
 
 	*kept = 0;
 	if (x->lab == NULL)
-		return err_set(e, ERR_INVALID, "bad_step", "filter '%s' has no clusters", s->filter);
+		return err_set(e, ERR_INVALID, "bad_step", "filter '%s' has no clusters",
+		               s->filter);
 	for (uint64_t i = 0; i < x->n; i++)
 		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL && x->lab[i] + 1 > maxl)
 			maxl = x->lab[i] + 1;
@@ -1981,34 +1990,36 @@ struct probe_args {
 	uint64_t tie_ids;   /* at most this many, smallest first */
 	int cluster_sizes;  /* list the candidates per cluster label */
 	const json_t *heads; /* [[label, m], ...]: each cluster's best m (score, id) */
-	int bottom;         /* heads: the lowest scores are the best */
+	int bottom;          /* heads: the lowest scores are the best */
 };
 
-static int probe_cluster_arg(const char *key, const json_t *v, struct probe_args *a,
-                             struct err *e)
+static int probe_cluster_arg(const char *key, const json_t *v, struct probe_args *a, struct err *e)
 {
 	size_t j;
 	json_t *c;
 
 	if (strcmp(key, "cluster_sizes") == 0) {
 		if (!json_is_boolean(v))
-			return err_set(e, ERR_INVALID, "bad_probe", "cluster_sizes must be true or false");
+			return err_set(e, ERR_INVALID, "bad_probe",
+			               "cluster_sizes must be true or false");
 		a->cluster_sizes = json_is_true(v);
 	} else if (strcmp(key, "order") == 0) {
 		const char *o = json_string_value(v);
 
 		if (o == NULL || (strcmp(o, "top") != 0 && strcmp(o, "bottom") != 0))
-			return err_set(e, ERR_INVALID, "bad_probe", "order must be \"top\" or \"bottom\"");
+			return err_set(e, ERR_INVALID, "bad_probe",
+			               "order must be \"top\" or \"bottom\"");
 		a->bottom = strcmp(o, "bottom") == 0;
 	} else {
 		if (!json_is_array(v))
-			return err_set(e, ERR_INVALID, "bad_probe", "cluster_heads must be an array");
+			return err_set(e, ERR_INVALID, "bad_probe",
+			               "cluster_heads must be an array");
 		json_array_foreach(v, j, c) {
 			json_t *l = json_array_get(c, 0), *m = json_array_get(c, 1);
 
-			if (json_array_size(c) != 2 || !json_is_integer(l) || json_integer_value(l) < 0 ||
-			    json_integer_value(l) > UINT32_MAX - 1 || !json_is_integer(m) ||
-			    json_integer_value(m) < 0)
+			if (json_array_size(c) != 2 || !json_is_integer(l) ||
+			    json_integer_value(l) < 0 || json_integer_value(l) > UINT32_MAX - 1 ||
+			    !json_is_integer(m) || json_integer_value(m) < 0)
 				return err_set(e, ERR_INVALID, "bad_probe",
 				               "cluster_heads[%zu] must be [label, count]", j);
 		}
@@ -2054,9 +2065,11 @@ static int probe_args_parse(const json_t *body, struct probe_args *a, struct err
 		else if (strcmp(key, "tie_ids") == 0)
 			a->tie_ids = (uint64_t)json_integer_value(v);
 		else
-			return err_set(e, ERR_INVALID, "unknown_field",
-			               "unknown field '%s' (steps, filter, lo, hi, bins, values_max, "
-			               "tie_score, tie_ids, cluster_sizes, cluster_heads, order)", key);
+			return err_set(
+			    e, ERR_INVALID, "unknown_field",
+			    "unknown field '%s' (steps, filter, lo, hi, bins, values_max, "
+			    "tie_score, tie_ids, cluster_sizes, cluster_heads, order)",
+			    key);
 	}
 	if (a->bins > 65536 || a->values_max > 1000000 || a->tie_ids > 1000000 || a->lo > a->hi)
 		return err_set(e, ERR_INVALID, "bad_probe",
@@ -2256,7 +2269,8 @@ static int probe_cluster_sizes(const struct run *x, json_t *out)
 			size[x->lab[i]]++;
 	for (uint32_t l = 0; l < maxl; l++)
 		if (size[l] > 0)
-			json_array_append_new(arr, json_pack("[I, I]", (json_int_t)l, (json_int_t)size[l]));
+			json_array_append_new(
+			    arr, json_pack("[I, I]", (json_int_t)l, (json_int_t)size[l]));
 	free(size);
 	json_object_set_new(out, "clusters", arr);
 	return 0;
@@ -2308,9 +2322,11 @@ static int probe_cluster_heads(struct run *x, const struct probe_args *a, json_t
 
 			if (!x->keep[c[i].row])
 				continue;
-			rc = store_reader_row(x->r, x->ds, c[i].row, NULL, &id, &len, NULL, NULL, NULL);
+			rc = store_reader_row(x->r, x->ds, c[i].row, NULL, &id, &len, NULL, NULL,
+			                      NULL);
 			if (rc == 0)
-				json_array_append_new(list, json_pack("[f, s#]", (double)c[i].score, id, len));
+				json_array_append_new(
+				    list, json_pack("[f, s#]", (double)c[i].score, id, len));
 		}
 		json_array_append_new(arr, json_pack("[I, o]", (json_int_t)c[s].label, list));
 		s = end;
