@@ -203,13 +203,55 @@ static json_t *same_item(json_t *arr, size_t k, json_t *like)
 	return NULL;
 }
 
+/* A step's clusters provenance (label_prov in curate/subset.c) over the shards: "in" and "out"
+ * summed per label, and what follows from them computed again as one daemon does. */
+static void merge_label_prov(json_t *dst, json_t **vals, size_t n)
+{
+	size_t maxl = 0;
+	json_t *ain = json_array(), *aout = json_array(), *empty = json_array();
+	json_int_t count = 0;
+	double min_share = 1;
+
+	for (size_t i = 0; i < n; i++)
+		if (json_array_size(json_object_get(vals[i], "in")) > maxl)
+			maxl = json_array_size(json_object_get(vals[i], "in"));
+	for (size_t c = 0; c < maxl; c++) {
+		json_int_t in = 0, out = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			in += json_integer_value(json_array_get(json_object_get(vals[i], "in"), c));
+			out +=
+			    json_integer_value(json_array_get(json_object_get(vals[i], "out"), c));
+		}
+		json_array_append_new(ain, json_integer(in));
+		json_array_append_new(aout, json_integer(out));
+		if (in == 0)
+			continue;
+		count++;
+		if (out == 0)
+			json_array_append_new(empty, json_integer((json_int_t)c));
+		if ((double)out / (double)in < min_share)
+			min_share = (double)out / (double)in;
+	}
+	json_object_set_new(dst, "in", ain);
+	json_object_set_new(dst, "out", aout);
+	json_object_set_new(dst, "count", json_integer(count));
+	json_object_set_new(dst, "emptied", json_integer((json_int_t)json_array_size(empty)));
+	json_object_set_new(dst, "empty", empty);
+	json_object_set_new(dst, "min_kept_share", count ? json_real(min_share) : json_null());
+}
+
 static void merge_key(json_t *dst, const char *key, json_t *v, json_t **docs, size_t n)
 {
 	json_t *vals[256];
 
 	for (size_t i = 0; i < n && i < 256; i++)
 		vals[i] = json_object_get(docs[i], key);
-	if (json_is_integer(v) && is_count_key(key)) {
+	if (strcmp(key, "clusters") == 0 && json_is_object(v) &&
+	    json_is_string(json_object_get(v, "label")) &&
+	    json_is_array(json_object_get(v, "in")) && json_is_array(json_object_get(v, "out"))) {
+		merge_label_prov(v, vals, n);
+	} else if (json_is_integer(v) && is_count_key(key)) {
 		json_int_t sum = 0;
 
 		for (size_t i = 0; i < n; i++)
@@ -263,6 +305,25 @@ static void merge_into(json_t *dst, json_t **docs, size_t n)
 	}
 }
 
+static int is_rule(const char *k)
+{
+	return strcmp(k, "top_fraction") == 0 || strcmp(k, "bottom_fraction") == 0 ||
+	       strcmp(k, "top_k") == 0 || strcmp(k, "bottom_k") == 0;
+}
+
+/* A per-cluster cut's provenance ps as one daemon gives a per_cluster step's: the apportionment
+ * the router made (the cut's "apportion") and the realised count. */
+static void per_cluster_prov(json_t *ps, const json_t *cut)
+{
+	const json_t *ap = json_object_get(cut, "apportion");
+
+	if (ps == NULL || !json_is_object(ap))
+		return;
+	json_object_set_new(ps, "per_cluster", json_true());
+	json_object_set(ps, "realised", json_object_get(ps, "out"));
+	json_object_update(ps, (json_t *)ap);
+}
+
 /* A subset as the router stored it shows the client's steps: each "cut" step that has an
  * "origin" is replaced by it, and its provenance says the origin's rule and value. */
 static void restore_origins(json_t *v)
@@ -280,10 +341,15 @@ static void restore_origins(json_t *v)
 
 			if (!json_is_object(origin))
 				continue;
+			if (json_object_get(json_object_get(x, "cut"), "clusters") != NULL &&
+			    json_is_string(json_object_get(ps, "rule")) &&
+			    strcmp(json_string_value(json_object_get(ps, "rule")), "cut") == 0)
+				per_cluster_prov(ps, json_object_get(x, "cut"));
 			json_object_foreach(origin, key, rv) {
-				if (strcmp(key, "filter") != 0 && ps != NULL &&
+				if (is_rule(key) && ps != NULL &&
 				    json_is_string(json_object_get(ps, "rule")) &&
-				    strcmp(json_string_value(json_object_get(ps, "rule")), "cut") == 0) {
+				    strcmp(json_string_value(json_object_get(ps, "rule")), "cut") ==
+				        0) {
 					json_object_set_new(ps, "rule", json_string(key));
 					json_object_set(ps, "value", rv);
 				}

@@ -298,6 +298,192 @@ static json_t *rewrite_k(struct gctx *g, const json_t *step, uint64_t nfin, uint
 	return out;
 }
 
+struct pair {
+	float score;
+	const char *id;
+};
+
+static int top_pair_cmp(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+static int bottom_pair_cmp(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+
+	if (x->score != y->score)
+		return x->score < y->score ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* The clusters' summed sizes: *size (new, *maxl entries, indexed by label); *none set when a
+ * shard says the filter has no clusters. */
+static int cluster_sizes(struct gctx *g, uint64_t **size, uint32_t *maxl, int *none, struct err *e)
+{
+	size_t n = fanout_map(g->f)->n, j;
+	json_t **ans = calloc(n, sizeof *ans), *body = probe_body(g), *c;
+	int rc;
+
+	*size = NULL;
+	*maxl = 0;
+	if (ans == NULL || body == NULL) {
+		free(ans);
+		json_decref(body);
+		return err_set(e, ERR_NOMEM, NULL, "out of memory");
+	}
+	json_object_set_new(body, "cluster_sizes", json_true());
+	json_object_set_new(body, "bins", json_integer(0));
+	rc = probe(g, body, ans, e);
+	json_decref(body);
+	*none = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		*none |= !json_is_array(json_object_get(ans[i], "clusters"));
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		json_array_foreach(json_object_get(ans[i], "clusters"), j, c) {
+			json_int_t l = json_integer_value(json_array_get(c, 0));
+
+			if (l >= 0 && l < (1 << 24) && (uint32_t)l + 1 > *maxl)
+				*maxl = (uint32_t)l + 1;
+		}
+	if (rc == 0 && (*size = calloc(*maxl ? *maxl : 1, sizeof **size)) == NULL)
+		rc = err_set(e, ERR_NOMEM, NULL, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		json_array_foreach(json_object_get(ans[i], "clusters"), j, c) {
+			json_int_t l = json_integer_value(json_array_get(c, 0));
+
+			if (l >= 0 && l < (json_int_t)*maxl)
+				(*size)[l] += (uint64_t)json_integer_value(json_array_get(c, 1));
+		}
+	free_ans(ans, n);
+	free(ans);
+	return rc;
+}
+
+/* Cluster l's cut from the shards' lists lists[l * n + i]: [l, score, id_max] of its
+ * want-th best by (score, id), or NULL when the lists hold fewer than want. */
+static json_t *cluster_cut(json_t **lists, size_t n, uint32_t l, uint64_t want, int top)
+{
+	size_t m = 0, k = 0, q;
+	struct pair *p;
+	json_t *x, *out;
+
+	for (size_t i = 0; i < n; i++)
+		m += json_array_size(lists[(size_t)l * n + i]);
+	if (m < want || (p = malloc(m * sizeof *p)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		json_array_foreach(lists[(size_t)l * n + i], q, x)
+			p[k++] = (struct pair){(float)json_number_value(json_array_get(x, 0)),
+			                       json_string_value(json_array_get(x, 1))};
+	for (k = 0; k < m && p[k].id != NULL; k++)
+		;
+	out = NULL;
+	if (k == m) {
+		qsort(p, m, sizeof *p, top ? top_pair_cmp : bottom_pair_cmp);
+		out = json_pack("[I, f, s]", (json_int_t)l, (double)p[want - 1].score,
+		                p[want - 1].id);
+	}
+	free(p);
+	return out;
+}
+
+/* Each cluster's cut from the shards' heads (indexed by label first: one pass over them). */
+static json_t *cluster_cuts(json_t **ans, size_t n, const uint64_t *want, uint32_t maxl, int top)
+{
+	json_t *cuts = json_array(), **lists = calloc((size_t)(maxl ? maxl : 1) * n, sizeof *lists);
+	json_t *h;
+	size_t j;
+
+	if (cuts == NULL || lists == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		json_array_foreach(json_object_get(ans[i], "heads"), j, h) {
+			json_int_t l = json_integer_value(json_array_get(h, 0));
+
+			if (l >= 0 && l < (json_int_t)maxl)
+				lists[(size_t)l * n + i] = json_array_get(h, 1);
+		}
+	for (uint32_t l = 0; l < maxl; l++) {
+		json_t *c;
+
+		if (want[l] == 0)
+			continue;
+		if ((c = cluster_cut(lists, n, l, want[l], top)) == NULL)
+			goto fail;
+		json_array_append_new(cuts, c);
+	}
+	free(lists);
+	return cuts;
+fail:
+	free(lists);
+	json_decref(cuts);
+	return NULL;
+}
+
+/* A per_cluster fraction f as a per-cluster cut: the summed cluster sizes, T = round(f N)
+ * apportioned as one daemon does (select_apportion, minimum m), then each cluster's best
+ * want[c] over the shards (each shard lists its own best want[c]). */
+static json_t *rewrite_per_cluster(struct gctx *g, const json_t *step, double f, int top,
+                                   uint64_t m, struct err *e)
+{
+	size_t n = fanout_map(g->f)->n;
+	uint64_t *size = NULL, *want = NULL, nc = 0, applied = 0, T;
+	uint32_t maxl = 0;
+	json_t **ans = NULL, *body = NULL, *heads, *cuts = NULL, *out = NULL;
+	int none = 0;
+
+	if (cluster_sizes(g, &size, &maxl, &none, e) != 0)
+		return NULL;
+	if (none) {
+		free(size);
+		return json_incref((json_t *)step); /* the shards refuse it as one daemon does */
+	}
+	for (uint32_t l = 0; l < maxl; l++)
+		nc += size[l];
+	T = (uint64_t)floor(f * (double)nc + 0.5);
+	T = T > nc ? nc : T;
+	want = calloc(maxl ? maxl : 1, sizeof *want);
+	ans = calloc(n, sizeof *ans);
+	heads = json_array();
+	if (want == NULL || ans == NULL || heads == NULL ||
+	    select_apportion(size, maxl, T, m, want, &applied) != 0) {
+		err_set(e, ERR_NOMEM, NULL, "out of memory");
+		goto out;
+	}
+	for (uint32_t l = 0; l < maxl; l++)
+		if (want[l] > 0)
+			json_array_append_new(
+			    heads, json_pack("[I, I]", (json_int_t)l, (json_int_t)want[l]));
+	body = probe_body(g);
+	json_object_set(body, "cluster_heads", heads);
+	json_object_set_new(body, "order", json_string(top ? "top" : "bottom"));
+	json_object_set_new(body, "bins", json_integer(0));
+	if (probe(g, body, ans, e) != 0)
+		goto out;
+	if ((cuts = cluster_cuts(ans, n, want, maxl, top)) == NULL) {
+		err_set(e, ERR_GATEWAY, "shards_changed",
+		        "the shards' scores changed during the selection; try again");
+		goto out;
+	}
+	out = json_pack("{s:s, s:{s:s, s:o, s:O, s:{s:I, s:I, s:I}}}", "filter", g->filter, "cut",
+	                "keep", top ? "above" : "below", "clusters", cuts, "origin", step,
+	                "apportion", "requested", (json_int_t)T, "min_per_cluster", (json_int_t)m,
+	                "min_per_cluster_applied", (json_int_t)applied);
+out:
+	json_decref(heads);
+	json_decref(body);
+	free_ans(ans, n);
+	free(ans);
+	free(size);
+	free(want);
+	return out;
+}
+
 /* Step (borrowed) as the shards should run it (new), or NULL with e set. */
 static json_t *rewrite_step(struct gctx *g, const json_t *step, struct err *e)
 {
@@ -305,13 +491,26 @@ static json_t *rewrite_step(struct gctx *g, const json_t *step, struct err *e)
 	static const char *const ks[] = {"top_k", "bottom_k"};
 	uint64_t nfin = 0;
 
-	if (json_object_get(step, "per_cluster") != NULL || json_object_get(step, "recommend")) {
+	if (json_object_get(step, "recommend")) {
 		err_set(e, ERR_NOT_SUPPORTED, "not_supported_by_router",
-		        "per_cluster and recommend steps depend on each shard's own models and are "
-		        "not served by a router");
+		        "recommend steps depend on each shard's own models and are not served by a "
+		        "router");
 		return NULL;
 	}
 	g->filter = json_string_value(json_object_get(step, "filter"));
+	if (json_is_true(json_object_get(step, "per_cluster")) && g->filter != NULL) {
+		const json_t *fv = json_object_get(step, "top_fraction");
+		const json_t *bv = json_object_get(step, "bottom_fraction");
+		const json_t *mv = json_object_get(step, "min_per_cluster");
+
+		if ((fv == NULL) == (bv == NULL) || !json_is_number(fv ? fv : bv) ||
+		    !(json_number_value(fv ? fv : bv) > 0 &&
+		      json_number_value(fv ? fv : bv) <= 1) ||
+		    (mv != NULL && (!json_is_integer(mv) || json_integer_value(mv) < 0)))
+			return json_incref((json_t *)step); /* the shards say what is wrong */
+		return rewrite_per_cluster(g, step, json_number_value(fv ? fv : bv), fv != NULL,
+		                           mv != NULL ? (uint64_t)json_integer_value(mv) : 1, e);
+	}
 	for (int top = 1; top >= 0; top--) {
 		const json_t *fv = json_object_get(step, frac[!top]), *kv = json_object_get(step, ks[!top]);
 

@@ -11,7 +11,11 @@
  * (select_float_key) narrow the range holding the rank (4,096 bins a round, so at most 4
  * rounds over 2^32 keys), until every shard can list its values in the range (at most 4,096
  * each), from which the exact value follows. Ties of a k rule: each shard lists its smallest
- * tied ids (as many as still needed), the router takes the needed-th smallest of the union. */
+ * tied ids (as many as still needed), the router takes the needed-th smallest of the union.
+ *
+ * per_cluster fractions: the shards' cluster sizes summed, apportioned once (select_apportion),
+ * each cluster's want[c]-th best by (score, id) found from the shards' own want[c] best, and the
+ * step sent as a cut with one [label, score, id_max] per cluster. */
 #ifndef WINNOW_GSELECT_H
 #define WINNOW_GSELECT_H
 
@@ -23,8 +27,8 @@ struct fanout;
 typedef struct json_t json_t;
 
 /* Rewrite steps (borrowed) of a subset of dataset into *out (new, {"steps": [...]}).
- * *rounds gets the probe round trips used. ERR_INVALID (a step the router cannot make exact:
- * per_cluster, recommend; slug not_supported_by_router), ERR_GATEWAY (a shard unreachable), or
+ * *rounds gets the probe round trips used. ERR_NOT_SUPPORTED (a step the router cannot make exact:
+ * recommend; slug not_supported_by_router), ERR_GATEWAY (a shard unreachable), or
  * the error a shard answered (e.g. unknown filter): *shard_problem gets that answer (new),
  * with the status in *status. */
 int gselect_rewrite(struct fanout *f, const char *dataset, const json_t *steps,

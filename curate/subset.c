@@ -61,6 +61,7 @@ struct step {
 	int cut_below;      /* cut: 1 keeps score < value (0: score > value) */
 	const char *id_max; /* cut: rows scored exactly value are kept when their id <= this
 	                     * (bytewise); NULL: all of them. Borrowed from the steps JSON */
+	const json_t *cut_clusters; /* cut: [[label, score, id_max], ...] per cluster, or NULL */
 };
 
 static int64_t now_unix(void)
@@ -126,10 +127,45 @@ static int cut_parse(const json_t *rv, struct step *s, size_t i, struct err *e)
 		return err_set(e, ERR_INVALID, "bad_step", "step %zu: cut must be an object", i);
 	json_object_foreach((json_t *)rv, key, v) {
 		if (strcmp(key, "score") != 0 && strcmp(key, "keep") != 0 &&
-		    strcmp(key, "id_max") != 0 && strcmp(key, "origin") != 0)
+		    strcmp(key, "id_max") != 0 && strcmp(key, "origin") != 0 &&
+		    strcmp(key, "clusters") != 0 && strcmp(key, "apportion") != 0)
+			return err_set(
+			    e, ERR_INVALID, "bad_step",
+			    "step %zu: cut has score, keep, id_max, clusters, apportion and "
+			    "origin, not '%s'",
+			    i, key);
+	}
+	if ((v = json_object_get(rv, "clusters")) != NULL) {
+		size_t j;
+		json_t *c;
+
+		if (!json_is_array(v) || json_object_get(rv, "score") ||
+		    json_object_get(rv, "id_max"))
+			return err_set(
+			    e, ERR_INVALID, "bad_step",
+			    "step %zu: cut.clusters is an array and goes without score and "
+			    "id_max",
+			    i);
+		json_array_foreach(v, j, c) {
+			json_t *l = json_array_get(c, 0), *t = json_array_get(c, 1);
+
+			if (json_array_size(c) != 3 || !json_is_integer(l) ||
+			    json_integer_value(l) < 0 || json_integer_value(l) > UINT32_MAX - 1 ||
+			    !json_is_number(t) || !isfinite(json_number_value(t)) ||
+			    !json_is_string(json_array_get(c, 2)))
+				return err_set(
+				    e, ERR_INVALID, "bad_step",
+				    "step %zu: cut.clusters[%zu] must be [label, score, id_max]", i,
+				    j);
+		}
+		s->cut_clusters = v;
+		v = json_object_get(rv, "keep");
+		if (!json_is_string(v) || (strcmp(json_string_value(v), "above") != 0 &&
+		                           strcmp(json_string_value(v), "below") != 0))
 			return err_set(e, ERR_INVALID, "bad_step",
-			               "step %zu: cut has score, keep, id_max and origin, not '%s'", i,
-			               key);
+			               "step %zu: cut.keep must be \"above\" or \"below\"", i);
+		s->cut_below = strcmp(json_string_value(v), "below") == 0;
+		return 0;
 	}
 	v = json_object_get(rv, "score");
 	s->value = json_number_value(v);
@@ -666,6 +702,17 @@ static int select_k(struct store_reader *r, uint32_t ds, const float *cand, uint
 
 /* ---- per-cluster selection and the clusters' provenance ---- */
 
+struct run {
+	struct store_reader *r;
+	uint32_t ds;
+	uint64_t n;      /* rows of the dataset */
+	uint8_t *alive;  /* 1 while the row is still in the subset */
+	uint8_t *keep;   /* the current step's selection */
+	uint8_t *status; /* the current step's filter statuses */
+	float *score;    /* its scores; NAN for rows out of the running */
+	uint32_t *lab;   /* its cluster labels (read when it has them), or NULL */
+};
+
 struct cand {
 	uint32_t label;
 	float score;
@@ -694,15 +741,77 @@ static int cand_cmp_bottom(const void *a, const void *b)
 	return x->row < y->row ? -1 : x->row > y->row;
 }
 
+struct tied {
+	const char *id;
+	size_t len;
+	uint64_t row;
+};
+
+static int tied_cmp(const void *a, const void *b)
+{
+	const struct tied *x = a, *y = b;
+	int c = memcmp(x->id, y->id, x->len < y->len ? x->len : y->len);
+
+	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Keep the first w of the m candidates c (one label, sorted best first): those better than the
+ * w-th's score all, of those tied with it the smallest ids. *k counts the kept. */
+static int keep_head(struct run *x, const struct cand *c, size_t m, uint64_t w, uint8_t *keep,
+                     size_t *k)
+{
+	size_t lo, hi, need;
+	struct tied *t;
+	int rc = 0;
+
+	if (w > m)
+		w = m;
+	if (w == 0)
+		return 0;
+	for (lo = w - 1; lo > 0 && c[lo - 1].score == c[w - 1].score; lo--)
+		;
+	for (hi = w; hi < m && c[hi].score == c[w - 1].score; hi++)
+		;
+	for (size_t j = 0; j < lo; j++)
+		keep[c[j].row] = 1;
+	*k += lo;
+	need = w - lo;
+	if (hi - lo == need) {
+		for (size_t j = lo; j < hi; j++)
+			keep[c[j].row] = 1;
+		*k += need;
+		return 0;
+	}
+	if ((t = malloc((hi - lo) * sizeof *t)) == NULL)
+		return ERR_NOMEM;
+	for (size_t j = lo; j < hi && rc == 0; j++) {
+		t[j - lo].row = c[j].row;
+		rc = store_reader_row(x->r, x->ds, c[j].row, NULL, &t[j - lo].id, &t[j - lo].len,
+		                      NULL, NULL, NULL);
+	}
+	if (rc == 0) {
+		qsort(t, hi - lo, sizeof *t, tied_cmp);
+		for (size_t j = 0; j < need; j++)
+			keep[t[j].row] = 1;
+		*k += need;
+	}
+	free(t);
+	return rc;
+}
+
 /* Keep T = round(f * N) (half up) of the N finite, labelled scores, apportioned to the labels
  * by largest remainders with a minimum per non-empty label (select_apportion): the highest
- * (top) or the lowest inside every label, ties by the smaller row. keep gets n entries. The
- * step's provenance ps gets the requested count T, the realised count and the minimum asked
- * for and applied. Rounding every label on its own (round(f * n_c)) kept 598 instead of 600
- * and emptied 6 clusters on 60,000 records at f = 0.01, k = 100. */
-static int select_per_label(const struct step *s, const float *score, const uint32_t *lab,
-                            uint64_t n, int top, uint8_t *keep, size_t *kept, json_t *ps)
+ * (top) or the lowest inside every label, ties by the smaller id (bytewise, so the choice does
+ * not depend on where a record sits: a router gets the same from its shards). keep gets n entries.
+ * The step's provenance ps gets the requested count T, the realised count and the minimum asked for
+ * and applied. Rounding every label on its own (round(f * n_c)) kept 598 instead of 600 and emptied
+ * 6 clusters on 60,000 records at f = 0.01, k = 100. */
+static int select_per_label(struct run *x, const struct step *s, int top, uint8_t *keep,
+                            size_t *kept, json_t *ps)
 {
+	const float *score = x->score;
+	const uint32_t *lab = x->lab;
+	uint64_t n = x->n;
 	uint64_t m = s->min_per_cluster < 0 ? 1 : (uint64_t)s->min_per_cluster, applied = 0, T;
 	uint64_t *size = NULL, *want = NULL;
 	struct cand *c = NULL;
@@ -743,10 +852,8 @@ static int select_per_label(const struct step *s, const float *score, const uint
 
 		while (end < nc && c[end].label == c[a].label)
 			end++;
-		for (size_t j = a; j < a + want[c[a].label] && j < end; j++) {
-			keep[c[j].row] = 1;
-			k++;
-		}
+		if ((rc = keep_head(x, c + a, end - a, want[c[a].label], keep, &k)) != 0)
+			goto out;
 		a = end;
 	}
 	*kept = k;
@@ -929,16 +1036,6 @@ static void warn_if_empty(struct job *j, json_t *prov)
 }
 
 /* One materialisation's arrays, shared by its steps (every array has n entries). */
-struct run {
-	struct store_reader *r;
-	uint32_t ds;
-	uint64_t n;      /* rows of the dataset */
-	uint8_t *alive;  /* 1 while the row is still in the subset */
-	uint8_t *keep;   /* the current step's selection */
-	uint8_t *status; /* the current step's filter statuses */
-	float *score;    /* its scores; NAN for rows out of the running */
-	uint32_t *lab;   /* its cluster labels (read when it has them), or NULL */
-};
 
 /* Read step k's filter into x: its instance (*ref), scores and statuses, with every row that
  * is out, unscored or unscorable set to NAN (*unscorable counts the last), and its labels when
@@ -984,11 +1081,82 @@ static int step_scores(struct run *x, size_t k, const struct step *s, struct ins
 	return 0;
 }
 
+/* Whether row i (scored v) passes the cut at t with id_max (NULL: every tie). */
+static int cut_row(struct run *x, uint64_t i, float v, float t, int below, const char *id_max,
+                   int *k, struct err *e)
+{
+	*k = !isnan(v) && (below ? v < t : v > t);
+	if (!isnan(v) && v == t) {
+		*k = 1;
+		if (id_max != NULL) {
+			const char *id;
+			size_t len, ml = strlen(id_max);
+			int rc, c;
+
+			if ((rc = store_reader_row(x->r, x->ds, i, NULL, &id, &len, NULL, NULL,
+			                           e)) != 0)
+				return rc;
+			c = memcmp(id, id_max, len < ml ? len : ml);
+			*k = c < 0 || (c == 0 && len <= ml);
+		}
+	}
+	return 0;
+}
+
+/* A per-cluster cut: each labelled row against its cluster's [label, score, id_max]; rows of
+ * a cluster not listed, unlabelled or unscored are out. */
+static int select_cut_clusters(struct run *x, const struct step *s, size_t *kept, struct err *e)
+{
+	uint32_t maxl = 0;
+	float *thr;
+	const char **idm;
+	size_t j;
+	json_t *c;
+	int rc = 0;
+
+	*kept = 0;
+	if (x->lab == NULL)
+		return err_set(e, ERR_INVALID, "bad_step", "filter '%s' has no clusters",
+		               s->filter);
+	for (uint64_t i = 0; i < x->n; i++)
+		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL && x->lab[i] + 1 > maxl)
+			maxl = x->lab[i] + 1;
+	thr = malloc((maxl ? maxl : 1) * sizeof *thr);
+	idm = calloc(maxl ? maxl : 1, sizeof *idm);
+	if (thr == NULL || idm == NULL) {
+		free(thr);
+		free(idm);
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
+	json_array_foreach(s->cut_clusters, j, c) {
+		json_int_t l = json_integer_value(json_array_get(c, 0));
+
+		if (l < (json_int_t)maxl) {
+			thr[l] = (float)json_number_value(json_array_get(c, 1));
+			idm[l] = json_string_value(json_array_get(c, 2));
+		}
+	}
+	for (uint64_t i = 0; i < x->n && rc == 0; i++) {
+		uint32_t l = x->lab[i];
+		int k = 0;
+
+		if (!isnan(x->score[i]) && l != FILTER_NO_LABEL && idm[l] != NULL)
+			rc = cut_row(x, i, x->score[i], thr[l], s->cut_below, idm[l], &k, e);
+		x->keep[i] = (uint8_t)k;
+		*kept += (size_t)k;
+	}
+	free(thr);
+	free(idm);
+	return rc;
+}
+
 /* A cut step: score beyond the value, or equal to it with an id <= id_max (all when none). */
 static int select_cut(struct run *x, const struct step *s, size_t *kept, struct err *e)
 {
 	float t = (float)s->value;
 
+	if (s->cut_clusters != NULL)
+		return select_cut_clusters(x, s, kept, e);
 	*kept = 0;
 	for (uint64_t i = 0; i < x->n; i++) {
 		float v = x->score[i];
@@ -1026,13 +1194,13 @@ static int step_select(struct run *x, const struct step *s, json_t *ps, float *t
 
 	switch (s->rule) {
 	case RULE_TOP_FRACTION:
-		rc = s->per_cluster ? select_per_label(s, score, x->lab, n, 1, x->keep, kept, ps)
+		rc = s->per_cluster ? select_per_label(x, s, 1, x->keep, kept, ps)
 		                    : select_top_fraction(score, n, s->value, thr, kept, x->keep);
 		json_object_set_new(ps, "value", json_real(s->value));
 		break;
 	case RULE_BOTTOM_FRACTION:
 		rc = s->per_cluster
-		         ? select_per_label(s, score, x->lab, n, 0, x->keep, kept, ps)
+		         ? select_per_label(x, s, 0, x->keep, kept, ps)
 		         : select_bottom_fraction(score, n, s->value, thr, kept, x->keep);
 		json_object_set_new(ps, "value", json_real(s->value));
 		break;
@@ -1066,7 +1234,7 @@ static int step_select(struct run *x, const struct step *s, json_t *ps, float *t
 	}
 	case RULE_CUT:
 		rc = select_cut(x, s, kept, e);
-		*thr = (float)s->value;
+		*thr = s->cut_clusters != NULL ? NAN : (float)s->value;
 		json_object_set_new(ps, "value", json_real(s->value));
 		break;
 	case RULE_KEEP:
@@ -1820,7 +1988,45 @@ struct probe_args {
 	int has_tie;
 	float tie;          /* list the ids of the candidates scored exactly this */
 	uint64_t tie_ids;   /* at most this many, smallest first */
+	int cluster_sizes;  /* list the candidates per cluster label */
+	const json_t *heads; /* [[label, m], ...]: each cluster's best m (score, id) */
+	int bottom;          /* heads: the lowest scores are the best */
 };
+
+static int probe_cluster_arg(const char *key, const json_t *v, struct probe_args *a, struct err *e)
+{
+	size_t j;
+	json_t *c;
+
+	if (strcmp(key, "cluster_sizes") == 0) {
+		if (!json_is_boolean(v))
+			return err_set(e, ERR_INVALID, "bad_probe",
+			               "cluster_sizes must be true or false");
+		a->cluster_sizes = json_is_true(v);
+	} else if (strcmp(key, "order") == 0) {
+		const char *o = json_string_value(v);
+
+		if (o == NULL || (strcmp(o, "top") != 0 && strcmp(o, "bottom") != 0))
+			return err_set(e, ERR_INVALID, "bad_probe",
+			               "order must be \"top\" or \"bottom\"");
+		a->bottom = strcmp(o, "bottom") == 0;
+	} else {
+		if (!json_is_array(v))
+			return err_set(e, ERR_INVALID, "bad_probe",
+			               "cluster_heads must be an array");
+		json_array_foreach(v, j, c) {
+			json_t *l = json_array_get(c, 0), *m = json_array_get(c, 1);
+
+			if (json_array_size(c) != 2 || !json_is_integer(l) ||
+			    json_integer_value(l) < 0 || json_integer_value(l) > UINT32_MAX - 1 ||
+			    !json_is_integer(m) || json_integer_value(m) < 0)
+				return err_set(e, ERR_INVALID, "bad_probe",
+				               "cluster_heads[%zu] must be [label, count]", j);
+		}
+		a->heads = v;
+	}
+	return 0;
+}
 
 static int probe_args_parse(const json_t *body, struct probe_args *a, struct err *e)
 {
@@ -1834,6 +2040,12 @@ static int probe_args_parse(const json_t *body, struct probe_args *a, struct err
 
 		if (strcmp(key, "steps") == 0 || strcmp(key, "filter") == 0)
 			continue;
+		if (strcmp(key, "cluster_sizes") == 0 || strcmp(key, "cluster_heads") == 0 ||
+		    strcmp(key, "order") == 0) {
+			if (probe_cluster_arg(key, v, a, e) != 0)
+				return e->code;
+			continue;
+		}
 		if ((strcmp(key, "lo") == 0 || strcmp(key, "hi") == 0 || strcmp(key, "tie_score") == 0)
 		    && !num)
 			return err_set(e, ERR_INVALID, "bad_probe", "%s must be a finite number", key);
@@ -1853,9 +2065,11 @@ static int probe_args_parse(const json_t *body, struct probe_args *a, struct err
 		else if (strcmp(key, "tie_ids") == 0)
 			a->tie_ids = (uint64_t)json_integer_value(v);
 		else
-			return err_set(e, ERR_INVALID, "unknown_field",
-			               "unknown field '%s' (steps, filter, lo, hi, bins, values_max, "
-			               "tie_score, tie_ids)", key);
+			return err_set(
+			    e, ERR_INVALID, "unknown_field",
+			    "unknown field '%s' (steps, filter, lo, hi, bins, values_max, "
+			    "tie_score, tie_ids, cluster_sizes, cluster_heads, order)",
+			    key);
 	}
 	if (a->bins > 65536 || a->values_max > 1000000 || a->tie_ids > 1000000 || a->lo > a->hi)
 		return err_set(e, ERR_INVALID, "bad_probe",
@@ -2030,6 +2244,102 @@ static int probe_ties(const struct run *x, const struct probe_args *a, json_t *o
 	return rc;
 }
 
+/* [[label, candidates], ...] of the finite, labelled scores, by label. */
+static int probe_cluster_sizes(const struct run *x, json_t *out)
+{
+	uint32_t maxl = 0;
+	uint64_t *size;
+	json_t *arr = json_array();
+
+	if (x->lab == NULL) {
+		json_decref(arr);
+		json_object_set_new(out, "clusters", json_null()); /* a filter without clusters */
+		return 0;
+	}
+	for (uint64_t i = 0; i < x->n; i++)
+		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL && x->lab[i] + 1 > maxl)
+			maxl = x->lab[i] + 1;
+	if ((size = calloc(maxl ? maxl : 1, sizeof *size)) == NULL || arr == NULL) {
+		free(size);
+		json_decref(arr);
+		return ERR_NOMEM;
+	}
+	for (uint64_t i = 0; i < x->n; i++)
+		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL)
+			size[x->lab[i]]++;
+	for (uint32_t l = 0; l < maxl; l++)
+		if (size[l] > 0)
+			json_array_append_new(
+			    arr, json_pack("[I, I]", (json_int_t)l, (json_int_t)size[l]));
+	free(size);
+	json_object_set_new(out, "clusters", arr);
+	return 0;
+}
+
+/* For each [label, m] of a->heads, the m best candidates of the cluster by (score, id bytewise)
+ * as [[label, [[score, id], ...]], ...]: the set one daemon's per_cluster step would keep of
+ * them (select_per_label), in no particular order. */
+static int probe_cluster_heads(struct run *x, const struct probe_args *a, json_t *out)
+{
+	uint32_t maxl = 0;
+	uint64_t *want;
+	struct cand *c;
+	size_t nc = 0, j, k = 0;
+	json_t *h, *arr = json_array();
+	int rc = 0;
+
+	for (uint64_t i = 0; x->lab != NULL && i < x->n; i++)
+		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL && x->lab[i] + 1 > maxl)
+			maxl = x->lab[i] + 1;
+	want = calloc(maxl ? maxl : 1, sizeof *want);
+	c = malloc((x->n ? x->n : 1) * sizeof *c);
+	if (want == NULL || c == NULL || arr == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	json_array_foreach(a->heads, j, h) {
+		json_int_t l = json_integer_value(json_array_get(h, 0));
+
+		if (l < (json_int_t)maxl)
+			want[l] = (uint64_t)json_integer_value(json_array_get(h, 1));
+	}
+	for (uint64_t i = 0; x->lab != NULL && i < x->n; i++) {
+		x->keep[i] = 0;
+		if (!isnan(x->score[i]) && x->lab[i] != FILTER_NO_LABEL && want[x->lab[i]] > 0)
+			c[nc++] = (struct cand){x->lab[i], x->score[i], i};
+	}
+	qsort(c, nc, sizeof *c, a->bottom ? cand_cmp_bottom : cand_cmp_top);
+	for (size_t s = 0; s < nc && rc == 0;) {
+		size_t end = s;
+		json_t *list = json_array();
+
+		while (end < nc && c[end].label == c[s].label)
+			end++;
+		rc = keep_head(x, c + s, end - s, want[c[s].label], x->keep, &k);
+		for (size_t i = s; i < end && rc == 0; i++) {
+			const char *id;
+			size_t len;
+
+			if (!x->keep[c[i].row])
+				continue;
+			rc = store_reader_row(x->r, x->ds, c[i].row, NULL, &id, &len, NULL, NULL,
+			                      NULL);
+			if (rc == 0)
+				json_array_append_new(
+				    list, json_pack("[f, s#]", (double)c[i].score, id, len));
+		}
+		json_array_append_new(arr, json_pack("[I, o]", (json_int_t)c[s].label, list));
+		s = end;
+	}
+out:
+	if (rc == 0)
+		json_object_set(out, "heads", arr);
+	json_decref(arr);
+	free(want);
+	free(c);
+	return rc;
+}
+
 /* Run steps over x (fate unused beyond run_steps' bookkeeping) and read filter's scores. */
 static int probe_run(struct core *core, uint32_t ds, struct run *x, const json_t *steps,
                      const char *filter, uint64_t *survivors, uint64_t *unscorable,
@@ -2120,6 +2430,15 @@ int subset_probe(struct core *core, const char *dataset, const json_t *body, jso
 	}
 	if (a.has_tie && (rc = probe_ties(&x, &a, o, e)) != 0)
 		goto out;
+	if (a.heads != NULL && x.lab == NULL) {
+		rc = err_set(e, ERR_INVALID, "bad_probe", "filter '%s' has no clusters", filter);
+		goto out;
+	}
+	if ((a.cluster_sizes && probe_cluster_sizes(&x, o) != 0) ||
+	    (a.heads != NULL && probe_cluster_heads(&x, &a, o) != 0)) {
+		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+		goto out;
+	}
 	*out = o;
 	o = NULL;
 out:

@@ -298,16 +298,98 @@ def test_filter_stats_over_100k_records_equal_one_daemon():
 
 @test
 def test_router_refuses_what_it_cannot_make_exact():
-    _, _, router = loaded()
-    st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
-                              {"steps": [{"filter": "fa", "top_fraction": 0.3,
-                                          "per_cluster": True}]})
-    assert_problem((st, _, body), 501, "not_supported_by_router")
+    ref, _, router = loaded()
+    # per_cluster is served (below); over a filter without clusters, one daemon's 422
+    bad = {"steps": [{"filter": "fa", "top_fraction": 0.3, "per_cluster": True}]}
+    st, _, one = ref.json("PUT", "/v1/datasets/p/subsets/x", bad)
+    assert_problem((st, _, one), 422, "bad_step")
+    st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x", bad)
+    assert_problem((st, _, body), 422, "bad_step")
+    assert_eq(body["detail"], one["detail"])
     st, _, body = router.json("PUT", "/v1/datasets/p/subsets/x",
                               {"steps": [{"filter": "nope", "top_fraction": 0.3}]})
     assert_eq(st, 422, body)
     st, _, body = router.json("POST", "/v1/datasets/p/filters/fa:sweep", {"thresholds": [1]})
     assert_problem((st, _, body), 501, "not_supported_by_router")
+
+
+PK = 8          # clusters of the per_cluster pool
+NPC = 3000      # its records
+
+
+def per_cluster_pool():
+    """Dataset "pc" on the reference and through the router: record i of cluster c is e_c plus
+    v * e_(c+1 mod PK) with v one of four values, so its prototypes score against the one-hot
+    centroids, 1 - 1/sqrt(1 + v^2), is exact in any kernel (one product by 1, the rest by 0) and
+    ties in large groups; cluster sizes skewed (one cluster of 6 records)."""
+    ref, _, router = cluster()
+    if "pc" in _st:
+        return ref, router, _st["pc"]
+    rng = np.random.default_rng(42)
+    lab = rng.choice(PK, NPC, p=[0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.05, 0.0])
+    lab[:6] = PK - 1
+    v = rng.choice([0.0, 0.25, 0.5, 0.75], NPC)
+    x = np.eye(PK, dtype=np.float32)[lab]
+    x[np.arange(NPC), (lab + 1) % PK] = v
+    ids = ["%016x" % z for z in rng.integers(0, 2**62, NPC, dtype=np.int64)]
+    recs = [{"id": ids[i], "embeddings": {"emb": curate.emb(x[i])}} for i in range(NPC)]
+    for d in (ref, router):
+        assert_eq(d.put_dataset("pc", {"spaces": {"emb": {"dim": PK, "dtype": "f32"}}})[0], 201)
+        st, _, body = d.ingest("pc", recs)
+        assert_eq((st, body.get("accepted"), body.get("rejected")), (200, NPC, 0), body)
+        curate.wait_job(d, curate.put_filter(d, "pc", "ssp", {"type": "prototypes", "params": {
+            "space": "emb", "centroids": np.eye(PK).tolist()}}))
+    score = 1 - 1 / np.sqrt(1 + v.astype(np.float64) ** 2)
+    _st["pc"] = (ids, lab, score)
+    return ref, router, _st["pc"]
+
+
+def per_cluster_expected(ids, lab, score, alive, f, top, m=1):
+    """The members of a per_cluster step, in Python: round(f N) apportioned (curate.apportion),
+    then inside each cluster the best by score, ties by the smaller id."""
+    cand = [i for i in range(len(ids)) if alive[i]]
+    sizes = [sum(1 for i in cand if lab[i] == c) for c in range(PK)]
+    want, _ = curate.apportion(sizes, int(np.floor(f * len(cand) + 0.5)), m)
+    keep, split = set(), 0
+    for c in range(PK):
+        rows = sorted((i for i in cand if lab[i] == c),
+                      key=lambda i: ((-score[i] if top else score[i]), ids[i]))
+        keep |= {ids[i] for i in rows[:want[c]]}
+        w = want[c]
+        split += 0 < w < len(rows) and score[rows[w - 1]] == score[rows[w]]
+    assert split > 0, "no cluster's cut falls inside a tie"
+    return keep
+
+
+@test
+def test_per_cluster_steps_through_the_router_equal_one_daemon_and_python():
+    ref, router, (ids, lab, score) = per_cluster_pool()
+    every = np.ones(NPC, bool)
+    cases = [("pt", [{"filter": "ssp", "top_fraction": 0.3, "per_cluster": True}],
+              per_cluster_expected(ids, lab, score, every, 0.3, True)),
+             # the rule's key after per_cluster: the provenance still names the rule
+             ("pb", [{"per_cluster": True, "min_per_cluster": 3, "filter": "ssp",
+                      "bottom_fraction": 0.01}],
+              per_cluster_expected(ids, lab, score, every, 0.01, False, 3))]
+    # a chain: a global cut first, then per_cluster over its survivors
+    first = {ids[i] for i in range(NPC) if score[i] > 0.01}
+    alive = np.array([i in first for i in ids])
+    cases.append(("pc2", [{"filter": "ssp", "threshold": 0.01},
+                          {"filter": "ssp", "top_fraction": 0.45, "per_cluster": True}],
+                  per_cluster_expected(ids, lab, score, alive, 0.45, True)))
+    for name, steps, want in cases:
+        got = {}
+        for d in (ref, router):
+            curate.wait_job(d, curate.put_subset(d, "pc", name, steps))
+            _, body = curate.export(d, "pc", name, "?format=ids")
+            got[d.port] = set(body.decode().split())
+        assert_eq(got[ref.port], want, name + ": one daemon against Python")
+        assert_eq(got[router.port], want, name + ": the router against Python")
+        st, _, sub = router.get_json("/v1/datasets/pc/subsets/" + name)
+        assert_eq((st, sub["steps"]), (200, steps), name)
+        one = ref.get_json("/v1/datasets/pc/subsets/" + name)[2]
+        # the provenance: the apportionment, the realised count and the clusters' counts summed
+        assert_eq(sub["provenance"]["steps"], one["provenance"]["steps"], name)
 
 
 def search_data():
