@@ -189,7 +189,7 @@ fuzz: $(FUZZ_BIN)
 	  name=$${b##*/fuzz_}; corpus=tests/fuzz/corpus/$$name; work=$(FUZZ_OUT)/corpus/$$name; \
 	  mkdir -p $$corpus $$work; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
-	  (cd $(FUZZ_OUT) && ASAN_OPTIONS=detect_leaks=1 ./fuzz_$$name -max_total_time=$(FUZZ_SECONDS) \
+	  (cd $(FUZZ_OUT) && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(abspath tests/fuzz/lsan.supp) ./fuzz_$$name -max_total_time=$(FUZZ_SECONDS) \
 	     -print_final_stats=0 -close_fd_mask=3 ../../$$work ../../$$corpus) >$(FUZZ_OUT)/$$name.log 2>&1 || \
 	  { tail -n 40 $(FUZZ_OUT)/$$name.log; echo "fuzz: $$name FAILED (log $(FUZZ_OUT)/$$name.log)"; exit 1; }; \
 	  grep -E "^#[0-9]+.*DONE" $(FUZZ_OUT)/$$name.log | tail -n 1 | sed "s/^/fuzz: $$name /"; \
