@@ -106,7 +106,11 @@ int adapters_routes_train(struct http_req *r, struct http_res *res)
 	return http_accepted(res, job, "adapter", view);
 }
 
-int adapters_routes_weights_get(struct http_req *r, struct http_res *res)
+/* GET-like reads of one adapter a service answers as a JSON document: 200 with it, or the
+ * problem of op's error. */
+static int adapter_doc(struct http_req *r, struct http_res *res,
+                       int (*op)(struct core *core, const char *dataset, const char *name,
+                                 json_t **out, struct err *e))
 {
 	const char *ds = http_name_param(r, res, 0, "dataset");
 	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
@@ -116,9 +120,14 @@ int adapters_routes_weights_get(struct http_req *r, struct http_res *res)
 
 	if (name == NULL)
 		return 0;
-	if ((rc = adapters_weights_get(r->core, ds, name, &out, &e)) != 0)
+	if ((rc = op(r->core, ds, name, &out, &e)) != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	return http_json(res, 200, out);
+}
+
+int adapters_routes_weights_get(struct http_req *r, struct http_res *res)
+{
+	return adapter_doc(r, res, adapters_weights_get);
 }
 
 int adapters_routes_weights_put(struct http_req *r, struct http_res *res)
@@ -141,15 +150,5 @@ int adapters_routes_weights_put(struct http_req *r, struct http_res *res)
 
 int adapters_routes_partial(struct http_req *r, struct http_res *res)
 {
-	const char *ds = http_name_param(r, res, 0, "dataset");
-	const char *name = ds ? http_name_param(r, res, 1, "adapter") : NULL;
-	struct err e = {0};
-	json_t *out = NULL;
-	int rc;
-
-	if (name == NULL)
-		return 0;
-	if ((rc = adapters_partial(r->core, ds, name, &out, &e)) != 0)
-		return http_problem(res, r, rc, &e, NULL);
-	return http_json(res, 200, out);
+	return adapter_doc(r, res, adapters_partial);
 }
