@@ -184,32 +184,23 @@ static int concat_lines(struct http_req *r, struct http_res *res, struct fanout_
 	return 0;
 }
 
+/* The shards' parts of an export as one: .npy merged, NDJSON/ids concatenated. */
+static int merge_export(struct http_req *r, struct http_res *res, struct fanout_call *c,
+                        size_t n, void *ctx)
+{
+	const char *fmt = http_query(r, "format"), *summary = http_query(r, "summary");
+
+	(void)ctx;
+	if (fmt != NULL && strcmp(fmt, "npy") == 0) {
+		merge_npy(r, res, c, n);
+		if (res->status == 200)
+			res->disposition = "attachment; filename=\"subset.npy\"";
+		return 0;
+	}
+	return concat_lines(r, res, c, n, summary != NULL && strcmp(summary, "true") == 0);
+}
+
 int rsubsets_export(struct http_req *r, struct http_res *res)
 {
-	struct fanout *f = r->d->router;
-	size_t n = fanout_map(f)->n;
-	struct fanout_call *c = calloc(n, sizeof *c), *bad;
-	char *path = rutil_path(r);
-	const char *fmt = http_query(r, "format"), *summary = http_query(r, "summary");
-	struct err e = {0};
-
-	if (c == NULL || path == NULL) {
-		free(c);
-		free(path);
-		return http_problem(res, r, ERR_NOMEM, NULL, NULL);
-	}
-	if (fanout_all(f, c, "GET", path, NULL, 0, NULL, r->request_id, &e) != 0)
-		rutil_gateway(res, r, &e);
-	else if ((bad = rutil_first_bad(c, n)) != NULL)
-		rutil_copy(res, bad);
-	else if (fmt != NULL && strcmp(fmt, "npy") == 0)
-		merge_npy(r, res, c, n);
-	else
-		concat_lines(r, res, c, n, summary != NULL && strcmp(summary, "true") == 0);
-	if (res->status == 200 && fmt != NULL && strcmp(fmt, "npy") == 0)
-		res->disposition = "attachment; filename=\"subset.npy\"";
-	fanout_calls_free(c, n);
-	free(c);
-	free(path);
-	return 0;
+	return rutil_gather_get(r, res, merge_export, NULL);
 }

@@ -429,7 +429,10 @@ static int answer_merged(struct http_req *r, struct http_res *res, struct fanout
 	return http_json(res, status, m);
 }
 
-int rutil_merged_get(struct http_req *r, struct http_res *res)
+int rutil_gather_get(struct http_req *r, struct http_res *res,
+                     int (*merge)(struct http_req *r, struct http_res *res,
+                                  struct fanout_call *c, size_t n, void *ctx),
+                     void *ctx)
 {
 	struct fanout *f = r->d->router;
 	size_t n = fanout_map(f)->n;
@@ -447,11 +450,23 @@ int rutil_merged_get(struct http_req *r, struct http_res *res)
 	else if ((bad = rutil_first_bad(c, n)) != NULL)
 		rutil_copy(res, bad);
 	else
-		answer_merged(r, res, c, n, c[0].status);
+		merge(r, res, c, n, ctx);
 	fanout_calls_free(c, n);
 	free(c);
 	free(path);
 	return 0;
+}
+
+static int merged_as_shard0(struct http_req *r, struct http_res *res, struct fanout_call *c,
+                            size_t n, void *ctx)
+{
+	(void)ctx;
+	return answer_merged(r, res, c, n, c[0].status);
+}
+
+int rutil_merged_get(struct http_req *r, struct http_res *res)
+{
+	return rutil_gather_get(r, res, merged_as_shard0, NULL);
 }
 
 /* ---- definitions on every shard ---- */

@@ -64,6 +64,14 @@ void rutil_errors_by_line(json_t *errors);
  * applied on some shards only, and sending it again completes it. Returns 0. */
 int rutil_partial(struct http_req *r, struct http_res *res, struct fanout_call *c, size_t n);
 
+/* GET the request's path and query from every shard: a shard that cannot be reached is a 502,
+ * the first shard that refuses is answered as it answered, and otherwise merge(r, res, calls,
+ * n, ctx) makes the answer from the n shards' calls (borrowed for the call). Returns 0. */
+int rutil_gather_get(struct http_req *r, struct http_res *res,
+                     int (*merge)(struct http_req *r, struct http_res *res,
+                                  struct fanout_call *c, size_t n, void *ctx),
+                     void *ctx);
+
 /* Handlers. */
 int rutil_merged_get(struct http_req *r, struct http_res *res);
 int rutil_broadcast(struct http_req *r, struct http_res *res);
