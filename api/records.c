@@ -19,6 +19,7 @@
 #include "daemon/metrics.h"
 #include "ingest/ingest.h"
 #include "lib/err.h"
+#include "lib/par.h"
 #include "store/store.h"
 
 /* At most this many rejections are listed; the counts are always complete. */
@@ -180,7 +181,7 @@ static int parse_ndjson(struct batch *b, const char *p, size_t len)
 	struct part parts[PARSE_MAX_THREADS];
 	pthread_t tid[PARSE_MAX_THREADS];
 	size_t n = 0, cap = 0, nparts, total = 0;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t cpus = par_cpus();
 	int rc = 0;
 
 	while (p < end) {
@@ -211,8 +212,8 @@ static int parse_ndjson(struct batch *b, const char *p, size_t len)
 	}
 
 	nparts = n / PARSE_MIN_LINES_PER_THREAD;
-	if (cpus > 0 && nparts > (size_t)cpus)
-		nparts = (size_t)cpus;
+	if (nparts > cpus)
+		nparts = cpus;
 	if (nparts > PARSE_MAX_THREADS)
 		nparts = PARSE_MAX_THREADS;
 	if (nparts <= 1) {

@@ -737,11 +737,9 @@ out:
 
 unsigned instance_score_threads(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = par_cpus();
 
-	if (n < 1)
-		n = 1;
-	return n > SCORE_THREADS ? SCORE_THREADS : (unsigned)n;
+	return n > SCORE_THREADS ? SCORE_THREADS : n;
 }
 
 int instance_score_range(struct store *s, uint32_t ds, const struct store_schema *schema,

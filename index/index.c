@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "lib/par.h"
 
 /* Sorted by name. */
 static const struct index_ops *const impls[] = {&index_faiss_ops, &index_flat_ops};
@@ -240,11 +241,8 @@ unsigned index_scan_begin(unsigned cap, size_t work)
 {
 	unsigned busy = atomic_fetch_add(&searching, 1), t = cap;
 
-	if (t == 0) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-
-		t = c > 1 ? (unsigned)(c > 1024 ? 1024 : c) : 1;
-	}
+	if (t == 0)
+		t = par_cpus();
 	t = t > busy ? t - busy : 1;
 	if (work / t < INDEX_SPLIT_MIN_FLOATS)
 		t = (unsigned)(work / INDEX_SPLIT_MIN_FLOATS);

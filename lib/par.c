@@ -3,9 +3,25 @@
 #include "lib/par.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 enum { PAR_STACK = 32 }; /* parts whose thread handles fit on the stack */
+
+unsigned par_cpus(void)
+{
+	static atomic_uint cpus; /* 0: not read yet (two first callers may both read it) */
+	unsigned n = atomic_load_explicit(&cpus, memory_order_relaxed);
+
+	if (n == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n = c < 1 ? 1 : c > 1024 ? 1024 : (unsigned)c;
+		atomic_store_explicit(&cpus, n, memory_order_relaxed);
+	}
+	return n;
+}
 
 void par_run(void *(*fn)(void *), void *parts, size_t size, unsigned n)
 {
