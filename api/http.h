@@ -35,6 +35,10 @@ struct http_req {
 	size_t body_len;
 	char request_id[65];
 	enum auth_scope scope;
+	/* 1: the handler of a ROUTE_QUICK route runs on an HTTP thread. It answers when the
+	 * work is quick (well under a millisecond) and otherwise sets res->defer and returns
+	 * having changed nothing, to run again on the work pool with quick 0. */
+	int quick;
 };
 
 struct http_res {
@@ -57,6 +61,7 @@ struct http_res {
 	const char *cache_control; /* static string: Cache-Control, or NULL for "no-store" */
 	const char *csp;          /* static string: Content-Security-Policy (with nosniff), or NULL */
 	char etag[24];            /* "" = no ETag header */
+	int defer;                /* 1: no answer; run the handler again on the work pool */
 };
 
 /* Value of request header name (case-insensitive), or NULL. Borrowed for the request. */

@@ -574,8 +574,14 @@ static int no_query_arg(void *ctx, const char *name, const char *value)
 	               name);
 }
 
+/* A JSON body longer than this is not parsed on an HTTP thread (r->quick): it holds a batch
+ * or a long vector list (a 1024-d vector as numbers is about 20 KiB). */
+#define SEARCH_QUICK_JSON_MAX (64 * 1024)
+
 /* The query: a JSON body, or raw rows of query vectors (application/octet-stream) with the
- * other parameters in the query string, answered as a batch. */
+ * other parameters in the query string, answered as a batch. On an HTTP thread (r->quick)
+ * only a quick search is run (query_run's QUERY_DEFERRED otherwise): the rest is deferred
+ * to the work pool, which parses the request again. */
 static int run(struct http_req *r, struct http_res *res, int count)
 {
 	const char *ds = http_name_param(r, res, 0, "dataset");
@@ -591,6 +597,7 @@ static int run(struct http_req *r, struct http_res *res, int count)
 	if (ds == NULL)
 		return 0;
 	search_wire_init(&w, ds, count);
+	w.req.quick_only = r->quick;
 	if (strcmp(http_media_type(r, mt, sizeof mt), "application/octet-stream") == 0) {
 		args.w = &w;
 		w.rows = r->body != NULL ? r->body : "";
@@ -600,6 +607,8 @@ static int run(struct http_req *r, struct http_res *res, int count)
 			rc = ERR_MALFORMED;
 	} else if ((rc = http_query_each(r, no_query_arg, &e)) != 0) {
 		/* answered below */
+	} else if (r->quick && r->body_len > SEARCH_QUICK_JSON_MAX) {
+		rc = QUERY_DEFERRED;
 	} else if (http_body_json(r, res, &body) != 0) {
 		return 0;
 	} else {
@@ -612,6 +621,10 @@ static int run(struct http_req *r, struct http_res *res, int count)
 		rc = query_run(r->core, &w.req, &out, &len, &e);
 	search_wire_free(&w);
 	json_decref(body);
+	if (rc == QUERY_DEFERRED) {
+		res->defer = 1;
+		return 0;
+	}
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	res->status = 200;

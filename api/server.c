@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* server: libmicrohttpd glue. Owns the MHD daemon, the per-request state (struct
  * conn_state, allocated when the request line arrives and freed in the completion
- * callback), the per-connection deadlines and the work pool. Routes marked offload (ingest)
+ * callback), the per-connection deadlines and the work pool. ROUTE_POOL routes (ingest)
  * do not run on the HTTP thread: the connection is suspended, a pool thread runs the
  * handler, then resumes it and MHD calls us again to send the answer. libmicrohttpd may
  * accept several connections on one HTTP thread; the pool lets their requests parse and
- * commit at the same time.
+ * commit at the same time. A ROUTE_QUICK handler (search) first runs on the HTTP thread
+ * and answers there when the work is quick (a graph search of a few queries), sparing the
+ * hand-off; otherwise it defers to the pool before doing any.
  *
  * Bodies are accumulated up to their route's limit; errors found before the body ends
  * (400, 401, 403, 404, 405, 503 overloaded) are answered once the body is consumed (and
@@ -505,12 +507,11 @@ static void first_call(struct conn_state *cs)
 }
 
 /* Run the route's handler into cs->res, with the contract's fallbacks. */
-static void run_handler(struct conn_state *cs)
+/* The handler's answer made whole: a problem when it gave none, an empty body for none. */
+static void handler_done(struct conn_state *cs)
 {
 	struct http_res *res = &cs->res;
 
-	if (cs->srv->d->router == NULL || router_handle(&cs->req, res) == 1)
-		cs->match.route->handler(&cs->req, res);
 	if (res->status == 0) {
 		struct err e = {0};
 
@@ -524,6 +525,34 @@ static void run_handler(struct conn_state *cs)
 		res->len = 0;
 	}
 	cs->res_ready = 1;
+}
+
+static void run_handler(struct conn_state *cs)
+{
+	if (cs->srv->d->router == NULL || router_handle(&cs->req, &cs->res) == 1)
+		cs->match.route->handler(&cs->req, &cs->res);
+	handler_done(cs);
+}
+
+/* A ROUTE_QUICK handler on this HTTP thread: 1 when it answered (a quick search, counted in
+ * winnow_searches_quick_total, or an error found while deciding), 0 when it deferred to
+ * the work pool, having changed nothing. */
+static int run_quick(struct conn_state *cs)
+{
+	struct http_res *res = &cs->res;
+
+	cs->req.quick = 1;
+	cs->match.route->handler(&cs->req, res);
+	cs->req.quick = 0;
+	if (!res->defer) {
+		if (res->status == 200)
+			metrics_add(cs->srv->d->metrics, METRICS_SEARCHES_QUICK, 1);
+		handler_done(cs);
+		return 1;
+	}
+	free(res->body);
+	memset(res, 0, sizeof *res);
+	return 0;
 }
 
 /* A pool thread: take a suspended request, run its handler, resume its connection. */
@@ -750,7 +779,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	cs->req.body_len = cs->len;
 
 	/* a router waits on the shards: never on an HTTP thread */
-	if ((cs->match.route->offload || srv->d->router != NULL) && srv->nworkers > 0) {
+	if (cs->match.route->offload == ROUTE_QUICK && srv->d->router == NULL &&
+	    srv->nworkers > 0 && run_quick(cs))
+		return (enum MHD_Result)queue(cs, conn, &cs->res);
+	if ((cs->match.route->offload != ROUTE_INLINE || srv->d->router != NULL) &&
+	    srv->nworkers > 0) {
 		MHD_suspend_connection(conn);
 		pthread_mutex_lock(&srv->mu);
 		if (srv->tail != NULL)

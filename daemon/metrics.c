@@ -480,6 +480,10 @@ char *metrics_render(struct metrics *m, const struct metrics_gauges *g, size_t *
 	family(&b, "winnow_records_rejected_total", "counter", "Records rejected by ingest.");
 	mbuf_printf(&b, "winnow_records_rejected_total %llu\n",
 	            (unsigned long long)metrics_get(m, METRICS_RECORDS_REJECTED));
+	family(&b, "winnow_searches_quick_total", "counter",
+	       "Searches answered on the HTTP thread, without the work pool's hand-off.");
+	mbuf_printf(&b, "winnow_searches_quick_total %llu\n",
+	            (unsigned long long)metrics_get(m, METRICS_SEARCHES_QUICK));
 	if (g != NULL)
 		render_gauges(&b, g);
 	if (b.oom || mbuf_reserve(&b, 0) != 0) {

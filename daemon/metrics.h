@@ -14,7 +14,12 @@
 
 struct metrics;
 
-enum metrics_counter { METRICS_RECORDS_INGESTED, METRICS_RECORDS_REJECTED, METRICS_COUNTER_COUNT };
+enum metrics_counter {
+	METRICS_RECORDS_INGESTED,
+	METRICS_RECORDS_REJECTED,
+	METRICS_SEARCHES_QUICK, /* searches answered on an HTTP thread (ROUTE_QUICK) */
+	METRICS_COUNTER_COUNT
+};
 
 /* Values the caller samples at render time. */
 struct jobs_stat;
@@ -55,7 +60,8 @@ uint64_t metrics_get(struct metrics *m, enum metrics_counter c);
 /* Render everything with # HELP and # TYPE lines: winnow_http_requests_total{method,route,
  * status}, the winnow_http_request_duration_seconds{method,route} histogram (le = .0005
  * .001 .0025 .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 +Inf; _bucket/_sum/_count),
- * winnow_records_ingested_total, winnow_records_rejected_total and, when g is not NULL,
+ * winnow_records_ingested_total, winnow_records_rejected_total,
+ * winnow_searches_quick_total and, when g is not NULL,
  * the gauges winnow_lmdb_used_bytes, winnow_lmdb_map_size_bytes, winnow_datasets,
  * winnow_ready, winnow_uptime_seconds, winnow_faiss_build_info{build="..."} (always 1),
  * and the counter winnow_search_split_scans_total. Series are sorted by route, method, status. Label

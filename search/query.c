@@ -967,8 +967,7 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
 {
 	enum { PARTS_MAX = 8, QUERIES_PER_PART_MIN = 4 };
 	static const char head[] = "{\"queries\":[", tail[] = "]}";
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t parts = cpus > 1 ? (size_t)cpus : 1, started = 0, n = sizeof head + sizeof tail;
+	size_t parts = par_cpus(), started = 0, n = sizeof head + sizeof tail;
 	struct batch_part part[PARTS_MAX];
 	pthread_t th[PARTS_MAX];
 	char **text = calloc(nq, sizeof *text), *buf = NULL;
@@ -1212,6 +1211,35 @@ static int record_vector(struct core *core, const struct query *qr, float *q, st
 	return rc;
 }
 
+/* Is the search quick (QUERY_QUICK_*)? The index's cost is bounded by its kind: an HNSW
+ * search visits about efSearch x M vectors whatever the size, a Flat one or a scan without
+ * an index every vector; IVF lists are of any length, so an IVF search is not quick. */
+static int quick(struct core *core, const struct query *qr, size_t nq)
+{
+	char factory[INDEX_FACTORY_MAX + 1] = "";
+	enum index_metric metric;
+	int exact_scores = 0, hnsw;
+	uint64_t dead = 0, scan;
+
+	if (nq > QUERY_QUICK_QUERIES || qr->limit > QUERY_QUICK_LIMIT || qr->ef > QUERY_QUICK_EF ||
+	    qr->req->count || qr->has_thr || qr->has_after || qr->members != NULL ||
+	    qr->rescore != NULL || qr->rel != NULL || qr->hub != NULL)
+		return 0;
+	scan = qr->info.next_row;
+	if (!qr->exact &&
+	    catalog_index_built(core->catalog, qr->ds, space_name(qr), &metric, factory,
+	                        &exact_scores, &dead) &&
+	    metric == qr->metric) {
+		hnsw = strncmp(factory, "HNSW", 4) == 0;
+		if (hnsw && dead * 16 <= catalog_index_count(core->catalog, qr->ds, space_name(qr)))
+			return 1;
+		if (hnsw || strcmp(factory, "Flat") != 0)
+			return 0;
+		scan = catalog_index_count(core->catalog, qr->ds, space_name(qr));
+	}
+	return scan * qr->dim * nq <= QUERY_QUICK_SCAN;
+}
+
 /* One query (a vector or a record's), answered alone. */
 static int run_single(struct core *core, const struct query *qr, char **out, size_t *len,
                       struct err *e)
@@ -1253,7 +1281,10 @@ int query_run(struct core *core, const struct search_request *req, char **out, s
 	    (req->record_id != NULL && req->batch))
 		return err_set(e, ERR_INVALID, "bad_query",
 		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
-	if ((rc = query_open(core, req, &qr, e)) == 0)
+	if ((rc = query_open(core, req, &qr, e)) == 0 && req->quick_only &&
+	    !quick(core, &qr, req->vectors != NULL ? req->nq : 1))
+		rc = QUERY_DEFERRED;
+	else if (rc == 0)
 		rc = req->batch ? search_batch(core, &qr, req->vectors, req->nq, req->count, out, len, e)
 		                : run_single(core, &qr, out, len, e);
 	query_free(&qr);

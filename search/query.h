@@ -37,6 +37,18 @@ struct err;
 #define QUERY_RESCORE_CANDIDATES_DEFAULT 100
 #define QUERY_RESCORE_CANDIDATES_MAX     100000
 
+/* A quick search (search_request.quick_only): at most QUERY_QUICK_QUERIES query vectors,
+ * QUERY_QUICK_LIMIT results each and efSearch QUERY_QUICK_EF; no threshold, page, count,
+ * subset, rescoring, relevance or hubness; and either a built HNSW index (without dead
+ * vectors beyond 1 in 16) or a scan of at most QUERY_QUICK_SCAN multiply-adds (no index,
+ * or a Flat one). Such a search takes well under a millisecond. */
+#define QUERY_QUICK_QUERIES 4
+#define QUERY_QUICK_LIMIT   100
+#define QUERY_QUICK_EF      1024
+#define QUERY_QUICK_SCAN    (1u << 20)
+/* query_run's answer to a quick_only request that is not quick: nothing was done. */
+#define QUERY_DEFERRED 1
+
 /* What results carry besides id and score (search_request.with). */
 enum query_with {
 	QUERY_WITH_TEXT = 1,
@@ -87,6 +99,7 @@ struct search_request {
 	double relevance_min;      /* NAN: annotate only; else in [0, 1): a threshold search */
 	struct query_hubness hubness;
 	const char *page_token; /* NULL, or the opaque token of the previous page */
+	int quick_only;         /* 1: run only a quick search; else answer QUERY_DEFERRED */
 };
 
 /* Fill req with the defaults: no query, limit 10, no threshold, no options. */
@@ -104,7 +117,9 @@ int query_space_dim(struct core *core, const char *dataset, const char *space, u
  * ERR_NOT_FOUND (dataset, subset, filter, adapter, normaliser, record), ERR_MALFORMED for a
  * bad or mismatched page token, ERR_INVALID for a request that does not fit the dataset or
  * combines options that do not combine (with a detail), ERR_CONFLICT (a normaliser not
- * ready), ERR_UNAVAILABLE (the index went away), ERR_NOMEM. */
+ * ready), ERR_UNAVAILABLE (the index went away), ERR_NOMEM. QUERY_DEFERRED (positive)
+ * when req->quick_only and the search is not quick (QUERY_QUICK_*): nothing was run and
+ * *out is untouched; errors of the request itself are still answered. */
 int query_run(struct core *core, const struct search_request *req, char **out, size_t *len,
               struct err *e);
 

@@ -3,6 +3,7 @@
 numpy and Debian's python3-faiss, threshold searches that are complete and paged, count,
 record_id queries, deletes, ingest after the build, and a restart that rebuilds."""
 
+import json
 import time
 
 import faiss
@@ -371,6 +372,68 @@ def hnsw_deletes_never_shorten_top_k():
                                        "text": {"dtype": "f16",
                                                 "b64": wn.b64(g["t"][i].astype("<f2").tobytes())}}}
                        for i in gone])
+
+
+def quick_count(d):
+    st, _, text = d.request("GET", "/metrics")
+    assert_eq(st, 200)
+    line = [l for l in text.decode().splitlines() if l.startswith("winnow_searches_quick_total ")]
+    assert_eq(len(line), 1, "winnow_searches_quick_total in /metrics")
+    return int(line[0].split()[1])
+
+
+@test
+def quick_searches_skip_the_pool():
+    """A graph search of at most 4 queries (and a scan of at most 2^20 multiply-adds) is
+    answered on the HTTP thread, without the hand-off to the work pool: the counter
+    winnow_searches_quick_total counts exactly those, and their answers equal the pool's.
+    Batches of 5, limits over 100, thresholds, IVF, wide scans and JSON bodies over 64 KiB go
+    to the pool; errors found while deciding are answered at once (issue 20)."""
+    d, g = data()
+    st, _, ix = d.get_json("/v1/datasets/s/indexes/image")
+    if ix["factory"] != "HNSW32":
+        curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/s/indexes/image",
+                                                {"factory": "HNSW32", "metric": "cosine"})))
+    q = g["q"][:5]
+    ids = lambda res: [r["id"] for r in res["results"]]  # noqa: E731
+
+    def step(want_quick, fn):
+        c0 = quick_count(d)
+        out = fn()
+        assert_eq(quick_count(d) - c0, want_quick, "quick searches counted")
+        return out
+
+    one = step(1, lambda: search(d, {"vector": q[0].tolist(), "space": "image", "limit": 10}))
+    assert_eq((one["stats"]["index"], len(one["results"])), ("HNSW32", 10))
+    four = step(1, lambda: rows(d, "?space=image&limit=10", q[:4].astype("<f4").tobytes()))
+    five = step(0, lambda: rows(d, "?space=image&limit=10", q.astype("<f4").tobytes()))
+    for i in range(4):
+        assert_eq(ids(four["queries"][i]), ids(five["queries"][i]), "query %d quick = pool" % i)
+    assert_eq(ids(five["queries"][0]), ids(one))
+    # JSON padded past 64 KiB: the same answer, from the pool
+    body = json.dumps({"vector": q[0].tolist(), "space": "image", "limit": 10}) + " " * 70000
+    padded = step(0, lambda: d.json("POST", "/v1/datasets/s/search", body,
+                                    content_type="application/json")[2])
+    assert_eq(ids(padded), ids(one))
+    step(0, lambda: search(d, {"vector": q[0].tolist(), "space": "image", "limit": 101}))
+    step(0, lambda: search(d, {"vector": q[0].tolist(), "space": "image",
+                               "score_threshold": 0.5}))
+    # an exact scan of 5,000 x 32 floats is quick; the same in a 512-d space is not
+    ex = step(1, lambda: search(d, {"vector": q[0].tolist(), "space": "image", "limit": 10,
+                                   "params": {"exact": True}}))
+    assert_eq(ex["stats"]["exact"], True)
+    assert_problem(step(0, lambda: d.json("POST", "/v1/datasets/s/search",
+                                          {"vector": [1.0, 2.0], "space": "image"})),
+                   422, "dimension_mismatch")
+    d.put_dataset("wide", {"spaces": {"e": {"dim": 512}}})
+    rng = np.random.default_rng(5)
+    xw = rng.standard_normal((2100, 512)).astype(np.float32)  # 1,075,200 > 2^20
+    assert_eq(d.ingest("wide", [{"id": str(i), "embeddings": {"e": curate.emb(xw[i])}}
+                                for i in range(len(xw))])[0], 200)
+    st, _, res = step(0, lambda: d.json("POST", "/v1/datasets/wide/search",
+                                        {"vector": xw[7].tolist(), "limit": 3}))
+    assert_eq((st, res["results"][0]["id"]), (200, "7"))
+    assert_eq(d.request("DELETE", "/v1/datasets/wide")[0], 204)
 
 
 @test

@@ -97,6 +97,7 @@ static void test_render_exact(void)
 	metrics_add(m, METRICS_RECORDS_INGESTED, 5);
 	metrics_add(m, METRICS_RECORDS_INGESTED, 2);
 	metrics_add(m, METRICS_RECORDS_REJECTED, 2);
+	metrics_add(m, METRICS_SEARCHES_QUICK, 4);
 	metrics_add(m, METRICS_COUNTER_COUNT, 100); /* out of range: ignored */
 	CHECK_INT(metrics_get(m, METRICS_RECORDS_INGESTED), 7);
 	CHECK_INT(metrics_get(m, METRICS_RECORDS_REJECTED), 2);
@@ -124,6 +125,10 @@ static void test_render_exact(void)
 	           "# HELP winnow_records_rejected_total Records rejected by ingest.\n"
 	           "# TYPE winnow_records_rejected_total counter\n"
 	           "winnow_records_rejected_total 2\n"
+	           "# HELP winnow_searches_quick_total Searches answered on the HTTP thread, "
+	           "without the work pool's hand-off.\n"
+	           "# TYPE winnow_searches_quick_total counter\n"
+	           "winnow_searches_quick_total 4\n"
 	           "# HELP winnow_lmdb_used_bytes Bytes of the LMDB map in use.\n"
 	           "# TYPE winnow_lmdb_used_bytes gauge\n"
 	           "winnow_lmdb_used_bytes 4096\n"
