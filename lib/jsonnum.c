@@ -25,20 +25,10 @@ static int significant(const char *p, size_t n)
 	return d;
 }
 
-/* The shortest form of the double the token p[0..n) means into out (>= 32 bytes); its length,
- * or 0 to keep the token (no shorter form, or not a number strtod takes whole). */
-static size_t shortest(const char *p, size_t n, char *out)
+/* The shortest form of v, shorter than n bytes, into out (>= 32 bytes); its length, or 0
+ * when there is none (keep the n-byte form). */
+static size_t shortest_of(double v, size_t n, char *out)
 {
-	char tok[64], *end;
-	double v;
-
-	if (n >= sizeof tok)
-		return 0;
-	memcpy(tok, p, n);
-	tok[n] = '\0';
-	v = strtod(tok, &end);
-	if (*end != '\0')
-		return 0;
 	for (int prec = 15; prec < 17; prec++) {
 		int k = snprintf(out, 32, "%.*g", prec, v);
 
@@ -54,6 +44,53 @@ static size_t shortest(const char *p, size_t n, char *out)
 		}
 	}
 	return 0;
+}
+
+/* The shortest form of the double the token p[0..n) means into out (>= 32 bytes); its length,
+ * or 0 to keep the token (no shorter form, or not a number strtod takes whole). */
+static size_t shortest(const char *p, size_t n, char *out)
+{
+	char tok[64], *end;
+	double v;
+
+	if (n >= sizeof tok)
+		return 0;
+	memcpy(tok, p, n);
+	tok[n] = '\0';
+	v = strtod(tok, &end);
+	if (*end != '\0')
+		return 0;
+	return shortest_of(v, n, out);
+}
+
+size_t jsonnum_real(double v, char out[JSONNUM_REAL_MAX])
+{
+	char tok[JSONNUM_REAL_MAX], *x;
+	int n = snprintf(tok, sizeof tok, "%.17g", v);
+	size_t k;
+
+	if (n <= 0 || (size_t)n + 3 > sizeof tok) { /* not finite, or no room: what %.17g gave */
+		snprintf(out, JSONNUM_REAL_MAX, "%s", n > 0 ? tok : "0.0");
+		return strlen(out);
+	}
+	/* jansson's dtostr: a '.' or an exponent always; the exponent without '+' or leading 0s */
+	if (strchr(tok, '.') == NULL && strchr(tok, 'e') == NULL) {
+		memcpy(tok + n, ".0", 3);
+		n += 2;
+	}
+	if ((x = strchr(tok, 'e')) != NULL) {
+		char *start = x + 1 + (x[1] == '-'), *end = x + 2;
+
+		while (*end == '0')
+			end++;
+		memmove(start, end, strlen(end) + 1);
+		n = (int)strlen(tok);
+	}
+	/* then jsonnum_shorten's rule for the token */
+	if (significant(tok, (size_t)n) > 15 && (k = shortest_of(v, (size_t)n, out)) > 0)
+		return k;
+	memcpy(out, tok, (size_t)n + 1);
+	return (size_t)n;
 }
 
 size_t jsonnum_shorten(char *s, size_t len)

@@ -16,4 +16,11 @@
  * the caller's to know: s[len] must be writable, as it is for json_dumps output). */
 size_t jsonnum_shorten(char *s, size_t len);
 
+/* Bytes jsonnum_real may write, its NUL included. */
+#define JSONNUM_REAL_MAX 40
+
+/* The text of the real v (finite) into out, NUL-terminated, exactly as jansson's
+ * json_dumps writes json_real(v) and jsonnum_shorten then rewrites it; its length. */
+size_t jsonnum_real(double v, char out[JSONNUM_REAL_MAX]);
+
 #endif
