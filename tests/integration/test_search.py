@@ -437,6 +437,52 @@ def quick_searches_skip_the_pool():
 
 
 @test
+def plain_answers_equal_jansson_text():
+    """A search whose results carry ids and scores only is written without a JSON tree
+    (search/query.c plain_answer): its text equals, key order and every digit of every number,
+    the tree's (the path a "with" takes), for ids that need escaping, Flat and exact, with and
+    without a page token (issue 20)."""
+    d, g = data()
+    weird = ["plain", 'q"uote', "back\\slash", "caf\u00e9 \u20ac \U0001f600", "tab\tnl\nctl\x01",
+             "</script>", "sp ace"]
+    d.put_dataset("ids", {"spaces": {"e": {"dim": 4}}})
+    rng = np.random.default_rng(9)
+    xs = rng.standard_normal((len(weird), 4)).astype(np.float32)
+    xs[1] = xs[0]  # a tie: order by row
+    assert_eq(d.ingest("ids", [{"id": w, "embeddings": {"e": curate.emb(x)}}
+                               for w, x in zip(weird, xs)])[0], 200)
+
+    def text(body):
+        st, _, raw = d.request("POST", "/v1/datasets/ids/search", body)
+        assert_eq(st, 200, raw)
+        return json.loads(raw, parse_float=str, object_pairs_hook=lambda pairs: pairs)
+
+    def drop(tree, key):
+        if isinstance(tree, list):
+            return [drop(x, key) for x in tree if not (isinstance(x, tuple) and x[0] == key)]
+        if isinstance(tree, tuple):
+            return (tree[0], drop(tree[1], key))
+        return tree
+
+    curate.wait_job(d, curate.job_id(d.json("PUT", "/v1/datasets/ids/indexes/e",
+                                            {"factory": "Flat", "metric": "l2"})))
+    for params in ({}, {"exact": True}):
+        for limit in (10, 3):
+            base = {"vector": rng.standard_normal(4).tolist(), "limit": limit, "params": params}
+            plain = text(base)
+            tree = text(dict(base, **{"with": ["kind"]}))
+            assert_eq(dict(plain)["stats"], dict(tree)["stats"])
+            if limit == 3:  # the token binds the request ("with" too): compare its presence
+                assert isinstance(dict(plain)["page_token"], str), plain
+                plain, tree = drop(plain, "page_token"), drop(tree, "page_token")
+            assert_eq(plain, drop(tree, "kind"), "plain text vs jansson's, %r" % base)
+            ids = [dict(r)["id"] for r in dict(plain)["results"]]
+            assert_eq(len(ids), min(limit, len(weird)))
+            assert set(ids) <= set(weird), ids
+    assert_eq(d.request("DELETE", "/v1/datasets/ids")[0], 204)
+
+
+@test
 def subset_restricts_and_rescore_hook():
     d, g = data()
     curate.wait_job(d, curate.put_subset(d, "s", "first", [{"meta": {"i": {"lt": 1000}}}]))
