@@ -159,7 +159,9 @@ int store_get_record(struct store *s, uint32_t ds_id, const char *id, size_t id_
 
 void store_record_out_free(struct store_record_out *r);
 
-/* Delete the record id and its vectors. ERR_NOT_FOUND if absent. row_out (may be NULL) gets
+/* Delete the record id and its vectors: their present bits (store_reader_block) are cleared
+ * in the transaction that clears its live flag, so a present bit always means a live row.
+ * ERR_NOT_FOUND if absent. row_out (may be NULL) gets
  * the row it had, on success: what the layers keyed by row (scores, indexes) must forget. */
 int store_delete_record(struct store *s, uint32_t ds_id, const char *id, size_t id_len,
                         uint64_t *row_out, struct err *e);
