@@ -53,7 +53,7 @@ enum opt {
 	O_WAIT, O_TIMEOUT, O_BINS, O_THRESHOLD, O_METRIC, O_FORMAT, O_OUTPUT, O_FIELDS,
 	O_SLICES, O_SLICE, O_SUBSET, O_SPACE, O_VFILE, O_VECTOR, O_RECORD, O_QSPACE, O_LIMIT,
 	O_ALL, O_DATASET, O_BATCH, O_FROM, O_WITH, O_EXACT, O_EPS, O_NOEMB, O_DTYPE,
-	O_TABLE, O_META, O_BATCHN, O_COUNT_
+	O_TABLE, O_META, O_BATCHN, O_EFC, O_COUNT_
 };
 
 #define B(o) (1u << (o))
@@ -78,6 +78,7 @@ static const struct optdef {
 	{"--eps", O_EPS, 1},             {"--no-embeddings", O_NOEMB, 0},
 	{"--dtype", O_DTYPE, 1},         {"--table", O_TABLE, 0},
 	{"--metadata", O_META, 1},       {"--batch", O_BATCHN, 1},
+	{"--ef-construction", O_EFC, 1},
 };
 
 struct opts {
@@ -1914,6 +1915,8 @@ static int v_index_put(struct cli *s, char **a, const struct opts *o)
 
 	if (o->v[O_METRIC] != NULL)
 		json_object_set_new(b, "metric", json_string(o->v[O_METRIC]));
+	if (o->v[O_EFC] != NULL) /* the daemon judges it: a bad value is its 422 */
+		json_object_set_new(b, "ef_construction", qs_number(o->v[O_EFC]));
 	body = json_dumps(b, JSON_COMPACT);
 	json_decref(b);
 	rc = body ? start_job(s, o, "PUT", p, body, p) : EXIT_USAGE;
@@ -2357,8 +2360,9 @@ static const struct verb {
 	 "stream a subset's members to FILE"},
 	{"why", NULL, 2, 2, B(O_SUBSET), v_why, "why DS ID --subset S",
 	 "the decisions on one record"},
-	{"index", "put", 3, 3, WAIT_OPTS | B(O_METRIC), v_index_put,
-	 "index put DS SPACE FACTORY [--metric M] [--wait]", "define and build an index"},
+	{"index", "put", 3, 3, WAIT_OPTS | B(O_METRIC) | B(O_EFC), v_index_put,
+	 "index put DS SPACE FACTORY [--metric M] [--ef-construction N] [--wait]",
+	 "define and build an index"},
 	{"index", "get", 2, 2, 0, v_index_get, "index get DS SPACE", "an index and its build"},
 	{"index", "list", 1, 1, 0, v_index_list, "index list DS", "the indexes of a dataset"},
 	{"index", "delete", 2, 2, 0, v_index_delete, "index delete DS SPACE", "delete an index"},

@@ -34,6 +34,15 @@
  * in bench/search.py; these reach 0.95 and more on the tests' mixtures (docs/performance.md). */
 #define DEFAULT_EF_SEARCH 64
 #define DEFAULT_NPROBE 16
+/* efConstruction of an HNSW build unless its definition says otherwise: hnswlib's default, and
+ * what bench/search.py measured best (fashion-mnist 60,000 x 784-d, HNSW32, AVX2 FAISS, 64-query
+ * batches): FAISS's own 40 reached recall@10 0.99 at efSearch 32 with 4,510 QPS, 200 at
+ * efSearch about 52 with about 7,700 QPS (and 0.95 at 10,000 and 16,000 QPS), for a build of
+ * 22 s instead of 13 s (docs/performance.md). A definition stored before the field existed
+ * keeps FAISS's 40, the value it was built with. */
+#define DEFAULT_EF_CONSTRUCTION 200
+#define LEGACY_EF_CONSTRUCTION 40
+#define EF_CONSTRUCTION_MAX 4096
 
 /* Does the index type have the search parameter? (Asking FAISS to set one it lacks makes
  * its C API print the exception on stderr.) */
@@ -256,6 +265,19 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 
 static const struct jdoc_kind index_docs = {STORE_NS_INDEX, "index_not_found", "index on space"};
 
+/* The efConstruction an index document builds with: its "ef_construction", else (HNSW)
+ * LEGACY_EF_CONSTRUCTION, what a definition stored before the field was built with; 0 for a
+ * factory without a graph. */
+static long long doc_ef_construction(const json_t *doc)
+{
+	const char *f = json_string_value(json_object_get(doc, "factory"));
+	const json_t *v = json_object_get(doc, "ef_construction");
+
+	if (f == NULL || strstr(f, "HNSW") == NULL)
+		return 0;
+	return json_is_integer(v) ? (long long)json_integer_value(v) : LEGACY_EF_CONSTRUCTION;
+}
+
 static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)
 {
 	const char *space = json_string_value(json_object_get(doc, "space"));
@@ -283,6 +305,9 @@ static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)
 		}
 		pthread_rwlock_unlock(&en->lock);
 	}
+	if (doc_ef_construction(doc) > 0)
+		json_object_set_new(v, "ef_construction",
+		                    json_integer((json_int_t)doc_ef_construction(doc)));
 	json_object_set_new(v, "state", json_string(built ? "ready" : "building"));
 	json_object_set_new(v, "vectors", json_integer((json_int_t)count));
 	/* vectors of upserted or deleted rows an index keeps until a rebuild (HNSW, IVF) */
@@ -307,6 +332,7 @@ struct put_ctx {
 	struct core *core;
 	const struct store_dataset_info *ds;
 	const char *space, *factory, *metric;
+	long long ef_construction; /* 0: not an HNSW factory */
 	int unchanged, created;
 	uint64_t job;
 	json_t *doc;
@@ -333,7 +359,8 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 		const char *f = json_string_value(json_object_get(old, "factory"));
 		const char *m = json_string_value(json_object_get(old, "metric"));
 
-		if (f && m && strcmp(f, c->factory) == 0 && strcmp(m, c->metric) == 0) {
+		if (f && m && strcmp(f, c->factory) == 0 && strcmp(m, c->metric) == 0 &&
+		    doc_ef_construction(old) == c->ef_construction) {
 			c->unchanged = 1;
 			c->doc = old;
 			return 0;
@@ -350,6 +377,8 @@ static int put_fn(void *ctx, struct store_txn *t, struct err *e)
 	c->doc = json_pack("{s:s, s:s, s:s, s:I, s:I}", "space", c->space, "factory", c->factory,
 	                   "metric", c->metric, "version", (json_int_t)version, "job",
 	                   (json_int_t)c->job);
+	if (c->doc != NULL && c->ef_construction > 0)
+		json_object_set_new(c->doc, "ef_construction", json_integer(c->ef_construction));
 	if (c->doc == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	return jdoc_named_txn_put(t, &index_docs, c->ds->id, c->space, c->doc, e);
@@ -387,9 +416,12 @@ int catalog_put(struct core *core, const char *dataset, const char *space, const
 	if (!json_is_object(body))
 		return err_set(e, ERR_INVALID, "bad_index", "the body must be a JSON object");
 	json_object_foreach((json_t *)body, key, v) {
-		if (strcmp(key, "factory") != 0 && strcmp(key, "metric") != 0)
+		if (strcmp(key, "factory") != 0 && strcmp(key, "metric") != 0 &&
+		    strcmp(key, "ef_construction") != 0)
 			return err_set(e, ERR_INVALID, "unknown_field",
-			               "unknown field '%s' (an index has \"factory\" and \"metric\")", key);
+			               "unknown field '%s' (an index has \"factory\", \"metric\" and, "
+			               "for HNSW, \"ef_construction\")",
+			               key);
 	}
 	c.factory = json_string_value(json_object_get(body, "factory"));
 	c.metric = json_object_get(body, "metric") ? json_string_value(json_object_get(body, "metric"))
@@ -399,6 +431,21 @@ int catalog_put(struct core *core, const char *dataset, const char *space, const
 		               "\"factory\" must be a FAISS index-factory string, e.g. \"HNSW32\"");
 	if (c.metric == NULL || index_metric_parse(c.metric, &m) != 0)
 		return err_set(e, ERR_INVALID, "bad_index", "\"metric\" must be cosine, ip or l2");
+	v = json_object_get(body, "ef_construction");
+	if (strstr(c.factory, "HNSW") == NULL) {
+		if (v != NULL)
+			return err_set(e, ERR_INVALID, "bad_index",
+			               "\"ef_construction\" is for HNSW graphs; '%s' has none", c.factory);
+	} else if (v == NULL) {
+		c.ef_construction = DEFAULT_EF_CONSTRUCTION;
+	} else if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	           json_integer_value(v) > EF_CONSTRUCTION_MAX) {
+		return err_set(e, ERR_INVALID, "bad_index",
+		               "\"ef_construction\" must be an integer from 1 to %d (default %d)",
+		               EF_CONSTRUCTION_MAX, DEFAULT_EF_CONSTRUCTION);
+	} else {
+		c.ef_construction = (long long)json_integer_value(v);
+	}
 	if ((rc = store_dataset_get(core->store, dataset, &ds, e)) != 0)
 		return rc;
 	if ((sp = store_schema_find(&ds.schema, space)) < 0)
@@ -821,7 +868,10 @@ int catalog_job_build(struct job *j, struct err *e)
 	en->building++;
 	pthread_rwlock_unlock(&en->lock);
 	if ((rc = index_create(&ix, &index_faiss_ops, info.schema.spaces[sp].dim, m,
-	                       json_string_value(json_object_get(doc, "factory")), e)) != 0)
+	                       json_string_value(json_object_get(doc, "factory")), e)) != 0 ||
+	    (doc_ef_construction(doc) > 0 &&
+	     (rc = index_set_param(ix, "efConstruction", (double)doc_ef_construction(doc),
+	                           e)) != 0))
 		goto done;
 	if (!index_is_trained(ix)) {
 		float *sample = malloc((size_t)TRAIN_MAX * info.schema.spaces[sp].dim * sizeof(float));

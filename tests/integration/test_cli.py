@@ -292,6 +292,11 @@ def datacomp_pipeline_with_the_cli_only():
         assert_eq(rc, 1)
         assert "job_finished" in err, err
         assert_eq(ok(d, "wait", js[1]["id"])["state"], "succeeded")
+        # an HNSW graph with its build parameter; a bad one is the daemon's 422
+        ix = ok(d, "index", "put", "dc", "image", "HNSW16", "--ef-construction", "48", "--wait")
+        assert_eq((ix["state"], ix["factory"], ix["ef_construction"]), ("ready", "HNSW16", 48))
+        rc, out, err = run(d, "index", "put", "dc", "image", "HNSW16", "--ef-construction", "0")
+        assert rc != 0 and "bad_index" in err, (rc, err)
         ok(d, "drop", "dc")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -365,6 +365,22 @@ def filters_subsets_jobs_and_exports():
 
 # ---- indexes and search ------------------------------------------------------------------
 @test
+def put_index_ef_construction():
+    """put_index passes an HNSW graph's ef_construction; without it the daemon's 200 holds."""
+    c = client()
+    rng = np.random.default_rng(4)
+    c.create_dataset("efc", {"v": 8})
+    c.ingest_arrays("efc", ["e%d" % i for i in range(60)],
+                    {"v": rng.standard_normal((60, 8)).astype(np.float32)})
+    c.put_index("efc", "v", "HNSW16", "cosine", wait=True, timeout=TIMEOUT, ef_construction=24)
+    assert_eq(c.get_index("efc", "v")["ef_construction"], 24)
+    c.put_index("efc", "v", "HNSW16", "cosine", wait=True, timeout=TIMEOUT)
+    ix = c.get_index("efc", "v")
+    assert_eq((ix["ef_construction"], ix["state"], ix["vectors"]), (200, "ready", 60))
+    c.drop_dataset("efc")
+
+
+@test
 def search_equals_numpy_brute_force():
     c = client()
     n, dim = 3000, 24

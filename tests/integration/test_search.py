@@ -3,7 +3,9 @@
 numpy and Debian's python3-faiss, threshold searches that are complete and paged, count,
 record_id queries, deletes, ingest after the build, and a restart that rebuilds."""
 
+import glob
 import json
+import os
 import time
 
 import faiss
@@ -480,6 +482,48 @@ def plain_answers_equal_jansson_text():
             assert_eq(len(ids), min(limit, len(weird)))
             assert set(ids) <= set(weird), ids
     assert_eq(d.request("DELETE", "/v1/datasets/ids")[0], 204)
+
+
+@test
+def hnsw_ef_construction():
+    """An HNSW definition builds with "ef_construction" (default 200; FAISS's own is 40): the
+    view shows it, the same value again changes nothing, another rebuilds, the saved index file
+    holds it (read back with python3-faiss), and bad values or a factory without a graph are
+    422 (issue 20)."""
+    with wn.Daemon() as d:
+        d.put_dataset("g", {"spaces": {"e": {"dim": 16}}})
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((300, 16)).astype(np.float32)
+        assert_eq(d.ingest("g", [{"id": str(i), "embeddings": {"e": curate.emb(x[i])}}
+                                 for i in range(len(x))])[0], 200)
+        path = "/v1/datasets/g/indexes/e"
+        st, _, v = d.json("PUT", path, {"factory": "HNSW16"})
+        assert_eq((st, v["index"]["ef_construction"]), (202, 200))
+        curate.wait_job(d, v["job"])
+        for same in ({"factory": "HNSW16"}, {"factory": "HNSW16", "ef_construction": 200}):
+            st, _, v = d.json("PUT", path, same)
+            assert_eq((st, v["ef_construction"], v["version"]), (200, 200, 1), same)
+        st, _, v = d.json("PUT", path, {"factory": "HNSW16", "ef_construction": 64})
+        assert_eq((st, v["index"]["ef_construction"]), (202, 64))
+        curate.wait_job(d, v["job"])
+        st, _, v = d.get_json(path)
+        assert_eq((v["state"], v["ef_construction"], v["vectors"]), ("ready", 64, 300))
+        for bad in ({"factory": "Flat", "ef_construction": 64},
+                    {"factory": "HNSW16", "ef_construction": 0},
+                    {"factory": "HNSW16", "ef_construction": 5000},
+                    {"factory": "HNSW16", "ef_construction": 1.5},
+                    {"factory": "HNSW16", "ef_construction": "200"}):
+            assert_problem(d.json("PUT", path, bad), 422, "bad_index")
+        st, _, v = d.get_json(path)
+        assert_eq(v["ef_construction"], 64)  # the refusals changed nothing
+        d.restart()  # a clean stop saves the index (the only one: this daemon's own)
+        saved = glob.glob(os.path.join(d.data_dir, "indexes", "*-e.idx"))
+        assert_eq(len(saved), 1, saved)
+        ix = faiss.read_index(saved[0])
+        hnsw = faiss.downcast_index(faiss.downcast_index(ix).index)
+        assert_eq((hnsw.hnsw.efConstruction, ix.ntotal), (64, 300))
+        st, _, v = d.get_json(path)
+        assert_eq((v["ef_construction"], v["state"]), (64, "ready"))
 
 
 @test

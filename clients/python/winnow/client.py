@@ -665,11 +665,15 @@ class Client:
 
     # ---- indexes -------------------------------------------------------------------------
     def put_index(self, dataset, space, factory="Flat", metric="cosine", wait=False,
-                  timeout=None, progress=None):
+                  timeout=None, progress=None, ef_construction=None):
         """Define (and build, as a job) the index of one space; returns the build job's id
-        (None when the same definition is already built)."""
+        (None when the same definition is already built). ef_construction: HNSW factories
+        only (the daemon's default is 200)."""
+        body = {"factory": factory, "metric": metric}
+        if ef_construction is not None:
+            body["ef_construction"] = ef_construction
         return self._started("PUT", "%s/indexes/%s" % (self._ds(dataset), _q(space)),
-                             {"factory": factory, "metric": metric}, wait, timeout, progress)
+                             body, wait, timeout, progress)
 
     def get_index(self, dataset, space):
         return self._json("GET", "%s/indexes/%s" % (self._ds(dataset), _q(space)))
