@@ -378,7 +378,7 @@ class CFaiss:
     ctypes with RTLD_LOCAL beside python3-faiss: the same FAISS code as the daemon's, in
     process. HNSW32 over inner product (the vectors are normalised)."""
 
-    def __init__(self, daemon, x, factory="HNSW32"):
+    def __init__(self, daemon, x, factory="HNSW32", ef_construction=0):
         import ctypes
         out = subprocess.run(["readelf", "-d", daemon], capture_output=True, text=True,
                              check=True).stdout
@@ -400,10 +400,13 @@ class CFaiss:
         self.build = c.winnow_faiss_build().decode()
         self.ix, self.ps = ctypes.c_void_p(), ctypes.c_void_p()
         assert c.faiss_index_factory(ctypes.byref(self.ix), x.shape[1], factory.encode(), 0) == 0
+        assert c.faiss_ParameterSpace_new(ctypes.byref(self.ps)) == 0
+        if ef_construction > 0:
+            assert c.faiss_ParameterSpace_set_index_parameter(
+                self.ps, self.ix, b"efConstruction", ctypes.c_double(ef_construction)) == 0
         x = np.ascontiguousarray(x, dtype=np.float32)
         assert c.faiss_Index_add(self.ix, ctypes.c_int64(len(x)),
                                  x.ctypes.data_as(ctypes.c_void_p)) == 0
-        assert c.faiss_ParameterSpace_new(ctypes.byref(self.ps)) == 0
 
     def set_ef(self, ef):
         self.c.faiss_ParameterSpace_set_index_parameter(self.ps, self.ix, b"efSearch",
@@ -642,11 +645,13 @@ def sweep(w, a, base, test, k=10):
     t0 = time.time()
     load(w, name, x)
     jid = w.call("PUT", "/v1/datasets/%s/indexes/e" % name,
-                 {"factory": "HNSW32", "metric": "cosine"})["job"]
+                 {"factory": "HNSW32", "metric": "cosine",
+                  "ef_construction": a.ef_construction})["job"]
     w.wait_job(jid)
     wb = time.time() - t0
     t0 = time.time()
     fx = faiss.index_factory(x.shape[1], "HNSW32", faiss.METRIC_INNER_PRODUCT)
+    fx.hnsw.efConstruction = a.ef_construction
     fx.add(x)
     fb = time.time() - t0
     t0 = time.time()
@@ -657,15 +662,17 @@ def sweep(w, a, base, test, k=10):
     cx, cb = None, 0.0
     try:
         t0 = time.time()
-        cx = CFaiss(a.daemon, x)
+        cx = CFaiss(a.daemon, x, ef_construction=a.ef_construction)
         cb = time.time() - t0
     except (OSError, AssertionError) as exc:
         print("sweep: winnowd's FAISS library not loaded (%s); its in-process curve skipped" % exc)
     print("sweep: fashion-mnist 60,000 x 784 normalised (cosine), %d queries (random test "
-          "images; single-query p50 over the first %d), %d threads; builds: winnowd HNSW32 "
-          "%.1f s (load + index), python3-faiss HNSW32 %.1f s, hnswlib M16 efC200 %.1f s, "
-          "winnowd's FAISS (%s) in process %.1f s"
-          % (len(q), len(qsingle), threads, wb, fb, hb, cx.build if cx else "-", cb))
+          "images; single-query p50 over the first %d), %d threads; FAISS and winnowd graphs "
+          "built with efConstruction %d, hnswlib's with 200; builds: winnowd HNSW32 %.1f s "
+          "(load + index), python3-faiss HNSW32 %.1f s, hnswlib M16 %.1f s, winnowd's FAISS "
+          "(%s) in process %.1f s"
+          % (len(q), len(qsingle), threads, a.ef_construction, wb, fb, hb,
+             cx.build if cx else "-", cb))
     sides = {"hnswlib M16 (in process)": side_hnswlib(hx, k, threads),
              "FAISS HNSW32 (python3-faiss, in process)": side_faiss(fx, k, threads)}
     if cx is not None:
@@ -742,6 +749,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="threads of FAISS and hnswlib in the sweep (default the CPU count, "
                     "as winnowd uses)")
+    ap.add_argument("--ef-construction", type=int, default=40,
+                    help="efConstruction of the FAISS and winnowd graphs in the sweep (default "
+                    "winnowd's and FAISS's 40; hnswlib keeps its own 200)")
     ap.add_argument("--sweep-queries", type=int, default=2000)
     ap.add_argument("--single-queries", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=2,

@@ -34,14 +34,13 @@
  * in bench/search.py; these reach 0.95 and more on the tests' mixtures (docs/performance.md). */
 #define DEFAULT_EF_SEARCH 64
 #define DEFAULT_NPROBE 16
-/* efConstruction of an HNSW build unless its definition says otherwise: hnswlib's default, and
- * what bench/search.py measured best (fashion-mnist 60,000 x 784-d, HNSW32, AVX2 FAISS, 64-query
- * batches): FAISS's own 40 reached recall@10 0.99 at efSearch 32 with 4,510 QPS, 200 at
- * efSearch about 52 with about 7,700 QPS (and 0.95 at 10,000 and 16,000 QPS), for a build of
- * 22 s instead of 13 s (docs/performance.md). A definition stored before the field existed
- * keeps FAISS's 40, the value it was built with. */
-#define DEFAULT_EF_CONSTRUCTION 200
-#define LEGACY_EF_CONSTRUCTION 40
+/* efConstruction of an HNSW build unless its definition says otherwise: FAISS's own. hnswlib's
+ * 200 was measured against it (fashion-mnist 60,000 x 784-d, HNSW32, AVX2 FAISS, 64-query
+ * batches, both graphs searched in turn three times): recall@10 0.99 at about 4,400 QPS with
+ * either (efSearch 32 on the 40 graph, about 50 on the 200 one), for a build of 29 s instead of
+ * 14 s; so 40 (docs/performance.md). A definition stored before the field existed was built
+ * with it too. */
+#define DEFAULT_EF_CONSTRUCTION 40
 #define EF_CONSTRUCTION_MAX 4096
 
 /* Does the index type have the search parameter? (Asking FAISS to set one it lacks makes
@@ -265,9 +264,8 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 
 static const struct jdoc_kind index_docs = {STORE_NS_INDEX, "index_not_found", "index on space"};
 
-/* The efConstruction an index document builds with: its "ef_construction", else (HNSW)
- * LEGACY_EF_CONSTRUCTION, what a definition stored before the field was built with; 0 for a
- * factory without a graph. */
+/* The efConstruction an index document builds with: its "ef_construction", else (HNSW, a
+ * definition stored before the field) the default; 0 for a factory without a graph. */
 static long long doc_ef_construction(const json_t *doc)
 {
 	const char *f = json_string_value(json_object_get(doc, "factory"));
@@ -275,7 +273,7 @@ static long long doc_ef_construction(const json_t *doc)
 
 	if (f == NULL || strstr(f, "HNSW") == NULL)
 		return 0;
-	return json_is_integer(v) ? (long long)json_integer_value(v) : LEGACY_EF_CONSTRUCTION;
+	return json_is_integer(v) ? (long long)json_integer_value(v) : DEFAULT_EF_CONSTRUCTION;
 }
 
 static json_t *view_of(struct core *core, uint32_t ds, const json_t *doc)

@@ -366,7 +366,7 @@ def filters_subsets_jobs_and_exports():
 # ---- indexes and search ------------------------------------------------------------------
 @test
 def put_index_ef_construction():
-    """put_index passes an HNSW graph's ef_construction; without it the daemon's 200 holds."""
+    """put_index passes an HNSW graph's ef_construction; without it the daemon's 40 holds."""
     c = client()
     rng = np.random.default_rng(4)
     c.create_dataset("efc", {"v": 8})
@@ -376,7 +376,7 @@ def put_index_ef_construction():
     assert_eq(c.get_index("efc", "v")["ef_construction"], 24)
     c.put_index("efc", "v", "HNSW16", "cosine", wait=True, timeout=TIMEOUT)
     ix = c.get_index("efc", "v")
-    assert_eq((ix["ef_construction"], ix["state"], ix["vectors"]), (200, "ready", 60))
+    assert_eq((ix["ef_construction"], ix["state"], ix["vectors"]), (40, "ready", 60))
     c.drop_dataset("efc")
 
 

@@ -668,7 +668,7 @@ class Client:
                   timeout=None, progress=None, ef_construction=None):
         """Define (and build, as a job) the index of one space; returns the build job's id
         (None when the same definition is already built). ef_construction: HNSW factories
-        only (the daemon's default is 200)."""
+        only (the daemon's default is 40, FAISS's)."""
         body = {"factory": factory, "metric": metric}
         if ef_construction is not None:
             body["ef_construction"] = ef_construction
