@@ -36,7 +36,7 @@ apt_dir=$build/apt
 faiss_dir=$build/faiss
 stamp=$build/deps.stamp
 
-pkgs=(build-essential pkg-config dpkg-dev
+pkgs=(build-essential pkg-config dpkg-dev patch
       libmicrohttpd-dev libgnutls28-dev libjansson-dev liblmdb-dev libfaiss-dev libopenblas-dev
       libcurl4-openssl-dev clang libclang-rt-14-dev
       curl openssl python3 python3-numpy python3-faiss python3-yaml python3-hnswlib python3-matplotlib

@@ -4,7 +4,9 @@ from build/faiss/lib/glibc-hwcaps/x86-64-v3/ (the AVX2 build) on a CPU with x86-
 from build/faiss/lib/ (the generic build) otherwise. The daemon reports which one it mapped
 (the start-up log, /readyz?verbose, /metrics). With the AVX2 features masked
 (GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2) it runs the generic build; both builds answer an
-HNSW search at a high ef_search with numpy's exact neighbours."""
+HNSW search at a high ef_search with numpy's exact neighbours. The AVX2 build carries winnow's
+HNSW prefetch patch (scripts/faiss-hnsw-prefetch.patch): searching one saved graph at a low
+ef_search, it answers as the unpatched generic build does."""
 
 import os
 import re
@@ -109,6 +111,54 @@ def this_cpu_runs_the_avx2_build():
         ids = hnsw_ids(d)
     assert_eq(ids, numpy_ids(), "%s HNSW ids vs numpy" % want)
     assert_eq(ids, _seen["generic"], "%s HNSW ids vs the generic build's" % want)
+
+
+@test
+def prefetch_patch_searches_as_the_generic_build():
+    """One cosine HNSW32 graph (built by the generic build, saved at a clean stop), searched by
+    both builds at ef_search 16, where the search is approximate and its path through the graph
+    decides the answer: the patched AVX2 build visits the same neighbours in the same order, so
+    it answers with the same ids. (Their dot-product kernels round differently: a query whose
+    answer sits on a near-tie may differ, so 1 in 10 is allowed to.)"""
+    x, q = gallery()
+    rng = np.random.default_rng(21)
+    qs = rng.standard_normal((200, D)).astype(np.float32)
+
+    def answers(d):
+        out = []
+        for v in qs:
+            st, _, res = d.json("POST", "/v1/datasets/c/search",
+                                {"vector": v.tolist(), "space": "v", "limit": K,
+                                 "params": {"ef_search": 16}})
+            assert_eq((st, res["stats"]["index"]), (200, "HNSW32"), res)
+            out.append([r["id"] for r in res["results"]])
+        return out
+
+    with wn.Daemon(env=MASK) as g:
+        g.put_dataset("c", {"spaces": {"v": {"dim": D, "dtype": "f32"}}})
+        assert_eq(g.ingest("c", [{"id": "r%04d" % i, "embeddings": {"v": curate.emb(x[i])}}
+                                 for i in range(N)])[0], 200)
+        curate.wait_job(g, curate.job_id(g.json("PUT", "/v1/datasets/c/indexes/v",
+                                                {"factory": "HNSW32", "metric": "cosine"})))
+        generic = answers(g)
+        data_dir, g.own_dir = g.data_dir, False  # keep the data (and the graph) for the next
+    try:
+        with wn.Daemon(tmpdir=data_dir) as a:
+            assert a.events("index_loaded"), "the saved graph is loaded, not rebuilt"
+            patched = answers(a)
+    finally:
+        import shutil
+        shutil.rmtree(data_dir, ignore_errors=True)
+    same = sum(p == gen for p, gen in zip(patched, generic))
+    print("queries answered alike by the two builds: %d of %d" % (same, len(qs)))
+    assert same >= 0.9 * len(qs), same
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    exact = np.argsort(-(qs / np.linalg.norm(qs, axis=1, keepdims=True)) @ xn.T, axis=1,
+                       kind="stable")[:, :K]
+    recall = [np.mean([len(set(int(i[1:]) for i in got[j]) & set(exact[j].tolist())) / K
+                       for j in range(len(qs))]) for got in (generic, patched)]
+    print("recall@10 at ef_search 16: generic %.3f, patched %.3f" % tuple(recall))
+    assert recall[0] > 0.5 and abs(recall[0] - recall[1]) < 0.02, recall
 
 
 if __name__ == "__main__":
