@@ -122,6 +122,7 @@ static int run(const struct config *cfg, const struct shardmap *map)
 	d.core.job_chunk = cfg->job_chunk;
 	d.core.job_throttle_ms = cfg->job_throttle_ms;
 	d.core.search_threads = cfg->search_threads;
+	d.core.index_huge_pages = cfg->index_huge_pages != 0;
 	d.core.index_build_memory = cfg->index_build_memory;
 	d.core.index_rebuild_dead = cfg->index_rebuild_dead;
 	atomic_init(&d.ready, 0);

@@ -24,6 +24,7 @@ struct core {
 	uint64_t job_chunk;      /* rows a job commits at a time (0: the job's own default) */
 	unsigned job_throttle_ms;    /* pause after each job chunk */
 	unsigned search_threads;     /* threads of one full scan (0: the CPU count) */
+	int index_huge_pages;        /* 1: indexes on transparent huge pages (lib/thp.h) */
 	uint64_t index_build_memory; /* vectors an HNSW build adds to FAISS in one piece */
 	unsigned index_rebuild_dead; /* percent of dead vectors that queues a rebuild (0: never) */
 	atomic_int stopping;     /* 1 once shutdown began: jobs stop at their next chunk */

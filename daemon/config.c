@@ -77,6 +77,10 @@ static const struct opt opts[] = {
 	{.name = "index-rebuild-dead", .type = OPT_UINT, .off = OFF(index_rebuild_dead),
 	 .def = "20", .max = 100, .arg = "PERCENT",
 	 .help = "rebuild an HNSW or IVF index once this share of its vectors are dead; 0 = never"},
+	{.name = "index-huge-pages", .type = OPT_UINT, .off = OFF(index_huge_pages), .def = "1",
+	 .max = 1, .arg = "0|1",
+	 .help = "put built and loaded indexes on transparent huge pages (random reads: fewer TLB "
+	         "misses)"},
 	{.name = "search-threads", .type = OPT_UINT, .off = OFF(search_threads),
 	 .def_help = "online CPUs", .min = 1, .max = 1024, .arg = "N",
 	 .help = "threads one search may scan every vector with (a Flat index, an exact scan)"},

@@ -30,6 +30,7 @@ struct config {
 	uint64_t index_build_memory; /* HNSW build: vectors added in one piece, default 4 GiB */
 	unsigned index_rebuild_dead; /* percent of dead vectors that rebuilds HNSW/IVF, default 20 */
 	unsigned search_threads;  /* threads of one search's full scan (Flat, exact); default: CPUs */
+	unsigned index_huge_pages; /* 1 (default): indexes on transparent huge pages; 0: not */
 	uint64_t body_limit;      /* any route's body; default 256 MiB */
 	uint64_t search_body_limit;     /* search bodies (also under body_limit); default 16 MiB */
 	uint64_t definition_body_limit; /* other non-bulk routes; default 1 MiB */

@@ -24,6 +24,7 @@
 #include "index/index.h"
 #include "store/jdoc.h"
 #include "store/store.h"
+#include "lib/thp.h"
 #include "lib/vec.h"
 
 /* An index of fewer vectors is not rebuilt for its dead ones: a rebuild costs more. */
@@ -220,6 +221,24 @@ void catalog_save(struct catalog *c)
 	}
 }
 
+/* Memory of at least this many bytes is put on huge pages after an index is installed. */
+#define HUGE_PAGES_MIN (8u << 20)
+
+/* Put the process's large anonymous memory, the index just installed in it, on transparent
+ * huge pages (lib/thp.h), unless --index-huge-pages 0. An HNSW search reads vectors at random
+ * across the index; with 4 KiB pages nearly each is a TLB miss (fashion-mnist, HNSW32: 64-query
+ * batches 15 to 20% faster on 2 MiB pages, docs/performance.md). */
+static void huge_pages(struct core *core, const char *after)
+{
+	struct thp_result t;
+
+	if (!core->index_huge_pages || thp_advise(HUGE_PAGES_MIN, &t) != 0)
+		return;
+	log_msg(LOG_INFO, "huge_pages", "after=%s advised_mb=%llu collapsed_mb=%llu anon_huge_mb=%llu",
+	        after, (unsigned long long)(t.advised_bytes >> 20),
+	        (unsigned long long)(t.collapsed_bytes >> 20), (unsigned long long)(t.huge_bytes >> 20));
+}
+
 /* Load the saved index of doc when its mark says it matches; 1 when installed. */
 static int load_saved(struct catalog *c, const struct store_dataset_info *ds, const json_t *doc)
 {
@@ -257,6 +276,7 @@ static int load_saved(struct catalog *c, const struct store_dataset_info *ds, co
 	pthread_rwlock_unlock(&en->lock);
 	log_msg(LOG_INFO, "index_loaded", "dataset=%s space=%s vectors=%zu", ds->name, space,
 	        index_count(ix));
+	huge_pages(c->core, "index_loaded");
 	return 1;
 }
 
@@ -932,9 +952,11 @@ int catalog_job_build(struct job *j, struct err *e)
 	if (again)
 		queue_dead_rebuild(core, en, info.id);
 	en = NULL; /* this build's count on the entry ended in readd_pending */
-	if (rc == 0)
+	if (rc == 0) {
 		log_msg(LOG_INFO, "index_built", "dataset=%s space=%s vectors=%llu readded=%llu",
 		        info.name, space, (unsigned long long)added, (unsigned long long)readded);
+		huge_pages(core, "index_built");
+	}
 done:
 	if (en != NULL) { /* a build that does not install */
 		pthread_rwlock_wrlock(&en->lock);

@@ -486,8 +486,8 @@ def plain_answers_equal_jansson_text():
 
 @test
 def hnsw_ef_construction():
-    """An HNSW definition builds with "ef_construction" (default 40, FAISS's own): the view
-    shows it, the same value again changes nothing, another rebuilds, the saved index file
+    """An HNSW definition builds with "ef_construction" (default 40, FAISS's own), and every
+    build or load puts the index on huge pages unless --index-huge-pages 0: the view shows it, the same value again changes nothing, another rebuilds, the saved index file
     holds it (read back with python3-faiss), and bad values or a factory without a graph are
     422 (issue 20)."""
     with wn.Daemon() as d:
@@ -508,6 +508,8 @@ def hnsw_ef_construction():
         curate.wait_job(d, v["job"])
         st, _, v = d.get_json(path)
         assert_eq((v["state"], v["ef_construction"], v["vectors"]), ("ready", 64, 300))
+        # each install puts the large memory on huge pages (--index-huge-pages, default 1)
+        assert_eq(sorted(set(e["after"] for e in d.events("huge_pages"))), ["index_built"])
         for bad in ({"factory": "Flat", "ef_construction": 64},
                     {"factory": "HNSW16", "ef_construction": 0},
                     {"factory": "HNSW16", "ef_construction": 5000},
@@ -524,6 +526,10 @@ def hnsw_ef_construction():
         assert_eq((hnsw.hnsw.efConstruction, ix.ntotal), (64, 300))
         st, _, v = d.get_json(path)
         assert_eq((v["ef_construction"], v["state"]), (64, "ready"))
+        assert_eq([e["after"] for e in d.events("huge_pages")], ["index_loaded"])
+        d.extra_args += ["--index-huge-pages", "0"]
+        d.restart()
+        assert d.events("index_loaded") and not d.events("huge_pages"), "--index-huge-pages 0"
 
 
 @test

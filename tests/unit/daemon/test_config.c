@@ -538,6 +538,7 @@ static void test_print_round_trip(void)
 	                "job-throttle-ms = 0\n"
 	                "index-build-memory = 4G\n"
 	                "index-rebuild-dead = 20\n"
+	                "index-huge-pages = 1\n"
 	                "search-threads = 1\n"
 	                "body-limit = 1000\n"
 	                "search-body-limit = 16M\n"
