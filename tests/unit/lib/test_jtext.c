@@ -79,11 +79,14 @@ static void test_strings(void)
 {
 	char all[128];
 
-	same_str("", 0);
-	same_str("r00017", 6);
-	same_str("a\"b\\c/d", 7);
-	same_str("tab\there\nnew\rret\bbs\fff", 24);
-	same_str("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 15);
+#define SAME_STR(lit) same_str(lit, sizeof lit - 1)
+	SAME_STR("");
+	SAME_STR("r00017");
+	SAME_STR("a\"b\\c/d");
+	SAME_STR("tab\there\nnew\rret\bbs\fff");
+	SAME_STR("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+	same_str("nul\0inside", 11); /* a NUL inside an id: \u0000 */
+#undef SAME_STR
 	for (int i = 1; i < 128; i++)
 		all[i - 1] = (char)i;
 	same_str(all, 127); /* every ASCII byte, controls and DEL included */
