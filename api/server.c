@@ -506,7 +506,6 @@ static void first_call(struct conn_state *cs)
 	http_query_each(&cs->req, query_known, cs);
 }
 
-/* Run the route's handler into cs->res, with the contract's fallbacks. */
 /* The handler's answer made whole: a problem when it gave none, an empty body for none. */
 static void handler_done(struct conn_state *cs)
 {
@@ -527,6 +526,7 @@ static void handler_done(struct conn_state *cs)
 	cs->res_ready = 1;
 }
 
+/* Run the route's handler into cs->res, with the contract's fallbacks. */
 static void run_handler(struct conn_state *cs)
 {
 	if (cs->srv->d->router == NULL || router_handle(&cs->req, &cs->res) == 1)
