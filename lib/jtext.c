@@ -3,6 +3,7 @@
 #include "lib/jtext.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,12 @@ void jtext_str(struct jtext *t, const char *s, size_t n)
 void jtext_real(struct jtext *t, double v)
 {
 	char buf[JSONNUM_REAL_MAX];
-	size_t n = jsonnum_real(v, buf);
 
-	jtext_raw(t, buf, n);
+	if (!isfinite(v)) { /* JSON has no NaN or infinity (jansson refuses them too) */
+		jtext_raw(t, "null", 4);
+		return;
+	}
+	jtext_raw(t, buf, jsonnum_real(v, buf));
 }
 
 void jtext_uint(struct jtext *t, uint64_t v)

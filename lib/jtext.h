@@ -26,7 +26,7 @@ void jtext_lit(struct jtext *t, const char *s);
  * as jansson escapes them. */
 void jtext_str(struct jtext *t, const char *s, size_t n);
 
-/* The real v (finite) as jsonnum_real writes it. */
+/* The real v as jsonnum_real writes it; null when it is not finite. */
 void jtext_real(struct jtext *t, double v);
 
 /* An unsigned integer. */

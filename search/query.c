@@ -1295,6 +1295,29 @@ static int quick(struct core *core, const struct query *qr, size_t nq)
 	return scan * qr->dim * nq <= QUERY_QUICK_SCAN;
 }
 
+/* A cosine query needs a direction: ERR_INVALID "zero_vector" for a query vector (of nq) whose
+ * norm is 0 (every score would be 0/0). */
+static int check_norms(const struct query *qr, const float *q, size_t nq, struct err *e)
+{
+	if (qr->metric != INDEX_COSINE)
+		return 0;
+	for (size_t i = 0; i < nq; i++) {
+		double qq = 0;
+
+		for (uint32_t k = 0; k < qr->dim; k++)
+			qq += (double)q[i * qr->dim + k] * q[i * qr->dim + k];
+		if (!(qq > 0))
+			return nq > 1 ? err_set(e, ERR_INVALID, "zero_vector",
+			                        "query vector %zu is all zeros: a cosine search needs a "
+			                        "direction",
+			                        i)
+			              : err_set(e, ERR_INVALID, "zero_vector",
+			                        "the query vector is all zeros: a cosine search needs a "
+			                        "direction");
+	}
+	return 0;
+}
+
 /* One query (a vector or a record's), answered alone. */
 static int run_single(struct core *core, const struct query *qr, char **out, size_t *len,
                       struct err *e)
@@ -1309,6 +1332,8 @@ static int run_single(struct core *core, const struct query *qr, char **out, siz
 		rc = record_vector(core, qr, own, e);
 		q = own;
 	}
+	if (rc == 0 && own != NULL) /* given vectors were checked by query_run */
+		rc = check_norms(qr, q, 1, e);
 	if (rc == 0 && qr->has_after && token_hash(qr, q) != qr->token)
 		rc = err_set(e, ERR_MALFORMED, "page_token_mismatch",
 		             "page_token was made for a request with other parameters");
@@ -1330,8 +1355,9 @@ int query_run(struct core *core, const struct search_request *req, char **out, s
 	    (req->record_id != NULL && req->batch))
 		return err_set(e, ERR_INVALID, "bad_query",
 		               "give exactly one of \"vector\", \"vectors\" and \"record_id\"");
-	if ((rc = query_open(core, req, &qr, e)) == 0 && req->quick_only &&
-	    !quick(core, &qr, req->vectors != NULL ? req->nq : 1))
+	if ((rc = query_open(core, req, &qr, e)) == 0 && req->vectors != NULL)
+		rc = check_norms(&qr, req->vectors, req->nq, e);
+	if (rc == 0 && req->quick_only && !quick(core, &qr, req->vectors != NULL ? req->nq : 1))
 		rc = QUERY_DEFERRED;
 	else if (rc == 0)
 		rc = req->batch ? search_batch(core, &qr, req->vectors, req->nq, req->count, out, len, e)

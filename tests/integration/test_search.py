@@ -605,12 +605,27 @@ def bad_requests():
         ({"vector": q, "space": "image", "limit": 0}, "bad_query"),
         ({"vector": q, "space": "image", "x": 1}, "unknown_field"),
         ({"vector": [float("nan")] * D, "space": "image"}, None),
+        # cosine needs a direction: all zeros would score 0/0 everywhere (found by fuzz_search)
+        ({"vector": [0.0] * D, "space": "image"}, "zero_vector"),
+        ({"vector": [0.0] * D, "space": "image", "params": {"exact": True}}, "zero_vector"),
+        ({"vectors": [q, [0.0] * D], "space": "image"}, "zero_vector"),
+        ({"vector": [0.0] * D, "space": "image", "score_threshold": 0.5}, "zero_vector"),
     ]
     for body, code in cases:
         st, hdrs, res = d.request("POST", "/v1/datasets/s/search", body)
         assert st in (400, 422), (body.keys(), st, res)
         if code:
             assert_problem((st, hdrs, res), 422, code)
+    # as raw rows too; under l2 a zero vector is a point like any other
+    assert_problem(d.request("POST", "/v1/datasets/s/search?space=image",
+                             np.zeros(D, "<f4").tobytes(),
+                             content_type="application/octet-stream"), 422, "zero_vector")
+    st, _, res = d.json("POST", "/v1/datasets/s/search",
+                        {"vector": [0.0] * D, "space": "image", "metric": "l2", "limit": 3,
+                         "params": {"exact": True}})
+    norms = (g["x"].astype(np.float64) ** 2).sum(axis=1)
+    assert_eq((st, [r["id"] for r in res["results"]]),
+              (200, ["r%05d" % i for i in np.argsort(norms, kind="stable")[:3]]))
     assert_problem(d.json("PUT", "/v1/datasets/s/indexes/image", {"factory": "NoSuch"}), 422,
                    "bad_factory")
     assert_problem(d.json("PUT", "/v1/datasets/s/indexes/nope", {"factory": "Flat"}), 404)

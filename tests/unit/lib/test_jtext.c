@@ -118,6 +118,13 @@ static void test_buffer(void)
 	}
 	free(s);
 	CHECK(t.p == NULL && t.len == 0);
+	/* JSON has no NaN or infinity: null, as for a score that has none */
+	jtext_real(&t, NAN);
+	jtext_raw(&t, ",", 1);
+	jtext_real(&t, -INFINITY);
+	s = jtext_take(&t, &len);
+	CHECK(s != NULL && strcmp(s, "null,null") == 0);
+	free(s);
 }
 
 int main(void)
