@@ -141,14 +141,29 @@ def http_single(w, name, q, k):
     return lat, ids
 
 
-def inproc_single(ix, qs, k):
-    """The same single queries in-process, one after another: latencies."""
+def batch_run(search, q):
+    """search(rows) -> one id list per row, on q in batches of 64, one after another: the ids
+    of every query, and queries per second."""
+    ids = []
+    t0 = time.perf_counter()
+    for a in range(0, len(q), 64):
+        ids += search(q[a:a + 64])
+    return ids, len(q) / (time.perf_counter() - t0)
+
+
+def single_run(search, qs):
+    """search(one row) for each query, one after another: latencies."""
     lat = []
     for v in qs:
         t0 = time.perf_counter()
-        ix.search(v[None], k)
+        search(v[None])
         lat.append(time.perf_counter() - t0)
     return lat
+
+
+def inproc_single(ix, qs, k):
+    """The same single queries in-process, one after another: latencies."""
+    return single_run(lambda r: ix.search(r, k), qs)
 
 
 def http_qps(w, name, q, k, clients):
@@ -333,37 +348,29 @@ def side_winnowd(w, name, k):
     """The winnowd side of the sweep: (batch(q, ef) -> (ids, qps), single(q, ef) -> lats)."""
     def batch(q, ef):
         c = w.conn()
-        ids = []
-        t0 = time.perf_counter()
-        for a in range(0, len(q), 64):
-            ids += raw_search(w, c, name, q[a:a + 64], k, ef)
-        qps = len(q) / (time.perf_counter() - t0)
-        c.close()
-        return ids, qps
+        try:
+            return batch_run(lambda r: raw_search(w, c, name, r, k, ef), q)
+        finally:
+            c.close()
 
     def single(q, ef):
         c = w.conn()
-        lat = []
-        for v in q:
-            t0 = time.perf_counter()
-            raw_search(w, c, name, v[None], k, ef)
-            lat.append(time.perf_counter() - t0)
-        c.close()
-        return lat
+        try:
+            return single_run(lambda r: raw_search(w, c, name, r, k, ef), q)
+        finally:
+            c.close()
     return batch, single
 
 
-def side_faiss(ix, k, threads):
+def side_faiss(ix, k, threads, set_ef):
+    """An in-process FAISS side (python3-faiss, or CFaiss: winnowd's library); set_ef(ef)
+    sets its efSearch."""
     def batch(q, ef):
-        ix.hnsw.efSearch = ef
-        ids = []
-        t0 = time.perf_counter()
-        for a in range(0, len(q), 64):
-            ids += ix.search(q[a:a + 64], k)[1].tolist()
-        return ids, len(q) / (time.perf_counter() - t0)
+        set_ef(ef)
+        return batch_run(lambda r: ix.search(r, k)[1].tolist(), q)
 
     def single(q, ef):
-        ix.hnsw.efSearch = ef
+        set_ef(ef)
         faiss.omp_set_num_threads(1)  # one query: one thread (a team only waits on itself)
         try:
             return inproc_single(ix, q, k)
@@ -423,42 +430,14 @@ class CFaiss:
         return dist, ids
 
 
-def side_cfaiss(ix, k, threads):
-    def batch(q, ef):
-        ix.set_ef(ef)
-        ids = []
-        t0 = time.perf_counter()
-        for a in range(0, len(q), 64):
-            ids += ix.search(q[a:a + 64], k)[1].tolist()
-        return ids, len(q) / (time.perf_counter() - t0)
-
-    def single(q, ef):
-        ix.set_ef(ef)
-        faiss.omp_set_num_threads(1)
-        try:
-            return inproc_single(ix, q, k)
-        finally:
-            faiss.omp_set_num_threads(threads)
-    return batch, single
-
-
 def side_hnswlib(ix, k, threads):
     def batch(q, ef):
         ix.set_ef(ef)
-        ids = []
-        t0 = time.perf_counter()
-        for a in range(0, len(q), 64):
-            ids += ix.knn_query(q[a:a + 64], k=k, num_threads=threads)[0].tolist()
-        return ids, len(q) / (time.perf_counter() - t0)
+        return batch_run(lambda r: ix.knn_query(r, k=k, num_threads=threads)[0].tolist(), q)
 
     def single(q, ef):
         ix.set_ef(ef)
-        lat = []
-        for v in q:
-            t0 = time.perf_counter()
-            ix.knn_query(v[None], k=k, num_threads=1)
-            lat.append(time.perf_counter() - t0)
-        return lat
+        return single_run(lambda r: ix.knn_query(r, k=k, num_threads=1), q)
     return batch, single
 
 
@@ -674,10 +653,11 @@ def sweep(w, a, base, test, k=10):
           % (len(q), len(qsingle), threads, a.ef_construction, wb, fb, hb,
              cx.build if cx else "-", cb))
     sides = {"hnswlib M16 (in process)": side_hnswlib(hx, k, threads),
-             "FAISS HNSW32 (python3-faiss, in process)": side_faiss(fx, k, threads)}
+             "FAISS HNSW32 (python3-faiss, in process)":
+                 side_faiss(fx, k, threads, lambda ef: setattr(fx.hnsw, "efSearch", ef))}
     if cx is not None:
-        sides["FAISS HNSW32 (winnowd's %s build, in process)" % cx.build] = side_cfaiss(cx, k,
-                                                                                     threads)
+        sides["FAISS HNSW32 (winnowd's %s build, in process)" % cx.build] = side_faiss(cx, k, threads,
+                                                                                    cx.set_ef)
     sides["winnowd HNSW32 (HTTP, raw f32, keep-alive)"] = side_winnowd(w, name, k)
     print("best of %d turns at each ef:" % a.repeat)
     curves = sweep_curves(sides, q, qsingle, gt, k, SWEEP_EF, a.repeat)
