@@ -180,14 +180,7 @@ static int rank_value(struct http_req *r, struct http_res *res, struct rank_cach
 	}
 	if (gselect_value_at(r->d->router, r->params[0], r->params[1], q, r->request_id, v,
 	                     &rc->less[rc->n], &rc->equal[rc->n], &problem, &status, &e) != 0) {
-		if (problem != NULL && status >= 400 && status < 500) {
-			res->status = status;
-			res->content_type = "application/problem+json";
-			res->body = json_dumps(problem, JSON_COMPACT);
-			res->len = res->body != NULL ? strlen(res->body) : 0;
-		} else {
-			http_problem(res, r, e.code != 0 ? e.code : ERR_GATEWAY, &e, NULL);
-		}
+		rutil_problem(res, r, problem, status, e.code != 0 ? e.code : ERR_GATEWAY, &e);
 		json_decref(problem);
 		return -1;
 	}

@@ -39,14 +39,7 @@ int rsubsets_put(struct http_req *r, struct http_res *res)
 	rc = gselect_rewrite(r->d->router, r->params[0], json_object_get(body, "steps"),
 	                     r->request_id, &rewritten, &rounds, &problem, &status, &e);
 	if (rc != 0) {
-		if (problem != NULL && status >= 400 && status < 500) {
-			res->status = status;
-			res->content_type = "application/problem+json";
-			res->body = json_dumps(problem, JSON_COMPACT);
-			res->len = res->body != NULL ? strlen(res->body) : 0;
-		} else {
-			http_problem(res, r, rc, &e, NULL);
-		}
+		rutil_problem(res, r, problem, status, rc, &e);
 		goto out;
 	}
 	json_object_update(body, rewritten);

@@ -87,6 +87,18 @@ int rutil_gateway(struct http_res *res, const struct http_req *r, const struct e
 	return http_problem(res, r, ERR_GATEWAY, e, NULL);
 }
 
+int rutil_problem(struct http_res *res, const struct http_req *r, const json_t *problem,
+                  int status, int code, const struct err *e)
+{
+	if (problem == NULL || status < 400 || status >= 500)
+		return http_problem(res, r, code, e, NULL);
+	res->status = status;
+	res->content_type = "application/problem+json";
+	res->body = json_dumps(problem, JSON_COMPACT);
+	res->len = res->body != NULL ? strlen(res->body) : 0;
+	return 0;
+}
+
 static const char *static_type(const char *t)
 {
 	static const char *const known[] = {"application/problem+json", "application/json",

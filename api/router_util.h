@@ -22,6 +22,11 @@ char *rutil_path(const struct http_req *r);
 /* 502 for e (a shard without an answer). Returns 0. */
 int rutil_gateway(struct http_res *res, const struct http_req *r, const struct err *e);
 
+/* A failed shard step into res: the shard's own 4xx problem (problem, status) as the shard
+ * wrote it, the client's to see; otherwise the router's problem for code and e. */
+int rutil_problem(struct http_res *res, const struct http_req *r, const json_t *problem,
+                  int status, int code, const struct err *e);
+
 /* res = the shard's answer as it is (status, body, content type). Returns 0. */
 int rutil_copy(struct http_res *res, struct fanout_call *c);
 
