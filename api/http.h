@@ -110,4 +110,9 @@ int http_status_for(int code);
 /* Media type of the request without parameters, lower-cased, into buf ("" if none). */
 const char *http_media_type(const struct http_req *r, char *buf, size_t size);
 
+/* The quality (0 to 1) the request's Accept header gives the media type type (lower case):
+ * that of the most specific range matching it (type itself, then its "major/x" and "x/x"
+ * wildcards when wild), 0 when none does; 1 without an Accept header when wild, else 0. */
+double http_accept_q(const struct http_req *r, const char *type, int wild);
+
 #endif

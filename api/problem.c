@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/err.h"
 #include "lib/jsonnum.h"
@@ -38,6 +39,7 @@ static const struct {
 	{ERR_NOSPACE, 507, "Insufficient storage"},
 	{ERR_GATEWAY, 502, "Bad gateway"},
 	{ERR_NOT_SUPPORTED, 501, "Not implemented"},
+	{ERR_NOT_ACCEPTABLE, 406, "Not acceptable"},
 };
 
 static size_t status_index(int code)
@@ -108,6 +110,59 @@ const char *http_media_type(const struct http_req *r, char *buf, size_t size)
 	}
 	buf[n] = '\0';
 	return buf;
+}
+
+/* The q parameter of one media range's parameters p[0..n) (1 without one). */
+static double accept_range_q(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != ';')
+			continue;
+		while (i + 1 < n && p[i + 1] == ' ')
+			i++;
+		if (i + 2 < n && tolower((unsigned char)p[i + 1]) == 'q' && p[i + 2] == '=') {
+			double q = strtod(p + i + 3, NULL);
+
+			return q > 1 ? 1 : q > 0 ? q : 0;
+		}
+	}
+	return 1;
+}
+
+double http_accept_q(const struct http_req *r, const char *type, int wild)
+{
+	const char *h = http_header(r, MHD_HTTP_HEADER_ACCEPT), *slash = strchr(type, '/');
+	size_t major = slash != NULL ? (size_t)(slash - type) : strlen(type);
+	double q = 0;
+	int best = 0; /* 3 type itself, 2 major/x, 1 x/x */
+
+	if (h == NULL)
+		return wild ? 1 : 0;
+	while (*h != '\0') {
+		size_t n = strcspn(h, ","), m;
+		int rank = 0;
+
+		while (n > 0 && *h == ' ') {
+			h++;
+			n--;
+		}
+		m = strcspn(h, ";, ");
+		if (m > n)
+			m = n;
+		if (m == strlen(type) && strncasecmp(h, type, m) == 0)
+			rank = 3;
+		else if (wild && m == major + 2 && strncasecmp(h, type, major + 1) == 0 &&
+		         h[major + 1] == '*')
+			rank = 2;
+		else if (wild && m == 3 && strncmp(h, "*/*", 3) == 0)
+			rank = 1;
+		if (rank > best) {
+			best = rank;
+			q = accept_range_q(h + m, n - m);
+		}
+		h += n + (h[n] == ',');
+	}
+	return q;
 }
 
 int http_json(struct http_res *res, int status, json_t *obj)

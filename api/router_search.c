@@ -10,11 +10,15 @@
 #include "api/http.h"
 #include "api/router_models.h"
 #include "api/router_util.h"
+#include "api/search.h"
 #include "cluster/fanout.h"
 #include "cluster/shardmap.h"
 #include "daemon/daemon.h"
 #include "lib/b64.h"
 #include "lib/err.h"
+#include "lib/hits.h"
+#include "lib/jtext.h"
+#include "search/query.h"
 
 #define TOKEN_PREFIX "r1."
 
@@ -328,6 +332,93 @@ static json_t *merge_batch(json_t **ans, size_t n, size_t limit)
 	return json_pack("{s:o}", "queries", qs);
 }
 
+/* The merged answer out (one query's, or a batch's) in the binary format of lib/hits.h, with
+ * limit slots per query: 0 and *bin new; 1 when a result carries more than id and score
+ * (the binary answer cannot hold it); -1 out of memory. The scores are the shards' exact
+ * ones (their JSON answers), where one daemon's binary answer from an exact index carries
+ * the index's (search/query.c: index_candidates). */
+static int hits_of(json_t *out, size_t limit, char **bin, size_t *len)
+{
+	json_t *qs = json_object_get(out, "queries"), *one, *x;
+	size_t nq = qs != NULL ? json_array_size(qs) : 1, j;
+	char **part = calloc(nq ? nq : 1, sizeof *part);
+	size_t *plen = calloc(nq ? nq : 1, sizeof *plen);
+	int rc = part != NULL && plen != NULL ? 0 : -1;
+
+	for (size_t i = 0; rc == 0 && i < nq; i++) {
+		struct jtext t = {0};
+
+		one = qs != NULL ? json_array_get(qs, i) : out;
+		hits_part_begin(&t, json_is_true(json_object_get(json_object_get(one, "stats"),
+		                                                 "truncated"))
+		                            ? HITS_TRUNCATED
+		                            : 0);
+		json_array_foreach(json_object_get(one, "results"), j, x) {
+			const char *id = json_string_value(json_object_get(x, "id"));
+
+			if (json_object_size(x) != 2 || id == NULL) {
+				rc = 1;
+				break;
+			}
+			hits_part_add(&t, id, json_string_length(json_object_get(x, "id")),
+			              (float)json_number_value(json_object_get(x, "score")));
+		}
+		part[i] = jtext_take(&t, &plen[i]);
+		if (rc == 0 && part[i] == NULL)
+			rc = -1;
+	}
+	if (rc == 0 && hits_join(part, plen, nq, (uint32_t)limit, bin, len) != 0)
+		rc = -1;
+	for (size_t i = 0; part != NULL && i < nq; i++)
+		free(part[i]);
+	free(part);
+	free(plen);
+	return rc;
+}
+
+/* 406 for a client that accepts the binary answer only (QUERY_ANSWER_HITS) and asked for
+ * what it cannot hold; 0 (nothing done) otherwise. */
+static int json_only(struct http_req *r, struct http_res *res, const char *what)
+{
+	struct err e = {0};
+
+	if (search_answer_format(r) != QUERY_ANSWER_HITS)
+		return 0;
+	err_set(&e, ERR_NOT_ACCEPTABLE, "not_acceptable",
+	        "%s come in JSON only: the binary answer (%s) holds ids and scores; accept "
+	        "application/json",
+	        what, HITS_MEDIA_TYPE);
+	http_problem(res, r, ERR_NOT_ACCEPTABLE, &e, NULL);
+	return 1;
+}
+
+/* Answer out (taken) in the format the client asked for (search_answer_format). */
+static void answer(struct http_req *r, struct http_res *res, json_t *out, size_t limit)
+{
+	int rc = 1;
+	char *bin = NULL;
+	size_t len = 0;
+
+	if (search_answer_format(r) == QUERY_ANSWER_JSON ||
+	    (rc = hits_of(out, limit, &bin, &len)) == 1) {
+		if (rc == 1 && json_only(r, res, "results with fields or relevance")) {
+			json_decref(out);
+			return;
+		}
+		http_json(res, 200, out);
+		return;
+	}
+	json_decref(out);
+	if (rc != 0) {
+		http_problem(res, r, ERR_NOMEM, NULL, NULL);
+		return;
+	}
+	res->status = 200;
+	res->content_type = HITS_MEDIA_TYPE;
+	res->body = bin;
+	res->len = len;
+}
+
 int rsearch_post(struct http_req *r, struct http_res *res)
 {
 	struct fanout *f = r->d->router;
@@ -361,7 +452,8 @@ int rsearch_post(struct http_req *r, struct http_res *res)
 		if (resolve_record(r, res, body) != 0)
 			goto out;
 		if (json_object_get(body, "hubness") != NULL) {
-			rmodels_hubness_search(r, res, body); /* corpus-wide statistics */
+			if (!json_only(r, res, "results with hubness"))
+				rmodels_hubness_search(r, res, body); /* corpus-wide statistics */
 			goto out;
 		}
 	}
@@ -377,7 +469,7 @@ int rsearch_post(struct http_req *r, struct http_res *res)
 	if (out == NULL)
 		out = json_pack("{s:[], s:{s:I, s:b, s:n}, s:n}", "results", "stats", "returned",
 		                (json_int_t)0, "truncated", 0, "truncation_reason", "page_token");
-	http_json(res, 200, out);
+	answer(r, res, out, limit_of(r, body));
 out:
 	for (size_t i = 0; ans != NULL && i < n; i++)
 		json_decref(ans[i]);
@@ -403,6 +495,8 @@ int rsearch_count(struct http_req *r, struct http_res *res)
 		http_problem(res, r, ERR_NOMEM, NULL, NULL);
 		goto out;
 	}
+	if (json_only(r, res, "counts (search:count)"))
+		goto out;
 	raw = strcmp(http_media_type(r, mt, sizeof mt), "application/octet-stream") == 0;
 	if (!raw) {
 		if (http_body_json(r, res, &body) != 0)

@@ -16,6 +16,7 @@
 #include "daemon/daemon.h"
 #include "lib/b64.h"
 #include "lib/err.h"
+#include "lib/hits.h"
 #include "lib/log.h"
 #include "lib/vec.h"
 #include "search/catalog.h"
@@ -409,6 +410,8 @@ static int rows_decode(struct search_wire *w, uint32_t dim, struct err *e)
 		               w->rows_len, QUERY_BATCH_MAX, (unsigned)dim, w->f16 ? "f16" : "f32",
 		               row);
 	n = w->rows_len / row;
+	if (w->req.quick_only && n > QUERY_QUICK_QUERIES)
+		return QUERY_DEFERRED; /* not quick: the pool decodes them (and finds any error) */
 	if ((w->q = malloc(n * dim * sizeof *w->q)) == NULL)
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	if ((bad = le_values(w->rows, n * dim, w->f16, w->q)) < n * dim)
@@ -578,6 +581,16 @@ static int no_query_arg(void *ctx, const char *name, const char *value)
  * or a long vector list (a 1024-d vector as numbers is about 20 KiB). */
 #define SEARCH_QUICK_JSON_MAX (64 * 1024)
 
+int search_answer_format(const struct http_req *r)
+{
+	double hq = http_accept_q(r, HITS_MEDIA_TYPE, 0), jq;
+
+	if (hq <= 0)
+		return QUERY_ANSWER_JSON;
+	jq = http_accept_q(r, "application/json", 1);
+	return jq > hq ? QUERY_ANSWER_JSON : jq > 0 ? QUERY_ANSWER_HITS_OR_JSON : QUERY_ANSWER_HITS;
+}
+
 /* The query: a JSON body, or raw rows of query vectors (application/octet-stream) with the
  * other parameters in the query string, answered as a batch. On an HTTP thread (r->quick)
  * only a quick search is run (query_run's QUERY_DEFERRED otherwise): the rest is deferred
@@ -598,6 +611,7 @@ static int run(struct http_req *r, struct http_res *res, int count)
 		return 0;
 	search_wire_init(&w, ds, count);
 	w.req.quick_only = r->quick;
+	w.req.hits = (enum query_answer)search_answer_format(r);
 	if (strcmp(http_media_type(r, mt, sizeof mt), "application/octet-stream") == 0) {
 		args.w = &w;
 		w.rows = r->body != NULL ? r->body : "";
@@ -628,7 +642,7 @@ static int run(struct http_req *r, struct http_res *res, int count)
 	if (rc != 0)
 		return http_problem(res, r, rc, &e, NULL);
 	res->status = 200;
-	res->content_type = "application/json";
+	res->content_type = hits_is(out, len) ? HITS_MEDIA_TYPE : "application/json";
 	res->body = out;
 	res->len = len;
 	return 0;

@@ -29,6 +29,7 @@ const char *err_str(int code)
 	case ERR_NOSPACE: return "insufficient_storage";
 	case ERR_GATEWAY: return "bad_gateway";
 	case ERR_NOT_SUPPORTED: return "not_supported_by_router";
+	case ERR_NOT_ACCEPTABLE: return "not_acceptable";
 	}
 	return "unknown_error";
 }

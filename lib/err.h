@@ -30,6 +30,7 @@ enum err_code {
 	ERR_NOSPACE = -17,     /* the disk holding the data is full (507) */
 	ERR_GATEWAY = -18,     /* a shard behind the router failed or is unreachable (502) */
 	ERR_NOT_SUPPORTED = -19, /* the router cannot serve this route (501) */
+	ERR_NOT_ACCEPTABLE = -20, /* no answer in a media type the client accepts (406) */
 };
 
 /* Detail for whoever asked: a stable machine code string and a human sentence. */

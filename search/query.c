@@ -23,6 +23,7 @@
 #include "filters/scan.h"
 #include "index/index.h"
 #include "lib/err.h"
+#include "lib/hits.h"
 #include "lib/jsonnum.h"
 #include "lib/jtext.h"
 #include "lib/par.h"
@@ -70,6 +71,7 @@ struct query {
 	double ef, nprobe; /* 0 = not given */
 	unsigned with;
 	const struct search_request *req; /* borrowed: with_scores, record_id, names */
+	int hits;                         /* answer in lib/hits.h's binary layout */
 	uint8_t *members;          /* NULL, or 1 per row of the subset's members (new) */
 	struct filter *rescore;    /* NULL, or the filter that rescores the results (new) */
 	size_t candidates;         /* results rescored, when rescore is set */
@@ -341,6 +343,24 @@ static int same_score(float indexed, float exact)
 	return fabsf(indexed - exact) <= 1e-4f * fmaxf(1.0f, fabsf(exact));
 }
 
+/* The first h->keep distinct candidates with the index's scores, for the binary answer from
+ * an index that ranks with the exact vectors and holds no dead one (index_candidates). */
+static int index_scores(const int64_t *ids, const float *sc, size_t k, struct hits *h,
+                        uint64_t *scanned)
+{
+	h->n = 0;
+	for (size_t i = 0; i < k && h->n < h->keep; i++) {
+		int dup = ids[i] < 0;
+
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = ids[j] == ids[i];
+		if (!dup && hits_push(h, sc[i], (uint64_t)ids[i]) != 0)
+			return ERR_NOMEM;
+	}
+	*scanned = h->n;
+	return 0;
+}
+
 /* A query's index candidates when its batch searched the index at once (search_batch). */
 struct precand {
 	const float *sc;    /* the index's scores */
@@ -355,6 +375,12 @@ struct precand {
  * h->keep live candidates are read and their exact scores checked against the index's; if
  * one disagrees (the index holds a stale vector of an upserted row) every candidate is
  * rescored, as always for an index of compressed codes.
+ * The binary answer (lib/hits.h) from such an index without dead vectors
+ * (SCORES_EXACT_LIVE) takes the index's scores as they are: the same metric on the same
+ * vectors, computed by FAISS's kernel, within float rounding (about 1e-7) of the exact ones.
+ * Reading each candidate's vector from LMDB to recompute them was a tenth of a 64-query
+ * HNSW batch (issue 20). JSON answers stay exact: their page tokens continue on exact
+ * scores.
  * When deleted and replaced rows leave fewer than h->keep candidates, the search widens
  * (4 times the candidates each round) until it has them or has seen the whole index: a
  * top-k answer is never short because of deletes. */
@@ -394,6 +420,11 @@ static int index_candidates(struct core *core, const struct query *qr,
 				goto out;
 			ids = own;
 			sc = own_sc;
+		}
+		if (check && qr->hits && exact_scores == SCORES_EXACT_LIVE) { /* see above */
+			if (index_scores(ids, sc, k, h, scanned) != 0)
+				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+			goto out;
 		}
 		for (int pass = check ? 0 : 1; pass < 2; pass++) {
 			int stale = 0;
@@ -888,6 +919,26 @@ static int plain_answer(const struct query *qr, const float *q, struct store_rea
 	return 0;
 }
 
+/* A plain answer as a part of the binary answer (lib/hits.h): ids and scores, and whether
+ * more matched than were shown. h sorted; *out new. */
+static int hits_answer(const struct query *qr, struct store_reader *r, const struct hits *h,
+                       size_t shown, char **out, size_t *len, struct err *e)
+{
+	struct jtext t = {0};
+
+	hits_part_begin(&t, h->n > qr->limit ? HITS_TRUNCATED : 0);
+	for (size_t i = 0; i < shown; i++) {
+		const char *id;
+		size_t id_len;
+
+		if (store_reader_row(r, qr->ds, h->v[i].row, NULL, &id, &id_len, NULL, NULL, NULL) == 0)
+			hits_part_add(&t, id, id_len, h->v[i].score); /* else gone: as plain_answer */
+	}
+	if ((*out = jtext_take(&t, len)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	return 0;
+}
+
 /* One query's answer as JSON text (*out new, *len bytes): hits, stats, page token (pre: its
  * index candidates when the caller searched a batch at once; NULL otherwise). One LMDB read
  * transaction serves the candidates' exact scores and the results' records. */
@@ -940,6 +991,10 @@ static int run_query(struct core *core, const struct query *qr, const float *q, 
 	if (h.n > 1) /* h.v is NULL when nothing was kept (qsort wants a pointer) */
 		qsort(h.v, h.n, sizeof *h.v, hit_cmp);
 	shown = h.n < qr->limit ? h.n : qr->limit;
+	if (qr->hits) {
+		rc = hits_answer(qr, r, &h, shown, out, len, e);
+		goto out;
+	}
 	if (plain(qr)) {
 		rc = plain_answer(qr, q, r, &h, shown, scanned, use_index, factory, out, len, e);
 		goto out;
@@ -971,7 +1026,7 @@ static int run_query(struct core *core, const struct query *qr, const float *q, 
 out:
 	store_reader_close(r);
 	free(h.v);
-	if (rc == 0 && (count || !plain(qr))) {
+	if (rc == 0 && (count || !plain(qr)) && !qr->hits) {
 		if (res == NULL || (*out = json_dumps(res, JSON_COMPACT)) == NULL)
 			rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		else
@@ -991,6 +1046,7 @@ struct batch_part {
 	size_t kc, i0, i1;
 	int count, rc;
 	char **text;
+	size_t *len;
 	struct err e;
 };
 
@@ -1000,36 +1056,70 @@ static void *batch_part_run(void *arg)
 
 	for (size_t i = p->i0; i < p->i1 && p->rc == 0; i++) {
 		struct precand pre = {.k = p->kc};
-		size_t len;
 
 		if (p->cand != NULL) {
 			pre.sc = p->csc + i * p->kc;
 			pre.ids = p->cand + i * p->kc;
 		}
 		p->rc = run_query(p->core, p->qr, p->q + i * p->qr->dim, p->count,
-		                  p->cand != NULL ? &pre : NULL, &p->text[i], &len, &p->e);
+		                  p->cand != NULL ? &pre : NULL, &p->text[i], &p->len[i], &p->e);
 	}
 	return NULL;
 }
 
-/* The per-query work of a batch (exact scores, records, JSON text) spread over the cores:
+/* The answers of nq queries (text[i]: len[i] bytes) joined into the batch's: the binary
+ * answer (qr->hits), or {"queries": [...]} as JSON text. *out new. */
+static int batch_join(const struct query *qr, char *const *text, const size_t *len, size_t nq,
+                      char **out, size_t *out_len, struct err *e)
+{
+	static const char head[] = "{\"queries\":[", tail[] = "]}";
+	size_t n = sizeof head + sizeof tail;
+	char *buf, *w;
+
+	if (qr->hits)
+		return hits_join(text, len, nq, (uint32_t)qr->limit, out, out_len) == 0
+		               ? 0
+		               : err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	for (size_t i = 0; i < nq; i++)
+		n += len[i] + 1;
+	if ((buf = malloc(n)) == NULL)
+		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	w = buf;
+	memcpy(w, head, sizeof head - 1);
+	w += sizeof head - 1;
+	for (size_t i = 0; i < nq; i++) {
+		if (i > 0)
+			*w++ = ',';
+		memcpy(w, text[i], len[i]);
+		w += len[i];
+	}
+	memcpy(w, tail, sizeof tail);
+	*out = buf;
+	*out_len = (size_t)(w - buf) + sizeof tail - 1;
+	return 0;
+}
+
+/* The per-query work of a batch (exact scores, records, answer text) spread over the cores:
  * the index search of the whole batch already ran on all of them, and running the rest on
  * one thread left the other idle for about half of a 64-query batch (bench/search.py).
- * *out new: {"queries": [...]} as JSON text, *len its length. */
+ * *out new: the batch's answer (batch_join), *len its length. */
 static int run_batch(struct core *core, const struct query *qr, const float *q, size_t nq,
                      int count, const float *csc, const int64_t *cand, size_t kc, char **out,
                      size_t *len, struct err *e)
 {
 	enum { PARTS_MAX = 8, QUERIES_PER_PART_MIN = 4 };
-	static const char head[] = "{\"queries\":[", tail[] = "]}";
-	size_t parts = par_cpus(), started = 0, n = sizeof head + sizeof tail;
+	size_t parts = par_cpus(), started = 0;
 	struct batch_part part[PARTS_MAX];
 	pthread_t th[PARTS_MAX];
-	char **text = calloc(nq, sizeof *text), *buf = NULL;
+	char **text = calloc(nq, sizeof *text);
+	size_t *lens = calloc(nq, sizeof *lens);
 	int rc = 0;
 
-	if (text == NULL)
+	if (text == NULL || lens == NULL) {
+		free(text);
+		free(lens);
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
+	}
 	if (parts > PARTS_MAX)
 		parts = PARTS_MAX;
 	if (parts > nq / QUERIES_PER_PART_MIN)
@@ -1038,7 +1128,7 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
 		part[p] = (struct batch_part){.core = core, .qr = qr, .q = q, .csc = csc, .cand = cand,
 		                              .kc = kc, .i0 = nq * p / parts,
 		                              .i1 = nq * (p + 1) / parts, .count = count,
-		                              .text = text};
+		                              .text = text, .len = lens};
 		/* part 0 runs on this thread; a part whose thread cannot start runs here too */
 		if (p > 0 && pthread_create(&th[p], NULL, batch_part_run, &part[p]) == 0)
 			started |= (size_t)1 << p;
@@ -1055,30 +1145,12 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
 			*e = part[p].e;
 			rc = part[p].rc;
 		}
-	for (size_t i = 0; rc == 0 && i < nq; i++)
-		n += strlen(text[i]) + 1;
-	if (rc == 0 && (buf = malloc(n)) == NULL)
-		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
-	if (rc == 0) {
-		char *w = buf;
-
-		memcpy(w, head, sizeof head - 1);
-		w += sizeof head - 1;
-		for (size_t i = 0; i < nq; i++) {
-			size_t m = strlen(text[i]);
-
-			if (i > 0)
-				*w++ = ',';
-			memcpy(w, text[i], m);
-			w += m;
-		}
-		memcpy(w, tail, sizeof tail);
-		*out = buf;
-		*len = (size_t)(w - buf) + sizeof tail - 1;
-	}
+	if (rc == 0)
+		rc = batch_join(qr, text, lens, nq, out, len, e);
 	for (size_t i = 0; i < nq; i++)
 		free(text[i]);
 	free(text);
+	free(lens);
 	return rc;
 }
 
@@ -1231,6 +1303,15 @@ static int query_open(struct core *core, const struct search_request *req, struc
 	if ((rc = subset_rescore_open(core, req, qr, e)) != 0 ||
 	    (rc = hubness_open(core, req, qr, e)) != 0)
 		return rc;
+	qr->hits = req->hits != QUERY_ANSWER_JSON && !req->count && plain(qr);
+	if (req->hits == QUERY_ANSWER_HITS && !qr->hits)
+		return err_set(e, ERR_NOT_ACCEPTABLE, "not_acceptable",
+		               "%s come in JSON only: the binary answer (%s) holds ids and scores; "
+		               "accept application/json",
+		               req->count ? "counts (search:count)"
+		                          : "results with fields, filter scores, relevance, hubness "
+		                            "or rescoring",
+		               HITS_MEDIA_TYPE);
 	qr->hash = token_bind(req, qr);
 	if (req->page_token != NULL && (rc = token_parse(req->page_token, qr, e)) != 0)
 		return rc;
@@ -1339,6 +1420,14 @@ static int run_single(struct core *core, const struct query *qr, char **out, siz
 		             "page_token was made for a request with other parameters");
 	if (rc == 0)
 		rc = run_query(core, qr, q, qr->req->count, NULL, out, len, e);
+	if (rc == 0 && qr->hits) { /* the binary answer of a batch of one */
+		char *part = *out;
+		size_t part_len = *len;
+
+		*out = NULL;
+		rc = batch_join(qr, &part, &part_len, 1, out, len, e);
+		free(part);
+	}
 	free(own);
 	return rc;
 }

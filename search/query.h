@@ -57,6 +57,15 @@ enum query_with {
 	QUERY_WITH_KIND = 8
 };
 
+/* The answer's format (search_request.hits). The binary one (lib/hits.h) holds ids and
+ * scores: a search whose results carry more (with, filter scores, relevance, hubness,
+ * rescoring) or search:count is answered in JSON, or refused (QUERY_ANSWER_HITS). */
+enum query_answer {
+	QUERY_ANSWER_JSON = 0,
+	QUERY_ANSWER_HITS,         /* binary, else ERR_NOT_ACCEPTABLE */
+	QUERY_ANSWER_HITS_OR_JSON  /* binary when it can hold the answer, else JSON */
+};
+
 /* Hubness normalisation of the results (search/normalizers.h): normalizer NULL for none. */
 struct query_hubness {
 	const char *normalizer;
@@ -100,6 +109,7 @@ struct search_request {
 	struct query_hubness hubness;
 	const char *page_token; /* NULL, or the opaque token of the previous page */
 	int quick_only;         /* 1: run only a quick search; else answer QUERY_DEFERRED */
+	enum query_answer hits; /* QUERY_ANSWER_JSON by default */
 };
 
 /* Fill req with the defaults: no query, limit 10, no threshold, no options. */
@@ -113,7 +123,10 @@ int query_space_dim(struct core *core, const char *dataset, const char *space, u
 
 /* Run req. *out new (free()), the answer as JSON text (*len bytes, NUL-terminated):
  * {"results": [...], "stats": {...}, "page_token": ...} or {"count": n, "stats": {...}},
- * or for a batch {"queries": [one of those per query]}.
+ * or for a batch {"queries": [one of those per query]}; with req->hits, the binary answer
+ * of lib/hits.h (a single query is a batch of one there; hits_is tells the two apart) as
+ * req->hits asks, and ERR_NOT_ACCEPTABLE for QUERY_ANSWER_HITS when it cannot hold the
+ * answer.
  * ERR_NOT_FOUND (dataset, subset, filter, adapter, normaliser, record), ERR_MALFORMED for a
  * bad or mismatched page token, ERR_INVALID for a request that does not fit the dataset or
  * combines options that do not combine (with a detail), ERR_CONFLICT (a normaliser not

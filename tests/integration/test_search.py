@@ -185,6 +185,101 @@ def binary_rows_equal_json_batches():
                               content_type="application/octet-stream"), status, code)
 
 
+HITS = "application/vnd.winnow.hits"
+
+
+def decode_hits(data):
+    """The binary answer (lib/hits.h), read here on its own: [(ids, scores, truncated)]."""
+    assert_eq(data[:4], b"WNH1")
+    nq, limit, nid = np.frombuffer(data, "<u4", 3, 4).tolist()
+    at = 16
+    assert_eq(len(data), at + 8 * nq + 8 * nq * limit + nid, "answer length")
+    counts = np.frombuffer(data, "<u4", nq, at)
+    flags = np.frombuffer(data, "<u4", nq, at + 4 * nq)
+    at += 8 * nq
+    scores = np.frombuffer(data, "<f4", nq * limit, at).reshape(nq, limit)
+    ends = np.frombuffer(data, "<u4", nq * limit, at + 4 * nq * limit).reshape(nq, limit)
+    ids = data[at + 8 * nq * limit:]
+    out, start = [], 0
+    for i in range(nq):
+        c = int(counts[i])
+        assert np.isnan(scores[i, c:]).all() and (ends[i, c:] == (ends[i, c - 1] if c else start)).all()
+        one = []
+        for e in ends[i, :c].tolist():
+            one.append(ids[start:e].decode())
+            start = e
+        out.append((one, scores[i, :c].copy(), bool(flags[i] & 1)))
+    return out
+
+
+def hits_search(d, query, body, accept=HITS, status=200, ctype="application/octet-stream"):
+    st, hdrs, data = d.request("POST", "/v1/datasets/s/search" + query, body,
+                               headers={"Accept": accept}, content_type=ctype)
+    assert_eq(st, status, "%s: %r" % (query, data[:300]))
+    return hdrs, data
+
+
+@test
+def binary_answers_equal_json():
+    """Accept: application/vnd.winnow.hits answers ids and scores in the binary layout: the
+    same results as the JSON answer, from the index (scores within float rounding: an exact
+    index's own) and from the exact scan of a threshold search (the same floats)."""
+    d, g = data()
+    q = g["q"]
+    rows_b = q.astype("<f4").tobytes()
+    want = rows(d, "?space=image&limit=7", rows_b)
+    hdrs, got = hits_search(d, "?space=image&limit=7", rows_b)
+    assert_eq(hdrs["content-type"], HITS)
+    got = decode_hits(got)
+    assert_eq(len(got), len(q))
+    xn = unit(g["x"])
+    for (ids, sc, trunc), w, v in zip(got, want["queries"], q):
+        assert_eq(sorted(ids), sorted(r["id"] for r in w["results"]), "top 7 as a set")
+        ws = np.array([r["score"] for r in w["results"]])
+        assert np.abs(np.sort(sc)[::-1] - ws).max() < 1e-6, (sc, ws)
+        exact = xn[[int(i[1:]) for i in ids]] @ unit(v[None])[0]
+        assert np.abs(sc - exact).max() < 1e-5
+        assert (np.diff(sc) <= 0).all(), sc  # best first
+        assert_eq(trunc, w["stats"]["truncated"])
+    # a threshold search is scanned exactly: the very floats of the JSON answer, truncation too
+    s = xn @ unit(q[3][None])[0]
+    thr = float(np.sort(s)[-12])
+    for lim, trunc in ((5, True), (20, False)):
+        query = "?space=image&limit=%d&score_threshold=%r" % (lim, thr)
+        w = rows(d, query, q[3:4].astype("<f4").tobytes())["queries"][0]
+        (ids, sc, tr), = decode_hits(hits_search(d, query, q[3:4].astype("<f4").tobytes())[1])
+        assert_eq(ids, [r["id"] for r in w["results"]])
+        assert_eq(sc.tolist(), [float(np.float32(r["score"])) for r in w["results"]])
+        assert_eq((tr, len(ids)), (trunc, min(lim, 12)))
+    # a JSON body too, a single vector being a batch of one; f16 rows
+    _, one = hits_search(d, "", {"vector": q[0].tolist(), "space": "image", "limit": 3},
+                         ctype="application/json")
+    assert_eq(decode_hits(one)[0][0], got[0][0][:3])
+    h = q[:2].astype("<f2")
+    w16 = rows(d, "?space=image&limit=3&dtype=f16", h.tobytes())
+    g16 = decode_hits(hits_search(d, "?space=image&limit=3&dtype=f16", h.tobytes())[1])
+    assert_eq([sorted(x[0]) for x in g16],
+              [sorted(r["id"] for r in a["results"]) for a in w16["queries"]])
+    # what the binary answer cannot hold: 406, or JSON when the client accepts it too
+    assert_problem(d.json("POST", "/v1/datasets/s/search?space=image&limit=3&with=text", rows_b,
+                          headers={"Accept": HITS},
+                          content_type="application/octet-stream"), 406, "not_acceptable")
+    cnt = "/v1/datasets/s/search:count?space=image&score_threshold=%r" % thr
+    assert_problem(d.json("POST", cnt, rows_b, headers={"Accept": HITS},
+                          content_type="application/octet-stream"), 406, "not_acceptable")
+    for accept, ctype in ((HITS + ", application/json;q=0.5", HITS),
+                          ("application/json, " + HITS + ";q=0.9", "application/json"),
+                          ("*/*", "application/json"), ("text/html", "application/json"),
+                          ("application/json;q=0.2, " + HITS + ";q=0.8", HITS)):
+        hdrs, ans = hits_search(d, "?space=image&limit=3", q[:1].astype("<f4").tobytes(),
+                                 accept=accept)
+        assert_eq(hdrs["content-type"], ctype, accept)
+    hdrs, ans = hits_search(d, "?space=image&limit=3&with=text", q[:1].astype("<f4").tobytes(),
+                             accept=HITS + ", */*;q=0.1")
+    assert_eq((hdrs["content-type"], "text" in json.loads(ans)["queries"][0]["results"][0]),
+              ("application/json", True))
+
+
 @test
 def batch_page_tokens_continue_one_query():
     """A page token binds to the parameters and its own query's vector: the token of any query
@@ -287,6 +382,11 @@ def deletes_never_shorten_top_k():
                     rows(d, "?space=image&limit=10", q.astype("<f4").tobytes())["queries"][0]):
             assert_eq(res["stats"]["index"], "Flat")
             assert_eq([r["id"] for r in res["results"]], ["r%05d" % i for i in order[60:70]])
+        # the binary answer too (a Flat index removes what is deleted: the index's scores)
+        (ids, sc, _), = decode_hits(hits_search(d, "?space=image&limit=10",
+                                                q.astype("<f4").tobytes())[1])
+        assert_eq(ids, [r["id"] for r in res["results"]])
+        assert np.abs(sc - [r["score"] for r in res["results"]]).max() < 1e-6
     finally:
         d.ingest("s", [{"id": "r%05d" % i, "text": "t%d" % i, "meta": {"i": int(i)},
                         "embeddings": {"image": curate.emb(g["x"][i]),
@@ -368,6 +468,13 @@ def hnsw_deletes_never_shorten_top_k():
             for r in res["results"]:
                 assert abs(r["score"] - s[int(r["id"][1:])]) < 1e-5, r
             assert got == sorted(got, key=lambda i: -s[i]), got
+        # the binary answer of an index with dead vectors is rescored exactly, as JSON is:
+        # the same results and the very same floats
+        rb = q.astype("<f4").tobytes()
+        want = rows(d, "?space=image&limit=10&ef_search=11", rb)["queries"][0]["results"]
+        (ids, sc, _), = decode_hits(hits_search(d, "?space=image&limit=10&ef_search=11", rb)[1])
+        assert_eq(ids, [r["id"] for r in want])
+        assert_eq(sc.tolist(), [float(np.float32(r["score"])) for r in want])
     finally:
         d.ingest("s", [{"id": "r%05d" % i, "text": "t%d" % i, "meta": {"i": i},
                         "embeddings": {"image": curate.emb(g["x"][i]),
