@@ -437,6 +437,28 @@ def search_equals_numpy_brute_force():
               [c.count("s", q[k], score_threshold=t) for k in range(3)])
     big = c.search_batch("s", np.repeat(q[:1], 1100, axis=0), limit=1)  # split in two requests
     assert_eq((len(big), big[-1]["results"][0]["id"]), (1100, ids[int(np.argmax(sims[0]))]))
+    # the binary answer: the same results, scores within float rounding (the index's own)
+    hits = c.search_hits("s", q, limit=10)
+    assert_eq((len(hits), hits.scores.shape, hits.scores.dtype), (6, (6, 10), np.float32))
+    for k in range(6):
+        assert_eq(hits.ids[k], [r["id"] for r in raw[k]["results"]], "hits query %d" % k)
+        assert np.abs(hits.scores[k] - [r["score"] for r in raw[k]["results"]]).max() < 1e-6
+    assert_eq(hits.truncated, [True] * 6)
+    thr = c.search_hits("s", q[:2], score_threshold=t, limit=200)  # exact scan: exact floats
+    assert_eq(thr.ids[0], got)
+    assert_eq((int(np.isnan(thr.scores[0]).sum()), thr.truncated[0]), (200 - 131, False))
+    assert np.array_equal(thr.scores[0, :131],
+                          np.array([r["score"] for r in allr], dtype=np.float32))
+    bigh = c.search_hits("s", np.repeat(q[:1], 1100, axis=0), limit=2)  # two requests
+    assert_eq((len(bigh), bigh.scores.shape, bigh.ids[-1][0]),
+              (1100, (1100, 2), ids[int(np.argmax(sims[0]))]))
+    assert_eq(len(c.search_hits("s", q[:0])), 0)
+    raises(lambda: c.search_hits("s", q, space="nope"), 422, "bad_query")
+    try:
+        c.search_hits("s", q, params={"rescore": 1})
+        raise AssertionError("params beyond ef_search / nprobe / exact were taken")
+    except ValueError:
+        pass
     c.delete_index("s", "v")
     assert_eq(c.list_indexes("s"), [])
     c.drop_dataset("s")

@@ -445,6 +445,40 @@ def test_search_top_k_equals_one_daemon():
 
 
 @test
+def test_binary_answers_through_the_router():
+    """Accept: application/vnd.winnow.hits through the router: its merged answer in the binary
+    layout, the same results as one daemon's (whose Flat index gives its own scores, within
+    float rounding) and the very floats of the router's JSON answer (exact scores)."""
+    ref, router, x = search_data()
+    qs = np.random.default_rng(5).standard_normal((4, D)).astype(np.float32)
+    rb = qs.astype("<f4").tobytes()
+    hdr = {"Accept": wn.HITS}
+    got = {}
+    for name, d in (("ref", ref), ("router", router)):
+        st, h, data = d.request("POST", "/v1/datasets/s/search?space=v&limit=9", rb, headers=hdr,
+                                content_type="application/octet-stream")
+        assert_eq((st, h["content-type"]), (200, wn.HITS), name)
+        got[name] = wn.decode_hits(data)
+    js = router.json("POST", "/v1/datasets/s/search?space=v&limit=9", rb,
+                     content_type="application/octet-stream")[2]["queries"]
+    for (ia, sa, ta), (ib, sb, tb), j in zip(got["ref"], got["router"], js):
+        assert_eq(set(ib), set(ia), "ids")
+        assert np.abs(np.sort(sa) - np.sort(sb)).max() < 1e-6, (sa, sb)
+        assert_eq((ib, sb.tolist(), tb), ([r["id"] for r in j["results"]],
+                                          [float(np.float32(r["score"])) for r in j["results"]],
+                                          j["stats"]["truncated"]))
+    # a single JSON query is a batch of one; what the binary answer cannot hold is a 406
+    st, h, data = router.request("POST", "/v1/datasets/s/search",
+                                 {"vector": qs[0].tolist(), "space": "v", "limit": 9}, headers=hdr)
+    assert_eq((st, wn.decode_hits(data)[0][0]), (200, got["router"][0][0]))
+    assert_problem(router.json("POST", "/v1/datasets/s/search?space=v&with=meta", rb, headers=hdr,
+                               content_type="application/octet-stream"), 406, "not_acceptable")
+    assert_problem(router.json("POST", "/v1/datasets/s/search:count?space=v&score_threshold=0.5",
+                               rb, headers=hdr, content_type="application/octet-stream"),
+                   406, "not_acceptable")
+
+
+@test
 def test_threshold_pages_walk_every_result_once():
     ref, router, x = search_data()
     q = np.random.default_rng(4).standard_normal(D).astype(np.float32)

@@ -185,31 +185,8 @@ def binary_rows_equal_json_batches():
                               content_type="application/octet-stream"), status, code)
 
 
-HITS = "application/vnd.winnow.hits"
-
-
-def decode_hits(data):
-    """The binary answer (lib/hits.h), read here on its own: [(ids, scores, truncated)]."""
-    assert_eq(data[:4], b"WNH1")
-    nq, limit, nid = np.frombuffer(data, "<u4", 3, 4).tolist()
-    at = 16
-    assert_eq(len(data), at + 8 * nq + 8 * nq * limit + nid, "answer length")
-    counts = np.frombuffer(data, "<u4", nq, at)
-    flags = np.frombuffer(data, "<u4", nq, at + 4 * nq)
-    at += 8 * nq
-    scores = np.frombuffer(data, "<f4", nq * limit, at).reshape(nq, limit)
-    ends = np.frombuffer(data, "<u4", nq * limit, at + 4 * nq * limit).reshape(nq, limit)
-    ids = data[at + 8 * nq * limit:]
-    out, start = [], 0
-    for i in range(nq):
-        c = int(counts[i])
-        assert np.isnan(scores[i, c:]).all() and (ends[i, c:] == (ends[i, c - 1] if c else start)).all()
-        one = []
-        for e in ends[i, :c].tolist():
-            one.append(ids[start:e].decode())
-            start = e
-        out.append((one, scores[i, :c].copy(), bool(flags[i] & 1)))
-    return out
+HITS = wn.HITS
+decode_hits = wn.decode_hits
 
 
 def hits_search(d, query, body, accept=HITS, status=200, ctype="application/octet-stream"):

@@ -15,7 +15,8 @@ Every error is a winnow.WinnowError carrying the problem's fields. See docs/pyth
 
 from .client import Client, Export
 from .errors import WinnowError
-from ._np import hex_to_uids, uids_to_hex
+from ._np import Hits, decode_hits, hex_to_uids, uids_to_hex
 
-__all__ = ["Client", "Export", "WinnowError", "hex_to_uids", "uids_to_hex"]
+__all__ = ["Client", "Export", "Hits", "WinnowError", "decode_hits", "hex_to_uids",
+           "uids_to_hex"]
 __version__ = "0.1.0"

@@ -90,3 +90,65 @@ def hex_to_uids(uids):
     padded = sorted(u.rjust(32, "0").lower() for u in uids)
     return n.array([(int(u[:16], 16), int(u[16:], 16)) for u in padded],
                    dtype=[("f0", "<u8"), ("f1", "<u8")])
+
+
+HITS_MEDIA_TYPE = "application/vnd.winnow.hits"
+
+
+class Hits:
+    """A binary search answer (application/vnd.winnow.hits, docs/api.md): for query i,
+    ids[i] (a list of str, best first), scores[i, :len(ids[i])] (scores is a float32 array of
+    shape (queries, limit), NaN past each query's results) and truncated[i] (more matched
+    than were shown)."""
+
+    def __init__(self, ids, scores, truncated):
+        self.ids = ids
+        self.scores = scores
+        self.truncated = truncated
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __repr__(self):
+        return "Hits(%d queries, limit %d)" % (len(self.ids), self.scores.shape[1])
+
+
+def decode_hits(data):
+    """A Hits from the bytes of a binary answer; ValueError when they are not one."""
+    n = np()
+    if len(data) < 16 or data[:4] != b"WNH1":
+        raise ValueError("winnow: not a binary search answer (application/vnd.winnow.hits)")
+    nq, limit, id_bytes = (int(v) for v in n.frombuffer(data, "<u4", 3, 4))
+    at = 16
+    need = at + 8 * nq + 8 * nq * limit + id_bytes
+    if len(data) != need:
+        raise ValueError("winnow: a binary answer of %d bytes, its header says %d"
+                         % (len(data), need))
+    counts = n.frombuffer(data, "<u4", nq, at).tolist()
+    flags = n.frombuffer(data, "<u4", nq, at + 4 * nq)
+    at += 8 * nq
+    scores = n.frombuffer(data, "<f4", nq * limit, at).reshape(nq, limit).astype(n.float32)
+    ends = n.frombuffer(data, "<u4", nq * limit, at + 4 * nq * limit).tolist()
+    blob = data[at + 8 * nq * limit:]
+    ids = []
+    for i in range(nq):
+        row = ends[i * limit:i * limit + counts[i]]
+        start = ends[i * limit - 1] if i > 0 and limit > 0 else 0
+        one = []
+        for e in row:
+            one.append(blob[start:e].decode("utf-8"))
+            start = e
+        ids.append(one)
+    return Hits(ids, scores, [bool(f & 1) for f in flags.tolist()])
+
+
+def concat_hits(parts):
+    """One Hits of several answers' (the pieces of a batch split at the daemon's bound)."""
+    if len(parts) == 1:
+        return parts[0]
+    n = np()
+    ids, truncated = [], []
+    for p in parts:
+        ids += p.ids
+        truncated += p.truncated
+    return Hits(ids, n.concatenate([p.scores for p in parts]), truncated)
