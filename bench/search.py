@@ -7,7 +7,8 @@ Parts (--parts, default http,sweep; see bench/README.md):
   requests, the project's client) against a 1-record dataset.
 - sweep: recall@10 against batch QPS and single-query p50 over a sweep of efSearch / ef, on
   fashion-mnist (cosine): hnswlib, FAISS from python3-faiss, FAISS from winnowd's own library
-  (ctypes) and winnowd over HTTP; ratios at matched recall; a PNG plot (matplotlib).
+  (ctypes) and winnowd over HTTP (raw rows answered in the binary format and in JSON); ratios
+  at matched recall; a PNG plot (matplotlib).
 - workloads: the issue-4 table, described below.
 
 The workloads part:
@@ -335,28 +336,56 @@ SWEEP_EF = (10, 16, 24, 32, 48, 64, 128, 256)
 TARGETS = (0.95, 0.99)
 
 
-def raw_search(w, c, name, rows, k, ef):
-    """One raw-rows search (application/octet-stream) on the keep-alive connection c: the ids
-    of each query's results."""
-    r = w.call("POST", "/v1/datasets/%s/search?limit=%d&ef_search=%d" % (name, k, ef),
-               np.ascontiguousarray(rows, "<f4").tobytes(), conn=c,
-               ctype="application/octet-stream")
-    return [[int(x["id"]) for x in one["results"]] for one in r["queries"]]
+HITS = "application/vnd.winnow.hits"
 
 
-def side_winnowd(w, name, k):
+def hits_ids(data):
+    """The ids of each query of a binary answer (application/vnd.winnow.hits, docs/api.md)."""
+    nq, limit = (int(v) for v in np.frombuffer(data, "<u4", 2, 4))
+    at = 16 + 8 * nq
+    counts = np.frombuffer(data, "<u4", nq, 16).tolist()
+    ends = np.frombuffer(data, "<u4", nq * limit, at + 4 * nq * limit).tolist()
+    blob = data[at + 8 * nq * limit:]
+    out, start = [], 0
+    for i in range(nq):
+        one = []
+        for e in ends[i * limit:i * limit + counts[i]]:
+            one.append(int(blob[start:e]))
+            start = e
+        out.append(one)
+    return out
+
+
+def raw_search(w, c, name, rows, k, ef, binary):
+    """One raw-rows search (application/octet-stream) on the keep-alive connection c, answered
+    in the binary format (binary) or in JSON: the ids of each query's results."""
+    path = "/v1/datasets/%s/search?limit=%d&ef_search=%d" % (name, k, ef)
+    body = np.ascontiguousarray(rows, "<f4").tobytes()
+    if not binary:
+        r = w.call("POST", path, body, conn=c, ctype="application/octet-stream")
+        return [[int(x["id"]) for x in one["results"]] for one in r["queries"]]
+    c.request("POST", path, body=body, headers={"Content-Type": "application/octet-stream",
+                                                "Accept": HITS})
+    r = c.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise SystemExit("POST %s: %d %s" % (path, r.status, data[:300]))
+    return hits_ids(data)
+
+
+def side_winnowd(w, name, k, binary):
     """The winnowd side of the sweep: (batch(q, ef) -> (ids, qps), single(q, ef) -> lats)."""
     def batch(q, ef):
         c = w.conn()
         try:
-            return batch_run(lambda r: raw_search(w, c, name, r, k, ef), q)
+            return batch_run(lambda r: raw_search(w, c, name, r, k, ef, binary), q)
         finally:
             c.close()
 
     def single(q, ef):
         c = w.conn()
         try:
-            return single_run(lambda r: raw_search(w, c, name, r, k, ef), q)
+            return single_run(lambda r: raw_search(w, c, name, r, k, ef, binary), q)
         finally:
             c.close()
     return batch, single
@@ -529,6 +558,17 @@ def http_cost(w, k=10):
         c = w.conn()
         run("http.client keep-alive: " + label, lambda: json.loads(one(c, method, path, body, ctype)))
         c.close()
+        if label.startswith("search, 1 raw"):
+            c = w.conn()
+
+            def binary():
+                c.request(method, path, body=body, headers={"Content-Type": ctype, "Accept": HITS})
+                r = c.getresponse()
+                data = r.read()
+                assert r.status == 200, (r.status, data[:200])
+                return hits_ids(data)
+            run("http.client keep-alive: %s, binary answer" % label, binary)
+            c.close()
 
         def fresh():
             cc = w.conn()
@@ -557,6 +597,8 @@ def http_cost(w, k=10):
         cl = winnow.Client("http://127.0.0.1:%d" % w.port)
         run("winnow.Client.search (1-D numpy vector)", lambda: cl.search("tiny", v, limit=k))
         run("winnow.Client.search_batch (1 row)", lambda: cl.search_batch("tiny", v[None], limit=k))
+        run("winnow.Client.search_hits (1 row, binary answer)",
+            lambda: cl.search_hits("tiny", v[None], limit=k))
     except ImportError as exc:
         print("  winnow client: %s, skipped" % exc)
     sys.stdout.flush()
@@ -569,7 +611,7 @@ def plot_sweep(curves, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    styles = (("winnowd HNSW", "tab:red", "o"), ("python3-faiss", "tab:blue", "s"),
+    styles = (("JSON answer", "tab:orange", "v"), ("winnowd HNSW", "tab:red", "o"), ("python3-faiss", "tab:blue", "s"),
               ("winnowd's", "tab:purple", "D"), ("hnswlib", "tab:green", "^"))
     for label, curve in curves.items():
         col, mk = next(((c, m) for key, c, m in styles if key in label), ("black", "x"))
@@ -605,9 +647,9 @@ def plot_sweep(curves, path, title):
 
 def sweep(w, a, base, test, k=10):
     """Recall@10 against batch QPS and single-query p50 over a sweep of efSearch / ef: winnowd
-    HNSW32 over HTTP (raw f32 rows, keep-alive), FAISS HNSW32 and hnswlib (M 16) in this
-    process on the same normalised vectors (cosine), all on a.threads threads. Prints the
-    curves, the ratios at matched recall and writes the plot."""
+    HNSW32 over HTTP (raw f32 rows, keep-alive; binary and JSON answers), FAISS HNSW32 and
+    hnswlib (M 16) in this process on the same normalised vectors (cosine), all on a.threads
+    threads. Prints the curves, the ratios at matched recall and writes the plot."""
     import hnswlib
     threads = a.threads
     faiss.omp_set_num_threads(threads)
@@ -658,7 +700,8 @@ def sweep(w, a, base, test, k=10):
     if cx is not None:
         sides["FAISS HNSW32 (winnowd's %s build, in process)" % cx.build] = side_faiss(cx, k, threads,
                                                                                     cx.set_ef)
-    sides["winnowd HNSW32 (HTTP, raw f32, keep-alive)"] = side_winnowd(w, name, k)
+    sides["winnowd HNSW32 (HTTP, raw f32, binary answer)"] = side_winnowd(w, name, k, True)
+    sides["winnowd HNSW32 (HTTP, raw f32, JSON answer)"] = side_winnowd(w, name, k, False)
     print("best of %d turns at each ef:" % a.repeat)
     curves = sweep_curves(sides, q, qsingle, gt, k, SWEEP_EF, a.repeat)
     return curves
@@ -751,7 +794,7 @@ def main():
             test = idx_images(FMNIST + "/t10k-images-idx3-ubyte.gz")
             curves = sweep(w, a, base, test)
             title = ("fashion-mnist 60,000 x 784, cosine, %d queries, %d threads; winnowd over "
-                     "HTTP (raw f32 rows, keep-alive)%s" % (min(a.sweep_queries, len(test)),
+                     "HTTP (raw f32 rows, keep-alive; binary and JSON answers)%s" % (min(a.sweep_queries, len(test)),
                                                             a.threads,
                                                             "; " + a.label if a.label else ""))
             report_sweep(curves, http, a.plot, title)
