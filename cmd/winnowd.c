@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -169,7 +170,9 @@ static int run(const struct config *cfg, const struct shardmap *map)
 		const char *library, *build = index_faiss_build(&library);
 		char q[512];
 
-		log_msg(LOG_INFO, "faiss", "build=%s library=%s", build, log_quote(library, q, sizeof q));
+		log_msg(LOG_INFO, "faiss", "build=%s library=%s omp_wait_policy=%s", build,
+		        log_quote(library, q, sizeof q),
+		        getenv("OMP_WAIT_POLICY") != NULL ? getenv("OMP_WAIT_POLICY") : "default");
 	}
 	if (map != NULL) {
 		if ((rc = fanout_open(&d.router, map, cfg->shard_timeout_s, &e)) != 0) {
@@ -233,6 +236,27 @@ out:
 	return rc == 0 ? 0 : 1;
 }
 
+/* OpenMP (FAISS's parallel regions) reads OMP_WAIT_POLICY once, as libgomp loads, before
+ * main(). By default the threads of a team spin for a while after each region, and the daemon
+ * has a team per thread that searches: a team left spinning after one search took a core from
+ * the next one and from the answer's work (issue 20: 64-query HNSW batches over HTTP 10 to 15%
+ * faster with "passive", docs/performance.md). Unless the environment chooses a policy, run
+ * again as this same program with OMP_WAIT_POLICY=passive (same pid, arguments and
+ * descriptors); if that fails, go on as we are. */
+static void openmp_passive(char **argv)
+{
+	char self[4096];
+	ssize_t n;
+
+	if (getenv("OMP_WAIT_POLICY") != NULL ||
+	    (n = readlink("/proc/self/exe", self, sizeof self - 1)) <= 0 ||
+	    (size_t)n >= sizeof self - 1 || setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+		return;
+	self[n] = '\0';
+	execv(self, argv); /* its own path, not /proc/self/exe: ps and pkill name it winnowd */
+	unsetenv("OMP_WAIT_POLICY"); /* not re-executed: this libgomp never saw it */
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -243,6 +267,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "hash-key") == 0)
 		return auth_hash_key_main(argc - 1, argv + 1);
 
+	openmp_passive(argv);
 	/* jansson seeds its hash tables on first use; do it before any thread exists. FAISS's
 	 * process-wide settings too, so that every FAISS call sees the same ones. */
 	json_object_seed(0);

@@ -6,7 +6,8 @@ from build/faiss/lib/ (the generic build) otherwise. The daemon reports which on
 (GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2) it runs the generic build; both builds answer an
 HNSW search at a high ef_search with numpy's exact neighbours. The AVX2 build carries winnow's
 HNSW prefetch patch (scripts/faiss-hnsw-prefetch.patch): searching one saved graph at a low
-ef_search, it answers as the unpatched generic build does."""
+ef_search, it answers as the unpatched generic build does. Unless its environment sets
+OMP_WAIT_POLICY, winnowd runs itself again with OMP_WAIT_POLICY=passive (cmd/winnowd.c)."""
 
 import os
 import re
@@ -161,5 +162,27 @@ def prefetch_patch_searches_as_the_generic_build():
     assert recall[0] > 0.5 and abs(recall[0] - recall[1]) < 0.02, recall
 
 
+def environ(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        return dict(kv.split("=", 1) for kv in f.read().decode().split("\0") if "=" in kv)
+
+
+@test
+def openmp_waits_passively_unless_told():
+    """Without OMP_WAIT_POLICY winnowd re-executes itself with "passive" (same pid, still
+    named winnowd, the same arguments); a policy the environment gives is kept."""
+    for given, want in ((None, "passive"), ("active", "active")):
+        with wn.Daemon(env={"OMP_WAIT_POLICY": given}) as d:
+            pid = d.proc.pid
+            assert_eq(environ(pid).get("OMP_WAIT_POLICY"), want, "the daemon's environment")
+            with open("/proc/%d/comm" % pid) as f:
+                assert_eq(f.read().strip(), "winnowd")
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                assert_eq(f.read().split(b"\0")[:-1], [a.encode() for a in d.argv()])
+            assert_eq(d.events("faiss")[0]["omp_wait_policy"], want)
+            assert_eq(d.get_json("/readyz")[0], 200)
+
+
 if __name__ == "__main__":
     wn.main()
+

@@ -61,9 +61,14 @@ def logfmt(line):
 
 
 def child_env(extra=None):
-    """The environment for a winnowd child: ours without WINNOW_* settings, plus extra."""
+    """The environment for a winnowd child: ours without WINNOW_* settings, plus extra (a
+    value of None removes that variable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WINNOW_")}
-    env.update(extra or {})
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     return env
 
 
