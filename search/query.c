@@ -10,7 +10,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1108,9 +1107,8 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
                      size_t *len, struct err *e)
 {
 	enum { PARTS_MAX = 8, QUERIES_PER_PART_MIN = 4 };
-	size_t parts = par_cpus(), started = 0;
+	size_t parts = par_cpus();
 	struct batch_part part[PARTS_MAX];
-	pthread_t th[PARTS_MAX];
 	char **text = calloc(nq, sizeof *text);
 	size_t *lens = calloc(nq, sizeof *lens);
 	int rc = 0;
@@ -1124,22 +1122,12 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
 		parts = PARTS_MAX;
 	if (parts > nq / QUERIES_PER_PART_MIN)
 		parts = nq / QUERIES_PER_PART_MIN > 0 ? nq / QUERIES_PER_PART_MIN : 1;
-	for (size_t p = 0; p < parts; p++) {
+	for (size_t p = 0; p < parts; p++)
 		part[p] = (struct batch_part){.core = core, .qr = qr, .q = q, .csc = csc, .cand = cand,
 		                              .kc = kc, .i0 = nq * p / parts,
 		                              .i1 = nq * (p + 1) / parts, .count = count,
 		                              .text = text, .len = lens};
-		/* part 0 runs on this thread; a part whose thread cannot start runs here too */
-		if (p > 0 && pthread_create(&th[p], NULL, batch_part_run, &part[p]) == 0)
-			started |= (size_t)1 << p;
-	}
-	batch_part_run(&part[0]);
-	for (size_t p = 1; p < parts; p++) {
-		if (started >> p & 1)
-			pthread_join(th[p], NULL);
-		else
-			batch_part_run(&part[p]);
-	}
+	par_run(batch_part_run, part, sizeof part[0], (unsigned)parts);
 	for (size_t p = 0; p < parts && rc == 0; p++)
 		if (part[p].rc != 0) {
 			*e = part[p].e;
