@@ -4,13 +4,17 @@
  * JSON body (search_wire_json) or a query string of name=value pairs joined by '&'
  * (search_wire_arg, with 4 f32 rows as the body), decoded against a space of dim 4, then
  * run by query_run over a small real store (a Flat-less dataset: exact scans, thresholds,
- * pages, counts). Every outcome must be an answer or a clean error. */
+ * pages, counts). Bits 2-3 of the first byte pick the answer's format (JSON, binary, either:
+ * enum query_answer). Every outcome must be an answer in a format asked for (a binary one
+ * whole) or a clean error. */
 #include <jansson.h>
 #include <stdlib.h>
 
 #include "api/search.h"
 #include "core/core.h"
 #include "lib/err.h"
+#include "lib/hits.h"
+#include "lib/vec.h"
 #include "search/catalog.h"
 #include "search/query.h"
 #include "store/store.h"
@@ -52,6 +56,35 @@ static void setup(void)
 		abort();
 }
 
+/* A binary answer (lib/hits.h) that holds together: its length from its header, counts
+ * within the limit, id ends that never go back nor past the id bytes. */
+static int hits_valid(const unsigned char *p, size_t n)
+{
+	uint32_t nq, limit, ids, end = 0;
+	const unsigned char *counts = p + 16, *ends;
+
+	if (n < 16)
+		return 0;
+	nq = vec_le32_get(p + 4);
+	limit = vec_le32_get(p + 8);
+	ids = vec_le32_get(p + 12);
+	if (n != 16 + 8 * (size_t)nq + 8 * (size_t)nq * limit + ids)
+		return 0;
+	ends = p + 16 + 8 * (size_t)nq + 4 * (size_t)nq * limit;
+	for (size_t i = 0; i < nq; i++) {
+		if (vec_le32_get(counts + 4 * i) > limit)
+			return 0;
+		for (size_t j = 0; j < limit; j++) {
+			uint32_t e = vec_le32_get(ends + 4 * (i * limit + j));
+
+			if (e < end || e > ids)
+				return 0;
+			end = e;
+		}
+	}
+	return end == ids;
+}
+
 static void run(struct search_wire *w)
 {
 	struct err e = {0};
@@ -59,11 +92,17 @@ static void run(struct search_wire *w)
 	size_t len = 0;
 
 	if (search_wire_vectors(w, 4, &e) == 0 && query_run(&core, &w->req, &out, &len, &e) == 0) {
-		json_t *ans = json_loadb(out, len, 0, NULL);
+		json_t *ans;
 
-		if (ans == NULL)
-			abort(); /* the engine's answer is always JSON */
-		json_decref(ans);
+		if (hits_is(out, len)) {
+			if (w->req.hits == QUERY_ANSWER_JSON || !hits_valid((const unsigned char *)out, len))
+				abort(); /* binary only when asked, and whole */
+		} else if (w->req.hits == QUERY_ANSWER_HITS ||
+		           (ans = json_loadb(out, len, 0, NULL)) == NULL) {
+			abort(); /* otherwise always JSON */
+		} else {
+			json_decref(ans);
+		}
 	}
 	free(out);
 }
@@ -81,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > 4096)
 		return 0;
 	search_wire_init(&w, "d", data[0] & 2);
+	w.req.hits = (enum query_answer)((data[0] >> 2) % 3); /* JSON, binary, either */
 	if (data[0] & 1) { /* raw rows with a query string */
 		static const float rows[4] = {1, 0, 0, 0};
 		char *q = fuzz_str(data + 1, size - 1), *save = NULL, *kv;
