@@ -384,10 +384,7 @@ static int json_only(struct http_req *r, struct http_res *res, const char *what)
 
 	if (search_answer_format(r) != QUERY_ANSWER_HITS)
 		return 0;
-	err_set(&e, ERR_NOT_ACCEPTABLE, "not_acceptable",
-	        "%s come in JSON only: the binary answer (%s) holds ids and scores; accept "
-	        "application/json",
-	        what, HITS_MEDIA_TYPE);
+	err_set(&e, ERR_NOT_ACCEPTABLE, "not_acceptable", HITS_JSON_ONLY, what);
 	http_problem(res, r, ERR_NOT_ACCEPTABLE, &e, NULL);
 	return 1;
 }

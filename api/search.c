@@ -581,7 +581,7 @@ static int no_query_arg(void *ctx, const char *name, const char *value)
  * or a long vector list (a 1024-d vector as numbers is about 20 KiB). */
 #define SEARCH_QUICK_JSON_MAX (64 * 1024)
 
-int search_answer_format(const struct http_req *r)
+enum query_answer search_answer_format(const struct http_req *r)
 {
 	double hq = http_accept_q(r, HITS_MEDIA_TYPE, 0), jq;
 
@@ -611,7 +611,7 @@ static int run(struct http_req *r, struct http_res *res, int count)
 		return 0;
 	search_wire_init(&w, ds, count);
 	w.req.quick_only = r->quick;
-	w.req.hits = (enum query_answer)search_answer_format(r);
+	w.req.hits = search_answer_format(r);
 	if (strcmp(http_media_type(r, mt, sizeof mt), "application/octet-stream") == 0) {
 		args.w = &w;
 		w.rows = r->body != NULL ? r->body : "";

@@ -24,12 +24,12 @@ int search_index_get(struct http_req *r, struct http_res *res);
 int search_index_put(struct http_req *r, struct http_res *res);
 int search_index_delete(struct http_req *r, struct http_res *res);
 int search_post(struct http_req *r, struct http_res *res);
-
-/* The answer's format Accept asks of a search (enum query_answer, search/query.h): the
- * binary one (lib/hits.h) when Accept names it (not through a wildcard) at least as high as
- * JSON, falling back to JSON when JSON is acceptable too; JSON otherwise. */
-int search_answer_format(const struct http_req *r);
 int search_count(struct http_req *r, struct http_res *res);
+
+/* The answer's format Accept asks of a search: the binary one (lib/hits.h) when Accept names
+ * it (not through a wildcard) at least as high as JSON, falling back to JSON when JSON is
+ * acceptable too; JSON otherwise. */
+enum query_answer search_answer_format(const struct http_req *r);
 
 /* A search request being decoded: req, and what its pointers point to that the wire
  * format's own buffers do not hold. Decoding is in two steps: the parameters

@@ -72,7 +72,8 @@ int hits_join(char *const *part, const size_t *part_len, size_t nq, uint32_t lim
 		uint32_t c;
 		uint64_t n;
 
-		if (part_scan((const unsigned char *)part[i], part_len[i], &c, &n) != 0 || c > limit)
+		if (part_scan((const unsigned char *)part[i], part_len[i], &c, &n) != 0 ||
+		    c > limit)
 			return -1;
 		ids += n;
 	}

@@ -26,6 +26,12 @@
 #define HITS_MEDIA_TYPE "application/vnd.winnow.hits"
 #define HITS_TRUNCATED  1u
 
+/* The detail of a 406 not_acceptable for what the binary answer cannot hold; its %s names
+ * what that is ("counts (search:count)", ...). */
+#define HITS_JSON_ONLY                                                                             \
+	"%s come in JSON only: the binary answer (" HITS_MEDIA_TYPE ") holds ids and "             \
+	"scores; accept application/json"
+
 /* Start a query's part (t empty) with its flags. */
 void hits_part_begin(struct jtext *t, uint32_t flags);
 

@@ -1293,13 +1293,10 @@ static int query_open(struct core *core, const struct search_request *req, struc
 		return rc;
 	qr->hits = req->hits != QUERY_ANSWER_JSON && !req->count && plain(qr);
 	if (req->hits == QUERY_ANSWER_HITS && !qr->hits)
-		return err_set(e, ERR_NOT_ACCEPTABLE, "not_acceptable",
-		               "%s come in JSON only: the binary answer (%s) holds ids and scores; "
-		               "accept application/json",
+		return err_set(e, ERR_NOT_ACCEPTABLE, "not_acceptable", HITS_JSON_ONLY,
 		               req->count ? "counts (search:count)"
 		                          : "results with fields, filter scores, relevance, hubness "
-		                            "or rescoring",
-		               HITS_MEDIA_TYPE);
+		                            "or rescoring");
 	qr->hash = token_bind(req, qr);
 	if (req->page_token != NULL && (rc = token_parse(req->page_token, qr, e)) != 0)
 		return rc;
