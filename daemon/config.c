@@ -560,6 +560,17 @@ static int load_file(struct config *c, const char *path, struct err *e)
 		}
 		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
+		/* Control characters (a tab is a blank) would not survive -n: "a\r " was read as
+		 * "a\r", printed bare, and read back as "a" (fuzz_config). */
+		for (p = line; *p != '\0' && (*p == '\t' || ((unsigned char)*p >= 0x20 && *p != 0x7f));
+		     p++)
+			;
+		if (*p != '\0') {
+			rc = err_set(e, ERR_INVALID, CONFIG_SLUG,
+			             "%s:%u: a control character (0x%02x) in the line", path, lineno,
+			             (unsigned char)*p);
+			goto out;
+		}
 		for (p = line; is_blank(*p); p++)
 			;
 		if (*p == '\0' || *p == '#')

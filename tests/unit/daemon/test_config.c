@@ -372,6 +372,10 @@ static void test_file_errors(void)
 	file_error("\n\n\n\nmap-size = 1Z\n",
 	           "5: map-size: not a size: '1Z' (bytes, or with K, M, G, T)");
 	file_error("body-limit = 0\n", "1: body-limit: out of range: '0' (1..1099511627776 bytes)");
+	/* fuzz_config: "ap\r " was read as "ap\r", printed bare by -n and read back as "ap" */
+	file_error("\n\n#80\ndata-dir  = ap\r ", "4: a control character (0x0d) in the line");
+	file_error("data-dir = a\x1b[0mb\n", "1: a control character (0x1b) in the line");
+	file_error("threads = 2\x7f\n", "1: a control character (0x7f) in the line");
 }
 
 /* A NUL byte ends a C string: what follows it on the line would be dropped without a word
