@@ -342,20 +342,27 @@ static int same_score(float indexed, float exact)
 	return fabsf(indexed - exact) <= 1e-4f * fmaxf(1.0f, fabsf(exact));
 }
 
+/* Is candidate i absent (-1) or a repeat of one before it? (An index may answer a row twice:
+ * an upserted row's old and new vectors.) */
+static int skip_candidate(const int64_t *ids, size_t i)
+{
+	if (ids[i] < 0)
+		return 1;
+	for (size_t j = 0; j < i; j++)
+		if (ids[j] == ids[i])
+			return 1;
+	return 0;
+}
+
 /* The first h->keep distinct candidates with the index's scores, for the binary answer from
  * an index that ranks with the exact vectors and holds no dead one (index_candidates). */
 static int index_scores(const int64_t *ids, const float *sc, size_t k, struct hits *h,
                         uint64_t *scanned)
 {
 	h->n = 0;
-	for (size_t i = 0; i < k && h->n < h->keep; i++) {
-		int dup = ids[i] < 0;
-
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = ids[j] == ids[i];
-		if (!dup && hits_push(h, sc[i], (uint64_t)ids[i]) != 0)
+	for (size_t i = 0; i < k && h->n < h->keep; i++)
+		if (!skip_candidate(ids, i) && hits_push(h, sc[i], (uint64_t)ids[i]) != 0)
 			return ERR_NOMEM;
-	}
 	*scanned = h->n;
 	return 0;
 }
@@ -431,15 +438,11 @@ static int index_candidates(struct core *core, const struct query *qr,
 			h->n = 0;
 			*scanned = 0;
 			for (size_t i = 0; i < k && !stale && !(pass == 0 && h->n == h->keep); i++) {
-				int dup = 0, ok;
 				const float *v;
 				float s;
+				int ok;
 
-				if (ids[i] < 0)
-					continue;
-				for (size_t j = 0; j < i && !dup; j++)
-					dup = ids[j] == ids[i];
-				if (dup || !row_vector(r, qr, (uint64_t)ids[i], x, &v))
+				if (skip_candidate(ids, i) || !row_vector(r, qr, (uint64_t)ids[i], x, &v))
 					continue;
 				(*scanned)++;
 				s = score_of(qr, q, qq, v, &ok);
