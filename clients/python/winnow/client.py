@@ -747,15 +747,8 @@ class Client:
         for a in range(0, n, _BATCH_MAX):
             chunk = vectors[a:a + _BATCH_MAX]
             if raw:
-                dt = _np.wire_dtype(chunk)
-                q = {"space": space, "limit": limit, "score_threshold": score_threshold,
-                     "metric": metric, "subset": subset,
-                     "with": ",".join(with_) if with_ else None,
-                     "dtype": "f16" if dt == "f16" else None}
-                for k, v in (params or {}).items():
-                    q[k] = ("true" if v else "false") if isinstance(v, bool) else v
-                res = self._t.request("POST", path, _np.le_rows(chunk, dt).tobytes(),
-                                      "application/octet-stream", q).json()
+                res = self._raw_rows(path, chunk, space, limit, score_threshold, metric,
+                                     subset, with_, params).json()
             else:
                 body = self._search_body(space, limit, score_threshold, metric, with_, params,
                                          subset, rescore, relevance, hubness)
@@ -783,22 +776,30 @@ class Client:
             raise ValueError("winnow: search_hits takes a 2-D array of query rows")
         if len(vectors) == 0:
             return _np.Hits([], n.zeros((0, limit or 10), n.float32), [])
+        if any(k not in _RAW_PARAMS for k in (params or {})):
+            raise ValueError("winnow: search_hits takes params %s" % ", ".join(_RAW_PARAMS))
         path = self._ds(dataset) + "/search"
         parts = []
         for a in range(0, len(vectors), _BATCH_MAX):
-            chunk = vectors[a:a + _BATCH_MAX]
-            dt = _np.wire_dtype(chunk)
-            q = {"space": space, "limit": limit, "score_threshold": score_threshold,
-                 "metric": metric, "subset": subset, "dtype": "f16" if dt == "f16" else None}
-            for k, v in (params or {}).items():
-                if k not in _RAW_PARAMS:
-                    raise ValueError("winnow: search_hits takes params %s" % ", ".join(_RAW_PARAMS))
-                q[k] = ("true" if v else "false") if isinstance(v, bool) else v
-            res = self._t.request("POST", path, _np.le_rows(chunk, dt).tobytes(),
-                                  "application/octet-stream", q,
-                                  headers={"Accept": _np.HITS_MEDIA_TYPE})
+            res = self._raw_rows(path, vectors[a:a + _BATCH_MAX], space, limit,
+                                 score_threshold, metric, subset, None, params,
+                                 accept=_np.HITS_MEDIA_TYPE)
             parts.append(_np.decode_hits(res.data))
         return _np.concat_hits(parts)
+
+    def _raw_rows(self, path, chunk, space, limit, score_threshold, metric, subset, with_,
+                  params, accept=None):
+        """POST the rows of chunk (a 2-D array: f16 as f16, else f32) as
+        application/octet-stream, the other options in the query string; the Response."""
+        dt = _np.wire_dtype(chunk)
+        q = {"space": space, "limit": limit, "score_threshold": score_threshold,
+             "metric": metric, "subset": subset, "with": ",".join(with_) if with_ else None,
+             "dtype": "f16" if dt == "f16" else None}
+        for k, v in (params or {}).items():
+            q[k] = ("true" if v else "false") if isinstance(v, bool) else v
+        return self._t.request("POST", path, _np.le_rows(chunk, dt).tobytes(),
+                               "application/octet-stream", q,
+                               headers={"Accept": accept} if accept else None)
 
     def search_all(self, dataset, vector, score_threshold, space=None, limit=1000, **opts):
         """Every record at or above score_threshold for one query (a vector or 1-D array), the
