@@ -82,7 +82,7 @@ int hits_join(char *const *part, const size_t *part_len, size_t nq, uint32_t lim
 	total = 16 + 8 * (uint64_t)nq + 8 * (uint64_t)slots + ids;
 	if ((b = malloc(total + 1)) == NULL) /* + 1: never malloc(0), and room for a NUL */
 		return -1;
-	memcpy(b, "WNH1", 4);
+	memcpy(b, HITS_MAGIC, 4);
 	vec_le32_put(b + 4, (uint32_t)nq);
 	vec_le32_put(b + 8, limit);
 	vec_le32_put(b + 12, (uint32_t)ids);
@@ -119,5 +119,5 @@ int hits_join(char *const *part, const size_t *part_len, size_t nq, uint32_t lim
 
 int hits_is(const char *p, size_t n)
 {
-	return n >= 4 && memcmp(p, "WNH1", 4) == 0;
+	return n >= 4 && memcmp(p, HITS_MAGIC, 4) == 0;
 }

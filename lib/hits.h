@@ -24,6 +24,7 @@
 #include "lib/jtext.h"
 
 #define HITS_MEDIA_TYPE "application/vnd.winnow.hits"
+#define HITS_MAGIC      "WNH1" /* the first 4 bytes */
 #define HITS_TRUNCATED  1u
 
 /* The detail of a 406 not_acceptable for what the binary answer cannot hold; its %s names
