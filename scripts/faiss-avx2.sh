@@ -8,10 +8,12 @@
 # `faiss_avx2` CMake target (-mavx2 -mfma -mf16c -mpopcnt), so glibc's loader maps it in
 # place of the generic one on a CPU with the x86-64-v3 features (docs/performance.md).
 #
-# Two files get winnow's patch (scripts/faiss-hnsw-prefetch.patch, applied to copies: the
+# Three files get winnow's patch (scripts/faiss-avx2.patch, applied to copies: the
 # generic build never compiles them): the HNSW search prefetches each neighbour's vector
-# while it scores the one before, as hnswlib does. Same results; the speed-up is measured
-# in docs/performance.md. The patch's hash is part of the build's version, so a changed
+# while it scores the one before, as hnswlib does (impl/HNSW.cpp, IndexHNSW.cpp; same
+# results), and the AVX inner product and L2 kernels keep four sums with fused
+# multiply-adds instead of one sum (utils/distances_simd.cpp; scores can differ from the
+# generic build's in their last bits). The speed-ups are measured in docs/performance.md. The patch's hash is part of the build's version, so a changed
 # patch rebuilds the library.
 #
 # It takes minutes on two cores, so scripts/deps.sh starts it detached and nice'd, logging
@@ -31,7 +33,7 @@ src=$build/apt/src/faiss
 lib=$faiss_dir/lib/glibc-hwcaps/x86-64-v3/libwinnow_faiss.so
 lock=$faiss_dir/avx2.lock
 version_file=$faiss_dir/avx2.version
-patch_file=$(cd "$(dirname "$0")" && pwd)/faiss-hnsw-prefetch.patch
+patch_file=$(cd "$(dirname "$0")" && pwd)/faiss-avx2.patch
 version=$(cat "$faiss_dir/version" 2>/dev/null || echo unknown)+$(sha256sum "$patch_file" | cut -c1-12)
 
 up_to_date() { [ -f "$lib" ] && [ "$(cat "$version_file" 2>/dev/null)" = "$version" ]; }
@@ -69,7 +71,8 @@ flags=(-std=c++17 -O2 -g0 -fPIC -fopenmp -DFINTEGER=int -mavx2 -mfma -mf16c -mpo
 patched=$faiss_dir/avx2/patched
 rm -rf "$patched"
 mkdir -p "$patched"
-(cd "$src" && cp --parents faiss/impl/HNSW.cpp faiss/IndexHNSW.cpp "$patched/")
+(cd "$src" && cp --parents faiss/impl/HNSW.cpp faiss/IndexHNSW.cpp faiss/utils/distances_simd.cpp \
+	"$patched/")
 patch -d "$patched" -p1 --quiet --forward < "$patch_file"
 export obj src patched
 compile() { # SOURCE (relative to $src; its patched copy if any): one object, renamed when whole

@@ -5,7 +5,7 @@ from build/faiss/lib/ (the generic build) otherwise. The daemon reports which on
 (the start-up log, /readyz?verbose, /metrics). With the AVX2 features masked
 (GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2) it runs the generic build; both builds answer an
 HNSW search at a high ef_search with numpy's exact neighbours. The AVX2 build carries winnow's
-HNSW prefetch patch (scripts/faiss-hnsw-prefetch.patch): searching one saved graph at a low
+HNSW prefetch patch (scripts/faiss-avx2.patch): searching one saved graph at a low
 ef_search, it answers as the unpatched generic build does. Unless its environment sets
 OMP_WAIT_POLICY, winnowd runs itself again with OMP_WAIT_POLICY=passive (cmd/winnowd.c)."""
 
