@@ -133,7 +133,9 @@ void index_free(struct index *ix)
 		ix->ops->destroy(ix);
 }
 
-/* x normalised for cosine into a new buffer (or x itself for other metrics: *tmp NULL). */
+/* x normalised for cosine into a new buffer (or x itself for other metrics: *tmp NULL).
+ * One division a vector, not one a component: a 64-query batch of 784-d rows spent 2% of
+ * the daemon's time here, before the search could start (issue 20). */
 static int prepared(const struct index *ix, size_t n, const float *x, const float **out,
                     float **tmp, struct err *e)
 {
@@ -147,7 +149,7 @@ static int prepared(const struct index *ix, size_t n, const float *x, const floa
 	for (size_t i = 0; i < n; i++) {
 		const float *v = x + i * ix->dim;
 		float *o = *tmp + i * ix->dim;
-		double ss = 0;
+		double ss = 0, inv;
 
 		for (uint32_t k = 0; k < ix->dim; k++)
 			ss += (double)v[k] * v[k];
@@ -157,8 +159,9 @@ static int prepared(const struct index *ix, size_t n, const float *x, const floa
 			return err_set(e, ERR_INVALID, "zero_vector",
 			               "vector %zu has norm 0 (or is not finite): no cosine", i);
 		}
+		inv = 1.0 / sqrt(ss);
 		for (uint32_t k = 0; k < ix->dim; k++)
-			o[k] = (float)(v[k] / sqrt(ss));
+			o[k] = (float)(v[k] * inv);
 	}
 	*out = *tmp;
 	return 0;
