@@ -401,7 +401,8 @@ static int index_candidates(struct core *core, const struct query *qr,
 	int64_t *own = NULL;
 	const int64_t *ids = pre != NULL ? pre->ids : NULL;
 	const float *sc = pre != NULL ? pre->sc : NULL;
-	double qq = 0;
+	double qq = -1; /* |q|^2, when a candidate is first scored here: the binary answer's
+	                 * index scores never need it (2% of a 784-d batch's time, issue 20) */
 	int rc = 0, check = exact_scores && qr->rescore == NULL && qr->hub == NULL &&
 	                    h->keep != 0;
 
@@ -409,8 +410,6 @@ static int index_candidates(struct core *core, const struct query *qr,
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
 	}
-	for (uint32_t i = 0; i < qr->dim; i++)
-		qq += (double)q[i] * q[i];
 	for (;;) {
 		if (ids == NULL) { /* search here, for k candidates */
 			float *ns = realloc(own_sc, k * sizeof *ns);
@@ -431,6 +430,11 @@ static int index_candidates(struct core *core, const struct query *qr,
 			if (index_scores(ids, sc, k, h, scanned) != 0)
 				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 			goto out;
+		}
+		if (qq < 0) {
+			qq = 0;
+			for (uint32_t i = 0; i < qr->dim; i++)
+				qq += (double)q[i] * q[i];
 		}
 		for (int pass = check ? 0 : 1; pass < 2; pass++) {
 			int stale = 0;
