@@ -88,6 +88,8 @@ $(FAISS_SO): | $(DEPS_STAMP)
 $(OUT)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(PROJ_CPPFLAGS) $(WARN) $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+# lib/par's par_team runs on OpenMP teams (the ones FAISS's searches use)
+$(OUT)/obj/lib/par.o: PROJ_CPPFLAGS += -fopenmp
 
 # The OpenAPI document is compiled in (served at /v1/openapi.json).
 $(OUT)/gen/openapi.c: api/openapi.json scripts/embed.sh

@@ -49,3 +49,21 @@ void par_run(void *(*fn)(void *), void *parts, size_t size, unsigned n)
 	if (up != stack_up)
 		free(up);
 }
+
+void par_team(void *(*fn)(void *), void *parts, size_t size, unsigned n, unsigned threads)
+{
+	char *p = parts;
+
+	if (threads > n)
+		threads = n;
+#ifdef _OPENMP
+	if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+		for (unsigned i = 0; i < n; i++)
+			fn(p + i * size);
+		return;
+	}
+#endif
+	for (unsigned i = 0; i < n; i++)
+		fn(p + i * size);
+}

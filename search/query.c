@@ -1107,34 +1107,36 @@ static int batch_join(const struct query *qr, char *const *text, const size_t *l
 
 /* The per-query work of a batch (exact scores, records, answer text) spread over the cores:
  * the index search of the whole batch already ran on all of them, and running the rest on
- * one thread left the other idle for about half of a 64-query batch (bench/search.py).
- * *out new: the batch's answer (batch_join), *len its length. */
+ * one thread left the other idle for about half of a 64-query batch (bench/search.py). In
+ * parts of a few queries on the search's own OpenMP team (par_team), each member taking the
+ * next part: a thread started per batch cost a clone and a wake-up, and two fixed halves
+ * waited for the slower one. *out new: the batch's answer (batch_join), *len its length. */
 static int run_batch(struct core *core, const struct query *qr, const float *q, size_t nq,
                      int count, const float *csc, const int64_t *cand, size_t kc, char **out,
                      size_t *len, struct err *e)
 {
-	enum { PARTS_MAX = 8, QUERIES_PER_PART_MIN = 4 };
-	size_t parts = par_cpus();
-	struct batch_part part[PARTS_MAX];
-	char **text = calloc(nq, sizeof *text);
-	size_t *lens = calloc(nq, sizeof *lens);
+	enum { QUERIES_PER_PART = 4 };
+	size_t parts = (nq + QUERIES_PER_PART - 1) / QUERIES_PER_PART;
+	struct batch_part *part = calloc(parts > 0 ? parts : 1, sizeof *part);
+	char **text = calloc(nq > 0 ? nq : 1, sizeof *text);
+	size_t *lens = calloc(nq > 0 ? nq : 1, sizeof *lens);
 	int rc = 0;
 
-	if (text == NULL || lens == NULL) {
+	if (part == NULL || text == NULL || lens == NULL) {
+		free(part);
 		free(text);
 		free(lens);
 		return err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 	}
-	if (parts > PARTS_MAX)
-		parts = PARTS_MAX;
-	if (parts > nq / QUERIES_PER_PART_MIN)
-		parts = nq / QUERIES_PER_PART_MIN > 0 ? nq / QUERIES_PER_PART_MIN : 1;
-	for (size_t p = 0; p < parts; p++)
+	for (size_t p = 0; p < parts; p++) {
+		size_t i1 = (p + 1) * QUERIES_PER_PART;
+
 		part[p] = (struct batch_part){.core = core, .qr = qr, .q = q, .csc = csc, .cand = cand,
-		                              .kc = kc, .i0 = nq * p / parts,
-		                              .i1 = nq * (p + 1) / parts, .count = count,
+		                              .kc = kc, .i0 = p * QUERIES_PER_PART,
+		                              .i1 = i1 < nq ? i1 : nq, .count = count,
 		                              .text = text, .len = lens};
-	par_run(batch_part_run, part, sizeof part[0], (unsigned)parts);
+	}
+	par_team(batch_part_run, part, sizeof part[0], (unsigned)parts, par_cpus());
 	for (size_t p = 0; p < parts && rc == 0; p++)
 		if (part[p].rc != 0) {
 			*e = part[p].e;
@@ -1144,6 +1146,7 @@ static int run_batch(struct core *core, const struct query *qr, const float *q, 
 		rc = batch_join(qr, text, lens, nq, out, len, e);
 	for (size_t i = 0; i < nq; i++)
 		free(text[i]);
+	free(part);
 	free(text);
 	free(lens);
 	return rc;
