@@ -777,7 +777,7 @@ def main():
                     "winnowd's and FAISS's 40; hnswlib keeps its own 200)")
     ap.add_argument("--sweep-queries", type=int, default=2000)
     ap.add_argument("--single-queries", type=int, default=300)
-    ap.add_argument("--repeat", type=int, default=2,
+    ap.add_argument("--repeat", type=int, default=5,
                     help="turns of every side at each ef in the sweep (the best counts)")
     ap.add_argument("--plot", default="docs/perf/search_recall_qps.png",
                     help="where the sweep writes its PNG ('' for none)")
