@@ -13,8 +13,8 @@
 # while it scores the one before, as hnswlib does (impl/HNSW.cpp, IndexHNSW.cpp; same
 # results), and the AVX inner product and L2 kernels keep four sums with fused
 # multiply-adds instead of one sum (utils/distances_simd.cpp; scores can differ from the
-# generic build's in their last bits). The speed-ups are measured in docs/performance.md. The patch's hash is part of the build's version, so a changed
-# patch rebuilds the library.
+# generic build's in their last bits). The speed-ups are measured in docs/performance.md.
+# The patch's hash is part of the build's version, so a changed patch rebuilds the library.
 #
 # It takes minutes on two cores, so scripts/deps.sh starts it detached and nice'd, logging
 # to BUILD_DIR/faiss/avx2.log. A lock (BUILD_DIR/faiss/avx2.lock) keeps two builds from
