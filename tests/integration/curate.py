@@ -152,7 +152,7 @@ def wait_job(d, jid, states=("succeeded",), timeout=60):
             assert j["state"] in states, j
             return j
         time.sleep(0.02)
-    raise AssertionError("job %s still %s after %ss" % (jid, j["state"], timeout))
+    raise AssertionError("job %s still %s after %ss" % (jid, j["state"], timeout * wn.SLOW))
 
 
 def put_filter(d, ds, name, definition):

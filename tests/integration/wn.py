@@ -6,8 +6,9 @@ directory, its stderr collected by a reader thread), small HTTP/JSON helpers, a 
 registry (@test, main()) that prints "ok   name" / "FAIL name" and ends with the exact
 line "N passed, N failed".
 
-Caveats: every wait is bounded; timeouts are multiplied by SLOW when the suite runs under
-the sanitizers (env WINNOW_TEST_SANITIZE non-empty). A Daemon used as a context manager
+Caveats: every wait is bounded; timeouts are multiplied by SLOW: 3 when the suite runs under
+the sanitizers (env WINNOW_TEST_SANITIZE non-empty), WINNOW_TEST_SLOW when set (valgrind,
+whose FAISS builds run 20 to 50 times slower). A Daemon used as a context manager
 is stopped with SIGTERM (exit 0 and a clean stderr are asserted) when its block ends
 normally, and killed when the block raises.
 """
@@ -31,7 +32,7 @@ import openapi_check
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WINNOWD = os.environ.get("WINNOWD") or os.path.join(REPO, "build", "winnowd")
-SLOW = 3 if os.environ.get("WINNOW_TEST_SANITIZE") else 1
+SLOW = int(os.environ.get("WINNOW_TEST_SLOW") or (3 if os.environ.get("WINNOW_TEST_SANITIZE") else 1))
 START_TIMEOUT = 30 * SLOW
 HTTP_TIMEOUT = 30 * SLOW
 
