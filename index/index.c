@@ -13,6 +13,7 @@
 
 #include "lib/err.h"
 #include "lib/par.h"
+#include "lib/vec.h"
 
 /* Sorted by name. */
 static const struct index_ops *const impls[] = {&index_faiss_ops, &index_flat_ops};
@@ -149,10 +150,8 @@ static int prepared(const struct index *ix, size_t n, const float *x, const floa
 	for (size_t i = 0; i < n; i++) {
 		const float *v = x + i * ix->dim;
 		float *o = *tmp + i * ix->dim;
-		double ss = 0, inv;
+		double ss = vec_f32_sq_norm(v, ix->dim), inv;
 
-		for (uint32_t k = 0; k < ix->dim; k++)
-			ss += (double)v[k] * v[k];
 		if (!(ss > 0) || !isfinite(ss)) {
 			free(*tmp);
 			*tmp = NULL;

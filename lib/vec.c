@@ -210,13 +210,18 @@ int vec_f16_finite(const uint16_t *v, size_t n, size_t *bad)
 	return 0;
 }
 
-double vec_f32_norm(const float *v, size_t n)
+double vec_f32_sq_norm(const float *v, size_t n)
 {
 	double sum = 0.0;
 
 	for (size_t i = 0; i < n; i++)
 		sum += (double)v[i] * (double)v[i];
-	return sqrt(sum);
+	return sum;
+}
+
+double vec_f32_norm(const float *v, size_t n)
+{
+	return sqrt(vec_f32_sq_norm(v, n));
 }
 
 /* ---- dot products ---- */

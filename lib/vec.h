@@ -29,8 +29,10 @@ void vec_le64_put(unsigned char *p, uint64_t v);
 uint32_t vec_le32_get(const unsigned char *p);
 uint64_t vec_le64_get(const unsigned char *p);
 
-/* Euclidean norm, accumulated in double. */
+/* Euclidean norm, accumulated in double, and its square (the sum itself, in index order:
+ * the exact scores of search use it as |q|^2). */
 double vec_f32_norm(const float *v, size_t n);
+double vec_f32_sq_norm(const float *v, size_t n);
 
 /* a.b over n floats: partial sums in 32 float lanes (AVX2+FMA when the CPU has them, chosen
  * at run time, else 16 portable lanes) added in double at the end, so the result may differ

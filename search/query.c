@@ -173,11 +173,9 @@ static int exact_range(struct core *core, const struct query *qr, const float *q
 	struct scan *sc = NULL;
 	struct filter f;
 	const struct filter_batch *b;
-	double qq = 0;
+	double qq = vec_f32_sq_norm(q, qr->dim);
 	int rc;
 
-	for (uint32_t k = 0; k < qr->dim; k++)
-		qq += (double)q[k] * q[k];
 	space_reader(&f, qr->space);
 	if ((rc = store_reader_open(core->store, &r, e)) != 0 ||
 	    (rc = scan_open(&sc, r, qr->ds, &qr->info.schema, &f, lo, hi, NULL, NULL, e)) != 0)
@@ -431,11 +429,8 @@ static int index_candidates(struct core *core, const struct query *qr,
 				rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 			goto out;
 		}
-		if (qq < 0) {
-			qq = 0;
-			for (uint32_t i = 0; i < qr->dim; i++)
-				qq += (double)q[i] * q[i];
-		}
+		if (qq < 0)
+			qq = vec_f32_sq_norm(q, qr->dim);
 		for (int pass = check ? 0 : 1; pass < 2; pass++) {
 			int stale = 0;
 
@@ -819,11 +814,9 @@ static int rescore_apply(const struct query *qr, const float *q, struct hits *h,
 	float *raw = malloc(h->n * sizeof *raw), *nq = malloc(qr->dim * sizeof *nq);
 	float *outs = malloc(h->n * sizeof *outs);
 	uint64_t *rows = malloc(h->n * sizeof *rows);
-	double qq = 0;
+	double qq = vec_f32_sq_norm(q, qr->dim);
 	int rc;
 
-	for (uint32_t k = 0; k < qr->dim; k++)
-		qq += (double)q[k] * q[k];
 	if (raw == NULL || nq == NULL || outs == NULL || rows == NULL) {
 		rc = err_set(e, ERR_NOMEM, "out_of_memory", "out of memory");
 		goto out;
@@ -1378,10 +1371,8 @@ static int check_norms(const struct query *qr, const float *q, size_t nq, struct
 	if (qr->metric != INDEX_COSINE)
 		return 0;
 	for (size_t i = 0; i < nq; i++) {
-		double qq = 0;
+		double qq = vec_f32_sq_norm(q + i * qr->dim, qr->dim);
 
-		for (uint32_t k = 0; k < qr->dim; k++)
-			qq += (double)q[i * qr->dim + k] * q[i * qr->dim + k];
 		if (!(qq > 0))
 			return nq > 1 ? err_set(e, ERR_INVALID, "zero_vector",
 			                        "query vector %zu is all zeros: a cosine search needs a "

@@ -198,6 +198,9 @@ static void test_norm(void)
 	CHECK(vec_f32_norm(a, 2) == 5.0);
 	CHECK(vec_f32_norm(b, 768) == sqrt(192.0));
 	CHECK(vec_f32_norm(b, 0) == 0.0);
+	CHECK(vec_f32_sq_norm(a, 2) == 25.0);
+	CHECK(vec_f32_sq_norm(b, 768) == 192.0);
+	CHECK(vec_f32_sq_norm(b, 0) == 0.0);
 }
 
 /* The array conversion (F16C when the CPU has it) is bit-identical to the scalar one for
